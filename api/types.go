@@ -1,0 +1,162 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by API methods. Callers branch with errors.Is.
+var (
+	// ErrInvalidClient: the string is not a well-formed client id.
+	ErrInvalidClient = errors.New("api: invalid client id")
+	// ErrNotFound: the client is not connected (closed, or never existed).
+	ErrNotFound = errors.New("api: client not found")
+	// ErrInvalidArgument: an argument is missing or out of range.
+	ErrInvalidArgument = errors.New("api: invalid argument")
+	// ErrTimeout: the gateway that owns the client did not answer in time.
+	ErrTimeout = errors.New("api: gateway did not answer in time")
+	// ErrClosed: the Client was closed.
+	ErrClosed = errors.New("api: client closed")
+)
+
+// Session is a connection's key-value session. Values are anything that
+// encodes to JSON; on the bus a session travels as a JSON object.
+type Session map[string]any
+
+// Coverage says whether a cluster-wide answer heard from every live gateway.
+// A gateway that did not answer within the query timeout is named in
+// Missing and makes Partial true; the answer is then built from the others.
+type Coverage struct {
+	Partial bool
+	Missing []string // gateway ids, sorted
+}
+
+// Count is the answer of a counting query.
+type Count struct {
+	Value int
+	Coverage
+}
+
+// Bool is the answer of a cluster-wide yes/no query.
+type Bool struct {
+	Value bool
+	Coverage
+}
+
+// PageRequest selects one page of a list: the items after Cursor (empty for
+// the first page), at most Limit of them (0 means DefaultLimit; more than
+// MaxLimit is cut to MaxLimit).
+type PageRequest struct {
+	Cursor string
+	Limit  int
+}
+
+// Page limits.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 10000
+)
+
+// Page is one page of a list. Items are in ascending byte order; NextCursor
+// is empty on the last page. Walking pages while clients come and go never
+// repeats an item and never skips one that stayed present the whole time.
+type Page struct {
+	Items      []string
+	NextCursor string
+	Coverage
+}
+
+// Fields selects what GetClientInfo returns (SPEC §4): OR the bits.
+type Fields uint32
+
+// The GetClientInfo field bits.
+const (
+	FieldRemoteIP   Fields = 1
+	FieldRemotePort Fields = 2
+	FieldUID        Fields = 4
+	FieldSession    Fields = 8
+	FieldGroups     Fields = 16
+	FieldSystem     Fields = 32
+	FieldAll        Fields = 255
+)
+
+// ClientInfo describes one connection. Only the fields asked for are set.
+type ClientInfo struct {
+	RemoteIP   string      `json:"remote_ip,omitempty"`
+	RemotePort int         `json:"remote_port,omitempty"`
+	UID        *string     `json:"uid,omitempty"`     // set (maybe to "") when asked for
+	Session    Session     `json:"session,omitempty"` // asked for: non-nil, maybe empty
+	Groups     []string    `json:"groups,omitempty"`  // asked for: non-nil, maybe empty
+	System     *SystemInfo `json:"system,omitempty"`
+}
+
+// SystemInfo is the "system" part of ClientInfo.
+type SystemInfo struct {
+	Listener    string    `json:"listener"`
+	Protocol    string    `json:"protocol"`
+	Gateway     string    `json:"gateway"`
+	ConnectedAt time.Time `json:"connected_at"`
+	LastActive  time.Time `json:"last_active"`
+	BytesIn     uint64    `json:"bytes_in"`
+	BytesOut    uint64    `json:"bytes_out"`
+	MessagesIn  uint64    `json:"messages_in"`
+	MessagesOut uint64    `json:"messages_out"`
+}
+
+// ClientSessions maps client ids to their sessions.
+type ClientSessions struct {
+	Sessions map[string]Session
+	Coverage
+}
+
+// API is every method of SPEC §4. Client implements it over the bus; a
+// worker handler's Context hands out the same interface.
+//
+// Sends return once the bus has taken the message: they do not report
+// whether anyone received it (use IsOnline / IsUIDOnline). Messages from one
+// caller to one client arrive in the order they were sent. A message is
+// bytes and arrives untouched; the caller may reuse msg after the call.
+//
+// Mutations (bind, join, session, close) return once the owning gateway has
+// applied them, so the client's next event sees them. A client id that is
+// malformed gives ErrInvalidClient; one of a closed connection gives
+// ErrNotFound from mutations and reads, and is silently skipped by sends.
+//
+// Cluster-wide queries ask every live gateway and never fail because one is
+// slow or dead: that gateway is reported in Coverage instead.
+type API interface {
+	SendToClient(ctx context.Context, client string, msg []byte) error
+	SendToUID(ctx context.Context, uids []string, msg []byte, without ...string) error
+	SendToGroup(ctx context.Context, groups []string, msg []byte, without ...string) error
+	SendToAll(ctx context.Context, msg []byte, without ...string) error
+
+	IsOnline(ctx context.Context, client string) (bool, error)
+	IsUIDOnline(ctx context.Context, uid string) (Bool, error)
+	GetClientCount(ctx context.Context) (Count, error)
+	GetClientCountByGroup(ctx context.Context, group string) (Count, error)
+	GetClientList(ctx context.Context, page PageRequest) (Page, error)
+	GetClientListByGroup(ctx context.Context, group string, page PageRequest) (Page, error)
+	GetClientListByUID(ctx context.Context, uid string, page PageRequest) (Page, error)
+	GetClientInfo(ctx context.Context, client string, fields Fields) (ClientInfo, error)
+	GetUIDList(ctx context.Context, unique bool, page PageRequest) (Page, error)
+	GetUIDListByGroup(ctx context.Context, group string, unique bool, page PageRequest) (Page, error)
+	// GetUIDCount counts distinct bound uids exactly when uniquePercent is 0;
+	// otherwise it returns the originals' cheap estimate: the sum of each
+	// gateway's distinct uids times uniquePercent (0 < uniquePercent ≤ 1).
+	GetUIDCount(ctx context.Context, uniquePercent float64) (Count, error)
+	GetUIDCountByGroup(ctx context.Context, group string) (Count, error)
+	GetGroupList(ctx context.Context, unique bool, page PageRequest) (Page, error)
+	GetClientSessionsByGroup(ctx context.Context, group string) (ClientSessions, error)
+
+	CloseClient(ctx context.Context, client string, force bool) error
+	BindUID(ctx context.Context, client, uid string) error
+	UnbindUID(ctx context.Context, client string) error
+	JoinGroup(ctx context.Context, client, group string) error
+	LeaveGroup(ctx context.Context, client, group string) error
+	UnGroup(ctx context.Context, group string) error
+	SetSession(ctx context.Context, client string, s Session) error
+	UpdateSession(ctx context.Context, client string, s Session) error
+	DeleteSession(ctx context.Context, client string) error
+	GetSession(ctx context.Context, client string) (Session, error)
+}

@@ -1,0 +1,190 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ErrMalformed is wrapped by every decoding error.
+var ErrMalformed = errors.New("bus: malformed message")
+
+// Limits on decoded messages, so that a hostile or broken peer cannot make a
+// decoder allocate without bound.
+const (
+	MaxListItems = 1 << 20 // repeated fields
+)
+
+// appendString appends field num as a length-delimited string, skipping empty values.
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendBytes(b []byte, num protowire.Number, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendBool(b []byte, num protowire.Number, v bool) []byte {
+	if !v {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, 1)
+}
+
+func appendStrings(b []byte, num protowire.Number, ss []string) []byte {
+	for _, s := range ss {
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		b = protowire.AppendString(b, s)
+	}
+	return b
+}
+
+// appendMessage appends a nested message produced by enc.
+func appendMessage(b []byte, num protowire.Number, enc func([]byte) []byte) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	// Reserve one length byte, then move the body if the length needs more.
+	start := len(b)
+	b = append(b, 0)
+	b = enc(b)
+	n := len(b) - start - 1
+	size := protowire.SizeVarint(uint64(n))
+	if size == 1 {
+		b[start] = byte(n)
+		return b
+	}
+	b = append(b, make([]byte, size-1)...)
+	copy(b[start+size:], b[start+1:start+1+n])
+	protowire.AppendVarint(b[start:start], uint64(n))
+	return b
+}
+
+// field is one decoded field: its number and type, and its value as a
+// varint or as bytes.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	v   uint64
+	b   []byte
+}
+
+// walk calls fn for every field of msg. Unknown fields are passed too; fn
+// ignores what it does not know, which keeps the protocol extensible.
+func walk(msg []byte, fn func(f field) error) error {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return fmt.Errorf("%w: tag: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		msg = msg[n:]
+		f := field{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
+			f.v, n = protowire.ConsumeVarint(msg)
+		case protowire.BytesType:
+			f.b, n = protowire.ConsumeBytes(msg)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, msg)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+		}
+		msg = msg[n:]
+		if err := fn(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// typed checks that a known field has the wire type its schema says.
+func (f field) want(t protowire.Type) error {
+	if f.typ != t {
+		return fmt.Errorf("%w: field %d has wire type %d, want %d", ErrMalformed, f.num, f.typ, t)
+	}
+	return nil
+}
+
+func (f field) str(dst *string) error {
+	if err := f.want(protowire.BytesType); err != nil {
+		return err
+	}
+	*dst = string(f.b)
+	return nil
+}
+
+func (f field) bytes(dst *[]byte) error {
+	if err := f.want(protowire.BytesType); err != nil {
+		return err
+	}
+	*dst = f.b
+	return nil
+}
+
+func (f field) appendStr(dst *[]string) error {
+	if err := f.want(protowire.BytesType); err != nil {
+		return err
+	}
+	if len(*dst) >= MaxListItems {
+		return fmt.Errorf("%w: field %d has more than %d items", ErrMalformed, f.num, MaxListItems)
+	}
+	*dst = append(*dst, string(f.b))
+	return nil
+}
+
+func (f field) u64(dst *uint64) error {
+	if err := f.want(protowire.VarintType); err != nil {
+		return err
+	}
+	*dst = f.v
+	return nil
+}
+
+func (f field) u32(dst *uint32) error {
+	if err := f.want(protowire.VarintType); err != nil {
+		return err
+	}
+	*dst = uint32(f.v)
+	return nil
+}
+
+func (f field) i64(dst *int64) error {
+	if err := f.want(protowire.VarintType); err != nil {
+		return err
+	}
+	*dst = int64(f.v)
+	return nil
+}
+
+func (f field) i32(dst *int32) error {
+	if err := f.want(protowire.VarintType); err != nil {
+		return err
+	}
+	*dst = int32(f.v)
+	return nil
+}
+
+func (f field) boolean(dst *bool) error {
+	if err := f.want(protowire.VarintType); err != nil {
+		return err
+	}
+	*dst = f.v != 0
+	return nil
+}

@@ -1,0 +1,239 @@
+package bus
+
+// Version is the bus protocol version carried in EventBatch and Command.
+const Version = 1
+
+// EventType says what happened to a client.
+type EventType int32
+
+// The event types.
+const (
+	EventUnknown          EventType = 0
+	EventConnect          EventType = 1
+	EventWebSocketConnect EventType = 2
+	EventMessage          EventType = 3
+	EventClose            EventType = 4
+)
+
+var eventTypeNames = [...]string{"unknown", "connect", "websocket_connect", "message", "close"}
+
+// String returns the lower-case name of the event type.
+func (t EventType) String() string {
+	if t < 0 || int(t) >= len(eventTypeNames) {
+		return "unknown"
+	}
+	return eventTypeNames[t]
+}
+
+// ActionType is what a worker asks the gateway to do to the batch's client.
+type ActionType int32
+
+// The action types.
+const (
+	ActionUnknown       ActionType = 0
+	ActionSend          ActionType = 1
+	ActionClose         ActionType = 2
+	ActionBindUID       ActionType = 3
+	ActionUnbindUID     ActionType = 4
+	ActionJoinGroup     ActionType = 5
+	ActionLeaveGroup    ActionType = 6
+	ActionSetSession    ActionType = 7
+	ActionUpdateSession ActionType = 8
+	ActionDeleteSession ActionType = 9
+	ActionReject        ActionType = 10
+)
+
+// Op is the operation of a Command.
+type Op int32
+
+// The operations; their meaning is the API method of the same name (SPEC §4).
+const (
+	OpUnknown            Op = 0
+	OpSendToClient       Op = 1
+	OpSendToUID          Op = 2
+	OpSendToGroup        Op = 3
+	OpSendToAll          Op = 4
+	OpIsOnline           Op = 5
+	OpIsUIDOnline        Op = 6
+	OpClientCount        Op = 7
+	OpClientCountByGroup Op = 8
+	OpClientList         Op = 9
+	OpClientListByGroup  Op = 10
+	OpClientListByUID    Op = 11
+	OpClientInfo         Op = 12
+	OpUIDList            Op = 13
+	OpUIDListByGroup     Op = 14
+	OpUIDCount           Op = 15
+	OpUIDCountByGroup    Op = 16
+	OpGroupList          Op = 17
+	OpCloseClient        Op = 18
+	OpBindUID            Op = 19
+	OpUnbindUID          Op = 20
+	OpJoinGroup          Op = 21
+	OpLeaveGroup         Op = 22
+	OpUngroup            Op = 23
+	OpSetSession         Op = 24
+	OpUpdateSession      Op = 25
+	OpDeleteSession      Op = 26
+	OpGetSession         Op = 27
+	OpGroupSessions      Op = 28
+	opMax                Op = 29
+)
+
+var opNames = [...]string{
+	"unknown", "sendToClient", "sendToUid", "sendToGroup", "sendToAll", "isOnline",
+	"isUidOnline", "getClientCount", "getClientCountByGroup", "getClientList",
+	"getClientListByGroup", "getClientListByUid", "getClientInfo", "getUidList",
+	"getUidListByGroup", "getUidCount", "getUidCountByGroup", "getGroupList",
+	"closeClient", "bindUid", "unbindUid", "joinGroup", "leaveGroup", "unGroup",
+	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
+}
+
+// String returns the lowerCamel API method name of the op.
+func (o Op) String() string {
+	if o < 0 || o >= opMax {
+		return "unknown"
+	}
+	return opNames[o]
+}
+
+// Valid reports whether o is a known operation.
+func (o Op) Valid() bool { return o > OpUnknown && o < opMax }
+
+// Field bits of OpClientInfo (SPEC §4, GetClientInfo).
+const (
+	FieldRemoteIP   uint32 = 1
+	FieldRemotePort uint32 = 2
+	FieldUID        uint32 = 4
+	FieldSession    uint32 = 8
+	FieldGroups     uint32 = 16
+	FieldSystem     uint32 = 32
+	FieldAll        uint32 = 255
+)
+
+// Error codes carried in Reply.ErrorCode; the same codes appear in HTTP API
+// error bodies.
+const (
+	ErrCodeInvalidClient  = "invalid_client"
+	ErrCodeInvalidRequest = "invalid_request"
+	ErrCodeNotFound       = "not_found"
+	ErrCodeUnknownOp      = "unknown_method"
+	ErrCodeInternal       = "internal"
+)
+
+// EventBatch carries events of one client from a gateway to a worker.
+// Fields of type []byte and string decoded from a buffer may alias it.
+type EventBatch struct {
+	Version  uint32
+	Gateway  string
+	Delivery uint64
+	Client   string
+	State    ClientState
+	Events   []Event
+	Attempt  uint32
+}
+
+// ClientState is what a gateway knows of a client.
+type ClientState struct {
+	RemoteIP         string
+	RemotePort       uint32
+	UID              string
+	Groups           []string
+	Session          []byte // JSON object; nil when there is no session
+	Listener         string
+	Protocol         string
+	ConnectedUnixMs  int64
+	LastActiveUnixMs int64
+	BytesIn          uint64
+	BytesOut         uint64
+	MessagesIn       uint64
+	MessagesOut      uint64
+	Gateway          string
+}
+
+// Event is one thing that happened to a client.
+type Event struct {
+	Type        EventType
+	Data        []byte
+	Binary      bool
+	Request     *HTTPRequest
+	CloseReason string
+	TimeUnixMs  int64
+}
+
+// HTTPRequest is a WebSocket upgrade request as seen by the gateway.
+type HTTPRequest struct {
+	Method  string
+	Path    string
+	Query   string
+	Headers []Header
+	Host    string
+}
+
+// Header is one HTTP header line.
+type Header struct {
+	Name  string
+	Value string
+}
+
+// Ack is a worker's answer to an EventBatch.
+type Ack struct {
+	Delivery uint64
+	Progress bool
+	Actions  []Action
+	Worker   string
+}
+
+// Action is a change a worker asks for on the batch's own client.
+type Action struct {
+	Type ActionType
+	Data []byte
+	Arg  string
+	Flag bool
+	Code uint32
+}
+
+// Command asks one gateway (or all) to do or answer something.
+type Command struct {
+	Version uint32
+	Op      Op
+	Clients []string
+	UIDs    []string
+	Groups  []string
+	Data    []byte
+	Without []string
+	Cursor  string
+	Limit   uint32
+	Fields  uint32
+	Flag    bool
+	Arg     string
+}
+
+// Reply is a gateway's answer to a Command.
+type Reply struct {
+	Gateway   string
+	ErrorCode string
+	Error     string
+	Found     bool
+	Count     uint64
+	Items     []string
+	State     *ClientState
+	Session   []byte
+	More      bool
+	Sessions  []ClientSession
+}
+
+// ClientSession pairs a client id with its session (a JSON object).
+type ClientSession struct {
+	Client  string
+	Session []byte
+}
+
+// Heartbeat announces a gateway on the bus.
+type Heartbeat struct {
+	Gateway       string
+	Leaving       bool
+	IntervalMs    uint32
+	StartedUnixMs int64
+	Clients       uint64
+}
