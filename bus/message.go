@@ -221,6 +221,7 @@ type Reply struct {
 	Session   []byte
 	More      bool
 	Sessions  []ClientSession
+	Peers     []string // query replies: live gateways the answering gateway knows
 }
 
 // ClientSession pairs a client id with its session (a JSON object).

@@ -339,6 +339,7 @@ func AppendReply(b []byte, m *Reply) []byte {
 			return appendBytes(b, 2, s.Session)
 		})
 	}
+	b = appendStrings(b, 11, m.Peers)
 	return b
 }
 
@@ -388,6 +389,8 @@ func DecodeReply(buf []byte, m *Reply) error {
 			})
 			m.Sessions = append(m.Sessions, s)
 			return err
+		case 11:
+			return f.appendStr(&m.Peers)
 		}
 		return nil
 	})
