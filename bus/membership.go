@@ -1,0 +1,411 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/internal/clientid"
+)
+
+// Membership defaults.
+const (
+	// DefaultHeartbeatInterval is the heartbeat interval assumed for a
+	// heartbeat that states none and for gateways learned with Observe.
+	DefaultHeartbeatInterval = time.Second
+	// ExpiryIntervals is how many heartbeat intervals a gateway may stay
+	// silent before it is considered gone.
+	ExpiryIntervals = 3
+	// DefaultMaxGateways bounds how many gateways a Membership tracks.
+	DefaultMaxGateways = 4096
+
+	// minHeartbeatInterval and maxHeartbeatInterval clamp the interval a
+	// heartbeat states, so that a broken or hostile peer can neither make an
+	// entry flap nor pin it for hours.
+	minHeartbeatInterval = 10 * time.Millisecond
+	maxHeartbeatInterval = time.Minute
+)
+
+// MembershipConfig configures a Membership. The zero value works.
+type MembershipConfig struct {
+	// Prefix is the cluster's subject prefix; "" means DefaultPrefix.
+	Prefix string
+	// Self is the id of the gateway that owns this Membership, if any: it
+	// is always live, never expires and its own heartbeats are ignored.
+	// Empty for API clients.
+	Self string
+	// Interval is the heartbeat interval assumed when a heartbeat states
+	// none (IntervalMs 0) and for gateways added with Observe; it is also
+	// how often expired entries are swept. 0 means DefaultHeartbeatInterval.
+	Interval time.Duration
+	// MaxGateways bounds the number of tracked gateways; 0 means
+	// DefaultMaxGateways. At the bound, a gateway heard directly evicts the
+	// oldest one only learned from peers (Observe); if there is none, the
+	// newcomer is ignored (and logged) until an entry expires. Gateways
+	// already tracked are never pushed out by newcomers they did not hear.
+	MaxGateways int
+	// Logger receives warnings about dropped heartbeats; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests set it to control expiry.
+	Now func() time.Time
+}
+
+// member is one tracked gateway.
+type member struct {
+	expires time.Time
+	heard   bool // announced itself with a heartbeat (not only learned from peers)
+}
+
+// Membership tracks the live gateways of a cluster from their heartbeats on
+// Subjects.Heartbeat(). A gateway is live from its first heartbeat until it
+// sends one with Leaving set, or until ExpiryIntervals of the interval its
+// last heartbeat stated pass without another one.
+//
+// All methods are safe for concurrent use. OnChange callbacks run on one
+// internal goroutine, one at a time, in the order the changes happened.
+type Membership struct {
+	nc       *nats.Conn
+	sub      *nats.Subscription
+	self     string
+	interval time.Duration
+	max      int
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu       sync.Mutex
+	members  map[string]member
+	left     map[string]time.Time // gateways that said Leaving: Observe ignores them until the time
+	added    map[string]struct{}  // changes not yet reported to onChange
+	removed  map[string]struct{}
+	onChange func(added, removed []string)
+	refused  uint64 // newcomers ignored at the bound
+	closed   bool
+
+	notify chan struct{} // cap 1: wakes the runner to report changes
+	quit   chan struct{}
+	done   chan struct{}
+}
+
+// NewMembership subscribes to the heartbeats on nc and starts tracking.
+// nc is borrowed: Close unsubscribes but does not close it.
+func NewMembership(nc *nats.Conn, cfg MembershipConfig) (*Membership, error) {
+	if nc == nil {
+		return nil, errors.New("bus: membership: nil connection")
+	}
+	subj, err := NewSubjects(cfg.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("bus: membership: %w", err)
+	}
+	if cfg.Self != "" && !clientid.ValidGateway(cfg.Self) {
+		return nil, fmt.Errorf("bus: membership: invalid self gateway id %q", cfg.Self)
+	}
+	if cfg.Interval < 0 || cfg.MaxGateways < 0 {
+		return nil, errors.New("bus: membership: negative interval or max gateways")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultHeartbeatInterval
+	}
+	if cfg.MaxGateways == 0 {
+		cfg.MaxGateways = DefaultMaxGateways
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	m := &Membership{
+		nc:       nc,
+		self:     cfg.Self,
+		interval: cfg.Interval,
+		max:      cfg.MaxGateways,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		members:  make(map[string]member),
+		left:     make(map[string]time.Time),
+		added:    make(map[string]struct{}),
+		removed:  make(map[string]struct{}),
+		notify:   make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	m.sub, err = nc.Subscribe(subj.Heartbeat(), m.handle)
+	if err != nil {
+		return nil, fmt.Errorf("bus: membership: subscribe %s: %w", subj.Heartbeat(), err)
+	}
+	go m.run()
+	return m, nil
+}
+
+// Live returns the ids of the live gateways, sorted, Self included. The
+// slice is the caller's. Live never blocks on the network.
+func (m *Membership) Live() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweepLocked(m.now())
+	out := make([]string, 0, len(m.members)+1)
+	if m.self != "" {
+		out = append(out, m.self)
+	}
+	for gw := range m.members {
+		out = append(out, gw)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Observe records gw as live because a peer said so (Reply.Peers). An
+// unknown gw is added and expires like the others unless it is heard from
+// itself; a gw already tracked is left as it is, and one that said Leaving
+// recently is ignored. Malformed ids are ignored.
+func (m *Membership) Observe(gw string) {
+	if gw == m.self || !clientid.ValidGateway(gw) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	now := m.now()
+	if _, ok := m.members[gw]; ok {
+		return
+	}
+	if until, ok := m.left[gw]; ok && now.Before(until) {
+		return
+	}
+	if len(m.members) >= m.max {
+		m.sweepLocked(now)
+		if len(m.members) >= m.max {
+			m.refuseLocked(gw)
+			return
+		}
+	}
+	m.members[gw] = member{expires: now.Add(ExpiryIntervals * m.interval)}
+	m.changedLocked(gw, true)
+}
+
+// OnChange sets fn to be called with the gateways that became live and
+// those that went away (each sorted) since the previous call; nil stops
+// the calls. Changes that happened before OnChange was set are not
+// reported (Live has them). fn runs on the Membership's goroutine and must
+// not block for long; it may call Live and Observe.
+func (m *Membership) OnChange(fn func(added, removed []string)) {
+	m.mu.Lock()
+	m.onChange = fn
+	clear(m.added)
+	clear(m.removed)
+	m.mu.Unlock()
+}
+
+// Close stops tracking: it unsubscribes from heartbeats and waits for the
+// internal goroutine (and any OnChange callback in progress) to end, so it
+// must not be called from an OnChange callback. Changes not yet reported
+// are dropped. Close is idempotent; Live answers with the last state.
+func (m *Membership) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	m.mu.Unlock()
+	err := m.sub.Unsubscribe()
+	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
+		err = nil // the connection's end removed the subscription already
+	}
+	close(m.quit)
+	<-m.done
+	if err != nil {
+		return fmt.Errorf("bus: membership: unsubscribe: %w", err)
+	}
+	return nil
+}
+
+// handle processes one heartbeat; it runs on the subscription's goroutine.
+func (m *Membership) handle(msg *nats.Msg) {
+	var hb Heartbeat
+	if err := DecodeHeartbeat(msg.Data, &hb); err != nil {
+		m.log.Debug("bus: bad heartbeat", "error", err)
+		return
+	}
+	if !clientid.ValidGateway(hb.Gateway) {
+		m.log.Debug("bus: heartbeat with invalid gateway id", "gateway", hb.Gateway)
+		return
+	}
+	m.Heard(hb)
+}
+
+// Heard applies one heartbeat as if it had arrived on the bus (the
+// subscription calls it for every heartbeat received). Heartbeats of Self
+// and malformed gateway ids are ignored.
+func (m *Membership) Heard(hb Heartbeat) {
+	if hb.Gateway == m.self || !clientid.ValidGateway(hb.Gateway) {
+		return
+	}
+	interval := m.interval
+	if hb.IntervalMs != 0 {
+		interval = time.Duration(hb.IntervalMs) * time.Millisecond
+		interval = min(max(interval, minHeartbeatInterval), maxHeartbeatInterval)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	now := m.now()
+	gw := hb.Gateway
+	if hb.Leaving {
+		if len(m.left) < m.max {
+			m.left[gw] = now.Add(ExpiryIntervals * interval)
+		}
+		if _, ok := m.members[gw]; ok {
+			delete(m.members, gw)
+			m.changedLocked(gw, false)
+		}
+		return
+	}
+	delete(m.left, gw)
+	expires := now.Add(ExpiryIntervals * interval)
+	if _, ok := m.members[gw]; ok {
+		m.members[gw] = member{expires: expires, heard: true}
+		return
+	}
+	if len(m.members) >= m.max {
+		m.sweepLocked(now)
+	}
+	if len(m.members) >= m.max && !m.evictObservedLocked() {
+		m.refuseLocked(gw)
+		return
+	}
+	m.members[gw] = member{expires: expires, heard: true}
+	m.changedLocked(gw, true)
+}
+
+// evictObservedLocked removes the gateway learned only from peers that
+// expires first; it reports whether there was one.
+func (m *Membership) evictObservedLocked() bool {
+	victim, first := "", time.Time{}
+	for gw, mb := range m.members {
+		if !mb.heard && (victim == "" || mb.expires.Before(first)) {
+			victim, first = gw, mb.expires
+		}
+	}
+	if victim == "" {
+		return false
+	}
+	delete(m.members, victim)
+	m.changedLocked(victim, false)
+	return true
+}
+
+// refuseLocked logs a newcomer ignored at the bound: the first one and then
+// every 1024th, so that a flood does not flood the log too.
+func (m *Membership) refuseLocked(gw string) {
+	m.refused++
+	if m.refused&(m.refused-1) == 0 || m.refused%1024 == 0 {
+		m.log.Warn("bus: membership full, gateway ignored",
+			"gateway", gw, "max", m.max, "ignored_total", m.refused)
+	}
+}
+
+// sweepLocked removes expired members and tombstones.
+func (m *Membership) sweepLocked(now time.Time) {
+	for gw, mb := range m.members {
+		if !now.Before(mb.expires) {
+			delete(m.members, gw)
+			m.changedLocked(gw, false)
+		}
+	}
+	for gw, until := range m.left {
+		if !now.Before(until) {
+			delete(m.left, gw)
+		}
+	}
+}
+
+// changedLocked records a change for the OnChange callback and wakes the
+// runner. Pending changes are net: a gateway that came and went before the
+// callback ran is not reported at all. Both sets are bounded by the number
+// of gateways ever tracked between two callbacks, in practice MaxGateways.
+func (m *Membership) changedLocked(gw string, added bool) {
+	if m.onChange == nil {
+		return
+	}
+	if added {
+		if _, ok := m.removed[gw]; ok {
+			delete(m.removed, gw)
+		} else {
+			m.added[gw] = struct{}{}
+		}
+	} else {
+		if _, ok := m.added[gw]; ok {
+			delete(m.added, gw)
+		} else {
+			m.removed[gw] = struct{}{}
+		}
+	}
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+}
+
+// run sweeps expired gateways every interval and reports changes.
+func (m *Membership) run() {
+	defer close(m.done)
+	tick := time.NewTicker(m.sweepEvery())
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.quit:
+			return
+		case <-tick.C:
+			m.mu.Lock()
+			m.sweepLocked(m.now())
+			m.mu.Unlock()
+		case <-m.notify:
+		}
+		m.report()
+	}
+}
+
+// sweepEvery is how often run sweeps: half the default interval, so that
+// an expired gateway is reported at most that late (Live is always exact).
+func (m *Membership) sweepEvery() time.Duration {
+	d := m.interval / 2
+	return time.Duration(max(int64(d), int64(minHeartbeatInterval)))
+}
+
+// report calls onChange with the pending changes, if any.
+func (m *Membership) report() {
+	m.mu.Lock()
+	fn := m.onChange
+	if fn == nil || len(m.added)+len(m.removed) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	added := sortedKeys(m.added)
+	removed := sortedKeys(m.removed)
+	clear(m.added)
+	clear(m.removed)
+	m.mu.Unlock()
+	fn(added, removed)
+}
+
+func sortedKeys(set map[string]struct{}) []string {
+	if len(set) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
