@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/framing"
+)
+
+// Config configures a Server. The zero value plus one listener works; every
+// field says what its zero value means.
+type Config struct {
+	// Prefix is the bus subject prefix; "" means bus.DefaultPrefix.
+	Prefix string
+	// Listeners are the client listeners; at least one.
+	Listeners []ListenerConfig
+	// Shards is the number of connection shards (and flusher goroutines);
+	// 0 means GOMAXPROCS.
+	Shards int
+	// EventTimeout is how long a batch of events may go without an ack or a
+	// progress report before it is delivered again to another worker; 0
+	// means 3s.
+	EventTimeout time.Duration
+	// MaxBatch is the most events sent to a worker in one batch; 0 means 64.
+	MaxBatch int
+	// MaxPendingEvents and MaxPendingBytes bound the events a client may
+	// have waiting for a worker (for example while no worker is up). At the
+	// bound the client is closed with reason event_backlog (WebSocket close
+	// code 1013, "try again later"); its close event is still delivered.
+	// 0 means 1024 events and 4 MiB.
+	MaxPendingEvents int
+	MaxPendingBytes  int
+	// HeartbeatInterval is how often the gateway announces itself on the
+	// bus; 0 means 1s. Peers consider it gone after 3 intervals.
+	HeartbeatInterval time.Duration
+	// CloseTimeout bounds a graceful close (queued data flushed first) and
+	// a WebSocket closing handshake; 0 means 5s.
+	CloseTimeout time.Duration
+	// Logger receives the gateway's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// ListenerConfig configures one client listener.
+type ListenerConfig struct {
+	// Name identifies the listener in client info, logs and metrics; ""
+	// means the protocol name ("ws", "tcp"), which must then be unique.
+	Name string `yaml:"name"`
+	// Protocol is "ws" (WebSocket, RFC 6455) or "tcp".
+	Protocol string `yaml:"protocol"`
+	// Addr is host:port to listen on (port 0 picks a free port).
+	Addr string `yaml:"addr"`
+	// Path is the WebSocket upgrade path; "" accepts any path. ws only.
+	Path string `yaml:"path"`
+	// MaxMessage is the largest inbound message in bytes; 0 means 1 MiB.
+	// A WebSocket client that sends more is closed with code 1009; a TCP
+	// client is closed.
+	MaxMessage int `yaml:"max_message"`
+	// MaxQueueBytes bounds the bytes queued for one connection and not yet
+	// written to its socket; a connection over it is disconnected as a slow
+	// consumer. 0 means 4 MiB.
+	MaxQueueBytes int `yaml:"max_queue_bytes"`
+	// MessageType selects WebSocket frames for outbound messages: "auto"
+	// (text when the message is valid UTF-8, binary otherwise), "text"
+	// (invalid UTF-8 is still sent as binary, never as broken text) or
+	// "binary". "" means auto. ws only.
+	MessageType string `yaml:"message_type"`
+	// Framing is the TCP message framing. tcp only.
+	Framing framing.Config `yaml:"framing"`
+}
+
+func (c *Config) applyDefaults() {
+	if c.Prefix == "" {
+		c.Prefix = bus.DefaultPrefix
+	}
+	if c.Shards <= 0 {
+		c.Shards = runtime.GOMAXPROCS(0)
+	}
+	if c.EventTimeout <= 0 {
+		c.EventTimeout = 3 * time.Second
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 64
+	}
+	if c.MaxPendingEvents <= 0 {
+		c.MaxPendingEvents = 1024
+	}
+	if c.MaxPendingBytes <= 0 {
+		c.MaxPendingBytes = 4 << 20
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.Name == "" {
+			l.Name = l.Protocol
+		}
+		if l.MaxMessage <= 0 {
+			l.MaxMessage = 1 << 20
+		}
+		if l.MaxQueueBytes <= 0 {
+			l.MaxQueueBytes = 4 << 20
+		}
+		if l.Protocol == "ws" && l.MessageType == "" {
+			l.MessageType = "auto"
+		}
+		if l.Protocol == "tcp" {
+			if l.Framing.MaxMessage <= 0 {
+				l.Framing.MaxMessage = l.MaxMessage
+			}
+			l.Framing = l.Framing.WithDefaults()
+		}
+	}
+}
+
+// Validate reports the first problem in the listener's configuration,
+// naming the offending key as "listeners[i].key".
+func (l ListenerConfig) validate(i int) error {
+	key := func(k string) string { return fmt.Sprintf("listeners[%d].%s", i, k) }
+	switch l.Protocol {
+	case "ws", "tcp":
+	case "":
+		return fmt.Errorf("gateway: %s: missing (ws or tcp)", key("protocol"))
+	default:
+		return fmt.Errorf("gateway: %s: unknown protocol %q (ws or tcp)", key("protocol"), l.Protocol)
+	}
+	if _, _, err := net.SplitHostPort(l.Addr); err != nil {
+		return fmt.Errorf("gateway: %s: %q is not host:port: %w", key("addr"), l.Addr, err)
+	}
+	if l.MaxMessage < 0 {
+		return fmt.Errorf("gateway: %s: negative", key("max_message"))
+	}
+	if l.MaxQueueBytes < 0 {
+		return fmt.Errorf("gateway: %s: negative", key("max_queue_bytes"))
+	}
+	if l.Protocol == "ws" {
+		switch l.MessageType {
+		case "", "auto", "text", "binary":
+		default:
+			return fmt.Errorf("gateway: %s: %q is not auto, text or binary", key("message_type"), l.MessageType)
+		}
+		if l.Framing != (framing.Config{}) {
+			return fmt.Errorf("gateway: %s: only for tcp listeners", key("framing"))
+		}
+		if l.Path != "" && !strings.HasPrefix(l.Path, "/") {
+			return fmt.Errorf("gateway: %s: %q must start with /", key("path"), l.Path)
+		}
+	} else {
+		if l.Path != "" {
+			return fmt.Errorf("gateway: %s: only for ws listeners", key("path"))
+		}
+		if l.MessageType != "" {
+			return fmt.Errorf("gateway: %s: only for ws listeners", key("message_type"))
+		}
+		if err := l.Framing.Validate(); err != nil {
+			return fmt.Errorf("gateway: %s: %w", key("framing"), err)
+		}
+	}
+	return nil
+}
+
+// Validate reports the first problem in c, naming the offending key.
+func (c Config) Validate() error {
+	if len(c.Listeners) == 0 {
+		return errors.New("gateway: listeners: at least one listener is required")
+	}
+	names := map[string]int{}
+	for i, l := range c.Listeners {
+		if err := l.validate(i); err != nil {
+			return err
+		}
+		name := l.Name
+		if name == "" {
+			name = l.Protocol
+		}
+		if j, dup := names[name]; dup {
+			return fmt.Errorf("gateway: listeners[%d].name: %q already used by listeners[%d]", i, name, j)
+		}
+		names[name] = i
+	}
+	if _, err := bus.NewSubjects(c.Prefix); err != nil {
+		return fmt.Errorf("gateway: prefix: %w", err)
+	}
+	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 {
+		return errors.New("gateway: durations must not be negative")
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package gateway
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/clientid"
+)
+
+// transport is the socket under a connection, provided by a listener's
+// engine. Both methods are safe to call from any goroutine.
+type transport interface {
+	// write hands b, which holds whole frames, to the socket without
+	// blocking; b may be reused once write returns.
+	write(b []byte) error
+	// close closes the socket at once, dropping anything not yet written.
+	close()
+}
+
+// Connection states, guarded by shard.mu.
+const (
+	stateOpen    uint8 = iota
+	stateClosing       // close frame queued; the socket closes once it is flushed
+	stateClosed        // removed from the hub; only the close event remains
+)
+
+// conn is one client connection. Fields are grouped by what guards them;
+// keep the struct small, it is what every idle connection costs.
+type conn struct {
+	seq    uint64
+	sh     *shard
+	l      *listener
+	t      transport
+	remote netip.AddrPort
+
+	connectedMs  int64
+	lastActiveMs atomic.Int64
+	bytesIn      atomic.Uint64
+	bytesOut     atomic.Uint64
+	msgsIn       atomic.Uint64
+	msgsOut      atomic.Uint64
+	// unsent counts bytes handed to the socket engine and not yet written
+	// to the kernel; the engine's written-size callback decrements it.
+	unsent atomic.Int64
+
+	// Guarded by sh.mu. uid, groups and session are replaced, never
+	// modified in place, so a reader may keep a snapshot outside the lock.
+	uid     string
+	groups  []string // sorted
+	session []byte   // JSON object, nil when empty
+	out     []byte   // frames waiting for the shard's flush
+	state   uint8
+	dirty   bool // in sh.dirty
+	reason  CloseReason
+	// closeAt is set (unix nanoseconds) while a graceful close waits for
+	// the socket to drain.
+	closeAt int64
+
+	// The event pipeline, guarded by evmu.
+	evmu         sync.Mutex
+	inflight     *delivery
+	pending      []bus.Event
+	pendingBytes int
+}
+
+// sync orders the engine's callbacks after the connection's creation. The
+// engine hands connections between goroutines through epoll, which the
+// race detector cannot see; newConn's last write is an atomic store, so
+// this atomic load makes the hand-over visible (and costs a plain load).
+func (c *conn) sync() { _ = c.lastActiveMs.Load() }
+
+// id returns the client id of c.
+func (c *conn) id(gw string) string { return clientid.Make(gw, c.seq) }
+
+// snapshot returns c's state for an event batch or a query reply. The
+// caller holds c.sh.mu or accepts a momentary view.
+func (c *conn) snapshot(gw string, fields uint32) bus.ClientState {
+	st := bus.ClientState{}
+	if fields&bus.FieldRemoteIP != 0 {
+		st.RemoteIP = c.remote.Addr().Unmap().String()
+	}
+	if fields&bus.FieldRemotePort != 0 {
+		st.RemotePort = uint32(c.remote.Port())
+	}
+	if fields&bus.FieldUID != 0 {
+		st.UID = c.uid
+	}
+	if fields&bus.FieldGroups != 0 {
+		st.Groups = c.groups
+	}
+	if fields&bus.FieldSession != 0 {
+		st.Session = c.session
+	}
+	if fields&bus.FieldSystem != 0 {
+		st.Listener = c.l.cfg.Name
+		st.Protocol = c.l.cfg.Protocol
+		st.ConnectedUnixMs = c.connectedMs
+		st.LastActiveUnixMs = c.lastActiveMs.Load()
+		st.BytesIn = c.bytesIn.Load()
+		st.BytesOut = c.bytesOut.Load()
+		st.MessagesIn = c.msgsIn.Load()
+		st.MessagesOut = c.msgsOut.Load()
+		st.Gateway = gw
+	}
+	return st
+}
+
+// hasGroup reports whether c is in group g. Caller holds sh.mu.
+func (c *conn) hasGroup(g string) bool {
+	_, ok := slices.BinarySearch(c.groups, g)
+	return ok
+}
+
+// withGroup returns a new sorted slice of c's groups plus g.
+func withGroup(groups []string, g string) []string {
+	i, ok := slices.BinarySearch(groups, g)
+	if ok {
+		return groups
+	}
+	out := make([]string, 0, len(groups)+1)
+	out = append(out, groups[:i]...)
+	out = append(out, g)
+	return append(out, groups[i:]...)
+}
+
+// withoutGroup returns a new sorted slice of c's groups minus g.
+func withoutGroup(groups []string, g string) []string {
+	i, ok := slices.BinarySearch(groups, g)
+	if !ok {
+		return groups
+	}
+	if len(groups) == 1 {
+		return nil
+	}
+	out := make([]string, 0, len(groups)-1)
+	out = append(out, groups[:i]...)
+	return append(out, groups[i+1:]...)
+}

@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/bus"
+)
+
+// delivery is one batch of a client's events on its way to a worker. It is
+// in Server.inflight until a final ack arrives; a batch without ack or
+// progress for EventTimeout is published again (at-least-once).
+type delivery struct {
+	id       uint64
+	c        *conn
+	events   []bus.Event
+	attempt  uint32
+	deadline int64 // unix nanoseconds; guarded by Server.infMu
+	parked   bool  // no worker was subscribed; guarded by Server.infMu
+}
+
+// pushEvent queues ev for c's workers and dispatches it now if c has no
+// batch in flight. Events of one client are delivered in order, one batch
+// at a time. At the pending bound c is closed (event_backlog); the close
+// event itself is always queued.
+func (s *Server) pushEvent(c *conn, ev bus.Event) {
+	c.evmu.Lock()
+	if ev.Type != bus.EventClose &&
+		(len(c.pending) >= s.cfg.MaxPendingEvents || c.pendingBytes+len(ev.Data) > s.cfg.MaxPendingBytes) {
+		c.evmu.Unlock()
+		s.close(c, ReasonEventBacklog, false)
+		return
+	}
+	c.pending = append(c.pending, ev)
+	c.pendingBytes += len(ev.Data)
+	if c.inflight == nil {
+		s.dispatchLocked(c)
+	}
+	c.evmu.Unlock()
+}
+
+// dispatchLocked sends the next batch of c's pending events. Caller holds
+// c.evmu, c.inflight is nil and c.pending is not empty.
+func (s *Server) dispatchLocked(c *conn) {
+	n := min(len(c.pending), s.cfg.MaxBatch)
+	events := make([]bus.Event, n)
+	copy(events, c.pending)
+	for _, ev := range events {
+		c.pendingBytes -= len(ev.Data)
+	}
+	if n == len(c.pending) {
+		c.pending = nil
+	} else {
+		clear(c.pending[:n])
+		c.pending = c.pending[n:]
+	}
+	d := &delivery{id: s.nextDelivery.Add(1), c: c, events: events, attempt: 1}
+	c.inflight = d
+	s.infMu.Lock()
+	d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
+	s.inflight[d.id] = d
+	s.infMu.Unlock()
+	s.stats.eventsSent.Add(1)
+	s.publish(d)
+}
+
+var encodePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// publish encodes d with c's current state and publishes it to the workers.
+// A failed publish is retried by the redelivery timer.
+func (s *Server) publish(d *delivery) {
+	c := d.c
+	c.sh.mu.Lock()
+	st := c.snapshot(s.id, bus.FieldAll)
+	c.sh.mu.Unlock()
+	batch := bus.EventBatch{
+		Version:  bus.Version,
+		Gateway:  s.id,
+		Delivery: d.id,
+		Client:   c.id(s.id),
+		State:    st,
+		Events:   d.events,
+		Attempt:  d.attempt,
+	}
+	bp := encodePool.Get().(*[]byte)
+	buf := bus.AppendEventBatch((*bp)[:0], &batch)
+	err := s.nc.PublishRequest(s.subj.Events(), s.ackPrefix+strconv.FormatUint(d.id, 10), buf)
+	*bp = buf
+	if cap(buf) <= 1<<20 {
+		encodePool.Put(bp)
+	}
+	if err != nil {
+		s.log.Warn("event batch not published; will retry", "client", batch.Client, "err", err)
+	}
+}
+
+// onAck handles a worker's answer to a batch, or the NATS server's
+// no-responders status when no worker is subscribed.
+func (s *Server) onAck(m *nats.Msg) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, s.ackPrefix), 10, 64)
+	if err != nil {
+		s.stats.badAcks.Add(1)
+		return
+	}
+	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+		s.park(id)
+		return
+	}
+	var ack bus.Ack
+	if err := bus.DecodeAck(m.Data, &ack); err != nil {
+		s.stats.badAcks.Add(1)
+		s.log.Warn("malformed ack dropped", "err", err)
+		return
+	}
+	s.infMu.Lock()
+	d := s.inflight[id]
+	if d == nil {
+		// A duplicate: the batch was redelivered and already acked.
+		s.infMu.Unlock()
+		return
+	}
+	if ack.Progress {
+		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
+		s.infMu.Unlock()
+		return
+	}
+	delete(s.inflight, id)
+	unpark := s.parked
+	s.parked = nil
+	s.infMu.Unlock()
+
+	c := d.c
+	s.applyActions(c, ack.Actions)
+	c.evmu.Lock()
+	if c.inflight == d {
+		c.inflight = nil
+		if len(c.pending) > 0 {
+			s.dispatchLocked(c)
+		}
+	}
+	c.evmu.Unlock()
+	// A worker answered, so batches parked for lack of one can go now.
+	s.resume(unpark)
+}
+
+// park holds batch id until a worker is up: the NATS server said nobody is
+// subscribed to the events subject.
+func (s *Server) park(id uint64) {
+	s.infMu.Lock()
+	defer s.infMu.Unlock()
+	d := s.inflight[id]
+	if d == nil || d.parked {
+		return
+	}
+	d.parked = true
+	delete(s.inflight, id)
+	s.parked = append(s.parked, d)
+}
+
+func (s *Server) resume(ds []*delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	deadline := time.Now().Add(s.cfg.EventTimeout).UnixNano()
+	s.infMu.Lock()
+	for _, d := range ds {
+		d.parked = false
+		d.deadline = deadline
+		s.inflight[d.id] = d
+	}
+	s.infMu.Unlock()
+	for _, d := range ds {
+		s.publish(d)
+	}
+}
+
+// redeliverExpired publishes again every batch whose deadline passed, and
+// while batches are parked, probes once a second with one of them whether
+// a worker has appeared.
+func (s *Server) redeliverExpired(now time.Time) {
+	var again []*delivery
+	nowNs := now.UnixNano()
+	deadline := now.Add(s.cfg.EventTimeout).UnixNano()
+	s.infMu.Lock()
+	for _, d := range s.inflight {
+		if d.deadline <= nowNs {
+			d.deadline = deadline
+			d.attempt++
+			again = append(again, d)
+		}
+	}
+	if len(s.parked) > 0 && now.Sub(s.lastProbe) >= time.Second {
+		s.lastProbe = now
+		d := s.parked[0]
+		s.parked = s.parked[1:]
+		if len(s.parked) == 0 {
+			s.parked = nil
+		}
+		d.parked = false
+		d.deadline = deadline
+		s.inflight[d.id] = d
+		again = append(again, d)
+	}
+	s.infMu.Unlock()
+	for _, d := range again {
+		s.stats.redelivered.Add(1)
+		s.publish(d)
+	}
+}
+
+// applyActions applies a worker's actions to c, in order.
+func (s *Server) applyActions(c *conn, actions []bus.Action) {
+	if len(actions) == 0 {
+		return
+	}
+	sh := c.sh
+	sh.mu.Lock()
+	for i := range actions {
+		a := &actions[i]
+		switch a.Type {
+		case bus.ActionSend:
+			if frame, err := c.l.frame(a.Data, a.Flag); err == nil {
+				sh.enqueueLocked(c, frame)
+			} else {
+				s.log.Warn("message not sent", "client", c.id(s.id), "err", err)
+			}
+		case bus.ActionClose:
+			sh.closeLocked(c, ReasonCloseRequested, a.Flag)
+		case bus.ActionReject:
+			s.rejectLocked(c, int(a.Code), a.Arg)
+		case bus.ActionBindUID:
+			sh.bindLocked(c, a.Arg)
+		case bus.ActionUnbindUID:
+			sh.bindLocked(c, "")
+		case bus.ActionJoinGroup:
+			if a.Arg != "" {
+				sh.joinLocked(c, a.Arg)
+			}
+		case bus.ActionLeaveGroup:
+			sh.leaveLocked(c, a.Arg)
+		case bus.ActionSetSession:
+			if err := setSessionLocked(c, a.Data); err != nil {
+				s.log.Warn("session not set", "client", c.id(s.id), "err", err)
+			}
+		case bus.ActionUpdateSession:
+			if err := updateSessionLocked(c, a.Data); err != nil {
+				s.log.Warn("session not updated", "client", c.id(s.id), "err", err)
+			}
+		case bus.ActionDeleteSession:
+			if c.state != stateClosed {
+				c.session = nil
+			}
+		default:
+			s.stats.badAcks.Add(1)
+		}
+	}
+	sh.mu.Unlock()
+	sh.signal()
+}
+
+// rejectLocked closes c because a handler refused it: WebSocket close code
+// 4000+status with the reason.
+func (s *Server) rejectLocked(c *conn, status int, reason string) {
+	sh := c.sh
+	if c.state != stateOpen {
+		return
+	}
+	if status < 0 || status > 999 {
+		status = 403
+	}
+	c.reason = ReasonRejected
+	c.out = c.l.appendClose(c.out, 4000+status, reason)
+	c.state = stateClosing
+	c.closeAt = time.Now().Add(s.cfg.CloseTimeout).UnixNano()
+	sh.markDirtyLocked(c)
+	s.stats.closes[ReasonRejected].Add(1)
+}

@@ -1,0 +1,378 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lesismal/nbio/logging"
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/clientid"
+)
+
+// quietEngine silences the socket engine's own logger: the gateway
+// logs what matters with slog.
+var quietEngine sync.Once
+
+// ErrServerClosed is returned by Start after Shutdown.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// Server is a gateway: it holds client connections and serves them to the
+// bus. Create it with New, then Start; Shutdown stops it.
+type Server struct {
+	cfg    Config
+	nc     *nats.Conn
+	subj   bus.Subjects
+	id     string
+	log    *slog.Logger
+	shards []*shard
+	seq    atomic.Uint64
+
+	listeners []*listener
+	subs      []*nats.Subscription
+	members   *bus.Membership
+
+	// The in-flight event batches, guarded by infMu.
+	infMu        sync.Mutex
+	inflight     map[uint64]*delivery
+	parked       []*delivery
+	lastProbe    time.Time
+	nextDelivery atomic.Uint64
+	ackPrefix    string
+
+	stats   stats
+	started time.Time
+	closing atomic.Bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// stats are the gateway's counters; see Stats.
+type stats struct {
+	accepted    atomic.Uint64
+	closes      [reasonCount]atomic.Uint64
+	eventsSent  atomic.Uint64
+	redelivered atomic.Uint64
+	badAcks     atomic.Uint64
+	badCommands atomic.Uint64
+}
+
+// Stats is a snapshot of a gateway's counters.
+type Stats struct {
+	Gateway     string
+	Connections int
+	Accepted    uint64
+	Closes      map[string]uint64 // by CloseReason name
+	EventsSent  uint64            // event batches published (first attempts)
+	Redelivered uint64            // event batches published again
+	InFlight    int               // batches waiting for an ack
+	Parked      int               // batches waiting for any worker to appear
+	BadAcks     uint64
+	BadCommands uint64
+}
+
+// New returns a gateway that will use nc (borrowed: Shutdown does not close
+// it). It validates cfg and applies defaults, but opens nothing.
+func New(nc *nats.Conn, cfg Config) (*Server, error) {
+	if nc == nil {
+		return nil, errors.New("gateway: nil NATS connection")
+	}
+	quietEngine.Do(func() { logging.SetLevel(logging.LevelNone) })
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Listeners = append([]ListenerConfig(nil), cfg.Listeners...)
+	cfg.applyDefaults()
+	subj, _ := bus.NewSubjects(cfg.Prefix)
+	s := &Server{
+		cfg:      cfg,
+		nc:       nc,
+		subj:     subj,
+		id:       clientid.NewGateway(),
+		log:      cfg.Logger,
+		inflight: make(map[uint64]*delivery),
+		quit:     make(chan struct{}),
+	}
+	s.log = s.log.With("node", s.id)
+	s.ackPrefix = subj.Ack(s.id) + "."
+	for range cfg.Shards {
+		s.shards = append(s.shards, newShard(s))
+	}
+	for i := range cfg.Listeners {
+		s.listeners = append(s.listeners, newListener(s, cfg.Listeners[i]))
+	}
+	return s, nil
+}
+
+// ID returns the gateway's incarnation id, the first 10 characters of every
+// client id it hands out.
+func (s *Server) ID() string { return s.id }
+
+// Start subscribes to the bus, starts the flushers and opens every
+// listener. It returns once the gateway accepts clients.
+func (s *Server) Start() error {
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	s.started = time.Now()
+	m, err := bus.NewMembership(s.nc, bus.MembershipConfig{
+		Prefix:   s.cfg.Prefix,
+		Self:     s.id,
+		Interval: s.cfg.HeartbeatInterval,
+		Logger:   s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: membership: %w", err)
+	}
+	s.members = m
+	for _, sh := range s.shards {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); sh.run() }()
+	}
+	subs := []struct {
+		subject string
+		h       nats.MsgHandler
+	}{
+		{s.ackPrefix + "*", s.onAck},
+		{s.subj.Cmd(s.id), s.onCommand},
+		{s.subj.Broadcast(), s.onCommand},
+		{s.subj.Query(), s.onCommand},
+	}
+	for _, sb := range subs {
+		sub, err := s.nc.Subscribe(sb.subject, sb.h)
+		if err != nil {
+			s.stopBus()
+			return fmt.Errorf("gateway: subscribe %s: %w", sb.subject, err)
+		}
+		// Bounded: beyond these the NATS client drops messages and
+		// reports a slow consumer, which is logged.
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		s.subs = append(s.subs, sub)
+	}
+	if err := s.nc.Flush(); err != nil {
+		s.stopBus()
+		return fmt.Errorf("gateway: bus flush: %w", err)
+	}
+	s.heartbeat(false)
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.timers() }()
+	for i, l := range s.listeners {
+		if err := l.start(); err != nil {
+			for _, started := range s.listeners[:i] {
+				started.stop()
+			}
+			s.stopBus()
+			return fmt.Errorf("gateway: listener %s: %w", l.cfg.Name, err)
+		}
+		s.log.Info("listening", "listener", l.cfg.Name, "protocol", l.cfg.Protocol, "addr", l.addr.String())
+	}
+	return nil
+}
+
+// Addr returns the address listener name is bound to, or nil.
+func (s *Server) Addr(name string) net.Addr {
+	for _, l := range s.listeners {
+		if l.cfg.Name == name {
+			return l.addr
+		}
+	}
+	return nil
+}
+
+// Shutdown stops accepting clients, closes every connection (queued data is
+// flushed first, within CloseTimeout), waits until their close events were
+// handed to workers or ctx ends, then leaves the bus.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return ErrServerClosed
+	}
+	for _, l := range s.listeners {
+		l.stopAccepting()
+	}
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		for _, c := range sh.conns {
+			sh.closeLocked(c, ReasonShutdown, false)
+		}
+		sh.mu.Unlock()
+	}
+	var err error
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for s.connCount() > 0 || s.inFlight() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-tick.C:
+		}
+	}
+	for _, l := range s.listeners {
+		l.stop()
+	}
+	s.heartbeat(true)
+	s.stopBus()
+	return err
+}
+
+func (s *Server) stopBus() {
+	for _, sub := range s.subs {
+		_ = sub.Unsubscribe()
+	}
+	s.subs = nil
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	for _, sh := range s.shards {
+		select {
+		case <-sh.quit:
+		default:
+			close(sh.quit)
+		}
+	}
+	s.wg.Wait()
+	if s.members != nil {
+		_ = s.members.Close()
+	}
+	_ = s.nc.Flush()
+}
+
+func (s *Server) connCount() int {
+	n := 0
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		n += len(sh.conns)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func (s *Server) inFlight() int {
+	s.infMu.Lock()
+	defer s.infMu.Unlock()
+	return len(s.inflight) + len(s.parked)
+}
+
+// Stats returns a snapshot of the gateway's counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Gateway:     s.id,
+		Connections: s.connCount(),
+		Accepted:    s.stats.accepted.Load(),
+		Closes:      make(map[string]uint64, reasonCount),
+		EventsSent:  s.stats.eventsSent.Load(),
+		Redelivered: s.stats.redelivered.Load(),
+		BadAcks:     s.stats.badAcks.Load(),
+		BadCommands: s.stats.badCommands.Load(),
+	}
+	for r := range reasonCount {
+		st.Closes[r.String()] = s.stats.closes[r].Load()
+	}
+	s.infMu.Lock()
+	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
+	s.infMu.Unlock()
+	return st
+}
+
+// timers runs the gateway's periodic work: heartbeats, event redelivery
+// and probing for workers while batches are parked.
+func (s *Server) timers() {
+	hb := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer hb.Stop()
+	redeliver := time.NewTicker(100 * time.Millisecond)
+	defer redeliver.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-hb.C:
+			s.heartbeat(false)
+		case now := <-redeliver.C:
+			s.redeliverExpired(now)
+		}
+	}
+}
+
+func (s *Server) heartbeat(leaving bool) {
+	hb := bus.Heartbeat{
+		Gateway:       s.id,
+		Leaving:       leaving,
+		IntervalMs:    uint32(s.cfg.HeartbeatInterval / time.Millisecond),
+		StartedUnixMs: s.started.UnixMilli(),
+		Clients:       uint64(s.connCount()),
+	}
+	if err := s.nc.Publish(s.subj.Heartbeat(), bus.AppendHeartbeat(nil, &hb)); err != nil {
+		s.log.Warn("heartbeat not sent", "err", err)
+	}
+}
+
+// newConn returns a connection not yet in the hub.
+func (s *Server) newConn(l *listener, t transport, remote netip.AddrPort) *conn {
+	seq := s.seq.Add(1)
+	c := &conn{
+		seq:         seq,
+		sh:          s.shards[seq%uint64(len(s.shards))],
+		l:           l,
+		t:           t,
+		remote:      remote,
+		connectedMs: time.Now().UnixMilli(),
+	}
+	c.lastActiveMs.Store(c.connectedMs)
+	return c
+}
+
+// register puts c in the hub and queues its first events.
+func (s *Server) register(c *conn, first ...bus.Event) {
+	c.sh.add(c)
+	s.stats.accepted.Add(1)
+	for _, ev := range first {
+		ev.TimeUnixMs = c.connectedMs
+		s.pushEvent(c, ev)
+	}
+}
+
+// received is called by a listener for each inbound message of c. data is
+// copied; the caller may reuse it.
+func (s *Server) received(c *conn, data []byte, binary bool) {
+	now := time.Now().UnixMilli()
+	c.lastActiveMs.Store(now)
+	c.msgsIn.Add(1)
+	c.bytesIn.Add(uint64(len(data)))
+	s.pushEvent(c, bus.Event{
+		Type:       bus.EventMessage,
+		Data:       append([]byte(nil), data...),
+		Binary:     binary,
+		TimeUnixMs: now,
+	})
+}
+
+// closed is called by a listener when c's socket has closed; reason
+// applies unless the gateway itself started the close.
+func (s *Server) closed(c *conn, reason CloseReason) {
+	if !c.sh.remove(c, reason) {
+		return
+	}
+	s.pushEvent(c, bus.Event{
+		Type:        bus.EventClose,
+		CloseReason: c.reason.String(),
+		TimeUnixMs:  time.Now().UnixMilli(),
+	})
+}
+
+// close starts closing c (see shard.closeLocked).
+func (s *Server) close(c *conn, reason CloseReason, force bool) {
+	c.sh.mu.Lock()
+	c.sh.closeLocked(c, reason, force)
+	c.sh.mu.Unlock()
+}

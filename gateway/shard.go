@@ -1,0 +1,326 @@
+package gateway
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// shard owns a subset of the connections: their state, their part of the
+// uid and group indexes, and the goroutine that writes to their sockets.
+type shard struct {
+	s  *Server
+	mu sync.Mutex
+	// conns maps sequence numbers to open (or closing) connections.
+	conns map[uint64]*conn
+	// order holds connections by ascending sequence number for cursor
+	// pagination; closed ones stay as holes until compaction.
+	order  []*conn
+	holes  int
+	uids   map[string][]*conn
+	groups map[string]map[*conn]struct{}
+	// dirty connections have frames in out waiting for the flush.
+	dirty []*conn
+	// draining connections wait for their socket to drain before closing.
+	draining []*conn
+	// kill holds connections to close at once, outside the lock.
+	kill []*conn
+
+	wake chan struct{} // capacity 1: a flush is wanted
+	quit chan struct{}
+	done chan struct{}
+}
+
+func newShard(s *Server) *shard {
+	return &shard{
+		s:      s,
+		conns:  make(map[uint64]*conn),
+		uids:   make(map[string][]*conn),
+		groups: make(map[string]map[*conn]struct{}),
+		wake:   make(chan struct{}, 1),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+}
+
+// signal asks the flusher to run; it never blocks.
+func (sh *shard) signal() {
+	select {
+	case sh.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add registers a new open connection.
+func (sh *shard) add(c *conn) {
+	sh.mu.Lock()
+	sh.conns[c.seq] = c
+	sh.order = append(sh.order, c)
+	sh.mu.Unlock()
+}
+
+// enqueueLocked appends frame to c's outbound buffer. Caller holds sh.mu
+// and calls signal after its batch of enqueues. At the queue bound the
+// connection is closed as a slow consumer.
+func (sh *shard) enqueueLocked(c *conn, frame []byte) {
+	if c.state != stateOpen {
+		return
+	}
+	if int64(len(c.out)+len(frame))+c.unsent.Load() > int64(c.l.cfg.MaxQueueBytes) {
+		sh.closeLocked(c, ReasonSlowConsumer, true)
+		return
+	}
+	if c.out == nil {
+		c.out = getBuf(len(frame))
+	}
+	c.out = append(c.out, frame...)
+	c.msgsOut.Add(1)
+	sh.markDirtyLocked(c)
+}
+
+// killLocked drops c's queued data and has the flusher close its socket:
+// the engine calls back into the hub on close, so never under sh.mu.
+func (sh *shard) killLocked(c *conn) {
+	putBuf(c.out)
+	c.out = nil
+	c.closeAt = 0
+	sh.kill = append(sh.kill, c)
+	sh.signal()
+}
+
+func (sh *shard) markDirtyLocked(c *conn) {
+	if !c.dirty {
+		c.dirty = true
+		sh.dirty = append(sh.dirty, c)
+	}
+}
+
+// closeLocked starts closing c. force drops queued data and closes the
+// socket at once; otherwise a close frame (WebSocket) is queued after the
+// data and the socket closes when everything is written or CloseTimeout
+// passes. The connection leaves the hub when the engine reports the close.
+func (sh *shard) closeLocked(c *conn, reason CloseReason, force bool) {
+	if c.state != stateOpen {
+		if force && c.state == stateClosing {
+			sh.killLocked(c)
+		}
+		return
+	}
+	c.reason = reason
+	if force {
+		c.state = stateClosing
+		sh.killLocked(c)
+		sh.s.stats.closes[reason].Add(1)
+		return
+	}
+	c.out = c.l.appendClose(c.out, reason.wsCode(), reason.String())
+	c.state = stateClosing
+	c.closeAt = time.Now().Add(sh.s.cfg.CloseTimeout).UnixNano()
+	sh.markDirtyLocked(c)
+	sh.signal()
+	sh.s.stats.closes[reason].Add(1)
+}
+
+// remove takes c out of the hub once its socket is closed and returns
+// false if it was already removed.
+func (sh *shard) remove(c *conn, reason CloseReason) bool {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c.state == stateClosed {
+		return false
+	}
+	if c.state == stateOpen {
+		c.reason = reason
+		sh.s.stats.closes[reason].Add(1)
+	}
+	c.state = stateClosed
+	delete(sh.conns, c.seq)
+	sh.holes++
+	if sh.holes > 64 && sh.holes > len(sh.order)/2 {
+		sh.order = slices.DeleteFunc(sh.order, func(x *conn) bool { return x.state == stateClosed })
+		sh.holes = 0
+	}
+	if c.uid != "" {
+		sh.unindexUIDLocked(c)
+	}
+	for _, g := range c.groups {
+		sh.unindexGroupLocked(c, g)
+	}
+	putBuf(c.out)
+	c.out = nil
+	return true
+}
+
+func (sh *shard) unindexUIDLocked(c *conn) {
+	list := sh.uids[c.uid]
+	if i := slices.Index(list, c); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(sh.uids, c.uid)
+	} else {
+		sh.uids[c.uid] = list
+	}
+}
+
+func (sh *shard) unindexGroupLocked(c *conn, g string) {
+	set := sh.groups[g]
+	delete(set, c)
+	if len(set) == 0 {
+		delete(sh.groups, g)
+	}
+}
+
+// bindLocked binds c to uid ("" unbinds). Last bind wins.
+func (sh *shard) bindLocked(c *conn, uid string) {
+	if c.state != stateOpen || c.uid == uid {
+		return
+	}
+	if c.uid != "" {
+		sh.unindexUIDLocked(c)
+	}
+	c.uid = uid
+	if uid != "" {
+		sh.uids[uid] = append(sh.uids[uid], c)
+	}
+}
+
+func (sh *shard) joinLocked(c *conn, g string) {
+	if c.state != stateOpen || c.hasGroup(g) {
+		return
+	}
+	c.groups = withGroup(c.groups, g)
+	set := sh.groups[g]
+	if set == nil {
+		set = make(map[*conn]struct{})
+		sh.groups[g] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (sh *shard) leaveLocked(c *conn, g string) {
+	if !c.hasGroup(g) {
+		return
+	}
+	c.groups = withoutGroup(c.groups, g)
+	sh.unindexGroupLocked(c, g)
+}
+
+// ungroupLocked dissolves group g in this shard; members stay connected.
+func (sh *shard) ungroupLocked(g string) {
+	for c := range sh.groups[g] {
+		c.groups = withoutGroup(c.groups, g)
+	}
+	delete(sh.groups, g)
+}
+
+// flushItem is one connection's frames taken out for writing.
+type flushItem struct {
+	c   *conn
+	buf []byte
+}
+
+// run is the shard's flusher: it writes every dirty connection's frames in
+// one write each, and closes connections whose graceful close is done.
+func (sh *shard) run() {
+	defer close(sh.done)
+	var items []flushItem
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sh.wake:
+		case <-tick.C:
+			sh.checkDraining()
+			continue
+		case <-sh.quit:
+			return
+		}
+		var kill []*conn
+		items, kill = sh.takeDirty(items[:0])
+		for _, c := range kill {
+			c.t.close()
+		}
+		for i := range items {
+			it := &items[i]
+			n := len(it.buf)
+			it.c.unsent.Add(int64(n))
+			if err := it.c.t.write(it.buf); err == nil {
+				it.c.bytesOut.Add(uint64(n))
+			}
+			putBuf(it.buf)
+			it.buf = nil
+		}
+		sh.checkDraining()
+	}
+}
+
+func (sh *shard) takeDirty(items []flushItem) ([]flushItem, []*conn) {
+	sh.mu.Lock()
+	kill := sh.kill
+	sh.kill = nil
+	for _, c := range sh.dirty {
+		c.dirty = false
+		if len(c.out) > 0 {
+			items = append(items, flushItem{c: c, buf: c.out})
+			c.out = nil
+		}
+		if c.state == stateClosing && c.closeAt != 0 {
+			sh.draining = append(sh.draining, c)
+		}
+	}
+	clear(sh.dirty)
+	sh.dirty = sh.dirty[:0]
+	sh.mu.Unlock()
+	return items, kill
+}
+
+// checkDraining closes connections whose graceful close has written
+// everything or timed out.
+func (sh *shard) checkDraining() {
+	sh.mu.Lock()
+	if len(sh.draining) == 0 {
+		sh.mu.Unlock()
+		return
+	}
+	now := time.Now().UnixNano()
+	var toClose []*conn
+	keep := sh.draining[:0]
+	for _, c := range sh.draining {
+		switch {
+		case c.state == stateClosed:
+		case c.dirty:
+			keep = append(keep, c) // more to write first
+		case c.unsent.Load() <= 0 || now >= c.closeAt:
+			c.closeAt = 0
+			toClose = append(toClose, c)
+		default:
+			keep = append(keep, c)
+		}
+	}
+	clear(sh.draining[len(keep):])
+	sh.draining = keep
+	sh.mu.Unlock()
+	for _, c := range toClose {
+		c.t.close()
+	}
+}
+
+// bufPool recycles outbound buffers so that idle connections hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getBuf(n int) []byte {
+	if n > 64<<10 {
+		return make([]byte, 0, n)
+	}
+	bp := bufPool.Get().(*[]byte)
+	return (*bp)[:0]
+}
+
+func putBuf(b []byte) {
+	if b == nil || cap(b) > 64<<10 {
+		return
+	}
+	b = b[:0]
+	bufPool.Put(&b)
+}

@@ -1,0 +1,105 @@
+package gateway_test
+
+import (
+	"bufio"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/gateway"
+)
+
+// startEcho starts an embedded NATS, a gateway with a ws and a tcp
+// listener, and a bare-NATS echo worker.
+func startEcho(t *testing.T) *gateway.Server {
+	t.Helper()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := bus.Connect(e.ConnectOptions("gw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	wc, err := bus.Connect(e.ConnectOptions("worker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(wc.Close)
+	subj, _ := bus.NewSubjects("")
+	_, err = wc.QueueSubscribe(subj.Events(), subj.WorkersQueue(), func(m *nats.Msg) {
+		var b bus.EventBatch
+		if err := bus.DecodeEventBatch(m.Data, &b); err != nil {
+			t.Error(err)
+			return
+		}
+		ack := bus.Ack{Delivery: b.Delivery}
+		for _, ev := range b.Events {
+			if ev.Type == bus.EventMessage {
+				ack.Actions = append(ack.Actions, bus.Action{Type: bus.ActionSend, Data: ev.Data, Flag: ev.Binary})
+			}
+		}
+		_ = m.Respond(bus.AppendAck(nil, &ack))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(nc, gateway.Config{
+		Logger: slog.New(slog.DiscardHandler),
+		Listeners: []gateway.ListenerConfig{
+			{Protocol: "ws", Addr: "127.0.0.1:0"},
+			{Protocol: "tcp", Addr: "127.0.0.1:0"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Shutdown(t.Context()) })
+	return gw
+}
+
+func TestSmokeEcho(t *testing.T) {
+	gw := startEcho(t)
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr("ws").String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	for _, msg := range []string{"hello", "two\r\n ", "x\x00 "} {
+		if err := ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, got, err := ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != msg {
+			t.Fatalf("got %q want %q", got, msg)
+		}
+	}
+	tc, err := net.Dial("tcp", gw.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_, _ = tc.Write([]byte("line one\nline two\n"))
+	r := bufio.NewReader(tc)
+	_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"line one\n", "line two\n"} {
+		got, err := r.ReadString('\n')
+		if err != nil || got != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+}
