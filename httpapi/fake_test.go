@@ -1,0 +1,209 @@
+package httpapi_test
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gatework/gatework/api"
+)
+
+// call is one recorded call of fakeAPI: the api.API method name and its
+// arguments after ctx (variadic ones as a slice).
+type call struct {
+	Method string
+	Args   []any
+}
+
+// fakeAPI is an api.API that records every call and answers canned values,
+// or err when set. With block it waits for the context to end instead.
+type fakeAPI struct {
+	mu          sync.Mutex
+	calls       []call
+	deadline    time.Time // of the last call's context
+	hasDeadline bool
+
+	err      error // returned by every method when non-nil
+	block    bool  // wait for ctx.Done and return ctx.Err()
+	panicMsg any   // panic with this when non-nil
+	discard  bool  // do not record calls (fuzzing)
+}
+
+var _ api.API = (*fakeAPI)(nil)
+
+func (f *fakeAPI) record(ctx context.Context, method string, args ...any) error {
+	f.mu.Lock()
+	if !f.discard {
+		f.calls = append(f.calls, call{Method: method, Args: args})
+		f.deadline, f.hasDeadline = ctx.Deadline()
+	}
+	block, err, p := f.block, f.err, f.panicMsg
+	f.mu.Unlock()
+	if p != nil {
+		panic(p)
+	}
+	if block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
+
+// last is the last recorded call.
+func (f *fakeAPI) last() (call, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) == 0 {
+		return call{}, false
+	}
+	return f.calls[len(f.calls)-1], true
+}
+
+func (f *fakeAPI) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+// Canned answers.
+var (
+	cannedCoverage = api.Coverage{Partial: true, Missing: []string{"gw2"}}
+	cannedPage     = api.Page{Items: []string{"a", "b"}, NextCursor: "b"}
+	cannedUID      = "u1"
+	cannedInfo     = api.ClientInfo{
+		RemoteIP:   "10.0.0.1",
+		RemotePort: 4242,
+		UID:        &cannedUID,
+		Session:    api.Session{"k": "v"},
+		Groups:     []string{"g1"},
+		System: &api.SystemInfo{
+			Listener: "ws", Protocol: "websocket", Gateway: "gw1",
+			ConnectedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
+			LastActive:  time.Date(2025, 1, 2, 3, 4, 6, 0, time.UTC),
+			BytesIn:     1, BytesOut: 2, MessagesIn: 3, MessagesOut: 4,
+		},
+	}
+)
+
+func (f *fakeAPI) SendToClient(ctx context.Context, client string, msg []byte) error {
+	return f.record(ctx, "SendToClient", client, clone(msg))
+}
+
+func (f *fakeAPI) SendToUID(ctx context.Context, uids []string, msg []byte, without ...string) error {
+	return f.record(ctx, "SendToUID", uids, clone(msg), without)
+}
+
+func (f *fakeAPI) SendToGroup(ctx context.Context, groups []string, msg []byte, without ...string) error {
+	return f.record(ctx, "SendToGroup", groups, clone(msg), without)
+}
+
+func (f *fakeAPI) SendToAll(ctx context.Context, msg []byte, without ...string) error {
+	return f.record(ctx, "SendToAll", clone(msg), without)
+}
+
+func (f *fakeAPI) IsOnline(ctx context.Context, client string) (bool, error) {
+	return true, f.record(ctx, "IsOnline", client)
+}
+
+func (f *fakeAPI) IsUIDOnline(ctx context.Context, uid string) (api.Bool, error) {
+	return api.Bool{Value: true, Coverage: cannedCoverage}, f.record(ctx, "IsUIDOnline", uid)
+}
+
+func (f *fakeAPI) GetClientCount(ctx context.Context) (api.Count, error) {
+	return api.Count{Value: 12}, f.record(ctx, "GetClientCount")
+}
+
+func (f *fakeAPI) GetClientCountByGroup(ctx context.Context, group string) (api.Count, error) {
+	return api.Count{Value: 3, Coverage: cannedCoverage}, f.record(ctx, "GetClientCountByGroup", group)
+}
+
+func (f *fakeAPI) GetClientList(ctx context.Context, page api.PageRequest) (api.Page, error) {
+	return cannedPage, f.record(ctx, "GetClientList", page)
+}
+
+func (f *fakeAPI) GetClientListByGroup(ctx context.Context, group string, page api.PageRequest) (api.Page, error) {
+	return cannedPage, f.record(ctx, "GetClientListByGroup", group, page)
+}
+
+func (f *fakeAPI) GetClientListByUID(ctx context.Context, uid string, page api.PageRequest) (api.Page, error) {
+	return api.Page{}, f.record(ctx, "GetClientListByUID", uid, page)
+}
+
+func (f *fakeAPI) GetClientInfo(ctx context.Context, client string, fields api.Fields) (api.ClientInfo, error) {
+	return cannedInfo, f.record(ctx, "GetClientInfo", client, fields)
+}
+
+func (f *fakeAPI) GetUIDList(ctx context.Context, unique bool, page api.PageRequest) (api.Page, error) {
+	p := cannedPage
+	p.Coverage = cannedCoverage
+	return p, f.record(ctx, "GetUIDList", unique, page)
+}
+
+func (f *fakeAPI) GetUIDListByGroup(ctx context.Context, group string, unique bool, page api.PageRequest) (api.Page, error) {
+	return cannedPage, f.record(ctx, "GetUIDListByGroup", group, unique, page)
+}
+
+func (f *fakeAPI) GetUIDCount(ctx context.Context, uniquePercent float64) (api.Count, error) {
+	return api.Count{Value: 7}, f.record(ctx, "GetUIDCount", uniquePercent)
+}
+
+func (f *fakeAPI) GetUIDCountByGroup(ctx context.Context, group string) (api.Count, error) {
+	return api.Count{Value: 2}, f.record(ctx, "GetUIDCountByGroup", group)
+}
+
+func (f *fakeAPI) GetGroupList(ctx context.Context, unique bool, page api.PageRequest) (api.Page, error) {
+	return cannedPage, f.record(ctx, "GetGroupList", unique, page)
+}
+
+func (f *fakeAPI) GetClientSessionsByGroup(ctx context.Context, group string) (api.ClientSessions, error) {
+	cs := api.ClientSessions{Sessions: map[string]api.Session{"c1": {"k": "v"}, "c2": nil}}
+	return cs, f.record(ctx, "GetClientSessionsByGroup", group)
+}
+
+func (f *fakeAPI) CloseClient(ctx context.Context, client string, force bool) error {
+	return f.record(ctx, "CloseClient", client, force)
+}
+
+func (f *fakeAPI) BindUID(ctx context.Context, client, uid string) error {
+	return f.record(ctx, "BindUID", client, uid)
+}
+
+func (f *fakeAPI) UnbindUID(ctx context.Context, client string) error {
+	return f.record(ctx, "UnbindUID", client)
+}
+
+func (f *fakeAPI) JoinGroup(ctx context.Context, client, group string) error {
+	return f.record(ctx, "JoinGroup", client, group)
+}
+
+func (f *fakeAPI) LeaveGroup(ctx context.Context, client, group string) error {
+	return f.record(ctx, "LeaveGroup", client, group)
+}
+
+func (f *fakeAPI) UnGroup(ctx context.Context, group string) error {
+	return f.record(ctx, "UnGroup", group)
+}
+
+func (f *fakeAPI) SetSession(ctx context.Context, client string, s api.Session) error {
+	return f.record(ctx, "SetSession", client, s)
+}
+
+func (f *fakeAPI) UpdateSession(ctx context.Context, client string, s api.Session) error {
+	return f.record(ctx, "UpdateSession", client, s)
+}
+
+func (f *fakeAPI) DeleteSession(ctx context.Context, client string) error {
+	return f.record(ctx, "DeleteSession", client)
+}
+
+func (f *fakeAPI) GetSession(ctx context.Context, client string) (api.Session, error) {
+	return api.Session{"k": "v", "n": 1}, f.record(ctx, "GetSession", client)
+}
+
+// clone copies msg: the API contract lets the caller reuse it after the call.
+func clone(msg []byte) []byte {
+	if msg == nil {
+		return nil
+	}
+	return append([]byte{}, msg...)
+}

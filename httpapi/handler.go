@@ -1,0 +1,334 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gatework/gatework/api"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultMaxBodyBytes = 8 << 20
+	DefaultTimeout      = 10 * time.Second
+)
+
+// Config configures a Handler. The zero value works: no token (loopback
+// callers only), 8 MiB bodies, 10 s per request, no logging.
+type Config struct {
+	// Token is the bearer token every request must carry as
+	// "Authorization: Bearer <token>". Empty means no token: then only
+	// callers whose r.RemoteAddr is a loopback address (127.0.0.0/8, ::1)
+	// are served, all others get 403. Behind a reverse proxy on the same
+	// machine every caller looks local: set a token there.
+	Token string
+	// MaxBodyBytes bounds a request body; a larger one gets 413.
+	// 0 means DefaultMaxBodyBytes (8 MiB).
+	MaxBodyBytes int64
+	// Timeout bounds each API call: the request's context gets this
+	// deadline, and a call that runs out answers 504. 0 means
+	// DefaultTimeout (10 s).
+	Timeout time.Duration
+	// Logger receives a warning from New when Token is empty, and the
+	// details of 500 answers (Error) and of other failures (Debug).
+	// nil means no logging.
+	Logger *slog.Logger
+}
+
+// Handler serves the HTTP API (SPEC §4) over an api.API:
+//
+//	POST /api/<method>      call a method: JSON object in, {"result": …} out
+//	GET  /api               the methods, their params and results, as JSON
+//	GET  /api/openapi.json  an OpenAPI 3.1 document of every method
+//
+// Every path requires the bearer token (or, with no token configured, a
+// loopback caller). Every failure is {"error":{"code":…,"message":…}} with
+// the matching status; the codes are the Code constants.
+//
+// A Handler is safe for concurrent use; it keeps no per-request state and
+// holds a request's goroutine for as long as the API call takes, at most
+// Config.Timeout. It does not own the api.API: closing it is the caller's.
+type Handler struct {
+	api       api.API
+	tokenHash []byte // sha256 of Config.Token; nil: loopback only
+	maxBody   int64
+	timeout   time.Duration
+	log       *slog.Logger
+	methods   map[string]*method // by name and alias
+	listing   []byte             // body of GET /api
+	openAPI   []byte             // body of GET /api/openapi.json
+}
+
+// New returns a Handler serving a. It fails if a is nil, a limit is
+// negative, or the token contains whitespace or control characters (it
+// could never match a header). With an empty token it logs a warning that
+// only loopback callers will be served.
+func New(a api.API, cfg Config) (*Handler, error) {
+	if a == nil {
+		return nil, errors.New("httpapi: nil api")
+	}
+	if cfg.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("httpapi: negative MaxBodyBytes %d", cfg.MaxBodyBytes)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("httpapi: negative Timeout %v", cfg.Timeout)
+	}
+	if strings.ContainsFunc(cfg.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return nil, errors.New("httpapi: token contains whitespace or control characters")
+	}
+	h := &Handler{
+		api:     a,
+		maxBody: cfg.MaxBodyBytes,
+		timeout: cfg.Timeout,
+		log:     cfg.Logger,
+		methods: make(map[string]*method, len(methodTable)+1),
+	}
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.timeout == 0 {
+		h.timeout = DefaultTimeout
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	for _, m := range methodTable {
+		for _, name := range append([]string{m.name}, m.aliases...) {
+			h.methods[name] = m
+		}
+	}
+	var err error
+	if h.listing, err = listingJSON(); err != nil {
+		return nil, fmt.Errorf("httpapi: method listing: %w", err)
+	}
+	if h.openAPI, err = openAPIJSON(); err != nil {
+		return nil, fmt.Errorf("httpapi: openapi document: %w", err)
+	}
+	if cfg.Token == "" {
+		h.log.Warn("httpapi: no token configured: serving loopback callers only")
+	} else {
+		sum := sha256.Sum256([]byte(cfg.Token))
+		h.tokenHash = sum[:]
+	}
+	return h, nil
+}
+
+// ServeHTTP answers one request; see Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if he := h.authorize(r); he != nil {
+		h.writeError(w, r, he)
+		return
+	}
+	switch path := r.URL.Path; path {
+	case "/api", "/api/":
+		h.serveDoc(w, r, h.listing)
+	case "/api/openapi.json":
+		h.serveDoc(w, r, h.openAPI)
+	default:
+		name, ok := strings.CutPrefix(path, "/api/")
+		if !ok || strings.Contains(name, "/") {
+			h.writeError(w, r, newError(http.StatusNotFound, CodeNotFound, "no such path %q", path))
+			return
+		}
+		m := h.methods[name]
+		if m == nil {
+			h.writeError(w, r, newError(http.StatusNotFound, CodeUnknownMethod, "unknown method %q", name))
+			return
+		}
+		if r.Method != http.MethodPost {
+			he := newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s takes POST, not %s", name, r.Method)
+			he.header = map[string]string{"Allow": http.MethodPost}
+			h.writeError(w, r, he)
+			return
+		}
+		h.serveMethod(w, r, m)
+	}
+}
+
+// authorize checks the bearer token, or with none configured that the
+// caller is on a loopback address.
+func (h *Handler) authorize(r *http.Request) *httpError {
+	if h.tokenHash == nil {
+		if !isLoopback(r.RemoteAddr) {
+			return newError(http.StatusForbidden, CodeForbidden, "no API token is configured: only loopback callers are served")
+		}
+		return nil
+	}
+	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+		he := newError(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token")
+		he.header = map[string]string{"WWW-Authenticate": `Bearer realm="gatework"`}
+		return he
+	}
+	// Hash first so that the comparison takes the same time whatever the
+	// length of the guess.
+	sum := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+	if subtle.ConstantTimeCompare(sum[:], h.tokenHash) != 1 {
+		he := newError(http.StatusUnauthorized, CodeUnauthorized, "wrong bearer token")
+		he.header = map[string]string{"WWW-Authenticate": `Bearer realm="gatework", error="invalid_token"`}
+		return he
+	}
+	return nil
+}
+
+// isLoopback reports whether a RemoteAddr ("host:port") is 127.0.0.0/8 or
+// ::1 (also as an IPv4-mapped IPv6 address).
+func isLoopback(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
+func (h *Handler) serveDoc(w http.ResponseWriter, r *http.Request, body []byte) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		he := newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s takes GET, not %s", r.URL.Path, r.Method)
+		he.header = map[string]string{"Allow": "GET, HEAD"}
+		h.writeError(w, r, he)
+		return
+	}
+	writeBody(w, http.StatusOK, body)
+}
+
+// serveMethod reads the body, calls m with the request's context bounded by
+// the configured timeout, and writes the answer.
+func (h *Handler) serveMethod(w http.ResponseWriter, r *http.Request, m *method) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONMediaType(ct) {
+		h.writeError(w, r, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"content type %q is not JSON: send application/json", ct))
+		return
+	}
+	if r.ContentLength > h.maxBody {
+		h.writeError(w, r, h.tooLarge())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			h.writeError(w, r, h.tooLarge())
+			return
+		}
+		h.writeError(w, r, invalidRequest("reading the body: %s", err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	defer cancel()
+	rep, err := h.call(ctx, m, body)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	out, err := encodeReply(rep)
+	if err != nil {
+		h.writeError(w, r, fmt.Errorf("encoding the result of %s: %w", m.name, err))
+		return
+	}
+	writeBody(w, http.StatusOK, out)
+}
+
+// call invokes m, turning a panic of the API into an internal error so the
+// caller still gets a JSON answer.
+func (h *Handler) call(ctx context.Context, m *method, body []byte) (rep reply, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			err = fmt.Errorf("panic in %s: %v\n%s", m.name, p, debug.Stack())
+		}
+	}()
+	return m.invoke(ctx, h.api, body)
+}
+
+func (h *Handler) tooLarge() *httpError {
+	return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, "body larger than %d bytes", h.maxBody)
+}
+
+// isJSONMediaType accepts application/json and any */*+json type, in
+// UTF-8 if a charset is given.
+func isJSONMediaType(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8")
+}
+
+// okBody and coveredBody are the JSON shapes of a success.
+type okBody struct {
+	Result any `json:"result"`
+}
+
+type coveredBody struct {
+	Result  any      `json:"result"`
+	Partial bool     `json:"partial"`
+	Missing []string `json:"missing"`
+}
+
+func encodeReply(rep reply) ([]byte, error) {
+	if rep.coverage != nil {
+		return marshal(coveredBody{Result: rep.result, Partial: rep.coverage.Partial, Missing: nonNil(rep.coverage.Missing)})
+	}
+	return marshal(okBody{Result: rep.result})
+}
+
+// marshal encodes v without HTML escaping: the API answers JSON, never
+// HTML, and messages should read as sent.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// writeError answers err: an *httpError as is, an API error by class.
+// A 500 is logged at Error with its cause; other failures at Debug.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	he, internal := classify(err)
+	if internal {
+		h.log.Error("httpapi: internal error", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+	} else if h.log.Enabled(r.Context(), slog.LevelDebug) {
+		h.log.Debug("httpapi: request failed", "path", r.URL.Path, "remote", r.RemoteAddr,
+			"status", he.status, "code", he.code, "err", err)
+	}
+	for k, v := range he.header {
+		w.Header().Set(k, v)
+	}
+	body, merr := marshal(errorBody{Error: errorDetail{Code: he.code, Message: he.msg}})
+	if merr != nil { // cannot happen: two strings
+		body = []byte(`{"error":{"code":"internal","message":"internal error"}}` + "\n")
+	}
+	writeBody(w, he.status, body)
+}
+
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // the caller is gone if this fails; nothing to do
+}

@@ -1,0 +1,446 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"reflect"
+
+	"github.com/gatework/gatework/api"
+)
+
+// method is one entry of the dispatch table: POST /api/<name>.
+type method struct {
+	name    string
+	aliases []string // other names dispatched to the same method
+	summary string
+	result  resultKind
+	params  []param
+	// invoke decodes body into the method's params, validates them and
+	// calls the API. Errors are *httpError for bad input, else the API's.
+	invoke func(ctx context.Context, a api.API, body []byte) (reply, error)
+}
+
+// resultKind is the shape of a method's "result"; openapi.go has a schema
+// for each.
+type resultKind int
+
+const (
+	resultNull            resultKind = iota // actions: null
+	resultBool                              // true or false
+	resultCoveredBool                       // boolean, with partial/missing beside result
+	resultCoveredCount                      // integer, with partial/missing beside result
+	resultPage                              // {items, next_cursor, partial, missing}
+	resultClientInfo                        // the keys asked for
+	resultSession                           // a session object
+	resultCoveredSessions                   // {client: session}, with partial/missing beside result
+)
+
+// reply is a method's success: result, plus coverage for cluster-wide
+// answers that carry partial/missing beside the result.
+type reply struct {
+	result   any
+	coverage *api.Coverage
+}
+
+// def builds a table entry whose params are the fields of P.
+func def[P any](name string, kind resultKind, summary string, call func(ctx context.Context, a api.API, p *P) (reply, error)) *method {
+	ps := paramsOf(reflect.TypeFor[P]())
+	proto := new(P)
+	setDefaults(reflect.ValueOf(proto), ps)
+	return &method{
+		name:    name,
+		summary: summary,
+		result:  kind,
+		params:  ps,
+		invoke: func(ctx context.Context, a api.API, body []byte) (reply, error) {
+			p := new(P)
+			*p = *proto
+			if err := decodeParams(body, ps, p); err != nil {
+				return reply{}, err
+			}
+			return call(ctx, a, p)
+		},
+	}
+}
+
+func (m *method) alias(names ...string) *method {
+	m.aliases = append(m.aliases, names...)
+	return m
+}
+
+// Parameter structs. Tags are described at param in params.go.
+
+type noParams struct{}
+
+type clientParams struct {
+	Client string `json:"client" required:"true" doc:"client id of the connection"`
+}
+
+type groupParams struct {
+	Group string `json:"group" required:"true" doc:"group name"`
+}
+
+type uidParams struct {
+	UID string `json:"uid" required:"true" doc:"user id"`
+}
+
+type messageParams struct {
+	Message       *string `json:"message" oneof:"message" doc:"the message as a UTF-8 string, sent as is; exactly one of message and message_base64"`
+	MessageBase64 *string `json:"message_base64" oneof:"message" doc:"the message as standard base64 (RFC 4648, padded) for arbitrary bytes; exactly one of message and message_base64"`
+}
+
+// bytes is the message to send.
+func (m *messageParams) bytes() ([]byte, error) {
+	switch {
+	case m.Message != nil && m.MessageBase64 != nil:
+		return nil, invalidRequest(`give only one of "message" and "message_base64", not both`)
+	case m.Message != nil:
+		return []byte(*m.Message), nil
+	case m.MessageBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*m.MessageBase64)
+		if err != nil {
+			var ce base64.CorruptInputError
+			if errors.As(err, &ce) {
+				return nil, fieldError("message_base64", "invalid base64 at byte %d", int64(ce))
+			}
+			return nil, fieldError("message_base64", "invalid base64")
+		}
+		return b, nil
+	}
+	return nil, invalidRequest(`one of "message" and "message_base64" is required`)
+}
+
+type withoutParams struct {
+	Without []string `json:"without" doc:"client ids that must not receive the message"`
+}
+
+type pageParams struct {
+	Cursor string `json:"cursor" doc:"next_cursor of the previous page; empty or absent for the first page"`
+	Limit  int    `json:"limit" min:"0" doc:"at most this many items; 0 or absent means 100, more than 10000 is cut to 10000"`
+}
+
+func (p pageParams) page() api.PageRequest { return api.PageRequest{Cursor: p.Cursor, Limit: p.Limit} }
+
+type uniqueParams struct {
+	Unique bool `json:"unique" default:"true" doc:"de-duplicate across gateways"`
+}
+
+type sendToClientParams struct {
+	clientParams
+	messageParams
+}
+
+type sendToUIDParams struct {
+	UID  *string  `json:"uid" anyof:"uid" doc:"user id; combined with uids"`
+	UIDs []string `json:"uids" anyof:"uid" doc:"user ids; combined with uid"`
+	messageParams
+	withoutParams
+}
+
+type sendToGroupParams struct {
+	Group  *string  `json:"group" anyof:"group" doc:"group name; combined with groups"`
+	Groups []string `json:"groups" anyof:"group" doc:"group names; combined with group"`
+	messageParams
+	withoutParams
+}
+
+type sendToAllParams struct {
+	messageParams
+	withoutParams
+}
+
+type groupPageParams struct {
+	groupParams
+	pageParams
+}
+
+type uidPageParams struct {
+	uidParams
+	pageParams
+}
+
+type clientInfoParams struct {
+	clientParams
+	Fields int `json:"fields" default:"255" min:"0" max:"255" doc:"bits of the keys to return: remote_ip 1, remote_port 2, uid 4, session 8, groups 16, system 32; 255 is all"`
+}
+
+type uidListParams struct {
+	uniqueParams
+	pageParams
+}
+
+type groupUIDListParams struct {
+	groupParams
+	uniqueParams
+	pageParams
+}
+
+type uidCountParams struct {
+	UniquePercent float64 `json:"unique_percent" gt:"0" max:"1" doc:"absent: count distinct uids exactly; given: the cheap estimate, the sum of each gateway's distinct uids times unique_percent"`
+}
+
+type closeParams struct {
+	clientParams
+	Force bool `json:"force" default:"false" doc:"drop unsent data and close at once; otherwise queued data is flushed first"`
+}
+
+type bindParams struct {
+	clientParams
+	uidParams
+}
+
+type clientGroupParams struct {
+	clientParams
+	groupParams
+}
+
+type sessionParams struct {
+	clientParams
+	Session api.Session `json:"session" required:"true" doc:"the session: a JSON object"`
+}
+
+// methodTable is every method of api.API, in SPEC §4 order. It drives
+// dispatch, GET /api and the OpenAPI document.
+var methodTable = []*method{
+	def("sendToClient", resultNull, "Send a message to one connection.",
+		func(ctx context.Context, a api.API, p *sendToClientParams) (reply, error) {
+			msg, err := p.bytes()
+			if err != nil {
+				return reply{}, err
+			}
+			return reply{}, a.SendToClient(ctx, p.Client, msg)
+		}),
+	def("sendToUid", resultNull, "Send a message to every connection bound to the uid(s), except the ids in without.",
+		func(ctx context.Context, a api.API, p *sendToUIDParams) (reply, error) {
+			uids := combine(p.UID, p.UIDs)
+			if len(uids) == 0 {
+				return reply{}, fieldError("uids", "want at least one uid")
+			}
+			msg, err := p.bytes()
+			if err != nil {
+				return reply{}, err
+			}
+			return reply{}, a.SendToUID(ctx, uids, msg, p.Without...)
+		}),
+	def("sendToGroup", resultNull, "Send a message to every member of the group(s), each connection once, except the ids in without.",
+		func(ctx context.Context, a api.API, p *sendToGroupParams) (reply, error) {
+			groups := combine(p.Group, p.Groups)
+			if len(groups) == 0 {
+				return reply{}, fieldError("groups", "want at least one group")
+			}
+			msg, err := p.bytes()
+			if err != nil {
+				return reply{}, err
+			}
+			return reply{}, a.SendToGroup(ctx, groups, msg, p.Without...)
+		}),
+	def("sendToAll", resultNull, "Send a message to every connection on every gateway, except the ids in without.",
+		func(ctx context.Context, a api.API, p *sendToAllParams) (reply, error) {
+			msg, err := p.bytes()
+			if err != nil {
+				return reply{}, err
+			}
+			return reply{}, a.SendToAll(ctx, msg, p.Without...)
+		}),
+	def("isOnline", resultBool, "Whether the connection is open.",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			ok, err := a.IsOnline(ctx, p.Client)
+			return reply{result: ok}, err
+		}),
+	def("isUidOnline", resultCoveredBool, "Whether at least one connection is bound to the uid.",
+		func(ctx context.Context, a api.API, p *uidParams) (reply, error) {
+			b, err := a.IsUIDOnline(ctx, p.UID)
+			return covered(b.Value, b.Coverage), err
+		}),
+	def("getClientCount", resultCoveredCount, "Number of open connections, cluster-wide.",
+		func(ctx context.Context, a api.API, _ *noParams) (reply, error) {
+			c, err := a.GetClientCount(ctx)
+			return covered(c.Value, c.Coverage), err
+		}),
+	def("getClientCountByGroup", resultCoveredCount, "Number of members of the group.",
+		func(ctx context.Context, a api.API, p *groupParams) (reply, error) {
+			c, err := a.GetClientCountByGroup(ctx, p.Group)
+			return covered(c.Value, c.Coverage), err
+		}),
+	def("getClientList", resultPage, "All client ids, one page at a time.",
+		func(ctx context.Context, a api.API, p *pageParams) (reply, error) {
+			pg, err := a.GetClientList(ctx, p.page())
+			return pageReply(pg), err
+		}),
+	def("getClientListByGroup", resultPage, "Client ids of the members of the group, one page at a time.",
+		func(ctx context.Context, a api.API, p *groupPageParams) (reply, error) {
+			pg, err := a.GetClientListByGroup(ctx, p.Group, p.page())
+			return pageReply(pg), err
+		}),
+	def("getClientListByUid", resultPage, "Client ids of the connections bound to the uid, one page at a time.",
+		func(ctx context.Context, a api.API, p *uidPageParams) (reply, error) {
+			pg, err := a.GetClientListByUID(ctx, p.UID, p.page())
+			return pageReply(pg), err
+		}),
+	def("getClientInfo", resultClientInfo, "What is known of one connection: only the keys selected by fields.",
+		func(ctx context.Context, a api.API, p *clientInfoParams) (reply, error) {
+			f := api.Fields(p.Fields)
+			info, err := a.GetClientInfo(ctx, p.Client, f)
+			return reply{result: clientInfoResult(info, f)}, err
+		}),
+	def("getUidList", resultPage, "Bound uids, cluster-wide, one page at a time.",
+		func(ctx context.Context, a api.API, p *uidListParams) (reply, error) {
+			pg, err := a.GetUIDList(ctx, p.Unique, p.page())
+			return pageReply(pg), err
+		}),
+	def("getUidListByGroup", resultPage, "Bound uids of the members of the group, one page at a time.",
+		func(ctx context.Context, a api.API, p *groupUIDListParams) (reply, error) {
+			pg, err := a.GetUIDListByGroup(ctx, p.Group, p.Unique, p.page())
+			return pageReply(pg), err
+		}),
+	def("getUidCount", resultCoveredCount, "Number of distinct bound uids: exact, or estimated with unique_percent.",
+		func(ctx context.Context, a api.API, p *uidCountParams) (reply, error) {
+			c, err := a.GetUIDCount(ctx, p.UniquePercent)
+			return covered(c.Value, c.Coverage), err
+		}),
+	def("getUidCountByGroup", resultCoveredCount, "Number of distinct uids among the members of the group, exact.",
+		func(ctx context.Context, a api.API, p *groupParams) (reply, error) {
+			c, err := a.GetUIDCountByGroup(ctx, p.Group)
+			return covered(c.Value, c.Coverage), err
+		}),
+	def("getGroupList", resultPage, "Groups that have at least one member, one page at a time.",
+		func(ctx context.Context, a api.API, p *uidListParams) (reply, error) {
+			pg, err := a.GetGroupList(ctx, p.Unique, p.page())
+			return pageReply(pg), err
+		}),
+	def("getClientSessionsByGroup", resultCoveredSessions, "The session of every member of the group, by client id.",
+		func(ctx context.Context, a api.API, p *groupParams) (reply, error) {
+			cs, err := a.GetClientSessionsByGroup(ctx, p.Group)
+			out := make(map[string]api.Session, len(cs.Sessions))
+			for c, s := range cs.Sessions {
+				out[c] = nonNilSession(s)
+			}
+			return covered(out, cs.Coverage), err
+		}),
+	def("closeClient", resultNull, "Close a connection; unless force, its queued data is flushed first.",
+		func(ctx context.Context, a api.API, p *closeParams) (reply, error) {
+			return reply{}, a.CloseClient(ctx, p.Client, p.Force)
+		}),
+	def("bindUid", resultNull, "Bind the connection to the uid (one uid per connection, the last bind wins).",
+		func(ctx context.Context, a api.API, p *bindParams) (reply, error) {
+			return reply{}, a.BindUID(ctx, p.Client, p.UID)
+		}),
+	def("unbindUid", resultNull, "Unbind the connection from its uid.",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			return reply{}, a.UnbindUID(ctx, p.Client)
+		}).alias("unBindUid"),
+	def("joinGroup", resultNull, "Add the connection to the group.",
+		func(ctx context.Context, a api.API, p *clientGroupParams) (reply, error) {
+			return reply{}, a.JoinGroup(ctx, p.Client, p.Group)
+		}),
+	def("leaveGroup", resultNull, "Remove the connection from the group.",
+		func(ctx context.Context, a api.API, p *clientGroupParams) (reply, error) {
+			return reply{}, a.LeaveGroup(ctx, p.Client, p.Group)
+		}),
+	def("unGroup", resultNull, "Dissolve the group everywhere; its members stay connected.",
+		func(ctx context.Context, a api.API, p *groupParams) (reply, error) {
+			return reply{}, a.UnGroup(ctx, p.Group)
+		}),
+	def("setSession", resultNull, "Replace the connection's session.",
+		func(ctx context.Context, a api.API, p *sessionParams) (reply, error) {
+			return reply{}, a.SetSession(ctx, p.Client, p.Session)
+		}),
+	def("updateSession", resultNull, "Merge keys into the connection's session (shallow).",
+		func(ctx context.Context, a api.API, p *sessionParams) (reply, error) {
+			return reply{}, a.UpdateSession(ctx, p.Client, p.Session)
+		}),
+	def("deleteSession", resultNull, "Clear the connection's session.",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			return reply{}, a.DeleteSession(ctx, p.Client)
+		}),
+	def("getSession", resultSession, "The connection's session.",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			s, err := a.GetSession(ctx, p.Client)
+			return reply{result: nonNilSession(s)}, err
+		}),
+}
+
+// combine joins an optional single name and a list, dropping repeats and
+// keeping the first-seen order.
+func combine(one *string, many []string) []string {
+	out := make([]string, 0, len(many)+1)
+	seen := make(map[string]bool, len(many)+1)
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	if one != nil {
+		add(*one)
+	}
+	for _, s := range many {
+		add(s)
+	}
+	return out
+}
+
+func covered(v any, c api.Coverage) reply {
+	return reply{result: v, coverage: &c}
+}
+
+// pageJSON is the JSON of a page; Items and Missing are never null.
+type pageJSON struct {
+	Items      []string `json:"items"`
+	NextCursor string   `json:"next_cursor"`
+	Partial    bool     `json:"partial"`
+	Missing    []string `json:"missing"`
+}
+
+func pageReply(p api.Page) reply {
+	return reply{result: pageJSON{
+		Items:      nonNil(p.Items),
+		NextCursor: p.NextCursor,
+		Partial:    p.Partial,
+		Missing:    nonNil(p.Missing),
+	}}
+}
+
+// clientInfoResult keeps exactly the keys selected by f, each present even
+// when empty: "" for an unbound uid, {} and [] for no session or groups.
+func clientInfoResult(info api.ClientInfo, f api.Fields) map[string]any {
+	out := make(map[string]any, 6)
+	if f&api.FieldRemoteIP != 0 {
+		out["remote_ip"] = info.RemoteIP
+	}
+	if f&api.FieldRemotePort != 0 {
+		out["remote_port"] = info.RemotePort
+	}
+	if f&api.FieldUID != 0 {
+		uid := ""
+		if info.UID != nil {
+			uid = *info.UID
+		}
+		out["uid"] = uid
+	}
+	if f&api.FieldSession != 0 {
+		out["session"] = nonNilSession(info.Session)
+	}
+	if f&api.FieldGroups != 0 {
+		out["groups"] = nonNil(info.Groups)
+	}
+	if f&api.FieldSystem != 0 {
+		out["system"] = info.System
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilSession(s api.Session) api.Session {
+	if s == nil {
+		return api.Session{}
+	}
+	return s
+}
