@@ -1,0 +1,304 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/bus"
+)
+
+// Context is one event of one client, as handed to a handler.
+//
+// A Context is valid only during the handler call it was passed to, and only
+// on that call's goroutine: it is not safe for concurrent use, and must not
+// be retained or used after the handler returns (use Context.API with
+// ClientID for anything later or on another goroutine).
+//
+// Mutations of the client (Send, Close, BindUID, JoinGroup, SetSession,
+// Reject, …) are queued and sent to the gateway in the batch's final Ack;
+// the gateway applies them in order before the client's next event. They
+// are also applied at once to the Context's view: UID, Groups and Session
+// reflect them in the same handler, and the next event of the same batch
+// starts from the view the previous handler left. None of them blocks.
+type Context struct {
+	w  *Worker
+	j  *job
+	ev *bus.Event
+}
+
+// ClientID returns the id of the client the event belongs to.
+func (c *Context) ClientID() string { return c.j.batch.Client }
+
+// Event returns the type of the event being handled.
+func (c *Context) Event() bus.EventType { return c.ev.Type }
+
+// Attempt returns 1 the first time the event's batch is delivered, and more
+// when a gateway redelivered it because a worker did not finish it in time
+// (the event may have been handled, fully or partly, before).
+func (c *Context) Attempt() int {
+	if c.j.batch.Attempt < 1 {
+		return 1
+	}
+	return int(c.j.batch.Attempt)
+}
+
+// Binary reports, for a message, whether it arrived as a WebSocket binary
+// frame.
+func (c *Context) Binary() bool { return c.ev.Binary }
+
+// Time returns when the gateway saw the event (zero if it did not say).
+func (c *Context) Time() time.Time { return unixMilli(c.ev.TimeUnixMs) }
+
+// CloseReason returns, in OnClose, why the connection closed; otherwise "".
+func (c *Context) CloseReason() string { return c.ev.CloseReason }
+
+// UID returns the uid the client is bound to ("" when unbound), as the
+// gateway knew it when the batch was sent, changed by this batch's
+// BindUID/UnbindUID calls so far.
+func (c *Context) UID() string { return c.j.uid }
+
+// Groups returns the client's groups, sorted, as the gateway knew them when
+// the batch was sent, changed by this batch's JoinGroup/LeaveGroup calls so
+// far. The slice is the caller's.
+func (c *Context) Groups() []string { return slices.Clone(c.j.groups) }
+
+// InGroup reports whether Groups contains group, without allocating.
+func (c *Context) InGroup(group string) bool {
+	_, ok := slices.BinarySearch(c.j.groups, group)
+	return ok
+}
+
+// Session returns the client's session as of the event: the JSON object the
+// gateway sent with the batch, changed by this batch's SetSession,
+// UpdateSession and DeleteSession calls so far. It is decoded on every call
+// (numbers as float64, objects as map[string]any), so the map is the
+// caller's: changing it changes nothing on the gateway — use SetSession or
+// UpdateSession for that. A client without a session gets an empty map.
+func (c *Context) Session() api.Session {
+	s := api.Session{}
+	if len(c.j.session) > 0 {
+		if err := json.Unmarshal(c.j.session, &s); err != nil {
+			c.w.log.Warn("session is not a JSON object; using an empty one", "client", c.ClientID(), "err", err)
+			s = api.Session{}
+		}
+	}
+	for _, p := range c.j.patches {
+		// Unmarshal into a map keeps the keys it does not set: a shallow
+		// merge, as the gateway does it.
+		if err := json.Unmarshal(p, &s); err != nil {
+			// Cannot happen: p was made by json.Marshal of an api.Session.
+			c.w.log.Error("session patch did not decode", "client", c.ClientID(), "err", err)
+		}
+	}
+	if s == nil { // the gateway's session was JSON null
+		s = api.Session{}
+	}
+	return s
+}
+
+// ClientInfo is what the gateway knew of a client when it sent the batch.
+type ClientInfo struct {
+	RemoteIP    string
+	RemotePort  int
+	Listener    string    // name of the listener the client connected to
+	Protocol    string    // "ws" or "tcp"
+	Gateway     string    // id of the gateway that holds the connection
+	ConnectedAt time.Time // zero if the gateway did not say
+	LastActive  time.Time // zero if the gateway did not say
+	BytesIn     uint64
+	BytesOut    uint64
+	MessagesIn  uint64
+	MessagesOut uint64
+}
+
+// Info returns the client's basic information.
+func (c *Context) Info() ClientInfo {
+	st := &c.j.batch.State
+	gw := st.Gateway
+	if gw == "" {
+		gw = c.j.batch.Gateway
+	}
+	return ClientInfo{
+		RemoteIP:    st.RemoteIP,
+		RemotePort:  int(st.RemotePort),
+		Listener:    st.Listener,
+		Protocol:    st.Protocol,
+		Gateway:     gw,
+		ConnectedAt: unixMilli(st.ConnectedUnixMs),
+		LastActive:  unixMilli(st.LastActiveUnixMs),
+		BytesIn:     st.BytesIn,
+		BytesOut:    st.BytesOut,
+		MessagesIn:  st.MessagesIn,
+		MessagesOut: st.MessagesOut,
+	}
+}
+
+// Send queues msg for the client; the gateway sends it as a text frame if it
+// is valid UTF-8 and the connection has not opted for binary, otherwise as
+// binary (TCP: framed by the listener's framing). Send copies msg: the
+// caller may reuse it at once.
+func (c *Context) Send(msg []byte) { c.send(msg, false) }
+
+// SendBinary is Send as a WebSocket binary frame whatever msg holds.
+func (c *Context) SendBinary(msg []byte) { c.send(msg, true) }
+
+func (c *Context) send(msg []byte, binary bool) {
+	c.add(bus.Action{Type: bus.ActionSend, Data: bytes.Clone(msg), Flag: binary})
+}
+
+// Close queues a graceful close of the client: the messages queued before
+// it are flushed first.
+func (c *Context) Close() { c.add(bus.Action{Type: bus.ActionClose}) }
+
+// CloseForce queues an immediate close of the client: unsent data is
+// dropped.
+func (c *Context) CloseForce() { c.add(bus.Action{Type: bus.ActionClose, Flag: true}) }
+
+// BindUID binds the client to uid (one uid per connection, the last bind
+// wins). An empty uid is UnbindUID.
+func (c *Context) BindUID(uid string) {
+	if uid == "" {
+		c.UnbindUID()
+		return
+	}
+	c.j.uid = uid
+	c.add(bus.Action{Type: bus.ActionBindUID, Arg: uid})
+}
+
+// UnbindUID unbinds the client from its uid.
+func (c *Context) UnbindUID() {
+	c.j.uid = ""
+	c.add(bus.Action{Type: bus.ActionUnbindUID})
+}
+
+// JoinGroup adds the client to group. An empty group is ignored.
+func (c *Context) JoinGroup(group string) {
+	if group == "" {
+		return
+	}
+	if i, ok := slices.BinarySearch(c.j.groups, group); !ok {
+		c.j.groups = slices.Insert(c.j.groups, i, group)
+	}
+	c.add(bus.Action{Type: bus.ActionJoinGroup, Arg: group})
+}
+
+// LeaveGroup removes the client from group. An empty group is ignored.
+func (c *Context) LeaveGroup(group string) {
+	if group == "" {
+		return
+	}
+	if i, ok := slices.BinarySearch(c.j.groups, group); ok {
+		c.j.groups = slices.Delete(c.j.groups, i, i+1)
+	}
+	c.add(bus.Action{Type: bus.ActionLeaveGroup, Arg: group})
+}
+
+// SetSession replaces the client's session with s (nil: an empty one). It
+// returns an error, and changes nothing, if s does not encode to JSON. s is
+// encoded at once: changing it after the call changes nothing.
+func (c *Context) SetSession(s api.Session) error {
+	data := []byte("{}")
+	if s != nil {
+		var err error
+		if data, err = json.Marshal(s); err != nil {
+			return fmt.Errorf("worker: set session: %w", err)
+		}
+	}
+	c.j.session = data
+	c.j.patches = c.j.patches[:0]
+	c.add(bus.Action{Type: bus.ActionSetSession, Data: data})
+	return nil
+}
+
+// UpdateSession merges s into the client's session: its keys replace the
+// session's, the other keys stay (a shallow merge). It returns an error,
+// and changes nothing, if s does not encode to JSON; an empty s does
+// nothing. s is encoded at once: changing it after the call changes nothing.
+func (c *Context) UpdateSession(s api.Session) error {
+	if len(s) == 0 {
+		return nil
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("worker: update session: %w", err)
+	}
+	c.j.patches = append(c.j.patches, data)
+	c.add(bus.Action{Type: bus.ActionUpdateSession, Data: data})
+	return nil
+}
+
+// DeleteSession clears the client's session.
+func (c *Context) DeleteSession() {
+	c.j.session = nil
+	c.j.patches = c.j.patches[:0]
+	c.add(bus.Action{Type: bus.ActionDeleteSession})
+}
+
+// Reject refuses the client: the gateway closes it, a WebSocket with close
+// code 4000+status and reason. It is meant for OnConnect and
+// OnWebSocketConnect (an HTTP-like status such as 401 or 403); a status
+// outside 100–999 becomes 403.
+func (c *Context) Reject(status int, reason string) {
+	if status < 100 || status > 999 {
+		status = 403
+	}
+	c.add(bus.Action{Type: bus.ActionReject, Code: uint32(status), Arg: reason})
+}
+
+// API returns the cluster API, for anything beyond the current client: other
+// clients, uids, groups, counts and lists. Its calls act at once; they are
+// not ordered with the actions queued through the Context. It is nil if the
+// worker was made without one.
+func (c *Context) API() api.API { return c.w.api }
+
+// Context returns a context for the handler's blocking calls; it is
+// cancelled when the worker is stopped and gives up on its handlers (Stop's
+// ctx expired).
+func (c *Context) Context() context.Context { return c.w.ctx }
+
+func (c *Context) add(a bus.Action) { c.j.actions = append(c.j.actions, a) }
+
+// Request is the HTTP request that upgraded a client to WebSocket. It
+// belongs to the handler it is passed to, which may retain it.
+type Request struct {
+	Method   string
+	Path     string
+	RawQuery string     // the query, without '?'
+	Query    url.Values // RawQuery parsed; malformed pairs are left out
+	Header   http.Header
+	Host     string
+}
+
+// Cookies parses and returns the cookies sent with the request.
+func (r *Request) Cookies() []*http.Cookie {
+	return (&http.Request{Header: r.Header}).Cookies()
+}
+
+// newRequest converts the bus form of an upgrade request; nil gives an
+// empty Request.
+func newRequest(br *bus.HTTPRequest) *Request {
+	r := &Request{Query: url.Values{}, Header: http.Header{}}
+	if br == nil {
+		return r
+	}
+	r.Method, r.Path, r.RawQuery, r.Host = br.Method, br.Path, br.Query, br.Host
+	r.Query, _ = url.ParseQuery(br.Query) // keeps the pairs that parse
+	for _, h := range br.Headers {
+		r.Header.Add(h.Name, h.Value)
+	}
+	return r
+}
+
+func unixMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}

@@ -1,0 +1,267 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/bus"
+)
+
+// maxKeptBuffer is the largest encode buffer a goroutine keeps between
+// batches; a larger one (a batch that sent big messages) is let go.
+const maxKeptBuffer = 64 << 10
+
+// errNoReply: a batch without a reply subject cannot be acknowledged.
+var errNoReply = errors.New("worker: batch without reply subject")
+
+// job is one batch in hand, from the moment the subscription callback took
+// it until its final Ack is sent or it is abandoned. A job is made per batch
+// and never reused, so a Context retained by mistake after its handler
+// returned cannot touch another client's batch.
+type job struct {
+	msg   *nats.Msg
+	batch bus.EventBatch // byte fields alias msg.Data, which is ours
+	taken time.Time      // when the callback took it
+
+	// The client as the handlers have left it so far (the local view).
+	uid     string
+	groups  []string // sorted, no duplicates
+	session []byte   // JSON object of the batch or of the last SetSession; nil: none
+	patches [][]byte // UpdateSession objects since then, in order
+	actions []bus.Action
+
+	ctx Context
+}
+
+// newJob decodes m into a job. The error wraps bus.ErrMalformed or is
+// errNoReply.
+func newJob(m *nats.Msg, now time.Time) (*job, error) {
+	j := &job{msg: m, taken: now}
+	if err := bus.DecodeEventBatch(m.Data, &j.batch); err != nil {
+		return nil, fmt.Errorf("worker: decode batch: %w", err)
+	}
+	if m.Reply == "" {
+		return nil, errNoReply
+	}
+	return j, nil
+}
+
+// appendAck appends the final Ack of j to b.
+func (j *job) appendAck(b []byte, worker string) []byte {
+	return bus.AppendAck(b, &bus.Ack{Delivery: j.batch.Delivery, Actions: j.actions, Worker: worker})
+}
+
+// onMsg is the subscription callback. NATS calls it for one message at a
+// time; it never blocks: the batch is decoded, then queued for the pool or,
+// when the backlog is full, dropped (the gateway redelivers it).
+func (w *Worker) onMsg(m *nats.Msg) {
+	j, err := newJob(m, time.Now())
+	if err != nil {
+		w.stats.malformed.Add(1)
+		w.log.Warn("malformed batch dropped", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		return
+	}
+	n := len(m.Data)
+	w.mu.Lock()
+	if w.closed {
+		// Stop gave up (abort): the gateway redelivers.
+		w.mu.Unlock()
+		return
+	}
+	if w.waiting >= w.cfg.Backlog || (w.waiting > 0 && w.waitingBytes+n > w.cfg.BacklogBytes) {
+		w.mu.Unlock()
+		w.stats.dropped.Add(1) // reported by the monitor, not here: no log storm
+		return
+	}
+	w.inHand[j] = struct{}{}
+	w.waiting++
+	w.waitingBytes += n
+	if w.running+w.waiting > w.runners && w.runners < w.cfg.Concurrency {
+		w.runners++
+		go w.runLoop()
+	}
+	// Never blocks: len(queue) <= waiting <= cfg.Backlog = cap(queue).
+	w.queue <- j
+	w.mu.Unlock()
+	w.stats.batches.Add(1)
+	if j.batch.Attempt > 1 {
+		w.stats.redelivered.Add(1)
+	}
+}
+
+// runLoop is one goroutine of the pool: it runs queued batches until the
+// queue is closed.
+func (w *Worker) runLoop() {
+	var ack []byte
+	for j := range w.queue {
+		w.mu.Lock()
+		w.waiting--
+		w.waitingBytes -= len(j.msg.Data)
+		aborted := w.aborted
+		if !aborted {
+			w.running++
+		}
+		w.mu.Unlock()
+		if aborted {
+			w.stats.abandoned.Add(1)
+			continue
+		}
+
+		w.dispatch(j)
+		ack = j.appendAck(ack[:0], w.cfg.ID)
+
+		// Leave inHand before the Ack is published: the monitor publishes
+		// progress under mu, so no progress follows the final Ack.
+		w.mu.Lock()
+		delete(w.inHand, j)
+		w.running--
+		aborted = w.aborted
+		w.mu.Unlock()
+		if aborted {
+			w.stats.abandoned.Add(1)
+		} else {
+			w.publishAck(j, ack)
+		}
+		if cap(ack) > maxKeptBuffer {
+			ack = nil
+		}
+	}
+	w.mu.Lock()
+	w.runners--
+	w.checkRunnersDoneLocked()
+	w.mu.Unlock()
+}
+
+// publishAck sends the final Ack of j.
+func (w *Worker) publishAck(j *job, ack []byte) {
+	if err := w.nc.Publish(j.msg.Reply, ack); err != nil {
+		w.stats.ackErrors.Add(1)
+		w.log.Warn("ack not sent; the gateway will redeliver", "client", j.batch.Client,
+			"delivery", j.batch.Delivery, "err", err)
+		return
+	}
+	w.stats.acked.Add(1)
+}
+
+// dispatch runs the handlers for every event of j, in order, on the
+// calling goroutine.
+func (w *Worker) dispatch(j *job) {
+	st := &j.batch.State
+	j.uid = st.UID
+	j.groups = st.Groups // decoded for us: ours to sort and edit
+	if !slices.IsSorted(j.groups) {
+		slices.Sort(j.groups)
+	}
+	j.groups = slices.Compact(j.groups)
+	j.session = st.Session
+	j.ctx = Context{w: w, j: j}
+	for i := range j.batch.Events {
+		w.dispatchEvent(&j.ctx, &j.batch.Events[i])
+	}
+}
+
+// dispatchEvent calls the handler of one event. A panic is recovered and
+// logged; the batch goes on with its next event, and the actions the
+// handler queued before it panicked are kept (they are already in the
+// local view, and its API calls cannot be undone either).
+func (w *Worker) dispatchEvent(c *Context, ev *bus.Event) {
+	c.ev = ev
+	defer func() {
+		if r := recover(); r != nil {
+			w.stats.panics.Add(1)
+			w.log.Error("handler panicked; batch acknowledged anyway", "client", c.ClientID(),
+				"event", ev.Type.String(), "delivery", c.j.batch.Delivery, "attempt", c.Attempt(),
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	switch ev.Type {
+	case bus.EventConnect:
+		w.stats.connects.Add(1)
+		if h := w.h.OnConnect; h != nil {
+			h(c)
+		}
+	case bus.EventWebSocketConnect:
+		w.stats.webSocketConnects.Add(1)
+		if h := w.h.OnWebSocketConnect; h != nil {
+			h(c, newRequest(ev.Request))
+		}
+	case bus.EventMessage:
+		w.stats.messages.Add(1)
+		if h := w.h.OnMessage; h != nil {
+			// Capacity capped: appending reallocates instead of writing
+			// over the rest of the NATS message.
+			h(c, ev.Data[:len(ev.Data):len(ev.Data)])
+		}
+	case bus.EventClose:
+		w.stats.closes.Add(1)
+		if h := w.h.OnClose; h != nil {
+			h(c)
+		}
+	default:
+		w.stats.unknownEvents.Add(1)
+	}
+}
+
+// monitor runs while the worker is started: every ProgressInterval it tells
+// the gateways which batches are still in hand, and reports drops.
+func (w *Worker) monitor() {
+	defer close(w.monitorDone)
+	t := time.NewTicker(w.cfg.ProgressInterval)
+	defer t.Stop()
+	var buf []byte
+	var reported uint64
+	for {
+		select {
+		case <-w.monitorStop:
+			return
+		case now := <-t.C:
+			buf = w.sendProgress(now, buf)
+			reported = w.reportDrops(reported)
+		}
+	}
+}
+
+// sendProgress publishes a progress Ack for every batch in hand for at
+// least half an interval (younger ones get theirs on the next tick, within
+// 1.5 intervals of arrival). It holds mu while publishing, so a progress
+// Ack never follows the final Ack of its batch; publishing only copies into
+// the connection's buffer.
+func (w *Worker) sendProgress(now time.Time, buf []byte) []byte {
+	minAge := w.cfg.ProgressInterval / 2
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for j := range w.inHand {
+		if now.Sub(j.taken) < minAge {
+			continue
+		}
+		buf = bus.AppendAck(buf[:0], &bus.Ack{Delivery: j.batch.Delivery, Progress: true, Worker: w.cfg.ID})
+		if err := w.nc.Publish(j.msg.Reply, buf); err != nil {
+			w.stats.ackErrors.Add(1)
+			continue
+		}
+		w.stats.progress.Add(1)
+	}
+	return buf
+}
+
+// reportDrops logs the batches dropped since the last report (backlog full,
+// or NATS pending limits exceeded) and returns the new total.
+func (w *Worker) reportDrops(reported uint64) uint64 {
+	w.mu.Lock()
+	sub := w.sub
+	w.mu.Unlock()
+	if n, err := sub.Dropped(); err == nil && n >= 0 {
+		w.stats.natsDropped.Store(uint64(n))
+	}
+	total := w.stats.dropped.Load() + w.stats.natsDropped.Load()
+	if total > reported {
+		w.log.Warn("slow worker: batches dropped, the gateways will redeliver them",
+			"dropped", total-reported, "total", total)
+	}
+	return total
+}

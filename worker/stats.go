@@ -1,0 +1,61 @@
+package worker
+
+import "sync/atomic"
+
+// Stats are a worker's counters since New, and its gauges now. Counters
+// only grow.
+type Stats struct {
+	State State
+
+	Batches     uint64 // batches taken in hand (decoded and accepted)
+	Redelivered uint64 // of those, batches a gateway had delivered before (Attempt > 1)
+	Acked       uint64 // final Acks sent
+	Progress    uint64 // progress Acks sent
+
+	Connects          uint64 // events handled, by type
+	WebSocketConnects uint64
+	Messages          uint64
+	Closes            uint64
+	UnknownEvents     uint64 // events of a type this worker does not know: skipped
+
+	Panics    uint64 // handlers (and OnWorkerStart/Stop) that panicked
+	Malformed uint64 // messages that did not decode as a batch, or had no reply subject: dropped
+	Dropped   uint64 // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
+	Abandoned uint64 // batches not acknowledged because Stop's ctx expired
+	AckErrors uint64 // Acks the NATS connection refused (closed, reconnect buffer full)
+
+	Busy    int // batches whose handlers run now
+	Waiting int // batches in hand waiting for a free goroutine
+	Pool    int // goroutines in the pool now (at most Config.Concurrency)
+}
+
+// counters are the atomic counters behind Stats.
+type counters struct {
+	batches, redelivered, acked, progress                         atomic.Uint64
+	connects, webSocketConnects, messages, closes, unknownEvents  atomic.Uint64
+	panics, malformed, dropped, natsDropped, abandoned, ackErrors atomic.Uint64
+}
+
+// Stats returns the worker's counters and gauges. It is cheap (atomic loads
+// and one short lock) and safe to call at any time from any goroutine.
+func (w *Worker) Stats() Stats {
+	w.mu.Lock()
+	s := Stats{State: w.state, Busy: w.running, Waiting: w.waiting, Pool: w.runners}
+	w.mu.Unlock()
+	c := &w.stats
+	s.Batches = c.batches.Load()
+	s.Redelivered = c.redelivered.Load()
+	s.Acked = c.acked.Load()
+	s.Progress = c.progress.Load()
+	s.Connects = c.connects.Load()
+	s.WebSocketConnects = c.webSocketConnects.Load()
+	s.Messages = c.messages.Load()
+	s.Closes = c.closes.Load()
+	s.UnknownEvents = c.unknownEvents.Load()
+	s.Panics = c.panics.Load()
+	s.Malformed = c.malformed.Load()
+	s.Dropped = c.dropped.Load() + c.natsDropped.Load()
+	s.Abandoned = c.abandoned.Load()
+	s.AckErrors = c.ackErrors.Load()
+	return s
+}

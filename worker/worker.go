@@ -1,0 +1,430 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/bus"
+)
+
+// Errors returned by Start. Callers branch with errors.Is.
+var (
+	// ErrStarted: Start was called on a worker that is already running.
+	ErrStarted = errors.New("worker: already started")
+	// ErrStopped: Start was called on a worker that was stopped; a Worker
+	// runs once, make a new one to run again.
+	ErrStopped = errors.New("worker: stopped")
+)
+
+// Handlers are the user's code. Every field may be nil: the event is then
+// counted and acknowledged without doing anything.
+//
+// Event handlers (OnConnect, OnWebSocketConnect, OnMessage, OnClose) run on
+// the worker's pool: handlers of different clients run concurrently, the
+// events of one client run one at a time and in order. A handler blocks its
+// pool goroutine until it returns, and the client's next events wait for it.
+// A handler that panics is recovered (see the package documentation).
+type Handlers struct {
+	// OnWorkerStart runs in Start, before the worker subscribes: no event
+	// is handled before it returns. A panic makes Start fail.
+	OnWorkerStart func(w *Worker)
+	// OnWorkerStop runs in Stop once no more events will be handled (or
+	// when Stop's ctx expired, while abandoned handlers may still run).
+	OnWorkerStop func(w *Worker)
+	// OnConnect runs when a client connected (for WebSocket, before the
+	// upgrade is answered).
+	OnConnect func(c *Context)
+	// OnWebSocketConnect runs after the WebSocket upgrade of a client, with
+	// its HTTP request. c.Reject(status, reason) refuses the client: the
+	// gateway closes it with WebSocket close code 4000+status. r belongs to
+	// the handler and may be retained.
+	OnWebSocketConnect func(c *Context, r *Request)
+	// OnMessage runs for every message of a client. msg belongs to the
+	// handler: the worker never reads or reuses it afterwards, so the
+	// handler may retain and modify it (appending to it reallocates).
+	OnMessage func(c *Context, msg []byte)
+	// OnClose runs when a client's connection closed. c still has the uid,
+	// groups and session the client had; actions that send or change the
+	// client have no effect any more.
+	OnClose func(c *Context)
+}
+
+// Config configures a Worker. The zero value works.
+type Config struct {
+	// Prefix is the bus subject prefix; "" means bus.DefaultPrefix.
+	Prefix string
+	// Concurrency is how many batches run at once in this process, each
+	// on a goroutine of a pool that grows on demand up to it; 0 means
+	// 64 × GOMAXPROCS.
+	Concurrency int
+	// Backlog is how many further batches may wait in the worker for a
+	// free goroutine (they are reported to the gateway as in progress);
+	// 0 means 16 × Concurrency. A batch that arrives when the backlog is
+	// full is dropped and counted in Stats.Dropped; the gateway redelivers
+	// it after its timeout. It is also the NATS pending limit, in messages,
+	// of the worker's subscription.
+	Backlog int
+	// BacklogBytes bounds the payload bytes of the waiting batches the same
+	// way (one batch is always accepted into an empty backlog); 0 means
+	// 64 MiB. It is also the NATS pending limit, in bytes.
+	BacklogBytes int
+	// ProgressInterval is how often the gateway is told that a batch in
+	// hand is still being worked on; 0 means 1s. It must stay well below
+	// the gateway's redelivery timeout (about 3s): the first progress of a
+	// batch is sent within 1.5 intervals of its arrival.
+	ProgressInterval time.Duration
+	// ID names the worker in logs and Acks; "" means a random id.
+	ID string
+	// Logger receives the worker's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// State is where a Worker is in its life.
+type State int32
+
+// The states of a Worker, in the order it goes through them.
+const (
+	StateNew      State = iota // made by New, not started
+	StateRunning               // subscribed, taking batches
+	StateDraining              // Stop unsubscribed (drain); finishing the batches in hand
+	StateStopped               // Stop returned, or Start failed
+)
+
+var stateNames = [...]string{"new", "running", "draining", "stopped"}
+
+// String returns the lower-case name of the state.
+func (s State) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return "unknown"
+	}
+	return stateNames[s]
+}
+
+// Worker runs Handlers for the events that gateways publish on the bus.
+// Its methods are safe for concurrent use.
+//
+// Lock order: Worker.life before Worker.mu. The NATS subscription's
+// callback takes mu; mu is never held while calling user code.
+type Worker struct {
+	nc   *nats.Conn
+	api  api.API
+	cfg  Config
+	h    Handlers
+	subj bus.Subjects
+	log  *slog.Logger
+
+	ctx    context.Context // handed to handlers; cancelled when Stop ends
+	cancel context.CancelFunc
+
+	life      sync.Mutex    // serializes Start and the beginning of Stop
+	stopped   chan struct{} // closed when the worker reached StateStopped
+	stopErr   error         // Stop's result, read after stopped is closed
+	subClosed chan struct{} // closed when the subscription will make no more callbacks
+
+	mu           sync.Mutex // guards the fields below
+	state        State
+	sub          *nats.Subscription
+	queue        chan *job         // waiting batches, capacity cfg.Backlog
+	closed       bool              // queue closed: no batch is taken any more
+	aborted      bool              // Stop's ctx expired: nothing more is acked
+	inHand       map[*job]struct{} // batches waiting or running, for progress
+	waiting      int               // batches in queue or just taken out of it
+	waitingBytes int               // their payload bytes
+	running      int               // batches whose handlers run
+	runners      int               // pool goroutines alive
+	runnersDone  chan struct{}     // closed when closed and runners == 0
+	monitorStop  chan struct{}     // closed to stop the monitor goroutine
+	monitorDone  chan struct{}     // closed when the monitor goroutine returned
+	doneClosed   bool              // runnersDone is closed
+
+	stats counters
+}
+
+// New makes a Worker that will serve events from nc for the cluster named by
+// cfg.Prefix. It borrows nc: Stop does not close it, and nc must stay open
+// until Stop returns. a is the cluster API handed to handlers by
+// Context.API and Worker.API; it may be nil for a worker whose handlers only
+// act on their own client. New does not touch the bus: call Start or Run.
+func New(nc *nats.Conn, a api.API, cfg Config, h Handlers) (*Worker, error) {
+	if nc == nil {
+		return nil, errors.New("worker: nil NATS connection")
+	}
+	w, err := newWorker(a, cfg, h)
+	if err != nil {
+		return nil, err
+	}
+	w.nc = nc
+	return w, nil
+}
+
+// newWorker applies the defaults of cfg, validates it and makes a Worker
+// without a connection (benchmarks and fuzzing drive it directly).
+func newWorker(a api.API, cfg Config, h Handlers) (*Worker, error) {
+	subj, err := bus.NewSubjects(cfg.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	switch {
+	case cfg.Concurrency < 0:
+		return nil, fmt.Errorf("worker: negative Concurrency %d", cfg.Concurrency)
+	case cfg.Backlog < 0:
+		return nil, fmt.Errorf("worker: negative Backlog %d", cfg.Backlog)
+	case cfg.BacklogBytes < 0:
+		return nil, fmt.Errorf("worker: negative BacklogBytes %d", cfg.BacklogBytes)
+	case cfg.ProgressInterval < 0:
+		return nil, fmt.Errorf("worker: negative ProgressInterval %v", cfg.ProgressInterval)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 64 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.Backlog == 0 {
+		cfg.Backlog = 16 * cfg.Concurrency
+	}
+	if cfg.BacklogBytes == 0 {
+		cfg.BacklogBytes = 64 << 20
+	}
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = time.Second
+	}
+	if cfg.ID == "" {
+		cfg.ID = "w-" + strings.ToLower(rand.Text()[:10])
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Worker{
+		api:         a,
+		cfg:         cfg,
+		h:           h,
+		subj:        subj,
+		log:         cfg.Logger.With("worker", cfg.ID),
+		ctx:         ctx,
+		cancel:      cancel,
+		stopped:     make(chan struct{}),
+		subClosed:   make(chan struct{}),
+		queue:       make(chan *job, cfg.Backlog),
+		inHand:      make(map[*job]struct{}),
+		runnersDone: make(chan struct{}),
+		monitorStop: make(chan struct{}),
+		monitorDone: make(chan struct{}),
+	}, nil
+}
+
+// ID returns the worker's id, as sent in its Acks.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// API returns the cluster API the worker was made with (maybe nil).
+func (w *Worker) API() api.API { return w.api }
+
+// Start calls OnWorkerStart, then subscribes to the events subject in the
+// workers' queue group and returns once the NATS server has registered the
+// subscription. It does not block for events: they are handled on the
+// worker's own goroutines until Stop. A Worker starts once: a second call
+// returns ErrStarted, a call after Stop ErrStopped. When Start fails after
+// OnWorkerStart, OnWorkerStop is called and the worker is stopped.
+func (w *Worker) Start() error {
+	w.life.Lock()
+	defer w.life.Unlock()
+	w.mu.Lock()
+	state := w.state
+	w.mu.Unlock()
+	switch state {
+	case StateRunning, StateDraining:
+		return ErrStarted
+	case StateStopped:
+		return ErrStopped
+	}
+	if err := w.callLifecycle("OnWorkerStart", w.h.OnWorkerStart); err != nil {
+		w.finishStop(nil)
+		return err
+	}
+	if err := w.subscribe(); err != nil {
+		err = errors.Join(err, w.callLifecycle("OnWorkerStop", w.h.OnWorkerStop))
+		w.finishStop(nil)
+		return err
+	}
+	go w.monitor()
+	w.mu.Lock()
+	w.state = StateRunning
+	w.mu.Unlock()
+	return nil
+}
+
+// subscribe joins the workers' queue group and waits until the server knows.
+func (w *Worker) subscribe() error {
+	sub, err := w.nc.QueueSubscribe(w.subj.Events(), w.subj.WorkersQueue(), w.onMsg)
+	if err != nil {
+		return fmt.Errorf("worker: subscribe %s: %w", w.subj.Events(), err)
+	}
+	sub.SetClosedHandler(func(string) { close(w.subClosed) })
+	if err := sub.SetPendingLimits(w.cfg.Backlog, w.cfg.BacklogBytes); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("worker: pending limits: %w", err)
+	}
+	if err := w.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("worker: subscribe %s: %w", w.subj.Events(), err)
+	}
+	w.mu.Lock()
+	w.sub = sub
+	w.mu.Unlock()
+	return nil
+}
+
+// Stop stops the worker gracefully: it drains the queue subscription (the
+// NATS server gives new batches to other workers at once), finishes the
+// batches in hand and acknowledges them, calls OnWorkerStop and returns.
+//
+// ctx bounds the wait. When it expires, the batches still in hand are
+// abandoned: they are not acknowledged (the gateway redelivers them to
+// another worker), the context of their handlers is cancelled, and Stop
+// returns an error wrapping ctx.Err() after calling OnWorkerStop; abandoned
+// handlers may still be running then. Stop does not close the NATS
+// connection. It may be called more than once and concurrently: later calls
+// wait for the first (or their own ctx) and return its result. Stop of a
+// worker that never started returns nil at once.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.life.Lock()
+	w.mu.Lock()
+	state, sub := w.state, w.sub
+	w.mu.Unlock()
+	if state != StateRunning {
+		if state == StateNew {
+			w.finishStop(nil)
+		}
+		w.life.Unlock()
+		select {
+		case <-w.stopped:
+			return w.stopErr
+		case <-ctx.Done():
+			return fmt.Errorf("worker: stop: %w", ctx.Err())
+		}
+	}
+	var errs []error
+	if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		// Cannot drain (the subscription is gone or the connection
+		// closing): drop what NATS still holds, the gateway redelivers.
+		errs = append(errs, fmt.Errorf("worker: drain: %w", err))
+		_ = sub.Unsubscribe()
+	}
+	w.mu.Lock()
+	w.state = StateDraining
+	w.mu.Unlock()
+	w.life.Unlock()
+	w.log.Info("worker draining")
+
+	finished := true
+	select {
+	case <-w.subClosed:
+		w.mu.Lock()
+		w.closeQueueLocked()
+		w.mu.Unlock()
+		select {
+		case <-w.runnersDone:
+		case <-ctx.Done():
+			finished = false
+		}
+	case <-ctx.Done():
+		finished = false
+	}
+	if !finished {
+		n := w.abort(sub)
+		errs = append(errs, fmt.Errorf("worker: stop: %d batches abandoned: %w", n, ctx.Err()))
+	}
+	close(w.monitorStop)
+	<-w.monitorDone
+	errs = append(errs, w.callLifecycle("OnWorkerStop", w.h.OnWorkerStop))
+	err := errors.Join(errs...)
+	w.finishStop(err)
+	return err
+}
+
+// abort gives up the batches in hand: nothing more is acknowledged or
+// reported in progress, and handlers' contexts are cancelled. It returns
+// how many batches were in hand.
+func (w *Worker) abort(sub *nats.Subscription) int {
+	w.mu.Lock()
+	w.aborted = true
+	n := len(w.inHand)
+	clear(w.inHand)
+	w.closeQueueLocked()
+	w.mu.Unlock()
+	w.cancel()
+	// Stop the drain: what NATS still holds for us is dropped, and the
+	// gateway redelivers it.
+	_ = sub.Unsubscribe()
+	return n
+}
+
+// closeQueueLocked stops taking batches; runners finish the queue and exit.
+func (w *Worker) closeQueueLocked() {
+	if w.closed {
+		return
+	}
+	w.closed = true
+	close(w.queue)
+	w.checkRunnersDoneLocked()
+}
+
+// checkRunnersDoneLocked closes runnersDone once the queue is closed and
+// every runner has exited.
+func (w *Worker) checkRunnersDoneLocked() {
+	if w.closed && w.runners == 0 && !w.doneClosed {
+		w.doneClosed = true
+		close(w.runnersDone)
+	}
+}
+
+// finishStop moves the worker to StateStopped with Stop's result err.
+func (w *Worker) finishStop(err error) {
+	w.cancel()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.state == StateStopped {
+		return
+	}
+	w.state = StateStopped
+	w.stopErr = err
+	close(w.stopped)
+}
+
+// Run starts the worker, waits until ctx is done, then stops it with a 30s
+// bound on the drain. It returns nil after a graceful stop, the error of
+// Start if the worker could not start, or the error of Stop.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return w.Stop(sctx)
+}
+
+// callLifecycle runs OnWorkerStart or OnWorkerStop, turning a panic into an
+// error.
+func (w *Worker) callLifecycle(name string, fn func(*Worker)) (err error) {
+	if fn == nil {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			w.stats.panics.Add(1)
+			err = fmt.Errorf("worker: %s panicked: %v\n%s", name, r, debug.Stack())
+		}
+	}()
+	fn(w)
+	return nil
+}
