@@ -1,0 +1,219 @@
+package bus
+
+import (
+	"reflect"
+	"testing"
+)
+
+func sampleBatch() *EventBatch {
+	return &EventBatch{
+		Version:  Version,
+		Gateway:  "0123456789",
+		Delivery: 1 << 40,
+		Client:   "0123456789000000002a",
+		State: ClientState{
+			RemoteIP: "::1", RemotePort: 65535, UID: "alice", Groups: []string{"a", "b"},
+			Session: []byte(`{"k":1}`), Listener: "ws", Protocol: "ws", ConnectedUnixMs: 1700000000000,
+			LastActiveUnixMs: 1700000000001, BytesIn: 1, BytesOut: 2, MessagesIn: 3, MessagesOut: 4, Gateway: "0123456789",
+		},
+		Events: []Event{
+			{Type: EventConnect, TimeUnixMs: 5},
+			{Type: EventWebSocketConnect, Request: &HTTPRequest{Method: "GET", Path: "/ws", Query: "a=1",
+				Headers: []Header{{Name: "Cookie", Value: "x=y"}}, Host: "h"}},
+			{Type: EventMessage, Data: []byte("bin\x00 \r\n "), Binary: true},
+			{Type: EventClose, CloseReason: "client_closed"},
+		},
+		Attempt: 2,
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	tests := []struct {
+		name   string
+		in     any
+		encode func(any) []byte
+		decode func([]byte) (any, error)
+	}{
+		{"batch", sampleBatch(),
+			func(v any) []byte { return AppendEventBatch(nil, v.(*EventBatch)) },
+			func(b []byte) (any, error) { var m EventBatch; err := DecodeEventBatch(b, &m); return &m, err }},
+		{"ack", &Ack{Delivery: 9, Progress: true, Worker: "w1", Actions: []Action{
+			{Type: ActionSend, Data: []byte{0, 1, 2}, Flag: true},
+			{Type: ActionBindUID, Arg: "u"},
+			{Type: ActionReject, Code: 403, Arg: "no"},
+		}},
+			func(v any) []byte { return AppendAck(nil, v.(*Ack)) },
+			func(b []byte) (any, error) { var m Ack; err := DecodeAck(b, &m); return &m, err }},
+		{"command", &Command{Version: 1, Op: OpSendToGroup, Clients: []string{"c"}, UIDs: []string{"u1", "u2"},
+			Groups: []string{"g"}, Data: []byte("hi"), Without: []string{"x"}, Cursor: "cur", Limit: 10,
+			Fields: 255, Flag: true, Arg: "arg"},
+			func(v any) []byte { return AppendCommand(nil, v.(*Command)) },
+			func(b []byte) (any, error) { var m Command; err := DecodeCommand(b, &m); return &m, err }},
+		{"reply", &Reply{Gateway: "g", ErrorCode: "not_found", Error: "e", Found: true, Count: 7,
+			Items: []string{"a", "b"}, State: &ClientState{UID: "u"}, Session: []byte("{}"), More: true,
+			Sessions: []ClientSession{{Client: "c", Session: []byte(`{"a":1}`)}}, Peers: []string{"g", "h"}},
+			func(v any) []byte { return AppendReply(nil, v.(*Reply)) },
+			func(b []byte) (any, error) { var m Reply; err := DecodeReply(b, &m); return &m, err }},
+		{"heartbeat", &Heartbeat{Gateway: "g", Leaving: true, IntervalMs: 1000, StartedUnixMs: 42, Clients: 3},
+			func(v any) []byte { return AppendHeartbeat(nil, v.(*Heartbeat)) },
+			func(b []byte) (any, error) { var m Heartbeat; err := DecodeHeartbeat(b, &m); return &m, err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.encode(tt.in)
+			got, err := tt.decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.in) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tt.in)
+			}
+		})
+	}
+}
+
+// TestLargeNested checks nested messages whose length needs a multi-byte varint.
+func TestLargeNested(t *testing.T) {
+	for _, n := range []int{0, 1, 126, 127, 128, 300, 16383, 16384, 1 << 20} {
+		b := &EventBatch{Events: []Event{{Type: EventMessage, Data: make([]byte, n)}}}
+		for i := range b.Events[0].Data {
+			b.Events[0].Data[i] = byte(i)
+		}
+		var got EventBatch
+		if err := DecodeEventBatch(AppendEventBatch(nil, b), &got); err != nil {
+			t.Fatalf("n=%d: %v", n, err)
+		}
+		if len(got.Events) != 1 || len(got.Events[0].Data) != n {
+			t.Fatalf("n=%d: got %d events", n, len(got.Events))
+		}
+		for i, c := range got.Events[0].Data {
+			if c != byte(i) {
+				t.Fatalf("n=%d: byte %d differs", n, i)
+			}
+		}
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+	}{
+		{"truncated tag", []byte{0x80}},
+		{"truncated length", []byte{0x12, 0x05, 'a'}},
+		{"wrong wire type", []byte{0x08 | 0x02, 0x00}}, // field 1 as bytes
+		{"bad group", []byte{0x0b}},
+	}
+	for _, tt := range tests {
+		var c Command
+		if err := DecodeCommand(tt.in, &c); err == nil {
+			t.Errorf("%s: no error", tt.name)
+		}
+	}
+	// Unknown fields are skipped.
+	var c Command
+	if err := DecodeCommand([]byte{0xf8, 0x01, 0x05}, &c); err != nil {
+		t.Fatalf("unknown field: %v", err)
+	}
+}
+
+func FuzzDecodeEventBatch(f *testing.F) {
+	f.Add(AppendEventBatch(nil, sampleBatch()))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m EventBatch
+		if DecodeEventBatch(data, &m) != nil {
+			return
+		}
+		// What decodes must encode and decode to the same thing.
+		var again EventBatch
+		if err := DecodeEventBatch(AppendEventBatch(nil, &m), &again); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if len(again.Events) != len(m.Events) || again.Client != m.Client || again.Delivery != m.Delivery {
+			t.Fatalf("re-decode differs")
+		}
+	})
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add(AppendCommand(nil, &Command{Op: OpSendToUID, UIDs: []string{"a"}, Data: []byte("x")}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m Command
+		if DecodeCommand(data, &m) != nil {
+			return
+		}
+		var again Command
+		if err := DecodeCommand(AppendCommand(nil, &m), &again); err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if !reflect.DeepEqual(normalize(m), normalize(again)) {
+			t.Fatalf("re-decode differs: %+v vs %+v", m, again)
+		}
+	})
+}
+
+func normalize(c Command) Command {
+	if len(c.Data) == 0 {
+		c.Data = nil
+	}
+	return c
+}
+
+func FuzzDecodeAckReply(f *testing.F) {
+	f.Add(AppendAck(nil, &Ack{Delivery: 1, Actions: []Action{{Type: ActionSend, Data: []byte("x")}}}))
+	f.Add(AppendReply(nil, &Reply{Items: []string{"a"}, State: &ClientState{UID: "u"}}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var a Ack
+		_ = DecodeAck(data, &a)
+		var r Reply
+		_ = DecodeReply(data, &r)
+		var h Heartbeat
+		_ = DecodeHeartbeat(data, &h)
+	})
+}
+
+func BenchmarkEncodeEventBatch(b *testing.B) {
+	m := &EventBatch{Version: 1, Gateway: "0123456789", Delivery: 12345, Client: "0123456789000000002a",
+		State:  ClientState{RemoteIP: "127.0.0.1", RemotePort: 50000, UID: "user-1", Groups: []string{"room"}, Listener: "ws", Protocol: "ws"},
+		Events: []Event{{Type: EventMessage, Data: make([]byte, 100)}}}
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendEventBatch(buf[:0], m)
+	}
+}
+
+func BenchmarkDecodeEventBatch(b *testing.B) {
+	m := &EventBatch{Version: 1, Gateway: "0123456789", Delivery: 12345, Client: "0123456789000000002a",
+		State:  ClientState{RemoteIP: "127.0.0.1", RemotePort: 50000, UID: "user-1", Groups: []string{"room"}, Listener: "ws", Protocol: "ws"},
+		Events: []Event{{Type: EventMessage, Data: make([]byte, 100)}}}
+	buf := AppendEventBatch(nil, m)
+	var out EventBatch
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeEventBatch(buf, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkEncodeCommandSendToGroup(b *testing.B) {
+	m := &Command{Version: 1, Op: OpSendToGroup, Groups: []string{"room"}, Data: make([]byte, 100)}
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendCommand(buf[:0], m)
+	}
+}
+
+func BenchmarkDecodeCommandSendToGroup(b *testing.B) {
+	buf := AppendCommand(nil, &Command{Version: 1, Op: OpSendToGroup, Groups: []string{"room"}, Data: make([]byte, 100)})
+	var out Command
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeCommand(buf, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
