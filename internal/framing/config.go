@@ -144,7 +144,10 @@ func (c Config) WithDefaults() Config {
 // its YAML key, such as "framing: length_size: must be 1, 2 or 4, got 3".
 // It changes nothing and accepts zero fields wherever zero has a documented
 // meaning, so c.Validate() and c.WithDefaults().Validate() agree.
-func (c Config) Validate() error {
+func (c Config) Validate() error { return c.validate() }
+
+// validate is Validate without copying c.
+func (c *Config) validate() error {
 	if c.MaxMessage < 0 || c.MaxMessage > MaxMaxMessage {
 		return configErr("max_message", "must be between 0 and %d, got %d", MaxMaxMessage, c.MaxMessage)
 	}
@@ -173,7 +176,7 @@ func (c Config) Validate() error {
 }
 
 // onlyLine rejects the options of kind length.
-func (c Config) onlyLine() error {
+func (c *Config) onlyLine() error {
 	var key string
 	switch {
 	case c.LengthSize != 0:
@@ -198,7 +201,7 @@ func (c Config) onlyLine() error {
 	return configErr(key, "only valid with kind length, kind is %q", kind)
 }
 
-func (c Config) validateLength() error {
+func (c *Config) validateLength() error {
 	size := c.LengthSize
 	switch size {
 	case 0:

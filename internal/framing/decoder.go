@@ -32,23 +32,37 @@ type spec struct {
 	flags   uint8
 }
 
-// compile validates c and packs it with its defaults applied.
-func compile(c Config) (spec, error) {
-	if err := c.Validate(); err != nil {
+// compile validates c and packs it with its defaults applied (the
+// defaults of WithDefaults, without copying c).
+func compile(c *Config) (spec, error) {
+	if err := c.validate(); err != nil {
 		return spec{}, err
 	}
-	c = c.WithDefaults()
-	s := spec{max: c.MaxMessage}
+	s := spec{max: c.MaxMessage, delim: c.Delimiter}
+	if s.max == 0 {
+		s.max = DefaultMaxMessage
+	}
 	switch c.Kind {
-	case KindLine:
-		s.kind, s.delim = kindLine, c.Delimiter
+	case "", KindLine:
+		s.kind = kindLine
+		if s.delim == "" {
+			s.delim = "\n"
+		}
 	case KindRaw:
 		s.kind = kindRaw
 	case KindLength:
 		s.kind = kindLength
-		s.lenSize = uint8(c.LengthSize)
+		size := c.LengthSize
+		if size == 0 {
+			size = 4
+		}
+		header := c.HeaderSize
+		if header == 0 {
+			header = c.LengthOffset + size
+		}
+		s.lenSize = uint8(size)
 		s.offset = uint16(c.LengthOffset)
-		s.header = uint16(c.HeaderSize)
+		s.header = uint16(header)
 		if c.ByteOrder == ByteOrderLittle {
 			s.flags |= flagLittle
 		}
@@ -170,7 +184,7 @@ type Decoder struct {
 // NewDecoder returns a Decoder for cfg after validating it (errors are
 // *[ConfigError]).
 func NewDecoder(cfg Config) (*Decoder, error) {
-	s, err := compile(cfg)
+	s, err := compile(&cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 // feedChunks feeds stream to d in chunks of the given size (the last one
 // shorter) and returns copies of the messages emitted, the error of the
 // first failing Feed, and how many bytes had been fed when it failed.
-func feedChunks(d *framing.Decoder, stream []byte, chunk int) (msgs [][]byte, err error, fedAtErr int) {
+func feedChunks(d *framing.Decoder, stream []byte, chunk int) (msgs [][]byte, fedAtErr int, err error) {
 	emit := func(m []byte) error {
 		msgs = append(msgs, bytes.Clone(m))
 		return nil
@@ -23,10 +23,10 @@ func feedChunks(d *framing.Decoder, stream []byte, chunk int) (msgs [][]byte, er
 	for off := 0; off < len(stream); off += chunk {
 		end := min(off+chunk, len(stream))
 		if err := d.Feed(stream[off:end], emit); err != nil {
-			return msgs, err, end
+			return msgs, end, err
 		}
 	}
-	return msgs, nil, 0
+	return msgs, 0, nil
 }
 
 // le and be build length fields.
@@ -146,14 +146,9 @@ func lengthCases() []decodeCase {
 	}
 }
 
-func rawCases() []decodeCase {
-	// Raw messages depend on the chunking; these cases are only checked
-	// for their concatenation (see TestDecoderRaw for the chunks).
-	return nil
-}
-
 func TestDecoder(t *testing.T) {
-	groups := map[string][]decodeCase{"line": lineCases(), "length": lengthCases(), "raw": rawCases()}
+	// Raw messages depend on the chunking: see TestDecoderRaw.
+	groups := map[string][]decodeCase{"line": lineCases(), "length": lengthCases()}
 	for kind, cases := range groups {
 		for _, tt := range cases {
 			t.Run(kind+"/"+tt.name, func(t *testing.T) {
@@ -178,7 +173,7 @@ func testDecodeCase(t *testing.T, tt decodeCase) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgs, err, fedAt := feedChunks(d, stream, chunk)
+		msgs, fedAt, err := feedChunks(d, stream, chunk)
 		if got := strs(msgs); !equalStrs(got, tt.want) {
 			t.Fatalf("chunk %d: messages %q, want %q (err %v)", chunk, got, tt.want, err)
 		}
@@ -395,13 +390,15 @@ func TestDecoderHugeClaimNoAlloc(t *testing.T) {
 			runtime.GC()
 			runtime.ReadMemStats(&before)
 			d, _ := framing.NewDecoder(cfg)
-			_, err, _ := feedChunks(d, header, chunk)
+			_, _, err := feedChunks(d, header, chunk)
 			runtime.ReadMemStats(&after)
 			if !errors.Is(err, framing.ErrTooLarge) {
 				t.Fatalf("%v: error %v, want ErrTooLarge", cfg, err)
 			}
-			// A partial header may take a pooled 512-byte buffer.
-			if n := after.TotalAlloc - before.TotalAlloc; n > 4096 {
+			// A partial header may take a 512-byte buffer, and the error
+			// is formatted; anything near the claimed size (or the 1 MiB
+			// limit) would be a bug. The bound is loose for -race.
+			if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
 				t.Fatalf("%v chunk %d: %d bytes allocated", cfg, chunk, n)
 			}
 		}

@@ -24,7 +24,7 @@ import "fmt"
 // *[ConfigError]. AppendFrame validates c on every call (a few
 // nanoseconds, no allocation); it allocates only if dst lacks room.
 func (c Config) AppendFrame(dst, msg []byte) ([]byte, error) {
-	s, err := compile(c)
+	s, err := compile(&c)
 	if err != nil {
 		return dst, err
 	}
