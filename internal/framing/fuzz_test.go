@@ -13,7 +13,9 @@ import (
 // runs, and the whole rest, in proportions that exercise every path.
 type chunker struct{ r *rand.Rand }
 
-func newChunker(seed uint64) chunker { return chunker{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))} }
+func newChunker(seed uint64) chunker {
+	return chunker{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
 
 func (c chunker) next(rest int) int {
 	switch c.r.IntN(4) {
