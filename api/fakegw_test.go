@@ -65,27 +65,17 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// announce makes c know exactly gws: like real gateways, they repeat
-// their heartbeat until c has heard them all.
+// announce starts the gateways' heartbeats and waits until c knows
+// exactly them.
 func announce(t testing.TB, c *api.Client, gws ...*fakeGW) {
 	t.Helper()
 	var ids []string
 	for _, g := range gws {
 		ids = append(ids, g.id)
+		g.startHeartbeats()
 	}
 	slices.Sort(ids)
-	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; !slices.Equal(c.Members(), ids); i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("client knows %v, want %v", c.Members(), ids)
-		}
-		if i%10 == 0 {
-			for _, g := range gws {
-				g.heartbeat(false)
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "members", func() bool { return slices.Equal(c.Members(), ids) })
 }
 
 // fakeClient is one connection of a fake gateway.
@@ -122,6 +112,9 @@ type fakeGW struct {
 	received  []bus.Command // commands seen on Cmd without reply and on Broadcast
 	queries   []bus.Command // queries seen
 	timers    sync.WaitGroup
+	stopped   bool // the test is over: handlers do nothing
+	hbStop    chan struct{}
+	hbDone    chan struct{}
 }
 
 func startFakeGW(t testing.TB, b *testBus, id string) *fakeGW {
@@ -140,20 +133,62 @@ func startFakeGW(t testing.TB, b *testBus, id string) *fakeGW {
 	if err := g.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(g.timers.Wait)
+	t.Cleanup(func() {
+		g.stopHeartbeats()
+		g.mu.Lock()
+		g.stopped = true
+		g.mu.Unlock()
+		g.timers.Wait()
+	})
 	return g
 }
 
 // heartbeat announces the gateway once.
 func (g *fakeGW) heartbeat(leaving bool) {
 	hb := bus.Heartbeat{Gateway: g.id, IntervalMs: 1000, Leaving: leaving}
-	if err := g.nc.Publish(bus.Subjects{Prefix: bus.DefaultPrefix}.Heartbeat(), bus.AppendHeartbeat(nil, &hb)); err != nil {
-		g.t.Fatal(err)
+	_ = g.nc.Publish(bus.Subjects{Prefix: bus.DefaultPrefix}.Heartbeat(), bus.AppendHeartbeat(nil, &hb))
+}
+
+// startHeartbeats announces the gateway every 100ms (stating 1s, so that a
+// slow test machine does not make it expire) until the test ends or it dies.
+func (g *fakeGW) startHeartbeats() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.hbStop != nil {
+		return
+	}
+	g.hbStop, g.hbDone = make(chan struct{}), make(chan struct{})
+	go func(stop, done chan struct{}) {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			g.heartbeat(false)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}(g.hbStop, g.hbDone)
+}
+
+func (g *fakeGW) stopHeartbeats() {
+	g.mu.Lock()
+	stop, done := g.hbStop, g.hbDone
+	g.hbStop = nil
+	g.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
 	}
 }
 
 // die drops the gateway's bus connection without a goodbye.
-func (g *fakeGW) die() { g.nc.Close() }
+func (g *fakeGW) die() {
+	g.stopHeartbeats()
+	g.nc.Close()
+}
 
 // add creates a client bound to uid (may be "") in groups and returns its id.
 func (g *fakeGW) add(uid string, groups ...string) string {
@@ -212,14 +247,19 @@ func (g *fakeGW) reply(m *nats.Msg, rep *bus.Reply) {
 func (g *fakeGW) onBroadcast(m *nats.Msg) {
 	cmd := decodeCmd(g.t, m.Data)
 	g.mu.Lock()
-	g.received = append(g.received, cmd)
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	if !g.stopped {
+		g.received = append(g.received, cmd)
+	}
 }
 
 func (g *fakeGW) onCmd(m *nats.Msg) {
 	cmd := decodeCmd(g.t, m.Data)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.stopped {
+		return
+	}
 	if m.Reply == "" {
 		g.received = append(g.received, cmd)
 		return
@@ -302,6 +342,9 @@ func (g *fakeGW) onQuery(m *nats.Msg) {
 	cmd := decodeCmd(g.t, m.Data)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.stopped {
+		return
+	}
 	g.queries = append(g.queries, cmd)
 	var rep bus.Reply
 	switch g.mode {

@@ -132,6 +132,7 @@ func (c *Client) scatter(ctx context.Context, cmd *bus.Command, skip map[string]
 		if known {
 			pending--
 		}
+		expected[gw] = failed // heard; answered once each accepts the reply
 		c.members.Observe(gw)
 		for _, p := range rep.Peers {
 			if _, ok := expected[p]; ok || skip[p] || !clientid.ValidGateway(p) {
@@ -147,14 +148,12 @@ func (c *Client) scatter(ctx context.Context, cmd *bus.Command, skip map[string]
 			c.members.Observe(p)
 		}
 		if rep.ErrorCode != "" {
-			expected[gw] = failed
 			c.log.Warn("api: gateway failed a query", "op", cmd.Op.String(), "gateway", gw,
 				"code", rep.ErrorCode, "error", rep.Error)
 			continue
 		}
 		stop, err := each(&rep)
 		if err != nil {
-			expected[gw] = failed
 			c.log.Warn("api: bad query reply", "op", cmd.Op.String(), "gateway", gw, "error", err)
 			continue
 		}
