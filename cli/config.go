@@ -1,0 +1,436 @@
+package cli
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/framing"
+)
+
+// Config is the configuration of `gatework start`, in the shape of the
+// YAML file (docs/config.md documents every key). DefaultConfig gives the
+// defaults; Load lays a file and the environment over them; Validate
+// checks the result. Every duration is written with a unit ("3s",
+// "250ms"); a zero number or duration means the documented default.
+type Config struct {
+	// Prefix is the bus subject prefix; nodes and workers of one cluster
+	// share it. "" means "gw".
+	Prefix string `yaml:"prefix"`
+	// Listeners are the client listeners. A list in the file replaces the
+	// default list (ws on 127.0.0.1:7272, tcp line-framed on
+	// 127.0.0.1:7273) as a whole.
+	Listeners []gateway.ListenerConfig `yaml:"listeners"`
+	HTTP      HTTPConfig               `yaml:"http"`
+	NATS      NATSConfig               `yaml:"nats"`
+	Worker    WorkerConfig             `yaml:"worker"`
+	Gateway   GatewayConfig            `yaml:"gateway"`
+	API       APIConfig                `yaml:"api"`
+	Log       LogConfig                `yaml:"log"`
+	// ShutdownTimeout bounds a graceful stop after SIGINT or SIGTERM.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+
+	// Where each key was last set ("gatework.yaml:12", "env GATEWORK_X",
+	// "flag --x"), by key path; used to point at the culprit.
+	origin map[string]string
+}
+
+// HTTPConfig is the `http` section: the HTTP API and health check.
+type HTTPConfig struct {
+	// Addr is host:port of the HTTP server; "" means no HTTP server.
+	Addr string `yaml:"addr"`
+	// Token is the API's bearer token; "" means loopback callers only.
+	Token string `yaml:"token" secret:"true"`
+	// MaxBodyBytes bounds a request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Timeout bounds one API call.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// NATSConfig is the `nats` section: the bus.
+type NATSConfig struct {
+	// URL of an external NATS; "" means the embedded server.
+	URL      string `yaml:"url"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password" secret:"true"`
+	// Token, NKeySeedFile and CredsFile: external NATS only.
+	Token        string `yaml:"token" secret:"true"`
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	CredsFile    string `yaml:"creds_file"`
+	// Listen is where the embedded server accepts workers of other
+	// processes; "" means in-process only.
+	Listen string `yaml:"listen"`
+	// MaxPayload is the embedded server's largest message.
+	MaxPayload int32 `yaml:"max_payload"`
+}
+
+// WorkerConfig is the `worker` section: the in-process worker.
+type WorkerConfig struct {
+	// App is the built-in app the in-process worker runs, or "none".
+	App string `yaml:"app"`
+	// Concurrency is how many events run at once; 0 means 64×GOMAXPROCS.
+	Concurrency int `yaml:"concurrency"`
+}
+
+// GatewayConfig is the `gateway` section: see gateway.Config.
+type GatewayConfig struct {
+	Shards            int      `yaml:"shards"`
+	EventTimeout      Duration `yaml:"event_timeout"`
+	MaxBatch          int      `yaml:"max_batch"`
+	MaxPendingEvents  int      `yaml:"max_pending_events"`
+	MaxPendingBytes   int      `yaml:"max_pending_bytes"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	CloseTimeout      Duration `yaml:"close_timeout"`
+}
+
+// APIConfig is the `api` section: the API client used by the HTTP API and
+// the in-process worker (see api.Config). The API token is http.token.
+type APIConfig struct {
+	QueryTimeout   Duration `yaml:"query_timeout"`
+	RequestTimeout Duration `yaml:"request_timeout"`
+}
+
+// LogConfig is the `log` section.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Default addresses (SPEC §7).
+const (
+	DefaultWSAddr   = "127.0.0.1:7272"
+	DefaultTCPAddr  = "127.0.0.1:7273"
+	DefaultHTTPAddr = "127.0.0.1:7280"
+)
+
+// DefaultConfig returns the defaults: every key of docs/config.md at its
+// documented default, worker.app set to app (the first app of the binary,
+// "echo" for gatework).
+func DefaultConfig(app string) Config {
+	return Config{
+		Prefix: "gw",
+		Listeners: []gateway.ListenerConfig{
+			{Name: "ws", Protocol: "ws", Addr: DefaultWSAddr},
+			{Name: "tcp", Protocol: "tcp", Addr: DefaultTCPAddr},
+		},
+		HTTP: HTTPConfig{
+			Addr:         DefaultHTTPAddr,
+			MaxBodyBytes: 8 << 20,
+			Timeout:      Duration(10 * time.Second),
+		},
+		NATS:   NATSConfig{MaxPayload: 8 << 20},
+		Worker: WorkerConfig{App: app},
+		Gateway: GatewayConfig{
+			EventTimeout:      Duration(3 * time.Second),
+			MaxBatch:          64,
+			MaxPendingEvents:  1024,
+			MaxPendingBytes:   4 << 20,
+			HeartbeatInterval: Duration(time.Second),
+			CloseTimeout:      Duration(5 * time.Second),
+		},
+		API: APIConfig{
+			QueryTimeout:   Duration(2 * time.Second),
+			RequestTimeout: Duration(5 * time.Second),
+		},
+		Log:             LogConfig{Level: "info", Format: "text"},
+		ShutdownTimeout: Duration(15 * time.Second),
+	}
+}
+
+// withListenerDefaults fills each listener's zero fields that belong to its
+// protocol with the gateway's defaults, so that `gatework config` shows
+// what is used. It mirrors gateway.Config's documented defaults.
+func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig {
+	out := make([]gateway.ListenerConfig, len(ls))
+	for i, l := range ls {
+		if l.Name == "" {
+			l.Name = l.Protocol
+		}
+		if l.MaxMessage == 0 {
+			l.MaxMessage = framing.DefaultMaxMessage
+		}
+		if l.MaxQueueBytes == 0 {
+			l.MaxQueueBytes = 4 << 20
+		}
+		switch l.Protocol {
+		case "ws":
+			if l.MessageType == "" {
+				l.MessageType = "auto"
+			}
+		case "tcp":
+			if l.Framing.MaxMessage == 0 {
+				l.Framing.MaxMessage = l.MaxMessage
+			}
+			l.Framing = l.Framing.WithDefaults()
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// Duration is a time.Duration written with a unit in YAML and in the
+// environment ("1.5s", "250ms", "2m"); a bare number is refused, so that
+// "3" is not silently 3 nanoseconds.
+type Duration time.Duration
+
+// String returns the duration as time.Duration does ("1m30s").
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalYAML writes the duration as a string with a unit.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// UnmarshalYAML reads a duration with a unit. Its errors are
+// *yaml.TypeError with the line, so that decoding goes on and reports
+// every bad key.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		if err == nil {
+			err = fmt.Errorf("not a duration")
+		}
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*d = v
+	return nil
+}
+
+func parseDuration(s string) (Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration with a unit (such as 3s or 250ms)", s)
+	}
+	return Duration(v), nil
+}
+
+// keyField is one scalar key of Config: its path ("http.addr"), its
+// environment variable and where it lives in a Config.
+type keyField struct {
+	path   string
+	env    string
+	secret bool
+	index  []int // reflect field index path from Config
+}
+
+// durationType is the reflect type of Duration.
+var durationType = reflect.TypeFor[Duration]()
+
+// scalarKeys lists every scalar key of Config in file order (listeners,
+// a list, is not one: it is set in the file or by --ws/--tcp).
+var scalarKeys = func() []keyField {
+	var out []keyField
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if tag == "" || tag == "-" || !f.IsExported() {
+				continue
+			}
+			path := prefix + tag
+			idx := append(append([]int(nil), index...), i)
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type != durationType:
+				walk(f.Type, path+".", idx)
+			case f.Type.Kind() == reflect.Slice:
+				// listeners: not a scalar key
+			default:
+				out = append(out, keyField{
+					path:   path,
+					env:    envPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_")),
+					secret: f.Tag.Get("secret") == "true",
+					index:  idx,
+				})
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "", nil)
+	return out
+}()
+
+// set parses s into the key of c.
+func (k keyField) set(c *Config, s string) error {
+	v := reflect.ValueOf(c).Elem().FieldByIndex(k.index)
+	switch {
+	case v.Type() == durationType:
+		d, err := parseDuration(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(d))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.CanInt():
+		var n int64
+		if _, err := fmt.Sscan(strings.TrimSpace(s), &n); err != nil || v.OverflowInt(n) {
+			return fmt.Errorf("%q is not an integer of %d bits", s, v.Type().Bits())
+		}
+		v.SetInt(n)
+	case v.Kind() == reflect.Bool:
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "true", "1", "yes", "on":
+			v.SetBool(true)
+		case "false", "0", "no", "off":
+			v.SetBool(false)
+		default:
+			return fmt.Errorf("%q is not true or false", s)
+		}
+	default:
+		return fmt.Errorf("cannot set a %s", v.Type())
+	}
+	return nil
+}
+
+// get returns the key's value in c as it prints.
+func (k keyField) get(c *Config) string {
+	v := reflect.ValueOf(c).Elem().FieldByIndex(k.index)
+	if v.Type() == durationType {
+		return Duration(v.Int()).String()
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// integer returns the key's value in c if it is a number or a duration.
+func (k keyField) integer(c *Config) (int64, bool) {
+	v := reflect.ValueOf(c).Elem().FieldByIndex(k.index)
+	if !v.CanInt() {
+		return 0, false
+	}
+	return v.Int(), true
+}
+
+// keyByPath returns the scalar key named path.
+func keyByPath(path string) (keyField, bool) {
+	for _, k := range scalarKeys {
+		if k.path == path {
+			return k, true
+		}
+	}
+	return keyField{}, false
+}
+
+// setOrigin records where key was set last.
+func (c *Config) setOrigin(key, where string) {
+	if c.origin == nil {
+		c.origin = map[string]string{}
+	}
+	c.origin[key] = where
+}
+
+// originOf returns where key, or the nearest enclosing key, was set; ""
+// for a default.
+func (c *Config) originOf(key string) string {
+	for k := key; k != ""; {
+		if o, ok := c.origin[k]; ok {
+			return o
+		}
+		i := strings.LastIndexAny(k, ".[")
+		if i < 0 {
+			break
+		}
+		k = k[:i]
+	}
+	return ""
+}
+
+// Masked returns a copy of c with every secret (http.token, nats.password,
+// nats.token) replaced by "*****" when it is set.
+func (c Config) Masked() Config {
+	for _, k := range scalarKeys {
+		if !k.secret {
+			continue
+		}
+		v := reflect.ValueOf(&c).Elem().FieldByIndex(k.index)
+		if v.String() != "" {
+			v.SetString("*****")
+		}
+	}
+	return c
+}
+
+// YAML writes c as YAML, leaving out the listener options that do
+// not belong to a listener's protocol (they are zero). Secrets are written
+// as they are: print c.Masked() to hide them.
+func (c Config) YAML() ([]byte, error) {
+	var n yaml.Node
+	if err := n.Encode(c); err != nil {
+		return nil, fmt.Errorf("cli: encode config: %w", err)
+	}
+	if ls := mappingValue(&n, "listeners"); ls != nil {
+		for _, l := range ls.Content {
+			pruneListener(l)
+		}
+	}
+	quoteControl(&n)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, fmt.Errorf("cli: encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("cli: encode config: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// quoteControl writes strings holding control characters (a "\r\n"
+// delimiter) double-quoted with escapes, instead of as block scalars.
+func quoteControl(n *yaml.Node) {
+	if n.Kind == yaml.ScalarNode && strings.ContainsFunc(n.Value, unicode.IsControl) {
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	for _, c := range n.Content {
+		quoteControl(c)
+	}
+}
+
+// mappingValue returns the value of key in mapping node m, or nil.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// pruneListener drops zero-valued scalars (defaults, or options of the
+// other protocol) from a listener and its framing, and an empty framing.
+func pruneListener(l *yaml.Node) {
+	if f := mappingValue(l, "framing"); f != nil {
+		dropZero(f)
+	}
+	dropZero(l)
+}
+
+func dropZero(m *yaml.Node) {
+	if m.Kind != yaml.MappingNode {
+		return
+	}
+	keep := m.Content[:0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		zero := false
+		switch v.Kind {
+		case yaml.ScalarNode:
+			zero = v.Value == "" || v.Value == "0" || v.Value == "false"
+		case yaml.MappingNode:
+			zero = len(v.Content) == 0
+		}
+		if !zero {
+			keep = append(keep, k, v)
+		}
+	}
+	m.Content = keep
+}

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/node"
+)
+
+// gatewayConfig is the gateway part of c (Logger not set).
+func (c Config) gatewayConfig() gateway.Config {
+	g := c.Gateway
+	return gateway.Config{
+		Prefix:            c.Prefix,
+		Listeners:         c.Listeners,
+		Shards:            g.Shards,
+		EventTimeout:      time.Duration(g.EventTimeout),
+		MaxBatch:          g.MaxBatch,
+		MaxPendingEvents:  g.MaxPendingEvents,
+		MaxPendingBytes:   g.MaxPendingBytes,
+		HeartbeatInterval: time.Duration(g.HeartbeatInterval),
+		CloseTimeout:      time.Duration(g.CloseTimeout),
+	}
+}
+
+// Effective returns c as it is used: listeners with the gateway's
+// defaults filled in (name, max_message, max_queue_bytes, message_type,
+// framing). It is what `gatework config` prints.
+func (c Config) Effective() Config {
+	c.Listeners = withListenerDefaults(c.Listeners)
+	return c
+}
+
+// NodeConfig turns a validated c into the node's configuration, with the
+// handlers of the app named by worker.app (none: no in-process worker).
+// It fails if that app is not among apps.
+func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
+	nc := node.Config{
+		Prefix:  c.Prefix,
+		Gateway: c.gatewayConfig(),
+		NATS: node.NATSConfig{
+			URL:          c.NATS.URL,
+			User:         c.NATS.User,
+			Password:     c.NATS.Password,
+			Token:        c.NATS.Token,
+			NKeySeedFile: c.NATS.NKeySeedFile,
+			CredsFile:    c.NATS.CredsFile,
+			Listen:       c.NATS.Listen,
+			MaxPayload:   c.NATS.MaxPayload,
+		},
+		API: api.Config{
+			QueryTimeout:   time.Duration(c.API.QueryTimeout),
+			RequestTimeout: time.Duration(c.API.RequestTimeout),
+		},
+		HTTP: node.HTTPConfig{
+			Addr:         c.HTTP.Addr,
+			Token:        c.HTTP.Token,
+			MaxBodyBytes: c.HTTP.MaxBodyBytes,
+			Timeout:      time.Duration(c.HTTP.Timeout),
+		},
+		Worker: node.WorkerConfig{App: c.Worker.App, Concurrency: c.Worker.Concurrency},
+		Logger: log,
+	}
+	if c.Worker.App == appNone {
+		return nc, nil
+	}
+	for _, a := range apps {
+		if a.Name == c.Worker.App {
+			h := a.Handlers
+			nc.Worker.Handlers = &h
+			return nc, nil
+		}
+	}
+	return nc, fmt.Errorf("cli: worker.app: unknown app %q", c.Worker.App)
+}
+
+// NewLogger returns the logger described by l, writing to w. An unknown
+// level means info, an unknown format text (Validate reports both).
+func NewLogger(l LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	default:
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,488 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/httpapi"
+	"github.com/gatework/gatework/worker"
+)
+
+// Config configures a Node. It is plain data: package cli fills it from
+// the configuration file, the environment and the flags. Every field says
+// what its zero value means.
+type Config struct {
+	// Prefix is the bus subject prefix shared by the gateway, the API
+	// client and the worker; "" means bus.DefaultPrefix. It overrides
+	// Gateway.Prefix and API.Prefix.
+	Prefix string
+	// Gateway configures the gateway; it needs at least one listener.
+	// Its Prefix and Logger are set by the node.
+	Gateway gateway.Config
+	// NATS says which bus to use: an embedded server (URL empty) or an
+	// external one.
+	NATS NATSConfig
+	// API configures the API client used by the HTTP API and the
+	// in-process worker. Its Prefix and Logger are set by the node.
+	API api.Config
+	// HTTP configures the HTTP server (API and health check).
+	HTTP HTTPConfig
+	// Worker configures the in-process worker.
+	Worker WorkerConfig
+	// Logger receives the node's logs and is handed to every part; nil
+	// means slog.Default().
+	Logger *slog.Logger
+}
+
+// NATSConfig says how the node reaches the bus.
+type NATSConfig struct {
+	// URL of an external NATS (comma-separated for a cluster). Empty means
+	// an embedded nats-server started in this process.
+	URL string
+	// User and Password: with URL, the credentials to present; without,
+	// the credentials the embedded server requires from every client
+	// (the node's own in-process connections carry them). Empty means
+	// none.
+	User, Password string
+	// Token, NKeySeedFile and CredsFile authenticate to an external NATS
+	// (URL set); the embedded server does not support them. Empty means
+	// not used.
+	Token, NKeySeedFile, CredsFile string
+	// Listen is the host:port on which the embedded server also accepts
+	// NATS clients, for workers in other processes (port 0 picks a free
+	// port, see Node.NATSURL). Empty means in-process connections only.
+	// Not used with URL.
+	Listen string
+	// MaxPayload is the largest bus message the embedded server accepts;
+	// 0 means 8 MiB. Not used with URL.
+	MaxPayload int32
+}
+
+// HTTPConfig configures the node's HTTP server.
+type HTTPConfig struct {
+	// Addr is the host:port to serve on (port 0 picks a free port, see
+	// Node.HTTPAddr). Empty means no HTTP server.
+	Addr string
+	// Token is the bearer token of the HTTP API. Empty means no token:
+	// the API then serves loopback callers only (logged as a warning).
+	Token string
+	// MaxBodyBytes bounds a request body; 0 means httpapi's default
+	// (8 MiB).
+	MaxBodyBytes int64
+	// Timeout bounds one API call; 0 means httpapi's default (10s).
+	Timeout time.Duration
+}
+
+// WorkerConfig configures the in-process worker.
+type WorkerConfig struct {
+	// Handlers are the app the worker runs. Nil means no in-process
+	// worker: workers run in other processes (set NATS.Listen or use an
+	// external NATS so that they can reach the bus).
+	Handlers *worker.Handlers
+	// App names the app in logs; "" means "app".
+	App string
+	// Concurrency is how many events the worker handles at once; 0 means
+	// the worker's default (64 × GOMAXPROCS).
+	Concurrency int
+}
+
+// Node is one running gatework node. Its methods are safe for concurrent
+// use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	emb   *bus.Embedded
+	conns []*nats.Conn
+	gwNC  *nats.Conn
+	gw    *gateway.Server
+	api   *api.Client
+	w     *worker.Worker
+
+	httpSrv  *http.Server
+	httpAddr net.Addr
+	httpDone chan struct{}
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	shutdownDone chan struct{}
+}
+
+// connection names shown by the NATS server.
+const (
+	connGateway = "gatework-gateway"
+	connAPI     = "gatework-api"
+	connWorker  = "gatework-worker"
+)
+
+// Start starts a node: the bus, the in-process worker (so that the first
+// client finds it), the gateway and the HTTP server, in that order. It
+// returns once the node accepts clients; on failure everything it started
+// is stopped again. ctx bounds the start only: cancelling it later does
+// not stop the node, Shutdown does.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		shutdownDone: make(chan struct{}),
+	}
+	if err := n.start(ctx); err != nil {
+		// Nothing was handed out yet: give the teardown a fresh bound.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if serr := n.Shutdown(sctx); serr != nil {
+			n.log.Warn("cleanup after failed start", "err", serr)
+		}
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	cfg := &n.cfg
+	if err := n.startBus(); err != nil {
+		return err
+	}
+	var err error
+	if n.gwNC, err = n.connect(connGateway); err != nil {
+		return err
+	}
+	apiNC, err := n.connect(connAPI)
+	if err != nil {
+		return err
+	}
+	apiCfg := cfg.API
+	apiCfg.Prefix = cfg.Prefix
+	apiCfg.Logger = n.log.With("component", "api")
+	if n.api, err = api.New(apiNC, apiCfg); err != nil {
+		return fmt.Errorf("node: api client: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	if cfg.Worker.Handlers != nil {
+		if err := n.startWorker(); err != nil {
+			return err
+		}
+	}
+	gwCfg := cfg.Gateway
+	gwCfg.Prefix = cfg.Prefix
+	gwCfg.Logger = n.log.With("component", "gateway")
+	gw, err := gateway.New(n.gwNC, gwCfg)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := gw.Start(); err != nil { // cleans up after itself on failure
+		return fmt.Errorf("node: %w", err)
+	}
+	n.gw = gw
+	n.checkPayload()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	if cfg.HTTP.Addr != "" {
+		if err := n.startHTTP(); err != nil {
+			return err
+		}
+	}
+	n.log.Info("node ready", "gateway", n.gw.ID())
+	return nil
+}
+
+// startBus starts the embedded server, unless an external URL is set.
+func (n *Node) startBus() error {
+	nc := n.cfg.NATS
+	if nc.URL != "" {
+		n.log.Info("bus: external NATS", "url", redactURL(nc.URL))
+		return nil
+	}
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{
+		Listen:     nc.Listen,
+		User:       nc.User,
+		Password:   nc.Password,
+		MaxPayload: nc.MaxPayload,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.emb = e
+	if nc.Listen == "" {
+		n.log.Info("bus: embedded NATS, in-process only")
+		return nil
+	}
+	n.log.Info("bus: embedded NATS listening for workers", "url", e.ClientURL())
+	if nc.User == "" {
+		n.log.Warn("bus: the embedded NATS accepts any client on its port: set nats.user and nats.password", "url", e.ClientURL())
+	}
+	return nil
+}
+
+// connect opens one bus connection named name, logging its outages.
+func (n *Node) connect(name string) (*nats.Conn, error) {
+	var o bus.Options
+	if n.emb != nil {
+		o = n.emb.ConnectOptions(name)
+	} else {
+		nc := n.cfg.NATS
+		o = bus.Options{
+			URL: nc.URL, User: nc.User, Password: nc.Password, Token: nc.Token,
+			NKeySeedFile: nc.NKeySeedFile, CredsFile: nc.CredsFile, Name: name,
+		}
+	}
+	c, err := bus.Connect(o)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.conns = append(n.conns, c)
+	log := n.log.With("conn", name)
+	c.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+		if err != nil {
+			log.Warn("bus: disconnected", "err", err)
+		}
+	})
+	c.SetReconnectHandler(func(c *nats.Conn) { log.Info("bus: reconnected", "url", redactURL(c.ConnectedUrl())) })
+	return c, nil
+}
+
+func (n *Node) startWorker() error {
+	wc, err := n.connect(connWorker)
+	if err != nil {
+		return err
+	}
+	app := n.cfg.Worker.App
+	if app == "" {
+		app = "app"
+	}
+	w, err := worker.New(wc, n.api, worker.Config{
+		Prefix:      n.cfg.Prefix,
+		Concurrency: n.cfg.Worker.Concurrency,
+		Logger:      n.log.With("component", "worker", "app", app),
+	}, *n.cfg.Worker.Handlers)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.w = w
+	n.log.Info("worker started", "app", app, "worker", w.ID())
+	return nil
+}
+
+// checkPayload warns when a listener accepts messages the bus cannot carry.
+func (n *Node) checkPayload() {
+	limit := n.gwNC.MaxPayload()
+	for _, l := range n.cfg.Gateway.Listeners {
+		size := int64(l.MaxMessage)
+		if size == 0 {
+			size = 1 << 20
+		}
+		name := l.Name
+		if name == "" {
+			name = l.Protocol
+		}
+		if size+64<<10 > limit {
+			n.log.Warn("listener max_message is close to or above the bus max payload: large messages will fail",
+				"listener", name, "max_message", size, "max_payload", limit)
+		}
+	}
+}
+
+func (n *Node) startHTTP() error {
+	hc := n.cfg.HTTP
+	h, err := httpapi.New(n.api, httpapi.Config{
+		Token:        hc.Token,
+		MaxBodyBytes: hc.MaxBodyBytes,
+		Timeout:      hc.Timeout,
+		// The node logs its own warning about a missing token, with
+		// the address and what to do.
+		Logger: slog.New(dropMessage{n.log.Handler().WithAttrs([]slog.Attr{slog.String("component", "httpapi")}), "httpapi: no token configured"}),
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api", h)
+	mux.Handle("/api/", h)
+	mux.HandleFunc("/healthz", n.serveHealth)
+	ln, err := net.Listen("tcp", hc.Addr)
+	if err != nil {
+		return fmt.Errorf("node: http listen: %w", err)
+	}
+	n.httpAddr = ln.Addr()
+	n.httpSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.httpDone = make(chan struct{})
+	go func() {
+		defer close(n.httpDone)
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http: server stopped", "err", err)
+		}
+	}()
+	base := "http://" + n.httpAddr.String()
+	n.log.Info("http: listening", "addr", n.httpAddr.String(), "api", base+"/api", "health", base+"/healthz")
+	if hc.Token == "" {
+		n.log.Warn("http: WARNING: no API token is set: the HTTP API serves loopback clients only; set http.token or GATEWORK_API_TOKEN",
+			"addr", n.httpAddr.String())
+	}
+	return nil
+}
+
+// serveHealth answers /healthz: 200 {"status":"ok"} while the gateway is
+// connected to the bus, 503 otherwise.
+func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, `{"status":"method not allowed"}`, http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !n.gwNC.IsConnected() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"unavailable","reason":"bus disconnected"}` + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// Addr returns the address of the gateway listener named name, or nil.
+func (n *Node) Addr(name string) net.Addr { return n.gw.Addr(name) }
+
+// HTTPAddr returns the HTTP server's address, or nil without one.
+func (n *Node) HTTPAddr() net.Addr { return n.httpAddr }
+
+// NATSURL returns the URL on which the embedded NATS accepts workers of
+// other processes, or "" (external NATS, or embedded without NATS.Listen).
+func (n *Node) NATSURL() string {
+	if n.emb == nil {
+		return ""
+	}
+	return n.emb.ClientURL()
+}
+
+// Gateway returns the node's gateway.
+func (n *Node) Gateway() *gateway.Server { return n.gw }
+
+// API returns the node's API client; it stays usable until Shutdown.
+func (n *Node) API() *api.Client { return n.api }
+
+// Worker returns the in-process worker, or nil without one.
+func (n *Node) Worker() *worker.Worker { return n.w }
+
+// Shutdown stops the node: the gateway first (no new clients, every
+// connection closed after its queued data, close events handed to the
+// workers), then the worker (events in hand finished), the HTTP server,
+// the API client, the bus connections and the embedded NATS. ctx bounds
+// the graceful part; when it expires the rest is stopped at once and the
+// error wraps ctx.Err(). Shutdown is idempotent; concurrent calls wait for
+// the first and return its result.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		n.shutdownErr = n.shutdown(ctx)
+		close(n.shutdownDone)
+	})
+	<-n.shutdownDone
+	return n.shutdownErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
+	var errs []error
+	if n.gw != nil {
+		if err := n.gw.Shutdown(ctx); err != nil && !errors.Is(err, gateway.ErrServerClosed) {
+			errs = append(errs, fmt.Errorf("node: gateway shutdown: %w", err))
+		}
+	}
+	if n.w != nil {
+		if err := n.w.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: worker stop: %w", err))
+		}
+	}
+	if n.httpSrv != nil {
+		if err := n.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: http shutdown: %w", err))
+			_ = n.httpSrv.Close()
+		}
+		<-n.httpDone
+	}
+	if n.api != nil {
+		if err := n.api.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: api close: %w", err))
+		}
+	}
+	for _, c := range n.conns {
+		_ = c.FlushTimeout(time.Second)
+		c.Close()
+	}
+	if n.emb != nil {
+		n.emb.Shutdown()
+	}
+	if len(errs) == 0 {
+		n.log.Info("node stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// redactURL hides the password of user:password@ in NATS URLs.
+func redactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			continue
+		}
+		creds, host, ok := strings.Cut(rest, "@")
+		if !ok {
+			continue
+		}
+		if user, _, hasPass := strings.Cut(creds, ":"); hasPass {
+			parts[i] = scheme + "://" + user + ":xxxxx@" + host
+		} else { // a token
+			parts[i] = scheme + "://xxxxx@" + host
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// dropMessage is a slog.Handler that drops the records whose message
+// starts with prefix and passes the others to the wrapped handler.
+type dropMessage struct {
+	slog.Handler
+	prefix string
+}
+
+// Handle implements slog.Handler.
+func (d dropMessage) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, d.prefix) {
+		return nil
+	}
+	return d.Handler.Handle(ctx, r)
+}
+
+// WithAttrs implements slog.Handler.
+func (d dropMessage) WithAttrs(as []slog.Attr) slog.Handler {
+	return dropMessage{d.Handler.WithAttrs(as), d.prefix}
+}
+
+// WithGroup implements slog.Handler.
+func (d dropMessage) WithGroup(name string) slog.Handler {
+	return dropMessage{d.Handler.WithGroup(name), d.prefix}
+}
