@@ -98,9 +98,10 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 	return s.query(cmd, rep)
 }
 
+// groupsOf returns the groups a command names, in Groups and Arg.
 func groupsOf(cmd *bus.Command) []string {
-	if cmd.Arg != "" {
-		return append(cmd.Groups, cmd.Arg)
+	if cmd.Arg != "" && !dup(cmd.Groups, cmd.Arg) {
+		return append(cmd.Groups[:len(cmd.Groups):len(cmd.Groups)], cmd.Arg)
 	}
 	return cmd.Groups
 }

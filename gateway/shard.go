@@ -25,6 +25,10 @@ type shard struct {
 	draining []*conn
 	// kill holds connections to close at once, outside the lock.
 	kill []*conn
+	// free holds written buffers for reuse (at most maxFree), so that an
+	// idle connection holds none and a busy one allocates none.
+	free     [][]byte
+	returned [][]byte // written by the flusher, given back under mu
 
 	wake chan struct{} // capacity 1: a flush is wanted
 	quit chan struct{}
@@ -71,7 +75,7 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 		return
 	}
 	if c.out == nil {
-		c.out = getBuf(len(frame))
+		c.out = sh.getBufLocked(len(frame))
 	}
 	c.out = append(c.out, frame...)
 	c.msgsOut.Add(1)
@@ -81,7 +85,7 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 // killLocked drops c's queued data and has the flusher close its socket:
 // the engine calls back into the hub on close, so never under sh.mu.
 func (sh *shard) killLocked(c *conn) {
-	putBuf(c.out)
+	sh.putBufLocked(c.out)
 	c.out = nil
 	c.closeAt = 0
 	sh.kill = append(sh.kill, c)
@@ -146,7 +150,7 @@ func (sh *shard) remove(c *conn, reason CloseReason) bool {
 	for _, g := range c.groups {
 		sh.unindexGroupLocked(c, g)
 	}
-	putBuf(c.out)
+	sh.putBufLocked(c.out)
 	c.out = nil
 	return true
 }
@@ -225,6 +229,7 @@ type flushItem struct {
 func (sh *shard) run() {
 	defer close(sh.done)
 	var items []flushItem
+	var returned [][]byte
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -237,7 +242,9 @@ func (sh *shard) run() {
 			return
 		}
 		var kill []*conn
-		items, kill = sh.takeDirty(items[:0])
+		items, kill = sh.takeDirty(items[:0], returned)
+		clear(returned)
+		returned = returned[:0]
 		for _, c := range kill {
 			c.t.close()
 		}
@@ -248,15 +255,18 @@ func (sh *shard) run() {
 			if err := it.c.t.write(it.buf); err == nil {
 				it.c.bytesOut.Add(uint64(n))
 			}
-			putBuf(it.buf)
+			returned = append(returned, it.buf)
 			it.buf = nil
 		}
 		sh.checkDraining()
 	}
 }
 
-func (sh *shard) takeDirty(items []flushItem) ([]flushItem, []*conn) {
+func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []*conn) {
 	sh.mu.Lock()
+	for _, b := range written {
+		sh.putBufLocked(b)
+	}
 	kill := sh.kill
 	sh.kill = nil
 	for _, c := range sh.dirty {
@@ -306,21 +316,26 @@ func (sh *shard) checkDraining() {
 	}
 }
 
-// bufPool recycles outbound buffers so that idle connections hold none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// Buffer reuse bounds: at most maxFree buffers per shard, none larger than
+// maxFreeCap bytes (larger ones are left to the garbage collector).
+const (
+	maxFree    = 4096
+	maxFreeCap = 64 << 10
+)
 
-func getBuf(n int) []byte {
-	if n > 64<<10 {
-		return make([]byte, 0, n)
+func (sh *shard) getBufLocked(n int) []byte {
+	if k := len(sh.free); k > 0 && n <= maxFreeCap {
+		b := sh.free[k-1]
+		sh.free[k-1] = nil
+		sh.free = sh.free[:k-1]
+		return b
 	}
-	bp := bufPool.Get().(*[]byte)
-	return (*bp)[:0]
+	return make([]byte, 0, max(n, 256))
 }
 
-func putBuf(b []byte) {
-	if b == nil || cap(b) > 64<<10 {
+func (sh *shard) putBufLocked(b []byte) {
+	if b == nil || cap(b) > maxFreeCap || len(sh.free) >= maxFree {
 		return
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	sh.free = append(sh.free, b[:0])
 }

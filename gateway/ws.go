@@ -158,7 +158,7 @@ func (e *wsEngine) onPing(wc *websocket.Conn, data string) {
 	sh.mu.Lock()
 	if c.state == stateOpen {
 		if c.out == nil {
-			c.out = getBuf(len(data) + 2)
+			c.out = sh.getBufLocked(len(data) + 2)
 		}
 		c.out = appendWSFrame(c.out, wsPong, []byte(data))
 		sh.markDirtyLocked(c)
