@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,14 +34,21 @@ var clientCalls = []struct {
 }{
 	{"SendToClient", func(ctx context.Context, c api.API, id string) error { return c.SendToClient(ctx, id, []byte("x")) }},
 	{"IsOnline", func(ctx context.Context, c api.API, id string) error { _, err := c.IsOnline(ctx, id); return err }},
-	{"GetClientInfo", func(ctx context.Context, c api.API, id string) error { _, err := c.GetClientInfo(ctx, id, 0); return err }},
+	{"GetClientInfo", func(ctx context.Context, c api.API, id string) error {
+		_, err := c.GetClientInfo(ctx, id, 0)
+		return err
+	}},
 	{"CloseClient", func(ctx context.Context, c api.API, id string) error { return c.CloseClient(ctx, id, false) }},
 	{"BindUID", func(ctx context.Context, c api.API, id string) error { return c.BindUID(ctx, id, "u") }},
 	{"UnbindUID", func(ctx context.Context, c api.API, id string) error { return c.UnbindUID(ctx, id) }},
 	{"JoinGroup", func(ctx context.Context, c api.API, id string) error { return c.JoinGroup(ctx, id, "g") }},
 	{"LeaveGroup", func(ctx context.Context, c api.API, id string) error { return c.LeaveGroup(ctx, id, "g") }},
-	{"SetSession", func(ctx context.Context, c api.API, id string) error { return c.SetSession(ctx, id, api.Session{"a": 1}) }},
-	{"UpdateSession", func(ctx context.Context, c api.API, id string) error { return c.UpdateSession(ctx, id, api.Session{"a": 1}) }},
+	{"SetSession", func(ctx context.Context, c api.API, id string) error {
+		return c.SetSession(ctx, id, api.Session{"a": 1})
+	}},
+	{"UpdateSession", func(ctx context.Context, c api.API, id string) error {
+		return c.UpdateSession(ctx, id, api.Session{"a": 1})
+	}},
 	{"DeleteSession", func(ctx context.Context, c api.API, id string) error { return c.DeleteSession(ctx, id) }},
 	{"GetSession", func(ctx context.Context, c api.API, id string) error { _, err := c.GetSession(ctx, id); return err }},
 	{"SendToUID without", func(ctx context.Context, c api.API, id string) error {
@@ -460,4 +468,86 @@ func TestNewErrors(t *testing.T) {
 	if _, err := api.Dial(bus.Options{}, api.Config{}); err == nil {
 		t.Error("Dial without URL: no error")
 	}
+}
+
+// benchClient returns a Client on an embedded bus. With sink, a
+// gateway-like subscriber drains Cmd and Broadcast so that publishes are
+// delivered (its allocations and the server's count in allocs/op); without,
+// the server drops them and allocs/op is the client's own cost.
+func benchClient(b *testing.B, sink bool) *api.Client {
+	tb := newTestBus(b)
+	if sink {
+		nc := tb.conn(b, "sink")
+		for _, s := range []string{"gw.bcast", "gw.gw.*.cmd"} {
+			sub, err := nc.Subscribe(s, func(*nats.Msg) {})
+			if err != nil {
+				b.Fatal(err)
+			}
+			sub.SetPendingLimits(-1, -1)
+		}
+		if err := nc.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return tb.client(b, api.Config{})
+}
+
+func BenchmarkSendToClient(b *testing.B) {
+	for _, sink := range []bool{false, true} {
+		b.Run(map[bool]string{false: "no-interest", true: "delivered"}[sink], func(b *testing.B) {
+			c := benchClient(b, sink)
+			ctx := context.Background()
+			id := clientid.Make(gw1, 42)
+			msg := []byte(`{"type":"chat","text":"hello, world"}`)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				if err := c.SendToClient(ctx, id, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkSendToGroup(b *testing.B) {
+	for _, sink := range []bool{false, true} {
+		b.Run(map[bool]string{false: "no-interest", true: "delivered"}[sink], func(b *testing.B) {
+			c := benchClient(b, sink)
+			ctx := context.Background()
+			groups := []string{"room-1"}
+			without := []string{clientid.Make(gw1, 42)}
+			msg := []byte(`{"type":"chat","text":"hello, world"}`)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				if err := c.SendToGroup(ctx, groups, msg, without...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// Dial a bus, send to a group, and count who is online.
+func ExampleDial() {
+	c, err := api.Dial(bus.Options{URL: "nats://127.0.0.1:4222"}, api.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.SendToGroup(ctx, []string{"room-1"}, []byte("hello")); err != nil {
+		fmt.Println(err)
+	}
+	n, err := c.GetClientCount(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if n.Partial {
+		fmt.Println("gateways that did not answer:", n.Missing)
+	}
+	fmt.Println("online:", n.Value)
 }

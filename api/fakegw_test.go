@@ -122,9 +122,9 @@ func startFakeGW(t testing.TB, b *testBus, id string) *fakeGW {
 	g := &fakeGW{t: t, id: id, nc: b.conn(t, "fake-"+id), clients: make(map[uint64]*fakeClient)}
 	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
 	for s, h := range map[string]nats.MsgHandler{
-		subj.Cmd(id):      g.onCmd,
-		subj.Broadcast():  g.onBroadcast,
-		subj.Query():      g.onQuery,
+		subj.Cmd(id):     g.onCmd,
+		subj.Broadcast(): g.onBroadcast,
+		subj.Query():     g.onQuery,
 	} {
 		if _, err := g.nc.Subscribe(s, h); err != nil {
 			t.Fatal(err)
@@ -372,7 +372,7 @@ func (g *fakeGW) answer(cmd *bus.Command, rep *bus.Reply) {
 	var items []string
 	list := false
 	for seq, fc := range g.clients {
-		id := clientid.Make(g.id, seq)
+		id := func() string { return clientid.Make(g.id, seq) }
 		switch cmd.Op {
 		case bus.OpClientCount:
 			rep.Count++
@@ -383,16 +383,16 @@ func (g *fakeGW) answer(cmd *bus.Command, rep *bus.Reply) {
 		case bus.OpIsUIDOnline:
 			rep.Found = rep.Found || fc.uid == arg
 		case bus.OpClientList:
-			list, items = true, append(items, id)
+			list, items = true, append(items, id())
 		case bus.OpClientListByGroup:
 			list = true
 			if fc.groups[arg] {
-				items = append(items, id)
+				items = append(items, id())
 			}
 		case bus.OpClientListByUID:
 			list = true
 			if fc.uid == arg {
-				items = append(items, id)
+				items = append(items, id())
 			}
 		case bus.OpUIDList, bus.OpUIDCount:
 			list = true
@@ -411,7 +411,7 @@ func (g *fakeGW) answer(cmd *bus.Command, rep *bus.Reply) {
 			}
 		case bus.OpGroupSessions:
 			if fc.groups[arg] {
-				rep.Sessions = append(rep.Sessions, bus.ClientSession{Client: id, Session: fc.session})
+				rep.Sessions = append(rep.Sessions, bus.ClientSession{Client: id(), Session: fc.session})
 			}
 		}
 	}

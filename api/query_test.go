@@ -427,7 +427,9 @@ func TestIsUIDOnline(t *testing.T) {
 }
 
 func TestUIDCount(t *testing.T) {
-	cl := newCluster(t, api.Config{}, gw1, gw2, gw3)
+	// A generous timeout: this test is about counting, and the fakes are
+	// slow with 25000 clients under -race on a shared machine.
+	cl := newCluster(t, api.Config{QueryTimeout: 20 * time.Second}, gw1, gw2, gw3)
 	uid := func(i int) string { return fmt.Sprintf("u%05d", i) }
 	// gw1: u00000-u11999, gw2: u06000-u17999 (half in group "g"), gw3: u15000-u15999.
 	for i := range 12000 {
