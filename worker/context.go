@@ -244,7 +244,8 @@ func (c *Context) DeleteSession() {
 // Reject refuses the client: the gateway closes it, a WebSocket with close
 // code 4000+status and reason. It is meant for OnConnect and
 // OnWebSocketConnect (an HTTP-like status such as 401 or 403); a status
-// outside 100–999 becomes 403.
+// outside 100–999 becomes 403. Later events of the same batch, if any, are
+// still handled.
 func (c *Context) Reject(status int, reason string) {
 	if status < 100 || status > 999 {
 		status = 403

@@ -210,14 +210,14 @@ func (w *Worker) dispatchEvent(c *Context, ev *bus.Event) {
 // monitor runs while the worker is started: every ProgressInterval it tells
 // the gateways which batches are still in hand, and reports drops.
 func (w *Worker) monitor() {
-	defer close(w.monitorDone)
+	defer close(w.monDone)
 	t := time.NewTicker(w.cfg.ProgressInterval)
 	defer t.Stop()
 	var buf []byte
 	var reported uint64
 	for {
 		select {
-		case <-w.monitorStop:
+		case <-w.monStop:
 			return
 		case now := <-t.C:
 			buf = w.sendProgress(now, buf)

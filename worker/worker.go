@@ -131,6 +131,8 @@ type Worker struct {
 	stopped   chan struct{} // closed when the worker reached StateStopped
 	stopErr   error         // Stop's result, read after stopped is closed
 	subClosed chan struct{} // closed when the subscription will make no more callbacks
+	monStop   chan struct{} // closed to stop the monitor goroutine
+	monDone   chan struct{} // closed when the monitor goroutine returned
 
 	mu           sync.Mutex // guards the fields below
 	state        State
@@ -144,8 +146,6 @@ type Worker struct {
 	running      int               // batches whose handlers run
 	runners      int               // pool goroutines alive
 	runnersDone  chan struct{}     // closed when closed and runners == 0
-	monitorStop  chan struct{}     // closed to stop the monitor goroutine
-	monitorDone  chan struct{}     // closed when the monitor goroutine returned
 	doneClosed   bool              // runnersDone is closed
 
 	stats counters
@@ -217,8 +217,8 @@ func newWorker(a api.API, cfg Config, h Handlers) (*Worker, error) {
 		queue:       make(chan *job, cfg.Backlog),
 		inHand:      make(map[*job]struct{}),
 		runnersDone: make(chan struct{}),
-		monitorStop: make(chan struct{}),
-		monitorDone: make(chan struct{}),
+		monStop:     make(chan struct{}),
+		monDone:     make(chan struct{}),
 	}, nil
 }
 
@@ -251,6 +251,10 @@ func (w *Worker) Start() error {
 		return err
 	}
 	if err := w.subscribe(); err != nil {
+		// Batches taken before the failure still run and are acked.
+		w.mu.Lock()
+		w.closeQueueLocked()
+		w.mu.Unlock()
 		err = errors.Join(err, w.callLifecycle("OnWorkerStop", w.h.OnWorkerStop))
 		w.finishStop(nil)
 		return err
@@ -259,6 +263,8 @@ func (w *Worker) Start() error {
 	w.mu.Lock()
 	w.state = StateRunning
 	w.mu.Unlock()
+	w.log.Info("worker started", "subject", w.subj.Events(), "queue", w.subj.WorkersQueue(),
+		"concurrency", w.cfg.Concurrency, "backlog", w.cfg.Backlog)
 	return nil
 }
 
@@ -294,7 +300,8 @@ func (w *Worker) subscribe() error {
 // handlers may still be running then. Stop does not close the NATS
 // connection. It may be called more than once and concurrently: later calls
 // wait for the first (or their own ctx) and return its result. Stop of a
-// worker that never started returns nil at once.
+// worker that never started returns nil at once. Stop waits for handlers:
+// calling it from a handler stalls until ctx expires.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.life.Lock()
 	w.mu.Lock()
@@ -343,8 +350,8 @@ func (w *Worker) Stop(ctx context.Context) error {
 		n := w.abort(sub)
 		errs = append(errs, fmt.Errorf("worker: stop: %d batches abandoned: %w", n, ctx.Err()))
 	}
-	close(w.monitorStop)
-	<-w.monitorDone
+	close(w.monStop)
+	<-w.monDone
 	errs = append(errs, w.callLifecycle("OnWorkerStop", w.h.OnWorkerStop))
 	err := errors.Join(errs...)
 	w.finishStop(err)
