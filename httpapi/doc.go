@@ -10,7 +10,8 @@
 // refused with 400 naming the field. A message is either "message", a
 // UTF-8 string sent as is, or "message_base64", any bytes in standard
 // base64. Defaults follow the PHP originals: fields 255, unique true,
-// force false.
+// force false. Numbers inside a session reach the api.API as json.Number,
+// so large integers keep their exact value.
 //
 // Answers: actions give {"result": null}; isOnline a boolean; getClientInfo
 // the keys asked for; getSession the session object; lists a page

@@ -132,15 +132,15 @@ type sendToClientParams struct {
 }
 
 type sendToUIDParams struct {
-	UID  *string  `json:"uid" anyof:"uid" doc:"user id; combined with uids"`
-	UIDs []string `json:"uids" anyof:"uid" doc:"user ids; combined with uid"`
+	UID  *string  `json:"uid" anyof:"uid" doc:"user id; combined with uids (repeats dropped)"`
+	UIDs []string `json:"uids" anyof:"uid" doc:"user ids; combined with uid (repeats dropped)"`
 	messageParams
 	withoutParams
 }
 
 type sendToGroupParams struct {
-	Group  *string  `json:"group" anyof:"group" doc:"group name; combined with groups"`
-	Groups []string `json:"groups" anyof:"group" doc:"group names; combined with group"`
+	Group  *string  `json:"group" anyof:"group" doc:"group name; combined with groups (repeats dropped)"`
+	Groups []string `json:"groups" anyof:"group" doc:"group names; combined with group (repeats dropped)"`
 	messageParams
 	withoutParams
 }
