@@ -63,6 +63,7 @@ func (e *tcpEngine) start() (net.Addr, error) {
 	e.engine.OnData(e.onData)
 	e.engine.OnClose(e.onClose)
 	e.engine.OnWrittenSize(onWrittenSize)
+	raceReadHook(e.engine)
 	if err := e.engine.Start(); err != nil {
 		return nil, err
 	}
@@ -92,6 +93,7 @@ func (e *tcpEngine) onOpen(nc *nbio.Conn) {
 	c := s.newConn(e.l, t, remote)
 	nc.SetSession(c)
 	s.register(c, bus.Event{Type: bus.EventConnect})
+	engineHandoff()
 }
 
 func (e *tcpEngine) onData(nc *nbio.Conn, data []byte) {

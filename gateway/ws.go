@@ -83,6 +83,8 @@ func (e *wsEngine) start() (net.Addr, error) {
 	// Text frames are checked by the gateway, which closes with 1007.
 	e.engine.CheckUtf8 = func([]byte) bool { return true }
 	e.engine.OnWrittenSize(onWrittenSize)
+	e.engine.OnOpen(func(net.Conn) { engineHandoff() })
+	raceReadHook(e.engine.Engine)
 	if err := e.engine.Start(); err != nil {
 		return nil, err
 	}
@@ -124,6 +126,7 @@ func (e *wsEngine) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	wc.SetSession(c)
 	s.register(c, bus.Event{Type: bus.EventConnect},
 		bus.Event{Type: bus.EventWebSocketConnect, Request: req})
+	engineHandoff()
 }
 
 func wsConn(wc *websocket.Conn) *conn {
