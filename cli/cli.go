@@ -90,7 +90,7 @@ and flags, in that order of precedence; docs/config.md lists every key.`,
 		// repeated after them (unknown commands and flags say where
 		// --help is).
 		SilenceUsage: true,
-		Args:          cobra.NoArgs,
+		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},

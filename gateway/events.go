@@ -219,6 +219,12 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 	}
 	sh := c.sh
 	sh.mu.Lock()
+	if c.state == stateClosed {
+		// The client is gone (its close event may be the batch being
+		// acked): there is nothing left to change.
+		sh.mu.Unlock()
+		return
+	}
 	for i := range actions {
 		a := &actions[i]
 		switch a.Type {
@@ -251,9 +257,7 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 				s.log.Warn("session not updated", "client", c.id(s.id), "err", err)
 			}
 		case bus.ActionDeleteSession:
-			if c.state != stateClosed {
-				c.session = nil
-			}
+			c.session = nil
 		default:
 			s.stats.badAcks.Add(1)
 		}

@@ -187,21 +187,10 @@ func wsCloseReason(err error) CloseReason {
 		return ReasonMessageTooLarge
 	case errors.Is(err, websocket.ErrInvalidUtf8):
 		return ReasonInvalidUTF8
-	}
-	var ce *websocket.CloseError
-	if errors.As(err, &ce) {
-		return ReasonClientClosed
-	}
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, context.Canceled) {
-		return ReasonClientClosed
-	}
-	var pe interface{ Temporary() bool }
-	if errors.As(err, &pe) {
-		return ReasonClientClosed
-	}
-	if isProtocolError(err) {
+	case isProtocolError(err):
 		return ReasonProtocolError
 	}
+	// A close frame from the client, EOF, a reset: the client went away.
 	return ReasonClientClosed
 }
 

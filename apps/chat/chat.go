@@ -19,9 +19,9 @@
 // spaces. A room is a group of the same name; a client is in at most one
 // room.
 //
-// What a client receives, one line each:
+// What a client receives, one line each: notices that start with "* "
+// (answers to commands, joins and departures), and
 //
-//	* <notice>                 answers to commands, joins and departures
 //	[<room>] <name>: <text>    said in the room (not echoed to the sayer)
 //	[pm from <name>] <text>    a private message
 //	[pm to <name>] <text>      the confirmation of one sent
