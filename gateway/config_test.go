@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gatework/gatework/internal/framing"
+)
+
+func TestConfigValidate(t *testing.T) {
+	ws := ListenerConfig{Protocol: "ws", Addr: "127.0.0.1:0"}
+	tcp := ListenerConfig{Protocol: "tcp", Addr: "127.0.0.1:0"}
+	with := func(l ListenerConfig, f func(*ListenerConfig)) ListenerConfig { f(&l); return l }
+	tests := []struct {
+		name      string
+		listeners []ListenerConfig
+		prefix    string
+		wantKey   string // "" means valid
+	}{
+		{"defaults", []ListenerConfig{ws, tcp}, "", ""},
+		{"no listeners", nil, "", "listeners"},
+		{"missing protocol", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Protocol = "" })}, "", "listeners[0].protocol"},
+		{"unknown protocol", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Protocol = "udp5" })}, "", "listeners[0].protocol"},
+		{"bad addr", []ListenerConfig{ws, with(tcp, func(l *ListenerConfig) { l.Addr = "7273" })}, "", "listeners[1].addr"},
+		{"negative max_message", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.MaxMessage = -1 })}, "", "listeners[0].max_message"},
+		{"negative queue", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.MaxQueueBytes = -1 })}, "", "listeners[0].max_queue_bytes"},
+		{"bad message_type", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.MessageType = "json" })}, "", "listeners[0].message_type"},
+		{"framing on ws", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Framing = framing.Config{Kind: "line"} })}, "", "listeners[0].framing"},
+		{"path on tcp", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.Path = "/ws" })}, "", "listeners[0].path"},
+		{"message_type on tcp", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.MessageType = "text" })}, "", "listeners[0].message_type"},
+		{"relative path", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Path = "ws" })}, "", "listeners[0].path"},
+		{"bad framing", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.Framing = framing.Config{Kind: "length", LengthSize: 3} })}, "", "listeners[0].framing: framing: length_size"},
+		{"duplicate name", []ListenerConfig{ws, ws}, "", "listeners[1].name"},
+		{"two named ws", []ListenerConfig{ws, with(ws, func(l *ListenerConfig) { l.Name = "ws2" })}, "", ""},
+		{"bad prefix", []ListenerConfig{ws}, "gw.*", "prefix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Config{Listeners: tt.listeners, Prefix: tt.prefix}.Validate()
+			if tt.wantKey == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantKey) {
+				t.Fatalf("error %v does not name %q", err, tt.wantKey)
+			}
+		})
+	}
+}
+
+func TestReasonCodes(t *testing.T) {
+	want := map[CloseReason]int{
+		ReasonMessageTooLarge: 1009, ReasonInvalidUTF8: 1007, ReasonProtocolError: 1002,
+		ReasonSlowConsumer: 1008, ReasonEventBacklog: 1013, ReasonShutdown: 1001, ReasonCloseRequested: 1000,
+	}
+	for r, code := range want {
+		if got := r.wsCode(); got != code {
+			t.Errorf("%s: code %d, want %d", r, got, code)
+		}
+	}
+	seen := map[string]bool{}
+	for r := range reasonCount {
+		if s := r.String(); s == "unknown" || seen[s] {
+			t.Errorf("reason %d has name %q", r, s)
+		} else {
+			seen[s] = true
+		}
+	}
+}
+
+func TestAppendWSFrame(t *testing.T) {
+	for _, n := range []int{0, 125, 126, 65535, 65536} {
+		f := appendWSFrame(nil, wsText, make([]byte, n))
+		var hdr int
+		switch {
+		case n < 126:
+			hdr = 2
+		case n <= 65535:
+			hdr = 4
+		default:
+			hdr = 10
+		}
+		if len(f) != hdr+n || f[0] != 0x81 {
+			t.Errorf("n=%d: frame len %d, first byte %#x", n, len(f), f[0])
+		}
+	}
+}
