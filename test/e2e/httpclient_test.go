@@ -1,0 +1,311 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/gatework/gatework/api"
+)
+
+// httpAPI implements api.API by calling the node's HTTP API
+// (POST /api/<method>), so that one scenario runs against the Go client and
+// against HTTP. Error answers become *apiError, which unwraps to the api
+// sentinel of its code.
+type httpAPI struct {
+	c     *cluster
+	token string
+}
+
+var _ api.API = httpAPI{}
+
+// apiError is an HTTP API error answer.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("http %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (e *apiError) Unwrap() error {
+	switch e.Code {
+	case "invalid_client":
+		return api.ErrInvalidClient
+	case "not_found":
+		return api.ErrNotFound
+	case "invalid_request":
+		return api.ErrInvalidArgument
+	case "timeout":
+		return api.ErrTimeout
+	}
+	return nil
+}
+
+// httpReply is the raw answer of one call.
+type httpReply struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// post sends body (raw bytes, or anything else encoded as JSON) to
+// /api/<method> with the bearer token (none when token is "").
+func (c *cluster) post(ctx context.Context, method, token string, body any) (httpReply, error) {
+	var raw []byte
+	switch b := body.(type) {
+	case []byte:
+		raw = b
+	case string:
+		raw = []byte(b)
+	default:
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return httpReply{}, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.n.HTTPAddr().String()+"/api/"+method, bytes.NewReader(raw))
+	if err != nil {
+		return httpReply{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return httpReply{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return httpReply{}, err
+	}
+	return httpReply{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// envelope is every answer's JSON shape.
+type envelope struct {
+	Result  json.RawMessage `json:"result"`
+	Partial bool            `json:"partial"`
+	Missing []string        `json:"missing"`
+	Error   *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// call posts params to method and decodes "result" into result (unless
+// nil) and the coverage beside it into cov (unless nil).
+func (h httpAPI) call(ctx context.Context, method string, params map[string]any, result any, cov *api.Coverage) error {
+	if params == nil {
+		params = map[string]any{}
+	}
+	rep, err := h.c.post(ctx, method, h.token, params)
+	if err != nil {
+		return err
+	}
+	var env envelope
+	if err := json.Unmarshal(rep.Body, &env); err != nil {
+		return fmt.Errorf("%s: http %d: body %q: %w", method, rep.Status, rep.Body, err)
+	}
+	if env.Error != nil || rep.Status != http.StatusOK {
+		e := &apiError{Status: rep.Status}
+		if env.Error != nil {
+			e.Code, e.Message = env.Error.Code, env.Error.Message
+		}
+		return e
+	}
+	if cov != nil {
+		cov.Partial, cov.Missing = env.Partial, env.Missing
+		if len(cov.Missing) == 0 {
+			cov.Missing = nil
+		}
+	}
+	if result != nil {
+		if err := json.Unmarshal(env.Result, result); err != nil {
+			return fmt.Errorf("%s: result %s: %w", method, env.Result, err)
+		}
+	}
+	return nil
+}
+
+func messageParams(p map[string]any, msg []byte) map[string]any {
+	if utf8.Valid(msg) {
+		p["message"] = string(msg)
+	} else {
+		p["message_base64"] = base64.StdEncoding.EncodeToString(msg)
+	}
+	return p
+}
+
+func withoutParam(p map[string]any, without []string) map[string]any {
+	if len(without) > 0 {
+		p["without"] = without
+	}
+	return p
+}
+
+type pageJSON struct {
+	Items      []string `json:"items"`
+	NextCursor string   `json:"next_cursor"`
+	Partial    bool     `json:"partial"`
+	Missing    []string `json:"missing"`
+}
+
+func (h httpAPI) page(ctx context.Context, method string, p map[string]any, pr api.PageRequest) (api.Page, error) {
+	if pr.Cursor != "" {
+		p["cursor"] = pr.Cursor
+	}
+	if pr.Limit != 0 {
+		p["limit"] = pr.Limit
+	}
+	var pg pageJSON
+	if err := h.call(ctx, method, p, &pg, nil); err != nil {
+		return api.Page{}, err
+	}
+	out := api.Page{Items: pg.Items, NextCursor: pg.NextCursor, Coverage: api.Coverage{Partial: pg.Partial, Missing: pg.Missing}}
+	if len(out.Missing) == 0 {
+		out.Missing = nil
+	}
+	return out, nil
+}
+
+func (h httpAPI) count(ctx context.Context, method string, p map[string]any) (api.Count, error) {
+	var c api.Count
+	err := h.call(ctx, method, p, &c.Value, &c.Coverage)
+	return c, err
+}
+
+func (h httpAPI) SendToClient(ctx context.Context, client string, msg []byte) error {
+	return h.call(ctx, "sendToClient", messageParams(map[string]any{"client": client}, msg), nil, nil)
+}
+
+func (h httpAPI) SendToUID(ctx context.Context, uids []string, msg []byte, without ...string) error {
+	return h.call(ctx, "sendToUid", withoutParam(messageParams(map[string]any{"uids": uids}, msg), without), nil, nil)
+}
+
+func (h httpAPI) SendToGroup(ctx context.Context, groups []string, msg []byte, without ...string) error {
+	return h.call(ctx, "sendToGroup", withoutParam(messageParams(map[string]any{"groups": groups}, msg), without), nil, nil)
+}
+
+func (h httpAPI) SendToAll(ctx context.Context, msg []byte, without ...string) error {
+	return h.call(ctx, "sendToAll", withoutParam(messageParams(map[string]any{}, msg), without), nil, nil)
+}
+
+func (h httpAPI) IsOnline(ctx context.Context, client string) (bool, error) {
+	var ok bool
+	err := h.call(ctx, "isOnline", map[string]any{"client": client}, &ok, nil)
+	return ok, err
+}
+
+func (h httpAPI) IsUIDOnline(ctx context.Context, uid string) (api.Bool, error) {
+	var b api.Bool
+	err := h.call(ctx, "isUidOnline", map[string]any{"uid": uid}, &b.Value, &b.Coverage)
+	return b, err
+}
+
+func (h httpAPI) GetClientCount(ctx context.Context) (api.Count, error) {
+	return h.count(ctx, "getClientCount", nil)
+}
+
+func (h httpAPI) GetClientCountByGroup(ctx context.Context, group string) (api.Count, error) {
+	return h.count(ctx, "getClientCountByGroup", map[string]any{"group": group})
+}
+
+func (h httpAPI) GetClientList(ctx context.Context, pr api.PageRequest) (api.Page, error) {
+	return h.page(ctx, "getClientList", map[string]any{}, pr)
+}
+
+func (h httpAPI) GetClientListByGroup(ctx context.Context, group string, pr api.PageRequest) (api.Page, error) {
+	return h.page(ctx, "getClientListByGroup", map[string]any{"group": group}, pr)
+}
+
+func (h httpAPI) GetClientListByUID(ctx context.Context, uid string, pr api.PageRequest) (api.Page, error) {
+	return h.page(ctx, "getClientListByUid", map[string]any{"uid": uid}, pr)
+}
+
+func (h httpAPI) GetClientInfo(ctx context.Context, client string, fields api.Fields) (api.ClientInfo, error) {
+	var info api.ClientInfo
+	err := h.call(ctx, "getClientInfo", map[string]any{"client": client, "fields": int(fields)}, &info, nil)
+	return info, err
+}
+
+func (h httpAPI) GetUIDList(ctx context.Context, unique bool, pr api.PageRequest) (api.Page, error) {
+	return h.page(ctx, "getUidList", map[string]any{"unique": unique}, pr)
+}
+
+func (h httpAPI) GetUIDListByGroup(ctx context.Context, group string, unique bool, pr api.PageRequest) (api.Page, error) {
+	return h.page(ctx, "getUidListByGroup", map[string]any{"group": group, "unique": unique}, pr)
+}
+
+func (h httpAPI) GetUIDCount(ctx context.Context, uniquePercent float64) (api.Count, error) {
+	p := map[string]any{}
+	if uniquePercent != 0 {
+		p["unique_percent"] = uniquePercent
+	}
+	return h.count(ctx, "getUidCount", p)
+}
+
+func (h httpAPI) GetUIDCountByGroup(ctx context.Context, group string) (api.Count, error) {
+	return h.count(ctx, "getUidCountByGroup", map[string]any{"group": group})
+}
+
+func (h httpAPI) GetGroupList(ctx context.Context, unique bool, pr api.PageRequest) (api.Page, error) {
+	return h.page(ctx, "getGroupList", map[string]any{"unique": unique}, pr)
+}
+
+func (h httpAPI) GetClientSessionsByGroup(ctx context.Context, group string) (api.ClientSessions, error) {
+	var cs api.ClientSessions
+	err := h.call(ctx, "getClientSessionsByGroup", map[string]any{"group": group}, &cs.Sessions, &cs.Coverage)
+	return cs, err
+}
+
+func (h httpAPI) CloseClient(ctx context.Context, client string, force bool) error {
+	return h.call(ctx, "closeClient", map[string]any{"client": client, "force": force}, nil, nil)
+}
+
+func (h httpAPI) BindUID(ctx context.Context, client, uid string) error {
+	return h.call(ctx, "bindUid", map[string]any{"client": client, "uid": uid}, nil, nil)
+}
+
+func (h httpAPI) UnbindUID(ctx context.Context, client string) error {
+	return h.call(ctx, "unbindUid", map[string]any{"client": client}, nil, nil)
+}
+
+func (h httpAPI) JoinGroup(ctx context.Context, client, group string) error {
+	return h.call(ctx, "joinGroup", map[string]any{"client": client, "group": group}, nil, nil)
+}
+
+func (h httpAPI) LeaveGroup(ctx context.Context, client, group string) error {
+	return h.call(ctx, "leaveGroup", map[string]any{"client": client, "group": group}, nil, nil)
+}
+
+func (h httpAPI) UnGroup(ctx context.Context, group string) error {
+	return h.call(ctx, "unGroup", map[string]any{"group": group}, nil, nil)
+}
+
+func (h httpAPI) SetSession(ctx context.Context, client string, s api.Session) error {
+	return h.call(ctx, "setSession", map[string]any{"client": client, "session": s}, nil, nil)
+}
+
+func (h httpAPI) UpdateSession(ctx context.Context, client string, s api.Session) error {
+	return h.call(ctx, "updateSession", map[string]any{"client": client, "session": s}, nil, nil)
+}
+
+func (h httpAPI) DeleteSession(ctx context.Context, client string) error {
+	return h.call(ctx, "deleteSession", map[string]any{"client": client}, nil, nil)
+}
+
+func (h httpAPI) GetSession(ctx context.Context, client string) (api.Session, error) {
+	var s api.Session
+	err := h.call(ctx, "getSession", map[string]any{"client": client}, &s, nil)
+	return s, err
+}
