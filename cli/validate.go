@@ -44,7 +44,34 @@ func (c Config) Validate(apps []string) error {
 			v.bad(key, "%s", reason)
 		}
 	}
+	sortProblems(v.probs)
 	return asError(v.probs)
+}
+
+// sortProblems orders problems as the configuration is read: the file by
+// line, then the environment, then the flags, then the defaults.
+func sortProblems(probs []*KeyError) {
+	rank := func(p *KeyError) (int, int) {
+		switch {
+		case strings.HasPrefix(p.Where, "env "):
+			return 1, 0
+		case strings.HasPrefix(p.Where, "flag "):
+			return 2, 0
+		case p.Where == "":
+			return 3, 0
+		}
+		i := strings.LastIndexByte(p.Where, ':')
+		line, _ := strconv.Atoi(p.Where[i+1:])
+		return 0, line
+	}
+	slices.SortStableFunc(probs, func(a, b *KeyError) int {
+		ra, la := rank(a)
+		rb, lb := rank(b)
+		if ra != rb {
+			return ra - rb
+		}
+		return la - lb
+	})
 }
 
 type validator struct {
@@ -151,8 +178,11 @@ func (v *validator) nats() {
 				v.bad(k.key, "only for an external NATS (nats.url): the embedded NATS takes nats.user and nats.password")
 			}
 		}
-		if (n.User == "") != (n.Password == "") {
-			v.bad("nats.password", "the embedded NATS needs both nats.user and nats.password, or neither")
+		switch {
+		case n.User != "" && n.Password == "":
+			v.bad("nats.user", "set without nats.password: the embedded NATS needs both, or neither")
+		case n.User == "" && n.Password != "":
+			v.bad("nats.password", "set without nats.user: the embedded NATS needs both, or neither")
 		}
 		if n.Listen != "" {
 			if err := checkPort(n.Listen); err != nil {
