@@ -91,7 +91,11 @@ func logHints(log *slog.Logger, c Config, n *node.Node) {
 		}
 		switch l.Protocol {
 		case "ws":
-			attrs = append(attrs, name, "websocat ws://"+addr.String()+l.Path)
+			path := l.Path
+			if path == "" {
+				path = "/"
+			}
+			attrs = append(attrs, name, "websocat ws://"+addr.String()+path)
 		case "tcp":
 			host, port, _ := net.SplitHostPort(addr.String())
 			attrs = append(attrs, name, "nc "+host+" "+port)

@@ -27,6 +27,9 @@
 //	[pm to <name>] <text>      the confirmation of one sent
 //
 // When a client disconnects, its room is told ("* alice left #lobby").
+// Announcements go through the API while a join is applied when the
+// handler returns, so the two may cross: a client that joins a room at
+// the same moment as another may see the other's arrival announced.
 // The chat keeps no state of its own: names are uids, rooms are groups, so
 // it works unchanged with any number of workers and gateways.
 package chat
@@ -53,6 +56,7 @@ var help = []string{
 	"*   /msg <name> <text>  private message",
 	"*   /who                who is in your room",
 	"*   /rooms              rooms with people in them",
+	"*   /help               this list",
 	"*   /quit               disconnect",
 	"*   anything else is said to your room",
 }
