@@ -22,6 +22,7 @@
 //	/reject <code> <why> Context.Reject
 //	/b64 <base64>        Context.Send of the decoded bytes
 //	/bin <text>          Context.SendBinary
+//	/worker              reply "worker <Config.WorkerID>"
 //	/count               reply "count <n>" from API.GetClientCount
 //	/tell <uid> <msg>    API.SendToUID
 //	/block               attempt 1: API.SendToClient(self, "blocking"), then
@@ -63,6 +64,8 @@ type Config struct {
 	// OnClose, if set, is called from OnClose (concurrently for different
 	// clients).
 	OnClose func(Closed)
+	// WorkerID is the answer to /worker.
+	WorkerID string
 }
 
 // Who is the answer to /who: the client as its handler sees it.
@@ -107,6 +110,10 @@ func Handlers(cfg Config) worker.Handlers {
 		OnMessage: func(c *worker.Context, msg []byte) {
 			if cfg.Jitter > 0 {
 				time.Sleep(rand.N(cfg.Jitter))
+			}
+			if string(msg) == "/worker" {
+				c.Send([]byte("worker " + cfg.WorkerID))
+				return
 			}
 			onMessage(c, msg)
 		},

@@ -49,7 +49,7 @@ func run() error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	cfg := testapp.Config{Jitter: *jitter, AutoJoin: *autojoin}
+	cfg := testapp.Config{Jitter: *jitter, AutoJoin: *autojoin, WorkerID: *id}
 	if *closelog != "" {
 		f, err := os.OpenFile(*closelog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {
