@@ -278,8 +278,7 @@ func (n *Node) startWorker() error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.w = w
-	n.log.Info("worker started", "app", app, "worker", w.ID())
+	n.w = w // the worker logs its own start
 	return nil
 }
 
