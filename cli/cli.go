@@ -99,7 +99,8 @@ and flags, in that order of precedence; docs/config.md lists every key.`,
 		"configuration file (YAML); default $GATEWORK_CONFIG, else none")
 	root.AddCommand(r.startCommand(), r.configCommand(), versionCommand())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())
+		hint := "Run '" + cmd.CommandPath() + " --help' for usage."
+		return fmt.Errorf("%w\n%s", err, hint)
 	})
 	return root, nil
 }
