@@ -18,6 +18,9 @@ import (
 	"github.com/gatework/gatework/internal/clientid"
 )
 
+// cmdQueue bounds the commands and broadcasts waiting to be executed.
+const cmdQueue = 1 << 16
+
 // quietEngine silences the socket engine's own logger: the gateway
 // logs what matters with slog.
 var quietEngine sync.Once
@@ -137,26 +140,51 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); sh.run() }()
 	}
+	// Commands to this gateway and broadcasts share one channel and one
+	// goroutine, so that what one caller sends reaches a client in the
+	// order it was sent, whichever subject it took. The channel is the
+	// bound: when it is full the NATS client drops and reports a slow
+	// consumer (logged by the connection's error handler).
+	cmds := make(chan *nats.Msg, cmdQueue)
 	subs := []struct {
 		subject string
 		h       nats.MsgHandler
+		ch      chan *nats.Msg
 	}{
-		{s.ackPrefix + "*", s.onAck},
-		{s.subj.Cmd(s.id), s.onCommand},
-		{s.subj.Broadcast(), s.onCommand},
-		{s.subj.Query(), s.onCommand},
+		{subject: s.ackPrefix + "*", h: s.onAck},
+		{subject: s.subj.Cmd(s.id), ch: cmds},
+		{subject: s.subj.Broadcast(), ch: cmds},
+		{subject: s.subj.Query(), h: s.onCommand},
 	}
 	for _, sb := range subs {
-		sub, err := s.nc.Subscribe(sb.subject, sb.h)
+		var sub *nats.Subscription
+		var err error
+		if sb.ch != nil {
+			sub, err = s.nc.ChanSubscribe(sb.subject, sb.ch)
+		} else {
+			sub, err = s.nc.Subscribe(sb.subject, sb.h)
+		}
 		if err != nil {
 			s.stopBus()
 			return fmt.Errorf("gateway: subscribe %s: %w", sb.subject, err)
 		}
 		// Bounded: beyond these the NATS client drops messages and
-		// reports a slow consumer, which is logged.
+		// reports a slow consumer.
 		_ = sub.SetPendingLimits(1<<20, 256<<20)
 		s.subs = append(s.subs, sub)
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case m := <-cmds:
+				s.onCommand(m)
+			case <-s.quit:
+				return
+			}
+		}
+	}()
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)
