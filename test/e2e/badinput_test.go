@@ -150,6 +150,7 @@ func TestBadInput(t *testing.T) {
 	t.Run("unknown method", func(t *testing.T) {
 		rep, err := post("sendToEverybody", map[string]any{})
 		wantError(t, rep, err, http.StatusNotFound, "unknown_method", "sendToEverybody")
+		checkBystanders(t)
 	})
 
 	t.Run("bad JSON", func(t *testing.T) {
@@ -157,6 +158,7 @@ func TestBadInput(t *testing.T) {
 			rep, err := post("isOnline", body)
 			wantError(t, rep, err, http.StatusBadRequest, "invalid_json")
 		}
+		checkBystanders(t)
 	})
 
 	t.Run("wrong type", func(t *testing.T) {
@@ -192,6 +194,7 @@ func TestBadInput(t *testing.T) {
 		if err != nil || rep.Status != http.StatusOK {
 			t.Fatalf("right token: %d %s %v", rep.Status, rep.Body, err)
 		}
+		checkBystanders(t)
 	})
 
 	// closedBy sends a bad message on a fresh client and checks the close
@@ -253,6 +256,7 @@ func TestBadInput(t *testing.T) {
 		}
 		c.send("after ping")
 		c.expect("after ping")
+		checkBystanders(t)
 	})
 
 	t.Run("reject", func(t *testing.T) {

@@ -101,20 +101,20 @@ func (c *cluster) dial(t *testing.T, proto string) *client {
 // dialWS opens a WebSocket with the given raw query.
 func (c *cluster) dialWS(t *testing.T, query string) *client {
 	t.Helper()
-	cl, _, err := c.tryDialWS(t, query)
+	cl, _, err := c.tryDialWS(t, query, nil)
 	if err != nil {
 		t.Fatalf("dial ws: %v", err)
 	}
 	return cl
 }
 
-func (c *cluster) tryDialWS(t *testing.T, query string) (*client, *http.Response, error) {
+func (c *cluster) tryDialWS(t *testing.T, query string, header http.Header) (*client, *http.Response, error) {
 	u := c.wsURL()
 	if query != "" {
 		u += "?" + query
 	}
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
-	ws, resp, err := d.Dial(u, nil)
+	ws, resp, err := d.Dial(u, header)
 	if resp != nil && resp.Body != nil {
 		_ = resp.Body.Close()
 	}

@@ -106,6 +106,11 @@ type clusterConfig struct {
 	maxMessage int
 	// token is the HTTP API token; "" means none (loopback only).
 	token string
+	// maxPendingEvents is gateway.Config.MaxPendingEvents; 0: default.
+	maxPendingEvents int
+	// natsURL: join the bus of another cluster (its NATSURL) instead of
+	// starting an embedded NATS.
+	natsURL string
 }
 
 // cluster is one node (gateway, embedded NATS, HTTP API, maybe an
@@ -130,7 +135,8 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 	cfg := node.Config{
 		Logger: testLogger(t),
 		Gateway: gateway.Config{
-			EventTimeout: cc.eventTimeout,
+			EventTimeout:     cc.eventTimeout,
+			MaxPendingEvents: cc.maxPendingEvents,
 			Listeners: []gateway.ListenerConfig{
 				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage},
 				{Protocol: "tcp", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage},
@@ -141,6 +147,7 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 	if cc.processes {
 		cfg.NATS.Listen = "127.0.0.1:0"
 	}
+	cfg.NATS.URL = cc.natsURL
 	h := cc.handlers
 	if cc.app != nil {
 		hh := testapp.Handlers(*cc.app)
@@ -183,7 +190,7 @@ func (c *cluster) shutdown() {
 	c.tr.CloseIdleConnections()
 }
 
-func (c *cluster) wsURL() string  { return "ws://" + c.n.Addr("ws").String() + "/" }
+func (c *cluster) wsURL() string   { return "ws://" + c.n.Addr("ws").String() + "/" }
 func (c *cluster) tcpAddr() string { return c.n.Addr("tcp").String() }
 
 // The testworker binary, built on first use.

@@ -30,7 +30,9 @@
 //	                     later attempts: reply "unblocked attempt=<n>"
 //
 // A WebSocket client whose upgrade request has the query "reject=<code>" is
-// rejected with that code and the reason "no"; "uid=<uid>" binds it.
+// rejected with that code and the reason "no"; "uid=<uid>" binds it;
+// "remember=1" stores the request (method, path, query, host, the X-Test
+// header, the cookie "c") in its session.
 //
 // OnClose reports what it saw (Closed) to Config.OnClose, and sends
 // "closed <json of Closed>" to the uid "observer" through the API.
@@ -105,6 +107,18 @@ func Handlers(cfg Config) worker.Handlers {
 			}
 			if uid := r.Query.Get("uid"); uid != "" {
 				c.BindUID(uid)
+			}
+			if r.Query.Get("remember") != "" {
+				cookie := ""
+				for _, ck := range r.Cookies() {
+					if ck.Name == "c" {
+						cookie = ck.Value
+					}
+				}
+				_ = c.UpdateSession(api.Session{
+					"method": r.Method, "path": r.Path, "query": r.RawQuery, "host": r.Host,
+					"header": r.Header.Get("X-Test"), "cookie": cookie, "event": c.Event().String(),
+				})
 			}
 		},
 		OnMessage: func(c *worker.Context, msg []byte) {

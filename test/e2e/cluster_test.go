@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/test/e2e/testapp"
+)
+
+// TestTwoGateways runs two nodes on one bus (the second joins the first's
+// embedded NATS), each with its own in-process worker, and checks the
+// cluster-wide API from both sides, through Go and HTTP: counts and lists
+// merged across gateways (unique and not), client-addressed calls routed
+// to the owning gateway, fan-out reaching both, and a gateway that leaves.
+func TestTwoGateways(t *testing.T) {
+	n1 := startCluster(t, clusterConfig{app: &testapp.Config{}, processes: true})
+	n2 := startCluster(t, clusterConfig{app: &testapp.Config{}, natsURL: n1.n.NATSURL()})
+	gw1, gw2 := n1.n.Gateway().ID(), n2.n.Gateway().ID()
+	a1, a2 := n1.dial(t, "ws"), n1.dial(t, "tcp")
+	b1, b2 := n2.dial(t, "ws"), n2.dial(t, "tcp")
+	all := []*client{a1, a2, b1, b2}
+	a1.send("/bind ua")
+	b1.send("/bind ua")
+	a2.send("/bind ub")
+	for _, c := range []*client{a1, b1, b2} {
+		c.send("/join room")
+	}
+	for _, c := range all {
+		c.who()
+	}
+	ctx := ctxFor(t, 50*time.Second)
+	// Each API client knows the other gateway from its heartbeats.
+	for _, n := range []*cluster{n1, n2} {
+		waitFor(t, 10*time.Second, "both gateways to answer", func() bool {
+			c, err := n.n.API().GetClientCount(ctx)
+			return err == nil && c.Value == 4 && !c.Partial
+		})
+	}
+
+	for _, side := range []struct {
+		name string
+		n    *cluster
+		a    api.API
+	}{
+		{"node1/go", n1, n1.n.API()}, {"node2/go", n2, n2.n.API()},
+		{"node1/http", n1, httpAPI{c: n1}}, {"node2/http", n2, httpAPI{c: n2}},
+	} {
+		a := side.a
+		checkCount(t, side.name+" GetClientCount", func() (api.Count, error) { return a.GetClientCount(ctx) }, 4)
+		checkCount(t, side.name+" GetClientCountByGroup room", func() (api.Count, error) { return a.GetClientCountByGroup(ctx, "room") }, 3)
+		checkList(t, side.name+" GetClientList", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetClientList(ctx, pr) }, 1), idsOf(all...))
+		checkList(t, side.name+" GetClientListByGroup", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetClientListByGroup(ctx, "room", pr) }, 2), idsOf(a1, b1, b2))
+		checkList(t, side.name+" GetClientListByUID ua", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetClientListByUID(ctx, "ua", pr) }, 1), idsOf(a1, b1))
+		checkList(t, side.name+" GetUIDList unique", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetUIDList(ctx, true, pr) }, 1), []string{"ua", "ub"})
+		checkList(t, side.name+" GetGroupList unique", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetGroupList(ctx, true, pr) }, 1), []string{"room"})
+		// Not unique: each gateway's distinct items, merged.
+		if pg, err := a.GetUIDList(ctx, false, api.PageRequest{}); err != nil || !slices.Equal(pg.Items, []string{"ua", "ua", "ub"}) || pg.NextCursor != "" || pg.Partial {
+			t.Fatalf("%s GetUIDList unique=false = %+v, %v; want ua ua ub", side.name, pg, err)
+		}
+		if pg, err := a.GetGroupList(ctx, false, api.PageRequest{}); err != nil || !slices.Equal(pg.Items, []string{"room", "room"}) || pg.Partial {
+			t.Fatalf("%s GetGroupList unique=false = %+v, %v; want room room", side.name, pg, err)
+		}
+		if pg, err := a.GetUIDListByGroup(ctx, "room", false, api.PageRequest{}); err != nil || !slices.Equal(pg.Items, []string{"ua", "ua"}) || pg.Partial {
+			t.Fatalf("%s GetUIDListByGroup room unique=false = %+v, %v; want ua ua", side.name, pg, err)
+		}
+		checkCount(t, side.name+" GetUIDCount exact", func() (api.Count, error) { return a.GetUIDCount(ctx, 0) }, 2)
+		checkCount(t, side.name+" GetUIDCount 1", func() (api.Count, error) { return a.GetUIDCount(ctx, 1) }, 3) // 2 + 1
+		checkCount(t, side.name+" GetUIDCountByGroup room", func() (api.Count, error) { return a.GetUIDCountByGroup(ctx, "room") }, 1)
+		if b, err := a.IsUIDOnline(ctx, "ub"); err != nil || !b.Value {
+			t.Fatalf("%s IsUIDOnline ub = %+v, %v", side.name, b, err)
+		}
+		// Client-addressed calls reach the owning gateway.
+		for _, c := range all {
+			info, err := a.GetClientInfo(ctx, c.id, api.FieldSystem|api.FieldUID)
+			wantGW := gw1
+			if c == b1 || c == b2 {
+				wantGW = gw2
+			}
+			if err != nil || info.System == nil || info.System.Gateway != wantGW {
+				t.Fatalf("%s GetClientInfo %s = %s, %v; want gateway %s", side.name, c.id, jsonOf(info), err, wantGW)
+			}
+		}
+		must(t, "SetSession b2", a.SetSession(ctx, b2.id, api.Session{"from": side.name}))
+		checkWho(t, b2, "", []string{"room"}, api.Session{"from": side.name})
+		cs, err := a.GetClientSessionsByGroup(ctx, "room")
+		if err != nil || cs.Partial || len(cs.Sessions) != 3 || !jsonEq(cs.Sessions[b2.id], api.Session{"from": side.name}) {
+			t.Fatalf("%s GetClientSessionsByGroup room = %+v, %v", side.name, cs, err)
+		}
+		// Fan-out reaches both gateways, each connection once.
+		fanouts := []struct {
+			name string
+			send func(m []byte) error
+			want []*client
+		}{
+			{"SendToUID ua", func(m []byte) error { return a.SendToUID(ctx, []string{"ua"}, m) }, []*client{a1, b1}},
+			{"SendToGroup room without b1", func(m []byte) error { return a.SendToGroup(ctx, []string{"room"}, m, b1.id) }, []*client{a1, b2}},
+			{"SendToAll without a2", func(m []byte) error { return a.SendToAll(ctx, m, a2.id) }, []*client{a1, b1, b2}},
+		}
+		for i, f := range fanouts {
+			msg := fmt.Sprintf("%s fanout-%d", side.name, i)
+			must(t, f.name, f.send([]byte(msg)))
+			marker := fmt.Sprintf("%s marker-%d", side.name, i)
+			must(t, "SendToAll marker", a.SendToAll(ctx, []byte(marker)))
+			for _, c := range all {
+				var want []string
+				if slices.Contains(f.want, c) {
+					want = []string{msg}
+				}
+				if got := c.until(marker); !slices.Equal(got, want) {
+					t.Fatalf("%s %s: client %s got %q, want %q", side.name, f.name, c.id, got, want)
+				}
+			}
+		}
+	}
+
+	// A handler on one gateway reaches a client of the other.
+	must(t, "BindUID b2", n1.n.API().BindUID(ctx, b2.id, "uc"))
+	a1.send("/tell uc across")
+	b2.expect("across")
+
+	// A gateway that leaves: its clients are offline, the answers come
+	// from the other gateway alone and are not partial.
+	if err := n2.n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := n1.n.API()
+	waitFor(t, 10*time.Second, "node2 to leave", func() bool {
+		c, err := a.GetClientCount(ctx)
+		return err == nil && c.Value == 2 && !c.Partial
+	})
+	if ok, err := a.IsOnline(ctx, b1.id); err != nil || ok {
+		t.Fatalf("IsOnline of a client of the stopped gateway = %v, %v", ok, err)
+	}
+	if _, err := a.GetClientInfo(ctx, b1.id, api.FieldAll); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("GetClientInfo of a client of the stopped gateway: %v, want ErrNotFound", err)
+	}
+	checkList(t, "GetClientList after node2 left", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetClientList(ctx, pr) }, 1), idsOf(a1, a2))
+}
