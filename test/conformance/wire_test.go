@@ -311,16 +311,20 @@ func (c *client) write(b []byte, chop bool) error {
 func (c *client) next() (frame, error) { return readFrame(c.br) }
 
 // expectTCPClose reads until the server closes the connection and fails
-// if any byte arrives first or the deadline passes. A reset counts as
-// closed: the server may close with client bytes still unread.
+// if any byte arrives first, if the deadline passes, or if the server
+// resets the connection instead of closing it.
 func (c *client) expectTCPClose() error {
 	var b [1]byte
 	n, err := c.br.Read(b[:])
 	switch {
 	case n > 0:
 		return fmt.Errorf("byte %#x after the close frame; want the TCP connection closed", b[0])
-	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, io.EOF):
 		return nil
+	case errors.Is(err, syscall.ECONNRESET):
+		return errors.New("the server reset the TCP connection after its close frame (it closed with client data unread): " +
+			"a client still writing loses the close frame and reports 1006, as Chromium does; " +
+			"the server should read and discard until the client closes or a timeout passes")
 	case err != nil:
 		return fmt.Errorf("server did not close the TCP connection: %w", err)
 	}
