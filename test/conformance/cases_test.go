@@ -237,10 +237,26 @@ func TestCloseHandshake(t *testing.T) {
 		cases = append(cases, wsCase{name: "close valid code " + strconv.Itoa(code),
 			send: sends(enc(closeFrame(uint16(code), ""))), close: code, alsoOK: []int{1000}})
 	}
-	// Codes no endpoint may send (RFC 6455 §7.4, IANA registry).
-	for _, code := range []int{0, 999, 1004, 1005, 1006, 1016, 1100, 2000, 2999, 5000, 65535} {
+	// Registered with IANA after RFC 6455 (service restart, try again
+	// later, bad gateway; the gateway itself sends 1013), but invalid in
+	// Autobahn's older case 7.9: echoing and failing with 1002 are both
+	// accepted.
+	for _, code := range []int{1012, 1013, 1014} {
+		cases = append(cases, wsCase{name: "close registered code " + strconv.Itoa(code),
+			send: sends(enc(closeFrame(uint16(code), ""))), close: code, alsoOK: []int{1000, 1002}})
+	}
+	// Codes no endpoint may send (RFC 6455 §7.4): 1005, 1006 and 1015 are
+	// for reporting only, the rest are unassigned in ranges reserved for
+	// the protocol.
+	for _, code := range []int{0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999} {
 		cases = append(cases, wsCase{name: "close invalid code " + strconv.Itoa(code),
 			send: sends(enc(closeFrame(uint16(code), ""))), close: 1002})
+	}
+	// Codes over 4999 are not defined by the RFC (Autobahn 7.13 is
+	// informational): failing with 1002 and echoing are both fine.
+	for _, code := range []int{5000, 65535} {
+		cases = append(cases, wsCase{name: "close undefined code " + strconv.Itoa(code),
+			send: sends(enc(closeFrame(uint16(code), ""))), close: 1002, alsoOK: []int{code, 1000}})
 	}
 	runCases(t, cases)
 }
