@@ -67,6 +67,10 @@ func TestTwoGateways(t *testing.T) {
 		if pg, err := a.GetUIDListByGroup(ctx, "room", false, api.PageRequest{}); err != nil || !slices.Equal(pg.Items, []string{"ua", "ua"}) || pg.Partial {
 			t.Fatalf("%s GetUIDListByGroup room unique=false = %+v, %v; want ua ua", side.name, pg, err)
 		}
+		// Walked in pages of one, the copies of an item stay together.
+		if got := walkDup(t, func(pr api.PageRequest) (api.Page, error) { return a.GetUIDList(ctx, false, pr) }, 1); !slices.Equal(got, []string{"ua", "ua", "ub"}) {
+			t.Fatalf("%s GetUIDList unique=false in pages of 1 = %q; want ua ua ub", side.name, got)
+		}
 		checkCount(t, side.name+" GetUIDCount exact", func() (api.Count, error) { return a.GetUIDCount(ctx, 0) }, 2)
 		checkCount(t, side.name+" GetUIDCount 1", func() (api.Count, error) { return a.GetUIDCount(ctx, 1) }, 3) // 2 + 1
 		checkCount(t, side.name+" GetUIDCountByGroup room", func() (api.Count, error) { return a.GetUIDCountByGroup(ctx, "room") }, 1)
@@ -139,4 +143,33 @@ func TestTwoGateways(t *testing.T) {
 		t.Fatalf("GetClientInfo of a client of the stopped gateway: %v, want ErrNotFound", err)
 	}
 	checkList(t, "GetClientList after node2 left", walk(t, func(pr api.PageRequest) (api.Page, error) { return a.GetClientList(ctx, pr) }, 1), idsOf(a1, a2))
+}
+
+// walkDup walks a list that may hold copies of an item (unique=false): a
+// page may then exceed the limit by copies of its last item, but the next
+// page starts after it.
+func walkDup(t *testing.T, page func(api.PageRequest) (api.Page, error), limit int) []string {
+	t.Helper()
+	var out []string
+	cursor := ""
+	for i := 0; ; i++ {
+		if i > 1000 {
+			t.Fatalf("pagination does not end: %d pages", i)
+		}
+		pg, err := page(api.PageRequest{Cursor: cursor, Limit: limit})
+		if err != nil || pg.Partial {
+			t.Fatalf("page %d (cursor %q): %+v, %v", i, cursor, pg, err)
+		}
+		if !slices.IsSorted(pg.Items) || (len(out) > 0 && len(pg.Items) > 0 && pg.Items[0] <= out[len(out)-1]) {
+			t.Fatalf("page %d: %q after %q: not ascending", i, pg.Items, out)
+		}
+		if n := len(pg.Items); n > limit && pg.Items[limit-1] != pg.Items[n-1] {
+			t.Fatalf("page %d: %q: more than %d items, and not copies of the last", i, pg.Items, limit)
+		}
+		out = append(out, pg.Items...)
+		if pg.NextCursor == "" {
+			return out
+		}
+		cursor = pg.NextCursor
+	}
 }

@@ -38,15 +38,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	goleak.VerifyTestMain(m,
-		// nbio's taskpool.New starts a dispatcher goroutine for the
-		// engine's executor pools; nbhttp.Engine.Shutdown stops only the
-		// client pool it made itself, so the message-handler pool's
-		// dispatcher of each stopped engine stays parked on its channel.
-		// It is third-party state, unreachable from gatework's API.
-		goleak.IgnoreTopFunction("github.com/lesismal/nbio/taskpool.New.func3"),
-		goleak.Cleanup(func(int) { _ = os.RemoveAll(dir) }),
-	)
+	// No goroutine is ignored: every node, client, HTTP connection and
+	// worker process a test starts is stopped by its cleanup.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { _ = os.RemoveAll(dir) }))
 }
 
 // testLogger discards logs unless the test runs with -v: then warnings
