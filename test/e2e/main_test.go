@@ -102,6 +102,10 @@ type clusterConfig struct {
 	token string
 	// maxPendingEvents is gateway.Config.MaxPendingEvents; 0: default.
 	maxPendingEvents int
+	// maxQueueBytes is every listener's max_queue_bytes; 0: default.
+	maxQueueBytes int
+	// closeTimeout is gateway.Config.CloseTimeout; 0: default.
+	closeTimeout time.Duration
 	// natsURL: join the bus of another cluster (its NATSURL) instead of
 	// starting an embedded NATS.
 	natsURL string
@@ -131,9 +135,10 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 		Gateway: gateway.Config{
 			EventTimeout:     cc.eventTimeout,
 			MaxPendingEvents: cc.maxPendingEvents,
+			CloseTimeout:     cc.closeTimeout,
 			Listeners: []gateway.ListenerConfig{
-				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage},
-				{Protocol: "tcp", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage},
+				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes},
+				{Protocol: "tcp", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes},
 			},
 		},
 		HTTP: node.HTTPConfig{Addr: "127.0.0.1:0", Token: cc.token},
