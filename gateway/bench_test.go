@@ -25,7 +25,8 @@ func (t *countingTransport) write(b []byte) error {
 	return nil
 }
 
-func (t *countingTransport) close() {}
+func (t *countingTransport) close()      {}
+func (t *countingTransport) closeWrite() {}
 
 // benchServer returns a started set of shards with n connections in group
 // "room", without listeners or a bus.

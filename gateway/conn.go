@@ -18,12 +18,17 @@ type transport interface {
 	write(b []byte) error
 	// close closes the socket at once, dropping anything not yet written.
 	close()
+	// closeWrite sends FIN after everything written so far and keeps
+	// reading (discarding), so that the peer gets the close frame instead
+	// of a reset.
+	closeWrite()
 }
 
 // Connection states, guarded by shard.mu.
 const (
 	stateOpen    uint8 = iota
-	stateClosing       // close frame queued; the socket closes once it is flushed
+	stateClosing       // close frame queued; FIN follows once it is written
+	stateLinger        // FIN sent; waiting for the peer to close, up to CloseTimeout
 	stateClosed        // removed from the hub; only the close event remains
 )
 
@@ -45,6 +50,9 @@ type conn struct {
 	// unsent counts bytes handed to the socket engine and not yet written
 	// to the kernel; the engine's written-size callback decrements it.
 	unsent atomic.Int64
+	// shut is set once the connection leaves stateOpen, for the read path,
+	// which then discards input without taking the shard lock.
+	shut atomic.Bool
 
 	// Guarded by sh.mu. uid, groups and session are replaced, never
 	// modified in place, so a reader may keep a snapshot outside the lock.
@@ -71,6 +79,9 @@ type conn struct {
 // race detector cannot see; newConn's last write is an atomic store, so
 // this atomic load makes the hand-over visible (and costs a plain load).
 func (c *conn) sync() { _ = c.lastActiveMs.Load() }
+
+// closing reports whether c is being (or has been) closed.
+func (c *conn) closing() bool { return c.shut.Load() }
 
 // id returns the client id of c.
 func (c *conn) id(gw string) string { return clientid.Make(gw, c.seq) }

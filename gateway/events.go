@@ -269,17 +269,8 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 // rejectLocked closes c because a handler refused it: WebSocket close code
 // 4000+status with the reason.
 func (s *Server) rejectLocked(c *conn, status int, reason string) {
-	sh := c.sh
-	if c.state != stateOpen {
-		return
-	}
 	if status < 0 || status > 999 {
 		status = 403
 	}
-	c.reason = ReasonRejected
-	c.out = c.l.appendClose(c.out, 4000+status, reason)
-	c.state = stateClosing
-	c.closeAt = time.Now().Add(s.cfg.CloseTimeout).UnixNano()
-	sh.markDirtyLocked(c)
-	s.stats.closes[ReasonRejected].Add(1)
+	c.sh.closeWithLocked(c, ReasonRejected, 4000+status, reason)
 }

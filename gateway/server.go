@@ -398,6 +398,31 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 	})
 }
 
+// closeWith closes c gracefully with a given close code and text.
+func (s *Server) closeWith(c *conn, reason CloseReason, code int, text string) {
+	c.sh.mu.Lock()
+	c.sh.closeWithLocked(c, reason, code, text)
+	c.sh.mu.Unlock()
+}
+
+// queueControl queues a WebSocket control frame (a pong) behind the data
+// already queued for c, so that the byte accounting stays exact.
+func (s *Server) queueControl(c *conn, opcode byte, payload []byte) {
+	sh := c.sh
+	sh.mu.Lock()
+	if c.state == stateOpen {
+		if c.out == nil {
+			c.out = sh.getBufLocked(len(payload) + 2)
+		}
+		c.out = appendWSFrame(c.out, opcode, payload)
+		sh.markDirtyLocked(c)
+	}
+	sh.mu.Unlock()
+	sh.signal()
+}
+
+func nowMs() int64 { return time.Now().UnixMilli() }
+
 // close starts closing c (see shard.closeLocked).
 func (s *Server) close(c *conn, reason CloseReason, force bool) {
 	c.sh.mu.Lock()

@@ -99,26 +99,36 @@ func (sh *shard) markDirtyLocked(c *conn) {
 	}
 }
 
-// closeLocked starts closing c. force drops queued data and closes the
-// socket at once; otherwise a close frame (WebSocket) is queued after the
-// data and the socket closes when everything is written or CloseTimeout
-// passes. The connection leaves the hub when the engine reports the close.
+// closeLocked starts closing c with reason's close code (see closeWithLocked).
 func (sh *shard) closeLocked(c *conn, reason CloseReason, force bool) {
-	if c.state != stateOpen {
-		if force && c.state == stateClosing {
+	if force {
+		if c.state == stateOpen {
+			c.reason = reason
+			sh.s.stats.closes[reason].Add(1)
+		}
+		if c.state != stateClosed {
+			c.state = stateClosing
+			c.shut.Store(true)
 			sh.killLocked(c)
 		}
 		return
 	}
-	c.reason = reason
-	if force {
-		c.state = stateClosing
-		sh.killLocked(c)
-		sh.s.stats.closes[reason].Add(1)
+	sh.closeWithLocked(c, reason, reason.wsCode(), reason.String())
+}
+
+// closeWithLocked closes c gracefully: a close frame with code and text
+// (WebSocket) is queued after the data already queued; once everything is
+// written the gateway sends FIN and waits up to CloseTimeout for the peer to
+// close (RFC 6455 §7.1.1), discarding what it still sends, then closes the
+// socket. The connection leaves the hub when the engine reports the close.
+func (sh *shard) closeWithLocked(c *conn, reason CloseReason, code int, text string) {
+	if c.state != stateOpen {
 		return
 	}
-	c.out = c.l.appendClose(c.out, reason.wsCode(), reason.String())
+	c.reason = reason
+	c.out = c.l.appendClose(c.out, code, text)
 	c.state = stateClosing
+	c.shut.Store(true)
 	c.closeAt = time.Now().Add(sh.s.cfg.CloseTimeout).UnixNano()
 	sh.markDirtyLocked(c)
 	sh.signal()
@@ -138,6 +148,7 @@ func (sh *shard) remove(c *conn, reason CloseReason) bool {
 		sh.s.stats.closes[reason].Add(1)
 	}
 	c.state = stateClosed
+	c.shut.Store(true)
 	delete(sh.conns, c.seq)
 	sh.holes++
 	if sh.holes > 64 && sh.holes > len(sh.order)/2 {
@@ -275,7 +286,7 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 			items = append(items, flushItem{c: c, buf: c.out})
 			c.out = nil
 		}
-		if c.state == stateClosing && c.closeAt != 0 {
+		if (c.state == stateClosing || c.state == stateLinger) && c.closeAt != 0 {
 			sh.draining = append(sh.draining, c)
 		}
 	}
@@ -285,8 +296,9 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 	return items, kill
 }
 
-// checkDraining closes connections whose graceful close has written
-// everything or timed out.
+// checkDraining moves graceful closes along: a connection whose queue is
+// written gets FIN and lingers; one whose linger (or whole close) passed
+// CloseTimeout is closed.
 func (sh *shard) checkDraining() {
 	sh.mu.Lock()
 	if len(sh.draining) == 0 {
@@ -294,27 +306,39 @@ func (sh *shard) checkDraining() {
 		return
 	}
 	now := time.Now().UnixNano()
-	var toClose []*conn
+	var toClose, toFin []*conn
 	keep := sh.draining[:0]
 	for _, c := range sh.draining {
 		switch {
-		case c.state == stateClosed:
-		case c.dirty:
-			keep = append(keep, c) // more to write first
-		case c.unsent.Load() <= 0 || now >= c.closeAt:
+		case c.state == stateClosed || c.closeAt == 0:
+			// gone, or killed meanwhile
+		case now >= c.closeAt:
 			c.closeAt = 0
 			toClose = append(toClose, c)
+		case c.state == stateLinger || c.dirty || c.unsent.Load() > 0:
+			keep = append(keep, c) // waiting for the peer, or more to write first
 		default:
+			c.state = stateLinger
+			c.closeAt = now + int64(min(sh.s.cfg.CloseTimeout, maxLinger))
+			toFin = append(toFin, c)
 			keep = append(keep, c)
 		}
 	}
 	clear(sh.draining[len(keep):])
 	sh.draining = keep
 	sh.mu.Unlock()
+	for _, c := range toFin {
+		c.t.closeWrite()
+	}
 	for _, c := range toClose {
 		c.t.close()
 	}
 }
+
+// maxLinger bounds how long a closed connection waits, after its FIN, for
+// the peer to close: long enough for data in flight to arrive and be
+// discarded instead of causing a reset.
+const maxLinger = time.Second
 
 // Buffer reuse bounds: at most maxFree buffers per shard, none larger than
 // maxFreeCap bytes (larger ones are left to the garbage collector).

@@ -1,13 +1,9 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
-	"sync"
-	"time"
 
 	"github.com/lesismal/nbio"
 
@@ -15,67 +11,27 @@ import (
 	"github.com/gatework/gatework/internal/framing"
 )
 
-// tcpEngine serves framed TCP clients with nbio's event loop.
+// tcpEngine serves framed TCP clients.
 type tcpEngine struct {
-	l      *listener
-	engine *nbio.Engine
-
-	mu sync.Mutex
-	ln net.Listener
+	nbioEngine
 }
 
-func newTCPEngine(l *listener) *tcpEngine { return &tcpEngine{l: l} }
+func newTCPEngine(l *listener) *tcpEngine { return &tcpEngine{nbioEngine{l: l}} }
 
 // tcpTransport is the socket and the framing decoder of a TCP connection.
 type tcpTransport struct {
-	nc  *nbio.Conn
+	sock
 	dec *framing.Decoder
 }
-
-func (t *tcpTransport) write(b []byte) error {
-	_, err := t.nc.Write(b)
-	return err
-}
-
-func (t *tcpTransport) close() { _ = t.nc.Close() }
 
 func (e *tcpEngine) start() (net.Addr, error) {
 	if _, err := e.l.newDecoder(); err != nil {
 		return nil, err
 	}
-	e.engine = nbio.NewEngine(nbio.Config{
-		Name:           "gatework-tcp-" + e.l.cfg.Name,
-		Network:        "tcp",
-		Addrs:          []string{e.l.cfg.Addr},
-		NPoller:        runtime.GOMAXPROCS(0),
-		ReadBufferSize: 16 << 10,
-		Listen: func(network, addr string) (net.Listener, error) {
-			ln, err := net.Listen(network, addr)
-			if err == nil {
-				e.mu.Lock()
-				e.ln = ln
-				e.mu.Unlock()
-			}
-			return ln, err
-		},
-	})
-	e.engine.OnOpen(e.onOpen)
-	e.engine.OnData(e.onData)
-	e.engine.OnClose(e.onClose)
-	e.engine.OnWrittenSize(onWrittenSize)
-	raceReadHook(e.engine)
-	if err := e.engine.Start(); err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ln == nil {
-		return nil, errors.New("tcp engine started without a listener")
-	}
-	return e.ln.Addr(), nil
+	return e.nbioEngine.start(e)
 }
 
-func (e *tcpEngine) onOpen(nc *nbio.Conn) {
+func (e *tcpEngine) open(nc *nbio.Conn) {
 	s := e.l.s
 	if s.closing.Load() {
 		_ = nc.Close()
@@ -87,22 +43,23 @@ func (e *tcpEngine) onOpen(nc *nbio.Conn) {
 		return
 	}
 	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
-	// The session must be set before the first event can run an action
-	// that writes: accept queues the connect event.
-	t := &tcpTransport{nc: nc, dec: dec}
+	t := &tcpTransport{sock: sock{nc: nc}, dec: dec}
 	c := s.newConn(e.l, t, remote)
-	nc.SetSession(c)
+	t.c = c
+	nc.SetSession(t)
 	s.register(c, bus.Event{Type: bus.EventConnect})
-	engineHandoff()
 }
 
-func (e *tcpEngine) onData(nc *nbio.Conn, data []byte) {
-	c, _ := nc.Session().(*conn)
-	if c == nil {
+func (e *tcpEngine) data(nc *nbio.Conn, data []byte) {
+	t, _ := nc.Session().(*tcpTransport)
+	if t == nil {
 		return
 	}
+	c := t.c
 	c.sync()
-	t := c.t.(*tcpTransport)
+	if c.closing() {
+		return // lingering after a close: discard
+	}
 	s := e.l.s
 	err := t.dec.Feed(data, func(msg []byte) error {
 		s.received(c, msg, false)
@@ -111,32 +68,16 @@ func (e *tcpEngine) onData(nc *nbio.Conn, data []byte) {
 	switch {
 	case err == nil:
 	case errors.Is(err, framing.ErrTooLarge):
-		s.close(c, ReasonMessageTooLarge, true)
+		s.close(c, ReasonMessageTooLarge, false)
 	default:
-		s.close(c, ReasonProtocolError, true)
+		s.close(c, ReasonProtocolError, false)
 	}
 }
 
-func (e *tcpEngine) onClose(nc *nbio.Conn, err error) {
-	c, _ := nc.Session().(*conn)
-	if c == nil {
+func (e *tcpEngine) closed(nc *nbio.Conn, err error) {
+	t, _ := nc.Session().(*tcpTransport)
+	if t == nil {
 		return
 	}
-	e.l.s.closed(c, ReasonClientClosed)
-}
-
-func (e *tcpEngine) stopAccepting() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ln != nil {
-		_ = e.ln.Close()
-	}
-}
-
-func (e *tcpEngine) stop() {
-	if e.engine != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.engine.Shutdown(ctx)
-	}
+	e.l.s.closed(t.c, ReasonClientClosed)
 }

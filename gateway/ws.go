@@ -1,238 +1,302 @@
 package gateway
 
 import (
-	"context"
+	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"runtime"
-	"sync"
-	"time"
+	"strings"
 	"unicode/utf8"
 
+	"github.com/gobwas/ws"
 	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/nbhttp"
-	"github.com/lesismal/nbio/nbhttp/websocket"
 
 	"github.com/gatework/gatework/bus"
 )
 
-// wsEngine serves WebSocket clients with nbio: an epoll event loop with no
-// goroutine per connection and buffers borrowed only while data moves.
+// wsEngine serves WebSocket clients (RFC 6455) on nbio's event loop, with
+// the protocol rules (handshake, header checks, masking, close codes) from
+// github.com/gobwas/ws. The gateway assembles frames itself so that it can
+// hold no buffer while a connection is idle, deliver empty messages, and
+// close the way RFC 6455 §7 asks (close frame, then FIN, then wait).
 type wsEngine struct {
-	l        *listener
-	upgrader *websocket.Upgrader
-	engine   *nbhttp.Engine
-
-	mu sync.Mutex
-	ln net.Listener
+	nbioEngine
 }
 
-func newWSEngine(l *listener) *wsEngine {
-	return &wsEngine{l: l}
-}
+func newWSEngine(l *listener) *wsEngine { return &wsEngine{nbioEngine{l: l}} }
 
-// wsTransport writes whole frames to the connection's socket.
+func (e *wsEngine) start() (net.Addr, error) { return e.nbioEngine.start(e) }
+
+// maxHandshake bounds the HTTP upgrade request.
+const maxHandshake = 8 << 10
+
+// wsTransport is a WebSocket connection's socket and read state. in and
+// msg hold bytes only while a handshake, a frame or a fragmented message is
+// incomplete; an idle connection holds neither.
 type wsTransport struct {
-	wc *websocket.Conn
+	sock
+	in    []byte    // unparsed bytes: the handshake, or a partial frame
+	msg   []byte    // the fragments of a message being assembled
+	msgOp ws.OpCode // opcode of that message; 0 when none
+	dead  bool      // a protocol error was answered; discard the rest
 }
 
-func (t wsTransport) write(b []byte) error {
-	_, err := t.wc.UnderlayerConn().Write(b)
-	return err
-}
-
-func (t wsTransport) close() { _ = t.wc.Close() }
-
-func (e *wsEngine) start() (net.Addr, error) {
-	cfg := e.l.cfg
-	u := websocket.NewUpgrader()
-	u.KeepaliveTime = 0 // no per-connection read deadline timer
-	u.MessageLengthLimit = cfg.MaxMessage
-	u.CheckOrigin = func(*http.Request) bool { return true }
-	u.OnMessage(e.onMessage)
-	u.OnClose(e.onClose)
-	u.SetPingHandler(e.onPing)
-	e.upgrader = u
-
-	mux := http.HandlerFunc(e.serveHTTP)
-	e.engine = nbhttp.NewEngine(nbhttp.Config{
-		Name:                         "gatework-ws-" + cfg.Name,
-		Network:                      "tcp",
-		Addrs:                        []string{cfg.Addr},
-		NPoller:                      runtime.GOMAXPROCS(0),
-		Handler:                      mux,
-		ReleaseWebsocketPayload:      true,
-		ReadBufferSize:               16 << 10,
-		MaxWebsocketFramePayloadSize: cfg.MaxMessage,
-		KeepaliveTime:                30 * time.Second, // HTTP requests before the upgrade
-		// Run handlers on the poller goroutines: the gateway's own work per
-		// message is short and never blocks.
-		ServerExecutor: func(f func()) { f() },
-		Listen: func(network, addr string) (net.Listener, error) {
-			ln, err := net.Listen(network, addr)
-			if err == nil {
-				e.mu.Lock()
-				e.ln = ln
-				e.mu.Unlock()
-			}
-			return ln, err
-		},
-	})
-	// Text frames are checked by the gateway, which closes with 1007.
-	e.engine.CheckUtf8 = func([]byte) bool { return true }
-	e.engine.OnWrittenSize(onWrittenSize)
-	e.engine.OnOpen(func(net.Conn) { engineHandoff() })
-	raceReadHook(e.engine.Engine)
-	if err := e.engine.Start(); err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ln == nil {
-		return nil, errors.New("ws engine started without a listener")
-	}
-	return e.ln.Addr(), nil
-}
-
-func (e *wsEngine) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s := e.l.s
-	if s.closing.Load() {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+func (e *wsEngine) open(nc *nbio.Conn) {
+	if e.l.s.closing.Load() {
+		_ = nc.Close()
 		return
 	}
-	if e.l.cfg.Path != "" && r.URL.Path != e.l.cfg.Path {
-		http.Error(w, "not found", http.StatusNotFound)
+	nc.SetSession(&wsTransport{sock: sock{nc: nc}})
+}
+
+func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
+	t, _ := nc.Session().(*wsTransport)
+	if t == nil {
 		return
 	}
-	wc, err := e.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		return // the upgrader answered with an HTTP error
+	if t.c == nil {
+		e.handshake(t, data)
+		return
 	}
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
-	req := &bus.HTTPRequest{
-		Method: r.Method,
-		Path:   r.URL.Path,
-		Query:  r.URL.RawQuery,
-		Host:   r.Host,
+	t.c.sync()
+	if t.dead || t.c.closing() {
+		return // lingering after a close: discard
 	}
-	for name, values := range r.Header {
-		for _, v := range values {
-			req.Headers = append(req.Headers, bus.Header{Name: name, Value: v})
+	e.frames(t, data)
+}
+
+func (e *wsEngine) closed(nc *nbio.Conn, err error) {
+	t, _ := nc.Session().(*wsTransport)
+	if t == nil || t.c == nil {
+		return
+	}
+	e.l.s.closed(t.c, ReasonClientClosed)
+}
+
+// handshake collects the upgrade request and answers it.
+func (e *wsEngine) handshake(t *wsTransport, data []byte) {
+	t.in = append(t.in, data...)
+	end := bytes.Index(t.in, []byte("\r\n\r\n"))
+	if end < 0 {
+		if len(t.in) > maxHandshake {
+			_, _ = t.nc.Write([]byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"))
+			t.in = nil
+			t.closeWrite()
 		}
+		return
 	}
-	c := s.newConn(e.l, wsTransport{wc: wc}, remote)
-	wc.SetSession(c)
+	head, rest := t.in[:end+4], t.in[end+4:]
+	req := &bus.HTTPRequest{Method: "GET"}
+	path := e.l.cfg.Path
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error {
+			p, q, _ := strings.Cut(string(uri), "?")
+			req.Path, req.Query = p, q
+			if path != "" && p != path {
+				return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("no WebSocket endpoint at this path"))
+			}
+			return nil
+		},
+		OnHost: func(host []byte) error {
+			req.Host = string(host)
+			return nil
+		},
+		OnHeader: func(key, value []byte) error {
+			if len(req.Headers) < 256 {
+				req.Headers = append(req.Headers, bus.Header{Name: string(key), Value: string(value)})
+			}
+			return nil
+		},
+	}
+	var resp bytes.Buffer
+	_, err := u.Upgrade(struct {
+		io.Reader
+		io.Writer
+	}{bytes.NewReader(head), &resp})
+	_, _ = t.nc.Write(resp.Bytes())
+	if err != nil {
+		t.in = nil
+		t.closeWrite() // the response said why; let the client read it
+		return
+	}
+	s := e.l.s
+	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
+	c := s.newConn(e.l, t, remote)
+	t.c = c
+	leftover := bytes.Clone(rest)
+	t.in = nil
 	s.register(c, bus.Event{Type: bus.EventConnect},
 		bus.Event{Type: bus.EventWebSocketConnect, Request: req})
-	engineHandoff()
+	if len(leftover) > 0 {
+		e.frames(t, leftover)
+	}
 }
 
-func wsConn(wc *websocket.Conn) *conn {
-	c, _ := wc.Session().(*conn)
-	if c != nil {
-		c.sync()
+// frames parses and handles every complete frame in t.in + data, keeping
+// an incomplete tail.
+func (e *wsEngine) frames(t *wsTransport, data []byte) {
+	buf := data
+	if len(t.in) > 0 {
+		t.in = append(t.in, data...)
+		buf = t.in
 	}
-	return c
-}
-
-func (e *wsEngine) onMessage(wc *websocket.Conn, mt websocket.MessageType, data []byte) {
-	c := wsConn(wc)
-	if c == nil {
-		return
-	}
-	if mt == websocket.TextMessage && !utf8.Valid(data) {
-		e.l.s.close(c, ReasonInvalidUTF8, false)
-		return
-	}
-	e.l.s.received(c, data, mt == websocket.BinaryMessage)
-}
-
-// onPing queues the pong behind data already queued, so that the byte
-// accounting of the connection stays exact.
-func (e *wsEngine) onPing(wc *websocket.Conn, data string) {
-	c := wsConn(wc)
-	if c == nil {
-		return
-	}
-	c.lastActiveMs.Store(time.Now().UnixMilli())
-	sh := c.sh
-	sh.mu.Lock()
-	if c.state == stateOpen {
-		if c.out == nil {
-			c.out = sh.getBufLocked(len(data) + 2)
+	for len(buf) > 0 && !t.dead {
+		h, hlen, ok := parseHeader(buf)
+		if !ok {
+			break
 		}
-		c.out = appendWSFrame(c.out, wsPong, []byte(data))
-		sh.markDirtyLocked(c)
+		if reason, msg := e.checkHeader(t, h); reason != 0 {
+			e.fail(t, reason, msg)
+			return
+		}
+		if int64(len(buf)-hlen) < h.Length {
+			break // wait for the rest of the payload
+		}
+		payload := buf[hlen : hlen+int(h.Length)]
+		ws.Cipher(payload, h.Mask, 0)
+		buf = buf[hlen+int(h.Length):]
+		if !e.frame(t, h, payload) {
+			return
+		}
 	}
-	sh.mu.Unlock()
-	sh.signal()
-}
-
-func (e *wsEngine) onClose(wc *websocket.Conn, err error) {
-	c := wsConn(wc)
-	if c == nil {
-		return
-	}
-	e.l.s.closed(c, wsCloseReason(err))
-}
-
-// wsCloseReason maps the engine's close error to a CloseReason.
-func wsCloseReason(err error) CloseReason {
 	switch {
-	case err == nil:
-		return ReasonClientClosed
-	case errors.Is(err, websocket.ErrMessageTooLarge), errors.Is(err, websocket.ErrControlMessageTooBig):
-		return ReasonMessageTooLarge
-	case errors.Is(err, websocket.ErrInvalidUtf8):
-		return ReasonInvalidUTF8
-	case isProtocolError(err):
-		return ReasonProtocolError
+	case t.dead || len(buf) == 0:
+		t.in = nil
+	case len(t.in) > 0:
+		// buf is a tail of t.in: move it to the front.
+		n := copy(t.in, buf)
+		t.in = t.in[:n]
+	default:
+		t.in = bytes.Clone(buf)
 	}
-	// A close frame from the client, EOF, a reset: the client went away.
-	return ReasonClientClosed
 }
 
-func isProtocolError(err error) bool {
-	for _, target := range []error{
-		websocket.ErrReserveBitSet, websocket.ErrInvalidControlFrame, websocket.ErrInvalidCloseCode,
-		websocket.ErrInvalidFragmentMessage, websocket.ErrReservedMessageType,
-		websocket.ErrFragmentsShouldNotHaveBinaryOrTextMessage, websocket.ErrControlMessageFragmented,
-		websocket.ErrInvalidCompression,
-	} {
-		if errors.Is(err, target) {
-			return true
-		}
+// parseHeader decodes a frame header from the front of b.
+func parseHeader(b []byte) (h ws.Header, n int, ok bool) {
+	if len(b) < 2 {
+		return h, 0, false
 	}
+	h.Fin = b[0]&0x80 != 0
+	h.Rsv = (b[0] & 0x70) >> 4
+	h.OpCode = ws.OpCode(b[0] & 0x0f)
+	h.Masked = b[1]&0x80 != 0
+	n = 2
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		if len(b) < 4 {
+			return h, 0, false
+		}
+		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
+		n = 4
+	case 127:
+		if len(b) < 10 {
+			return h, 0, false
+		}
+		v := binary.BigEndian.Uint64(b[2:10])
+		if v > 1<<62 {
+			v = 1 << 62 // invalid (MSB set); rejected as too large
+		}
+		h.Length = int64(v)
+		n = 10
+	default:
+		h.Length = int64(l)
+	}
+	if h.Masked {
+		if len(b) < n+4 {
+			return h, 0, false
+		}
+		copy(h.Mask[:], b[n:n+4])
+		n += 4
+	}
+	return h, n, true
+}
+
+// checkHeader applies RFC 6455's rules and the size limit to a header
+// before its payload is buffered.
+func (e *wsEngine) checkHeader(t *wsTransport, h ws.Header) (CloseReason, string) {
+	st := ws.StateServerSide
+	if t.msgOp != 0 {
+		st = st.Set(ws.StateFragmented)
+	}
+	if err := ws.CheckHeader(h, st); err != nil {
+		return ReasonProtocolError, err.Error()
+	}
+	if !h.OpCode.IsControl() && int64(len(t.msg))+h.Length > int64(e.l.cfg.MaxMessage) {
+		return ReasonMessageTooLarge, "message too large"
+	}
+	return 0, ""
+}
+
+// frame handles one complete, unmasked frame. It returns false when the
+// connection is being closed.
+func (e *wsEngine) frame(t *wsTransport, h ws.Header, payload []byte) bool {
+	s, c := e.l.s, t.c
+	switch h.OpCode {
+	case ws.OpPing:
+		c.lastActiveMs.Store(nowMs())
+		s.queueControl(c, wsPong, payload)
+		return true
+	case ws.OpPong:
+		c.lastActiveMs.Store(nowMs())
+		return true
+	case ws.OpClose:
+		return e.peerClose(t, payload)
+	}
+	// A data frame: start or continue a message.
+	if h.OpCode != ws.OpContinuation {
+		t.msgOp = h.OpCode
+	}
+	if !h.Fin {
+		t.msg = append(t.msg, payload...)
+		return true
+	}
+	msg := payload
+	if len(t.msg) > 0 {
+		t.msg = append(t.msg, payload...)
+		msg = t.msg
+	}
+	op := t.msgOp
+	t.msgOp = 0
+	if op == ws.OpText && !utf8.Valid(msg) {
+		t.msg = nil
+		e.fail(t, ReasonInvalidUTF8, "invalid UTF-8 in a text message")
+		return false
+	}
+	s.received(c, msg, op == ws.OpBinary)
+	t.msg = nil
+	return true
+}
+
+// peerClose answers the client's close frame and closes.
+func (e *wsEngine) peerClose(t *wsTransport, payload []byte) bool {
+	code := 1000
+	switch {
+	case len(payload) == 1:
+		e.fail(t, ReasonProtocolError, "close frame payload of 1 byte")
+		return false
+	case len(payload) >= 2:
+		sc, reason := ws.ParseCloseFrameData(payload)
+		if err := ws.CheckCloseFrameData(sc, reason); err != nil {
+			if errors.Is(err, ws.ErrProtocolInvalidUTF8) {
+				e.fail(t, ReasonInvalidUTF8, err.Error())
+			} else {
+				e.fail(t, ReasonProtocolError, err.Error())
+			}
+			return false
+		}
+		code = int(sc)
+	}
+	t.dead = true
+	t.msg = nil
+	e.l.s.closeWith(t.c, ReasonClientClosed, code, "")
 	return false
 }
 
-// onWrittenSize keeps each connection's unsent byte count: the engine calls
-// it, under its own lock, for every chunk it hands to the kernel.
-func onWrittenSize(nc *nbio.Conn, _ []byte, n int) {
-	switch v := nc.Session().(type) {
-	case *websocket.Conn:
-		if c := wsConn(v); c != nil {
-			c.unsent.Add(-int64(n))
-		}
-	case *conn:
-		v.unsent.Add(-int64(n))
-	}
-}
-
-func (e *wsEngine) stopAccepting() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ln != nil {
-		_ = e.ln.Close()
-	}
-}
-
-func (e *wsEngine) stop() {
-	if e.engine != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = e.engine.Shutdown(ctx)
-	}
+// fail answers a protocol violation with a close frame and closes.
+func (e *wsEngine) fail(t *wsTransport, reason CloseReason, text string) {
+	t.dead = true
+	t.msg = nil
+	e.l.s.closeWith(t.c, reason, reason.wsCode(), text)
 }

@@ -1,0 +1,125 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"github.com/lesismal/nbio"
+)
+
+// nbioEngine runs one listener on nbio's epoll event loop: no goroutine per
+// connection, one shared read buffer per poller, callbacks run inline on
+// the poller goroutines. The protocol on top (WebSocket or framed TCP) is
+// the listener's.
+type nbioEngine struct {
+	l      *listener
+	engine *nbio.Engine
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+// sockHandler is what a listener's protocol does with its sockets.
+type sockHandler interface {
+	open(nc *nbio.Conn)
+	data(nc *nbio.Conn, data []byte)
+	closed(nc *nbio.Conn, err error)
+}
+
+func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
+	e.engine = nbio.NewEngine(nbio.Config{
+		Name:           "gatework-" + e.l.cfg.Name,
+		Network:        "tcp",
+		Addrs:          []string{e.l.cfg.Addr},
+		NPoller:        runtime.GOMAXPROCS(0),
+		ReadBufferSize: 16 << 10,
+		Listen: func(network, addr string) (net.Listener, error) {
+			ln, err := net.Listen(network, addr)
+			if err == nil {
+				e.mu.Lock()
+				e.ln = ln
+				e.mu.Unlock()
+			}
+			return ln, err
+		},
+	})
+	e.engine.OnOpen(func(nc *nbio.Conn) {
+		h.open(nc)
+		engineHandoff()
+	})
+	e.engine.OnData(h.data)
+	e.engine.OnClose(h.closed)
+	e.engine.OnWrittenSize(onWrittenSize)
+	raceReadHook(e.engine)
+	if err := e.engine.Start(); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ln == nil {
+		return nil, errors.New("engine started without a listener")
+	}
+	return e.ln.Addr(), nil
+}
+
+func (e *nbioEngine) stopAccepting() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.ln != nil {
+		_ = e.ln.Close()
+	}
+}
+
+// stop closes every socket still open and waits for the pollers to exit.
+func (e *nbioEngine) stop() {
+	if e.engine != nil {
+		e.engine.Stop()
+	}
+}
+
+// sock is the part of a transport every protocol shares: the socket and
+// the connection it carries (nil until a WebSocket handshake completes).
+type sock struct {
+	nc *nbio.Conn
+	c  *conn
+}
+
+func (s *sock) write(b []byte) error {
+	_, err := s.nc.Write(b)
+	return err
+}
+
+func (s *sock) close() { _ = s.nc.Close() }
+
+// closeWrite sends FIN but keeps reading, so that a peer still sending
+// does not get a reset that would destroy the close frame just written.
+func (s *sock) closeWrite() {
+	rc, err := s.nc.SyscallConn()
+	if err != nil {
+		_ = s.nc.Close()
+		return
+	}
+	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
+}
+
+// socketOf returns the shared part of a socket's transport.
+func socketOf(nc *nbio.Conn) *sock {
+	switch t := nc.Session().(type) {
+	case *tcpTransport:
+		return &t.sock
+	case *wsTransport:
+		return &t.sock
+	}
+	return nil
+}
+
+// onWrittenSize keeps each connection's unsent byte count: the engine calls
+// it, under its own lock, for every chunk it hands to the kernel.
+func onWrittenSize(nc *nbio.Conn, _ []byte, n int) {
+	if s := socketOf(nc); s != nil && s.c != nil {
+		s.c.unsent.Add(-int64(n))
+	}
+}
