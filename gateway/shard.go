@@ -71,7 +71,12 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 		return
 	}
 	if int64(len(c.out)+len(frame))+c.unsent.Load() > int64(c.l.cfg.MaxQueueBytes) {
-		sh.closeLocked(c, ReasonSlowConsumer, true)
+		// Slow consumer: drop what is still queued here and close with
+		// 1008 behind what the socket already holds; a client that never
+		// reads again is cut when the close times out.
+		sh.putBufLocked(c.out)
+		c.out = nil
+		sh.closeLocked(c, ReasonSlowConsumer, false)
 		return
 	}
 	if c.out == nil {

@@ -113,9 +113,6 @@ func TestBinarySafety(t *testing.T) {
 					}
 					for _, w := range ways {
 						t.Run(p.name+"/"+w.name, func(t *testing.T) {
-							if proto == "ws" && len(p.data) == 0 && strings.HasPrefix(w.name, "client echo") {
-								t.Skip(bugEmptyWSMessage)
-							}
 							if err := w.send(); err != nil {
 								t.Fatalf("send: %v", err)
 							}
@@ -140,11 +137,6 @@ func TestBinarySafety(t *testing.T) {
 	}
 }
 
-// bugEmptyWSMessage is the skip message of the cases that hit a known bug.
-const bugEmptyWSMessage = "BUG: gateway drops an empty WebSocket message from a client: no OnMessage event " +
-	"(nbio v1.6.12 nbhttp/websocket/conn.go dispatches a message only when its buffer is non-nil, " +
-	"and a zero-length frame leaves it nil); TCP delivers empty messages. See TestWebSocketEmptyMessage."
-
 // TestWebSocketEmptyMessage: an empty text or binary WebSocket message
 // from a client is an event like any other.
 func TestWebSocketEmptyMessage(t *testing.T) {
@@ -160,9 +152,6 @@ func TestWebSocketEmptyMessage(t *testing.T) {
 		}
 		f, err := c.recv(recvTimeout)
 		if err != nil || f.kind != kindMessage || len(f.data) != 0 || f.binary != binary {
-			if err == nil && string(f.data) == "after" {
-				t.Skip(bugEmptyWSMessage)
-			}
 			t.Fatalf("binary=%v: got %v, %v; want the empty message echoed", binary, f, err)
 		}
 		c.expect("after")

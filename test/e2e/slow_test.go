@@ -109,10 +109,6 @@ func joinIDs(ids []string) string {
 	return b.String()
 }
 
-const bugSlowConsumerCode = "BUG: a WebSocket slow consumer is cut without a close frame (client sees 1006), " +
-	"although docs/bus-protocol.md and gateway/reason.go map slow_consumer to close code 1008: " +
-	"shard.enqueueLocked calls closeLocked(c, ReasonSlowConsumer, true) and a forced close sends no frame"
-
 // TestSlowConsumer: a client that does not read while messages keep
 // coming is disconnected once its queue exceeds max_queue_bytes (reason
 // slow_consumer, counted); other clients are unaffected.
@@ -149,9 +145,6 @@ func TestSlowConsumer(t *testing.T) {
 			code, n := s.drain(t)
 			t.Logf("sent %d KiB, the client read %d KiB, then close code %d", sent>>10, n>>10, code)
 			if want := closeCodeWant(proto, 1008); code != want {
-				if code == websocket.CloseAbnormalClosure {
-					t.Skip(bugSlowConsumerCode)
-				}
 				t.Fatalf("slow consumer disconnected with close code %d, want %d", code, want)
 			}
 		})
