@@ -172,6 +172,9 @@ func (cl *client) readWS() {
 			if errors.As(err, &ce) {
 				f.code, f.text = ce.Code, ce.Text
 			}
+			// As applications do: the connection is over, release it
+			// (the gateway lingers until the client's FIN otherwise).
+			_ = cl.ws.Close()
 			cl.push(f)
 			return
 		}
@@ -186,6 +189,7 @@ func (cl *client) readTCP() {
 		_ = cl.tc.SetReadDeadline(time.Now().Add(readDeadline))
 		line, err := br.ReadBytes('\n')
 		if err != nil {
+			_ = cl.tc.Close()
 			cl.push(frame{kind: kindClosed, err: err})
 			return
 		}
