@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -203,9 +202,11 @@ func testworkerBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		bin := filepath.Join(binDir, "testworker")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
+		// go test puts its own GOROOT/bin first in PATH.
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = fmt.Errorf("no go tool to build ./testworker: %w", err)
+			return
 		}
 		cmd := exec.Command(goTool, "build", "-o", bin, "./testworker")
 		out, err := cmd.CombinedOutput()
