@@ -13,7 +13,9 @@ import (
 // events queued behind it follow in order: nothing is lost.
 func TestAtLeastOnceWorkerKilled(t *testing.T) {
 	cl := startCluster(t, clusterConfig{processes: true, eventTimeout: time.Second})
-	a := cl.startWorker(t, "-id", "A")
+	// Progress every 200ms: the first one comes within 300ms, well inside
+	// the 1s event timeout.
+	a := cl.startWorker(t, "-id", "A", "-progress", "200ms")
 	clients := []*client{cl.dial(t, "ws"), cl.dial(t, "tcp")}
 	for i, c := range clients {
 		c.send(fmt.Sprintf("/bind user%d", i))
@@ -30,7 +32,7 @@ func TestAtLeastOnceWorkerKilled(t *testing.T) {
 	if st := cl.n.Gateway().Stats(); st.Redelivered != 0 || st.InFlight != len(clients) {
 		t.Fatalf("while worker A blocks: %+v; want 0 redelivered, %d in flight", st, len(clients))
 	}
-	cl.startWorker(t, "-id", "B")
+	cl.startWorker(t, "-id", "B", "-progress", "200ms")
 	a.kill()
 	for i, c := range clients {
 		c.expect("unblocked attempt=2")
@@ -53,8 +55,8 @@ func TestAtLeastOnceWorkerKilled(t *testing.T) {
 // the replies of a batch that was handled twice appear once.)
 func TestWorkerKilledMidStream(t *testing.T) {
 	cl := startCluster(t, clusterConfig{processes: true, eventTimeout: time.Second})
-	a := cl.startWorker(t, "-id", "A", "-concurrency", "4", "-jitter", "3ms")
-	cl.startWorker(t, "-id", "B", "-concurrency", "4", "-jitter", "3ms")
+	a := cl.startWorker(t, "-id", "A", "-concurrency", "4", "-jitter", "3ms", "-progress", "200ms")
+	cl.startWorker(t, "-id", "B", "-concurrency", "4", "-jitter", "3ms", "-progress", "200ms")
 	cs := cl.dialMany(t, "mix", 16)
 	for _, err := range streamAndCheck(cs, 150, a.kill) {
 		t.Error(err)

@@ -2,7 +2,7 @@
 // worker in its own process, connected to a node's NATS by URL.
 //
 //	testworker -nats nats://127.0.0.1:4222 [-id w1] [-concurrency 8]
-//	           [-jitter 2ms] [-autojoin room] [-closelog file]
+//	           [-jitter 2ms] [-autojoin room] [-closelog file] [-progress 200ms]
 //
 // It prints "ready <worker id>" on stdout once it is subscribed. It stops
 // gracefully on SIGTERM or SIGINT, and exits at once when its standard
@@ -43,6 +43,7 @@ func run() error {
 	jitter := flag.Duration("jitter", 0, "random delay before each message")
 	autojoin := flag.String("autojoin", "", "group every client joins on connect")
 	closelog := flag.String("closelog", "", "file to which every close event is appended, one JSON line each")
+	progress := flag.Duration("progress", 0, "worker.Config.ProgressInterval (0: the default); keep it well below the gateway's event timeout")
 	flag.Parse()
 	if *url == "" {
 		return fmt.Errorf("-nats is required")
@@ -77,7 +78,7 @@ func run() error {
 		return err
 	}
 	defer a.Close()
-	w, err := worker.New(nc, a, worker.Config{ID: *id, Concurrency: *conc, Logger: log}, testapp.Handlers(cfg))
+	w, err := worker.New(nc, a, worker.Config{ID: *id, Concurrency: *conc, ProgressInterval: *progress, Logger: log}, testapp.Handlers(cfg))
 	if err != nil {
 		return err
 	}
