@@ -1,11 +1,124 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/gatework/gatework/test/e2e/testapp"
 )
+
+// streamAndCheck has every client send n numbered messages as fast as it
+// can, then read the n echoes: each client must get exactly its own
+// messages, in order, none missing, none twice. It returns the first
+// problem of each client that had one. progress, if set, is called after
+// each client received half of its replies.
+func streamAndCheck(clients []*client, n int, progress func()) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(clients))
+	var half sync.WaitGroup
+	half.Add(len(clients))
+	for i, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			halfDone := false
+			defer func() {
+				if !halfDone {
+					half.Done()
+				}
+			}()
+			prefix := fmt.Sprintf("c%d-", i)
+			go func() {
+				for k := range n {
+					if err := c.write(fmt.Appendf(nil, "%s%d", prefix, k), false); err != nil {
+						return // the reader reports the gap
+					}
+				}
+			}()
+			for k := range n {
+				f, err := c.recv(30 * time.Second)
+				if err != nil {
+					errs[i] = fmt.Errorf("client %d (%s): after %d replies: %w", i, c.proto, k, err)
+					return
+				}
+				if want := fmt.Sprintf("%s%d", prefix, k); f.kind != kindMessage || string(f.data) != want {
+					errs[i] = fmt.Errorf("client %d (%s): reply %d is %v, want %q", i, c.proto, k, f, want)
+					return
+				}
+				if k == n/2 {
+					halfDone = true
+					half.Done()
+				}
+			}
+		}()
+	}
+	if progress != nil {
+		half.Wait()
+		progress()
+	}
+	wg.Wait()
+	var out []error
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// TestPerClientOrder: 50 clients (ws and tcp) each send 200 numbered
+// messages as fast as they can to handlers that sleep a random 0–2 ms, with
+// several handlers running at once: in one in-process worker, and spread
+// over two worker processes. Every client gets its replies in order, none
+// missing, none duplicated.
+func TestPerClientOrder(t *testing.T) {
+	const clients, msgs = 50, 200
+	for _, mode := range []string{"inproc", "two processes"} {
+		t.Run(mode, func(t *testing.T) {
+			cc := clusterConfig{}
+			if mode == "inproc" {
+				cc.app = &testapp.Config{Jitter: 2 * time.Millisecond}
+				cc.concurrency = 8
+			} else {
+				cc.processes = true
+			}
+			cl := startCluster(t, cc)
+			if mode != "inproc" {
+				cl.startWorker(t, "-id", "A", "-concurrency", "4", "-jitter", "2ms")
+				cl.startWorker(t, "-id", "B", "-concurrency", "4", "-jitter", "2ms")
+			}
+			cs := cl.dialMany(t, "mix", clients)
+			start := time.Now()
+			for _, err := range streamAndCheck(cs, msgs, nil) {
+				t.Error(err)
+			}
+			st := cl.n.Gateway().Stats()
+			t.Logf("%d×%d messages in %v; %d batches, %d redelivered", clients, msgs, time.Since(start), st.EventsSent, st.Redelivered)
+			if st.Redelivered != 0 {
+				t.Errorf("%d batches were redelivered although no worker died", st.Redelivered)
+			}
+			if mode != "inproc" {
+				// Clients are spread over both processes.
+				seen := map[string]int{}
+				for _, c := range cs {
+					c.send("/worker")
+					seen[string(c.next().data)]++
+				}
+				if seen["worker A"] == 0 || seen["worker B"] == 0 {
+					t.Errorf("clients served by %v, want both workers A and B", seen)
+				}
+			}
+		})
+	}
+}
 
 // TestAtLeastOnceWorkerKilled: a worker process blocks in a handler; it is
 // killed with SIGKILL while the event is in flight. A second worker process
@@ -104,4 +217,96 @@ func TestEventsParkedWithoutWorker(t *testing.T) {
 	if st.Parked != 0 || st.Closes["event_backlog"] != 0 {
 		t.Fatalf("stats %+v: want nothing parked, no event_backlog close", st)
 	}
+}
+
+// TestGracefulShutdown: Node.Shutdown closes every client, WebSocket ones
+// with close code 1001 (going away), and returns only after the worker
+// handled their close events, which still carry the uid. The worker runs
+// in the node's process (OnClose records in memory) or in another process
+// (OnClose appends to a file before the event is acknowledged).
+func TestGracefulShutdown(t *testing.T) {
+	for _, mode := range []string{"inproc", "process"} {
+		t.Run(mode, func(t *testing.T) {
+			var mu sync.Mutex
+			var recorded []testapp.Closed
+			var closeLog string
+			cc := clusterConfig{}
+			if mode == "inproc" {
+				cc.app = &testapp.Config{OnClose: func(c testapp.Closed) {
+					mu.Lock()
+					defer mu.Unlock()
+					recorded = append(recorded, c)
+				}}
+			} else {
+				cc.processes = true
+			}
+			cl := startCluster(t, cc)
+			if mode == "process" {
+				closeLog = filepath.Join(t.TempDir(), "closes.jsonl")
+				cl.startWorker(t, "-closelog", closeLog)
+			}
+			cs := make([]*client, 10)
+			for i := range cs {
+				cs[i] = cl.dial(t, []string{"ws", "tcp"}[i%2])
+				cs[i].send(fmt.Sprintf("/bind s%d", i))
+				cs[i].who()
+			}
+			ctx := ctxFor(t, 30*time.Second)
+			if err := cl.n.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			// Shutdown has returned: the close events were handled.
+			var got []testapp.Closed
+			if mode == "inproc" {
+				mu.Lock()
+				got = append(got, recorded...)
+				mu.Unlock()
+			} else {
+				got = readCloseLog(t, closeLog)
+			}
+			byID := map[string]testapp.Closed{}
+			for _, c := range got {
+				if _, dup := byID[c.Client]; dup {
+					t.Errorf("close event of %s handled twice", c.Client)
+				}
+				byID[c.Client] = c
+			}
+			for i, c := range cs {
+				rec, ok := byID[c.id]
+				if !ok {
+					t.Errorf("client %s: close event not handled before Shutdown returned (%d handled)", c.id, len(got))
+					continue
+				}
+				if rec.Reason != "shutdown" || rec.UID != fmt.Sprintf("s%d", i) {
+					t.Errorf("client %s: OnClose saw %+v, want reason shutdown, uid s%d", c.id, rec, i)
+				}
+				f, msgs := c.expectClosed()
+				if len(msgs) != 0 || f.code != closeCodeWant(c.proto, 1001) {
+					t.Errorf("%s client %s: %q then %v; want close code 1001", c.proto, c.id, msgs, f)
+				}
+			}
+			if st := cl.n.Gateway().Stats(); st.Closes["shutdown"] != uint64(len(cs)) || st.Connections != 0 {
+				t.Errorf("stats after Shutdown: %+v", st)
+			}
+		})
+	}
+}
+
+// readCloseLog reads the testworker's close log: one JSON Closed a line.
+func readCloseLog(t *testing.T, path string) []testapp.Closed {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("close log: %v", err)
+	}
+	var out []testapp.Closed
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var c testapp.Closed
+		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
+			t.Fatalf("close log line %q: %v", sc.Text(), err)
+		}
+		out = append(out, c)
+	}
+	return out
 }
