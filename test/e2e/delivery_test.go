@@ -377,3 +377,38 @@ func TestCloseRightAfterMutations(t *testing.T) {
 		}
 	}
 }
+
+// TestRedeliveredBatchAppliedOnce: a handler that takes longer than the
+// event timeout without reporting progress gets its batch redelivered, so
+// two workers handle it; the gateway applies the actions of the first
+// final ack only: the client gets one reply, and its next events follow.
+func TestRedeliveredBatchAppliedOnce(t *testing.T) {
+	cl := startCluster(t, clusterConfig{processes: true, eventTimeout: time.Second})
+	// Progress every 10s: the gateway hears nothing within its 1s timeout.
+	cl.startWorker(t, "-id", "A", "-progress", "10s")
+	cl.startWorker(t, "-id", "B", "-progress", "10s")
+	for _, proto := range []string{"ws", "tcp"} {
+		c := cl.dial(t, proto)
+		c.who()
+		before := cl.n.Gateway().Stats().Redelivered
+		start := time.Now()
+		c.send("/sleep 1600 slow")
+		c.send("after")
+		c.send("end")
+		f := c.next()
+		t.Logf("%s: %q after %v", proto, f.data, time.Since(start))
+		if !strings.HasPrefix(string(f.data), "slow attempt=") {
+			t.Fatalf("%s: got %v, want the slow reply", proto, f)
+		}
+		c.expect("after")
+		c.expect("end")
+		t.Logf("%s: the next replies after %v", proto, time.Since(start))
+		if st := cl.n.Gateway().Stats(); st.Redelivered == before {
+			t.Fatalf("%s: no redelivery (stats %+v): the test did not test anything", proto, st)
+		}
+		c.send("/who")
+		if f := c.next(); !strings.HasPrefix(string(f.data), "{") {
+			t.Fatalf("%s: got %v after the redelivered batch, want only the /who answer", proto, f)
+		}
+	}
+}

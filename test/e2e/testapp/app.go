@@ -26,6 +26,7 @@
 //	/worker              reply "worker <Config.WorkerID>"
 //	/count               reply "count <n>" from API.GetClientCount
 //	/tell <uid> <msg>    API.SendToUID
+//	/sleep <ms> <text>   sleep, then reply "<text> attempt=<n>"
 //	/block               attempt 1: API.SendToClient(self, "blocking"), then
 //	                     block until the worker gives up its handlers;
 //	                     later attempts: reply "unblocked attempt=<n>"
@@ -248,6 +249,14 @@ func onMessage(c *worker.Context, msg []byte) {
 		if err := c.API().SendToUID(c.Context(), []string{uid}, []byte(text)); err != nil {
 			c.Send([]byte("error " + err.Error()))
 		}
+	case "sleep":
+		ms, text, _ := strings.Cut(arg, " ")
+		d, _ := strconv.Atoi(ms)
+		select {
+		case <-time.After(time.Duration(d) * time.Millisecond):
+		case <-c.Context().Done():
+		}
+		c.Send(fmt.Appendf(nil, "%s attempt=%d", text, c.Attempt()))
 	case "block":
 		if c.Attempt() > 1 {
 			c.Send(fmt.Appendf(nil, "unblocked attempt=%d", c.Attempt()))
