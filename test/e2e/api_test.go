@@ -543,3 +543,50 @@ func TestClientInfoFieldsZero(t *testing.T) {
 		t.Fatalf("HTTP getClientInfo fields 0: keys %q, want those of 255: %q", got, want)
 	}
 }
+
+// TestCallerOrder: messages from one caller to one client arrive in the
+// order they were sent, whichever method sent them (client-addressed
+// commands and broadcasts travel on different bus subjects), and a
+// broadcast mutation (UnGroup) is ordered with the caller's next
+// client-addressed one.
+func TestCallerOrder(t *testing.T) {
+	cl := startCluster(t, clusterConfig{app: &testapp.Config{}})
+	ctx := ctxFor(t, 50*time.Second)
+	for _, proto := range []string{"ws", "tcp"} {
+		c := cl.dial(t, proto)
+		c.send("/bind order-" + proto)
+		c.send("/join order")
+		c.who()
+		for _, via := range []struct {
+			name string
+			a    api.API
+			n    int
+		}{{"go", cl.n.API(), 400}, {"http", httpAPI{c: cl}, 100}} {
+			a := via.a
+			sends := []func(m []byte) error{
+				func(m []byte) error { return a.SendToClient(ctx, c.id, m) },
+				func(m []byte) error { return a.SendToUID(ctx, []string{"order-" + proto}, m) },
+				func(m []byte) error { return a.SendToClient(ctx, c.id, m) },
+				func(m []byte) error { return a.SendToGroup(ctx, []string{"order"}, m) },
+				func(m []byte) error { return a.SendToClient(ctx, c.id, m) },
+				func(m []byte) error { return a.SendToAll(ctx, m) },
+			}
+			for i := range via.n {
+				must(t, "send", sends[i%len(sends)](fmt.Appendf(nil, "%s-%d", via.name, i)))
+			}
+			for i := range via.n {
+				c.expect(fmt.Sprintf("%s-%d", via.name, i))
+			}
+			for i := range 20 {
+				g := fmt.Sprintf("re-%s-%s-%d", proto, via.name, i)
+				must(t, "JoinGroup", a.JoinGroup(ctx, c.id, g))
+				must(t, "UnGroup", a.UnGroup(ctx, g))
+				must(t, "JoinGroup again", a.JoinGroup(ctx, c.id, g))
+				pg, err := a.GetClientListByGroup(ctx, g, api.PageRequest{})
+				if err != nil || !slices.Equal(pg.Items, []string{c.id}) {
+					t.Fatalf("%s %s: join, ungroup, join %s: members %q, %v; want the client", proto, via.name, g, pg.Items, err)
+				}
+			}
+		}
+	}
+}
