@@ -113,6 +113,12 @@ func (c *cluster) tryDialWS(t *testing.T, query string, header http.Header) (*cl
 	if query != "" {
 		u += "?" + query
 	}
+	return dialWSURL(t, u, header)
+}
+
+// dialWSURL opens a WebSocket to any URL; the client is closed at the end
+// of the test.
+func dialWSURL(t *testing.T, u string, header http.Header) (*client, *http.Response, error) {
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	ws, resp, err := d.Dial(u, header)
 	if resp != nil && resp.Body != nil {

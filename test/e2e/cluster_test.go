@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,4 +275,72 @@ func churn(cl *cluster, ws bool, stay time.Duration) bool {
 	time.Sleep(stay) // pacing: how long the client stays, not synchronization
 	closer()
 	return true
+}
+
+// TestGatewayKilled: a gateway in another process is killed with SIGKILL.
+// Cluster-wide queries do not fail or hang: until its heartbeats are
+// overdue the dead gateway is reported missing (partial), then it is gone;
+// calls addressed to its clients say offline or not found; the surviving
+// gateway's clients are unaffected.
+func TestGatewayKilled(t *testing.T) {
+	cl := startCluster(t, clusterConfig{app: &testapp.Config{}, processes: true})
+	p := cl.startWorker(t, "-gateway")
+	line, _ := p.out.line("gateway ")
+	f := strings.Fields(line) // gateway <id> <ws addr> <tcp addr>
+	if len(f) != 4 {
+		t.Fatalf("testworker -gateway printed %q", line)
+	}
+	deadGW, wsAddr := f[1], f[2]
+	local := cl.dial(t, "tcp")
+	local.who()
+	var remote []*client
+	for range 2 {
+		c, _, err := dialWSURL(t, "ws://"+wsAddr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := c.who(); w.Gateway != deadGW { // served by this process's worker
+			t.Fatalf("remote client on gateway %q, want %s", w.Gateway, deadGW)
+		}
+		remote = append(remote, c)
+	}
+	a := cl.n.API()
+	ctx := ctxFor(t, 50*time.Second)
+	waitFor(t, 10*time.Second, "both gateways to answer", func() bool {
+		n, err := a.GetClientCount(ctx)
+		return err == nil && n.Value == 3 && !n.Partial
+	})
+
+	p.kill()
+	start := time.Now()
+	n, err := a.GetClientCount(ctx)
+	took := time.Since(start)
+	if err != nil || n.Value != 1 || !n.Partial || !slices.Equal(n.Missing, []string{deadGW}) {
+		t.Fatalf("GetClientCount right after the kill = %+v, %v; want 1, partial, missing [%s]", n, err, deadGW)
+	}
+	if took > api.DefaultQueryTimeout+2*time.Second {
+		t.Fatalf("GetClientCount took %v; the query timeout is %v", took, api.DefaultQueryTimeout)
+	}
+	pg, err := a.GetClientList(ctx, api.PageRequest{})
+	if err != nil || !slices.Equal(pg.Items, []string{local.id}) {
+		t.Fatalf("GetClientList with a dead gateway = %+v, %v", pg, err)
+	}
+	for _, c := range remote {
+		if f, _ := c.expectClosed(); f.code != websocket1006 {
+			t.Fatalf("client of the killed gateway: %v, want an abnormal closure", f)
+		}
+		if ok, err := a.IsOnline(ctx, c.id); err != nil || ok {
+			t.Fatalf("IsOnline client of the dead gateway = %v, %v", ok, err)
+		}
+		if _, err := a.GetClientInfo(ctx, c.id, api.FieldAll); !errors.Is(err, api.ErrNotFound) {
+			t.Fatalf("GetClientInfo client of the dead gateway: %v, want ErrNotFound", err)
+		}
+		must(t, "SendToClient client of the dead gateway", a.SendToClient(ctx, c.id, []byte("lost")))
+	}
+	waitFor(t, 10*time.Second, "the dead gateway to be forgotten (3 heartbeat intervals)", func() bool {
+		n, err := a.GetClientCount(ctx)
+		return err == nil && n.Value == 1 && !n.Partial
+	})
+	local.send("still here")
+	local.expect("still here")
 }

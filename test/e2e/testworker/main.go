@@ -4,10 +4,13 @@
 //	testworker -nats nats://127.0.0.1:4222 [-id w1] [-concurrency 8]
 //	           [-jitter 2ms] [-autojoin room] [-closelog file] [-progress 200ms]
 //
-// It prints "ready <worker id>" on stdout once it is subscribed. It stops
-// gracefully on SIGTERM or SIGINT, and exits at once when its standard
-// input reaches end of file (the test that started it has gone), so that a
-// crashed test leaves no worker behind.
+// It prints "ready <worker id>" on stdout once it is subscribed. With
+// -gateway it runs a gateway instead (a node with a ws and a tcp listener
+// and no worker) and prints "gateway <id> <ws addr> <tcp addr>" first.
+//
+// It stops gracefully on SIGTERM or SIGINT, and exits at once when its
+// standard input reaches end of file (the test that started it has gone),
+// so that a crashed test leaves no process behind.
 package main
 
 import (
@@ -25,6 +28,8 @@ import (
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/test/e2e/testapp"
 	"github.com/gatework/gatework/worker"
 )
@@ -44,11 +49,15 @@ func run() error {
 	autojoin := flag.String("autojoin", "", "group every client joins on connect")
 	closelog := flag.String("closelog", "", "file to which every close event is appended, one JSON line each")
 	progress := flag.Duration("progress", 0, "worker.Config.ProgressInterval (0: the default); keep it well below the gateway's event timeout")
+	gw := flag.Bool("gateway", false, "run a gateway (ws and tcp listeners on 127.0.0.1, no worker) instead of a worker")
 	flag.Parse()
 	if *url == "" {
 		return fmt.Errorf("-nats is required")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if *gw {
+		return runGateway(*url, log)
+	}
 
 	cfg := testapp.Config{Jitter: *jitter, AutoJoin: *autojoin, WorkerID: *id}
 	if *closelog != "" {
@@ -87,6 +96,15 @@ func run() error {
 	}
 	fmt.Printf("ready %s\n", w.ID())
 
+	waitForEnd()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return w.Stop(ctx)
+}
+
+// waitForEnd returns on SIGTERM or SIGINT, and exits at once when stdin
+// reaches end of file.
+func waitForEnd() {
 	stdinGone := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -99,7 +117,28 @@ func run() error {
 	case <-stdinGone:
 		os.Exit(3)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+}
+
+// runGateway runs a node with a gateway only, on the bus at url, and
+// prints "gateway <id> <ws addr> <tcp addr>" then "ready <id>".
+func runGateway(url string, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	return w.Stop(ctx)
+	n, err := node.Start(ctx, node.Config{
+		Logger: log,
+		NATS:   node.NATSConfig{URL: url},
+		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{
+			{Protocol: "ws", Addr: "127.0.0.1:0"},
+			{Protocol: "tcp", Addr: "127.0.0.1:0"},
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	id := n.Gateway().ID()
+	fmt.Printf("gateway %s %s %s\nready %s\n", id, n.Addr("ws"), n.Addr("tcp"), id)
+	waitForEnd()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	return n.Shutdown(sctx)
 }
