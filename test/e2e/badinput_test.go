@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -181,6 +182,39 @@ func TestBadInput(t *testing.T) {
 		} {
 			rep, err := post(c.method, c.body)
 			wantError(t, rep, err, http.StatusBadRequest, "invalid_request", c.field)
+		}
+		checkBystanders(t)
+	})
+
+	t.Run("HTTP method and media type", func(t *testing.T) {
+		base := "http://" + cl.n.HTTPAddr().String() + "/api/"
+		for _, c := range []struct {
+			method, path, ctype string
+			status              int
+			code                string
+		}{
+			{http.MethodGet, "isOnline", "", http.StatusMethodNotAllowed, "method_not_allowed"},
+			{http.MethodPost, "isOnline", "text/plain", http.StatusUnsupportedMediaType, "unsupported_media_type"},
+			{http.MethodPost, "a/b", "application/json", http.StatusNotFound, "not_found"},
+		} {
+			req, err := http.NewRequestWithContext(ctx, c.method, base+c.path, strings.NewReader(`{"client":"`+bystanders[0].id+`"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			if c.ctype != "" {
+				req.Header.Set("Content-Type", c.ctype)
+			}
+			resp, err := cl.hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			_ = resp.Body.Close()
+			wantError(t, httpReply{Status: resp.StatusCode, Header: resp.Header, Body: body}, err, c.status, c.code)
+			if c.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != http.MethodPost {
+				t.Fatalf("405 with Allow %q, want POST", resp.Header.Get("Allow"))
+			}
 		}
 		checkBystanders(t)
 	})
