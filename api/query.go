@@ -507,7 +507,10 @@ func decodeSession(data []byte) (Session, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return s, nil
 	}
-	if err := json.Unmarshal(data, &s); err != nil {
+	// UseNumber keeps integers beyond 2^53 exact (values are json.Number).
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("api: session from gateway is not a JSON object: %w", err)
 	}
 	if s == nil { // "null"

@@ -193,9 +193,6 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 
 // setSessionLocked replaces c's session with the JSON object data.
 func setSessionLocked(c *conn, data []byte) error {
-	if c.state == stateClosed {
-		return errNotFound
-	}
 	obj, err := decodeObject(data)
 	if err != nil {
 		return err
@@ -210,9 +207,6 @@ func setSessionLocked(c *conn, data []byte) error {
 
 // updateSessionLocked shallow-merges the JSON object data into c's session.
 func updateSessionLocked(c *conn, data []byte) error {
-	if c.state == stateClosed {
-		return errNotFound
-	}
 	upd, err := decodeObject(data)
 	if err != nil {
 		return err

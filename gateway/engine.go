@@ -18,8 +18,9 @@ type nbioEngine struct {
 	l      *listener
 	engine *nbio.Engine
 
-	mu sync.Mutex
-	ln net.Listener
+	mu      sync.Mutex
+	ln      net.Listener
+	running bool // started and not yet stopped
 }
 
 // sockHandler is what a listener's protocol does with its sockets.
@@ -55,10 +56,12 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	e.engine.OnWrittenSize(onWrittenSize)
 	raceReadHook(e.engine)
 	if err := e.engine.Start(); err != nil {
+		e.engine = nil // never started: nothing to stop
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.running = true
 	if e.ln == nil {
 		return nil, errors.New("engine started without a listener")
 	}
@@ -74,8 +77,13 @@ func (e *nbioEngine) stopAccepting() {
 }
 
 // stop closes every socket still open and waits for the pollers to exit.
+// It is idempotent and does nothing for an engine that never started.
 func (e *nbioEngine) stop() {
-	if e.engine != nil {
+	e.mu.Lock()
+	running := e.running
+	e.running = false
+	e.mu.Unlock()
+	if running {
 		e.engine.Stop()
 	}
 }

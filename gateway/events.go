@@ -219,12 +219,9 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 	}
 	sh := c.sh
 	sh.mu.Lock()
-	if c.state == stateClosed {
-		// The client is gone (its close event may be the batch being
-		// acked): there is nothing left to change.
-		sh.mu.Unlock()
-		return
-	}
+	// A client that closed meanwhile still takes uid, group and session
+	// changes (its later events, the close event included, must see
+	// them); sends and closes to it are no-ops.
 	for i := range actions {
 		a := &actions[i]
 		switch a.Type {

@@ -191,9 +191,14 @@ func (sh *shard) unindexGroupLocked(c *conn, g string) {
 	}
 }
 
-// bindLocked binds c to uid ("" unbinds). Last bind wins.
+// bindLocked binds c to uid ("" unbinds). Last bind wins. A connection
+// already removed from the hub only records it, for its close event.
 func (sh *shard) bindLocked(c *conn, uid string) {
-	if c.state != stateOpen || c.uid == uid {
+	if c.uid == uid {
+		return
+	}
+	if c.state == stateClosed {
+		c.uid = uid
 		return
 	}
 	if c.uid != "" {
@@ -206,10 +211,13 @@ func (sh *shard) bindLocked(c *conn, uid string) {
 }
 
 func (sh *shard) joinLocked(c *conn, g string) {
-	if c.state != stateOpen || c.hasGroup(g) {
+	if c.hasGroup(g) {
 		return
 	}
 	c.groups = withGroup(c.groups, g)
+	if c.state == stateClosed {
+		return // recorded for the close event only
+	}
 	set := sh.groups[g]
 	if set == nil {
 		set = make(map[*conn]struct{})
@@ -223,7 +231,9 @@ func (sh *shard) leaveLocked(c *conn, g string) {
 		return
 	}
 	c.groups = withoutGroup(c.groups, g)
-	sh.unindexGroupLocked(c, g)
+	if c.state != stateClosed {
+		sh.unindexGroupLocked(c, g)
+	}
 }
 
 // ungroupLocked dissolves group g in this shard; members stay connected.

@@ -281,6 +281,9 @@ var methodTable = []*method{
 	def("getClientInfo", resultClientInfo, "What is known of one connection: only the keys selected by fields.",
 		func(ctx context.Context, a api.API, p *clientInfoParams) (reply, error) {
 			f := api.Fields(p.Fields)
+			if f == 0 {
+				f = api.FieldAll // 0 means all, as on the bus and in the Go client
+			}
 			info, err := a.GetClientInfo(ctx, p.Client, f)
 			return reply{result: clientInfoResult(info, f)}, err
 		}),
