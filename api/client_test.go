@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -174,7 +175,7 @@ func TestClientOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := c.GetSession(ctx, id)
-	if err != nil || len(s) != 3 || s["a"] != 1.0 || s["b"] != "y" || s["c"] != true {
+	if err != nil || len(s) != 3 || s["a"] != json.Number("1") || s["b"] != "y" || s["c"] != true {
 		t.Fatalf("GetSession = %#v, %v", s, err)
 	}
 

@@ -125,7 +125,7 @@ var methodCases = []methodCase{
 		`{"result":{"remote_ip":"10.0.0.1","uid":"u1"}}`},
 	{"getClientInfo", `{"client":"c1","fields":26}`, call{"GetClientInfo", []any{"c1", api.Fields(26)}},
 		`{"result":{"remote_port":4242,"session":{"k":"v"},"groups":["g1"]}}`},
-	{"getClientInfo", `{"client":"c1","fields":0}`, call{"GetClientInfo", []any{"c1", api.Fields(0)}}, `{"result":{}}`},
+	{"getClientInfo", `{"client":"c1","fields":0}`, call{"GetClientInfo", []any{"c1", api.FieldAll}}, `{"result":{"groups":["g1"],"remote_ip":"10.0.0.1","remote_port":4242,"session":{"k":"v"},"system":{"listener":"ws","protocol":"websocket","gateway":"gw1","connected_at":"2025-01-02T03:04:05Z","last_active":"2025-01-02T03:04:06Z","bytes_in":1,"bytes_out":2,"messages_in":3,"messages_out":4},"uid":"u1"}}`},
 	{"getUidList", ``, call{"GetUIDList", []any{true, api.PageRequest{}}},
 		`{"result":{"items":["a","b"],"next_cursor":"b","partial":true,"missing":["gw2"]}}`},
 	{"getUidList", `{"unique":false,"limit":5,"cursor":"x"}`, call{"GetUIDList", []any{false, api.PageRequest{Cursor: "x", Limit: 5}}},
