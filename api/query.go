@@ -332,7 +332,7 @@ func (c *Client) list(ctx context.Context, cmd bus.Command, unique bool, pr Page
 func (c *Client) clientList(ctx context.Context, cmd bus.Command, pr PageRequest) (Page, error) {
 	if pr.Cursor != "" {
 		if _, err := gatewayOf(pr.Cursor); err != nil {
-			return Page{}, fmt.Errorf("%w: cursor: %w", ErrInvalidArgument, err)
+			return Page{}, fmt.Errorf("%w: cursor: %v", ErrInvalidArgument, err)
 		}
 	}
 	return c.list(ctx, cmd, true, pr, nil)
