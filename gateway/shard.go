@@ -358,7 +358,7 @@ const maxLinger = time.Second
 // Buffer reuse bounds: at most maxFree buffers per shard, none larger than
 // maxFreeCap bytes (larger ones are left to the garbage collector).
 const (
-	maxFree    = 4096
+	maxFree    = 16384
 	maxFreeCap = 64 << 10
 )
 
