@@ -261,11 +261,17 @@ func (h *Handler) tooLarge() *httpError {
 }
 
 // isJSONMediaType accepts application/json and any */*+json type, in
-// UTF-8 if a charset is given.
+// UTF-8 if a charset is given. It also accepts
+// application/x-www-form-urlencoded, which is what `curl -d '{…}'` sends
+// unless told otherwise: the body is still parsed as JSON, and a body that
+// is not JSON gets invalid_json.
 func isJSONMediaType(ct string) bool {
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return false
+	}
+	if mt == "application/x-www-form-urlencoded" {
+		return true
 	}
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 		return false

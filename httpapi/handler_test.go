@@ -283,6 +283,7 @@ func TestErrors(t *testing.T) {
 		{name: "GET method", method: http.MethodGet, path: "sendToAll", status: 405, code: "method_not_allowed", hdr: "Allow", hval: "POST"},
 		{name: "PUT method", method: http.MethodPut, path: "isOnline", status: 405, code: "method_not_allowed", hdr: "Allow", hval: "POST"},
 		{name: "POST openapi", method: http.MethodPost, path: "openapi.json", status: 405, code: "method_not_allowed", hdr: "Allow", hval: "GET, HEAD"},
+		{name: "curl form default is read as JSON", path: "isOnline", body: `client=c`, header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, status: 400, code: "invalid_json"},
 		{name: "text/plain", path: "isOnline", body: `{"client":"c"}`, header: map[string]string{"Content-Type": "text/plain"}, status: 415, code: "unsupported_media_type"},
 		{name: "bad content type", path: "isOnline", body: `{"client":"c"}`, header: map[string]string{"Content-Type": "application/json; charset"}, status: 415, code: "unsupported_media_type"},
 		{name: "latin1", path: "isOnline", body: `{"client":"c"}`, header: map[string]string{"Content-Type": "application/json; charset=iso-8859-1"}, status: 415, code: "unsupported_media_type"},
