@@ -1,0 +1,295 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ChildConfig is what the parent gives one child: its share of the
+// connections. It travels as JSON on the child's command line.
+type ChildConfig struct {
+	Workload    Workload `json:"workload"`
+	URL         string   `json:"url"`
+	Conns       int      `json:"conns"`
+	Offset      int      `json:"offset"` // global index of the first connection
+	SrcIPs      []string `json:"src_ips,omitempty"`
+	MsgSize     int      `json:"msg_size"`
+	Concurrency int      `json:"concurrency"`
+}
+
+// childCmd is one line the parent writes to a child's stdin.
+type childCmd struct {
+	Cmd string        `json:"cmd"` // reset, report, run, quit
+	Dur time.Duration `json:"dur,omitempty"`
+}
+
+// childMsg is one line a child writes to its stdout.
+type childMsg struct {
+	Type      string        `json:"type"` // progress, ready, report
+	Connected int           `json:"connected"`
+	Failed    int           `json:"failed"`
+	Err       string        `json:"err,omitempty"`
+	Addrs     []string      `json:"addrs,omitempty"`
+	Count     uint64        `json:"count"`
+	Errors    uint64        `json:"errors"`
+	Hist      HistogramData `json:"hist,omitempty"`
+	Elapsed   time.Duration `json:"elapsed"`
+}
+
+// stats is what a child measures between two resets; Record and the
+// counters are safe for concurrent use.
+type stats struct {
+	hist   Histogram
+	count  atomic.Uint64
+	errors atomic.Uint64
+	start  time.Time
+}
+
+// dialParallel bounds the handshakes one child has in flight.
+const dialParallel = 64
+
+// RunChild runs one child: it opens its connections, reports "ready" on
+// out, then obeys the commands read from in (one JSON childCmd per line)
+// until in ends or says quit, and closes every connection before it
+// returns. `gwload child` calls it with stdin and stdout; tests call it in a
+// goroutine with pipes. It blocks until done.
+func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer) error {
+	need := cfg.Conns
+	if cfg.Workload == Churn {
+		need = cfg.Concurrency
+	}
+	if err := raiseNoFile(need + 64); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var outMu sync.Mutex
+	enc := json.NewEncoder(out)
+	emit := func(m childMsg) error {
+		outMu.Lock()
+		defer outMu.Unlock()
+		return enc.Encode(m)
+	}
+	var cur atomic.Pointer[stats]
+	cur.Store(&stats{start: time.Now()})
+
+	conns, failed, firstErr := openConns(ctx, cfg, func(n int) {
+		_ = emit(childMsg{Type: "progress", Connected: n})
+	})
+	var wg sync.WaitGroup
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		wg.Wait()
+	}()
+	ready := childMsg{Type: "ready", Connected: len(conns), Failed: failed}
+	if firstErr != nil {
+		ready.Err = firstErr.Error()
+	}
+	if cfg.Workload == Idle || cfg.Workload == FanOut {
+		for _, c := range conns {
+			if cfg.Workload == FanOut {
+				ready.Addrs = append(ready.Addrs, c.LocalAddr())
+			}
+			wg.Go(func() { readLoop(c, &cur, cfg.Workload == FanOut) })
+		}
+	}
+	if err := emit(ready); err != nil {
+		return fmt.Errorf("load: child output: %w", err)
+	}
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		var cmd childCmd
+		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
+			return fmt.Errorf("load: child command %q: %w", sc.Text(), err)
+		}
+		switch cmd.Cmd {
+		case "reset":
+			cur.Store(&stats{start: time.Now()})
+		case "report":
+			if err := emit(report(cur.Load())); err != nil {
+				return err
+			}
+		case "run":
+			s := &stats{start: time.Now()}
+			cur.Store(s)
+			if cfg.Workload == Churn {
+				runChurn(ctx, cfg, cmd.Dur, s)
+			} else {
+				runEcho(ctx, conns, cfg.MsgSize, cmd.Dur, s)
+			}
+			if err := emit(report(s)); err != nil {
+				return err
+			}
+		case "quit":
+			return nil
+		default:
+			return fmt.Errorf("load: unknown child command %q", cmd.Cmd)
+		}
+	}
+	return sc.Err()
+}
+
+func report(s *stats) childMsg {
+	return childMsg{Type: "report", Count: s.count.Load(), Errors: s.errors.Load(),
+		Hist: s.hist.Data(), Elapsed: time.Since(s.start)}
+}
+
+// raiseNoFile raises the soft open-file limit to the hard one and fails
+// clearly when even that is below need.
+func raiseNoFile(need int) error {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return fmt.Errorf("load: read open-file limit: %w", err)
+	}
+	if rl.Cur < rl.Max {
+		rl.Cur = rl.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	if rl.Cur < uint64(need) {
+		return fmt.Errorf("load: open-file limit %d is too low for %d connections in one process: run `ulimit -n 20000` or use a lower --per-proc", rl.Cur, need-64)
+	}
+	return nil
+}
+
+// openConns opens cfg.Conns connections (none for churn), dialParallel at a
+// time, reporting progress every 1,000.
+func openConns(ctx context.Context, cfg ChildConfig, progress func(int)) ([]*wsConn, int, error) {
+	if cfg.Workload == Churn {
+		return nil, 0, nil
+	}
+	var (
+		mu       sync.Mutex
+		conns    = make([]*wsConn, 0, cfg.Conns)
+		failed   int
+		firstErr error
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for range min(dialParallel, cfg.Conns) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= cfg.Conns || ctx.Err() != nil {
+					return
+				}
+				c, err := dialWS(ctx, cfg.URL, srcFor(cfg.SrcIPs, cfg.Offset+i))
+				mu.Lock()
+				if err != nil {
+					failed++
+					if firstErr == nil {
+						firstErr = err
+					}
+				} else {
+					conns = append(conns, c)
+					if len(conns)%1000 == 0 {
+						progress(len(conns))
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return conns, failed, firstErr
+}
+
+func srcFor(ips []string, i int) string {
+	if len(ips) == 0 {
+		return ""
+	}
+	return ips[i%len(ips)]
+}
+
+// readLoop reads c until it fails, counting messages (and their age when
+// timed) into the current stats.
+func readLoop(c *wsConn, cur *atomic.Pointer[stats], timed bool) {
+	for {
+		msg, err := c.readMessage()
+		if err != nil {
+			if !errors.Is(err, errClosed) {
+				cur.Load().errors.Add(1)
+			}
+			return
+		}
+		s := cur.Load()
+		s.count.Add(1)
+		if timed {
+			if age, ok := stampAge(msg, time.Now()); ok {
+				s.hist.Record(age)
+			}
+		}
+	}
+}
+
+// runEcho has every connection send a stamped message and read the answer
+// in a loop until d has passed.
+func runEcho(ctx context.Context, conns []*wsConn, size int, d time.Duration, s *stats) {
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				start := time.Now()
+				if err := c.writeText(stamped(size)); err != nil {
+					s.errors.Add(1)
+					return
+				}
+				_ = c.nc.SetReadDeadline(deadline.Add(5 * time.Second))
+				if _, err := c.readMessage(); err != nil {
+					s.errors.Add(1)
+					return
+				}
+				s.hist.Record(time.Since(start))
+				s.count.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// runChurn runs cfg.Concurrency loops of connect, one echo, close until d
+// has passed; each cycle's time goes into the histogram.
+func runChurn(ctx context.Context, cfg ChildConfig, d time.Duration, s *stats) {
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				start := time.Now()
+				if err := churnOnce(ctx, cfg, srcFor(cfg.SrcIPs, cfg.Offset+int(seq.Add(1)))); err != nil {
+					s.errors.Add(1)
+					continue
+				}
+				s.hist.Record(time.Since(start))
+				s.count.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func churnOnce(ctx context.Context, cfg ChildConfig, src string) error {
+	c, err := dialWS(ctx, cfg.URL, src)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.writeText(stamped(cfg.MsgSize)); err != nil {
+		return err
+	}
+	_, err = c.readMessage()
+	return err
+}

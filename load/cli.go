@@ -1,0 +1,224 @@
+package load
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+const usage = `gwload: a load generator for gatework nodes (127.0.0.0/8 targets only)
+
+usage:
+  gwload idle   [flags]   hold --conns idle connections; RSS per connection and idle CPU
+  gwload fanout [flags]   join --conns connections to group "bench", sendToGroup at --rates
+  gwload echo   [flags]   --conns clients echo stamped messages; round trips/s
+  gwload churn  [flags]   --concurrency loops of connect, one echo, close; connections/s
+  gwload bare   [flags]   run only the bare baseline server until interrupted
+  gwload child  <json>    (internal) one worker process of a run
+
+The target needs an app that echoes (gatework start --app echo) for echo and
+churn; fanout uses the HTTP API (getClientList, getClientInfo, joinGroup,
+sendToGroup) and works with any app. --bare runs the workload against a bare
+server started inside gwload instead, for the baseline.
+
+flags:
+`
+
+// Main is the gwload command: it parses args (without the program name),
+// runs, prints progress to stderr and the table to stdout, and returns the
+// exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		newFlags(&cliFlags{}, stderr).PrintDefaults()
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "child":
+		if len(rest) != 1 {
+			fmt.Fprintln(stderr, "gwload child: want one JSON argument")
+			return 2
+		}
+		var cc ChildConfig
+		if err := json.Unmarshal([]byte(rest[0]), &cc); err != nil {
+			fmt.Fprintf(stderr, "gwload child: %v\n", err)
+			return 2
+		}
+		if err := RunChild(ctx, cc, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(stderr, "gwload child: %v\n", err)
+			return 1
+		}
+		return 0
+	case "bare":
+		return mainBare(ctx, rest, stderr)
+	case string(Idle), string(FanOut), string(Echo), string(Churn):
+	default:
+		fmt.Fprintf(stderr, "gwload: unknown command %q (gwload --help)\n", cmd)
+		return 2
+	}
+	var f cliFlags
+	fs := newFlags(&f, stderr)
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	cfg, err := f.config(Workload(cmd))
+	if err != nil {
+		fmt.Fprintf(stderr, "gwload: %v\n", err)
+		return 2
+	}
+	cfg.Progress = stderr
+	if f.bare {
+		b, err := StartBare(BareConfig{})
+		if err != nil {
+			fmt.Fprintf(stderr, "gwload: %v\n", err)
+			return 1
+		}
+		defer b.Close()
+		cfg.WSAddr, cfg.HTTPAddr, cfg.PID, cfg.Bare = b.WSAddr().String(), b.HTTPAddr().String(), os.Getpid(), true
+		fmt.Fprintf(stderr, "gwload: bare server on ws %s, http %s\n", cfg.WSAddr, cfg.HTTPAddr)
+	}
+	r, err := Run(ctx, cfg)
+	if r != nil {
+		PrintTable(stdout, r)
+		if f.jsonOut != "" {
+			if werr := writeJSON(f.jsonOut, r); werr != nil {
+				fmt.Fprintf(stderr, "gwload: %v\n", werr)
+				return 1
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gwload: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type cliFlags struct {
+	ws, http, token, path, rates, jsonOut                          string
+	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
+	duration, maxDuration                                          time.Duration
+	bare                                                           bool
+}
+
+func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gwload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.ws, "ws", "127.0.0.1:7272", "target WebSocket listener")
+	fs.StringVar(&f.http, "http", "127.0.0.1:7280", "target HTTP API (fanout)")
+	fs.StringVar(&f.token, "token", os.Getenv("GATEWORK_API_TOKEN"), "HTTP API bearer token (default $GATEWORK_API_TOKEN)")
+	fs.StringVar(&f.path, "path", "/", "WebSocket request path")
+	fs.StringVar(&f.rates, "rates", "5,10,20,50,100,200,400", "fanout: messages/s to the group, comma-separated, tried in order")
+	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
+	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: the process listening on --ws)")
+	fs.IntVar(&f.conns, "conns", 1000, "connections (idle, fanout, echo)")
+	fs.IntVar(&f.maxConns, "max-conns", 200000, "refuse runs with more connections than this")
+	fs.IntVar(&f.concurrency, "concurrency", 100, "churn: connect/echo/close loops in flight")
+	fs.IntVar(&f.size, "size", 0, "message size in bytes (default 100 for fanout, 64 otherwise)")
+	fs.IntVar(&f.perProc, "per-proc", 15000, "most connections per child process")
+	fs.IntVar(&f.procs, "procs", 0, "child processes (default: enough for --per-proc; 2 for echo and churn)")
+	fs.IntVar(&f.srcIP, "src-ips", 1, "spread connections over source addresses 127.0.0.1..127.0.0.N")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "idle hold, echo/churn run, and each fanout step")
+	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
+	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
+	return fs
+}
+
+func (f *cliFlags) config(w Workload) (Config, error) {
+	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
+		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
+		Concurrency: f.concurrency, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
+	for _, s := range strings.Split(f.rates, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("--rates: %q is not a positive number", s)
+		}
+		cfg.Rates = append(cfg.Rates, n)
+	}
+	return cfg, nil
+}
+
+func mainBare(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gwload bare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ws := fs.String("listen", "127.0.0.1:7290", "WebSocket listen address")
+	h := fs.String("http-listen", "127.0.0.1:7291", "HTTP listen address (POST /api/sendToGroup)")
+	d := fs.Duration("duration", time.Hour, "stop after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	b, err := StartBare(BareConfig{WSAddr: *ws, HTTPAddr: *h})
+	if err != nil {
+		fmt.Fprintf(stderr, "gwload bare: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "gwload bare: ws %s, http %s, pid %d (stops after %s or on interrupt)\n", b.WSAddr(), b.HTTPAddr(), os.Getpid(), *d)
+	ctx, cancel := context.WithTimeout(ctx, *d)
+	defer cancel()
+	<-ctx.Done()
+	if err := b.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "gwload bare: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func writeJSON(path string, r *Result) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("load: encode result: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("load: write result: %w", err)
+	}
+	return nil
+}
+
+// PrintTable writes r as an aligned table.
+func PrintTable(w io.Writer, r *Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	target := r.Target
+	if r.Bare {
+		target += " (bare)"
+	}
+	fmt.Fprintf(tw, "workload\t%s\ntarget\t%s\nprocesses × source IPs\t%d × %d\n", r.Workload, target, r.Procs, r.SrcIPs)
+	if r.Workload != Churn {
+		fmt.Fprintf(tw, "connections\t%d of %d (%d failed)\n", r.Connected, r.Conns, r.Failed)
+	}
+	switch r.Workload {
+	case Idle:
+		fmt.Fprintf(tw, "pid\t%d\nRSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %%\ndisconnected\t%d\n",
+			r.PID, r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.Disconnected)
+	case Echo, Churn:
+		unit := "round trips/s"
+		if r.Workload == Churn {
+			unit = "connections/s"
+		}
+		fmt.Fprintf(tw, "%s\t%.0f (%d in %s, %d errors)\np50 / p99 / p999\t%.2f / %.2f / %.2f ms\n",
+			unit, r.PerSec, r.Count, r.Duration, r.Errors, r.P50Ms, r.P99Ms, r.P999Ms)
+	case FanOut:
+		fmt.Fprintf(tw, "group members\t%d\nmax deliveries/s\t%.0f\n", r.Members, r.MaxDeliveriesPerSec)
+		fmt.Fprintln(tw, "\nrate msg/s\tsent/s\tdeliveries/s\tdelivered\tp50 ms\tp99 ms\tp999 ms")
+		for _, s := range r.Steps {
+			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", s.Rate, s.SendRate, s.DeliveriesPerSec,
+				s.Delivered, s.Expected, s.P50Ms, s.P99Ms, s.P999Ms)
+		}
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,188 @@
+package load
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Workload names one of the load tool's workloads.
+type Workload string
+
+// The workloads of issue 6.
+const (
+	// Idle opens Conns connections and holds them for Duration; it
+	// reports the target's RSS delta per connection and its CPU while idle.
+	Idle Workload = "idle"
+	// FanOut joins Conns connections to group "bench" and sends stamped
+	// messages to the group through the HTTP API at increasing rates; it
+	// reports deliveries/s at the clients and delivery latency.
+	FanOut Workload = "fanout"
+	// Echo has every connection send a stamped message and wait for it to
+	// come back, in a loop, for Duration; it reports round trips/s.
+	Echo Workload = "echo"
+	// Churn has Concurrency loops connect, send one message, wait for its
+	// echo and close, for Duration; it reports connections/s.
+	Churn Workload = "churn"
+)
+
+// BenchGroup is the group the fan-out workload joins and sends to.
+const BenchGroup = "bench"
+
+// ErrNotLoopback is returned for a target outside 127.0.0.0/8: the tool
+// loads only the machine it runs on.
+var ErrNotLoopback = errors.New("load: target is not a 127.0.0.0/8 address")
+
+// Config describes one run. The zero value of each field but Workload and
+// WSAddr means its default.
+type Config struct {
+	Workload Workload
+	// WSAddr is the target's WebSocket listener (host:port, 127.0.0.0/8).
+	WSAddr string
+	// Path is the WebSocket request path; default "/".
+	Path string
+	// HTTPAddr is the target's HTTP API (host:port, 127.0.0.0/8), needed
+	// by the fan-out workload.
+	HTTPAddr string
+	// Token is the HTTP API bearer token, if the target has one.
+	Token string
+	// PID is the target's process for the idle workload's memory and CPU;
+	// 0 means find the process listening on WSAddr.
+	PID int
+	// Conns is the number of connections (idle, fanout, echo); default 1000.
+	Conns int
+	// MaxConns bounds Conns (and the churn workload's total connections);
+	// default 200,000.
+	MaxConns int
+	// Duration is how long the idle hold, the echo and churn runs and each
+	// fan-out step last; default 10 s. MaxDuration bounds the whole run
+	// (default 10 min): the run stops with what it has when it is reached.
+	Duration, MaxDuration time.Duration
+	// Concurrency is the number of churn loops in flight; default 100.
+	Concurrency int
+	// MsgSize is the message size in bytes (at least 19, the timestamp);
+	// default 100 for fanout, 64 for echo and churn.
+	MsgSize int
+	// Rates are the fan-out send rates in messages/s to the group, tried in
+	// order; default 5, 10, 20, 50, 100, 200, 400. The steps stop early once
+	// the clients receive less than 90 % of what was sent.
+	Rates []int
+	// PerProc is the most connections one child holds; default 15,000
+	// (a process may open at most 20,000 files here).
+	PerProc int
+	// Procs is the number of child processes; default enough for PerProc,
+	// and 2 for echo and churn. InProcess runs the children as goroutines
+	// of this process instead of re-executing it (for tests).
+	Procs     int
+	InProcess bool
+	// SrcIPs is the number of source addresses 127.0.0.1 … 127.0.0.n the
+	// connections are spread over; default 1 (no explicit bind).
+	SrcIPs int
+	// Bare marks the target as a bare server (no joins needed for fanout).
+	Bare bool
+	// Progress receives progress lines; nil means none.
+	Progress io.Writer
+}
+
+func (c *Config) defaults() error {
+	switch c.Workload {
+	case Idle, FanOut, Echo, Churn:
+	default:
+		return fmt.Errorf("load: unknown workload %q (idle, fanout, echo, churn)", c.Workload)
+	}
+	if err := checkLoopback(c.WSAddr); err != nil {
+		return err
+	}
+	if c.Workload == FanOut {
+		if err := checkLoopback(c.HTTPAddr); err != nil {
+			return fmt.Errorf("http address: %w", err)
+		}
+	}
+	if c.Path == "" {
+		c.Path = "/"
+	}
+	if c.Conns <= 0 {
+		c.Conns = 1000
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 200_000
+	}
+	if c.Conns > c.MaxConns {
+		return fmt.Errorf("load: %d connections is more than --max-conns %d", c.Conns, c.MaxConns)
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.MaxDuration <= 0 {
+		c.MaxDuration = 10 * time.Minute
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 100
+	}
+	if c.MsgSize <= 0 {
+		c.MsgSize = 64
+		if c.Workload == FanOut {
+			c.MsgSize = 100
+		}
+	}
+	if c.MsgSize < stampLen {
+		c.MsgSize = stampLen
+	}
+	if len(c.Rates) == 0 {
+		c.Rates = []int{5, 10, 20, 50, 100, 200, 400}
+	}
+	if c.PerProc <= 0 {
+		c.PerProc = 15_000
+	}
+	if c.Procs <= 0 {
+		c.Procs = (c.Conns + c.PerProc - 1) / c.PerProc
+		if c.Workload == Echo || c.Workload == Churn {
+			c.Procs = max(c.Procs, 2)
+		}
+	}
+	if c.Workload == Churn {
+		c.Procs = min(c.Procs, c.Concurrency)
+	} else {
+		c.Procs = min(c.Procs, c.Conns)
+	}
+	if (c.Workload != Churn) && (c.Conns+c.Procs-1)/c.Procs > c.PerProc {
+		return fmt.Errorf("load: %d connections over %d processes is more than %d per process", c.Conns, c.Procs, c.PerProc)
+	}
+	if c.SrcIPs <= 0 {
+		c.SrcIPs = 1
+	}
+	if c.SrcIPs > 254 {
+		return errors.New("load: at most 254 source addresses")
+	}
+	return nil
+}
+
+// checkLoopback refuses any address whose host is not in 127.0.0.0/8.
+func checkLoopback(hostport string) error {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return fmt.Errorf("load: address %q: %w", hostport, err)
+	}
+	ip := net.ParseIP(host)
+	if host == "localhost" {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	if ip == nil || ip.To4() == nil || ip.To4()[0] != 127 {
+		return fmt.Errorf("%w: %q", ErrNotLoopback, hostport)
+	}
+	return nil
+}
+
+// srcIPs lists the source addresses; nil means no explicit bind.
+func (c *Config) srcIPs() []string {
+	if c.SrcIPs <= 1 {
+		return nil
+	}
+	out := make([]string, c.SrcIPs)
+	for i := range out {
+		out[i] = fmt.Sprintf("127.0.0.%d", i+1)
+	}
+	return out
+}
