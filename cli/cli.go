@@ -97,7 +97,8 @@ and flags, in that order of precedence; docs/config.md lists every key.`,
 	}
 	root.PersistentFlags().StringVarP(&r.configPath, "config", "c", "",
 		"configuration file (YAML); default $GATEWORK_CONFIG, else none")
-	root.AddCommand(r.startCommand(), r.configCommand(), versionCommand())
+	root.AddCommand(r.startCommand(), r.restartCommand(), r.reloadCommand(), r.stopCommand(),
+		r.statusCommand(), r.configCommand(), versionCommand(), r.workerCommand())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		hint := "Run '" + cmd.CommandPath() + " --help' for usage."
 		return fmt.Errorf("%w\n%s", err, hint)
@@ -111,6 +112,9 @@ type runner struct {
 	configPath string
 	environ    func() []string
 	flags      overrides
+	daemon     bool // start -d, restart -d
+	force      bool // stop -f
+	jsonOut    bool // status --json
 }
 
 // appNames returns the names worker.app accepts besides none.
@@ -201,6 +205,7 @@ var overrideFlags = []struct{ flag, key, usage string }{
 	{"http", "http.addr", "address of the HTTP API and /healthz (default " + DefaultHTTPAddr + "; \"\" for none)"},
 	{"nats-url", "nats.url", "URL of an external NATS instead of the embedded one"},
 	{"nats-listen", "nats.listen", "host:port where the embedded NATS also accepts workers of other processes"},
+	{"workers", "worker.processes", "worker processes the master runs (default: the number of CPUs; 0 for one worker inside the master)"},
 	{"log-level", "log.level", "debug, info, warn or error (default info)"},
 	{"log-format", "log.format", "text or json (default text)"},
 }

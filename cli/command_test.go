@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -200,7 +201,10 @@ func TestStartInProcess(t *testing.T) {
 	var logs syncBuffer
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(&logs)
-	cmd.SetArgs([]string{"start", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json"})
+	// One worker inside this process: worker processes would be copies
+	// of the test binary.
+	t.Setenv("GATEWORK_PID_FILE", filepath.Join(t.TempDir(), "gatework.pid"))
+	cmd.SetArgs([]string{"start", "--workers", "0", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"time"
 	"unicode"
@@ -35,6 +36,13 @@ type Config struct {
 	Log       LogConfig                `yaml:"log"`
 	// ShutdownTimeout bounds a graceful stop after SIGINT or SIGTERM.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// PIDFile is the master's pid file; its control socket is beside it
+	// (the same path with .sock for .pid). "" means
+	// $XDG_RUNTIME_DIR/gatework.pid, else /tmp/gatework-<uid>.pid.
+	PIDFile string `yaml:"pid_file"`
+	// LogFile is where `start -d` writes the logs. "" means the pid
+	// file's path with .log for .pid.
+	LogFile string `yaml:"log_file"`
 
 	// Where each key was last set ("gatework.yaml:12", "env GATEWORK_X",
 	// "flag --x"), by key path; used to point at the culprit.
@@ -70,10 +78,15 @@ type NATSConfig struct {
 	MaxPayload int32 `yaml:"max_payload"`
 }
 
-// WorkerConfig is the `worker` section: the in-process worker.
+// WorkerConfig is the `worker` section: the workers of the node.
 type WorkerConfig struct {
-	// App is the built-in app the in-process worker runs, or "none".
+	// App is the built-in app the workers run, or "none".
 	App string `yaml:"app"`
+	// Processes is how many worker processes the master runs (children
+	// of the binary on disk, replaced by reload); 0 means one worker
+	// inside the master's process instead. DefaultConfig sets the number
+	// of CPUs.
+	Processes int `yaml:"processes"`
 	// Concurrency is how many events run at once; 0 means 64×GOMAXPROCS.
 	Concurrency int `yaml:"concurrency"`
 }
@@ -127,7 +140,7 @@ func DefaultConfig(app string) Config {
 			Timeout:      Duration(10 * time.Second),
 		},
 		NATS:   NATSConfig{MaxPayload: 8 << 20},
-		Worker: WorkerConfig{App: app},
+		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},
 		Gateway: GatewayConfig{
 			EventTimeout:      Duration(3 * time.Second),
 			MaxBatch:          64,

@@ -30,9 +30,11 @@ func (c Config) gatewayConfig() gateway.Config {
 
 // Effective returns c as it is used: listeners with the gateway's
 // defaults filled in (name, max_message, max_queue_bytes, message_type,
-// framing). It is what `gatework config` prints.
+// framing), pid_file and log_file with their defaults. It is what
+// `gatework config` prints.
 func (c Config) Effective() Config {
 	c.Listeners = withListenerDefaults(c.Listeners)
+	c.PIDFile, c.LogFile = c.pidFile(), c.logFile()
 	return c
 }
 

@@ -174,7 +174,8 @@ func TestBinaryConfigErrors(t *testing.T) {
 		{[]string{"config", "check", "-c", bad}, nil, 1, bad + ":4: listeners[0].path: only for ws listeners"},
 		{[]string{"start", "-c", bad}, nil, 1, bad + ":4: listeners[0].path: only for ws listeners"},
 		{[]string{"start"}, []string{"GATEWORK_HTTP_PORT=1"}, 1, "env GATEWORK_HTTP_PORT: unknown environment variable"},
-		{[]string{"stop"}, nil, 1, `unknown command "stop"`},
+		{[]string{"stop"}, []string{"GATEWORK_PID_FILE=" + filepath.Join(t.TempDir(), "none.pid")}, 1, "gatework is not running"},
+		{[]string{"frobnicate"}, nil, 1, `unknown command "frobnicate"`},
 		{[]string{"version"}, nil, 0, ""},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,273 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/master"
+)
+
+// errNotRunning: no live master holds the pid file.
+var errNotRunning = errors.New("gatework is not running")
+
+// pidFile returns the pid file of c: pid_file, else
+// $XDG_RUNTIME_DIR/gatework.pid, else /tmp/gatework-<uid>.pid.
+func (c Config) pidFile() string {
+	if c.PIDFile != "" {
+		return c.PIDFile
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "gatework.pid")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("gatework-%d.pid", os.Getuid()))
+}
+
+// logFile returns the log file of `start -d`: log_file, else the pid file
+// with .log for .pid.
+func (c Config) logFile() string {
+	if c.LogFile != "" {
+		return c.LogFile
+	}
+	return strings.TrimSuffix(c.pidFile(), ".pid") + ".log"
+}
+
+// socketPath returns the control socket beside pidFile.
+func socketPath(pidFile string) string {
+	return strings.TrimSuffix(pidFile, ".pid") + ".sock"
+}
+
+// readPID returns the pid in path.
+func readPID(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: no pid in %q", path, b)
+	}
+	return pid, nil
+}
+
+// alive reports whether process pid exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// runningPID returns the pid of the live master that holds path.
+func runningPID(path string) (int, bool) {
+	pid, err := readPID(path)
+	if err != nil || !alive(pid) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// writePIDFile writes pid to path atomically (write then rename).
+func writePIDFile(path string, pid int) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("pid file: %w", err)
+	}
+	return nil
+}
+
+// removePIDFile removes path if it still holds pid.
+func removePIDFile(path string, pid int) {
+	if got, err := readPID(path); err == nil && got == pid {
+		_ = os.Remove(path)
+	}
+}
+
+// controlRequest is one request on the control socket: a JSON line.
+type controlRequest struct {
+	// Cmd is status or reload.
+	Cmd string `json:"cmd"`
+}
+
+// controlResponse is the JSON line that answers a controlRequest.
+type controlResponse struct {
+	OK     bool          `json:"ok"`
+	Error  string        `json:"error,omitempty"`
+	Status *statusReport `json:"status,omitempty"`
+}
+
+// statusReport is what `status --json` prints.
+type statusReport struct {
+	Version   string           `json:"version"`
+	App       string           `json:"app"`
+	Processes []processStatus  `json:"processes"`
+	Workers   *master.Counters `json:"workers,omitempty"`
+}
+
+// processStatus is one process of the node in a statusReport.
+type processStatus struct {
+	Role          string         `json:"role"`
+	PID           int            `json:"pid"`
+	Uptime        string         `json:"uptime"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	RSSBytes      int64          `json:"rss_bytes"`
+	Connections   *int           `json:"connections,omitempty"`
+	Gateway       *gateway.Stats `json:"gateway,omitempty"`
+	Slot          *int           `json:"slot,omitempty"`
+	Generation    *int           `json:"generation,omitempty"`
+	Ready         *bool          `json:"ready,omitempty"`
+	Restarts      *int           `json:"restarts,omitempty"`
+}
+
+// controlServer answers requests on the control socket.
+type controlServer struct {
+	ln     net.Listener
+	path   string
+	log    *slog.Logger
+	handle func(ctx context.Context, req controlRequest) controlResponse
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// listenControl opens the control socket at path (replacing a stale one)
+// and serves it until close.
+func listenControl(path string, log *slog.Logger, handle func(context.Context, controlRequest) controlResponse) (*controlServer, error) {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	_ = os.Chmod(path, 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &controlServer{ln: ln, path: path, log: log, handle: handle, ctx: ctx, cancel: cancel}
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+// maxControlConns bounds the connections served at once; more are closed.
+const maxControlConns = 16
+
+func (s *controlServer) serve() {
+	defer s.wg.Done()
+	sem := make(chan struct{}, maxControlConns)
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			_ = c.Close()
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() { <-sem }()
+			s.serveConn(c)
+		}()
+	}
+}
+
+func (s *controlServer) serveConn(c net.Conn) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadBytes('\n')
+	if err != nil {
+		return
+	}
+	var req controlRequest
+	var resp controlResponse
+	if err := json.Unmarshal(line, &req); err != nil {
+		resp.Error = "bad request: " + err.Error()
+	} else {
+		resp = s.handle(s.ctx, req)
+	}
+	b, _ := json.Marshal(resp)
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, _ = c.Write(append(b, '\n'))
+}
+
+// close stops serving, cancels requests in progress and removes the socket.
+func (s *controlServer) close() {
+	_ = s.ln.Close()
+	s.cancel()
+	s.wg.Wait()
+	_ = os.Remove(s.path)
+}
+
+// callControl sends req to the master's control socket at path and returns
+// its answer; timeout bounds the whole exchange.
+func callControl(path string, req controlRequest, timeout time.Duration) (controlResponse, error) {
+	var resp controlResponse
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return resp, fmt.Errorf("control socket: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	b, _ := json.Marshal(req)
+	if _, err := c.Write(append(b, '\n')); err != nil {
+		return resp, fmt.Errorf("control socket: %w", err)
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		return resp, fmt.Errorf("control socket: %w", err)
+	}
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return resp, fmt.Errorf("control socket: bad answer: %w", err)
+	}
+	return resp, nil
+}
+
+// printStatus writes rep as a table.
+func printStatus(w io.Writer, rep *statusReport) {
+	fmt.Fprintf(w, "gatework %s, app %s\n", rep.Version, rep.App)
+	fmt.Fprintf(w, "%-8s %8s %10s %10s  %s\n", "ROLE", "PID", "UPTIME", "RSS", "DETAILS")
+	for _, p := range rep.Processes {
+		var d []string
+		if p.Connections != nil {
+			d = append(d, fmt.Sprintf("connections=%d", *p.Connections))
+		}
+		if g := p.Gateway; g != nil {
+			d = append(d, fmt.Sprintf("accepted=%d events=%d redelivered=%d in_flight=%d parked=%d",
+				g.Accepted, g.EventsSent, g.Redelivered, g.InFlight, g.Parked))
+		}
+		if p.Slot != nil {
+			d = append(d, fmt.Sprintf("slot=%d generation=%d ready=%t restarts=%d", *p.Slot, *p.Generation, *p.Ready, *p.Restarts))
+		}
+		fmt.Fprintf(w, "%-8s %8d %10s %10s  %s\n", p.Role, p.PID, p.Uptime, formatBytes(p.RSSBytes), strings.Join(d, " "))
+	}
+	if c := rep.Workers; c != nil {
+		fmt.Fprintf(w, "workers: %d crashes, %d restarts, %d reloads, %d failed reloads\n",
+			c.Crashes, c.Restarts, c.Reloads, c.FailedReloads)
+	}
+}
+
+// formatBytes writes n in MiB with one decimal ("-" for 0: unknown).
+func formatBytes(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+}

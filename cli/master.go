@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/gatework/gatework/master"
+	"github.com/gatework/gatework/node"
+)
+
+// defaultShutdownTimeout applies when shutdown_timeout is 0.
+const defaultShutdownTimeout = 15 * time.Second
+
+// reloadTimeout bounds a reload: new workers ready, old ones drained.
+const reloadTimeout = 2 * time.Minute
+
+// masterRun is the master of `start`: the node (bus, gateway, HTTP API)
+// in this process and, with worker.processes > 0, the supervisor of the
+// worker processes.
+type masterRun struct {
+	cfg     Config
+	log     *slog.Logger
+	nc      node.Config
+	node    *node.Node
+	sup     *master.Supervisor // set by start when children is set
+	// children: the workers run in child processes (worker.processes > 0
+	// and an app); otherwise in this process, if any.
+	children bool
+	started time.Time
+}
+
+// newMasterRun prepares the master for the validated c.
+func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
+	nc, err := c.NodeConfig(log, apps...)
+	if err != nil {
+		return nil, err
+	}
+	m := &masterRun{cfg: c, log: log, nc: nc}
+	if c.Worker.Processes > 0 && c.Worker.App != appNone {
+		// Workers run in child processes: the embedded NATS listens on a
+		// loopback port with credentials made up for this run.
+		nc.Worker.Handlers = nil
+		if nc.NATS.URL == "" {
+			if nc.NATS.Listen == "" {
+				nc.NATS.Listen = "127.0.0.1:0"
+			}
+			if nc.NATS.User == "" {
+				nc.NATS.User = "gatework-" + randomHex(4)
+				nc.NATS.Password = randomHex(24)
+			}
+		}
+		m.nc = nc
+		m.children = true
+	}
+	return m, nil
+}
+
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// processes returns how many worker processes the master runs.
+func (m *masterRun) processes() int {
+	if !m.children {
+		return 0
+	}
+	return m.cfg.Worker.Processes
+}
+
+// start starts the node, then the worker processes, and returns once they
+// are all ready. Children's logs go to stderr.
+func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
+	n, err := node.Start(ctx, m.nc)
+	if err != nil {
+		return err
+	}
+	m.node = n
+	m.started = time.Now()
+	if !m.children {
+		return nil
+	}
+	fail := func(err error) error {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = n.Shutdown(sctx)
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(fmt.Errorf("worker processes: %w", err))
+	}
+	spec := m.childSpec()
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fail(fmt.Errorf("worker processes: %w", err))
+	}
+	env := make([]string, 0, len(os.Environ())+1)
+	for _, kv := range os.Environ() {
+		if !hasAnyPrefix(kv, envChild+"=", envDaemon+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, envChild+"="+string(b))
+	sup, err := master.New(master.Config{
+		Path:        exe,
+		Args:        []string{"worker", "--app", m.cfg.Worker.App},
+		Env:         env,
+		Processes:   m.cfg.Worker.Processes,
+		StopTimeout: m.shutdownTimeout(),
+		Stderr:      stderr,
+		Logger:      m.log.With("component", "master"),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	m.sup = sup
+	if err := sup.Start(ctx); err != nil {
+		return fail(fmt.Errorf("worker processes: %w", err))
+	}
+	return nil
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if len(s) >= len(p) && s[:len(p)] == p {
+			return true
+		}
+	}
+	return false
+}
+
+// childSpec is what the worker processes get through the environment.
+func (m *masterRun) childSpec() childSpec {
+	c, nc := m.cfg, m.nc
+	spec := childSpec{
+		Prefix:       c.Prefix,
+		Concurrency:  c.Worker.Concurrency,
+		QueryTimeout: time.Duration(c.API.QueryTimeout),
+		ReqTimeout:   time.Duration(c.API.RequestTimeout),
+		Log:          c.Log,
+		User:         nc.NATS.User,
+		Password:     nc.NATS.Password,
+	}
+	if nc.NATS.URL != "" {
+		spec.URL = nc.NATS.URL
+		spec.Token, spec.NKeySeedFile, spec.CredsFile = nc.NATS.Token, nc.NATS.NKeySeedFile, nc.NATS.CredsFile
+	} else {
+		spec.URL = m.node.NATSURL()
+	}
+	return spec
+}
+
+func (m *masterRun) shutdownTimeout() time.Duration {
+	if t := time.Duration(m.cfg.ShutdownTimeout); t > 0 {
+		return t
+	}
+	return defaultShutdownTimeout
+}
+
+// reload replaces the worker processes (see master.Supervisor.Reload).
+func (m *masterRun) reload(ctx context.Context) error {
+	if m.sup == nil {
+		err := errors.New("reload: the worker runs inside the master (worker.processes is 0): nothing to reload")
+		m.log.Error("reload refused", "err", err)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	return m.sup.Reload(ctx)
+}
+
+// shutdown stops the node gracefully: the gateway first (its close events
+// still reach the workers), then the worker processes, then the rest of
+// the node, all within shutdown_timeout.
+func (m *masterRun) shutdown(ctx context.Context) error {
+	timeout := m.shutdownTimeout()
+	m.log.Info("shutting down", "timeout", timeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	var errs []error
+	if m.sup != nil {
+		// Errors of the gateway are reported again by node.Shutdown.
+		_ = m.node.Gateway().Shutdown(sctx)
+		if err := m.sup.Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := m.node.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// control answers a request of the control socket.
+func (m *masterRun) control(ctx context.Context, req controlRequest) controlResponse {
+	switch req.Cmd {
+	case "status":
+		rep := m.status()
+		return controlResponse{OK: true, Status: &rep}
+	case "reload":
+		if err := m.reload(ctx); err != nil {
+			return controlResponse{Error: err.Error()}
+		}
+		return controlResponse{OK: true}
+	default:
+		return controlResponse{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
+	}
+}
+
+// status describes every process of the node.
+func (m *masterRun) status() statusReport {
+	now := time.Now()
+	self := os.Getpid()
+	rss, _ := master.RSS(self)
+	up := now.Sub(m.started)
+	proc := func(role string, pid int, up time.Duration, rss int64) processStatus {
+		return processStatus{Role: role, PID: pid, Uptime: up.Truncate(time.Second).String(),
+			UptimeSeconds: up.Seconds(), RSSBytes: rss}
+	}
+	rep := statusReport{Version: version(), App: m.cfg.Worker.App}
+	rep.Processes = append(rep.Processes, proc("master", self, up, rss))
+	st := m.node.Gateway().Stats()
+	gw := proc("gateway", self, up, rss)
+	gw.Connections, gw.Gateway = &st.Connections, &st
+	rep.Processes = append(rep.Processes, gw)
+	if m.sup == nil {
+		if m.node.Worker() != nil {
+			rep.Processes = append(rep.Processes, proc("worker", self, up, rss))
+		}
+		return rep
+	}
+	ps, counters := m.sup.Status()
+	rep.Workers = &counters
+	for _, p := range ps {
+		r, _ := master.RSS(p.PID)
+		w := proc("worker", p.PID, now.Sub(p.Started), r)
+		w.Slot, w.Generation, w.Ready, w.Restarts = &p.Slot, &p.Generation, &p.Ready, &p.Restarts
+		rep.Processes = append(rep.Processes, w)
+	}
+	return rep
+}

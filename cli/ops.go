@@ -1,0 +1,259 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// daemonReadyTimeout bounds how long `start -d` waits for the pid file.
+const daemonReadyTimeout = 60 * time.Second
+
+// daemonize starts a detached copy of this command (own session, logs to
+// log_file) and returns once it wrote the pid file, or says why it failed.
+func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
+	pidFile := c.pidFile()
+	if pid, ok := runningPID(pidFile); ok {
+		return fmt.Errorf("gatework is already running (pid %d, pid file %s)", pid, pidFile)
+	}
+	logPath := c.logFile()
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer logf.Close()
+	st, _ := logf.Stat()
+	var logStart int64
+	if st != nil {
+		logStart = st.Size()
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("start -d: %w", err)
+	}
+	var args []string
+	for _, a := range os.Args[1:] {
+		switch a {
+		case "-d", "--daemon", "-d=true", "--daemon=true":
+		case "restart":
+			args = append(args, "start") // the stop part is done
+		default:
+			args = append(args, a)
+		}
+	}
+	child := exec.Command(exe, args...)
+	child.Env = append(os.Environ(), envDaemon+"=1")
+	child.Stdout, child.Stderr = logf, logf
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("start -d: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(daemonReadyTimeout)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("gatework failed to start (%v); the end of %s:\n%s", exitText(err), logPath, logTail(logPath, logStart))
+		case <-deadline:
+			return fmt.Errorf("gatework (pid %d) not ready within %v; see %s", child.Process.Pid, daemonReadyTimeout, logPath)
+		case <-tick.C:
+			if pid, err := readPID(pidFile); err == nil && pid == child.Process.Pid {
+				fmt.Fprintf(cmd.OutOrStdout(), "gatework started in the background: pid %d, pid file %s, log %s\n", pid, pidFile, logPath)
+				return nil
+			}
+		}
+	}
+}
+
+func exitText(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
+
+// logTail returns the lines of path written from offset on, at most the
+// last 4 KiB.
+func logTail(path string, offset int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < offset {
+		return ""
+	}
+	b = b[offset:]
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+func (r *runner) restartCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "restart",
+		Short: "Stop the running node (if any), then start (-d: in the background)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.load(cmd)
+			if err != nil {
+				return err
+			}
+			if err := r.stopMaster(cmd, c, false); err != nil && !errors.Is(err, errNotRunning) {
+				return err
+			}
+			return r.start(cmd)
+		},
+	}
+	r.flags.add(cmd, r.appNames())
+	cmd.Flags().BoolVarP(&r.daemon, "daemon", "d", false, "run in the background (pid file, log file)")
+	return cmd
+}
+
+func (r *runner) reloadCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Replace the worker processes with the binary now on disk, losing no client and no event",
+		Long: `Ask the running master (found through pid_file) to start new worker
+processes from the binary now on disk, wait until they are ready, then let
+the old ones finish the events in hand and exit. Clients stay connected and
+no event is lost. If a new worker fails to start or get ready, the old ones
+keep serving and reload exits 1 saying why. Without the control socket it
+sends SIGUSR1 and the outcome is only in the master's log.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.load(cmd)
+			if err != nil {
+				return err
+			}
+			pidFile := c.pidFile()
+			pid, ok := runningPID(pidFile)
+			if !ok {
+				return errNotRunning
+			}
+			resp, err := callControl(socketPath(pidFile), controlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
+			if err != nil {
+				if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+					return fmt.Errorf("reload: %w", err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "SIGUSR1 sent to pid %d (no control socket: %v); the outcome is in its log\n", pid, err)
+				return nil
+			}
+			if !resp.OK {
+				return fmt.Errorf("reload failed, the old workers keep serving: %s", resp.Error)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "reloaded: new worker processes serve (pid %d)\n", pid)
+			return nil
+		},
+	}
+}
+
+func (r *runner) stopCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the running node gracefully (-f: kill it at once)",
+		Long: `Send SIGTERM to the running master (found through pid_file) and wait
+until it exited: no new clients, queued messages flushed, close frames
+sent, workers drained, within shutdown_timeout. -f sends SIGKILL to the
+master's process group instead (its workers die with it).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.load(cmd)
+			if err != nil {
+				return err
+			}
+			return r.stopMaster(cmd, c, r.force)
+		},
+	}
+	cmd.Flags().BoolVarP(&r.force, "force", "f", false, "kill at once (SIGKILL)")
+	return cmd
+}
+
+// stopMaster stops the master of c's pid file and waits until it is gone.
+func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
+	pidFile := c.pidFile()
+	pid, ok := runningPID(pidFile)
+	if !ok {
+		return errNotRunning
+	}
+	gone := func() bool {
+		if !alive(pid) {
+			return true
+		}
+		got, err := readPID(pidFile)
+		return err != nil || got != pid // the master removes it last
+	}
+	sig, timeout := syscall.SIGTERM, time.Duration(c.ShutdownTimeout)+30*time.Second
+	if force {
+		sig, timeout = syscall.SIGKILL, 10*time.Second
+		// The master's process group, if it leads one (start -d).
+		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	} else if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for !gone() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stop: pid %d still running after %v", pid, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if force {
+		removePIDFile(pidFile, pid)
+		_ = os.Remove(socketPath(pidFile))
+		fmt.Fprintf(cmd.OutOrStdout(), "gatework killed (pid %d)\n", pid)
+		return nil
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "gatework stopped (pid %d)\n", pid)
+	return nil
+}
+
+func (r *runner) statusCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every process of the running node (--json for scripts)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.load(cmd)
+			if err != nil {
+				return err
+			}
+			pidFile := c.pidFile()
+			if _, ok := runningPID(pidFile); !ok {
+				return errNotRunning
+			}
+			resp, err := callControl(socketPath(pidFile), controlRequest{Cmd: "status"}, 10*time.Second)
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			if !resp.OK || resp.Status == nil {
+				return fmt.Errorf("status: %s", resp.Error)
+			}
+			if r.jsonOut {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp.Status)
+			}
+			printStatus(cmd.OutOrStdout(), resp.Status)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&r.jsonOut, "json", false, "print JSON")
+	return cmd
+}

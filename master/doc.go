@@ -1,0 +1,13 @@
+// Package master supervises the worker processes of a node: it starts N
+// copies of a program (the binary on disk, running its hidden `worker`
+// command), waits until each reports that it is ready, restarts a child
+// that crashes with back-off, replaces all children at once on Reload
+// (new ones ready before the old ones are told to drain) and stops them on
+// Stop.
+//
+// The child protocol is small: a child writes the line "ready" on its
+// standard output once it serves events; it stops gracefully (finishing
+// the events in hand) on SIGTERM, and also when its standard input reaches
+// EOF, which happens when the master dies. On Linux a child also gets
+// SIGKILL when the master dies (Pdeathsig).
+package master

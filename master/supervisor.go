@@ -1,0 +1,458 @@
+package master
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Errors of the Supervisor. Callers branch with errors.Is.
+var (
+	// ErrStopped: Start or Reload on a supervisor that is stopping.
+	ErrStopped = errors.New("master: stopped")
+	// ErrNotReady: a child did not report ready within ReadyTimeout, or
+	// exited before it did.
+	ErrNotReady = errors.New("master: worker process not ready")
+	errNoRSS    = errors.New("master: rss not available")
+)
+
+// Back-off of the restarts of a crashed child: the first restart waits
+// minBackoff, each further one twice as long, up to maxBackoff; a child
+// that ran for stableAfter resets it.
+const (
+	minBackoff  = 100 * time.Millisecond
+	maxBackoff  = 5 * time.Second
+	stableAfter = 10 * time.Second
+)
+
+// ReadyLine is the line a child writes on its standard output once it
+// serves events.
+const ReadyLine = "ready"
+
+// Config configures a Supervisor.
+type Config struct {
+	// Path is the program of the children, typically os.Executable().
+	Path string
+	// Args are the children's arguments after the program name (such as
+	// ["worker", "--app", "echo"]).
+	Args []string
+	// Env is the children's whole environment; nil means the master's.
+	Env []string
+	// Processes is how many children run; it must be at least 1.
+	Processes int
+	// ReadyTimeout bounds the wait for a child's ready line; 0 means 15s.
+	ReadyTimeout time.Duration
+	// StopTimeout bounds a child's graceful stop after SIGTERM, after
+	// which it is killed; 0 means 30s.
+	StopTimeout time.Duration
+	// Stderr receives the children's standard error (their logs); nil
+	// means os.Stderr. It must be safe for concurrent writes if it is not
+	// an *os.File.
+	Stderr io.Writer
+	// Logger receives the supervisor's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Process describes one child, as Status reports it.
+type Process struct {
+	// Slot numbers the child's place, 0 to Processes-1; a restarted or
+	// reloaded child takes the place of the one it replaces.
+	Slot int `json:"slot"`
+	// PID is the child's process id.
+	PID int `json:"pid"`
+	// Generation is 0 for the children of Start, n after the nth reload.
+	Generation int `json:"generation"`
+	// Started is when the child was started.
+	Started time.Time `json:"started"`
+	// Ready says whether it reported ready.
+	Ready bool `json:"ready"`
+	// Restarts counts the restarts of this slot after crashes.
+	Restarts int `json:"restarts"`
+}
+
+// Counters are the supervisor's totals since Start.
+type Counters struct {
+	// Crashes counts children that exited without being asked to.
+	Crashes uint64 `json:"crashes"`
+	// Restarts counts children started to replace crashed ones.
+	Restarts uint64 `json:"restarts"`
+	// Reloads and FailedReloads count the calls of Reload by outcome.
+	Reloads       uint64 `json:"reloads"`
+	FailedReloads uint64 `json:"failed_reloads"`
+}
+
+// Supervisor runs and watches the child processes. Its methods are safe for
+// concurrent use; Reload calls run one at a time.
+//
+// Lock order: reloadMu before mu.
+type Supervisor struct {
+	cfg Config
+	log *slog.Logger
+
+	reloadMu sync.Mutex
+
+	mu       sync.Mutex
+	slots    []*slot
+	gen      int
+	stopping bool
+	counters Counters
+	watchers sync.WaitGroup // one per child: reads its stdout and waits for it
+}
+
+// slot is one place of a child.
+type slot struct {
+	idx      int
+	cur      *proc
+	backoff  time.Duration
+	timer    *time.Timer // a pending restart, or nil
+	restarts int
+}
+
+// proc is one child process.
+type proc struct {
+	slot     *slot
+	cmd      *exec.Cmd
+	gen      int
+	started  time.Time
+	stdin    io.WriteCloser
+	ready    chan struct{} // closed when the ready line came
+	done     chan struct{} // closed once the process was waited for
+	err      error         // the exit error; set before done is closed
+	retiring bool          // guarded by Supervisor.mu: asked to stop
+	isReady  bool          // guarded by Supervisor.mu
+}
+
+// New returns a supervisor for cfg; it starts nothing.
+func New(cfg Config) (*Supervisor, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("master: no program path")
+	}
+	if cfg.Processes < 1 {
+		return nil, fmt.Errorf("master: processes %d: must be at least 1", cfg.Processes)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 15 * time.Second
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 30 * time.Second
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = os.Stderr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Supervisor{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Start starts the children and blocks until every one reported ready. If
+// one fails to (within ReadyTimeout or ctx), all are killed and the error
+// wraps ErrNotReady or ctx.Err().
+func (s *Supervisor) Start(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	s.slots = make([]*slot, s.cfg.Processes)
+	for i := range s.slots {
+		s.slots[i] = &slot{idx: i, backoff: minBackoff}
+	}
+	s.mu.Unlock()
+	ps, err := s.spawnAll(ctx, 0)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, p := range ps {
+		s.slots[i].cur = p
+	}
+	return nil
+}
+
+// spawnAll starts one child per slot of generation gen and waits until all
+// are ready; on failure it kills them and waits for them.
+func (s *Supervisor) spawnAll(ctx context.Context, gen int) ([]*proc, error) {
+	ps := make([]*proc, 0, len(s.slots))
+	fail := func(err error) ([]*proc, error) {
+		for _, p := range ps {
+			_ = p.cmd.Process.Kill()
+		}
+		for _, p := range ps {
+			<-p.done
+		}
+		return nil, err
+	}
+	for _, sl := range s.slots {
+		p, err := s.spawn(sl, gen)
+		if err != nil {
+			return fail(err)
+		}
+		ps = append(ps, p)
+	}
+	timer := time.NewTimer(s.cfg.ReadyTimeout)
+	defer timer.Stop()
+	for _, p := range ps {
+		select {
+		case <-p.ready:
+		case <-p.done:
+			return fail(fmt.Errorf("%w: pid %d exited before it was ready: %v", ErrNotReady, p.cmd.Process.Pid, p.err))
+		case <-timer.C:
+			return fail(fmt.Errorf("%w: pid %d not ready within %v", ErrNotReady, p.cmd.Process.Pid, s.cfg.ReadyTimeout))
+		case <-ctx.Done():
+			return fail(fmt.Errorf("master: waiting for workers: %w", ctx.Err()))
+		}
+	}
+	return ps, nil
+}
+
+// spawn starts one child for sl; it does not wait for it to be ready.
+func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
+	cmd := exec.Command(s.cfg.Path, s.cfg.Args...)
+	cmd.Env = s.cfg.Env
+	cmd.Stderr = s.cfg.Stderr
+	cmd.SysProcAttr = sysProcAttr()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, fmt.Errorf("master: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("master: start worker process: %w", err)
+	}
+	p := &proc{
+		slot: sl, cmd: cmd, gen: gen, started: time.Now(), stdin: stdin,
+		ready: make(chan struct{}), done: make(chan struct{}),
+	}
+	s.log.Info("worker process started", "pid", cmd.Process.Pid, "slot", sl.idx, "generation", gen)
+	s.watchers.Add(1)
+	go s.watch(p, stdout)
+	return p, nil
+}
+
+// watch reads the child's stdout for the ready line, then waits for its
+// exit and handles it.
+func (s *Supervisor) watch(p *proc, stdout io.Reader) {
+	defer s.watchers.Done()
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == ReadyLine && !p.readyClosed() {
+			s.mu.Lock()
+			p.isReady = true
+			s.mu.Unlock()
+			close(p.ready)
+			s.log.Info("worker process ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
+		}
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	p.err = p.cmd.Wait()
+	_ = p.stdin.Close()
+	close(p.done)
+	s.exited(p)
+}
+
+func (p *proc) readyClosed() bool {
+	select {
+	case <-p.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// exited handles the exit of p: a crash of a current child schedules its
+// restart.
+func (s *Supervisor) exited(p *proc) {
+	pid := p.cmd.Process.Pid
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sl := p.slot
+	if s.stopping || p.retiring || sl.cur != p {
+		s.log.Info("worker process exited", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err))
+		return
+	}
+	s.counters.Crashes++
+	if time.Since(p.started) >= stableAfter {
+		sl.backoff = minBackoff
+	}
+	s.log.Error("worker process crashed", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err),
+		"restart_in", sl.backoff.String(), "crashes", s.counters.Crashes)
+	s.scheduleRestartLocked(sl, p)
+}
+
+// scheduleRestartLocked restarts the child of sl after its back-off,
+// unless sl has moved on from old by then.
+func (s *Supervisor) scheduleRestartLocked(sl *slot, old *proc) {
+	d := sl.backoff
+	sl.backoff = min(2*sl.backoff, maxBackoff)
+	sl.timer = time.AfterFunc(d, func() { s.restart(sl, old) })
+}
+
+func (s *Supervisor) restart(sl *slot, old *proc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping || sl.cur != old {
+		return
+	}
+	sl.timer = nil
+	p, err := s.spawn(sl, old.gen)
+	if err != nil {
+		s.log.Error("worker process restart failed", "slot", sl.idx, "err", err)
+		s.scheduleRestartLocked(sl, old)
+		return
+	}
+	sl.cur = p
+	sl.restarts++
+	s.counters.Restarts++
+	// A child that never gets ready is killed: its exit is a crash.
+	go func() {
+		select {
+		case <-p.ready:
+		case <-p.done:
+		case <-time.After(s.cfg.ReadyTimeout):
+			s.log.Error("restarted worker process not ready, killing it", "pid", p.cmd.Process.Pid, "timeout", s.cfg.ReadyTimeout.String())
+			_ = p.cmd.Process.Kill()
+		}
+	}()
+}
+
+// Reload replaces every child: it starts a new generation from the
+// program now on disk, waits until all of them are ready, then asks the old
+// ones to stop (SIGTERM: they drain and finish the events in hand) and
+// waits for them to exit (killing those that take longer than
+// StopTimeout). If a new child fails to start or to become ready within
+// ReadyTimeout, the new ones are killed, the old ones keep running and the
+// error wraps ErrNotReady. Reload calls run one at a time.
+func (s *Supervisor) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.mu.Lock()
+	if s.stopping || s.slots == nil {
+		s.mu.Unlock()
+		return ErrStopped
+	}
+	gen := s.gen + 1
+	s.mu.Unlock()
+	s.log.Info("reload: starting new worker processes", "generation", gen, "processes", len(s.slots))
+	ps, err := s.spawnAll(ctx, gen)
+	s.mu.Lock()
+	if err == nil && s.stopping {
+		err = ErrStopped
+		for _, p := range ps {
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	if err != nil {
+		s.counters.FailedReloads++
+		s.mu.Unlock()
+		s.log.Error("reload failed: the old worker processes keep serving", "err", err)
+		return fmt.Errorf("master: reload: %w", err)
+	}
+	s.gen = gen
+	s.counters.Reloads++
+	old := make([]*proc, 0, len(s.slots))
+	for i, sl := range s.slots {
+		if sl.timer != nil {
+			sl.timer.Stop()
+			sl.timer = nil
+		}
+		if sl.cur != nil {
+			sl.cur.retiring = true
+			old = append(old, sl.cur)
+		}
+		sl.cur = ps[i]
+		sl.backoff = minBackoff
+	}
+	s.mu.Unlock()
+	s.log.Info("reload: new worker processes ready, stopping the old ones", "generation", gen)
+	s.stopProcs(ctx, old)
+	s.log.Info("reload done", "generation", gen)
+	return nil
+}
+
+// stopProcs sends SIGTERM to ps and waits for them, killing the ones that
+// outlive StopTimeout or ctx.
+func (s *Supervisor) stopProcs(ctx context.Context, ps []*proc) {
+	for _, p := range ps {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	timer := time.NewTimer(s.cfg.StopTimeout)
+	defer timer.Stop()
+	for _, p := range ps {
+		select {
+		case <-p.done:
+			continue
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+		s.log.Warn("worker process did not stop in time, killing it", "pid", p.cmd.Process.Pid)
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// Stop stops every child gracefully (SIGTERM, then SIGKILL after
+// StopTimeout or when ctx expires) and waits for them; restarts stop. It
+// is idempotent.
+func (s *Supervisor) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping = true
+	var ps []*proc
+	for _, sl := range s.slots {
+		if sl.timer != nil {
+			sl.timer.Stop()
+			sl.timer = nil
+		}
+		if sl.cur != nil {
+			ps = append(ps, sl.cur)
+		}
+	}
+	s.mu.Unlock()
+	s.stopProcs(ctx, ps)
+	// A Reload in progress kills its new children once it sees stopping.
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.watchers.Wait()
+	return nil
+}
+
+// Status returns the current children and the counters.
+func (s *Supervisor) Status() ([]Process, Counters) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Process, 0, len(s.slots))
+	for _, sl := range s.slots {
+		p := sl.cur
+		if p == nil {
+			continue
+		}
+		out = append(out, Process{
+			Slot: sl.idx, PID: p.cmd.Process.Pid, Generation: p.gen,
+			Started: p.started, Ready: p.isReady, Restarts: sl.restarts,
+		})
+	}
+	return out, s.counters
+}
+
+// exitStatus describes a child's exit error.
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit 0"
+	}
+	return err.Error()
+}
