@@ -26,15 +26,15 @@ const reloadTimeout = 2 * time.Minute
 // in this process and, with worker.processes > 0, the supervisor of the
 // worker processes.
 type masterRun struct {
-	cfg     Config
-	log     *slog.Logger
-	nc      node.Config
-	node    *node.Node
-	sup     *master.Supervisor // set by start when children is set
+	cfg  Config
+	log  *slog.Logger
+	nc   node.Config
+	node *node.Node
+	sup  *master.Supervisor // set by start when children is set
 	// children: the workers run in child processes (worker.processes > 0
 	// and an app); otherwise in this process, if any.
 	children bool
-	started time.Time
+	started  time.Time
 }
 
 // newMasterRun prepares the master for the validated c.
