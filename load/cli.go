@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lesismal/nbio/logging"
 )
 
 const usage = `gwload: a load generator for gatework nodes (127.0.0.0/8 targets only)
@@ -43,6 +45,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		newFlags(&cliFlags{}, stderr).PrintDefaults()
 		return 2
 	}
+	logging.SetLevel(logging.LevelError)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd, rest := args[0], args[1:]

@@ -1,0 +1,164 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gatework/gatework/apps/echo"
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/node"
+)
+
+func TestMain(m *testing.M) {
+	// nbio starts a task pool when its package is initialised.
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/lesismal/nbio/taskpool.New.func3"))
+}
+
+// target is one server the workloads run against.
+type target struct {
+	name           string
+	ws, http       string
+	bare           bool
+	stop           func()
+	connectedCount func() int
+}
+
+func startNode(t *testing.T) target {
+	t.Helper()
+	h := echo.Handlers()
+	n, err := node.Start(context.Background(), node.Config{
+		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}},
+		HTTP:    node.HTTPConfig{Addr: "127.0.0.1:0"},
+		Worker:  node.WorkerConfig{Handlers: &h},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	return target{name: "gatework", ws: n.Addr("ws").String(), http: n.HTTPAddr().String(),
+		stop: func() { _ = n.Shutdown(context.Background()) }}
+}
+
+func startBare(t *testing.T) target {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("nbhttp v1.6.12 races internally (see race_test.go); run without -race")
+	}
+	b, err := StartBare(BareConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("StartBare: %v", err)
+	}
+	return target{name: "bare", ws: b.WSAddr().String(), http: b.HTTPAddr().String(), bare: true,
+		stop: func() { _ = b.Close() }}
+}
+
+func checkOrdered(t *testing.T, p50, p99, p999 float64) {
+	t.Helper()
+	if p50 <= 0 || p50 > p99 || p99 > p999 {
+		t.Errorf("percentiles not ordered: p50 %v p99 %v p999 %v", p50, p99, p999)
+	}
+}
+
+// TestWorkloads runs every workload briefly against an in-process node
+// with the echo app and against the bare server, children in-process.
+func TestWorkloads(t *testing.T) {
+	for _, start := range []struct {
+		name string
+		f    func(*testing.T) target
+	}{{"gatework", startNode}, {"bare", startBare}} {
+		t.Run(start.name, func(t *testing.T) {
+			tg := start.f(t)
+			defer tg.stop()
+			tests := []struct {
+				w     Workload
+				check func(*testing.T, *Result)
+			}{
+				{Idle, func(t *testing.T, r *Result) {
+					if r.RSSAfterKiB <= 0 || r.IdleCPUPercent < 0 || r.Disconnected != 0 {
+						t.Errorf("idle: rss %d KiB, cpu %v %%, %d disconnected", r.RSSAfterKiB, r.IdleCPUPercent, r.Disconnected)
+					}
+				}},
+				{FanOut, func(t *testing.T, r *Result) {
+					if len(r.Steps) != 1 || r.Members != r.Conns {
+						t.Fatalf("fanout: %d steps, %d members", len(r.Steps), r.Members)
+					}
+					s := r.Steps[0]
+					if s.Sent == 0 || s.Delivered != s.Expected || s.DeliveriesPerSec <= 0 {
+						t.Errorf("fanout: sent %d, delivered %d of %d, %v/s", s.Sent, s.Delivered, s.Expected, s.DeliveriesPerSec)
+					}
+					checkOrdered(t, s.P50Ms, s.P99Ms, s.P999Ms)
+				}},
+				{Echo, func(t *testing.T, r *Result) {
+					if r.Count == 0 || r.PerSec <= 0 || r.Errors != 0 {
+						t.Errorf("echo: %d round trips, %v/s, %d errors", r.Count, r.PerSec, r.Errors)
+					}
+					checkOrdered(t, r.P50Ms, r.P99Ms, r.P999Ms)
+				}},
+				{Churn, func(t *testing.T, r *Result) {
+					if r.Count == 0 || r.PerSec <= 0 || r.Errors != 0 {
+						t.Errorf("churn: %d cycles, %v/s, %d errors", r.Count, r.PerSec, r.Errors)
+					}
+					checkOrdered(t, r.P50Ms, r.P99Ms, r.P999Ms)
+				}},
+			}
+			for _, tt := range tests {
+				t.Run(string(tt.w), func(t *testing.T) {
+					cfg := Config{Workload: tt.w, WSAddr: tg.ws, HTTPAddr: tg.http, Bare: tg.bare,
+						PID: os.Getpid(), Conns: 40, Procs: 2, SrcIPs: 2, InProcess: true,
+						Duration: 400 * time.Millisecond, MaxDuration: 20 * time.Second,
+						Concurrency: 4, Rates: []int{50}}
+					r, err := Run(context.Background(), cfg)
+					if err != nil {
+						t.Fatalf("Run: %v", err)
+					}
+					if tt.w != Churn && (r.Connected != cfg.Conns || r.Failed != 0) {
+						t.Fatalf("connected %d of %d, %d failed", r.Connected, cfg.Conns, r.Failed)
+					}
+					tt.check(t, r)
+					PrintTable(io.Discard, r)
+				})
+			}
+		})
+	}
+}
+
+func TestConfigRefuses(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want error
+	}{
+		{"remote ws", Config{Workload: Echo, WSAddr: "10.0.0.1:7272"}, ErrNotLoopback},
+		{"remote http", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "example.com:80"}, ErrNotLoopback},
+		{"ipv6", Config{Workload: Echo, WSAddr: "[::1]:7272"}, ErrNotLoopback},
+		{"too many", Config{Workload: Idle, WSAddr: "127.0.0.1:7272", Conns: 10, MaxConns: 5}, nil},
+		{"unknown", Config{Workload: "x", WSAddr: "127.0.0.1:7272"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Run(context.Background(), tt.cfg)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("Run = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFindListenerPID(t *testing.T) {
+	tg := startBare(t)
+	defer tg.stop()
+	pid, err := FindListenerPID(tg.ws)
+	if err != nil || pid != os.Getpid() {
+		t.Fatalf("FindListenerPID = %d, %v; want %d", pid, err, os.Getpid())
+	}
+	if _, err := ReadProcStats(pid); err != nil {
+		t.Fatal(err)
+	}
+}
