@@ -1,0 +1,262 @@
+package ops
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// TestWorkerProcesses: answers come from a worker process, not the master;
+// a worker killed with SIGKILL is restarted and the node keeps answering.
+func TestWorkerProcesses(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	st := n.status()
+	workers := st.workers()
+	if len(workers) != 2 {
+		t.Fatalf("want 2 ready workers, got %+v", st)
+	}
+	masterPID := n.master.Process.Pid
+	c := n.dial()
+	pid := c.ask("hello")
+	if !workers[pid] || pid == masterPID {
+		t.Fatalf("answered by pid %d; workers %v, master %d", pid, workers, masterPID)
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the killed worker to be replaced", func() bool {
+		st = n.status()
+		w := st.workers()
+		return len(w) == 2 && !w[pid] && st.Workers.Crashes == 1 && st.Workers.Restarts == 1
+	})
+	if !strings.Contains(n.logs.String(), `"msg":"worker process crashed"`) {
+		t.Errorf("the crash is not logged:\n%s", n.logs.String())
+	}
+	w := st.workers()
+	for i := range 10 {
+		if got := c.ask("again " + strconv.Itoa(i)); !w[got] {
+			t.Fatalf("answered by pid %d; workers %v", got, w)
+		}
+	}
+}
+
+// TestReloadUnderLoad: 20 clients send continuously while the workers are
+// reloaded; none is disconnected, no reply is missing or out of order, and
+// the replies after the reload come from the new workers.
+func TestReloadUnderLoad(t *testing.T) {
+	const clients, window = 20, 8
+	n := newNode(t)
+	n.start()
+	old := n.status().workers()
+
+	type result struct {
+		sent, got int
+		err       error
+		lastPID   int
+	}
+	results := make([]result, clients)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range clients {
+		c := n.dial()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			credit := make(chan struct{}, window)
+			for range window {
+				credit <- struct{}{}
+			}
+			readErr := make(chan error, 1)
+			go func() {
+				for want := 0; ; want++ {
+					_ = c.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+					_, msg, err := c.ws.ReadMessage()
+					if err != nil {
+						readErr <- fmt.Errorf("after %d replies: %w", want, err)
+						return
+					}
+					pid, seq, _ := strings.Cut(string(msg), " ")
+					if seq == "end" {
+						readErr <- nil
+						return
+					}
+					if seq != strconv.Itoa(want) {
+						readErr <- fmt.Errorf("reply %d is %q", want, msg)
+						return
+					}
+					r.lastPID, _ = strconv.Atoi(pid)
+					r.got = want + 1
+					credit <- struct{}{}
+				}
+			}()
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					r.sent = seq
+					if err := c.ws.WriteMessage(websocket.TextMessage, []byte("end")); err != nil {
+						r.err = err
+						_ = c.ws.Close()
+					}
+					if err := <-readErr; r.err == nil {
+						r.err = err
+					}
+					return
+				case err := <-readErr:
+					r.err = err
+					r.sent = seq
+					return
+				case <-credit:
+				}
+				if err := c.ws.WriteMessage(websocket.TextMessage, []byte(strconv.Itoa(seq))); err != nil {
+					r.err = err
+					r.sent = seq
+					_ = c.ws.Close()
+					<-readErr
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(700 * time.Millisecond) // load before the reload
+	out, errOut, code := n.run("reload")
+	if code != 0 || !strings.Contains(out, "reloaded") {
+		t.Errorf("reload: exit %d, %q %q", code, out, errOut)
+	}
+	time.Sleep(700 * time.Millisecond) // load after the reload
+	close(stop)
+	wg.Wait()
+
+	st := n.status()
+	fresh := st.workers()
+	for pid := range fresh {
+		if old[pid] {
+			t.Errorf("worker %d was not replaced: old %v, new %v", pid, old, fresh)
+		}
+	}
+	if st.Workers.Reloads != 1 {
+		t.Errorf("reloads: %+v", st.Workers)
+	}
+	total := 0
+	for i, r := range results {
+		total += r.got
+		if r.err != nil {
+			t.Errorf("client %d: %v (sent %d, got %d)", i, r.err, r.sent, r.got)
+		} else if r.got != r.sent {
+			t.Errorf("client %d: sent %d, got %d", i, r.sent, r.got)
+		}
+		if !fresh[r.lastPID] {
+			t.Errorf("client %d: last reply from pid %d, not a new worker %v", i, r.lastPID, fresh)
+		}
+	}
+	t.Logf("%d clients, %d messages answered in order across the reload", clients, total)
+	if total < clients*10 {
+		t.Errorf("too little load: %d messages", total)
+	}
+}
+
+// TestReloadBrokenBinary: when the binary on disk cannot run, reload fails,
+// says so, and the old workers keep serving.
+func TestReloadBrokenBinary(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	old := n.status().workers()
+	if err := os.Remove(n.bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(n.bin, []byte("#!/bin/sh\necho broken >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := n.dial()
+	c.ask("before")
+	out, errOut, code := n.run("reload")
+	if code != 1 || !strings.Contains(errOut, "reload failed, the old workers keep serving") {
+		t.Fatalf("reload: exit %d, %q %q", code, out, errOut)
+	}
+	st := n.status()
+	if now := st.workers(); fmt.Sprint(now) != fmt.Sprint(old) {
+		t.Errorf("workers changed: %v, now %v", old, now)
+	}
+	if st.Workers.FailedReloads != 1 || st.Workers.Reloads != 0 {
+		t.Errorf("counters: %+v", st.Workers)
+	}
+	for i := range 10 {
+		if pid := c.ask("after " + strconv.Itoa(i)); !old[pid] {
+			t.Fatalf("answered by %d, not an old worker %v", pid, old)
+		}
+	}
+}
+
+// TestDaemon: start -d returns once ready, a second start -d says it is
+// already running, status prints a table, stop ends everything and
+// stop -f kills.
+func TestDaemon(t *testing.T) {
+	n := newNode(t)
+	logFile := n.pidFile[:len(n.pidFile)-len(".pid")] + ".log"
+	args := append(startArgs[:len(startArgs):len(startArgs)], "-d")
+	out, errOut, code := n.run(args...)
+	if code != 0 || !strings.Contains(out, "gatework started in the background") {
+		t.Fatalf("start -d: exit %d, %q %q", code, out, errOut)
+	}
+	pid, err := n.masterPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := os.ReadFile(logFile)
+	if !n.readyLine(string(logs)) {
+		t.Fatalf("no ready line in %s:\n%s", logFile, logs)
+	}
+	c := n.dial()
+	c.ask("hi")
+
+	_, errOut, code = n.run(args...)
+	if code != 1 || !strings.Contains(errOut, fmt.Sprintf("gatework is already running (pid %d", pid)) {
+		t.Errorf("second start -d: exit %d, %q", code, errOut)
+	}
+	out, errOut, code = n.run("status")
+	if code != 0 || !strings.Contains(out, "master") || strings.Count(out, "worker ") != 2 || !strings.Contains(out, "connections=1") {
+		t.Errorf("status: exit %d, %q\n%s", code, errOut, out)
+	}
+	workers := n.status().workers()
+
+	_ = c.ws.Close() // else the stop waits close_timeout for its close handshake
+	out, errOut, code = n.run("stop")
+	if code != 0 || !strings.Contains(out, "gatework stopped") {
+		t.Fatalf("stop: exit %d, %q %q", code, out, errOut)
+	}
+	for p := range workers {
+		waitFor(t, 5*time.Second, "the workers to exit", func() bool { return syscall.Kill(p, 0) != nil })
+	}
+	if _, err := os.Stat(n.pidFile); !os.IsNotExist(err) {
+		t.Errorf("pid file left: %v", err)
+	}
+	if _, _, code := n.run("status"); code != 1 {
+		t.Errorf("status of a stopped node: exit %d", code)
+	}
+
+	// stop -f
+	if out, errOut, code := n.run(args...); code != 0 {
+		t.Fatalf("start -d: exit %d, %q %q", code, out, errOut)
+	}
+	pid, _ = n.masterPID()
+	workers = n.status().workers()
+	out, errOut, code = n.run("stop", "-f")
+	if code != 0 || !strings.Contains(out, "gatework killed") {
+		t.Fatalf("stop -f: exit %d, %q %q", code, out, errOut)
+	}
+	for p := range workers {
+		waitFor(t, 5*time.Second, "the workers to die", func() bool { return syscall.Kill(p, 0) != nil })
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("master %d still alive", pid)
+	}
+}
