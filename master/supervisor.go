@@ -251,15 +251,18 @@ func (s *Supervisor) watch(p *proc, stdout io.Reader) {
 	defer s.watchers.Done()
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == ReadyLine && !p.readyClosed() {
+		if !p.readyClosed() && strings.TrimSpace(sc.Text()) == ReadyLine {
 			s.mu.Lock()
 			p.isReady = true
 			s.mu.Unlock()
 			close(p.ready)
 			s.log.Info("worker process ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
+			continue
 		}
+		// What the app prints goes with the logs.
+		_, _ = s.cfg.Stderr.Write(append(sc.Bytes(), '\n'))
 	}
-	_, _ = io.Copy(io.Discard, stdout)
+	_, _ = io.Copy(s.cfg.Stderr, stdout) // after a line too long to scan
 	p.err = p.cmd.Wait()
 	_ = p.stdin.Close()
 	close(p.done)

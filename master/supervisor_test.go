@@ -1,0 +1,269 @@
+package master_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gatework/gatework/master"
+)
+
+// envMode names a file whose content says how the test binary behaves
+// when run as a child: ok (report ready, stop on SIGTERM or stdin EOF),
+// fail (exit 1 at once) or silent (never report ready).
+const envMode = "MASTER_TEST_MODE_FILE"
+
+func TestMain(m *testing.M) {
+	if f := os.Getenv(envMode); f != "" {
+		os.Exit(child(f))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func child(modeFile string) int {
+	mode, err := os.ReadFile(modeFile)
+	if err != nil {
+		return 3
+	}
+	switch strings.TrimSpace(string(mode)) {
+	case "fail":
+		fmt.Fprintln(os.Stderr, "child: failing as asked")
+		return 1
+	case "ok":
+		fmt.Println("hello from the app") // forwarded to Stderr
+		fmt.Println(master.ReadyLine)
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	eof := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(eof)
+	}()
+	select {
+	case <-term:
+	case <-eof:
+	}
+	return 0
+}
+
+// lockedBuffer is a strings.Builder safe for concurrent writes.
+type lockedBuffer struct {
+	ch chan struct{}
+	b  strings.Builder
+}
+
+func newBuffer() *lockedBuffer {
+	l := &lockedBuffer{ch: make(chan struct{}, 1)}
+	l.ch <- struct{}{}
+	return l
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	<-l.ch
+	defer func() { l.ch <- struct{}{} }()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	<-l.ch
+	defer func() { l.ch <- struct{}{} }()
+	return l.b.String()
+}
+
+type fixture struct {
+	t      *testing.T
+	mode   string
+	sup    *master.Supervisor
+	stderr *lockedBuffer
+}
+
+func setup(t *testing.T, mode string, readyTimeout time.Duration) *fixture {
+	t.Helper()
+	f := &fixture{t: t, mode: filepath.Join(t.TempDir(), "mode"), stderr: newBuffer()}
+	f.setMode(mode)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := master.New(master.Config{
+		Path:         exe,
+		Args:         []string{"-test.run=^$"},
+		Env:          append(os.Environ(), envMode+"="+f.mode),
+		Processes:    2,
+		ReadyTimeout: readyTimeout,
+		StopTimeout:  5 * time.Second,
+		Stderr:       f.stderr,
+		Logger:       slog.New(slog.NewTextHandler(f.stderr, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sup = sup
+	t.Cleanup(func() { _ = sup.Stop(context.Background()) })
+	return f
+}
+
+func (f *fixture) setMode(mode string) {
+	if err := os.WriteFile(f.mode, []byte(mode), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) pids() map[int]bool {
+	ps, _ := f.sup.Status()
+	m := map[int]bool{}
+	for _, p := range ps {
+		if p.Ready {
+			m[p.PID] = true
+		}
+	}
+	return m
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func gone(pid int) bool { return syscall.Kill(pid, 0) != nil }
+
+func TestStartCrashReloadStop(t *testing.T) {
+	f := setup(t, "ok", 10*time.Second)
+	if err := f.sup.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := f.pids()
+	if len(first) != 2 {
+		t.Fatalf("ready children: %v", first)
+	}
+	waitFor(t, 5*time.Second, "the app's output to be forwarded", func() bool {
+		return strings.Count(f.stderr.String(), "hello from the app") == 2
+	})
+
+	// A crash is restarted.
+	var victim int
+	for pid := range first {
+		victim = pid
+		break
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the restart", func() bool {
+		p := f.pids()
+		_, c := f.sup.Status()
+		return len(p) == 2 && !p[victim] && c.Crashes == 1 && c.Restarts == 1
+	})
+	if !strings.Contains(f.stderr.String(), "worker process crashed") {
+		t.Errorf("crash not logged:\n%s", f.stderr.String())
+	}
+
+	// A reload replaces every child, and the old ones exit.
+	before := f.pids()
+	if err := f.sup.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	after := f.pids()
+	ps, c := f.sup.Status()
+	if len(after) != 2 || c.Reloads != 1 {
+		t.Fatalf("after reload: %+v %+v", ps, c)
+	}
+	for pid := range before {
+		if after[pid] {
+			t.Errorf("pid %d survived the reload", pid)
+		}
+		if !gone(pid) {
+			t.Errorf("old pid %d still running", pid)
+		}
+	}
+	for _, p := range ps {
+		if p.Generation != 1 {
+			t.Errorf("generation %d, want 1", p.Generation)
+		}
+	}
+
+	// Stop ends everything and prevents restarts.
+	if err := f.sup.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for pid := range after {
+		if !gone(pid) {
+			t.Errorf("pid %d still running after Stop", pid)
+		}
+	}
+	if err := f.sup.Reload(t.Context()); !errors.Is(err, master.ErrStopped) {
+		t.Errorf("reload after stop: %v", err)
+	}
+}
+
+func TestReloadFailureKeepsOld(t *testing.T) {
+	tests := []struct {
+		mode string
+		want string
+	}{
+		{"fail", "exited before it was ready"},
+		{"silent", "not ready within"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			f := setup(t, "ok", 500*time.Millisecond)
+			if err := f.sup.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			old := f.pids()
+			f.setMode(tt.mode)
+			err := f.sup.Reload(t.Context())
+			if !errors.Is(err, master.ErrNotReady) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("reload: %v", err)
+			}
+			if now := f.pids(); fmt.Sprint(now) != fmt.Sprint(old) {
+				t.Errorf("children changed: %v, now %v", old, now)
+			}
+			for pid := range old {
+				if gone(pid) {
+					t.Errorf("old pid %d died", pid)
+				}
+			}
+			if _, c := f.sup.Status(); c.FailedReloads != 1 || c.Reloads != 0 {
+				t.Errorf("counters %+v", c)
+			}
+		})
+	}
+}
+
+func TestStartNotReady(t *testing.T) {
+	f := setup(t, "silent", 300*time.Millisecond)
+	err := f.sup.Start(t.Context())
+	if !errors.Is(err, master.ErrNotReady) {
+		t.Fatalf("start: %v", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, cfg := range []master.Config{
+		{Processes: 1},
+		{Path: "/bin/true"},
+	} {
+		if _, err := master.New(cfg); err == nil {
+			t.Errorf("New(%+v): no error", cfg)
+		}
+	}
+}
