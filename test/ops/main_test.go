@@ -238,6 +238,9 @@ type status struct {
 		Generation  *int   `json:"generation"`
 		Ready       *bool  `json:"ready"`
 		Restarts    *int   `json:"restarts"`
+		Gateway     *struct {
+			Redelivered uint64 `json:"Redelivered"`
+		} `json:"gateway"`
 	} `json:"processes"`
 	Workers struct {
 		Crashes       uint64 `json:"crashes"`
@@ -258,6 +261,16 @@ func (n *node) status() status {
 		n.t.Fatalf("status --json: %v\n%s", err, out)
 	}
 	return s
+}
+
+// redelivered returns the gateway's count of redelivered batches.
+func (s status) redelivered() uint64 {
+	for _, p := range s.Processes {
+		if p.Gateway != nil {
+			return p.Gateway.Redelivered
+		}
+	}
+	return 0
 }
 
 // workers returns the pids of the ready worker processes by pid.

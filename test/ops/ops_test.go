@@ -49,21 +49,20 @@ func TestWorkerProcesses(t *testing.T) {
 	}
 }
 
-// TestReloadUnderLoad: 20 clients send continuously while the workers are
-// reloaded; none is disconnected, no reply is missing or out of order, and
-// the replies after the reload come from the new workers.
-func TestReloadUnderLoad(t *testing.T) {
-	const clients, window = 20, 8
-	n := newNode(t)
-	n.start()
-	old := n.status().workers()
+// loadResult is what one client of runLoad saw.
+type loadResult struct {
+	sent, got int
+	err       error
+	lastPID   int // the worker process of the last reply
+}
 
-	type result struct {
-		sent, got int
-		err       error
-		lastPID   int
-	}
-	results := make([]result, clients)
+// runLoad runs clients WebSocket clients that send numbered messages
+// continuously (up to 8 unanswered each) and check that every reply comes,
+// in order; middle runs after 700 ms of load, then the load goes on for
+// another 700 ms and every client sends "end" and waits for its answer.
+func runLoad(t *testing.T, n *node, clients int, middle func()) []loadResult {
+	const window = 8
+	results := make([]loadResult, clients)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range clients {
@@ -127,15 +126,40 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(700 * time.Millisecond) // load before the reload
-	out, errOut, code := n.run("reload")
-	if code != 0 || !strings.Contains(out, "reloaded") {
-		t.Errorf("reload: exit %d, %q %q", code, out, errOut)
-	}
-	time.Sleep(700 * time.Millisecond) // load after the reload
+	time.Sleep(700 * time.Millisecond) // load before
+	middle()
+	time.Sleep(700 * time.Millisecond) // load after
 	close(stop)
 	wg.Wait()
+	total := 0
+	for i, r := range results {
+		total += r.got
+		if r.err != nil {
+			t.Errorf("client %d: %v (sent %d, got %d)", i, r.err, r.sent, r.got)
+		} else if r.got != r.sent {
+			t.Errorf("client %d: sent %d, got %d", i, r.sent, r.got)
+		}
+	}
+	t.Logf("%d clients, %d messages answered in order", clients, total)
+	if total < clients*10 {
+		t.Errorf("too little load: %d messages", total)
+	}
+	return results
+}
 
+// TestReloadUnderLoad: 20 clients send continuously while the workers are
+// reloaded; none is disconnected, no reply is missing or out of order, and
+// the replies after the reload come from the new workers.
+func TestReloadUnderLoad(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	old := n.status().workers()
+	results := runLoad(t, n, 20, func() {
+		out, errOut, code := n.run("reload")
+		if code != 0 || !strings.Contains(out, "reloaded") {
+			t.Errorf("reload: exit %d, %q %q", code, out, errOut)
+		}
+	})
 	st := n.status()
 	fresh := st.workers()
 	for pid := range fresh {
@@ -146,21 +170,40 @@ func TestReloadUnderLoad(t *testing.T) {
 	if st.Workers.Reloads != 1 {
 		t.Errorf("reloads: %+v", st.Workers)
 	}
-	total := 0
 	for i, r := range results {
-		total += r.got
-		if r.err != nil {
-			t.Errorf("client %d: %v (sent %d, got %d)", i, r.err, r.sent, r.got)
-		} else if r.got != r.sent {
-			t.Errorf("client %d: sent %d, got %d", i, r.sent, r.got)
-		}
 		if !fresh[r.lastPID] {
 			t.Errorf("client %d: last reply from pid %d, not a new worker %v", i, r.lastPID, fresh)
 		}
 	}
-	t.Logf("%d clients, %d messages answered in order across the reload", clients, total)
-	if total < clients*10 {
-		t.Errorf("too little load: %d messages", total)
+}
+
+// TestCrashUnderLoad: a worker killed with SIGKILL under load is restarted
+// and no reply is lost or reordered (the gateway redelivers what the dead
+// worker had in hand after gateway.event_timeout, 1s here).
+func TestCrashUnderLoad(t *testing.T) {
+	n := newNode(t)
+	n.env = append(n.env, "GATEWORK_GATEWAY_EVENT_TIMEOUT=1s")
+	n.start()
+	old := n.status().workers()
+	var victim int
+	for pid := range old {
+		victim = pid
+		break
+	}
+	runLoad(t, n, 10, func() {
+		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, 10*time.Second, "the restart", func() bool {
+		st := n.status()
+		w := st.workers()
+		return len(w) == 2 && !w[victim] && st.Workers.Crashes == 1
+	})
+	if r := n.status().redelivered(); r == 0 {
+		t.Error("no batch was redelivered: the killed worker had nothing in hand")
+	} else {
+		t.Logf("%d batches redelivered", r)
 	}
 }
 
