@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,10 +64,19 @@ func readPID(path string) (int, error) {
 	return pid, nil
 }
 
-// alive reports whether process pid exists.
+// alive reports whether process pid exists and is not a zombie (one that
+// exited and waits for its parent to reap it).
 func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// /proc/<pid>/stat: "pid (comm) S ...", the state after the last ')'.
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true // no /proc: trust kill
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
 // runningPID returns the pid of the live master that holds path.

@@ -190,13 +190,7 @@ func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
 	if !ok {
 		return errNotRunning
 	}
-	gone := func() bool {
-		if !alive(pid) {
-			return true
-		}
-		got, err := readPID(pidFile)
-		return err != nil || got != pid // the master removes it last
-	}
+	gone := func() bool { return !alive(pid) }
 	sig, timeout := syscall.SIGTERM, time.Duration(c.ShutdownTimeout)+30*time.Second
 	if force {
 		sig, timeout = syscall.SIGKILL, 10*time.Second

@@ -47,6 +47,42 @@ func TestWorkerProcesses(t *testing.T) {
 			t.Fatalf("answered by pid %d; workers %v", got, w)
 		}
 	}
+
+	// SIGUSR1 reloads.
+	if err := syscall.Kill(masterPID, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reload of SIGUSR1", func() bool {
+		st = n.status()
+		return st.Workers.Reloads == 1 && len(st.workers()) == 2
+	})
+	for pid := range st.workers() {
+		if w[pid] {
+			t.Errorf("worker %d survived the reload", pid)
+		}
+	}
+	c.ask("after the reload")
+
+	// stop ends the foreground master with exit 0; the client gets a
+	// close frame.
+	go func() {
+		for {
+			if _, _, err := c.ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	out, errOut, code := n.run("stop")
+	if code != 0 || !strings.Contains(out, "gatework stopped") {
+		t.Fatalf("stop: exit %d, %q %q", code, out, errOut)
+	}
+	<-n.done
+	if code := n.master.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("master exit code %d:\n%s", code, n.logs.String())
+	}
+	if !strings.Contains(n.logs.String(), `"msg":"gatework stopped"`) {
+		t.Errorf("no stop line:\n%s", n.logs.String())
+	}
 }
 
 // loadResult is what one client of runLoad saw.
@@ -269,15 +305,23 @@ func TestDaemon(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "master") || strings.Count(out, "worker ") != 2 || !strings.Contains(out, "connections=1") {
 		t.Errorf("status: exit %d, %q\n%s", code, errOut, out)
 	}
-	workers := n.status().workers()
-
 	_ = c.ws.Close() // else the stop waits close_timeout for its close handshake
+
+	// restart -d: a new master.
+	out, errOut, code = n.run(append([]string{"restart"}, args[1:]...)...)
+	if code != 0 || !strings.Contains(out, "gatework stopped") || !strings.Contains(out, "gatework started in the background") {
+		t.Fatalf("restart -d: exit %d, %q %q", code, out, errOut)
+	}
+	if pid2, err := n.masterPID(); err != nil || pid2 == pid || running(pid) {
+		t.Errorf("after restart: pid %d (%v), before %d", pid2, err, pid)
+	}
+	workers := n.status().workers()
 	out, errOut, code = n.run("stop")
 	if code != 0 || !strings.Contains(out, "gatework stopped") {
 		t.Fatalf("stop: exit %d, %q %q", code, out, errOut)
 	}
 	for p := range workers {
-		waitFor(t, 5*time.Second, "the workers to exit", func() bool { return syscall.Kill(p, 0) != nil })
+		waitFor(t, 5*time.Second, "the workers to exit", func() bool { return !running(p) })
 	}
 	if _, err := os.Stat(n.pidFile); !os.IsNotExist(err) {
 		t.Errorf("pid file left: %v", err)
@@ -297,9 +341,9 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("stop -f: exit %d, %q %q", code, out, errOut)
 	}
 	for p := range workers {
-		waitFor(t, 5*time.Second, "the workers to die", func() bool { return syscall.Kill(p, 0) != nil })
+		waitFor(t, 5*time.Second, "the workers to die", func() bool { return !running(p) })
 	}
-	if syscall.Kill(pid, 0) == nil {
+	if running(pid) {
 		t.Errorf("master %d still alive", pid)
 	}
 }
