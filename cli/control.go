@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
+	"github.com/gatework/gatework/worker"
 )
 
 // errNotRunning: no live master holds the pid file.
@@ -144,6 +145,11 @@ type processStatus struct {
 	Generation    *int           `json:"generation,omitempty"`
 	Ready         *bool          `json:"ready,omitempty"`
 	Restarts      *int           `json:"restarts,omitempty"`
+	// Worker is the worker's counters (busy, batches, messages…); nil when
+	// the process did not answer in time.
+	Worker *worker.Stats `json:"worker,omitempty"`
+	// Bus is the state of the worker's NATS connection.
+	Bus string `json:"bus,omitempty"`
 }
 
 // controlServer answers requests on the control socket.
@@ -265,6 +271,12 @@ func printStatus(w io.Writer, rep *statusReport) {
 		}
 		if p.Slot != nil {
 			d = append(d, fmt.Sprintf("slot=%d generation=%d ready=%t restarts=%d", *p.Slot, *p.Generation, *p.Ready, *p.Restarts))
+		}
+		if ws := p.Worker; ws != nil {
+			d = append(d, fmt.Sprintf("busy=%d waiting=%d batches=%d messages=%d", ws.Busy, ws.Waiting, ws.Batches, ws.Messages))
+		}
+		if p.Bus != "" {
+			d = append(d, "bus="+p.Bus)
 		}
 		fmt.Fprintf(w, "%-8s %8d %10s %10s  %s\n", p.Role, p.PID, p.Uptime, formatBytes(p.RSSBytes), strings.Join(d, " "))
 	}

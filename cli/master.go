@@ -19,6 +19,9 @@ import (
 // defaultShutdownTimeout applies when shutdown_timeout is 0.
 const defaultShutdownTimeout = 15 * time.Second
 
+// statsTimeout bounds the wait for the worker processes' stats in status.
+const statsTimeout = 2 * time.Second
+
 // reloadTimeout bounds a reload: new workers ready, old ones drained.
 const reloadTimeout = 2 * time.Minute
 
@@ -235,17 +238,25 @@ func (m *masterRun) status() statusReport {
 	gw.Connections, gw.Gateway = &st.Connections, &st
 	rep.Processes = append(rep.Processes, gw)
 	if m.sup == nil {
-		if m.node.Worker() != nil {
-			rep.Processes = append(rep.Processes, proc("worker", self, up, rss))
+		if wk := m.node.Worker(); wk != nil {
+			w := proc("worker", self, up, rss)
+			ws := wk.Stats()
+			w.Worker = &ws
+			rep.Processes = append(rep.Processes, w)
 		}
 		return rep
 	}
+	stats := m.sup.Stats(statsTimeout)
 	ps, counters := m.sup.Status()
 	rep.Workers = &counters
 	for _, p := range ps {
 		r, _ := master.RSS(p.PID)
 		w := proc("worker", p.PID, now.Sub(p.Started), r)
 		w.Slot, w.Generation, w.Ready, w.Restarts = &p.Slot, &p.Generation, &p.Ready, &p.Restarts
+		var cs childStats
+		if js, ok := stats[p.PID]; ok && json.Unmarshal(js, &cs) == nil {
+			w.Worker, w.Bus = &cs.Worker, cs.Bus
+		}
 		rep.Processes = append(rep.Processes, w)
 	}
 	return rep

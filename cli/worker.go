@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -92,8 +94,15 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	out := &childOut{w: cmd.OutOrStdout()}
 	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
+		// Requests of the master, one a line; EOF: the master is gone.
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == master.StatsRequest {
+				out.stats()
+			}
+		}
 		cancel()
 	}()
 
@@ -130,7 +139,10 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 		_ = w.Stop(context.Background())
 		return fmt.Errorf("worker: flush: %w", err)
 	}
-	if _, err := fmt.Fprintln(cmd.OutOrStdout(), master.ReadyLine); err != nil {
+	out.setSource(func() any {
+		return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
+	})
+	if err := out.line(master.ReadyLine); err != nil {
 		_ = w.Stop(context.Background())
 		return fmt.Errorf("worker: report ready: %w", err)
 	}
@@ -143,4 +155,46 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 	_ = nc.FlushTimeout(time.Second)
 	log.Info("worker process stopped")
 	return nil
+}
+
+// childStats is a worker process's answer to master.StatsRequest.
+type childStats struct {
+	Worker worker.Stats `json:"worker"`
+	// Bus is the state of its NATS connection (CONNECTED, RECONNECTING…).
+	Bus string `json:"bus"`
+}
+
+// childOut writes the lines of the child protocol on stdout, one at a
+// time.
+type childOut struct {
+	mu     sync.Mutex
+	w      io.Writer
+	source func() any // what stats reports; nil until the worker runs
+}
+
+func (o *childOut) setSource(f func() any) {
+	o.mu.Lock()
+	o.source = f
+	o.mu.Unlock()
+}
+
+func (o *childOut) line(s string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, err := io.WriteString(o.w, s+"\n")
+	return err
+}
+
+// stats answers a stats request (nothing before the worker runs).
+func (o *childOut) stats() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.source == nil {
+		return
+	}
+	b, err := json.Marshal(o.source())
+	if err != nil {
+		return
+	}
+	_, _ = io.WriteString(o.w, master.StatsPrefix+string(b)+"\n")
 }

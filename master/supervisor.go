@@ -2,7 +2,9 @@ package master
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +39,14 @@ const (
 // ReadyLine is the line a child writes on its standard output once it
 // serves events.
 const ReadyLine = "ready"
+
+// The stats exchange: the master writes StatsRequest as a line on a ready
+// child's standard input; the child answers with a line of StatsPrefix
+// followed by one JSON value on its standard output.
+const (
+	StatsRequest = "stats"
+	StatsPrefix  = "gatework:stats "
+)
 
 // Config configures a Supervisor.
 type Config struct {
@@ -99,6 +109,7 @@ type Supervisor struct {
 	log *slog.Logger
 
 	reloadMu sync.Mutex
+	queryMu  sync.Mutex // one Stats exchange at a time
 
 	mu       sync.Mutex
 	slots    []*slot
@@ -125,6 +136,7 @@ type proc struct {
 	started  time.Time
 	stdin    io.WriteCloser
 	ready    chan struct{} // closed when the ready line came
+	stats    chan []byte   // answers to StatsRequest; a full channel drops them
 	done     chan struct{} // closed once the process was waited for
 	err      error         // the exit error; set before done is closed
 	retiring bool          // guarded by Supervisor.mu: asked to stop
@@ -237,7 +249,7 @@ func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
 	}
 	p := &proc{
 		slot: sl, cmd: cmd, gen: gen, started: time.Now(), stdin: stdin,
-		ready: make(chan struct{}), done: make(chan struct{}),
+		ready: make(chan struct{}), done: make(chan struct{}), stats: make(chan []byte, 1),
 	}
 	s.log.Info("worker process started", "pid", cmd.Process.Pid, "slot", sl.idx, "generation", gen)
 	s.watchers.Add(1)
@@ -257,6 +269,13 @@ func (s *Supervisor) watch(p *proc, stdout io.Reader) {
 			s.mu.Unlock()
 			close(p.ready)
 			s.log.Info("worker process ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
+			continue
+		}
+		if js, ok := bytes.CutPrefix(sc.Bytes(), []byte(StatsPrefix)); ok {
+			select {
+			case p.stats <- bytes.Clone(js):
+			default:
+			}
 			continue
 		}
 		// What the app prints goes with the logs.
@@ -450,6 +469,47 @@ func (s *Supervisor) Status() ([]Process, Counters) {
 		})
 	}
 	return out, s.counters
+}
+
+// Stats asks every ready child for its stats (see StatsRequest) and
+// returns the answers by pid; a child that does not answer within timeout
+// is left out. It blocks for at most timeout; calls run one at a time.
+func (s *Supervisor) Stats(timeout time.Duration) map[int]json.RawMessage {
+	s.queryMu.Lock()
+	defer s.queryMu.Unlock()
+	s.mu.Lock()
+	var ps []*proc
+	for _, sl := range s.slots {
+		if p := sl.cur; p != nil && p.isReady {
+			ps = append(ps, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range ps {
+		select {
+		case <-p.stats: // a late answer to an earlier request
+		default:
+		}
+		if d, ok := p.stdin.(interface{ SetWriteDeadline(time.Time) error }); ok {
+			_ = d.SetWriteDeadline(time.Now().Add(timeout))
+		}
+		_, _ = io.WriteString(p.stdin, StatsRequest+"\n")
+	}
+	out := make(map[int]json.RawMessage, len(ps))
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for _, p := range ps {
+		select {
+		case js := <-p.stats:
+			if json.Valid(js) {
+				out[p.cmd.Process.Pid] = js
+			}
+		case <-p.done:
+		case <-deadline.C:
+			return out
+		}
+	}
+	return out
 }
 
 // exitStatus describes a child's exit error.

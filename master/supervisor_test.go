@@ -1,10 +1,10 @@
 package master_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,7 +48,12 @@ func child(modeFile string) int {
 	signal.Notify(term, syscall.SIGTERM)
 	eof := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == master.StatsRequest {
+				fmt.Printf("%s{\"pid\":%d}\n", master.StatsPrefix, os.Getpid())
+			}
+		}
 		close(eof)
 	}()
 	select {
@@ -157,6 +162,17 @@ func TestStartCrashReloadStop(t *testing.T) {
 	waitFor(t, 5*time.Second, "the app's output to be forwarded", func() bool {
 		return strings.Count(f.stderr.String(), "hello from the app") == 2
 	})
+
+	// Stats asks every child.
+	stats := f.sup.Stats(5 * time.Second)
+	if len(stats) != 2 {
+		t.Fatalf("stats: %v", stats)
+	}
+	for pid, js := range stats {
+		if want := fmt.Sprintf(`{"pid":%d}`, pid); string(js) != want {
+			t.Errorf("stats of %d: %s, want %s", pid, js, want)
+		}
+	}
 
 	// A crash is restarted.
 	var victim int

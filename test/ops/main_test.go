@@ -251,7 +251,11 @@ type status struct {
 		Generation  *int   `json:"generation"`
 		Ready       *bool  `json:"ready"`
 		Restarts    *int   `json:"restarts"`
-		Gateway     *struct {
+		Bus         string `json:"bus"`
+		Worker      *struct {
+			Messages uint64 `json:"Messages"`
+		} `json:"worker"`
+		Gateway *struct {
 			Redelivered uint64 `json:"Redelivered"`
 		} `json:"gateway"`
 	} `json:"processes"`

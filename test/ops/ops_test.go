@@ -206,6 +206,20 @@ func TestReloadUnderLoad(t *testing.T) {
 	if st.Workers.Reloads != 1 {
 		t.Errorf("reloads: %+v", st.Workers)
 	}
+	var handled uint64
+	for _, p := range st.Processes {
+		if p.Role != "worker" {
+			continue
+		}
+		if p.Worker == nil || p.Bus != "CONNECTED" {
+			t.Errorf("worker %d: no stats or bus %q", p.PID, p.Bus)
+		} else {
+			handled += p.Worker.Messages
+		}
+	}
+	if handled == 0 {
+		t.Error("the new workers handled no message, says status")
+	}
 	for i, r := range results {
 		if !fresh[r.lastPID] {
 			t.Errorf("client %d: last reply from pid %d, not a new worker %v", i, r.lastPID, fresh)
