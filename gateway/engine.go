@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/lesismal/nbio"
 )
@@ -18,9 +19,10 @@ type nbioEngine struct {
 	l      *listener
 	engine *nbio.Engine
 
-	mu      sync.Mutex
-	ln      net.Listener
-	running bool // started and not yet stopped
+	mu        sync.Mutex
+	ln        net.Listener
+	running   bool // started and not yet stopped
+	accepting sync.WaitGroup
 }
 
 // sockHandler is what a listener's protocol does with its sockets.
@@ -31,21 +33,17 @@ type sockHandler interface {
 }
 
 func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
+	ln, err := net.Listen("tcp", e.l.cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	// The gateway accepts itself and hands sockets to the engine: nbio's
+	// own acceptor spins when its listener is closed before the engine
+	// stops, and a lame-duck drain closes the listener first.
 	e.engine = nbio.NewEngine(nbio.Config{
 		Name:           "gatework-" + e.l.cfg.Name,
-		Network:        "tcp",
-		Addrs:          []string{e.l.cfg.Addr},
 		NPoller:        runtime.GOMAXPROCS(0),
 		ReadBufferSize: 16 << 10,
-		Listen: func(network, addr string) (net.Listener, error) {
-			ln, err := net.Listen(network, addr)
-			if err == nil {
-				e.mu.Lock()
-				e.ln = ln
-				e.mu.Unlock()
-			}
-			return ln, err
-		},
 	})
 	e.engine.OnOpen(func(nc *nbio.Conn) {
 		h.open(nc)
@@ -56,29 +54,54 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	e.engine.OnWrittenSize(onWrittenSize)
 	raceReadHook(e.engine)
 	if err := e.engine.Start(); err != nil {
+		_ = ln.Close()
 		e.engine = nil // never started: nothing to stop
 		return nil, err
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.ln = ln
 	e.running = true
-	if e.ln == nil {
-		return nil, errors.New("engine started without a listener")
+	e.mu.Unlock()
+	e.accepting.Add(1)
+	go e.accept(ln)
+	return ln.Addr(), nil
+}
+
+// accept hands every accepted socket to the engine until ln is closed.
+// Errors such as running out of file descriptors are retried after a
+// pause, so that the loop never spins.
+func (e *nbioEngine) accept(ln net.Listener) {
+	defer e.accepting.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			e.l.s.log.Warn("accept failed; retrying", "listener", e.l.cfg.Name, "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if _, err := e.engine.AddConn(c); err != nil {
+			_ = c.Close()
+		}
 	}
-	return e.ln.Addr(), nil
 }
 
 func (e *nbioEngine) stopAccepting() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ln != nil {
-		_ = e.ln.Close()
+	ln := e.ln
+	e.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
 	}
+	e.accepting.Wait()
 }
 
 // stop closes every socket still open and waits for the pollers to exit.
 // It is idempotent and does nothing for an engine that never started.
 func (e *nbioEngine) stop() {
+	e.stopAccepting()
 	e.mu.Lock()
 	running := e.running
 	e.running = false
