@@ -28,7 +28,6 @@ type shard struct {
 	// free holds written buffers for reuse (at most maxFree), so that an
 	// idle connection holds none and a busy one allocates none.
 	free     [][]byte
-	returned [][]byte // written by the flusher, given back under mu
 
 	wake chan struct{} // capacity 1: a flush is wanted
 	quit chan struct{}
