@@ -78,9 +78,11 @@ func NewCommand(apps ...App) (*cobra.Command, error) {
 workers and offers one API (HTTP and Go) to reach the clients; the parts
 talk over NATS, embedded by default.
 
+  gatework                     the control panel (help lists its commands)
   gatework start               WebSocket 127.0.0.1:7272, TCP 127.0.0.1:7273,
                                HTTP API 127.0.0.1:7280, the echo app
   gatework start --app chat    the demo chat room instead
+  gatework start -d            in the background; then reload, status, stop
   gatework config              the effective configuration
   gatework config check -c f   validate a configuration file
 
@@ -92,7 +94,7 @@ and flags, in that order of precedence; docs/config.md lists every key.`,
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return cmd.Help()
+			return r.panel(cmd)
 		},
 	}
 	root.PersistentFlags().StringVarP(&r.configPath, "config", "c", "",
