@@ -33,7 +33,7 @@ type childCmd struct {
 
 // childMsg is one line a child writes to its stdout.
 type childMsg struct {
-	Type      string        `json:"type"` // progress, ready, report
+	Type      string        `json:"type"` // progress, ready, reset (done), report
 	Connected int           `json:"connected"`
 	Failed    int           `json:"failed"`
 	Err       string        `json:"err,omitempty"`
@@ -115,6 +115,9 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 		switch cmd.Cmd {
 		case "reset":
 			cur.Store(&stats{start: time.Now()})
+			if err := emit(childMsg{Type: "reset"}); err != nil {
+				return err
+			}
 		case "report":
 			if err := emit(report(cur.Load())); err != nil {
 				return err

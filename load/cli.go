@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/lesismal/nbio/logging"
+
+	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/bus"
 )
 
 const usage = `gwload: a load generator for gatework nodes (127.0.0.0/8 targets only)
@@ -93,6 +97,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.WSAddr, cfg.HTTPAddr, cfg.PID, cfg.Bare = b.WSAddr().String(), b.HTTPAddr().String(), os.Getpid(), true
 		fmt.Fprintf(stderr, "gwload: bare server on ws %s, http %s\n", cfg.WSAddr, cfg.HTTPAddr)
 	}
+	if f.nats != "" && !f.bare {
+		c, err := dialAPI(f.nats)
+		if err != nil {
+			fmt.Fprintf(stderr, "gwload: %v\n", err)
+			return 1
+		}
+		defer c.Close()
+		cfg.API = c
+	}
 	r, err := Run(ctx, cfg)
 	if r != nil {
 		PrintTable(stdout, r)
@@ -111,7 +124,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 type cliFlags struct {
-	ws, http, token, path, rates, jsonOut                          string
+	ws, http, token, path, rates, jsonOut, nats                    string
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration                                          time.Duration
 	bare                                                           bool
@@ -123,6 +136,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.ws, "ws", "127.0.0.1:7272", "target WebSocket listener")
 	fs.StringVar(&f.http, "http", "127.0.0.1:7280", "target HTTP API (fanout)")
 	fs.StringVar(&f.token, "token", os.Getenv("GATEWORK_API_TOKEN"), "HTTP API bearer token (default $GATEWORK_API_TOKEN)")
+	fs.StringVar(&f.nats, "nats", "", "fanout: send through the Go API client on this NATS URL (127.0.0.0/8; gatework start --nats-listen) instead of the HTTP API")
 	fs.StringVar(&f.path, "path", "/", "WebSocket request path")
 	fs.StringVar(&f.rates, "rates", "5,10,20,50,100,200,400", "fanout: messages/s to the group, comma-separated, tried in order")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
@@ -182,6 +196,22 @@ func mainBare(ctx context.Context, args []string, stderr io.Writer) int {
 	return 0
 }
 
+// dialAPI connects the Go API client to a NATS URL on this machine.
+func dialAPI(url string) (*api.Client, error) {
+	u, err := neturl.Parse(url)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("load: NATS URL %q: want nats://host:port", url)
+	}
+	if err := checkLoopback(u.Host); err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	c, err := api.Dial(bus.Options{URL: url, Name: "gwload"}, api.Config{})
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	return c, nil
+}
+
 func writeJSON(path string, r *Result) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -216,7 +246,7 @@ func PrintTable(w io.Writer, r *Result) {
 		fmt.Fprintf(tw, "%s\t%.0f (%d in %s, %d errors)\np50 / p99 / p999\t%.2f / %.2f / %.2f ms\n",
 			unit, r.PerSec, r.Count, r.Duration, r.Errors, r.P50Ms, r.P99Ms, r.P999Ms)
 	case FanOut:
-		fmt.Fprintf(tw, "group members\t%d\nmax deliveries/s\t%.0f\n", r.Members, r.MaxDeliveriesPerSec)
+		fmt.Fprintf(tw, "sender\t%s\ngroup members\t%d\nmax deliveries/s\t%.0f\n", r.Sender, r.Members, r.MaxDeliveriesPerSec)
 		fmt.Fprintln(tw, "\nrate msg/s\tsent/s\tdeliveries/s\tdelivered\tp50 ms\tp99 ms\tp999 ms")
 		for _, s := range r.Steps {
 			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", s.Rate, s.SendRate, s.DeliveriesPerSec,

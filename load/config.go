@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/gatework/gatework/api"
 )
 
 // Workload names one of the load tool's workloads.
@@ -48,6 +50,10 @@ type Config struct {
 	HTTPAddr string
 	// Token is the HTTP API bearer token, if the target has one.
 	Token string
+	// API, when set, is the Go API client the fan-out workload sends
+	// through (SendToGroup over the bus) instead of the HTTP API; joins
+	// still go through HTTPAddr. The caller owns it.
+	API api.API
 	// PID is the target's process for the idle workload's memory and CPU;
 	// 0 means find the process listening on WSAddr.
 	PID int

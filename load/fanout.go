@@ -139,6 +139,10 @@ func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, ad
 	a := newAPIClient(cfg.HTTPAddr, cfg.Token)
 	defer a.close()
 	r.Members = r.Connected
+	r.Sender = "http"
+	if cfg.API != nil {
+		r.Sender = "go-client"
+	}
 	if !cfg.Bare {
 		n, err := joinAll(ctx, a, addrs, logf)
 		if err != nil {
@@ -167,9 +171,15 @@ func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, ad
 // waits for the deliveries to stop growing (at most 5 s), and reports.
 func fanOutStep(ctx context.Context, cfg Config, a *apiClient, children []*child, rate, members int) (Step, error) {
 	st := Step{Rate: rate}
+	// Every child must have reset before the first message goes out.
 	for _, c := range children {
 		if err := c.send(childCmd{Cmd: "reset"}); err != nil {
 			return st, fmt.Errorf("load: command child: %w", err)
+		}
+	}
+	for _, c := range children {
+		if _, err := c.recv(ctx, "reset", nil); err != nil {
+			return st, err
 		}
 	}
 	total := int(float64(rate) * cfg.Duration.Seconds())
@@ -179,8 +189,13 @@ func fanOutStep(ctx context.Context, cfg Config, a *apiClient, children []*child
 	for range 16 {
 		wg.Go(func() {
 			for range jobs {
-				body := map[string]any{"group": BenchGroup, "message": string(stamped(cfg.MsgSize))}
-				if err := a.call(ctx, "sendToGroup", body, nil); err != nil {
+				var err error
+				if cfg.API != nil {
+					err = cfg.API.SendToGroup(ctx, []string{BenchGroup}, stamped(cfg.MsgSize))
+				} else {
+					err = a.call(ctx, "sendToGroup", map[string]any{"group": BenchGroup, "message": string(stamped(cfg.MsgSize))}, nil)
+				}
+				if err != nil {
 					failed.Add(1)
 					continue
 				}

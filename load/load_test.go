@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/apps/echo"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/node"
@@ -23,14 +24,14 @@ func TestMain(m *testing.M) {
 
 // target is one server the workloads run against.
 type target struct {
-	name           string
-	ws, http       string
-	bare           bool
-	stop           func()
-	connectedCount func() int
+	name     string
+	ws, http string
+	bare     bool
+	api      api.API // nil for the bare server
+	stop     func()
 }
 
-func startNode(t *testing.T) target {
+func startNode(t testing.TB) target {
 	t.Helper()
 	h := echo.Handlers()
 	n, err := node.Start(context.Background(), node.Config{
@@ -42,11 +43,11 @@ func startNode(t *testing.T) target {
 	if err != nil {
 		t.Fatalf("node.Start: %v", err)
 	}
-	return target{name: "gatework", ws: n.Addr("ws").String(), http: n.HTTPAddr().String(),
+	return target{name: "gatework", ws: n.Addr("ws").String(), http: n.HTTPAddr().String(), api: n.API(),
 		stop: func() { _ = n.Shutdown(context.Background()) }}
 }
 
-func startBare(t *testing.T) target {
+func startBare(t testing.TB) target {
 	t.Helper()
 	if raceEnabled {
 		t.Skip("nbhttp v1.6.12 races internally (see race_test.go); run without -race")
@@ -71,37 +72,40 @@ func checkOrdered(t *testing.T, p50, p99, p999 float64) {
 func TestWorkloads(t *testing.T) {
 	for _, start := range []struct {
 		name string
-		f    func(*testing.T) target
+		f    func(testing.TB) target
 	}{{"gatework", startNode}, {"bare", startBare}} {
 		t.Run(start.name, func(t *testing.T) {
 			tg := start.f(t)
 			defer tg.stop()
+			fanOutCheck := func(t *testing.T, r *Result) {
+				if len(r.Steps) != 1 || r.Members != r.Conns {
+					t.Fatalf("fanout: %d steps, %d members", len(r.Steps), r.Members)
+				}
+				s := r.Steps[0]
+				if s.Sent == 0 || s.Delivered != s.Expected || s.DeliveriesPerSec <= 0 {
+					t.Errorf("fanout: sent %d, delivered %d of %d, %v/s", s.Sent, s.Delivered, s.Expected, s.DeliveriesPerSec)
+				}
+				checkOrdered(t, s.P50Ms, s.P99Ms, s.P999Ms)
+			}
 			tests := []struct {
 				w     Workload
+				goAPI bool // fan-out through the Go API client
 				check func(*testing.T, *Result)
 			}{
-				{Idle, func(t *testing.T, r *Result) {
+				{Idle, false, func(t *testing.T, r *Result) {
 					if r.RSSAfterKiB <= 0 || r.IdleCPUPercent < 0 || r.Disconnected != 0 {
 						t.Errorf("idle: rss %d KiB, cpu %v %%, %d disconnected", r.RSSAfterKiB, r.IdleCPUPercent, r.Disconnected)
 					}
 				}},
-				{FanOut, func(t *testing.T, r *Result) {
-					if len(r.Steps) != 1 || r.Members != r.Conns {
-						t.Fatalf("fanout: %d steps, %d members", len(r.Steps), r.Members)
-					}
-					s := r.Steps[0]
-					if s.Sent == 0 || s.Delivered != s.Expected || s.DeliveriesPerSec <= 0 {
-						t.Errorf("fanout: sent %d, delivered %d of %d, %v/s", s.Sent, s.Delivered, s.Expected, s.DeliveriesPerSec)
-					}
-					checkOrdered(t, s.P50Ms, s.P99Ms, s.P999Ms)
-				}},
-				{Echo, func(t *testing.T, r *Result) {
+				{FanOut, false, fanOutCheck},
+				{FanOut, true, fanOutCheck},
+				{Echo, false, func(t *testing.T, r *Result) {
 					if r.Count == 0 || r.PerSec <= 0 || r.Errors != 0 {
 						t.Errorf("echo: %d round trips, %v/s, %d errors", r.Count, r.PerSec, r.Errors)
 					}
 					checkOrdered(t, r.P50Ms, r.P99Ms, r.P999Ms)
 				}},
-				{Churn, func(t *testing.T, r *Result) {
+				{Churn, false, func(t *testing.T, r *Result) {
 					if r.Count == 0 || r.PerSec <= 0 || r.Errors != 0 {
 						t.Errorf("churn: %d cycles, %v/s, %d errors", r.Count, r.PerSec, r.Errors)
 					}
@@ -109,11 +113,21 @@ func TestWorkloads(t *testing.T) {
 				}},
 			}
 			for _, tt := range tests {
-				t.Run(string(tt.w), func(t *testing.T) {
+				name := string(tt.w)
+				if tt.goAPI {
+					name += "-go-client"
+				}
+				t.Run(name, func(t *testing.T) {
+					if tt.goAPI && tg.api == nil {
+						t.Skip("the bare server has no Go API")
+					}
 					cfg := Config{Workload: tt.w, WSAddr: tg.ws, HTTPAddr: tg.http, Bare: tg.bare,
 						PID: os.Getpid(), Conns: 40, Procs: 2, SrcIPs: 2, InProcess: true,
 						Duration: 400 * time.Millisecond, MaxDuration: 20 * time.Second,
 						Concurrency: 4, Rates: []int{50}}
+					if tt.goAPI {
+						cfg.API = tg.api
+					}
 					r, err := Run(context.Background(), cfg)
 					if err != nil {
 						t.Fatalf("Run: %v", err)

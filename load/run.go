@@ -55,6 +55,7 @@ type Result struct {
 	P999Ms  float64 `json:"p999_ms,omitempty"`
 	Errors  uint64  `json:"errors,omitempty"`
 	Members int     `json:"members,omitempty"` // fan-out group size
+	Sender  string  `json:"sender,omitempty"`  // fan-out: "http" or "go-client"
 
 	// Fan-out.
 	Steps               []Step  `json:"steps,omitempty"`
