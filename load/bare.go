@@ -20,6 +20,10 @@ type BareConfig struct {
 	// WSAddr and HTTPAddr are the listen addresses (127.0.0.0/8; port 0
 	// picks one); defaults 127.0.0.1:0.
 	WSAddr, HTTPAddr string
+	// Shards is the number of goroutines a broadcast is split over, each
+	// writing its share of the connections; 0 means 1 (the naive loop).
+	// runtime.GOMAXPROCS(0) uses every core, as gatework's fan-out does.
+	Shards int
 	// Logger receives errors; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -29,15 +33,16 @@ type BareConfig struct {
 // inline on the event loop) with no framework. It echoes every message
 // to its sender (the echo and churn workloads), and its HTTP endpoint
 // POST /api/sendToGroup (the same JSON as gatework's, the group is
-// ignored) broadcasts the message to every connection from one goroutine,
-// one write per connection (the fan-out workload; connections need no
-// join). Its methods are safe for concurrent use.
+// ignored) broadcasts the message to every connection, one write per
+// connection, from one goroutine or split over BareConfig.Shards
+// goroutines (the fan-out workload; connections need no join). Its methods are safe for concurrent use.
 type Bare struct {
 	engine *nbhttp.Engine
 	http   *http.Server
 	wsAddr net.Addr
 	hAddr  net.Addr
 	log    *slog.Logger
+	shards int
 
 	mu    sync.Mutex
 	conns map[*websocket.Conn]struct{}
@@ -66,7 +71,7 @@ func StartBare(cfg BareConfig) (*Bare, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	b := &Bare{log: cfg.Logger, conns: map[*websocket.Conn]struct{}{},
+	b := &Bare{log: cfg.Logger, shards: max(cfg.Shards, 1), conns: map[*websocket.Conn]struct{}{},
 		queue: make(chan []byte, 1024), done: make(chan struct{})}
 
 	u := websocket.NewUpgrader()
@@ -174,9 +179,12 @@ func (b *Bare) serveSend(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"result":null}` + "\n"))
 }
 
-// broadcastLoop writes every queued message to every connection in turn.
+// broadcastLoop writes every queued message to every connection, the
+// connections split over b.shards goroutines; it waits for one message to
+// be written everywhere before it takes the next.
 func (b *Bare) broadcastLoop() {
 	var conns []*websocket.Conn
+	var wg sync.WaitGroup
 	for {
 		var msg []byte
 		select {
@@ -190,8 +198,15 @@ func (b *Bare) broadcastLoop() {
 			conns = append(conns, c)
 		}
 		b.mu.Unlock()
-		for _, c := range conns {
-			_ = c.WriteMessage(websocket.TextMessage, msg)
+		per := (len(conns) + b.shards - 1) / b.shards
+		for lo := 0; lo < len(conns); lo += per {
+			part := conns[lo:min(lo+per, len(conns))]
+			wg.Go(func() {
+				for _, c := range part {
+					_ = c.WriteMessage(websocket.TextMessage, msg)
+				}
+			})
 		}
+		wg.Wait()
 	}
 }

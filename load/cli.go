@@ -88,7 +88,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Progress = stderr
 	if f.bare {
-		b, err := StartBare(BareConfig{})
+		b, err := StartBare(BareConfig{Shards: f.bareShards})
 		if err != nil {
 			fmt.Fprintf(stderr, "gwload: %v\n", err)
 			return 1
@@ -128,6 +128,7 @@ type cliFlags struct {
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration                                          time.Duration
 	bare                                                           bool
+	bareShards                                                     int
 }
 
 func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
@@ -151,6 +152,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "idle hold, echo/churn run, and each fanout step")
 	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
+	fs.IntVar(&f.bareShards, "bare-shards", 1, "goroutines the bare server splits a broadcast over (1: the naive loop)")
 	return fs
 }
 
@@ -177,10 +179,11 @@ func mainBare(ctx context.Context, args []string, stderr io.Writer) int {
 	ws := fs.String("listen", "127.0.0.1:7290", "WebSocket listen address")
 	h := fs.String("http-listen", "127.0.0.1:7291", "HTTP listen address (POST /api/sendToGroup)")
 	d := fs.Duration("duration", time.Hour, "stop after this long")
+	shards := fs.Int("shards", 1, "goroutines a broadcast is split over (1: the naive loop)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	b, err := StartBare(BareConfig{WSAddr: *ws, HTTPAddr: *h})
+	b, err := StartBare(BareConfig{WSAddr: *ws, HTTPAddr: *h, Shards: *shards})
 	if err != nil {
 		fmt.Fprintf(stderr, "gwload bare: %v\n", err)
 		return 1

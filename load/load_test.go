@@ -52,7 +52,7 @@ func startBare(t testing.TB) target {
 	if raceEnabled {
 		t.Skip("nbhttp v1.6.12 races internally (see race_test.go); run without -race")
 	}
-	b, err := StartBare(BareConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := StartBare(BareConfig{Shards: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatalf("StartBare: %v", err)
 	}
