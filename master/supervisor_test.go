@@ -240,7 +240,9 @@ func TestReloadFailureKeepsOld(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
-			f := setup(t, "ok", 500*time.Millisecond)
+			// Generous: the children of Start must be ready in time
+			// on a busy machine; the silent ones use it all.
+			f := setup(t, "ok", 3*time.Second)
 			if err := f.sup.Start(t.Context()); err != nil {
 				t.Fatal(err)
 			}
