@@ -107,7 +107,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.API = c
 	}
 	r, err := Run(ctx, cfg)
-	if r != nil {
+	if r != nil && (err == nil || len(r.Steps) > 0) {
 		PrintTable(stdout, r)
 		if f.jsonOut != "" {
 			if werr := writeJSON(f.jsonOut, r); werr != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 	"time"
 )
 
@@ -285,19 +286,32 @@ func startChildren(ctx context.Context, cfg Config, logf func(string, ...any)) (
 	return children, nil
 }
 
-// stopChildren tells every child to quit and waits for it (at most 30 s
-// each; a process child is killed by its context after that).
+// stopChildren tells every child to quit and waits for them, 30 s in all;
+// after that Run's context, canceled once this returns, kills the child
+// processes (and stops in-process children's dials).
 func stopChildren(children []*child) {
 	for _, c := range children {
 		_ = c.send(childCmd{Cmd: "quit"})
 		_ = c.in.Close()
 	}
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
 	for _, c := range children {
-		for range c.msgs {
+	drain:
+		for {
+			select {
+			case _, ok := <-c.msgs:
+				if !ok {
+					break drain
+				}
+			case <-timeout.C:
+				return // Run's context, canceled next, kills what is left
+			}
 		}
 		select {
 		case <-c.done:
-		case <-time.After(30 * time.Second):
+		case <-timeout.C:
+			return
 		}
 	}
 }
@@ -334,6 +348,7 @@ func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, child
 	}
 	t0 := time.Now()
 	logf("holding %d idle connections for %s", r.Connected, cfg.Duration)
+	defer ticking(logf, "holding")()
 	if err := sleepCtx(ctx, cfg.Duration); err != nil {
 		return err
 	}
@@ -352,6 +367,7 @@ func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, child
 
 func runTimed(ctx context.Context, cfg Config, r *Result, children []*child, logf func(string, ...any)) error {
 	logf("running %s for %s", cfg.Workload, cfg.Duration)
+	defer ticking(logf, string(cfg.Workload))()
 	h, count, errs, elapsed, err := collect(ctx, children, childCmd{Cmd: "run", Dur: cfg.Duration})
 	if err != nil {
 		return err
@@ -362,6 +378,27 @@ func runTimed(ctx context.Context, cfg Config, r *Result, children []*child, log
 	}
 	r.P50Ms, r.P99Ms, r.P999Ms = ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Quantile(0.999))
 	return nil
+}
+
+// ticking logs the elapsed time every 5 s until the returned function is
+// called.
+func ticking(logf func(string, ...any), what string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t0 := time.Now()
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				logf("%s: %s elapsed", what, time.Since(t0).Round(time.Second))
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
