@@ -148,7 +148,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.size, "size", 0, "message size in bytes (default 100 for fanout, 64 otherwise)")
 	fs.IntVar(&f.perProc, "per-proc", 15000, "most connections per child process")
 	fs.IntVar(&f.procs, "procs", 0, "child processes (default: enough for --per-proc; 2 for echo and churn)")
-	fs.IntVar(&f.srcIP, "src-ips", 1, "spread connections over source addresses 127.0.0.1..127.0.0.N")
+	fs.IntVar(&f.srcIP, "src-ips", 0, "spread connections over source addresses 127.0.0.1..127.0.0.N (default: one per 20,000 connections, 8 for churn)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "idle hold, echo/churn run, and each fanout step")
 	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")

@@ -84,7 +84,8 @@ type Config struct {
 	Procs     int
 	InProcess bool
 	// SrcIPs is the number of source addresses 127.0.0.1 … 127.0.0.n the
-	// connections are spread over; default 1 (no explicit bind).
+	// connections are spread over (1: no explicit bind); default one per
+	// 20,000 connections, and 8 for churn.
 	SrcIPs int
 	// Bare marks the target as a bare server (no joins needed for fanout).
 	Bare bool
@@ -157,7 +158,12 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("load: %d connections over %d processes is more than %d per process", c.Conns, c.Procs, c.PerProc)
 	}
 	if c.SrcIPs <= 0 {
-		c.SrcIPs = 1
+		// One source address has ~28k ephemeral ports per destination here
+		// (and churn leaves sockets in TIME_WAIT): use one per 20k.
+		c.SrcIPs = max(1, (c.Conns+19_999)/20_000)
+		if c.Workload == Churn {
+			c.SrcIPs = 8
+		}
 	}
 	if c.SrcIPs > 254 {
 		return errors.New("load: at most 254 source addresses")
