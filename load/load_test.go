@@ -18,6 +18,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// Run re-executes the test binary as `<binary> child <json>` for its
+	// child processes (TestChildProcesses): be that child.
+	if len(os.Args) == 3 && os.Args[1] == "child" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	// nbio starts a task pool when its package is initialised.
 	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("github.com/lesismal/nbio/taskpool.New.func3"))
 }
@@ -174,5 +179,30 @@ func TestFindListenerPID(t *testing.T) {
 	}
 	if _, err := ReadProcStats(pid); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestChildProcesses runs the echo and fan-out workloads with real child
+// processes (this test binary re-executed) against an in-process node.
+func TestChildProcesses(t *testing.T) {
+	tg := startNode(t)
+	defer tg.stop()
+	for _, w := range []Workload{Echo, FanOut} {
+		t.Run(string(w), func(t *testing.T) {
+			r, err := Run(context.Background(), Config{Workload: w, WSAddr: tg.ws, HTTPAddr: tg.http,
+				Conns: 20, Procs: 2, Duration: 300 * time.Millisecond, MaxDuration: 20 * time.Second, Rates: []int{20}})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if r.Connected != 20 || r.Procs != 2 {
+				t.Fatalf("connected %d over %d processes, want 20 over 2", r.Connected, r.Procs)
+			}
+			if w == Echo && (r.Count == 0 || r.Errors != 0) {
+				t.Errorf("echo: %d round trips, %d errors", r.Count, r.Errors)
+			}
+			if w == FanOut && (len(r.Steps) != 1 || r.Steps[0].Delivered != r.Steps[0].Expected || r.Steps[0].Sent == 0) {
+				t.Errorf("fanout: %+v", r.Steps)
+			}
+		})
 	}
 }
