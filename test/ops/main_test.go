@@ -328,10 +328,17 @@ func (c *client) ask(msg string) int {
 	if err != nil {
 		c.t.Fatalf("reply to %q: %v", msg, err)
 	}
-	pid, rest, _ := strings.Cut(string(got), " ")
+	pid, _, rest := parseReply(got)
 	if rest != msg {
 		c.t.Fatalf("reply to %q: %q", msg, got)
 	}
-	p, _ := strconv.Atoi(pid)
-	return p
+	return pid
+}
+
+// parseReply splits a reply of the pid app, "<pid>:<build> <message>".
+func parseReply(reply []byte) (pid int, build, msg string) {
+	head, msg, _ := strings.Cut(string(reply), " ")
+	p, build, _ := strings.Cut(head, ":")
+	pid, _ = strconv.Atoi(p)
+	return pid, build, msg
 }

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"strconv"
@@ -90,6 +91,8 @@ type loadResult struct {
 	sent, got int
 	err       error
 	lastPID   int // the worker process of the last reply
+	// The builds (executable hashes) of the first and the last reply.
+	firstBuild, lastBuild string
 }
 
 // runLoad runs clients WebSocket clients that send numbered messages
@@ -120,7 +123,7 @@ func runLoad(t *testing.T, n *node, clients int, middle func()) []loadResult {
 						readErr <- fmt.Errorf("after %d replies: %w", want, err)
 						return
 					}
-					pid, seq, _ := strings.Cut(string(msg), " ")
+					pid, build, seq := parseReply(msg)
 					if seq == "end" {
 						readErr <- nil
 						return
@@ -129,7 +132,10 @@ func runLoad(t *testing.T, n *node, clients int, middle func()) []loadResult {
 						readErr <- fmt.Errorf("reply %d is %q", want, msg)
 						return
 					}
-					r.lastPID, _ = strconv.Atoi(pid)
+					r.lastPID, r.lastBuild = pid, build
+					if want == 0 {
+						r.firstBuild = build
+					}
 					r.got = want + 1
 					credit <- struct{}{}
 				}
@@ -190,7 +196,22 @@ func TestReloadUnderLoad(t *testing.T) {
 	n := newNode(t)
 	n.start()
 	old := n.status().workers()
+	// The new binary: the same program with a different hash, replacing
+	// the file on disk as a deployment would (write, then rename).
+	b, err := os.ReadFile(n.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldBuild := fmt.Sprintf("%x", sha256.Sum256(b))[:8]
+	b = append(b, "\nbuild 2\n"...)
+	newBuild := fmt.Sprintf("%x", sha256.Sum256(b))[:8]
+	if err := os.WriteFile(n.bin+".new", b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	results := runLoad(t, n, 20, func() {
+		if err := os.Rename(n.bin+".new", n.bin); err != nil {
+			t.Error(err)
+		}
 		out, errOut, code := n.run("reload")
 		if code != 0 || !strings.Contains(out, "reloaded") {
 			t.Errorf("reload: exit %d, %q %q", code, out, errOut)
@@ -223,6 +244,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	for i, r := range results {
 		if !fresh[r.lastPID] {
 			t.Errorf("client %d: last reply from pid %d, not a new worker %v", i, r.lastPID, fresh)
+		}
+		if r.firstBuild != oldBuild || r.lastBuild != newBuild {
+			t.Errorf("client %d: first reply from build %s, last from %s; want %s then %s", i, r.firstBuild, r.lastBuild, oldBuild, newBuild)
 		}
 	}
 }

@@ -1,10 +1,14 @@
 // Command opsapp is the program of the operations tests: gatework's whole
 // command line (cli.Main) with one app, "pid", that answers every message
-// with "<pid of the worker process> <message>", so that a test sees which
-// process handled it.
+// with "<pid>:<build> <message>": the worker process's pid and the first 8
+// hex digits of the SHA-256 of its executable file, so that a test sees
+// which process and which binary handled it.
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"strconv"
 
@@ -13,12 +17,32 @@ import (
 )
 
 func main() {
-	prefix := []byte(strconv.Itoa(os.Getpid()) + " ")
+	var prefix []byte
 	os.Exit(cli.Main(cli.App{
 		Name:        "pid",
-		Description: "answers <pid> <message>",
-		Handlers: worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) {
-			c.Send(append(append([]byte(nil), prefix...), msg...))
-		}},
+		Description: "answers <pid>:<build> <message>",
+		Handlers: worker.Handlers{
+			OnWorkerStart: func(*worker.Worker) {
+				prefix = []byte(strconv.Itoa(os.Getpid()) + ":" + buildID() + " ")
+			},
+			OnMessage: func(c *worker.Context, msg []byte) {
+				c.Send(append(append([]byte(nil), prefix...), msg...))
+			},
+		},
 	}))
+}
+
+// buildID hashes the executable this process runs (through /proc, so that
+// a file replaced on disk since does not count).
+func buildID() string {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "unknown"
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
 }
