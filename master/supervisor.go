@@ -168,7 +168,7 @@ func New(cfg Config) (*Supervisor, error) {
 
 // Start starts the children and blocks until every one reported ready. If
 // one fails to (within ReadyTimeout or ctx), all are killed and the error
-// wraps ErrNotReady or ctx.Err().
+// wraps ErrNotReady or ctx.Err(). A Supervisor starts once.
 func (s *Supervisor) Start(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -176,6 +176,10 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	if s.stopping {
 		s.mu.Unlock()
 		return ErrStopped
+	}
+	if s.slots != nil {
+		s.mu.Unlock()
+		return errors.New("master: already started")
 	}
 	s.slots = make([]*slot, s.cfg.Processes)
 	for i := range s.slots {
