@@ -23,6 +23,7 @@ type ChildConfig struct {
 	SrcIPs      []string `json:"src_ips,omitempty"`
 	MsgSize     int      `json:"msg_size"`
 	Concurrency int      `json:"concurrency"`
+	Welcome     bool     `json:"welcome,omitempty"` // churn: wait for a greeting, send nothing
 }
 
 // childCmd is one line the parent writes to a child's stdin.
@@ -261,8 +262,9 @@ func runEcho(ctx context.Context, conns []*wsConn, size int, d time.Duration, s 
 	wg.Wait()
 }
 
-// runChurn runs cfg.Concurrency loops of connect, one echo, close until d
-// has passed; each cycle's time goes into the histogram.
+// runChurn runs cfg.Concurrency loops of connect, one echo (or, with
+// cfg.Welcome, the server's first message), close until d has passed; each
+// cycle's time goes into the histogram.
 func runChurn(ctx context.Context, cfg ChildConfig, d time.Duration, s *stats) {
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
@@ -290,8 +292,10 @@ func churnOnce(ctx context.Context, cfg ChildConfig, src string) error {
 	}
 	defer c.Close()
 	_ = c.nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := c.writeText(stamped(cfg.MsgSize)); err != nil {
-		return err
+	if !cfg.Welcome {
+		if err := c.writeText(stamped(cfg.MsgSize)); err != nil {
+			return err
+		}
 	}
 	_, err = c.readMessage()
 	return err

@@ -68,6 +68,10 @@ type Config struct {
 	Duration, MaxDuration time.Duration
 	// Concurrency is the number of churn loops in flight; default 100.
 	Concurrency int
+	// Welcome makes each churn cycle wait for the first message the server
+	// sends on its own (an OnConnect greeting, as the chat app's help)
+	// instead of sending a message and waiting for its echo.
+	Welcome bool
 	// MsgSize is the message size in bytes (at least 19, the timestamp);
 	// default 100 for fanout, 64 for echo and churn.
 	MsgSize int

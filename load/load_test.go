@@ -12,9 +12,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/apps/chat"
 	"github.com/gatework/gatework/apps/echo"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/node"
+	"github.com/gatework/gatework/worker"
 )
 
 func TestMain(m *testing.M) {
@@ -36,9 +38,10 @@ type target struct {
 	stop     func()
 }
 
-func startNode(t testing.TB) target {
+func startNode(t testing.TB) target { return startNodeApp(t, echo.Handlers()) }
+
+func startNodeApp(t testing.TB, h worker.Handlers) target {
 	t.Helper()
-	h := echo.Handlers()
 	n, err := node.Start(context.Background(), node.Config{
 		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}},
 		HTTP:    node.HTTPConfig{Addr: "127.0.0.1:0"},
@@ -204,5 +207,20 @@ func TestChildProcesses(t *testing.T) {
 				t.Errorf("fanout: %+v", r.Steps)
 			}
 		})
+	}
+}
+
+// TestChurnWelcome waits for the chat app's OnConnect greeting instead of
+// an echo.
+func TestChurnWelcome(t *testing.T) {
+	tg := startNodeApp(t, chat.Handlers())
+	defer tg.stop()
+	r, err := Run(context.Background(), Config{Workload: Churn, WSAddr: tg.ws, Welcome: true, InProcess: true,
+		Concurrency: 4, Duration: 300 * time.Millisecond, MaxDuration: 20 * time.Second})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if r.Count == 0 || r.Errors != 0 {
+		t.Fatalf("churn: %d cycles, %d errors", r.Count, r.Errors)
 	}
 }

@@ -269,7 +269,7 @@ func startChildren(ctx context.Context, cfg Config, logf func(string, ...any)) (
 		if i < total%cfg.Procs {
 			n++
 		}
-		cc := ChildConfig{Workload: cfg.Workload, URL: url, Offset: offset, SrcIPs: cfg.srcIPs(), MsgSize: cfg.MsgSize}
+		cc := ChildConfig{Workload: cfg.Workload, URL: url, Offset: offset, SrcIPs: cfg.srcIPs(), MsgSize: cfg.MsgSize, Welcome: cfg.Welcome}
 		if cfg.Workload == Churn {
 			cc.Concurrency = n
 		} else {
