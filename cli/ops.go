@@ -38,7 +38,7 @@ func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 	if st != nil {
 		logStart = st.Size()
 	}
-	exe, err := os.Executable()
+	exe, err := programPath() // the detached master reloads from the same path
 	if err != nil {
 		return fmt.Errorf("start -d: %w", err)
 	}
