@@ -67,3 +67,39 @@ func TestStopAcceptingDoesNotSpin(t *testing.T) {
 		t.Fatalf("the process used %v of CPU in 300ms while idle after stopAccepting: something spins", used)
 	}
 }
+
+// TestStopRightAfterStart: a gateway stopped right after it started (a
+// node whose HTTP port is taken does this) stops, and nothing spins: nbio
+// loses a Stop that comes before its pollers enter their loops.
+func TestStopRightAfterStart(t *testing.T) {
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := bus.Connect(e.ConnectOptions("gw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for range 5 {
+		s, err := New(nc, Config{Logger: slog.New(slog.DiscardHandler), Listeners: []ListenerConfig{
+			{Protocol: "ws", Addr: "127.0.0.1:0"}, {Protocol: "tcp", Addr: "127.0.0.1:0"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Shutdown(context.Background()) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Shutdown right after Start did not return")
+		}
+	}
+}

@@ -22,6 +22,7 @@ type nbioEngine struct {
 	mu        sync.Mutex
 	ln        net.Listener
 	running   bool // started and not yet stopped
+	startedAt time.Time
 	accepting sync.WaitGroup
 }
 
@@ -61,6 +62,7 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	e.mu.Lock()
 	e.ln = ln
 	e.running = true
+	e.startedAt = time.Now()
 	e.mu.Unlock()
 	e.accepting.Add(1)
 	go e.accept(ln)
@@ -105,11 +107,24 @@ func (e *nbioEngine) stop() {
 	e.mu.Lock()
 	running := e.running
 	e.running = false
+	startedAt := e.startedAt
 	e.mu.Unlock()
-	if running {
-		e.engine.Stop()
+	if !running {
+		return
 	}
+	// nbio's poller goroutine clears its shutdown flag when its loop
+	// begins, so a Stop that comes before that is lost and the loop spins
+	// forever. Give a just-started engine's pollers time to enter their
+	// loops (microseconds normally; generous for loaded machines).
+	if wait := minEngineLife - time.Since(startedAt); wait > 0 {
+		time.Sleep(wait)
+	}
+	e.engine.Stop()
 }
+
+// minEngineLife is how long an engine runs before it may be stopped; see
+// nbioEngine.stop.
+const minEngineLife = 250 * time.Millisecond
 
 // sock is the part of a transport every protocol shares: the socket and
 // the connection it carries (nil until a WebSocket handshake completes).

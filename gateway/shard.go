@@ -27,7 +27,7 @@ type shard struct {
 	kill []*conn
 	// free holds written buffers for reuse (at most maxFree), so that an
 	// idle connection holds none and a busy one allocates none.
-	free     [][]byte
+	free [][]byte
 
 	wake chan struct{} // capacity 1: a flush is wanted
 	quit chan struct{}
