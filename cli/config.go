@@ -100,6 +100,7 @@ type GatewayConfig struct {
 	MaxPendingBytes   int      `yaml:"max_pending_bytes"`
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	CloseTimeout      Duration `yaml:"close_timeout"`
+	DrainWindow       Duration `yaml:"drain_window"`
 }
 
 // APIConfig is the `api` section: the API client used by the HTTP API and

@@ -141,15 +141,27 @@ type processStatus struct {
 	RSSBytes      int64          `json:"rss_bytes"`
 	Connections   *int           `json:"connections,omitempty"`
 	Gateway       *gateway.Stats `json:"gateway,omitempty"`
-	Slot          *int           `json:"slot,omitempty"`
-	Generation    *int           `json:"generation,omitempty"`
-	Ready         *bool          `json:"ready,omitempty"`
-	Restarts      *int           `json:"restarts,omitempty"`
+	// Rates is the gateway's traffic per second since the previous status
+	// request (absent on the first).
+	Rates      *trafficRates `json:"rates,omitempty"`
+	Slot       *int          `json:"slot,omitempty"`
+	Generation *int          `json:"generation,omitempty"`
+	Ready      *bool         `json:"ready,omitempty"`
+	Restarts   *int          `json:"restarts,omitempty"`
 	// Worker is the worker's counters (busy, batches, messages…); nil when
 	// the process did not answer in time.
 	Worker *worker.Stats `json:"worker,omitempty"`
 	// Bus is the state of the worker's NATS connection.
 	Bus string `json:"bus,omitempty"`
+}
+
+// trafficRates is traffic per second over the last Seconds.
+type trafficRates struct {
+	Seconds     float64 `json:"seconds"`
+	MessagesIn  float64 `json:"messages_in"`
+	MessagesOut float64 `json:"messages_out"`
+	BytesIn     float64 `json:"bytes_in"`
+	BytesOut    float64 `json:"bytes_out"`
 }
 
 // controlServer answers requests on the control socket.
@@ -266,6 +278,12 @@ func printStatus(w io.Writer, rep *statusReport) {
 			d = append(d, fmt.Sprintf("connections=%d", *p.Connections))
 		}
 		if g := p.Gateway; g != nil {
+			d = append(d, fmt.Sprintf("uids=%d groups=%d msgs_in=%d msgs_out=%d bytes_in=%d bytes_out=%d",
+				g.UIDs, g.Groups, g.MessagesIn, g.MessagesOut, g.BytesIn, g.BytesOut))
+			if r := p.Rates; r != nil {
+				d = append(d, fmt.Sprintf("rate(%.0fs): msgs_in=%.1f/s msgs_out=%.1f/s bytes_in=%.0f/s bytes_out=%.0f/s",
+					r.Seconds, r.MessagesIn, r.MessagesOut, r.BytesIn, r.BytesOut))
+			}
 			d = append(d, fmt.Sprintf("accepted=%d events=%d redelivered=%d in_flight=%d parked=%d",
 				g.Accepted, g.EventsSent, g.Redelivered, g.InFlight, g.Parked))
 		}

@@ -13,8 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/node"
 )
@@ -41,6 +43,37 @@ type masterRun struct {
 	// and an app); otherwise in this process, if any.
 	children bool
 	started  time.Time
+
+	// The previous status sample, for rates.
+	rateMu    sync.Mutex
+	lastStats gateway.Stats
+	lastAt    time.Time
+}
+
+// rates returns the gateway's traffic per second since the previous call
+// (nil on the first), and remembers st for the next.
+func (m *masterRun) rates(st gateway.Stats, now time.Time) *trafficRates {
+	m.rateMu.Lock()
+	defer m.rateMu.Unlock()
+	prev, at := m.lastStats, m.lastAt
+	m.lastStats, m.lastAt = st, now
+	secs := now.Sub(at).Seconds()
+	if at.IsZero() || secs <= 0 {
+		return nil
+	}
+	per := func(cur, old uint64) float64 {
+		if cur < old {
+			return 0
+		}
+		return float64(cur-old) / secs
+	}
+	return &trafficRates{
+		Seconds:     secs,
+		MessagesIn:  per(st.MessagesIn, prev.MessagesIn),
+		MessagesOut: per(st.MessagesOut, prev.MessagesOut),
+		BytesIn:     per(st.BytesIn, prev.BytesIn),
+		BytesOut:    per(st.BytesOut, prev.BytesOut),
+	}
 }
 
 // newMasterRun prepares the master for the validated c.
@@ -259,6 +292,8 @@ func (m *masterRun) status() statusReport {
 	st := m.node.Gateway().Stats()
 	gw := proc("gateway", self, up, rss)
 	gw.Connections, gw.Gateway = &st.Connections, &st
+	gw.Rates = m.rates(st, now)
+	gw.Bus = m.node.BusStatus()
 	rep.Processes = append(rep.Processes, gw)
 	if m.sup == nil {
 		if wk := m.node.Worker(); wk != nil {

@@ -25,6 +25,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		MaxPendingBytes:   g.MaxPendingBytes,
 		HeartbeatInterval: time.Duration(g.HeartbeatInterval),
 		CloseTimeout:      time.Duration(g.CloseTimeout),
+		DrainWindow:       time.Duration(g.DrainWindow),
 	}
 }
 

@@ -103,3 +103,76 @@ func TestStopRightAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainWindow: Shutdown spreads the closes over DrainWindow (lame
+// duck) instead of closing every client at the same moment, and the
+// counters of Stats follow the traffic.
+func TestDrainWindow(t *testing.T) {
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	nc, err := bus.Connect(e.ConnectOptions("gw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s, err := New(nc, Config{Logger: slog.New(slog.DiscardHandler), DrainWindow: 600 * time.Millisecond,
+		Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	closedAt := make(chan time.Time, n)
+	for range n {
+		c, err := net.Dial("tcp", s.Addr("tcp").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("hello\n")); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			buf := make([]byte, 16)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					closedAt <- time.Now()
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Stats().MessagesIn < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := s.Stats(); st.Connections != n || st.MessagesIn != n || st.BytesIn != 5*n {
+		t.Fatalf("stats %+v: want %d connections, messages and %d bytes in", st, n, 5*n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { _ = s.Shutdown(ctx); close(stopped) }() // no worker: the drain ends with ctx
+	var first, last time.Time
+	for i := range n {
+		select {
+		case at := <-closedAt:
+			if i == 0 {
+				first = at
+			}
+			last = at
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of %d clients were closed", i, n)
+		}
+	}
+	if spread := last.Sub(first); spread < 300*time.Millisecond {
+		t.Fatalf("closes spread over %v, want about the 600ms drain window", spread)
+	}
+	<-stopped
+}

@@ -42,6 +42,11 @@ type Config struct {
 	// CloseTimeout bounds a graceful close (queued data flushed first) and
 	// a WebSocket closing handshake; 0 means 5s.
 	CloseTimeout time.Duration
+	// DrainWindow spreads the close frames of Shutdown evenly over this
+	// long, so that clients do not all reconnect at the same moment (lame
+	// duck); 0 closes every connection at once. Shutdown's context still
+	// bounds it.
+	DrainWindow time.Duration
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -193,7 +198,7 @@ func (c Config) Validate() error {
 	if _, err := bus.NewSubjects(c.Prefix); err != nil {
 		return fmt.Errorf("gateway: prefix: %w", err)
 	}
-	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 {
+	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 {
 		return errors.New("gateway: durations must not be negative")
 	}
 	return nil

@@ -70,16 +70,22 @@ type stats struct {
 
 // Stats is a snapshot of a gateway's counters.
 type Stats struct {
-	Gateway     string
-	Connections int
-	Accepted    uint64
-	Closes      map[string]uint64 // by CloseReason name
-	EventsSent  uint64            // event batches published (first attempts)
-	Redelivered uint64            // event batches published again
-	InFlight    int               // batches waiting for an ack
-	Parked      int               // batches waiting for any worker to appear
-	BadAcks     uint64
-	BadCommands uint64
+	Gateway     string            `json:"gateway"`
+	Connections int               `json:"connections"`
+	UIDs        int               `json:"uids"`         // distinct bound uids
+	Groups      int               `json:"groups"`       // groups with at least one member
+	MessagesIn  uint64            `json:"messages_in"`  // messages received from clients
+	MessagesOut uint64            `json:"messages_out"` // messages queued to clients
+	BytesIn     uint64            `json:"bytes_in"`     // message payload bytes received
+	BytesOut    uint64            `json:"bytes_out"`    // bytes written to sockets, framing included
+	Accepted    uint64            `json:"accepted"`
+	Closes      map[string]uint64 `json:"closes"`      // by CloseReason name
+	EventsSent  uint64            `json:"events_sent"` // event batches published (first attempts)
+	Redelivered uint64            `json:"redelivered"` // event batches published again
+	InFlight    int               `json:"in_flight"`   // batches waiting for an ack
+	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
+	BadAcks     uint64            `json:"bad_acks"`
+	BadCommands uint64            `json:"bad_commands"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -225,14 +231,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, l := range s.listeners {
 		l.stopAccepting()
 	}
-	for _, sh := range s.shards {
-		sh.mu.Lock()
-		for _, c := range sh.conns {
-			sh.closeLocked(c, ReasonShutdown, false)
-		}
-		sh.mu.Unlock()
-	}
-	var err error
+	err := s.closeAll(ctx)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 wait:
@@ -250,6 +249,41 @@ wait:
 	s.heartbeat(true)
 	s.stopBus()
 	return err
+}
+
+// closeAll sends every connection its close frame (1001), spread evenly
+// over DrainWindow so that clients do not all reconnect at once (lame duck).
+func (s *Server) closeAll(ctx context.Context) error {
+	var all []*conn
+	s.eachShard(func(sh *shard) {
+		for _, c := range sh.conns {
+			all = append(all, c)
+		}
+	})
+	const steps = 20
+	per := len(all)
+	var pause time.Duration
+	if s.cfg.DrainWindow > 0 && len(all) > 1 {
+		per = (len(all) + steps - 1) / steps
+		pause = s.cfg.DrainWindow / steps
+	}
+	for len(all) > 0 {
+		n := min(per, len(all))
+		for _, c := range all[:n] {
+			s.close(c, ReasonShutdown, false)
+		}
+		all = all[n:]
+		if len(all) == 0 || pause == 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			pause = 0 // out of time: close the rest at once
+			per = len(all)
+		case <-time.After(pause):
+		}
+	}
+	return ctx.Err()
 }
 
 func (s *Server) stopBus() {
@@ -306,6 +340,24 @@ func (s *Server) Stats() Stats {
 	}
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
+	}
+	st.UIDs = len(s.distinct(func(sh *shard, add func(string)) {
+		for u := range sh.uids {
+			add(u)
+		}
+	}))
+	st.Groups = len(s.distinct(func(sh *shard, add func(string)) {
+		for g := range sh.groups {
+			add(g)
+		}
+	}))
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		st.MessagesOut += sh.msgsOut
+		sh.mu.Unlock()
+		st.MessagesIn += sh.msgsIn.Load()
+		st.BytesIn += sh.bytesIn.Load()
+		st.BytesOut += sh.bytesOut.Load()
 	}
 	s.infMu.Lock()
 	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
@@ -377,6 +429,8 @@ func (s *Server) received(c *conn, data []byte, binary bool) {
 	c.lastActiveMs.Store(now)
 	c.msgsIn.Add(1)
 	c.bytesIn.Add(uint64(len(data)))
+	c.sh.msgsIn.Add(1)
+	c.sh.bytesIn.Add(uint64(len(data)))
 	s.pushEvent(c, bus.Event{
 		Type:       bus.EventMessage,
 		Data:       append([]byte(nil), data...),

@@ -3,6 +3,7 @@ package gateway
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,13 @@ type shard struct {
 	// free holds written buffers for reuse (at most maxFree), so that an
 	// idle connection holds none and a busy one allocates none.
 	free [][]byte
+
+	// Counters for Stats: msgsOut is guarded by mu; the others are written
+	// by one goroutine at a time (poller, flusher) and read by Stats.
+	msgsOut  uint64
+	msgsIn   atomic.Uint64
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
 
 	wake chan struct{} // capacity 1: a flush is wanted
 	quit chan struct{}
@@ -83,6 +91,7 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 	}
 	c.out = append(c.out, frame...)
 	c.msgsOut.Add(1)
+	sh.msgsOut++
 	sh.markDirtyLocked(c)
 }
 
@@ -279,6 +288,7 @@ func (sh *shard) run() {
 			it.c.unsent.Add(int64(n))
 			if err := it.c.t.write(it.buf); err == nil {
 				it.c.bytesOut.Add(uint64(n))
+				sh.bytesOut.Add(uint64(n))
 			}
 			returned = append(returned, it.buf)
 			it.buf = nil

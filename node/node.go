@@ -381,6 +381,10 @@ func (n *Node) NATSURL() string {
 // Gateway returns the node's gateway.
 func (n *Node) Gateway() *gateway.Server { return n.gw }
 
+// BusStatus returns the state of the gateway's bus connection
+// (CONNECTED, RECONNECTING, …).
+func (n *Node) BusStatus() string { return n.gwNC.Status().String() }
+
 // API returns the node's API client; it stays usable until Shutdown.
 func (n *Node) API() *api.Client { return n.api }
 
