@@ -256,8 +256,17 @@ type status struct {
 			Messages uint64 `json:"Messages"`
 		} `json:"worker"`
 		Gateway *struct {
-			Redelivered uint64 `json:"Redelivered"`
+			Redelivered uint64 `json:"redelivered"`
+			MessagesIn  uint64 `json:"messages_in"`
+			MessagesOut uint64 `json:"messages_out"`
+			BytesIn     uint64 `json:"bytes_in"`
+			BytesOut    uint64 `json:"bytes_out"`
+			UIDs        int    `json:"uids"`
+			Groups      int    `json:"groups"`
 		} `json:"gateway"`
+		Rates *struct {
+			MessagesIn float64 `json:"messages_in"`
+		} `json:"rates"`
 	} `json:"processes"`
 	Workers struct {
 		Crashes       uint64 `json:"crashes"`

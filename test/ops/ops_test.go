@@ -30,6 +30,22 @@ func TestWorkerProcesses(t *testing.T) {
 	if !workers[pid] || pid == masterPID {
 		t.Fatalf("answered by pid %d; workers %v, master %d", pid, workers, masterPID)
 	}
+	// status reports the gateway's traffic, its rates since the previous
+	// status, and the bus state of every process.
+	st = n.status()
+	for _, p := range st.Processes {
+		if p.Role == "gateway" {
+			if g := p.Gateway; g == nil || g.MessagesIn < 1 || g.MessagesOut < 1 || g.BytesIn < 5 || g.BytesOut < 5 {
+				t.Errorf("gateway traffic in status: %+v", p.Gateway)
+			}
+			if p.Rates == nil || p.Rates.MessagesIn <= 0 {
+				t.Errorf("gateway rates in status: %+v", p.Rates)
+			}
+		}
+		if p.Role != "master" && p.Bus != "CONNECTED" {
+			t.Errorf("%s %d: bus %q, want CONNECTED", p.Role, p.PID, p.Bus)
+		}
+	}
 
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
