@@ -221,9 +221,12 @@ func (s *Server) Addr(name string) net.Addr {
 	return nil
 }
 
-// Shutdown stops accepting clients, closes every connection (queued data is
-// flushed first, within CloseTimeout), waits until their close events were
-// handed to workers or ctx ends, then leaves the bus.
+// Shutdown stops accepting clients and closes every connection: each gets
+// its close frame (1001) after its queued data, spread over DrainWindow.
+// It then waits until every socket is closed and every close event was
+// handed to a worker, or ctx ends, and leaves the bus. With no worker
+// running, the close events cannot be handed over and Shutdown returns
+// when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return ErrServerClosed

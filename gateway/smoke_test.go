@@ -2,8 +2,10 @@ package gateway_test
 
 import (
 	"bufio"
+	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,5 +103,29 @@ func TestSmokeEcho(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("got %q, %v; want %q", got, err, want)
 		}
+	}
+}
+
+// TestRefusedHandshakeAnswersOnce: a refused upgrade gets one HTTP error
+// answer and the connection closes; bytes that follow are not parsed as
+// another request.
+func TestRefusedHandshakeAnswersOnce(t *testing.T) {
+	gw := startEcho(t)
+	c, err := net.Dial("tcp", gw.Addr("ws").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bad := "GET / HTTP/1.1\r\nHost: x\r\n\r\n" // no Upgrade headers
+	if _, err := c.Write([]byte(bad + bad + bad)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v (want the answer, then EOF)", err)
+	}
+	if n := strings.Count(string(all), "HTTP/1.1 "); n != 1 || !strings.HasPrefix(string(all), "HTTP/1.1 400") {
+		t.Fatalf("got %d answers: %q", n, all)
 	}
 }

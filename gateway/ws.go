@@ -56,12 +56,15 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 	if t == nil {
 		return
 	}
+	if t.dead {
+		return // a protocol error or a refused handshake was answered
+	}
 	if t.c == nil {
 		e.handshake(t, data)
 		return
 	}
 	t.c.sync()
-	if t.dead || t.c.closing() {
+	if t.c.closing() {
 		return // lingering after a close: discard
 	}
 	e.frames(t, data)
@@ -81,9 +84,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	end := bytes.Index(t.in, []byte("\r\n\r\n"))
 	if end < 0 {
 		if len(t.in) > maxHandshake {
-			_, _ = t.nc.Write([]byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"))
-			t.in = nil
-			t.closeWrite()
+			e.refuse(t, []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"))
 		}
 		return
 	}
@@ -115,12 +116,11 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		io.Reader
 		io.Writer
 	}{bytes.NewReader(head), &resp})
-	_, _ = t.nc.Write(resp.Bytes())
 	if err != nil {
-		t.in = nil
-		t.closeWrite() // the response said why; let the client read it
+		e.refuse(t, resp.Bytes())
 		return
 	}
+	_, _ = t.nc.Write(resp.Bytes())
 	s := e.l.s
 	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
 	c := s.newConn(e.l, t, remote)
@@ -132,6 +132,16 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	if len(leftover) > 0 {
 		e.frames(t, leftover)
 	}
+}
+
+// refuse answers a failed handshake with resp and closes the socket. The
+// request was read whole, so the close sends FIN, not a reset, and the
+// client reads the answer.
+func (e *wsEngine) refuse(t *wsTransport, resp []byte) {
+	t.dead = true
+	t.in = nil
+	_, _ = t.nc.Write(resp)
+	_ = t.nc.Close()
 }
 
 // frames parses and handles every complete frame in t.in + data, keeping
