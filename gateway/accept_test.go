@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/gatework/gatework/bus"
 )
 
@@ -20,28 +22,44 @@ func cpuTime(t *testing.T) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// TestStopAcceptingDoesNotSpin: once a draining gateway closes its
-// listening sockets, nothing may busy-loop on them (nbio's own acceptor
-// did, burning a core for the whole drain), and new clients are refused.
-func TestStopAcceptingDoesNotSpin(t *testing.T) {
+// testBus starts an embedded NATS with no worker and returns a connection
+// to it; both stop when the test ends.
+func testBus(t *testing.T) *nats.Conn {
+	t.Helper()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Shutdown()
+	t.Cleanup(e.Shutdown)
 	nc, err := bus.Connect(e.ConnectOptions("gw"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	s, err := New(nc, Config{Logger: slog.New(slog.DiscardHandler), Listeners: []ListenerConfig{
-		{Protocol: "ws", Addr: "127.0.0.1:0"}, {Protocol: "tcp", Addr: "127.0.0.1:0"}}})
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// startServer starts a gateway with listeners on nc.
+func startServer(t *testing.T, nc *nats.Conn, cfg Config) *Server {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	s, err := New(nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return s
+}
+
+// TestStopAcceptingDoesNotSpin: once a draining gateway closes its
+// listening sockets, nothing may busy-loop on them (nbio's own acceptor
+// did, burning a core for the whole drain), and new clients are refused.
+func TestStopAcceptingDoesNotSpin(t *testing.T) {
+	nc := testBus(t)
+	s := startServer(t, nc, Config{Listeners: []ListenerConfig{
+		{Protocol: "ws", Addr: "127.0.0.1:0"}, {Protocol: "tcp", Addr: "127.0.0.1:0"}}})
 	defer func() {
 		// No worker runs here, so the close events cannot be handed over:
 		// bound the drain.
@@ -72,25 +90,10 @@ func TestStopAcceptingDoesNotSpin(t *testing.T) {
 // node whose HTTP port is taken does this) stops, and nothing spins: nbio
 // loses a Stop that comes before its pollers enter their loops.
 func TestStopRightAfterStart(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := bus.Connect(e.ConnectOptions("gw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testBus(t)
 	for range 5 {
-		s, err := New(nc, Config{Logger: slog.New(slog.DiscardHandler), Listeners: []ListenerConfig{
+		s := startServer(t, nc, Config{Listeners: []ListenerConfig{
 			{Protocol: "ws", Addr: "127.0.0.1:0"}, {Protocol: "tcp", Addr: "127.0.0.1:0"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Start(); err != nil {
-			t.Fatal(err)
-		}
 		done := make(chan error, 1)
 		go func() { done <- s.Shutdown(context.Background()) }()
 		select {
@@ -108,24 +111,9 @@ func TestStopRightAfterStart(t *testing.T) {
 // duck) instead of closing every client at the same moment, and the
 // counters of Stats follow the traffic.
 func TestDrainWindow(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := bus.Connect(e.ConnectOptions("gw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	s, err := New(nc, Config{Logger: slog.New(slog.DiscardHandler), DrainWindow: 600 * time.Millisecond,
+	nc := testBus(t)
+	s := startServer(t, nc, Config{DrainWindow: 600 * time.Millisecond,
 		Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
 	const n = 40
 	closedAt := make(chan time.Time, n)
 	for range n {
