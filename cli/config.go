@@ -101,6 +101,7 @@ type GatewayConfig struct {
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 	CloseTimeout      Duration `yaml:"close_timeout"`
 	DrainWindow       Duration `yaml:"drain_window"`
+	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
 }
 
 // APIConfig is the `api` section: the API client used by the HTTP API and
@@ -149,6 +150,7 @@ func DefaultConfig(app string) Config {
 			MaxPendingBytes:   4 << 20,
 			HeartbeatInterval: Duration(time.Second),
 			CloseTimeout:      Duration(5 * time.Second),
+			HandshakeTimeout:  Duration(10 * time.Second),
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),

@@ -26,6 +26,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		HeartbeatInterval: time.Duration(g.HeartbeatInterval),
 		CloseTimeout:      time.Duration(g.CloseTimeout),
 		DrainWindow:       time.Duration(g.DrainWindow),
+		HandshakeTimeout:  time.Duration(g.HandshakeTimeout),
 	}
 }
 

@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -163,4 +166,57 @@ func TestDrainWindow(t *testing.T) {
 		t.Fatalf("closes spread over %v, want about the 600ms drain window", spread)
 	}
 	<-stopped
+}
+
+// TestHandshakeTimeout: a client that connects to a WebSocket listener and
+// never completes its upgrade is closed after HandshakeTimeout; a client
+// that completed it stays.
+func TestHandshakeTimeout(t *testing.T) {
+	nc := testBus(t)
+	s := startServer(t, nc, Config{HandshakeTimeout: 500 * time.Millisecond,
+		Listeners: []ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}()
+	addr := s.Addr("ws").String()
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n")); err != nil { // never finished
+		t.Fatal(err)
+	}
+	good, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer good.Close()
+	if _, err := good.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = good.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	if n, err := good.Read(buf); err != nil || !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 101") {
+		t.Fatalf("upgrade: %q, %v", buf[:n], err)
+	}
+	start := time.Now()
+	_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := slow.Read(buf); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the unfinished handshake was not closed: %v", err)
+	}
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Fatalf("closed after %v, want about the 500ms handshake timeout", waited)
+	}
+	// The upgraded client is still there.
+	_ = good.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := good.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the upgraded client was disturbed: %v", err)
+	}
+	if n := s.Stats().Connections; n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
 }

@@ -42,6 +42,10 @@ type Config struct {
 	// CloseTimeout bounds a graceful close (queued data flushed first) and
 	// a WebSocket closing handshake; 0 means 5s.
 	CloseTimeout time.Duration
+	// HandshakeTimeout bounds a WebSocket upgrade: a connection whose
+	// handshake is not complete this long after it was accepted is closed
+	// (slow or idle clients cannot hold sockets); 0 means 10s.
+	HandshakeTimeout time.Duration
 	// DrainWindow spreads the close frames of Shutdown evenly over this
 	// long, so that clients do not all reconnect at the same moment (lame
 	// duck); 0 closes every connection at once. Shutdown's context still
@@ -103,6 +107,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 5 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -198,7 +205,7 @@ func (c Config) Validate() error {
 	if _, err := bus.NewSubjects(c.Prefix); err != nil {
 		return fmt.Errorf("gateway: prefix: %w", err)
 	}
-	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 {
+	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 {
 		return errors.New("gateway: durations must not be negative")
 	}
 	return nil

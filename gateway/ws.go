@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
@@ -23,11 +25,74 @@ import (
 // close the way RFC 6455 §7 asks (close frame, then FIN, then wait).
 type wsEngine struct {
 	nbioEngine
+
+	// Sockets whose handshake is not complete, with their deadlines
+	// (unix nanoseconds); one sweeper closes the late ones.
+	hsMu    sync.Mutex
+	pending map[*wsTransport]int64
+	hsQuit  chan struct{}
+	hsDone  chan struct{}
 }
 
-func newWSEngine(l *listener) *wsEngine { return &wsEngine{nbioEngine{l: l}} }
+func newWSEngine(l *listener) *wsEngine {
+	return &wsEngine{nbioEngine: nbioEngine{l: l}, pending: make(map[*wsTransport]int64)}
+}
 
-func (e *wsEngine) start() (net.Addr, error) { return e.nbioEngine.start(e) }
+func (e *wsEngine) start() (net.Addr, error) {
+	addr, err := e.nbioEngine.start(e)
+	if err != nil {
+		return nil, err
+	}
+	e.hsQuit, e.hsDone = make(chan struct{}), make(chan struct{})
+	go e.sweepHandshakes()
+	return addr, nil
+}
+
+func (e *wsEngine) stop() {
+	if e.hsQuit != nil {
+		select {
+		case <-e.hsQuit:
+		default:
+			close(e.hsQuit)
+			<-e.hsDone
+		}
+	}
+	e.nbioEngine.stop()
+}
+
+// sweepHandshakes closes, twice a second, the sockets whose upgrade did
+// not complete within HandshakeTimeout.
+func (e *wsEngine) sweepHandshakes() {
+	defer close(e.hsDone)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.hsQuit:
+			return
+		case now := <-tick.C:
+			var late []*wsTransport
+			e.hsMu.Lock()
+			for t, deadline := range e.pending {
+				if now.UnixNano() >= deadline {
+					late = append(late, t)
+					delete(e.pending, t)
+				}
+			}
+			e.hsMu.Unlock()
+			for _, t := range late {
+				_ = t.nc.Close()
+			}
+		}
+	}
+}
+
+// handshakeDone stops watching t's handshake.
+func (e *wsEngine) handshakeDone(t *wsTransport) {
+	e.hsMu.Lock()
+	delete(e.pending, t)
+	e.hsMu.Unlock()
+}
 
 // maxHandshake bounds the HTTP upgrade request.
 const maxHandshake = 8 << 10
@@ -48,7 +113,11 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 		_ = nc.Close()
 		return
 	}
-	nc.SetSession(&wsTransport{sock: sock{nc: nc}})
+	t := &wsTransport{sock: sock{nc: nc}}
+	e.hsMu.Lock()
+	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
+	e.hsMu.Unlock()
+	nc.SetSession(t)
 }
 
 func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
@@ -72,7 +141,11 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 
 func (e *wsEngine) closed(nc *nbio.Conn, err error) {
 	t, _ := nc.Session().(*wsTransport)
-	if t == nil || t.c == nil {
+	if t == nil {
+		return
+	}
+	if t.c == nil {
+		e.handshakeDone(t)
 		return
 	}
 	e.l.s.closed(t.c, ReasonClientClosed)
@@ -120,6 +193,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		e.refuse(t, resp.Bytes())
 		return
 	}
+	e.handshakeDone(t)
 	_, _ = t.nc.Write(resp.Bytes())
 	s := e.l.s
 	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
@@ -138,6 +212,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 // request was read whole, so the close sends FIN, not a reset, and the
 // client reads the answer.
 func (e *wsEngine) refuse(t *wsTransport, resp []byte) {
+	e.handshakeDone(t)
 	t.dead = true
 	t.in = nil
 	_, _ = t.nc.Write(resp)
