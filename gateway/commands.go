@@ -314,6 +314,10 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 		}
 	}
 	groups := groupsOf(cmd)
+	uids := cmd.UIDs
+	if cmd.Op == bus.OpSendToUID {
+		uids = distinctStrings(uids)
+	}
 	for _, sh := range s.shards {
 		sh.mu.Lock()
 		switch cmd.Op {
@@ -322,10 +326,7 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 				send(sh, c)
 			}
 		case bus.OpSendToUID:
-			for i, uid := range cmd.UIDs {
-				if dup(cmd.UIDs[:i], uid) {
-					continue
-				}
+			for _, uid := range uids {
 				for _, c := range sh.uids[uid] {
 					send(sh, c)
 				}
@@ -354,6 +355,23 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 		return codeErr(bus.ErrCodeInvalidRequest, "%v", fc.err)
 	}
 	return nil
+}
+
+// distinctStrings returns list without repeats, in order, once for the
+// whole fan-out (a send to thousands of uids must not cost their square).
+func distinctStrings(list []string) []string {
+	if len(list) < 2 {
+		return list
+	}
+	seen := make(map[string]struct{}, len(list))
+	out := make([]string, 0, len(list))
+	for _, v := range list {
+		if _, ok := seen[v]; !ok {
+			seen[v] = struct{}{}
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func dup(list []string, s string) bool {
