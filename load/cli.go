@@ -88,7 +88,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Progress = stderr
 	if f.bare {
-		b, err := StartBare(BareConfig{Shards: f.bareShards})
+		b, err := StartBare(BareConfig{Shards: f.bareShards, Coalesce: f.bareCoalesce})
 		if err != nil {
 			fmt.Fprintf(stderr, "gwload: %v\n", err)
 			return 1
@@ -127,7 +127,7 @@ type cliFlags struct {
 	ws, http, token, path, rates, jsonOut, nats                    string
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration                                          time.Duration
-	bare, welcome                                                  bool
+	bare, welcome, bareCoalesce                                    bool
 	bareShards                                                     int
 }
 
@@ -154,6 +154,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.welcome, "welcome", false, "churn: wait for the server's first message (an OnConnect greeting, e.g. --app chat) instead of an echo")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
 	fs.IntVar(&f.bareShards, "bare-shards", 1, "goroutines the bare server splits a broadcast over (1: the naive loop)")
+	fs.BoolVar(&f.bareCoalesce, "bare-coalesce", false, "the bare server writes every queued broadcast message to a connection in one write (a stricter baseline)")
 	return fs
 }
 
@@ -181,10 +182,11 @@ func mainBare(ctx context.Context, args []string, stderr io.Writer) int {
 	h := fs.String("http-listen", "127.0.0.1:7291", "HTTP listen address (POST /api/sendToGroup)")
 	d := fs.Duration("duration", time.Hour, "stop after this long")
 	shards := fs.Int("shards", 1, "goroutines a broadcast is split over (1: the naive loop)")
+	coalesce := fs.Bool("coalesce", false, "write every queued broadcast message to a connection in one write")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	b, err := StartBare(BareConfig{WSAddr: *ws, HTTPAddr: *h, Shards: *shards})
+	b, err := StartBare(BareConfig{WSAddr: *ws, HTTPAddr: *h, Shards: *shards, Coalesce: *coalesce})
 	if err != nil {
 		fmt.Fprintf(stderr, "gwload bare: %v\n", err)
 		return 1

@@ -55,12 +55,17 @@ func startNodeApp(t testing.TB, h worker.Handlers) target {
 		stop: func() { _ = n.Shutdown(context.Background()) }}
 }
 
-func startBare(t testing.TB) target {
+func startBare(t testing.TB) target { return startBareWith(t, false) }
+
+// startBareCoalesce starts the bare server in its coalescing mode.
+func startBareCoalesce(t testing.TB) target { return startBareWith(t, true) }
+
+func startBareWith(t testing.TB, coalesce bool) target {
 	t.Helper()
 	if raceEnabled {
 		t.Skip("nbhttp v1.6.12 races internally (see race_test.go); run without -race")
 	}
-	b, err := StartBare(BareConfig{Shards: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := StartBare(BareConfig{Shards: 2, Coalesce: coalesce, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatalf("StartBare: %v", err)
 	}
@@ -81,7 +86,7 @@ func TestWorkloads(t *testing.T) {
 	for _, start := range []struct {
 		name string
 		f    func(testing.TB) target
-	}{{"gatework", startNode}, {"bare", startBare}} {
+	}{{"gatework", startNode}, {"bare", startBare}, {"bare-coalesce", startBareCoalesce}} {
 		t.Run(start.name, func(t *testing.T) {
 			tg := start.f(t)
 			defer tg.stop()
