@@ -113,7 +113,12 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 		_ = nc.Close()
 		return
 	}
-	t := &wsTransport{sock: sock{nc: nc}}
+	q, refused := e.l.s.admitSocket(nc)
+	if refused != refusedNone {
+		e.refuseOpen(nc, refused)
+		return
+	}
+	t := &wsTransport{sock: sock{nc: nc, q: q}}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
 	e.hsMu.Unlock()
@@ -163,7 +168,8 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	}
 	head, rest := t.in[:end+4], t.in[end+4:]
 	req := &bus.HTTPRequest{Method: "GET"}
-	path := e.l.cfg.Path
+	path, origins := e.l.cfg.Path, e.l.cfg.Origins
+	badOrigin := false
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			p, q, _ := strings.Cut(string(uri), "?")
@@ -178,6 +184,10 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 			return nil
 		},
 		OnHeader: func(key, value []byte) error {
+			if len(origins) > 0 && strings.EqualFold(string(key), "Origin") && !originAllowed(origins, string(value)) {
+				badOrigin = true
+				return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
+			}
 			if len(req.Headers) < 256 {
 				req.Headers = append(req.Headers, bus.Header{Name: string(key), Value: string(value)})
 			}
@@ -190,6 +200,9 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		io.Writer
 	}{bytes.NewReader(head), &resp})
 	if err != nil {
+		if badOrigin {
+			e.l.s.stats.refused[refusedOrigin].Add(1)
+		}
 		e.refuse(t, resp.Bytes())
 		return
 	}
