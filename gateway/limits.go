@@ -17,16 +17,18 @@ import (
 type refusal uint8
 
 const (
-	refusedNone    refusal = iota
-	refusedRate            // over max_new_conns_per_sec
-	refusedTotal           // max_conns sockets already open
-	refusedPerIP           // max_conns_per_ip sockets of its IP already open
-	refusedIPTable         // the table of remote IPs is full of IPs with open sockets
-	refusedOrigin          // a WebSocket Origin not in the listener's origins
+	refusedNone             refusal = iota
+	refusedRate                     // over max_new_conns_per_sec
+	refusedTotal                    // max_conns sockets already open
+	refusedPerIP                    // max_conns_per_ip sockets of its IP already open
+	refusedIPTable                  // the table of remote IPs is full of IPs with open sockets
+	refusedOrigin                   // a WebSocket Origin not in the listener's origins
+	refusedBadHandshake             // a WebSocket upgrade request refused (400, 404, 426, 431…)
+	refusedHandshakeTimeout         // a WebSocket upgrade not complete within HandshakeTimeout
 	refusalCount
 )
 
-var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin"}
+var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout"}
 
 // DefaultMaxIPs is Config.MaxIPs's default.
 const DefaultMaxIPs = 65536
@@ -172,6 +174,18 @@ func (e *wsEngine) refuseOpen(nc *nbio.Conn, r refusal) {
 	nc.SetSession(t)
 	_, _ = nc.Write([]byte("HTTP/1.1 " + status + "\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
 	t.closeWrite()
+}
+
+// countTimeouts counts the handshakes of late that timed out, leaving out
+// the refused sockets that only waited for their peer to close.
+func (e *wsEngine) countTimeouts(late []*wsTransport) {
+	n := 0
+	for _, t := range late {
+		if t.q != &refusedQuota {
+			n++
+		}
+	}
+	e.l.s.stats.refused[refusedHandshakeTimeout].Add(uint64(n))
 }
 
 // ipTable counts the open sockets and holds the message budget of each

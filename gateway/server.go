@@ -92,8 +92,10 @@ type Stats struct {
 	// Throttled counts the messages over a rate limit, by policy (drop,
 	// close, force_close, close_ip, force_close_ip).
 	Throttled map[string]uint64 `json:"throttled"`
-	// Refused counts the sockets refused at accept or upgrade, by limit:
-	// rate, total, per_ip, ip_table, origin.
+	// Refused counts the sockets refused at accept or upgrade, by cause:
+	// rate, total, per_ip, ip_table (limits at accept), origin,
+	// bad_handshake (an upgrade request answered with an HTTP error),
+	// handshake_timeout (an upgrade not complete in time).
 	Refused map[string]uint64 `json:"refused"`
 }
 

@@ -80,6 +80,7 @@ func (e *wsEngine) sweepHandshakes() {
 				}
 			}
 			e.hsMu.Unlock()
+			e.countTimeouts(late)
 			for _, t := range late {
 				_ = t.nc.Close()
 			}
@@ -162,7 +163,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	end := bytes.Index(t.in, []byte("\r\n\r\n"))
 	if end < 0 {
 		if len(t.in) > maxHandshake {
-			e.refuse(t, []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"))
+			e.refuse(t, []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"), refusedBadHandshake)
 		}
 		return
 	}
@@ -200,10 +201,11 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		io.Writer
 	}{bytes.NewReader(head), &resp})
 	if err != nil {
+		why := refusedBadHandshake
 		if badOrigin {
-			e.l.s.stats.refused[refusedOrigin].Add(1)
+			why = refusedOrigin
 		}
-		e.refuse(t, resp.Bytes())
+		e.refuse(t, resp.Bytes(), why)
 		return
 	}
 	e.handshakeDone(t)
@@ -221,10 +223,11 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	}
 }
 
-// refuse answers a failed handshake with resp and closes the socket. The
-// request was read whole, so the close sends FIN, not a reset, and the
-// client reads the answer.
-func (e *wsEngine) refuse(t *wsTransport, resp []byte) {
+// refuse answers a failed handshake with resp, counts it under why and
+// closes the socket. The request was read whole, so the close sends FIN,
+// not a reset, and the client reads the answer.
+func (e *wsEngine) refuse(t *wsTransport, resp []byte, why refusal) {
+	e.l.s.stats.refused[why].Add(1)
 	e.handshakeDone(t)
 	t.dead = true
 	t.in = nil
