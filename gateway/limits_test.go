@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -506,15 +505,4 @@ func TestIPTable(t *testing.T) {
 	if n := tb.size(); n != 0 {
 		t.Fatalf("%d slots, want 0", n)
 	}
-}
-
-// wsClosedReason reads the whole answer of a refused socket.
-func readAll(t *testing.T, c net.Conn) string {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := io.ReadAll(c)
-	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
-		t.Fatalf("read: %v", err)
-	}
-	return string(b)
 }
