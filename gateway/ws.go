@@ -227,6 +227,9 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 // closes the socket. The request was read whole, so the close sends FIN,
 // not a reset, and the client reads the answer.
 func (e *wsEngine) refuse(t *wsTransport, resp []byte, why refusal) {
+	if len(resp) == 0 { // gobwas/ws answers nothing to a malformed request line
+		resp = []byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+	}
 	e.l.s.stats.refused[why].Add(1)
 	e.handshakeDone(t)
 	t.dead = true
