@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -210,6 +211,63 @@ func TestThrottlePolicies(t *testing.T) {
 			}
 			waitFor(t, 5*time.Second, "the throttled close count", func() bool { return s.Stats().Closes["throttled"] == wantClosed })
 		})
+	}
+}
+
+// TestThrottleTCP: a TCP client over its budget with policy close gets
+// at most its budget's echoes, then FIN.
+func TestThrottleTCP(t *testing.T) {
+	s := startLimited(t, Config{Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0",
+		RateLimit: RateLimit{Messages: 3, Per: time.Hour, Policy: "close"}}}})
+	c, err := net.Dial("tcp", s.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("a\nb\nc\nd\ne\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || len(got) > len("a\nb\nc\n") || !strings.HasPrefix("a\nb\nc\n", string(got)) {
+		t.Fatalf("read %q, %v; want at most the 3 echoes, then EOF", got, err)
+	}
+	waitFor(t, 5*time.Second, "the counters", func() bool {
+		st := s.Stats()
+		return st.Throttled["close"] == 1 && st.Closes["throttled"] == 1 && st.MessagesIn == 3
+	})
+}
+
+// TestFloodAccounting: in a flood of 20,000 messages with policy drop,
+// every message is either delivered within the budget or counted as
+// throttled, and a client of another IP is served meanwhile.
+func TestFloodAccounting(t *testing.T) {
+	const n, budget = 20000, 1000
+	s := startLimited(t, Config{
+		IPRateLimit: RateLimit{Messages: 2 * budget, Policy: "drop"},
+		Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0", RateLimit: RateLimit{Messages: budget}},
+			{Protocol: "ws", Addr: "127.0.0.1:0"}},
+	})
+	bystander := mustWS(t, s, "127.0.0.2")
+	c, err := net.Dial("tcp", s.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() { _, _ = io.Copy(io.Discard, c) }() // the echoes
+	start := time.Now()
+	if _, err := c.Write([]byte(strings.Repeat("x\n", n))); err != nil {
+		t.Fatal(err)
+	}
+	echo(t, bystander, "served during the flood")
+	waitFor(t, 10*time.Second, "every message accounted for", func() bool {
+		st := s.Stats()
+		return st.MessagesIn-1+st.Throttled["drop"] == n
+	})
+	st := s.Stats()
+	allowed := uint64(budget + budget*time.Since(start).Seconds() + 1)
+	if in := st.MessagesIn - 1; in < budget || in > allowed {
+		t.Fatalf("%d messages delivered, want from %d (the burst) to %d", in, budget, allowed)
 	}
 }
 
