@@ -102,6 +102,21 @@ type GatewayConfig struct {
 	CloseTimeout      Duration `yaml:"close_timeout"`
 	DrainWindow       Duration `yaml:"drain_window"`
 	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
+	MaxConns          int      `yaml:"max_conns"`
+	MaxConnsPerIP     int      `yaml:"max_conns_per_ip"`
+	MaxNewConnsPerSec int      `yaml:"max_new_conns_per_sec"`
+	MaxIPs            int      `yaml:"max_ips"`
+	// IPRateLimit is the message budget of one remote IP over all its
+	// connections: see gateway.Config.IPRateLimit.
+	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
+}
+
+// RateLimitConfig is a message budget: see gateway.RateLimit.
+type RateLimitConfig struct {
+	Messages int      `yaml:"messages"`
+	Per      Duration `yaml:"per"`
+	Burst    int      `yaml:"burst"`
+	Policy   string   `yaml:"policy"`
 }
 
 // APIConfig is the `api` section: the API client used by the HTTP API and
@@ -151,6 +166,8 @@ func DefaultConfig(app string) Config {
 			HeartbeatInterval: Duration(time.Second),
 			CloseTimeout:      Duration(5 * time.Second),
 			HandshakeTimeout:  Duration(10 * time.Second),
+			MaxIPs:            gateway.DefaultMaxIPs,
+			IPRateLimit:       RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),
@@ -175,6 +192,17 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 		}
 		if l.MaxQueueBytes == 0 {
 			l.MaxQueueBytes = 4 << 20
+		}
+		if l.RateLimit.Messages > 0 {
+			if l.RateLimit.Per == 0 {
+				l.RateLimit.Per = time.Second
+			}
+			if l.RateLimit.Burst == 0 {
+				l.RateLimit.Burst = l.RateLimit.Messages
+			}
+			if l.RateLimit.Policy == "" {
+				l.RateLimit.Policy = "drop"
+			}
 		}
 		switch l.Protocol {
 		case "ws":

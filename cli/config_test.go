@@ -114,7 +114,7 @@ func TestLoadYAML(t *testing.T) {
 		{name: "api token hint", yaml: "api:\n  token: x\n",
 			want: []string{"gatework.yaml:2: api.token: unknown key (the API token is http.token)"}},
 		{name: "unknown listener key", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    colour: blue\n",
-			want: []string{"gatework.yaml:4: listeners[0].colour: unknown key (known here: addr, framing, max_message, max_queue_bytes, message_type, name, path, protocol)"}},
+			want: []string{"gatework.yaml:4: listeners[0].colour: unknown key (known here: addr, framing, max_message, max_queue_bytes, message_type, name, origins, path, protocol, rate_limit)"}},
 		{name: "unknown framing key", yaml: "listeners:\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    framing:\n      kind: length\n      lenght_size: 2\n",
 			want: []string{"gatework.yaml:6: listeners[0].framing.lenght_size: unknown key (did you mean listeners[0].framing.length_size?)"}},
 		{name: "bad framing option", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    framing:\n      kind: length\n      length_size: 3\n",
@@ -182,6 +182,33 @@ func TestLoadYAML(t *testing.T) {
 			want: []string{"gatework.yaml:2: did not find expected node content"}},
 		{name: "two documents", yaml: "prefix: a\n---\nprefix: b\n",
 			want: []string{"gatework.yaml: more than one YAML document: keep one"}},
+		{name: "limits", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    origins: [\"https://example.com\", \"*.example.org\"]\n" +
+			"    rate_limit: {messages: 20, per: 2s, burst: 40, policy: close}\n" +
+			"gateway:\n  max_conns: 1000\n  max_conns_per_ip: 10\n  max_new_conns_per_sec: 200\n  ip_rate_limit: {messages: 100, policy: close_ip}\n",
+			check: func(t *testing.T, c cli.Config) {
+				l := c.Listeners[0]
+				if l.RateLimit != (gateway.RateLimit{Messages: 20, Per: 2 * time.Second, Burst: 40, Policy: "close"}) ||
+					!slices.Equal(l.Origins, []string{"https://example.com", "*.example.org"}) {
+					t.Errorf("listener limits %+v", l)
+				}
+				g := c.Gateway
+				if g.MaxConns != 1000 || g.MaxConnsPerIP != 10 || g.MaxNewConnsPerSec != 200 ||
+					g.IPRateLimit != (cli.RateLimitConfig{Messages: 100, Per: cli.Duration(time.Second), Policy: "close_ip"}) {
+					t.Errorf("gateway limits %+v", g)
+				}
+			}},
+		{name: "bad limits", yaml: "listeners:\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    origins: [\"*\"]\n" +
+			"  - protocol: ws\n    addr: 127.0.0.1:1\n    rate_limit: {messages: 5, policy: ban}\n" +
+			"  - protocol: ws\n    name: w2\n    addr: 127.0.0.1:2\n    origins: [\"https://a.b/path\"]\n" +
+			"gateway:\n  max_conns: -1\n  ip_rate_limit:\n    per: 5\n    policy: kick\n",
+			want: []string{
+				`gatework.yaml:15: gateway.ip_rate_limit.per: "5" is not a duration with a unit (such as 3s or 250ms)`,
+				"gatework.yaml:4: listeners[0].origins: only for ws listeners",
+				`gatework.yaml:7: listeners[1].rate_limit.policy: "ban" is not drop, close, force_close, close_ip or force_close_ip`,
+				"gatework.yaml:11: listeners[2].origins[0]: want scheme://host[:port] with no path, or *.domain",
+				"gatework.yaml:13: gateway.max_conns: must not be negative, got -1",
+				`gatework.yaml:16: gateway.ip_rate_limit.policy: "kick" is not drop, close, force_close, close_ip or force_close_ip`,
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

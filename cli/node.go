@@ -27,6 +27,16 @@ func (c Config) gatewayConfig() gateway.Config {
 		CloseTimeout:      time.Duration(g.CloseTimeout),
 		DrainWindow:       time.Duration(g.DrainWindow),
 		HandshakeTimeout:  time.Duration(g.HandshakeTimeout),
+		MaxConns:          g.MaxConns,
+		MaxConnsPerIP:     g.MaxConnsPerIP,
+		MaxNewConnsPerSec: g.MaxNewConnsPerSec,
+		MaxIPs:            g.MaxIPs,
+		IPRateLimit: gateway.RateLimit{
+			Messages: g.IPRateLimit.Messages,
+			Per:      time.Duration(g.IPRateLimit.Per),
+			Burst:    g.IPRateLimit.Burst,
+			Policy:   g.IPRateLimit.Policy,
+		},
 	}
 }
 

@@ -32,6 +32,7 @@ func (c Config) Validate(apps []string) error {
 	v.nats()
 	v.worker(apps)
 	v.numbers()
+	v.limits()
 	v.log()
 	v.addresses()
 	if _, err := bus.NewSubjects(c.Prefix); err != nil {
@@ -256,6 +257,16 @@ func (v *validator) numbers() {
 		if n, ok := k.integer(v.c); ok && n < 0 {
 			v.bad(k.path, "must not be negative, got %s", k.get(v.c))
 		}
+	}
+}
+
+// limits checks the gateway's rate limit policy (the numbers are checked
+// by numbers, the listeners' limits by the gateway).
+func (v *validator) limits() {
+	switch p := v.c.Gateway.IPRateLimit.Policy; p {
+	case "", "drop", "close", "force_close", "close_ip", "force_close_ip":
+	default:
+		v.bad("gateway.ip_rate_limit.policy", "%q is not drop, close, force_close, close_ip or force_close_ip", p)
 	}
 }
 

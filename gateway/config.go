@@ -51,6 +51,28 @@ type Config struct {
 	// duck); 0 closes every connection at once. Shutdown's context still
 	// bounds it.
 	DrainWindow time.Duration
+	// MaxConns bounds the sockets open at once on all listeners,
+	// WebSocket upgrades in progress included; 0 means no limit. A socket
+	// over it is closed right after accept (a WebSocket one answered 503
+	// with Retry-After) and counted in Stats.Refused["total"].
+	MaxConns int
+	// MaxConnsPerIP bounds the sockets of one remote IP on all listeners
+	// (answered 429, counted as "per_ip"); 0 means no limit.
+	MaxConnsPerIP int
+	// MaxNewConnsPerSec bounds the sockets accepted per second on all
+	// listeners, in bursts of as many; a socket over it is closed at once
+	// (counted as "rate"). 0 means no limit.
+	MaxNewConnsPerSec int
+	// IPRateLimit is the message budget of one remote IP, counted over
+	// all its connections on every listener and shard; the zero value is
+	// no limit. Each listener's RateLimit applies first.
+	IPRateLimit RateLimit
+	// MaxIPs bounds the table of remote IPs kept for MaxConnsPerIP and
+	// IPRateLimit (only kept when one of them is set). An IP without open
+	// sockets is dropped once its budget has refilled, or at once when a
+	// new IP finds the table full; if every IP in it has open sockets, the
+	// new IP's socket is refused (counted as "ip_table"). 0 means 65536.
+	MaxIPs int
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -81,6 +103,14 @@ type ListenerConfig struct {
 	MessageType string `yaml:"message_type"`
 	// Framing is the TCP message framing. tcp only.
 	Framing framing.Config `yaml:"framing"`
+	// RateLimit is the message budget of each connection of this
+	// listener; the zero value is no limit. See RateLimit.
+	RateLimit RateLimit `yaml:"rate_limit,omitempty"`
+	// Origins is the allow-list of the Origin header of WebSocket
+	// upgrades ("https://example.com", "*.example.com", "*"); a refused
+	// upgrade gets HTTP 403 and is counted in Stats.Refused["origin"].
+	// Empty means any origin. ws only.
+	Origins []string `yaml:"origins,omitempty"`
 }
 
 func (c *Config) applyDefaults() {
@@ -113,6 +143,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.MaxIPs <= 0 {
+		c.MaxIPs = DefaultMaxIPs
 	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
@@ -156,6 +189,9 @@ func (l ListenerConfig) validate(i int) error {
 	}
 	if l.MaxQueueBytes < 0 {
 		return fmt.Errorf("gateway: %s: negative", key("max_queue_bytes"))
+	}
+	if err := l.validateLimits(key); err != nil {
+		return err
 	}
 	if l.Protocol == "ws" {
 		switch l.MessageType {
@@ -208,5 +244,5 @@ func (c Config) Validate() error {
 	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 {
 		return errors.New("gateway: durations must not be negative")
 	}
-	return nil
+	return c.validateLimits()
 }

@@ -53,7 +53,7 @@ func TestConfigValidate(t *testing.T) {
 func TestReasonCodes(t *testing.T) {
 	want := map[CloseReason]int{
 		ReasonMessageTooLarge: 1009, ReasonInvalidUTF8: 1007, ReasonProtocolError: 1002,
-		ReasonSlowConsumer: 1008, ReasonEventBacklog: 1013, ReasonShutdown: 1001, ReasonCloseRequested: 1000,
+		ReasonSlowConsumer: 1008, ReasonThrottled: 1008, ReasonEventBacklog: 1013, ReasonShutdown: 1001, ReasonCloseRequested: 1000,
 	}
 	for r, code := range want {
 		if got := r.wsCode(); got != code {

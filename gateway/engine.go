@@ -51,7 +51,10 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 		engineHandoff()
 	})
 	e.engine.OnData(h.data)
-	e.engine.OnClose(h.closed)
+	e.engine.OnClose(func(nc *nbio.Conn, err error) {
+		h.closed(nc, err)
+		e.l.s.releaseSocket(socketOf(nc))
+	})
 	e.engine.OnWrittenSize(onWrittenSize)
 	raceReadHook(e.engine)
 	if err := e.engine.Start(); err != nil {
@@ -131,6 +134,7 @@ const minEngineLife = 250 * time.Millisecond
 type sock struct {
 	nc *nbio.Conn
 	c  *conn
+	q  *quota // what the socket holds of the limits; nil without limits
 }
 
 func (s *sock) write(b []byte) error {

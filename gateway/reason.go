@@ -15,12 +15,14 @@ const (
 	ReasonEventBacklog                       // too many events waiting for a worker
 	ReasonRejected                           // a handler rejected the client
 	ReasonShutdown                           // the gateway is stopping
+	ReasonThrottled                          // over a message rate limit with a close policy
 	reasonCount
 )
 
 var reasonNames = [reasonCount]string{
 	"client_closed", "close_requested", "message_too_large", "invalid_utf8",
 	"protocol_error", "slow_consumer", "event_backlog", "rejected", "shutdown",
+	"throttled",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -40,7 +42,7 @@ func (r CloseReason) wsCode() int {
 		return 1007
 	case ReasonProtocolError:
 		return 1002
-	case ReasonSlowConsumer:
+	case ReasonSlowConsumer, ReasonThrottled:
 		return 1008
 	case ReasonEventBacklog:
 		return 1013

@@ -52,6 +52,7 @@ type Server struct {
 	ackPrefix    string
 
 	stats   stats
+	lim     *limits
 	started time.Time
 	closing atomic.Bool
 	quit    chan struct{}
@@ -66,6 +67,8 @@ type stats struct {
 	redelivered atomic.Uint64
 	badAcks     atomic.Uint64
 	badCommands atomic.Uint64
+	throttled   [policyCount]atomic.Uint64
+	refused     [refusalCount]atomic.Uint64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -86,6 +89,14 @@ type Stats struct {
 	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
 	BadAcks     uint64            `json:"bad_acks"`
 	BadCommands uint64            `json:"bad_commands"`
+	// Throttled counts the messages over a rate limit, by policy (drop,
+	// close, force_close, close_ip, force_close_ip).
+	Throttled map[string]uint64 `json:"throttled"`
+	// Refused counts the sockets refused at accept or upgrade, by cause:
+	// rate, total, per_ip, ip_table (limits at accept), origin,
+	// bad_handshake (an upgrade request answered with an HTTP error),
+	// handshake_timeout (an upgrade not complete in time).
+	Refused map[string]uint64 `json:"refused"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -110,6 +121,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		inflight: make(map[uint64]*delivery),
 		quit:     make(chan struct{}),
 	}
+	s.lim = newLimits(&s.cfg)
 	s.log = s.log.With("node", s.id)
 	s.ackPrefix = subj.Ack(s.id) + "."
 	for range cfg.Shards {
@@ -344,6 +356,7 @@ func (s *Server) Stats() Stats {
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
 	}
+	s.limitStats(&st)
 	st.UIDs = len(s.distinct(func(sh *shard, add func(string)) {
 		for u := range sh.uids {
 			add(u)
@@ -430,6 +443,9 @@ func (s *Server) register(c *conn, first ...bus.Event) {
 func (s *Server) received(c *conn, data []byte, binary bool) {
 	now := time.Now().UnixMilli()
 	c.lastActiveMs.Store(now)
+	if !s.admitMessage(c) {
+		return
+	}
 	c.msgsIn.Add(1)
 	c.bytesIn.Add(uint64(len(data)))
 	c.sh.msgsIn.Add(1)

@@ -42,8 +42,13 @@ func (e *tcpEngine) open(nc *nbio.Conn) {
 		_ = nc.Close()
 		return
 	}
+	q, refused := s.admitSocket(nc)
+	if refused != refusedNone {
+		_ = nc.Close()
+		return
+	}
 	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
-	t := &tcpTransport{sock: sock{nc: nc}, dec: dec}
+	t := &tcpTransport{sock: sock{nc: nc, q: q}, dec: dec}
 	c := s.newConn(e.l, t, remote)
 	t.c = c
 	nc.SetSession(t)

@@ -80,6 +80,7 @@ func (e *wsEngine) sweepHandshakes() {
 				}
 			}
 			e.hsMu.Unlock()
+			e.countTimeouts(late)
 			for _, t := range late {
 				_ = t.nc.Close()
 			}
@@ -113,7 +114,12 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 		_ = nc.Close()
 		return
 	}
-	t := &wsTransport{sock: sock{nc: nc}}
+	q, refused := e.l.s.admitSocket(nc)
+	if refused != refusedNone {
+		e.refuseOpen(nc, refused)
+		return
+	}
+	t := &wsTransport{sock: sock{nc: nc, q: q}}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
 	e.hsMu.Unlock()
@@ -157,13 +163,14 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	end := bytes.Index(t.in, []byte("\r\n\r\n"))
 	if end < 0 {
 		if len(t.in) > maxHandshake {
-			e.refuse(t, []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"))
+			e.refuse(t, []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"), refusedBadHandshake)
 		}
 		return
 	}
 	head, rest := t.in[:end+4], t.in[end+4:]
 	req := &bus.HTTPRequest{Method: "GET"}
-	path := e.l.cfg.Path
+	path, origins := e.l.cfg.Path, e.l.cfg.Origins
+	badOrigin := false
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			p, q, _ := strings.Cut(string(uri), "?")
@@ -178,6 +185,10 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 			return nil
 		},
 		OnHeader: func(key, value []byte) error {
+			if len(origins) > 0 && strings.EqualFold(string(key), "Origin") && !originAllowed(origins, string(value)) {
+				badOrigin = true
+				return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
+			}
 			if len(req.Headers) < 256 {
 				req.Headers = append(req.Headers, bus.Header{Name: string(key), Value: string(value)})
 			}
@@ -190,7 +201,11 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		io.Writer
 	}{bytes.NewReader(head), &resp})
 	if err != nil {
-		e.refuse(t, resp.Bytes())
+		why := refusedBadHandshake
+		if badOrigin {
+			why = refusedOrigin
+		}
+		e.refuse(t, resp.Bytes(), why)
 		return
 	}
 	e.handshakeDone(t)
@@ -208,10 +223,14 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	}
 }
 
-// refuse answers a failed handshake with resp and closes the socket. The
-// request was read whole, so the close sends FIN, not a reset, and the
-// client reads the answer.
-func (e *wsEngine) refuse(t *wsTransport, resp []byte) {
+// refuse answers a failed handshake with resp, counts it under why and
+// closes the socket. The request was read whole, so the close sends FIN,
+// not a reset, and the client reads the answer.
+func (e *wsEngine) refuse(t *wsTransport, resp []byte, why refusal) {
+	if len(resp) == 0 { // gobwas/ws answers nothing to a malformed request line
+		resp = []byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n")
+	}
+	e.l.s.stats.refused[why].Add(1)
 	e.handshakeDone(t)
 	t.dead = true
 	t.in = nil
