@@ -349,6 +349,9 @@ func TestConnLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tc.Close()
+		// The kernel completes a TCP handshake before the gateway accepts
+		// the socket: wait until both places are taken.
+		waitFor(t, 5*time.Second, "2 sockets counted", func() bool { return s.lim.open.Load() == 2 })
 		wantStatus(t, s, "127.0.0.2", http.StatusServiceUnavailable)
 		wantTCPClosed(t, s, "127.0.0.3")
 		waitFor(t, 5*time.Second, "2 refusals", func() bool { return s.Stats().Refused["total"] == 2 })
@@ -366,6 +369,7 @@ func TestConnLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		waitFor(t, 5*time.Second, "2 sockets counted", func() bool { return s.lim.open.Load() == 2 })
 		wantStatus(t, s, "127.0.0.1", http.StatusTooManyRequests)
 		wantTCPClosed(t, s, "127.0.0.1")
 		echo(t, mustWS(t, s, "127.0.0.2"), "another ip")
