@@ -107,4 +107,3 @@ func RedactURL(s string) string {
 	}
 	return strings.Join(parts, ",")
 }
-
