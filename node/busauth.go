@@ -30,9 +30,9 @@ type TLSFiles struct {
 	CertFile, KeyFile string
 }
 
-// hasCredentials reports whether c authenticates to an external NATS:
+// HasCredentials reports whether c authenticates to an external NATS:
 // a user, a token, an NKey seed, a creds file, or credentials in every URL.
-func (c NATSConfig) hasCredentials() bool {
+func (c NATSConfig) HasCredentials() bool {
 	if c.User != "" || c.Token != "" || c.NKeySeedFile != "" || c.CredsFile != "" {
 		return true
 	}
@@ -49,7 +49,7 @@ func (c NATSConfig) hasCredentials() bool {
 // InsecureNoAuth says so, and logs which bus is used.
 func (n *Node) checkExternal() error {
 	nc := n.cfg.NATS
-	if !nc.hasCredentials() {
+	if !nc.HasCredentials() {
 		if !nc.InsecureNoAuth {
 			return ErrNoBusCredentials
 		}
