@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
@@ -346,6 +347,44 @@ func TestEmbeddedTLS(t *testing.T) {
 	}
 	if m, err := sub.NextMsg(5 * time.Second); err != nil || string(m.Data) != "over tls" {
 		t.Fatalf("message over TLS: %v", err)
+	}
+}
+
+// TestClientCertificate: Options' CertFile and KeyFile present a client
+// certificate to a NATS server that requires one (as an external NATS
+// may), and CAFile verifies the server.
+func TestClientCertificate(t *testing.T) {
+	ca, cert, key := testpki.Write(t, t.TempDir())
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cert, KeyFile: key, CaFile: ca, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		TLSConfig: tc, TLS: true, TLSVerify: true, TLSTimeout: 5,
+		Username: "ext", Password: "ext-pw",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	o := bus.Options{URL: srv.ClientURL(), User: "ext", Password: "ext-pw", CAFile: ca, Name: "mtls"}
+	if nc, err := bus.Connect(o); err == nil {
+		nc.Close()
+		t.Fatal("connected without a client certificate")
+	}
+	o.CertFile, o.KeyFile = cert, key
+	nc, err := bus.Connect(o)
+	if err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	defer nc.Close()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 

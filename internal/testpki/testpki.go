@@ -17,9 +17,10 @@ import (
 	"time"
 )
 
-// Write writes a CA and a server certificate for 127.0.0.1 (and
-// localhost) signed by it into dir, PEM files of mode 0600, valid for an
-// hour, and returns their paths. It fails t on any error.
+// Write writes a CA and a certificate for 127.0.0.1 (and localhost)
+// signed by it into dir, PEM files of mode 0600, valid for an hour, and
+// returns their paths. The certificate serves as a server's and as a
+// client's (mutual TLS). It fails t on any error.
 func Write(t testing.TB, dir string) (caFile, certFile, keyFile string) {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -53,7 +54,7 @@ func Write(t testing.TB, dir string) (caFile, certFile, keyFile string) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:     []string{"localhost"},
 	}
