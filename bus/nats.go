@@ -3,6 +3,7 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -18,6 +19,12 @@ type Options struct {
 	// token; NKeySeedFile with an NKey seed file; CredsFile with a NATS
 	// credentials (JWT) file. Empty means not used.
 	User, Password, Token, NKeySeedFile, CredsFile string
+	// CAFile is a PEM file of the certificate authorities that verify
+	// the server's certificate (TLS); CertFile and KeyFile are this
+	// client's certificate and key, for a server that asks for one. Empty
+	// means the system roots, and no client certificate. A tls:// URL or
+	// a server that requires TLS makes the connection use TLS.
+	CAFile, CertFile, KeyFile string
 	// Name is the connection name shown by the NATS server.
 	Name string
 	// InProcess, when set, connects to this in-process server without a
@@ -51,6 +58,12 @@ func Connect(o Options) (*nats.Conn, error) {
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
 	url := o.URL
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))
@@ -69,87 +82,28 @@ func displayURL(o Options) string {
 	if o.InProcess != nil {
 		return "in-process server"
 	}
-	return o.URL
+	return RedactURL(o.URL)
 }
 
-// EmbeddedConfig configures an Embedded server.
-type EmbeddedConfig struct {
-	// Listen is the host:port to accept NATS clients on, for workers in
-	// other processes. Empty means no listener: in-process connections only.
-	Listen string
-	// User and Password, when set, are required from every client. An
-	// in-process connection made with ConnectOptions carries them.
-	User, Password string
-	// MaxPayload is the largest message the server accepts; 0 means 8 MiB.
-	MaxPayload int32
-}
-
-// Embedded is a nats-server running inside this process.
-type Embedded struct {
-	srv *server.Server
-	cfg EmbeddedConfig
-}
-
-// StartEmbedded starts an in-process nats-server and waits until it is ready.
-func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
-	if cfg.MaxPayload == 0 {
-		cfg.MaxPayload = 8 << 20
-	}
-	opts := &server.Options{
-		ServerName:            "gatework-embedded",
-		NoLog:                 true,
-		NoSigs:                true,
-		MaxPayload:            cfg.MaxPayload,
-		MaxPending:            int64(cfg.MaxPayload) * 8,
-		DontListen:            cfg.Listen == "",
-		Username:              cfg.User,
-		Password:              cfg.Password,
-		WriteDeadline:         10 * time.Second,
-		PingInterval:          10 * time.Second,
-		MaxPingsOut:           3,
-		DisableShortFirstPing: true,
-	}
-	if cfg.Listen != "" {
-		host, port, err := splitHostPort(cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("bus: embedded listen %q: %w", cfg.Listen, err)
+// RedactURL returns the comma-separated NATS URLs s with the password
+// of a user:password@ (or a token@) replaced by xxxxx, for logs and
+// error messages.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			continue
 		}
-		if port == 0 {
-			port = server.RANDOM_PORT
+		creds, host, ok := strings.Cut(rest, "@")
+		if !ok {
+			continue
 		}
-		opts.Host, opts.Port = host, port
+		if user, _, hasPass := strings.Cut(creds, ":"); hasPass {
+			parts[i] = scheme + "://" + user + ":xxxxx@" + host
+		} else { // a token
+			parts[i] = scheme + "://xxxxx@" + host
+		}
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("bus: embedded server: %w", err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, errors.New("bus: embedded server not ready within 10s")
-	}
-	return &Embedded{srv: srv, cfg: cfg}, nil
-}
-
-// Server returns the underlying nats-server.
-func (e *Embedded) Server() *server.Server { return e.srv }
-
-// ClientURL returns the URL other processes use, or "" without a listener.
-func (e *Embedded) ClientURL() string {
-	if e.cfg.Listen == "" {
-		return ""
-	}
-	return e.srv.ClientURL()
-}
-
-// ConnectOptions returns Options for an in-process connection to e named name.
-func (e *Embedded) ConnectOptions(name string) Options {
-	return Options{InProcess: e.srv, User: e.cfg.User, Password: e.cfg.Password, Name: name}
-}
-
-// Shutdown stops the server and waits until it has stopped.
-func (e *Embedded) Shutdown() {
-	e.srv.Shutdown()
-	e.srv.WaitForShutdown()
+	return strings.Join(parts, ",")
 }

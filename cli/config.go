@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/framing"
 )
@@ -71,6 +72,10 @@ type NATSConfig struct {
 	Token        string `yaml:"token" secret:"true"`
 	NKeySeedFile string `yaml:"nkey_seed_file"`
 	CredsFile    string `yaml:"creds_file"`
+	// InsecureNoAuth allows an external NATS without credentials.
+	InsecureNoAuth bool `yaml:"insecure_no_auth"`
+	// TLS is TLS to the bus (see NATSTLSConfig).
+	TLS NATSTLSConfig `yaml:"tls"`
 	// Listen is where the embedded server accepts workers of other
 	// processes; "" means in-process only.
 	Listen string `yaml:"listen"`
@@ -385,8 +390,10 @@ func (c *Config) originOf(key string) string {
 }
 
 // Masked returns a copy of c with every secret (http.token, nats.password,
-// nats.token) replaced by "*****" when it is set.
+// nats.token) replaced by "*****" when it is set, and the password of a
+// user:password@ in nats.url by xxxxx.
 func (c Config) Masked() Config {
+	c.NATS.URL = bus.RedactURL(c.NATS.URL)
 	for _, k := range scalarKeys {
 		if !k.secret {
 			continue

@@ -157,7 +157,7 @@ func TestLoadYAML(t *testing.T) {
 		{name: "unknown app", yaml: "worker:\n  app: pong\n",
 			want: []string{`gatework.yaml:2: worker.app: unknown app "pong": echo, chat or none`}},
 		{name: "app none", yaml: "worker:\n  app: none\n"},
-		{name: "nats inconsistent with url", yaml: "nats:\n  url: nats://127.0.0.1:4222\n  listen: 127.0.0.1:4333\n  password: x\n",
+		{name: "nats inconsistent with url", yaml: "nats:\n  url: nats://127.0.0.1:4222\n  listen: 127.0.0.1:4333\n  password: x\n  token: t\n",
 			want: []string{
 				"gatework.yaml:3: nats.listen: only for the embedded NATS, but nats.url is set",
 				"gatework.yaml:4: nats.password: set without nats.user",
@@ -169,8 +169,8 @@ func TestLoadYAML(t *testing.T) {
 				"gatework.yaml:4: nats.user: set without nats.password: the embedded NATS needs both, or neither",
 			}},
 		{name: "open bus on the network", yaml: "nats:\n  listen: 0.0.0.0:4222\n",
-			want: []string{`gatework.yaml:2: nats.listen: "0.0.0.0:4222" is reachable from other machines: set nats.user and nats.password, an open bus lets anyone send commands to clients`}},
-		{name: "bad nats url", yaml: "nats:\n  url: http://x:1,nats://ok:4222\n",
+			want: []string{`gatework.yaml:2: nats.listen: "0.0.0.0:4222" is reachable from other machines, whose workers cannot know the credentials generated at each start: set nats.user and nats.password`}},
+		{name: "bad nats url", yaml: "nats:\n  url: http://x:1,nats://ok:4222\n  insecure_no_auth: true\n",
 			want: []string{`gatework.yaml:2: nats.url: "http://x:1": scheme "http" is not nats, tls, ws or wss`}},
 		{name: "message larger than the bus", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    max_message: 8388608\n",
 			want: []string{"gatework.yaml:4: listeners[0].max_message: 8388608 bytes do not fit nats.max_payload 8388608 with 65536 bytes for the envelope: raise nats.max_payload"}},
@@ -281,7 +281,7 @@ func TestEnv(t *testing.T) {
 				`env GATEWORK_GATEWAY_MAX_BATCH: gateway.max_batch: "many" is not an integer of 64 bits`,
 				`env GATEWORK_NATS_MAX_PAYLOAD: nats.max_payload: "99999999999" is not an integer of 32 bits`,
 			}},
-		{name: "validation names the variable", env: []string{"GATEWORK_LOG_FORMAT=xml", "GATEWORK_NATS_LISTEN=127.0.0.1:4222", "GATEWORK_NATS_URL=nats://127.0.0.1:4222"},
+		{name: "validation names the variable", env: []string{"GATEWORK_LOG_FORMAT=xml", "GATEWORK_NATS_LISTEN=127.0.0.1:4222", "GATEWORK_NATS_URL=nats://127.0.0.1:4222", "GATEWORK_NATS_TOKEN=t"},
 			want: []string{
 				"env GATEWORK_NATS_LISTEN: nats.listen: only for the embedded NATS, but nats.url is set",
 				`env GATEWORK_LOG_FORMAT: log.format: "xml" is not text or json`,

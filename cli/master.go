@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,28 +83,15 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 	m := &masterRun{cfg: c, log: log, nc: nc}
 	if c.Worker.Processes > 0 && c.Worker.App != appNone {
 		// Workers run in child processes: the embedded NATS listens on a
-		// loopback port with credentials made up for this run.
+		// loopback port; they log in as its generated worker user.
 		nc.Worker.Handlers = nil
-		if nc.NATS.URL == "" {
-			if nc.NATS.Listen == "" {
-				nc.NATS.Listen = "127.0.0.1:0"
-			}
-			if nc.NATS.User == "" {
-				nc.NATS.User = "gatework-" + randomHex(4)
-				nc.NATS.Password = randomHex(24)
-			}
+		if nc.NATS.URL == "" && nc.NATS.Listen == "" {
+			nc.NATS.Listen = "127.0.0.1:0"
 		}
 		m.nc = nc
 		m.children = true
 	}
 	return m, nil
-}
-
-// randomHex returns n random bytes in hex.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
 }
 
 // processes returns how many worker processes the master runs.
@@ -199,25 +184,22 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 	return false
 }
 
-// childSpec is what the worker processes get through the environment.
+// childSpec is what the worker processes get through the environment:
+// the bus as node.WorkerOptions gives it (the embedded NATS's worker user,
+// or the external NATS's credentials) and the settings.
 func (m *masterRun) childSpec() childSpec {
-	c, nc := m.cfg, m.nc
-	spec := childSpec{
+	c := m.cfg
+	o := m.node.WorkerOptions("")
+	return childSpec{
+		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
+		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
+		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
 		Prefix:       c.Prefix,
 		Concurrency:  c.Worker.Concurrency,
 		QueryTimeout: time.Duration(c.API.QueryTimeout),
 		ReqTimeout:   time.Duration(c.API.RequestTimeout),
 		Log:          c.Log,
-		User:         nc.NATS.User,
-		Password:     nc.NATS.Password,
 	}
-	if nc.NATS.URL != "" {
-		spec.URL = nc.NATS.URL
-		spec.Token, spec.NKeySeedFile, spec.CredsFile = nc.NATS.Token, nc.NATS.NKeySeedFile, nc.NATS.CredsFile
-	} else {
-		spec.URL = m.node.NATSURL()
-	}
-	return spec
 }
 
 func (m *masterRun) shutdownTimeout() time.Duration {

@@ -66,6 +66,10 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 			CredsFile:    c.NATS.CredsFile,
 			Listen:       c.NATS.Listen,
 			MaxPayload:   c.NATS.MaxPayload,
+			// The embedded NATS always requires credentials; an
+			// external one too unless insecure_no_auth.
+			InsecureNoAuth: c.NATS.InsecureNoAuth,
+			TLS:            c.NATS.TLS.files(),
 		},
 		API: api.Config{
 			QueryTimeout:   time.Duration(c.API.QueryTimeout),

@@ -88,7 +88,11 @@ func (r *runner) start(cmd *cobra.Command) error {
 			pidFile = ""
 		}
 	}
-	logHints(log, c, m.node)
+	busFile := ""
+	if pidFile != "" {
+		busFile = m.writeWorkerBus(pidFile)
+	}
+	logHints(log, c, m.node, busFile)
 	for stop := false; !stop; {
 		select {
 		case <-ctx.Done():
@@ -111,6 +115,9 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if pidFile != "" {
 		removePIDFile(pidFile, os.Getpid())
 	}
+	if busFile != "" {
+		_ = os.Remove(busFile)
+	}
 	if err != nil {
 		return err
 	}
@@ -118,8 +125,9 @@ func (r *runner) start(cmd *cobra.Command) error {
 	return nil
 }
 
-// logHints logs how to talk to the node, for a newcomer.
-func logHints(log *slog.Logger, c Config, n *node.Node) {
+// logHints logs how to talk to the node, for a newcomer; busFile is where
+// hand-started workers find the bus credentials ("" for none).
+func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 	var attrs []any
 	for _, l := range c.Listeners {
 		name := l.Name
@@ -150,7 +158,11 @@ func logHints(log *slog.Logger, c Config, n *node.Node) {
 		attrs = append(attrs, "api", "curl -X POST "+auth+"http://"+a.String()+"/api/getClientCount")
 	}
 	if u := n.NATSURL(); u != "" {
-		attrs = append(attrs, "workers", "connect to "+u)
+		hint := "connect to " + u + " with nats.user and nats.password"
+		if busFile != "" {
+			hint = "set -a; . " + shellQuote(busFile) + "; set +a; go run ./examples/echo"
+		}
+		attrs = append(attrs, "workers", hint)
 	}
 	log.Info("gatework ready, try", attrs...)
 }

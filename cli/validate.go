@@ -30,6 +30,7 @@ func (c Config) Validate(apps []string) error {
 	v.listeners()
 	v.http()
 	v.nats()
+	v.natsAuth()
 	v.worker(apps)
 	v.numbers()
 	v.limits()
@@ -161,7 +162,7 @@ func (v *validator) nats() {
 	n := v.c.NATS
 	if n.URL != "" {
 		for u := range strings.SplitSeq(n.URL, ",") {
-			if err := checkNATSURL(strings.TrimSpace(u)); err != nil {
+			if err := checkNATSURL(bus.RedactURL(strings.TrimSpace(u))); err != nil {
 				v.bad("nats.url", "%v", err)
 			}
 		}
@@ -189,7 +190,7 @@ func (v *validator) nats() {
 			if err := checkPort(n.Listen); err != nil {
 				v.bad("nats.listen", "%v", err)
 			} else if host, _, _ := net.SplitHostPort(n.Listen); !isLoopbackHost(host) && n.User == "" {
-				v.bad("nats.listen", "%q is reachable from other machines: set nats.user and nats.password, an open bus lets anyone send commands to clients", n.Listen)
+				v.bad("nats.listen", "%q is reachable from other machines, whose workers cannot know the credentials generated at each start: set nats.user and nats.password", n.Listen)
 			}
 		}
 		if n.MaxPayload < 0 {

@@ -42,6 +42,9 @@ type childSpec struct {
 	Token        string        `json:"token,omitempty"`
 	NKeySeedFile string        `json:"nkey_seed_file,omitempty"`
 	CredsFile    string        `json:"creds_file,omitempty"`
+	CAFile       string        `json:"ca_file,omitempty"`
+	CertFile     string        `json:"cert_file,omitempty"`
+	KeyFile      string        `json:"key_file,omitempty"`
 	Prefix       string        `json:"prefix"`
 	Concurrency  int           `json:"concurrency"`
 	QueryTimeout time.Duration `json:"query_timeout"`
@@ -73,9 +76,12 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 	if raw == "" {
 		return errors.New("worker: this command is run by the master of `start`, not by hand")
 	}
+	// It holds the bus password: the handlers' own child processes do
+	// not inherit it.
+	_ = os.Unsetenv(envChild)
 	var spec childSpec
 	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		return fmt.Errorf("worker: bad %s: %w", envChild, err)
+		return fmt.Errorf("worker: bad %s (%d bytes): %w", envChild, len(raw), err)
 	}
 	var h *worker.Handlers
 	for _, a := range r.apps {
@@ -109,6 +115,7 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 	nc, err := bus.Connect(bus.Options{
 		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
 		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
+		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
 		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()),
 	})
 	if err != nil {

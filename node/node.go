@@ -46,20 +46,29 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// NATSConfig says how the node reaches the bus.
+// NATSConfig says how the node reaches the bus. The embedded server
+// always requires credentials (see bus.Embedded); an external one must be
+// given some (see node/busauth.go).
 type NATSConfig struct {
 	// URL of an external NATS (comma-separated for a cluster). Empty means
 	// an embedded nats-server started in this process.
 	URL string
 	// User and Password: with URL, the credentials to present; without,
-	// the credentials the embedded server requires from every client
-	// (the node's own in-process connections carry them). Empty means
-	// none.
+	// one more user with full access that the embedded server accepts
+	// besides the generated ones, for gateways and workers of other
+	// processes configured with it. Empty means none.
 	User, Password string
 	// Token, NKeySeedFile and CredsFile authenticate to an external NATS
 	// (URL set); the embedded server does not support them. Empty means
 	// not used.
 	Token, NKeySeedFile, CredsFile string
+	// InsecureNoAuth lets the node connect to an external NATS without
+	// any credentials. False means Start refuses an URL without them
+	// (ErrNoBusCredentials). Not used without URL.
+	InsecureNoAuth bool
+	// TLS configures TLS to the bus; zero means none (an external tls://
+	// URL still verifies the server with the system roots).
+	TLS TLSFiles
 	// Listen is the host:port on which the embedded server also accepts
 	// NATS clients, for workers in other processes (port 0 picks a free
 	// port, see Node.NATSURL). Empty means in-process connections only.
@@ -207,14 +216,16 @@ func (n *Node) start(ctx context.Context) error {
 func (n *Node) startBus() error {
 	nc := n.cfg.NATS
 	if nc.URL != "" {
-		n.log.Info("bus: external NATS", "url", redactURL(nc.URL))
-		return nil
+		return n.checkExternal()
 	}
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{
-		Listen:     nc.Listen,
-		User:       nc.User,
-		Password:   nc.Password,
-		MaxPayload: nc.MaxPayload,
+		Listen:      nc.Listen,
+		User:        nc.User,
+		Password:    nc.Password,
+		Prefix:      n.cfg.Prefix,
+		MaxPayload:  nc.MaxPayload,
+		TLSCertFile: nc.TLS.CertFile,
+		TLSKeyFile:  nc.TLS.KeyFile,
 	})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -224,26 +235,14 @@ func (n *Node) startBus() error {
 		n.log.Info("bus: embedded NATS, in-process only")
 		return nil
 	}
-	n.log.Info("bus: embedded NATS listening for workers", "url", e.ClientURL())
-	if nc.User == "" {
-		n.log.Warn("bus: the embedded NATS accepts any client on its port: set nats.user and nats.password", "url", e.ClientURL())
-	}
+	n.log.Info("bus: embedded NATS listening for workers (credentials required)", "url", e.ClientURL(),
+		"tls", nc.TLS.CertFile != "")
 	return nil
 }
 
 // connect opens one bus connection named name, logging its outages.
 func (n *Node) connect(name string) (*nats.Conn, error) {
-	var o bus.Options
-	if n.emb != nil {
-		o = n.emb.ConnectOptions(name)
-	} else {
-		nc := n.cfg.NATS
-		o = bus.Options{
-			URL: nc.URL, User: nc.User, Password: nc.Password, Token: nc.Token,
-			NKeySeedFile: nc.NKeySeedFile, CredsFile: nc.CredsFile, Name: name,
-		}
-	}
-	c, err := bus.Connect(o)
+	c, err := bus.Connect(n.busOptions(name))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -254,7 +253,7 @@ func (n *Node) connect(name string) (*nats.Conn, error) {
 			log.Warn("bus: disconnected", "err", err)
 		}
 	})
-	c.SetReconnectHandler(func(c *nats.Conn) { log.Info("bus: reconnected", "url", redactURL(c.ConnectedUrl())) })
+	c.SetReconnectHandler(func(c *nats.Conn) { log.Info("bus: reconnected", "url", bus.RedactURL(c.ConnectedUrl())) })
 	return c, nil
 }
 
@@ -371,6 +370,7 @@ func (n *Node) HTTPAddr() net.Addr { return n.httpAddr }
 
 // NATSURL returns the URL on which the embedded NATS accepts workers of
 // other processes, or "" (external NATS, or embedded without NATS.Listen).
+// It holds no credentials: see WorkerOptions.
 func (n *Node) NATSURL() string {
 	if n.emb == nil {
 		return ""
@@ -442,27 +442,6 @@ func (n *Node) shutdown(ctx context.Context) error {
 		n.log.Info("node stopped")
 	}
 	return errors.Join(errs...)
-}
-
-// redactURL hides the password of user:password@ in NATS URLs.
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		scheme, rest, ok := strings.Cut(p, "://")
-		if !ok {
-			continue
-		}
-		creds, host, ok := strings.Cut(rest, "@")
-		if !ok {
-			continue
-		}
-		if user, _, hasPass := strings.Cut(creds, ":"); hasPass {
-			parts[i] = scheme + "://" + user + ":xxxxx@" + host
-		} else { // a token
-			parts[i] = scheme + "://xxxxx@" + host
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 // dropMessage is a slog.Handler that drops the records whose message

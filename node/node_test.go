@@ -303,7 +303,7 @@ func TestStartFailsCleanly(t *testing.T) {
 		}},
 		{"external NATS unreachable", node.Config{
 			Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}},
-			NATS:    node.NATSConfig{URL: "nats://" + ln.Addr().String()},
+			NATS:    node.NATSConfig{URL: "nats://" + ln.Addr().String(), InsecureNoAuth: true},
 		}},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,7 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	s := string(p)
 	// Expected on every start of a test node: not worth a line.
-	if !strings.Contains(s, "no API token is set") && !strings.Contains(s, "embedded NATS accepts any client") {
+	if !strings.Contains(s, "no API token is set") {
 		w.t.Log(strings.TrimRight(s, "\n"))
 	}
 	return len(p), nil
@@ -110,6 +111,12 @@ type clusterConfig struct {
 	natsURL string
 }
 
+// The user with full access of a test cluster's bus (nats.user).
+const (
+	e2eUser     = "e2e"
+	e2ePassword = "e2e-password"
+)
+
 // cluster is one node (gateway, embedded NATS, HTTP API, maybe an
 // in-process worker) plus the worker processes a test started.
 type cluster struct {
@@ -146,6 +153,11 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 		cfg.NATS.Listen = "127.0.0.1:0"
 	}
 	cfg.NATS.URL = cc.natsURL
+	if cc.processes || cc.natsURL != "" {
+		// A user with full access, for the other gateways of the bus;
+		// worker processes log in as the generated worker user.
+		cfg.NATS.User, cfg.NATS.Password = e2eUser, e2ePassword
+	}
 	h := cc.handlers
 	if cc.app != nil {
 		hh := testapp.Handlers(*cc.app)
@@ -245,6 +257,15 @@ func (c *cluster) startWorker(t *testing.T, args ...string) *proc {
 	bin := testworkerBinary(t)
 	p := &proc{t: t, out: newLockedBuffer(), stderr: newLockedBuffer(), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"-nats", url}, args...)...)
+	// The credentials go in the environment, as the master hands them
+	// to its worker processes: a worker logs in as the node's generated
+	// worker user, a gateway as the cluster's full-access user.
+	user, password := e2eUser, e2ePassword
+	if !slices.Contains(args, "-gateway") {
+		wo := c.n.WorkerOptions("testworker")
+		user, password = wo.User, wo.Password
+	}
+	p.cmd.Env = append(os.Environ(), "GATEWORK_NATS_USER="+user, "GATEWORK_NATS_PASSWORD="+password)
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.stderr
 	// The worker exits when its stdin closes: a test process that dies

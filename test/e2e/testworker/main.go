@@ -77,7 +77,8 @@ func run() error {
 		}
 	}
 
-	nc, err := bus.Connect(bus.Options{URL: *url, Name: "testworker"})
+	nc, err := bus.Connect(bus.Options{URL: *url, User: os.Getenv("GATEWORK_NATS_USER"),
+		Password: os.Getenv("GATEWORK_NATS_PASSWORD"), Name: "testworker"})
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,8 @@ func runGateway(url string, log *slog.Logger) error {
 	defer cancel()
 	n, err := node.Start(ctx, node.Config{
 		Logger: log,
-		NATS:   node.NATSConfig{URL: url},
+		NATS: node.NATSConfig{URL: url, User: os.Getenv("GATEWORK_NATS_USER"),
+			Password: os.Getenv("GATEWORK_NATS_PASSWORD")},
 		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{
 			{Protocol: "ws", Addr: "127.0.0.1:0"},
 			{Protocol: "tcp", Addr: "127.0.0.1:0"},

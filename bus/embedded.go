@@ -1,0 +1,208 @@
+package bus
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// The users an Embedded server makes up at each start. Their passwords are
+// random and only handed out through ConnectOptions and WorkerOptions.
+const (
+	// NodeUser is the user of the node's own in-process connections: it
+	// may publish and subscribe to anything.
+	NodeUser = "gatework-node"
+	// WorkerUser is the user of worker processes: see WorkerOptions.
+	WorkerUser = "gatework-worker"
+)
+
+// EmbeddedConfig configures an Embedded server. The zero value works: a
+// server without a listener that requires credentials from every client
+// (ConnectOptions carries them).
+type EmbeddedConfig struct {
+	// Listen is the host:port to accept NATS clients on, for workers in
+	// other processes. Empty means no listener: in-process connections only.
+	Listen string
+	// User and Password, when set, name one more user with full access,
+	// for the gateways, workers and API clients of other processes that
+	// are configured with them. Empty means only the generated users
+	// (NodeUser, WorkerUser) exist. User must not be one of those.
+	User, Password string
+	// Prefix is the subject prefix the WorkerUser's permissions are
+	// written for; "" means DefaultPrefix.
+	Prefix string
+	// MaxPayload is the largest message the server accepts; 0 means 8 MiB.
+	MaxPayload int32
+	// TLSCertFile and TLSKeyFile are PEM files of the listener's
+	// certificate and key: the listener then accepts TLS clients only.
+	// Empty means plain TCP. In-process connections never use TLS. Both or
+	// neither; they need Listen.
+	TLSCertFile, TLSKeyFile string
+}
+
+// Embedded is a nats-server running inside this process. It accepts only
+// clients that present one of its users' credentials.
+type Embedded struct {
+	srv        *server.Server
+	cfg        EmbeddedConfig
+	nodePass   string
+	workerPass string
+}
+
+// StartEmbedded starts an in-process nats-server and waits until it is
+// ready. It makes up the passwords of NodeUser and WorkerUser.
+func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = 8 << 20
+	}
+	subj, err := NewSubjects(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	e := &Embedded{cfg: cfg, nodePass: randomSecret(), workerPass: randomSecret()}
+	users, err := e.users(subj)
+	if err != nil {
+		return nil, err
+	}
+	opts := &server.Options{
+		ServerName:            "gatework-embedded",
+		NoLog:                 true,
+		NoSigs:                true,
+		MaxPayload:            cfg.MaxPayload,
+		MaxPending:            int64(cfg.MaxPayload) * 8,
+		DontListen:            cfg.Listen == "",
+		Users:                 users,
+		WriteDeadline:         10 * time.Second,
+		PingInterval:          10 * time.Second,
+		MaxPingsOut:           3,
+		DisableShortFirstPing: true,
+	}
+	if cfg.Listen != "" {
+		host, port, err := splitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("bus: embedded listen %q: %w", cfg.Listen, err)
+		}
+		if port == 0 {
+			port = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, port
+	}
+	if err := tlsOptions(opts, cfg); err != nil {
+		return nil, err
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, errors.New("bus: embedded server not ready within 10s")
+	}
+	e.srv = srv
+	return e, nil
+}
+
+// users returns the server's users: NodeUser, WorkerUser and the
+// configured one.
+func (e *Embedded) users(subj Subjects) ([]*server.User, error) {
+	users := []*server.User{
+		{Username: NodeUser, Password: e.nodePass},
+		{Username: WorkerUser, Password: e.workerPass, Permissions: workerPermissions(subj)},
+	}
+	switch c := e.cfg; {
+	case c.User == NodeUser || c.User == WorkerUser:
+		return nil, fmt.Errorf("bus: embedded user %q is reserved for the generated users", c.User)
+	case c.User == "" && c.Password != "":
+		return nil, errors.New("bus: embedded password set without a user")
+	case c.User != "" && c.Password == "":
+		return nil, fmt.Errorf("bus: embedded user %q has no password", c.User)
+	case c.User != "":
+		users = append(users, &server.User{Username: c.User, Password: c.Password})
+	}
+	return users, nil
+}
+
+// workerPermissions is what WorkerUser may do: everything a worker and its
+// API client do (receive events, acknowledge them, send commands, publish
+// broadcasts and queries, follow the gateways' heartbeats, get replies),
+// but not what only a gateway does: it cannot publish events or
+// heartbeats (pose as a gateway), nor subscribe to the commands,
+// broadcasts, queries and acknowledgements addressed to gateways. A
+// wildcard subscription gets no message on those subjects either. It is a
+// deny list so that subjects added later for workers need no change here.
+func workerPermissions(subj Subjects) *server.Permissions {
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{Deny: []string{subj.Events(), subj.Heartbeat()}},
+		Subscribe: &server.SubjectPermission{Deny: []string{
+			subj.Prefix + ".gw.>", subj.Broadcast(), subj.Query(),
+		}},
+	}
+}
+
+// tlsOptions sets up TLS on the listener of opts as cfg says.
+func tlsOptions(opts *server.Options, cfg EmbeddedConfig) error {
+	if cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" {
+		return nil
+	}
+	switch {
+	case cfg.TLSCertFile == "" || cfg.TLSKeyFile == "":
+		return errors.New("bus: embedded TLS needs both a certificate and a key file")
+	case cfg.Listen == "":
+		return errors.New("bus: embedded TLS without a listener")
+	}
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
+	if err != nil {
+		return fmt.Errorf("bus: embedded TLS: %w", err)
+	}
+	opts.TLSConfig = tc
+	opts.TLS = true
+	opts.TLSTimeout = 5
+	return nil
+}
+
+// randomSecret returns 24 random bytes in hex.
+func randomSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// Server returns the underlying nats-server.
+func (e *Embedded) Server() *server.Server { return e.srv }
+
+// ClientURL returns the URL other processes use (tls:// with TLS), or ""
+// without a listener.
+func (e *Embedded) ClientURL() string {
+	if e.cfg.Listen == "" {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// ConnectOptions returns Options for an in-process connection to e named
+// name, as NodeUser: full access. They hold a secret: never log them.
+func (e *Embedded) ConnectOptions(name string) Options {
+	return Options{InProcess: e.srv, User: NodeUser, Password: e.nodePass, Name: name}
+}
+
+// WorkerOptions returns Options for a worker in another process to connect
+// to ClientURL as WorkerUser, named name: it may do what a worker and its
+// API client do, not what a gateway does (see EmbeddedConfig). URL is ""
+// without a listener. They hold a secret: never log them, hand them to
+// another process through its environment or a file only its user can
+// read, never its command line. A TLS listener's CA is the caller's to add.
+func (e *Embedded) WorkerOptions(name string) Options {
+	return Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name}
+}
+
+// Shutdown stops the server and waits until it has stopped.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}

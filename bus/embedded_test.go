@@ -1,0 +1,414 @@
+package bus_test
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/testpki"
+)
+
+// rawConnect dials url with a bare nats.go client (no retries) and opts.
+func rawConnect(url string, opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(url, append([]nats.Option{nats.NoReconnect(), nats.Timeout(5 * time.Second)}, opts...)...)
+}
+
+func startEmbedded(t *testing.T, cfg bus.EmbeddedConfig) *bus.Embedded {
+	t.Helper()
+	e, err := bus.StartEmbedded(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	return e
+}
+
+// TestEmbeddedAuth: the embedded server accepts only the generated users
+// and the configured one, each with its own password, on its port and in
+// process.
+func TestEmbeddedAuth(t *testing.T) {
+	e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", User: "ops", Password: "ops-secret"})
+	url := e.ClientURL()
+	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
+		t.Fatalf("ClientURL %q", url)
+	}
+	wo := e.WorkerOptions("w")
+	if wo.URL != url || wo.User != bus.WorkerUser || len(wo.Password) < 32 {
+		t.Fatalf("WorkerOptions: url %q user %q password of %d chars", wo.URL, wo.User, len(wo.Password))
+	}
+	node := e.ConnectOptions("n")
+	if node.Password == wo.Password {
+		t.Fatal("the node and worker users share a password")
+	}
+	tests := []struct {
+		name string
+		opts []nats.Option
+		ok   bool
+	}{
+		{"no credentials", nil, false},
+		{"worker, wrong password", []nats.Option{nats.UserInfo(bus.WorkerUser, "wrong")}, false},
+		{"worker, node's password", []nats.Option{nats.UserInfo(bus.WorkerUser, node.Password)}, false},
+		{"node, worker's password", []nats.Option{nats.UserInfo(bus.NodeUser, wo.Password)}, false},
+		{"configured user, wrong password", []nats.Option{nats.UserInfo("ops", "wrong")}, false},
+		{"unknown user", []nats.Option{nats.UserInfo("nobody", "ops-secret")}, false},
+		{"a token", []nats.Option{nats.Token(wo.Password)}, false},
+		{"worker", []nats.Option{nats.UserInfo(bus.WorkerUser, wo.Password)}, true},
+		{"node", []nats.Option{nats.UserInfo(bus.NodeUser, node.Password)}, true},
+		{"configured user", []nats.Option{nats.UserInfo("ops", "ops-secret")}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := rawConnect(url, tt.opts...)
+			if !tt.ok {
+				if err == nil {
+					nc.Close()
+					t.Fatal("connected")
+				}
+				if !errors.Is(err, nats.ErrAuthorization) {
+					t.Fatalf("err %v, want %v", err, nats.ErrAuthorization)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	nc, err := bus.Connect(node)
+	if err != nil {
+		t.Fatalf("ConnectOptions: %v", err)
+	}
+	nc.Close()
+}
+
+// TestEmbeddedZeroConfig: with no configuration the server still requires
+// credentials; ConnectOptions carries them and WorkerOptions has no URL.
+func TestEmbeddedZeroConfig(t *testing.T) {
+	// Over net.Pipe, the refusal takes the server's write deadline (10s):
+	// let the other tests run meanwhile.
+	t.Parallel()
+	e := startEmbedded(t, bus.EmbeddedConfig{})
+	if e.ClientURL() != "" || e.WorkerOptions("w").URL != "" {
+		t.Fatalf("a URL without a listener: %q", e.ClientURL())
+	}
+	if nc, err := bus.Connect(bus.Options{InProcess: e.Server(), Name: "nobody"}); err == nil {
+		nc.Close()
+		t.Fatal("in-process connection without credentials accepted")
+	}
+	nc, err := bus.Connect(e.ConnectOptions("node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+}
+
+func TestEmbeddedConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  bus.EmbeddedConfig
+		want string
+	}{
+		{"reserved node user", bus.EmbeddedConfig{User: bus.NodeUser, Password: "x"}, "reserved"},
+		{"reserved worker user", bus.EmbeddedConfig{User: bus.WorkerUser, Password: "x"}, "reserved"},
+		{"user without password", bus.EmbeddedConfig{User: "ops"}, "no password"},
+		{"password without user", bus.EmbeddedConfig{Password: "x"}, "without a user"},
+		{"TLS without listener", bus.EmbeddedConfig{TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, "without a listener"},
+		{"TLS cert without key", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "c.pem"}, "both"},
+		{"TLS files missing", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "embedded TLS"},
+		{"bad prefix", bus.EmbeddedConfig{Prefix: "a.>"}, "prefix"},
+	}
+	for _, tt := range tests {
+		e, err := bus.StartEmbedded(tt.cfg)
+		if err == nil {
+			e.Shutdown()
+			t.Errorf("%s: started", tt.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want it to mention %q", tt.name, err, tt.want)
+		}
+		if tt.cfg.Password != "" && strings.Contains(err.Error(), tt.cfg.Password) {
+			t.Errorf("%s: the error shows the password: %v", tt.name, err)
+		}
+	}
+}
+
+// violations collects the asynchronous permission errors of a connection.
+type violations struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	v.mu.Lock()
+	v.errs = append(v.errs, err)
+	v.mu.Unlock()
+}
+
+func (v *violations) has(s string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, err := range v.errs {
+		if strings.Contains(err.Error(), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestWorkerPermissions: the worker user does what a worker does (queue
+// subscription to events, commands, acks, heartbeats) but cannot pose as a
+// gateway (publish events or heartbeats) nor read what is addressed to
+// gateways (commands, broadcasts, queries), not even with a wildcard.
+// Messages of one publisher reach a subscriber in order, so a message
+// that arrives after a denied one proves the denied one was not delivered.
+func TestWorkerPermissions(t *testing.T) {
+	e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "pp"})
+	subj, _ := bus.NewSubjects("pp")
+	gw, err := bus.Connect(e.ConnectOptions("gateway"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	var viol violations
+	wo := e.WorkerOptions("worker")
+	w, err := rawConnect(wo.URL, nats.UserInfo(wo.User, wo.Password), nats.ErrorHandler(viol.handler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+
+	// Allowed: events through the queue group, acks back.
+	events, err := w.QueueSubscribeSyncWithChan(subj.Events(), subj.WorkersQueue(), make(chan *nats.Msg, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	everything, err := w.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := gw.SubscribeSync(subj.Ack("g1") + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwAll, err := gw.SubscribeSync(">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.PublishRequest(subj.Events(), subj.Ack("g1")+".1", []byte("batch")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := events.NextMsg(5 * time.Second)
+	if err != nil || string(m.Data) != "batch" {
+		t.Fatalf("worker did not get the event: %v", err)
+	}
+	if err := m.Respond([]byte("ack")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := ack.NextMsg(5 * time.Second); err != nil || string(m.Data) != "ack" {
+		t.Fatalf("gateway did not get the ack: %v", err)
+	}
+
+	// Denied deliveries to the worker's wildcard: commands, broadcasts,
+	// queries, acks; then a heartbeat, which arrives first.
+	for _, s := range []string{subj.Cmd("g1"), subj.Broadcast(), subj.Query(), subj.Ack("g1") + ".2", subj.Heartbeat()} {
+		if err := gw.Publish(s, []byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		m, err := everything.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("worker's wildcard got no heartbeat: %v", err)
+		}
+		if m.Subject == subj.Heartbeat() {
+			break
+		}
+		if m.Subject != subj.Events() {
+			t.Fatalf("worker's wildcard got %s", m.Subject)
+		}
+	}
+
+	// Denied publications: events and heartbeats; then a command, which
+	// the gateway gets first (its wildcard sees the worker's messages in
+	// order).
+	for _, s := range []string{subj.Events(), subj.Heartbeat(), subj.Cmd("g1")} {
+		if err := w.Publish(s, []byte("from worker")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		m, err := gwAll.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("gateway got no command from the worker: %v", err)
+		}
+		if string(m.Data) != "from worker" {
+			continue // the gateway's own messages
+		}
+		if m.Subject != subj.Cmd("g1") {
+			t.Fatalf("gateway got the worker's message on %s", m.Subject)
+		}
+		break
+	}
+	waitFor(t, 5*time.Second, "publish violations reported", func() bool {
+		return viol.has(`Permissions Violation for Publish to "pp.events"`) &&
+			viol.has(`Permissions Violation for Publish to "pp.hb"`)
+	})
+
+	// Denied subscriptions: a gateway's commands, broadcasts.
+	for _, s := range []string{subj.Cmd("g1"), subj.Broadcast()} {
+		if _, err := w.SubscribeSync(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "subscription violations reported", func() bool {
+		return viol.has(`Permissions Violation for Subscription to "pp.gw.g1.cmd"`) &&
+			viol.has(`Permissions Violation for Subscription to "pp.bcast"`)
+	})
+}
+
+// TestEmbeddedTLS: a listener with a certificate of a generated CA
+// accepts clients that trust the CA, refuses those that do not and those
+// that do not speak TLS; in-process connections need no TLS.
+func TestEmbeddedTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, cert, key := testpki.Write(t, dir)
+	e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: cert, TLSKeyFile: key})
+	url := e.ClientURL()
+	if !strings.HasPrefix(url, "tls://127.0.0.1:") {
+		t.Fatalf("ClientURL %q, want tls://", url)
+	}
+	wo := e.WorkerOptions("tls-worker")
+
+	// Untrusted certificate, then plain TCP: refused.
+	if nc, err := rawConnect(url, nats.UserInfo(wo.User, wo.Password)); err == nil {
+		nc.Close()
+		t.Error("connected without trusting the CA")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("untrusted: %v, want a certificate error", err)
+	}
+	plain := "nats://" + strings.TrimPrefix(url, "tls://")
+	if nc, err := nats.Connect(plain, nats.UserInfo(wo.User, wo.Password), nats.NoReconnect(),
+		nats.Timeout(5*time.Second), nats.TLSHandshakeFirst()); err == nil {
+		nc.Close()
+		t.Error("connected without TLS")
+	}
+	// Trusted, but no password: refused after the handshake.
+	if nc, err := rawConnect(url, nats.RootCAs(ca)); err == nil {
+		nc.Close()
+		t.Error("connected over TLS without credentials")
+	} else if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("TLS without credentials: %v", err)
+	}
+
+	wo.CAFile = ca
+	w, err := bus.Connect(wo)
+	if err != nil {
+		t.Fatalf("trusted worker: %v", err)
+	}
+	defer w.Close()
+	if !w.TLSRequired() {
+		t.Error("the connection does not use TLS")
+	}
+	if _, err := w.TLSConnectionState(); err != nil {
+		t.Errorf("TLS state: %v", err)
+	}
+	in, err := bus.Connect(e.ConnectOptions("in-process"))
+	if err != nil {
+		t.Fatalf("in-process with TLS on the listener: %v", err)
+	}
+	defer in.Close()
+	sub, err := w.SubscribeSync("gw.hb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Publish("gw.hb", []byte("over tls")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(5 * time.Second); err != nil || string(m.Data) != "over tls" {
+		t.Fatalf("message over TLS: %v", err)
+	}
+}
+
+// TestClientCertificate: Options' CertFile and KeyFile present a client
+// certificate to a NATS server that requires one (as an external NATS
+// may), and CAFile verifies the server.
+func TestClientCertificate(t *testing.T) {
+	ca, cert, key := testpki.Write(t, t.TempDir())
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cert, KeyFile: key, CaFile: ca, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		TLSConfig: tc, TLS: true, TLSVerify: true, TLSTimeout: 5,
+		Username: "ext", Password: "ext-pw",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	o := bus.Options{URL: srv.ClientURL(), User: "ext", Password: "ext-pw", CAFile: ca, Name: "mtls"}
+	if nc, err := bus.Connect(o); err == nil {
+		nc.Close()
+		t.Fatal("connected without a client certificate")
+	}
+	o.CertFile, o.KeyFile = cert, key
+	nc, err := bus.Connect(o)
+	if err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	defer nc.Close()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		{"nats://u:secret@h:4222", "nats://u:xxxxx@h:4222"},
+		{"tls://tok@h:4222,nats://a:b@h2:4222", "tls://xxxxx@h:4222,nats://a:xxxxx@h2:4222"},
+		{"h:4222", "h:4222"},
+	}
+	for _, tt := range tests {
+		if got := bus.RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	// Connect's error names the URL without the password.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = bus.Connect(bus.Options{URL: "nats://u:hunter2@" + addr})
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "u:xxxxx@") {
+		t.Errorf("Connect error %v: want the URL with the password hidden", err)
+	}
+}
