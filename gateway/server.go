@@ -51,9 +51,10 @@ type Server struct {
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
-	stats   stats
-	started time.Time
-	closing atomic.Bool
+	stats     stats
+	started   time.Time
+	accepting atomic.Bool // between a successful Start and Shutdown
+	closing   atomic.Bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -66,6 +67,8 @@ type stats struct {
 	redelivered atomic.Uint64
 	badAcks     atomic.Uint64
 	badCommands atomic.Uint64
+	ackLatency  latencyHistogram // event batch publish → final ack
+	workers     workerTable      // final acks by worker id
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -86,6 +89,17 @@ type Stats struct {
 	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
 	BadAcks     uint64            `json:"bad_acks"`
 	BadCommands uint64            `json:"bad_commands"`
+	// Listeners holds each listener's connections, by listener name.
+	Listeners map[string]ListenerStats `json:"listeners"`
+	// QueuedBytes is the outbound data queued for clients and not yet
+	// written to their sockets, over all connections.
+	QueuedBytes int64 `json:"queued_bytes"`
+	// Workers counts the event batches and events acknowledged by each
+	// worker, by worker id (see workerTable for the bound).
+	Workers map[string]WorkerStats `json:"workers"`
+	// AckLatency is the time from publishing an event batch to its final
+	// ack (worker handling included).
+	AckLatency LatencyHistogram `json:"ack_latency"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -208,8 +222,13 @@ func (s *Server) Start() error {
 		}
 		s.log.Info("listening", "listener", l.cfg.Name, "protocol", l.cfg.Protocol, "addr", l.addr.String())
 	}
+	s.accepting.Store(true)
 	return nil
 }
+
+// Accepting reports whether every listener accepts clients: Start has
+// succeeded and Shutdown has not begun. Safe for concurrent use.
+func (s *Server) Accepting() bool { return s.accepting.Load() && !s.closing.Load() }
 
 // Addr returns the address listener name is bound to, or nil.
 func (s *Server) Addr(name string) net.Addr {
@@ -231,6 +250,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return ErrServerClosed
 	}
+	s.accepting.Store(false)
 	for _, l := range s.listeners {
 		l.stopAccepting()
 	}
@@ -365,6 +385,7 @@ func (s *Server) Stats() Stats {
 	s.infMu.Lock()
 	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
 	s.infMu.Unlock()
+	s.moreStats(&st)
 	return st
 }
 
@@ -419,6 +440,8 @@ func (s *Server) newConn(l *listener, t transport, remote netip.AddrPort) *conn 
 func (s *Server) register(c *conn, first ...bus.Event) {
 	c.sh.add(c)
 	s.stats.accepted.Add(1)
+	c.l.accepted.Add(1)
+	c.l.open.Add(1)
 	for _, ev := range first {
 		ev.TimeUnixMs = c.connectedMs
 		s.pushEvent(c, ev)
@@ -448,6 +471,7 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 	if !c.sh.remove(c, reason) {
 		return
 	}
+	c.l.open.Add(-1)
 	s.pushEvent(c, bus.Event{
 		Type:        bus.EventClose,
 		CloseReason: c.reason.String(),
