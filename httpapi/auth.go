@@ -11,15 +11,19 @@ import (
 )
 
 // Scope is what a token may do. Scopes are ordered: a token of a scope may
-// also do everything of the scopes below it (admin ⊇ send ⊇ read).
+// also do everything of the scopes below it (admin ⊇ send ⊇ read ⊇
+// metrics).
 type Scope uint8
 
 // The scopes. The zero Scope is invalid.
 const (
-	// ScopeRead: the queries (isOnline, counts, lists, getClientInfo,
-	// getSession, getClientSessionsByGroup), GET /api and its OpenAPI
-	// document, and /metrics where the node serves it.
-	ScopeRead Scope = iota + 1
+	// ScopeMetrics: only what Require(ScopeMetrics, …) guards (the node's
+	// /metrics), for a Prometheus scraper; no API method.
+	ScopeMetrics Scope = iota + 1
+	// ScopeRead: metrics, plus the queries (isOnline, counts, lists,
+	// getClientInfo, getSession, getClientSessionsByGroup), GET /api and
+	// its OpenAPI document.
+	ScopeRead
 	// ScopeSend: read, plus sendToClient, sendToUid, sendToGroup and
 	// sendToAll.
 	ScopeSend
@@ -28,24 +32,26 @@ const (
 	ScopeAdmin
 )
 
-var scopeNames = [...]string{ScopeRead: "read", ScopeSend: "send", ScopeAdmin: "admin"}
+var scopeNames = [...]string{ScopeMetrics: "metrics", ScopeRead: "read", ScopeSend: "send", ScopeAdmin: "admin"}
 
-// String returns "read", "send" or "admin" ("invalid" otherwise).
+// String returns "metrics", "read", "send" or "admin" ("invalid"
+// otherwise).
 func (s Scope) String() string {
-	if s < ScopeRead || s > ScopeAdmin {
+	if s < ScopeMetrics || s > ScopeAdmin {
 		return "invalid"
 	}
 	return scopeNames[s]
 }
 
-// ParseScope returns the scope named s ("read", "send" or "admin").
+// ParseScope returns the scope named s ("metrics", "read", "send" or
+// "admin").
 func ParseScope(s string) (Scope, error) {
-	for sc := ScopeRead; sc <= ScopeAdmin; sc++ {
+	for sc := ScopeMetrics; sc <= ScopeAdmin; sc++ {
 		if scopeNames[sc] == s {
 			return sc, nil
 		}
 	}
-	return 0, fmt.Errorf("httpapi: unknown scope %q (want read, send or admin)", s)
+	return 0, fmt.Errorf("httpapi: unknown scope %q (want metrics, read, send or admin)", s)
 }
 
 // methodScopes is the scope each method needs, by canonical name. A
@@ -116,7 +122,7 @@ func buildTokens(cfg Config) ([]tokenEntry, error) {
 			return nil, fmt.Errorf("httpapi: token %q is empty", t.Name)
 		case strings.ContainsFunc(t.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 			return nil, fmt.Errorf("httpapi: token %q contains whitespace or control characters", t.Name)
-		case t.Scope < ScopeRead || t.Scope > ScopeAdmin:
+		case t.Scope < ScopeMetrics || t.Scope > ScopeAdmin:
 			return nil, fmt.Errorf("httpapi: token %q has no valid scope", t.Name)
 		}
 		e := tokenEntry{name: t.Name, hash: sha256.Sum256([]byte(t.Token)), scope: t.Scope}

@@ -16,6 +16,7 @@ const (
 	readToken  = "r-0123456789"
 	sendToken  = "s-0123456789"
 	adminToken = "a-0123456789"
+	scrapeTok  = "m-0123456789"
 )
 
 func scopedHandler(t *testing.T, logs *bytes.Buffer) (*httpapi.Handler, *fakeAPI) {
@@ -27,6 +28,7 @@ func scopedHandler(t *testing.T, logs *bytes.Buffer) (*httpapi.Handler, *fakeAPI
 			{Name: "dash", Token: readToken, Scope: httpapi.ScopeRead},
 			{Name: "pusher", Token: sendToken, Scope: httpapi.ScopeSend},
 			{Name: "ops", Token: adminToken, Scope: httpapi.ScopeAdmin},
+			{Name: "prom", Token: scrapeTok, Scope: httpapi.ScopeMetrics},
 		},
 	}
 	if logs != nil {
@@ -50,6 +52,7 @@ func TestScopes(t *testing.T) {
 		{"no token", "/api/isOnline", `{"client":"c"}`, "", 401, "unauthorized"},
 		{"wrong token", "/api/isOnline", `{"client":"c"}`, "nope", 401, "unauthorized"},
 		{"wrong token, prefix of a right one", "/api/isOnline", `{"client":"c"}`, readToken[:5], 401, "unauthorized"},
+		{"metrics on query", "/api/isOnline", `{"client":"c"}`, scrapeTok, 403, "insufficient_scope"},
 		{"read on query", "/api/isOnline", `{"client":"c"}`, readToken, 200, ""},
 		{"read on listing", "/api", "", readToken, 200, ""},
 		{"read on send", "/api/sendToAll", `{"message":"x"}`, readToken, 403, "insufficient_scope"},
@@ -99,7 +102,7 @@ func TestScopes(t *testing.T) {
 		})
 	}
 	st := h.Stats()
-	want := map[string]uint64{httpapi.AuthMissing: 2, httpapi.AuthWrong: 2, httpapi.AuthScope: 5}
+	want := map[string]uint64{httpapi.AuthMissing: 2, httpapi.AuthWrong: 2, httpapi.AuthScope: 6}
 	for reason, n := range want {
 		if st.AuthFailures[reason] != n {
 			t.Errorf("auth failures %s = %d, want %d (all %v)", reason, st.AuthFailures[reason], n, st.AuthFailures)
@@ -177,7 +180,7 @@ func TestTokenValidation(t *testing.T) {
 			t.Errorf("%s: the error shows the secret: %v", tc.name, err)
 		}
 	}
-	for _, s := range []string{"read", "send", "admin"} {
+	for _, s := range []string{"metrics", "read", "send", "admin"} {
 		sc, err := httpapi.ParseScope(s)
 		if err != nil || sc.String() != s {
 			t.Errorf("ParseScope(%q) = %v, %v", s, sc, err)
@@ -191,11 +194,11 @@ func TestTokenValidation(t *testing.T) {
 func TestRequire(t *testing.T) {
 	h, _ := scopedHandler(t, nil)
 	inner := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("inner")) })
-	guarded := h.Require(httpapi.ScopeRead, inner)
+	guarded := h.Require(httpapi.ScopeMetrics, inner)
 	cases := []struct {
 		token  string
 		status int
-	}{{"", 401}, {"bad", 401}, {readToken, 200}, {adminToken, 200}}
+	}{{"", 401}, {"bad", 401}, {scrapeTok, 200}, {readToken, 200}, {adminToken, 200}}
 	for _, tc := range cases {
 		r := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 		if tc.token != "" {

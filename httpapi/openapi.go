@@ -125,7 +125,7 @@ func openAPIJSON() ([]byte, error) {
 			"securitySchemes": obj{"bearerAuth": obj{
 				"type":   "http",
 				"scheme": "bearer",
-				"description": "Authorization: Bearer <token>. Each token has a scope: read (queries, GET /api, /metrics), " +
+				"description": "Authorization: Bearer <token>. Each token has a scope: metrics (the node's /metrics only), read (queries, GET /api, /metrics), " +
 					"send (read plus the sendTo* methods) or admin (everything, including close, bind, groups and sessions); " +
 					"each operation names the scope it needs in x-gatework-scope and its description. " +
 					"A missing or unknown token gets 401 unauthorized, a token of too low a scope 403 insufficient_scope. " +
