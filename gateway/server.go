@@ -55,8 +55,8 @@ type Server struct {
 	started   time.Time
 	accepting atomic.Bool // between a successful Start and Shutdown
 	closing   atomic.Bool
-	quit    chan struct{}
-	wg      sync.WaitGroup
+	quit      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // stats are the gateway's counters; see Stats.
