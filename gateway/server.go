@@ -51,12 +51,13 @@ type Server struct {
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
-	stats     stats
-	started   time.Time
+	stats   stats
+	started time.Time
+	closing atomic.Bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
+
 	accepting atomic.Bool // between a successful Start and Shutdown
-	closing   atomic.Bool
-	quit      chan struct{}
-	wg        sync.WaitGroup
 }
 
 // stats are the gateway's counters; see Stats.
