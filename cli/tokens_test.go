@@ -76,6 +76,8 @@ func TestHTTPTokens(t *testing.T) {
 			[]string{"gatework.yaml:4: http.tokens[1].token: the same secret as http.tokens[0]: each token needs its own"}},
 		{"secret of http.token", "http:\n  token: same-1\n  tokens:\n    - {name: a, token: same-1}\n",
 			[]string{"gatework.yaml:4: http.tokens[0].token: the same secret as http.token: each token needs its own"}},
+		{"name of http.token", "http:\n  token: t-1\n  tokens:\n    - {name: token, token: t-2}\n",
+			[]string{`gatework.yaml:4: http.tokens[0].name: "token" is the name of http.token: choose another`}},
 		{"unknown key", "http:\n  tokens:\n    - {name: a, token: a-1, scopes: read}\n",
 			[]string{"gatework.yaml:3: http.tokens[0].scopes: unknown key (did you mean http.tokens[0].scope?)"}},
 	}

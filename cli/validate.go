@@ -173,6 +173,8 @@ func (v *validator) tokens() {
 			v.bad(key+".name", "required")
 		case dup:
 			v.bad(key+".name", "%q is also the name of http.tokens[%d]", t.Name, j)
+		case t.Name == "token" && v.c.HTTP.Token != "":
+			v.bad(key+".name", `"token" is the name of http.token: choose another`)
 		default:
 			names[t.Name] = i
 		}
