@@ -153,6 +153,21 @@ func TestEveryMethodHasScope(t *testing.T) {
 			t.Errorf("%s: scope %q, want %q", name, sc, w)
 		}
 	}
+	// GET /api says the same.
+	var listing struct {
+		Methods []struct{ Name, Scope string } `json:"methods"`
+	}
+	if err := json.Unmarshal(do(h, http.MethodGet, "/api", "", nil).Body.Bytes(), &listing); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range listing.Methods {
+		if w, ok := want[m.Name]; (ok && m.Scope != w) || m.Scope == "" {
+			t.Errorf("GET /api: %s has scope %q", m.Name, m.Scope)
+		}
+	}
+	if len(listing.Methods) < len(want) {
+		t.Errorf("GET /api lists %d methods", len(listing.Methods))
+	}
 }
 
 func TestTokenValidation(t *testing.T) {

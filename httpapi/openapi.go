@@ -45,6 +45,7 @@ func listingJSON() ([]byte, error) {
 		Description string     `json:"description"`
 		Params      []paramDoc `json:"params"`
 		Result      string     `json:"result"`
+		Scope       string     `json:"scope"` // the token scope it needs
 	}
 	docs := make([]methodDoc, 0, len(methodTable))
 	for _, m := range methodTable {
@@ -55,6 +56,7 @@ func listingJSON() ([]byte, error) {
 			Description: m.summary,
 			Params:      []paramDoc{},
 			Result:      resultText[m.result],
+			Scope:       scopeOf(m).String(),
 		}
 		for _, p := range m.params {
 			md.Params = append(md.Params, paramDoc{
