@@ -246,7 +246,7 @@ func TestStartInProcess(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("healthz: %d", resp.StatusCode)
 	}
-	if logLine(logs.String(), map[string]string{"level": "WARN", "msg": "http: WARNING: no API token is set: the HTTP API serves loopback clients only; set http.token or GATEWORK_API_TOKEN"}) == nil {
+	if logLine(logs.String(), map[string]string{"level": "WARN", "msg": "http: WARNING: no API token is set: the HTTP API and /metrics serve loopback clients only; set http.tokens, http.token or GATEWORK_API_TOKEN"}) == nil {
 		t.Errorf("no warning about the missing token:\n%s", logs.String())
 	}
 	for _, l := range []string{"ws", "tcp"} {

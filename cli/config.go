@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -54,12 +55,25 @@ type Config struct {
 type HTTPConfig struct {
 	// Addr is host:port of the HTTP server; "" means no HTTP server.
 	Addr string `yaml:"addr"`
-	// Token is the API's bearer token; "" means loopback callers only.
+	// Token is a bearer token of scope admin; "" means none. With no
+	// token at all (token and tokens), loopback callers only.
 	Token string `yaml:"token" secret:"true"`
+	// Tokens are named bearer tokens, each with a scope (file only).
+	Tokens []TokenConfig `yaml:"tokens,omitempty"`
 	// MaxBodyBytes bounds a request body.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Timeout bounds one API call.
 	Timeout Duration `yaml:"timeout"`
+}
+
+// TokenConfig is one entry of http.tokens.
+type TokenConfig struct {
+	// Name names the token in logs; required, unique.
+	Name string `yaml:"name"`
+	// Token is the secret; required, unique, no white space.
+	Token string `yaml:"token"`
+	// Scope is metrics, read, send or admin; "" means read.
+	Scope string `yaml:"scope"`
 }
 
 // NATSConfig is the `nats` section: the bus.
@@ -389,11 +403,17 @@ func (c *Config) originOf(key string) string {
 	return ""
 }
 
-// Masked returns a copy of c with every secret (http.token, nats.password,
-// nats.token) replaced by "*****" when it is set, and the password of a
-// user:password@ in nats.url by xxxxx.
+// Masked returns a copy of c with every secret (http.token, the tokens of
+// http.tokens, nats.password, nats.token) replaced by "*****" when it is
+// set, and the password of a user:password@ in nats.url by xxxxx.
 func (c Config) Masked() Config {
 	c.NATS.URL = bus.RedactURL(c.NATS.URL)
+	c.HTTP.Tokens = slices.Clone(c.HTTP.Tokens)
+	for i := range c.HTTP.Tokens {
+		if c.HTTP.Tokens[i].Token != "" {
+			c.HTTP.Tokens[i].Token = "*****"
+		}
+	}
 	for _, k := range scalarKeys {
 		if !k.secret {
 			continue

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/httpapi"
 	"github.com/gatework/gatework/node"
 )
 
@@ -78,6 +79,7 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 		HTTP: node.HTTPConfig{
 			Addr:         c.HTTP.Addr,
 			Token:        c.HTTP.Token,
+			Tokens:       c.HTTP.apiTokens(),
 			MaxBodyBytes: c.HTTP.MaxBodyBytes,
 			Timeout:      time.Duration(c.HTTP.Timeout),
 		},
@@ -95,6 +97,22 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 		}
 	}
 	return nc, fmt.Errorf("cli: worker.app: unknown app %q", c.Worker.App)
+}
+
+// apiTokens turns validated http.tokens into the API's tokens.
+func (h HTTPConfig) apiTokens() []httpapi.Token {
+	if len(h.Tokens) == 0 {
+		return nil
+	}
+	out := make([]httpapi.Token, len(h.Tokens))
+	for i, t := range h.Tokens {
+		scope := httpapi.ScopeRead
+		if t.Scope != "" {
+			scope, _ = httpapi.ParseScope(t.Scope) // checked by Validate
+		}
+		out[i] = httpapi.Token{Name: t.Name, Token: t.Token, Scope: scope}
+	}
+	return out
 }
 
 // NewLogger returns the logger described by l, writing to w. An unknown

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/httpapi"
 	"github.com/gatework/gatework/internal/framing"
 )
 
@@ -155,6 +156,45 @@ func (v *validator) http() {
 	}
 	if strings.ContainsFunc(h.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		v.bad("http.token", "contains white space or control characters")
+	}
+	v.tokens()
+}
+
+// tokens checks http.tokens. Problems name the entry by index and name,
+// never by its secret.
+func (v *validator) tokens() {
+	names := map[string]int{}
+	secrets := map[string]string{}
+	if t := v.c.HTTP.Token; t != "" {
+		secrets[t] = "http.token"
+	}
+	for i, t := range v.c.HTTP.Tokens {
+		key := fmt.Sprintf("http.tokens[%d]", i)
+		switch j, dup := names[t.Name]; {
+		case t.Name == "":
+			v.bad(key+".name", "required")
+		case dup:
+			v.bad(key+".name", "%q is also the name of http.tokens[%d]", t.Name, j)
+		case t.Name == "token" && v.c.HTTP.Token != "":
+			v.bad(key+".name", `"token" is the name of http.token: choose another`)
+		default:
+			names[t.Name] = i
+		}
+		switch other, dup := secrets[t.Token]; {
+		case t.Token == "":
+			v.bad(key+".token", "required")
+		case strings.ContainsFunc(t.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+			v.bad(key+".token", "contains white space or control characters")
+		case dup:
+			v.bad(key+".token", "the same secret as %s: each token needs its own", other)
+		default:
+			secrets[t.Token] = key
+		}
+		if t.Scope != "" {
+			if _, err := httpapi.ParseScope(t.Scope); err != nil {
+				v.bad(key+".scope", "%q is not a scope: want metrics, read, send or admin", t.Scope)
+			}
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,6 +22,9 @@ type delivery struct {
 	attempt  uint32
 	deadline int64 // unix nanoseconds; guarded by Server.infMu
 	parked   bool  // no worker was subscribed; guarded by Server.infMu
+	// published is when the latest attempt was published (unix
+	// nanoseconds), for Stats.AckLatency.
+	published atomic.Int64
 }
 
 // pushEvent queues ev for c's workers and dispatches it now if c has no
@@ -88,6 +92,7 @@ func (s *Server) publish(d *delivery) {
 	}
 	bp := encodePool.Get().(*[]byte)
 	buf := bus.AppendEventBatch((*bp)[:0], &batch)
+	d.published.Store(time.Now().UnixNano())
 	err := s.nc.PublishRequest(s.subj.Events(), s.ackPrefix+strconv.FormatUint(d.id, 10), buf)
 	*bp = buf
 	if cap(buf) <= 1<<20 {
@@ -132,6 +137,7 @@ func (s *Server) onAck(m *nats.Msg) {
 	unpark := s.parked
 	s.parked = nil
 	s.infMu.Unlock()
+	s.acked(d, ack.Worker)
 
 	c := d.c
 	s.applyActions(c, ack.Actions)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/gatework/gatework/internal/framing"
@@ -26,6 +27,10 @@ type listener struct {
 	cfg  ListenerConfig
 	eng  engine
 	addr net.Addr
+
+	// For Stats: connections registered since Start and open now.
+	accepted atomic.Uint64
+	open     atomic.Int64
 }
 
 func newListener(s *Server, cfg ListenerConfig) *listener {

@@ -57,6 +57,8 @@ type Server struct {
 	closing atomic.Bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
+
+	accepting atomic.Bool // between a successful Start and Shutdown
 }
 
 // stats are the gateway's counters; see Stats.
@@ -69,6 +71,8 @@ type stats struct {
 	badCommands atomic.Uint64
 	throttled   [policyCount]atomic.Uint64
 	refused     [refusalCount]atomic.Uint64
+	ackLatency  latencyHistogram // event batch publish → final ack
+	workers     workerTable      // final acks by worker id
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -97,6 +101,17 @@ type Stats struct {
 	// bad_handshake (an upgrade request answered with an HTTP error),
 	// handshake_timeout (an upgrade not complete in time).
 	Refused map[string]uint64 `json:"refused"`
+	// Listeners holds each listener's connections, by listener name.
+	Listeners map[string]ListenerStats `json:"listeners"`
+	// QueuedBytes is the outbound data queued for clients and not yet
+	// written to their sockets, over all connections.
+	QueuedBytes int64 `json:"queued_bytes"`
+	// Workers counts the event batches and events acknowledged by each
+	// worker, by worker id (see workerTable for the bound).
+	Workers map[string]WorkerStats `json:"workers"`
+	// AckLatency is the time from publishing an event batch to its final
+	// ack (worker handling included).
+	AckLatency LatencyHistogram `json:"ack_latency"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -220,8 +235,13 @@ func (s *Server) Start() error {
 		}
 		s.log.Info("listening", "listener", l.cfg.Name, "protocol", l.cfg.Protocol, "addr", l.addr.String())
 	}
+	s.accepting.Store(true)
 	return nil
 }
+
+// Accepting reports whether every listener accepts clients: Start has
+// succeeded and Shutdown has not begun. Safe for concurrent use.
+func (s *Server) Accepting() bool { return s.accepting.Load() && !s.closing.Load() }
 
 // Addr returns the address listener name is bound to, or nil.
 func (s *Server) Addr(name string) net.Addr {
@@ -243,6 +263,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return ErrServerClosed
 	}
+	s.accepting.Store(false)
 	for _, l := range s.listeners {
 		l.stopAccepting()
 	}
@@ -378,6 +399,7 @@ func (s *Server) Stats() Stats {
 	s.infMu.Lock()
 	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
 	s.infMu.Unlock()
+	s.moreStats(&st)
 	return st
 }
 
@@ -432,6 +454,8 @@ func (s *Server) newConn(l *listener, t transport, remote netip.AddrPort) *conn 
 func (s *Server) register(c *conn, first ...bus.Event) {
 	c.sh.add(c)
 	s.stats.accepted.Add(1)
+	c.l.accepted.Add(1)
+	c.l.open.Add(1)
 	for _, ev := range first {
 		ev.TimeUnixMs = c.connectedMs
 		s.pushEvent(c, ev)
@@ -464,6 +488,7 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 	if !c.sh.remove(c, reason) {
 		return
 	}
+	c.l.open.Add(-1)
 	s.pushEvent(c, bus.Event{
 		Type:        bus.EventClose,
 		CloseReason: c.reason.String(),

@@ -32,11 +32,15 @@ const (
 	CodeTooLarge = "too_large"
 	// CodeUnsupportedMediaType (415): a Content-Type was given and is not JSON.
 	CodeUnsupportedMediaType = "unsupported_media_type"
-	// CodeUnauthorized (401): the bearer token is missing or wrong.
+	// CodeUnauthorized (401): the bearer token is missing or matches no
+	// configured token.
 	CodeUnauthorized = "unauthorized"
 	// CodeForbidden (403): no token is configured and the caller is not on
 	// a loopback address.
 	CodeForbidden = "forbidden"
+	// CodeInsufficientScope (403): the token is valid but its scope does
+	// not allow the method (a read token calling a send method, …).
+	CodeInsufficientScope = "insufficient_scope"
 	// CodeTimeout (504): the cluster did not answer in time (api.ErrTimeout
 	// or the per-request deadline).
 	CodeTimeout = "timeout"

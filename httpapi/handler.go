@@ -3,8 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,12 +28,18 @@ const (
 // Config configures a Handler. The zero value works: no token (loopback
 // callers only), 8 MiB bodies, 10 s per request, no logging.
 type Config struct {
-	// Token is the bearer token every request must carry as
-	// "Authorization: Bearer <token>". Empty means no token: then only
-	// callers whose r.RemoteAddr is a loopback address (127.0.0.0/8, ::1)
-	// are served, all others get 403. Behind a reverse proxy on the same
-	// machine every caller looks local: set a token there.
+	// Token is a bearer token of scope admin (named "token" in logs),
+	// kept for compatibility: the same as an entry of Tokens. Empty means
+	// none.
 	Token string
+	// Tokens are named bearer tokens, each with a scope; a request must
+	// carry one whose scope allows the method as "Authorization: Bearer
+	// <token>" (see Scope for which method needs which). Names and
+	// secrets must be unique. With neither Token nor Tokens, only callers
+	// whose r.RemoteAddr is a loopback address (127.0.0.0/8, ::1) are
+	// served, all others get 403. Behind a reverse proxy on the same
+	// machine every caller looks local: set a token there.
+	Tokens []Token
 	// MaxBodyBytes bounds a request body; a larger one gets 413.
 	// 0 means DefaultMaxBodyBytes (8 MiB).
 	MaxBodyBytes int64
@@ -63,20 +67,22 @@ type Config struct {
 // holds a request's goroutine for as long as the API call takes, at most
 // Config.Timeout. It does not own the api.API: closing it is the caller's.
 type Handler struct {
-	api       api.API
-	tokenHash []byte // sha256 of Config.Token; nil: loopback only
-	maxBody   int64
-	timeout   time.Duration
-	log       *slog.Logger
-	methods   map[string]*method // by name and alias
-	listing   []byte             // body of GET /api
-	openAPI   []byte             // body of GET /api/openapi.json
+	api     api.API
+	tokens  []tokenEntry // empty: loopback only
+	stats   handlerStats
+	maxBody int64
+	timeout time.Duration
+	log     *slog.Logger
+	methods map[string]*method // by name and alias
+	listing []byte             // body of GET /api
+	openAPI []byte             // body of GET /api/openapi.json
 }
 
 // New returns a Handler serving a. It fails if a is nil, a limit is
-// negative, or the token contains whitespace or control characters (it
-// could never match a header). With an empty token it logs a warning that
-// only loopback callers will be served.
+// negative, or a token is invalid: empty, without a name or a valid scope,
+// a name or secret used twice, or whitespace or control characters in the
+// secret (it could never match a header). With no token it logs a warning
+// that only loopback callers will be served.
 func New(a api.API, cfg Config) (*Handler, error) {
 	if a == nil {
 		return nil, errors.New("httpapi: nil api")
@@ -87,8 +93,9 @@ func New(a api.API, cfg Config) (*Handler, error) {
 	if cfg.Timeout < 0 {
 		return nil, fmt.Errorf("httpapi: negative Timeout %v", cfg.Timeout)
 	}
-	if strings.ContainsFunc(cfg.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return nil, errors.New("httpapi: token contains whitespace or control characters")
+	tokens, err := buildTokens(cfg)
+	if err != nil {
+		return nil, err
 	}
 	h := &Handler{
 		api:     a,
@@ -96,6 +103,7 @@ func New(a api.API, cfg Config) (*Handler, error) {
 		timeout: cfg.Timeout,
 		log:     cfg.Logger,
 		methods: make(map[string]*method, len(methodTable)+1),
+		tokens:  tokens,
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -111,78 +119,76 @@ func New(a api.API, cfg Config) (*Handler, error) {
 			h.methods[name] = m
 		}
 	}
-	var err error
 	if h.listing, err = listingJSON(); err != nil {
 		return nil, fmt.Errorf("httpapi: method listing: %w", err)
 	}
 	if h.openAPI, err = openAPIJSON(); err != nil {
 		return nil, fmt.Errorf("httpapi: openapi document: %w", err)
 	}
-	if cfg.Token == "" {
+	if len(h.tokens) == 0 {
 		h.log.Warn("httpapi: no token configured: serving loopback callers only")
-	} else {
-		sum := sha256.Sum256([]byte(cfg.Token))
-		h.tokenHash = sum[:]
 	}
 	return h, nil
 }
 
-// ServeHTTP answers one request; see Handler.
+// ServeHTTP answers one request; see Handler. It counts the answer in
+// Stats by method and status.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if he := h.authorize(r); he != nil {
-		h.writeError(w, r, he)
-		return
+	sw := &statusWriter{ResponseWriter: w}
+	label := h.serve(sw, r)
+	if sw.status == 0 {
+		sw.status = http.StatusOK
 	}
-	switch path := r.URL.Path; path {
+	h.stats.called(label, sw.status)
+}
+
+// serve answers r and returns its label for Stats.Calls. Unknown paths and
+// methods need scope read, so that they tell nothing to a caller without
+// a token.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
+	path := r.URL.Path
+	var m *method
+	label, scope := callOther, ScopeRead
+	switch path {
 	case "/api", "/api/":
-		h.serveDoc(w, r, h.listing)
+		label = callListing
 	case "/api/openapi.json":
+		label = callOpenAPI
+	default:
+		if name, ok := strings.CutPrefix(path, "/api/"); ok {
+			if m = h.methods[name]; m != nil {
+				label, scope = m.name, scopeOf(m)
+			}
+		}
+	}
+	if he := h.authorize(r, scope); he != nil {
+		h.writeError(w, r, he)
+		return label
+	}
+	switch label {
+	case callListing:
+		h.serveDoc(w, r, h.listing)
+	case callOpenAPI:
 		h.serveDoc(w, r, h.openAPI)
 	default:
 		name, ok := strings.CutPrefix(path, "/api/")
 		if !ok || strings.Contains(name, "/") {
 			h.writeError(w, r, newError(http.StatusNotFound, CodeNotFound, "no such path %q", path))
-			return
+			return label
 		}
-		m := h.methods[name]
 		if m == nil {
 			h.writeError(w, r, newError(http.StatusNotFound, CodeUnknownMethod, "unknown method %q", name))
-			return
+			return label
 		}
 		if r.Method != http.MethodPost {
 			he := newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s takes POST, not %s", name, r.Method)
 			he.header = map[string]string{"Allow": http.MethodPost}
 			h.writeError(w, r, he)
-			return
+			return label
 		}
 		h.serveMethod(w, r, m)
 	}
-}
-
-// authorize checks the bearer token, or with none configured that the
-// caller is on a loopback address.
-func (h *Handler) authorize(r *http.Request) *httpError {
-	if h.tokenHash == nil {
-		if !isLoopback(r.RemoteAddr) {
-			return newError(http.StatusForbidden, CodeForbidden, "no API token is configured: only loopback callers are served")
-		}
-		return nil
-	}
-	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !strings.EqualFold(scheme, "Bearer") || cred == "" {
-		he := newError(http.StatusUnauthorized, CodeUnauthorized, "missing bearer token")
-		he.header = map[string]string{"WWW-Authenticate": `Bearer realm="gatework"`}
-		return he
-	}
-	// Hash first so that the comparison takes the same time whatever the
-	// length of the guess.
-	sum := sha256.Sum256([]byte(strings.TrimSpace(cred)))
-	if subtle.ConstantTimeCompare(sum[:], h.tokenHash) != 1 {
-		he := newError(http.StatusUnauthorized, CodeUnauthorized, "wrong bearer token")
-		he.header = map[string]string{"WWW-Authenticate": `Bearer realm="gatework", error="invalid_token"`}
-		return he
-	}
-	return nil
+	return label
 }
 
 // isLoopback reports whether a RemoteAddr ("host:port") is 127.0.0.0/8 or
@@ -218,7 +224,11 @@ func (h *Handler) serveMethod(w http.ResponseWriter, r *http.Request, m *method)
 		h.writeError(w, r, h.tooLarge())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	rw := w
+	if sw, ok := w.(*statusWriter); ok {
+		rw = sw.ResponseWriter // so that a too large body closes the connection
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, h.maxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.writeError(w, r, h.tooLarge())

@@ -45,6 +45,7 @@ func listingJSON() ([]byte, error) {
 		Description string     `json:"description"`
 		Params      []paramDoc `json:"params"`
 		Result      string     `json:"result"`
+		Scope       string     `json:"scope"` // the token scope it needs
 	}
 	docs := make([]methodDoc, 0, len(methodTable))
 	for _, m := range methodTable {
@@ -55,6 +56,7 @@ func listingJSON() ([]byte, error) {
 			Description: m.summary,
 			Params:      []paramDoc{},
 			Result:      resultText[m.result],
+			Scope:       scopeOf(m).String(),
 		}
 		for _, p := range m.params {
 			md.Params = append(md.Params, paramDoc{
@@ -123,9 +125,13 @@ func openAPIJSON() ([]byte, error) {
 		"paths":    paths,
 		"components": obj{
 			"securitySchemes": obj{"bearerAuth": obj{
-				"type":        "http",
-				"scheme":      "bearer",
-				"description": "Authorization: Bearer <token>. With no token configured, only loopback callers are served.",
+				"type":   "http",
+				"scheme": "bearer",
+				"description": "Authorization: Bearer <token>. Each token has a scope: metrics (the node's /metrics only), read (queries, GET /api, /metrics), " +
+					"send (read plus the sendTo* methods) or admin (everything, including close, bind, groups and sessions); " +
+					"each operation names the scope it needs in x-gatework-scope and its description. " +
+					"A missing or unknown token gets 401 unauthorized, a token of too low a scope 403 insufficient_scope. " +
+					"With no token configured, only loopback callers are served (others get 403 forbidden).",
 			}},
 			"schemas":   componentSchemas(),
 			"responses": errorResponses(),
@@ -149,11 +155,14 @@ func operation(m *method, name string) obj {
 	if name != m.name {
 		description = "Alias of " + m.name + ". " + description
 	}
+	scope := scopeOf(m)
+	description += " Needs a token of scope " + scope.String() + scopeAbove[scope] + "."
 	schema, required := requestSchema(m.params)
 	return obj{
-		"operationId": name,
-		"summary":     m.summary,
-		"description": description,
+		"operationId":      name,
+		"x-gatework-scope": scope.String(),
+		"summary":          m.summary,
+		"description":      description,
 		"requestBody": obj{
 			"required": required,
 			"content":  obj{"application/json": obj{"schema": schema}},
@@ -381,11 +390,14 @@ func componentSchemas() obj {
 	}
 }
 
+// scopeAbove names the scopes that include a scope, for descriptions.
+var scopeAbove = map[Scope]string{ScopeRead: " (or send, admin)", ScopeSend: " (or admin)", ScopeAdmin: ""}
+
 // errorCodes is every Code constant, for the Error schema.
 var errorCodes = []string{
 	CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient, CodeNotFound, CodeUnknownMethod,
 	CodeMethodNotAllowed, CodeTooLarge, CodeUnsupportedMediaType, CodeUnauthorized, CodeForbidden,
-	CodeTimeout, CodeUnavailable, CodeInternal,
+	CodeInsufficientScope, CodeTimeout, CodeUnavailable, CodeInternal,
 }
 
 func errorResponses() obj {
@@ -403,7 +415,7 @@ func errorResponses() obj {
 	out := obj{
 		"BadRequest":           errResp(http.StatusBadRequest, CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient),
 		"Unauthorized":         errResp(http.StatusUnauthorized, CodeUnauthorized),
-		"Forbidden":            errResp(http.StatusForbidden, CodeForbidden),
+		"Forbidden":            errResp(http.StatusForbidden, CodeForbidden, CodeInsufficientScope),
 		"NotFound":             errResp(http.StatusNotFound, CodeNotFound, CodeUnknownMethod),
 		"MethodNotAllowed":     errResp(http.StatusMethodNotAllowed, CodeMethodNotAllowed),
 		"TooLarge":             errResp(http.StatusRequestEntityTooLarge, CodeTooLarge),

@@ -1,8 +1,9 @@
 // Package node assembles one gatework node in a process: the bus (an
 // embedded nats-server, or a connection to an external NATS), a gateway
 // with its client listeners, the Go API client, the HTTP server (the HTTP
-// API under /api and a health check under /healthz) and, optionally, an
-// in-process worker running the given handlers.
+// API under /api, liveness under /healthz, readiness under /readyz and
+// Prometheus metrics under /metrics) and, optionally, an in-process worker
+// running the given handlers.
 //
 // It is what `gatework start` runs, and what tests use to start a whole
 // node from a plain Config:

@@ -17,6 +17,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
+	"github.com/gatework/gatework/metrics"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -84,9 +85,13 @@ type HTTPConfig struct {
 	// Addr is the host:port to serve on (port 0 picks a free port, see
 	// Node.HTTPAddr). Empty means no HTTP server.
 	Addr string
-	// Token is the bearer token of the HTTP API. Empty means no token:
-	// the API then serves loopback callers only (logged as a warning).
+	// Token is a bearer token of the HTTP API with scope admin. Empty
+	// means none.
 	Token string
+	// Tokens are named bearer tokens with scopes (see httpapi.Config).
+	// With neither Token nor Tokens the API and /metrics serve loopback
+	// callers only (logged as a warning).
+	Tokens []httpapi.Token
 	// MaxBodyBytes bounds a request body; 0 means httpapi's default
 	// (8 MiB).
 	MaxBodyBytes int64
@@ -304,6 +309,7 @@ func (n *Node) startHTTP() error {
 	hc := n.cfg.HTTP
 	h, err := httpapi.New(n.api, httpapi.Config{
 		Token:        hc.Token,
+		Tokens:       hc.Tokens,
 		MaxBodyBytes: hc.MaxBodyBytes,
 		Timeout:      hc.Timeout,
 		// The node logs its own warning about a missing token, with
@@ -316,7 +322,11 @@ func (n *Node) startHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("/api", h)
 	mux.Handle("/api/", h)
-	mux.HandleFunc("/healthz", n.serveHealth)
+	mux.HandleFunc("/healthz", serveHealth)
+	mux.HandleFunc("/readyz", n.serveReady)
+	mux.Handle("/metrics", h.Require(httpapi.ScopeMetrics, metrics.Handler(metrics.Sources{
+		Gateway: n.gw, API: h, Bus: n.gwNC,
+	})))
 	ln, err := net.Listen("tcp", hc.Addr)
 	if err != nil {
 		return fmt.Errorf("node: http listen: %w", err)
@@ -336,30 +346,13 @@ func (n *Node) startHTTP() error {
 		}
 	}()
 	base := "http://" + n.httpAddr.String()
-	n.log.Info("http: listening", "addr", n.httpAddr.String(), "api", base+"/api", "health", base+"/healthz")
-	if hc.Token == "" {
-		n.log.Warn("http: WARNING: no API token is set: the HTTP API serves loopback clients only; set http.token or GATEWORK_API_TOKEN",
+	n.log.Info("http: listening", "addr", n.httpAddr.String(), "api", base+"/api", "health", base+"/healthz",
+		"ready", base+"/readyz", "metrics", base+"/metrics")
+	if hc.Token == "" && len(hc.Tokens) == 0 {
+		n.log.Warn("http: WARNING: no API token is set: the HTTP API and /metrics serve loopback clients only; set http.tokens, http.token or GATEWORK_API_TOKEN",
 			"addr", n.httpAddr.String())
 	}
 	return nil
-}
-
-// serveHealth answers /healthz: 200 {"status":"ok"} while the gateway is
-// connected to the bus, 503 otherwise.
-func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, `{"status":"method not allowed"}`, http.StatusMethodNotAllowed)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	if !n.gwNC.IsConnected() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"status":"unavailable","reason":"bus disconnected"}` + "\n"))
-		return
-	}
-	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
 // Addr returns the address of the gateway listener named name, or nil.

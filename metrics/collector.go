@@ -1,0 +1,231 @@
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/httpapi"
+)
+
+// GatewayStats is what the Collector reads of a gateway (*gateway.Server).
+type GatewayStats interface {
+	Stats() gateway.Stats
+}
+
+// APIStats is what the Collector reads of the HTTP API (*httpapi.Handler).
+type APIStats interface {
+	Stats() httpapi.Stats
+}
+
+// Sources are what a Collector reads at each scrape. A nil source is
+// left out of the scrape.
+type Sources struct {
+	Gateway GatewayStats
+	API     APIStats
+	// Bus is the gateway's bus connection: its state, reconnects and
+	// traffic, and a round trip to the NATS server measured at each
+	// scrape (bounded by RTTTimeout).
+	Bus *nats.Conn
+	// RTTTimeout bounds the round trip; 0 means 1s. A round trip that
+	// fails or times out leaves gatework_bus_rtt_seconds out.
+	RTTTimeout time.Duration
+}
+
+// Collector is a prometheus.Collector of a node's metrics. It keeps no
+// state: each Collect reads the sources, so it is safe for concurrent use
+// and costs nothing between scrapes. A scrape takes the gateway's shard
+// locks one at a time to sum the queued bytes (O(connections)) and makes
+// one bus round trip.
+type Collector struct {
+	src Sources
+}
+
+// NewCollector returns a Collector of src.
+func NewCollector(src Sources) *Collector {
+	if src.RTTTimeout <= 0 {
+		src.RTTTimeout = time.Second
+	}
+	return &Collector{src: src}
+}
+
+var _ prometheus.Collector = (*Collector)(nil)
+
+const ns = "gatework"
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(ns+"_"+name, help, labels, nil)
+}
+
+// The metrics. A new counter map of gateway.Stats (by policy, by limit)
+// takes two lines: a Desc here (and in allDescs), and one counterMap call
+// in collectGateway.
+var (
+	gwInfo        = desc("gateway_info", "The gateway's incarnation id (changes at each start); always 1.", "gateway")
+	gwConns       = desc("gateway_connections", "Open client connections (handshake done), by listener.", "listener")
+	gwAccepted    = desc("gateway_accepted_total", "Client connections accepted (handshake done), by listener.", "listener")
+	gwCloses      = desc("gateway_closes_total", "Client connections closed, by close reason.", "reason")
+	gwMsgsIn      = desc("gateway_messages_in_total", "Messages received from clients.")
+	gwMsgsOut     = desc("gateway_messages_out_total", "Messages queued to clients.")
+	gwBytesIn     = desc("gateway_bytes_in_total", "Message payload bytes received from clients.")
+	gwBytesOut    = desc("gateway_bytes_out_total", "Bytes written to client sockets, framing included.")
+	gwQueued      = desc("gateway_queued_bytes", "Outbound bytes queued for clients and not yet written to their sockets.")
+	gwUIDs        = desc("gateway_uids", "Distinct uids bound on this gateway.")
+	gwGroups      = desc("gateway_groups", "Groups with at least one member on this gateway.")
+	gwBatches     = desc("gateway_event_batches_total", "Event batches published to the workers (first attempts).")
+	gwRedelivered = desc("gateway_event_batches_redelivered_total", "Event batches published again (no ack in time, or a worker appeared).")
+	gwInFlight    = desc("gateway_event_batches_in_flight", "Event batches waiting for a worker's ack.")
+	gwParked      = desc("gateway_event_batches_parked", "Event batches held because no worker is subscribed.")
+	gwBadAcks     = desc("gateway_bad_acks_total", "Acks from workers that could not be used (malformed, unknown action).")
+	gwBadCmds     = desc("gateway_bad_commands_total", "Bus commands to the gateway that could not be decoded.")
+	gwThrottled   = desc("gateway_throttled_messages_total", "Client messages over a rate limit, by the policy applied (drop, close, force_close, close_ip, force_close_ip).", "policy")
+	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout).", "cause")
+	wkBatches     = desc("worker_batches_acked_total", "Event batches acknowledged, by worker id, as seen by this gateway.", "worker")
+	wkEvents      = desc("worker_events_acked_total", "Events in the batches acknowledged, by worker id, as seen by this gateway.", "worker")
+	busAck        = desc("bus_event_ack_seconds", "Time from publishing an event batch to the bus to its final ack (bus both ways plus the worker's handling).")
+	busConnected  = desc("bus_connected", "1 while the gateway's bus connection is connected, else 0.")
+	busRTT        = desc("bus_rtt_seconds", "Round trip to the NATS server, measured at the scrape.")
+	busReconnects = desc("bus_reconnects_total", "Reconnections of the gateway's bus connection.")
+	busMsgsIn     = desc("bus_messages_in_total", "Messages the gateway's bus connection received.")
+	busMsgsOut    = desc("bus_messages_out_total", "Messages the gateway's bus connection sent.")
+	busBytesIn    = desc("bus_bytes_in_total", "Bytes the gateway's bus connection received.")
+	busBytesOut   = desc("bus_bytes_out_total", "Bytes the gateway's bus connection sent.")
+	httpRequests  = desc("http_requests_total", "HTTP API requests answered, by method (canonical name, listMethods, openAPI or other) and status code.", "method", "code")
+	httpAuthFail  = desc("http_auth_failures_total", "HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback).", "reason")
+
+	allDescs = []*prometheus.Desc{
+		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
+		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused,
+		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
+		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
+	}
+)
+
+// Describe sends the descriptors of every metric the Collector can
+// produce.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+// Collect reads the sources and sends their metrics.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if c.src.Gateway != nil {
+		collectGateway(ch, c.src.Gateway.Stats())
+	}
+	if c.src.Bus != nil {
+		c.collectBus(ch)
+	}
+	if c.src.API != nil {
+		collectAPI(ch, c.src.API.Stats())
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+// counterMap sends one counter per key of m, the key as the only label.
+func counterMap(ch chan<- prometheus.Metric, d *prometheus.Desc, m map[string]uint64) {
+	for k, v := range m {
+		counter(ch, d, v, k)
+	}
+}
+
+func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
+	gauge(ch, gwInfo, 1, st.Gateway)
+	for name, l := range st.Listeners {
+		gauge(ch, gwConns, float64(l.Connections), name)
+		counter(ch, gwAccepted, l.Accepted, name)
+	}
+	counterMap(ch, gwCloses, st.Closes)
+	counterMap(ch, gwThrottled, st.Throttled)
+	counterMap(ch, gwRefused, st.Refused)
+	counter(ch, gwMsgsIn, st.MessagesIn)
+	counter(ch, gwMsgsOut, st.MessagesOut)
+	counter(ch, gwBytesIn, st.BytesIn)
+	counter(ch, gwBytesOut, st.BytesOut)
+	gauge(ch, gwQueued, float64(st.QueuedBytes))
+	gauge(ch, gwUIDs, float64(st.UIDs))
+	gauge(ch, gwGroups, float64(st.Groups))
+	counter(ch, gwBatches, st.EventsSent)
+	counter(ch, gwRedelivered, st.Redelivered)
+	gauge(ch, gwInFlight, float64(st.InFlight))
+	gauge(ch, gwParked, float64(st.Parked))
+	counter(ch, gwBadAcks, st.BadAcks)
+	counter(ch, gwBadCmds, st.BadCommands)
+	for id, w := range st.Workers {
+		counter(ch, wkBatches, w.Batches, id)
+		counter(ch, wkEvents, w.Events, id)
+	}
+	ch <- histogram(busAck, st.AckLatency)
+}
+
+// histogram turns a gateway latency snapshot into a Prometheus histogram
+// (cumulative buckets).
+func histogram(d *prometheus.Desc, h gateway.LatencyHistogram) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(gateway.LatencyBounds))
+	var cum uint64
+	for i, bound := range gateway.LatencyBounds {
+		if i < len(h.Counts) {
+			cum += h.Counts[i]
+		}
+		buckets[bound] = cum
+	}
+	return prometheus.MustNewConstHistogram(d, h.Count, h.SumSeconds, buckets)
+}
+
+func (c *Collector) collectBus(ch chan<- prometheus.Metric) {
+	nc := c.src.Bus
+	connected := nc.IsConnected()
+	up := 0.0
+	if connected {
+		up = 1
+	}
+	gauge(ch, busConnected, up)
+	st := nc.Stats()
+	counter(ch, busReconnects, st.Reconnects)
+	counter(ch, busMsgsIn, st.InMsgs)
+	counter(ch, busMsgsOut, st.OutMsgs)
+	counter(ch, busBytesIn, st.InBytes)
+	counter(ch, busBytesOut, st.OutBytes)
+	if !connected {
+		return
+	}
+	start := time.Now()
+	if err := nc.FlushTimeout(c.src.RTTTimeout); err == nil {
+		gauge(ch, busRTT, time.Since(start).Seconds())
+	}
+}
+
+func collectAPI(ch chan<- prometheus.Metric, st httpapi.Stats) {
+	for call, n := range st.Calls {
+		counter(ch, httpRequests, n, call.Method, strconv.Itoa(call.Status))
+	}
+	counterMap(ch, httpAuthFail, st.AuthFailures)
+}
+
+// Handler returns the /metrics handler: a registry with a Collector of src
+// and the standard Go runtime and process collectors (go_*, process_*),
+// in the Prometheus text or OpenMetrics format as the scraper asks.
+// Errors of a scrape are answered as HTTP 500.
+func Handler(src Sources) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		NewCollector(src),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
