@@ -265,7 +265,7 @@ func readyz(t *testing.T, n *node.Node) (int, map[string]any) {
 // TestReadyz takes the bus away and back, then stops the gateway, and
 // checks /readyz and /healthz (no token needed for either) at each step.
 func TestReadyz(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0"})
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", User: "readyz", Password: "readyz-pw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +273,7 @@ func TestReadyz(t *testing.T) {
 	t.Cleanup(func() { e.Shutdown() }) // after the node's cleanup: e is the restarted server by then
 	n := startNode(t, echo.Handlers(), func(c *node.Config) {
 		c.NATS.URL = e.ClientURL()
+		c.NATS.User, c.NATS.Password = "readyz", "readyz-pw"
 		c.HTTP.Token = adminTok
 	})
 	healthy := func() {
@@ -295,7 +296,7 @@ func TestReadyz(t *testing.T) {
 	healthy()
 
 	// The bus comes back on the same address: ready again.
-	if e, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: addr}); err != nil {
+	if e, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: addr, User: "readyz", Password: "readyz-pw"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() bool { st, _ := readyz(t, n); return st == http.StatusOK })
