@@ -44,6 +44,10 @@ type Config struct {
 	// Logger receives the node's logs and is handed to every part; nil
 	// means slog.Default().
 	Logger *slog.Logger
+	// NoGateway, when set, runs no gateway: the node is an API process
+	// (the HTTP API and the API client over the bus) and Gateway is
+	// ignored. False means a gateway with Gateway's listeners.
+	NoGateway bool
 }
 
 // NATSConfig says how the node reaches the bus.
@@ -83,6 +87,9 @@ type HTTPConfig struct {
 	MaxBodyBytes int64
 	// Timeout bounds one API call; 0 means httpapi's default (10s).
 	Timeout time.Duration
+	// HealthOnly, when set, serves /healthz only, not the API (a gateway
+	// process of a cluster whose API runs elsewhere). False means both.
+	HealthOnly bool
 }
 
 // WorkerConfig configures the in-process worker.
@@ -105,8 +112,9 @@ type Node struct {
 	log   *slog.Logger
 	emb   *bus.Embedded
 	conns []*nats.Conn
-	gwNC  *nats.Conn
-	gw    *gateway.Server
+	gwNC  *nats.Conn // nil with NoGateway
+	apiNC *nats.Conn
+	gw    *gateway.Server // nil with NoGateway
 	api   *api.Client
 	w     *worker.Worker
 
@@ -158,13 +166,16 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if n.gwNC, err = n.connect(connGateway); err != nil {
-		return err
+	if !cfg.NoGateway {
+		if n.gwNC, err = n.connect(connGateway); err != nil {
+			return err
+		}
 	}
 	apiNC, err := n.connect(connAPI)
 	if err != nil {
 		return err
 	}
+	n.apiNC = apiNC
 	apiCfg := cfg.API
 	apiCfg.Prefix = cfg.Prefix
 	apiCfg.Logger = n.log.With("component", "api")
@@ -179,8 +190,30 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	gwCfg := cfg.Gateway
-	gwCfg.Prefix = cfg.Prefix
+	if !cfg.NoGateway {
+		if err := n.startGateway(); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	if cfg.HTTP.Addr != "" {
+		if err := n.startHTTP(); err != nil {
+			return err
+		}
+	}
+	if n.gw == nil {
+		n.log.Info("node ready (API only, no gateway)")
+		return nil
+	}
+	n.log.Info("node ready", "gateway", n.gw.ID())
+	return nil
+}
+
+func (n *Node) startGateway() error {
+	gwCfg := n.cfg.Gateway
+	gwCfg.Prefix = n.cfg.Prefix
 	gwCfg.Logger = n.log.With("component", "gateway")
 	gw, err := gateway.New(n.gwNC, gwCfg)
 	if err != nil {
@@ -191,15 +224,6 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.gw = gw
 	n.checkPayload()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("node: start: %w", err)
-	}
-	if cfg.HTTP.Addr != "" {
-		if err := n.startHTTP(); err != nil {
-			return err
-		}
-	}
-	n.log.Info("node ready", "gateway", n.gw.ID())
 	return nil
 }
 
@@ -315,8 +339,10 @@ func (n *Node) startHTTP() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api", h)
-	mux.Handle("/api/", h)
+	if !hc.HealthOnly {
+		mux.Handle("/api", h)
+		mux.Handle("/api/", h)
+	}
 	mux.HandleFunc("/healthz", n.serveHealth)
 	ln, err := net.Listen("tcp", hc.Addr)
 	if err != nil {
@@ -337,6 +363,10 @@ func (n *Node) startHTTP() error {
 		}
 	}()
 	base := "http://" + n.httpAddr.String()
+	if hc.HealthOnly {
+		n.log.Info("http: listening (health only)", "addr", n.httpAddr.String(), "health", base+"/healthz")
+		return nil
+	}
 	n.log.Info("http: listening", "addr", n.httpAddr.String(), "api", base+"/api", "health", base+"/healthz")
 	if hc.Token == "" {
 		n.log.Warn("http: WARNING: no API token is set: the HTTP API serves loopback clients only; set http.token or GATEWORK_API_TOKEN",
@@ -345,8 +375,8 @@ func (n *Node) startHTTP() error {
 	return nil
 }
 
-// serveHealth answers /healthz: 200 {"status":"ok"} while the gateway is
-// connected to the bus, 503 otherwise.
+// serveHealth answers /healthz: 200 {"status":"ok"} while the gateway (or,
+// without one, the API client) is connected to the bus, 503 otherwise.
 func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -355,7 +385,7 @@ func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if !n.gwNC.IsConnected() {
+	if !n.busConn().IsConnected() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"status":"unavailable","reason":"bus disconnected"}` + "\n"))
 		return
@@ -363,8 +393,14 @@ func (n *Node) serveHealth(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 }
 
-// Addr returns the address of the gateway listener named name, or nil.
-func (n *Node) Addr(name string) net.Addr { return n.gw.Addr(name) }
+// Addr returns the address of the gateway listener named name, or nil
+// (also without a gateway).
+func (n *Node) Addr(name string) net.Addr {
+	if n.gw == nil {
+		return nil
+	}
+	return n.gw.Addr(name)
+}
 
 // HTTPAddr returns the HTTP server's address, or nil without one.
 func (n *Node) HTTPAddr() net.Addr { return n.httpAddr }
@@ -378,12 +414,20 @@ func (n *Node) NATSURL() string {
 	return n.emb.ClientURL()
 }
 
-// Gateway returns the node's gateway.
+// Gateway returns the node's gateway, or nil with Config.NoGateway.
 func (n *Node) Gateway() *gateway.Server { return n.gw }
 
-// BusStatus returns the state of the gateway's bus connection
-// (CONNECTED, RECONNECTING, …).
-func (n *Node) BusStatus() string { return n.gwNC.Status().String() }
+// BusStatus returns the state of the gateway's bus connection, or without
+// a gateway the API client's (CONNECTED, RECONNECTING, …).
+func (n *Node) BusStatus() string { return n.busConn().Status().String() }
+
+// busConn is the connection whose state is the node's health.
+func (n *Node) busConn() *nats.Conn {
+	if n.gwNC != nil {
+		return n.gwNC
+	}
+	return n.apiNC
+}
 
 // API returns the node's API client; it stays usable until Shutdown.
 func (n *Node) API() *api.Client { return n.api }
