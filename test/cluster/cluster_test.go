@@ -4,7 +4,6 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -280,31 +279,50 @@ type page struct {
 // transport error fails the test.
 func (c *cluster) call(t *testing.T, method string, body any) apiReply {
 	t.Helper()
-	b, err := json.Marshal(body)
+	r, err := c.post(method, body)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return r
+}
+
+// post is call for any goroutine: it returns transport errors; an API
+// error is in the reply.
+func (c *cluster) post(method string, body any) (apiReply, error) {
+	var r apiReply
+	b, err := json.Marshal(body)
+	if err != nil {
+		return r, err
 	}
 	if string(b) == "null" {
 		b = []byte("{}")
 	}
 	req, err := http.NewRequest(http.MethodPost, "http://"+hostAddr(workerHost, apiPort)+"/api/"+method, bytes.NewReader(b))
 	if err != nil {
-		t.Fatal(err)
+		return r, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		t.Fatalf("%s: %v", method, err)
+		return r, fmt.Errorf("%s: %w", method, err)
 	}
 	defer resp.Body.Close()
-	var r apiReply
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("%s: decode: %v", method, err)
+		return r, fmt.Errorf("%s: decode: %w", method, err)
 	}
 	r.Status, r.Elapsed = resp.StatusCode, time.Since(start)
-	return r
+	return r, nil
+}
+
+// postOK is post that also turns an API error into an error.
+func (c *cluster) postOK(method string, body any) (apiReply, error) {
+	r, err := c.post(method, body)
+	if err == nil && (r.Error != nil || r.Status != http.StatusOK) {
+		err = fmt.Errorf("%s: status %d, error %+v", method, r.Status, r.Error)
+	}
+	return r, err
 }
 
 // ok calls method and fails the test on an API error.
@@ -382,21 +400,24 @@ type wsClient struct {
 }
 
 // dial connects a client to the gateway on host k. With keep, received
-// messages are queued on in (bounded: an overflow fails the test);
-// otherwise only counted.
+// messages are queued on in (bounded: an overflow ends the client);
+// otherwise only counted. The connection is closed when the test ends.
 func (c *cluster) dial(t *testing.T, k int, keep bool) *wsClient {
 	t.Helper()
-	d := websocket.Dialer{NetDialContext: dialer(c.ns(clientHost)), HandshakeTimeout: 10 * time.Second}
-	var conn *websocket.Conn
-	var err error
-	for try := 0; ; try++ {
-		conn, _, err = d.Dial("ws://"+hostAddr(k, wsPort)+"/", nil)
-		if err == nil || try == 3 {
-			break
-		}
-	}
+	w, err := c.dialErr(k, keep)
 	if err != nil {
-		t.Fatalf("dial gateway %d: %v", k, err)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.conn.Close() })
+	return w
+}
+
+// dialErr is dial for any goroutine; the caller closes the connection.
+func (c *cluster) dialErr(k int, keep bool) (*wsClient, error) {
+	d := websocket.Dialer{NetDialContext: dialer(c.ns(clientHost)), HandshakeTimeout: 10 * time.Second}
+	conn, _, err := d.Dial("ws://"+hostAddr(k, wsPort)+"/", nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial gateway %d: %w", k, err)
 	}
 	_, port, _ := net.SplitHostPort(conn.LocalAddr().String())
 	w := &wsClient{conn: conn, gw: k, port: port, closed: make(chan struct{})}
@@ -417,13 +438,13 @@ func (c *cluster) dial(t *testing.T, k int, keep bool) *wsClient {
 				case w.in <- string(m):
 				default:
 					w.closeErr = fmt.Errorf("test client queue overflow")
+					conn.Close()
 					return
 				}
 			}
 		}
 	}()
-	t.Cleanup(func() { conn.Close() })
-	return w
+	return w, nil
 }
 
 // send writes a text message.
@@ -496,11 +517,4 @@ func (c *cluster) waitCount(t *testing.T, n int, within time.Duration) {
 		got, r := c.count(t, "getClientCount", nil)
 		return got == n && !r.Partial
 	})
-}
-
-// ctxFor returns a context bounded by d, cancelled when the test ends.
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }
