@@ -125,7 +125,14 @@ func startProc(t *testing.T, name, ns, bin string, env []string, args ...string)
 	}
 	defer f.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// The processes are configured by their files alone: the caller's
+	// GATEWORK_* variables are not passed on.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GATEWORK_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

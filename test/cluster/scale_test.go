@@ -14,24 +14,25 @@ import (
 	"time"
 )
 
-// scaleConns is the group size of TestScaleFanOut: GATEWORK_CLUSTER_CONNS,
+// scaleConns is the group size of TestScaleFanOut: GWCLUSTER_CONNS,
 // default 2000 (the CI size; the report's figure uses 10000, which needs
 // `ulimit -n 20000`).
 func scaleConns(t *testing.T) int {
-	s := os.Getenv("GATEWORK_CLUSTER_CONNS")
+	s := os.Getenv("GWCLUSTER_CONNS")
 	if s == "" {
 		return 2000
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 10 || n > 15000 {
-		t.Fatalf("GATEWORK_CLUSTER_CONNS=%q: want 10..15000", s)
+		t.Fatalf("GWCLUSTER_CONNS=%q: want 10..15000", s)
 	}
 	return n
 }
 
 // TestScaleFanOut is workload W2 across hosts: a group of N connections
-// (GATEWORK_CLUSTER_CONNS, default 2000) spread over 1, then 2 gateway
-// hosts; the HTTP API process sends a burst of 100-byte messages to the
+// (GWCLUSTER_CONNS, default 2000) spread over 1, then 2 gateway
+// hosts; the HTTP API process sends a burst of 100-byte messages
+// (GWCLUSTER_MSGS, default 400,000 deliveries' worth, at least 20) to the
 // group from 8 concurrent callers and the test counts what the clients
 // receive. It checks that every delivery arrives and logs deliveries/s.
 // All processes share this machine's cores: the figure compares the two
@@ -40,6 +41,12 @@ func TestScaleFanOut(t *testing.T) {
 	needCluster(t)
 	n := scaleConns(t)
 	msgs := max(20, 400000/n)
+	if s := os.Getenv("GWCLUSTER_MSGS"); s != "" {
+		var err error
+		if msgs, err = strconv.Atoi(s); err != nil || msgs < 1 || msgs > 100000 {
+			t.Fatalf("GWCLUSTER_MSGS=%q: want 1..100000", s)
+		}
+	}
 	for _, gws := range []int{1, 2} {
 		t.Run(fmt.Sprintf("%d-gateway-hosts", gws), func(t *testing.T) {
 			c := newCluster(t, clusterOpts{gateways: gws, workers: 1})
