@@ -36,8 +36,9 @@ func TestRoleCommandsNeedNATS(t *testing.T) {
 	}
 }
 
-// startRole runs the command line args in-process until the test's end and
-// returns its log once a JSON record with msg want appears.
+// startRole runs the command line args in-process until the test's end
+// (the commands started last stop first) and returns the first JSON log
+// record whose msg is want, once it appears.
 func startRole(t *testing.T, ctx context.Context, want string, args ...string) map[string]any {
 	t.Helper()
 	cmd, err := cli.NewCommand(apps...)
@@ -48,9 +49,11 @@ func startRole(t *testing.T, ctx context.Context, want string, args ...string) m
 	cmd.SetOut(io.Discard)
 	cmd.SetErr(&logs)
 	cmd.SetArgs(append(args, "--log-format", "json"))
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 	t.Cleanup(func() {
+		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -91,13 +94,13 @@ func TestRoles(t *testing.T) {
 	t.Setenv("GATEWORK_NATS_USER", "gw")
 	t.Setenv("GATEWORK_NATS_PASSWORD", "s3cret")
 	url := e.ClientURL()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel() // before the cleanups of startRole wait for the commands
-	t.Cleanup(cancel)
+	ctx := context.Background()
 
-	gw := startRole(t, ctx, "ready", "gateway", "--nats-url", url, "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0")
-	apiRec := startRole(t, ctx, "ready", "api", "--nats-url", url, "--http", "127.0.0.1:0")
+	// Started in this order so that the cleanups stop the gateway first:
+	// its clients' close events still find a worker.
 	startRole(t, ctx, "worker ready", "worker", "--app", "echo", "--nats-url", url)
+	apiRec := startRole(t, ctx, "ready", "api", "--nats-url", url, "--http", "127.0.0.1:0")
+	gw := startRole(t, ctx, "ready", "gateway", "--nats-url", url, "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0")
 
 	conn, err := net.DialTimeout("tcp", gw["listener_tcp"].(string), 5*time.Second)
 	if err != nil {
