@@ -327,4 +327,3 @@ func (c *cluster) natsConns(k int) int {
 	}
 	return cz.NumConnections
 }
-
