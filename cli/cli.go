@@ -100,7 +100,8 @@ and flags, in that order of precedence; docs/config.md lists every key.`,
 	root.PersistentFlags().StringVarP(&r.configPath, "config", "c", "",
 		"configuration file (YAML); default $GATEWORK_CONFIG, else none")
 	root.AddCommand(r.startCommand(), r.restartCommand(), r.reloadCommand(), r.stopCommand(),
-		r.statusCommand(), r.configCommand(), versionCommand(), r.workerCommand())
+		r.statusCommand(), r.configCommand(), versionCommand(), r.workerCommand(),
+		r.gatewayCommand(), r.apiCommand())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		hint := "Run '" + cmd.CommandPath() + " --help' for usage."
 		return fmt.Errorf("%w\n%s", err, hint)

@@ -4,11 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
+
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+
 	"sync"
 	"syscall"
 	"time"
@@ -52,36 +53,73 @@ type childSpec struct {
 	Log          LogConfig     `json:"log"`
 }
 
-// workerCommand is the hidden `worker --app <name>` that the master runs in
-// each worker process.
+// workerCommand is `worker --app <name>`: one worker process, either run
+// by the master of `start` (it hands the bus over in envChild) or by hand
+// against an external NATS (nats.url).
 func (r *runner) workerCommand() *cobra.Command {
-	var app string
 	cmd := &cobra.Command{
-		Use:    "worker",
-		Short:  "Run one worker process (started by the master of `start`)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
+		Use:   "worker",
+		Short: "Run one worker process serving an app, over an external NATS (nats.url)",
+		Long: `Run one worker process that serves the events of every gateway of the
+cluster with an app (--app, default worker.app), connected to the NATS
+cluster named by nats.url with its credentials; worker.concurrency events
+at once. Run any number, on any host, and stop them at any time: SIGINT or
+SIGTERM drains the events in hand; events of a worker killed outright go
+to another worker. The master of 'gatework start' runs this command for its
+own worker processes. See docs/deployment.md.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return r.runWorker(cmd, app)
+			return r.runWorker(cmd)
 		},
 	}
-	cmd.Flags().StringVar(&app, "app", r.defaultApp(), "the app to run")
+	r.flags.addRoleFlags(cmd, roleWorker)
 	return cmd
 }
 
-// runWorker serves events until SIGTERM or the EOF of stdin (the master
-// died), then drains. It writes master.ReadyLine on stdout once it serves.
-func (r *runner) runWorker(cmd *cobra.Command, app string) error {
-	raw := os.Getenv(envChild)
-	if raw == "" {
-		return errors.New("worker: this command is run by the master of `start`, not by hand")
+// standaloneSpec is the childSpec of a worker run by hand, from the
+// configuration, and the app: worker.app (--app overrides it).
+func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
+	c, err := r.load(cmd)
+	if err != nil {
+		return childSpec{}, "", err
 	}
-	// It holds the bus password: the handlers' own child processes do
-	// not inherit it.
-	_ = os.Unsetenv(envChild)
+	if c.NATS.URL == "" {
+		return childSpec{}, "", fmt.Errorf("worker: %w", errNoNATSURL)
+	}
+	n := c.NATS
+	return childSpec{
+		URL: n.URL, User: n.User, Password: n.Password, Token: n.Token,
+		NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
+		CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
+		Prefix: c.Prefix, Concurrency: c.Worker.Concurrency,
+		QueryTimeout: time.Duration(c.API.QueryTimeout), ReqTimeout: time.Duration(c.API.RequestTimeout),
+		Log: c.Log,
+	}, c.Worker.App, nil
+}
+
+// runWorker serves events until SIGTERM (or SIGINT when run by hand) or,
+// under a master, the EOF of stdin (the master died), then drains. Under a
+// master it writes master.ReadyLine on stdout once it serves.
+func (r *runner) runWorker(cmd *cobra.Command) error {
+	raw := os.Getenv(envChild)
+	child := raw != ""
 	var spec childSpec
-	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-		return fmt.Errorf("worker: bad %s (%d bytes): %w", envChild, len(raw), err)
+	var app string
+	if child {
+		// It holds the bus password: the handlers' own child processes do
+		// not inherit it.
+		_ = os.Unsetenv(envChild)
+		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+			return fmt.Errorf("worker: bad %s (%d bytes): %w", envChild, len(raw), err)
+		}
+		if app = *r.flags.values["app"]; app == "" {
+			app = r.defaultApp()
+		}
+	} else {
+		var err error
+		if spec, app, err = r.standaloneSpec(cmd); err != nil {
+			return err
+		}
 	}
 	var h *worker.Handlers
 	for _, a := range r.apps {
@@ -93,15 +131,22 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 		return fmt.Errorf("worker: unknown app %q", app)
 	}
 	log := NewLogger(spec.Log, cmd.ErrOrStderr()).With("role", "worker", "pid", os.Getpid())
-	// Ctrl-C in a terminal reaches the whole process group: the master
-	// decides when its workers stop.
-	signal.Ignore(os.Interrupt)
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM)
+	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
+	if child {
+		// Ctrl-C in a terminal reaches the whole process group: the
+		// master decides when its workers stop.
+		signal.Ignore(os.Interrupt)
+		sigs = sigs[:1]
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), sigs...)
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := &childOut{w: cmd.OutOrStdout()}
 	go func() {
+		if !child {
+			return
+		}
 		// Requests of the master, one a line; EOF: the master is gone.
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
@@ -149,9 +194,13 @@ func (r *runner) runWorker(cmd *cobra.Command, app string) error {
 	out.setSource(func() any {
 		return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
 	})
-	if err := out.line(master.ReadyLine); err != nil {
-		_ = w.Stop(context.Background())
-		return fmt.Errorf("worker: report ready: %w", err)
+	if child {
+		if err := out.line(master.ReadyLine); err != nil {
+			_ = w.Stop(context.Background())
+			return fmt.Errorf("worker: report ready: %w", err)
+		}
+	} else {
+		log.Info("worker ready", "app", app, "worker", w.ID(), "nats", redactNATS(spec.URL))
 	}
 	<-ctx.Done()
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), childStopTimeout)

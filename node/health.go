@@ -25,8 +25,10 @@ type readiness struct {
 
 // ready runs the readiness checks:
 //
-//	listeners  the gateway accepts clients (started, not shutting down)
-//	bus        the gateway's bus connection is connected
+//	listeners  the gateway accepts clients (started, not shutting down);
+//	           not checked in an API-only node (NoGateway)
+//	bus        the gateway's bus connection (an API-only node: the API
+//	           client's) is connected
 //
 // Workers are not a check: while none is up the gateway holds each
 // client's events (bounded) and delivers them when one appears, so the
@@ -45,8 +47,11 @@ func (n *Node) ready() readiness {
 		rd.NotReady = append(rd.NotReady, name)
 		rd.Status = "not_ready"
 	}
-	check("listeners", n.gw != nil && n.gw.Accepting(), "not accepting clients")
-	check("bus", n.gwNC.IsConnected(), "bus connection "+n.gwNC.Status().String())
+	if !n.cfg.NoGateway {
+		check("listeners", n.gw != nil && n.gw.Accepting(), "not accepting clients")
+	}
+	nc := n.busConn()
+	check("bus", nc.IsConnected(), "bus connection "+nc.Status().String())
 	return rd
 }
 

@@ -45,6 +45,10 @@ type Config struct {
 	// Logger receives the node's logs and is handed to every part; nil
 	// means slog.Default().
 	Logger *slog.Logger
+	// NoGateway, when set, runs no gateway: the node is an API process
+	// (the HTTP API and the API client over the bus) and Gateway is
+	// ignored. False means a gateway with Gateway's listeners.
+	NoGateway bool
 }
 
 // NATSConfig says how the node reaches the bus. The embedded server
@@ -97,6 +101,9 @@ type HTTPConfig struct {
 	MaxBodyBytes int64
 	// Timeout bounds one API call; 0 means httpapi's default (10s).
 	Timeout time.Duration
+	// HealthOnly, when set, serves /healthz only, not the API (a gateway
+	// process of a cluster whose API runs elsewhere). False means both.
+	HealthOnly bool
 }
 
 // WorkerConfig configures the in-process worker.
@@ -119,8 +126,9 @@ type Node struct {
 	log   *slog.Logger
 	emb   *bus.Embedded
 	conns []*nats.Conn
-	gwNC  *nats.Conn
-	gw    *gateway.Server
+	gwNC  *nats.Conn // nil with NoGateway
+	apiNC *nats.Conn
+	gw    *gateway.Server // nil with NoGateway
 	api   *api.Client
 	w     *worker.Worker
 
@@ -172,13 +180,16 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if n.gwNC, err = n.connect(connGateway); err != nil {
-		return err
+	if !cfg.NoGateway {
+		if n.gwNC, err = n.connect(connGateway); err != nil {
+			return err
+		}
 	}
 	apiNC, err := n.connect(connAPI)
 	if err != nil {
 		return err
 	}
+	n.apiNC = apiNC
 	apiCfg := cfg.API
 	apiCfg.Prefix = cfg.Prefix
 	apiCfg.Logger = n.log.With("component", "api")
@@ -193,8 +204,30 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	gwCfg := cfg.Gateway
-	gwCfg.Prefix = cfg.Prefix
+	if !cfg.NoGateway {
+		if err := n.startGateway(); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("node: start: %w", err)
+	}
+	if cfg.HTTP.Addr != "" {
+		if err := n.startHTTP(); err != nil {
+			return err
+		}
+	}
+	if n.gw == nil {
+		n.log.Info("node ready (API only, no gateway)")
+		return nil
+	}
+	n.log.Info("node ready", "gateway", n.gw.ID())
+	return nil
+}
+
+func (n *Node) startGateway() error {
+	gwCfg := n.cfg.Gateway
+	gwCfg.Prefix = n.cfg.Prefix
 	gwCfg.Logger = n.log.With("component", "gateway")
 	gw, err := gateway.New(n.gwNC, gwCfg)
 	if err != nil {
@@ -205,15 +238,6 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.gw = gw
 	n.checkPayload()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("node: start: %w", err)
-	}
-	if cfg.HTTP.Addr != "" {
-		if err := n.startHTTP(); err != nil {
-			return err
-		}
-	}
-	n.log.Info("node ready", "gateway", n.gw.ID())
 	return nil
 }
 
@@ -320,13 +344,17 @@ func (n *Node) startHTTP() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/api", h)
-	mux.Handle("/api/", h)
+	if !hc.HealthOnly {
+		mux.Handle("/api", h)
+		mux.Handle("/api/", h)
+	}
 	mux.HandleFunc("/healthz", serveHealth)
 	mux.HandleFunc("/readyz", n.serveReady)
-	mux.Handle("/metrics", h.Require(httpapi.ScopeMetrics, metrics.Handler(metrics.Sources{
-		Gateway: n.gw, API: h, Bus: n.gwNC,
-	})))
+	src := metrics.Sources{API: h, Bus: n.busConn()}
+	if n.gw != nil { // a nil *gateway.Server would be a non-nil interface
+		src.Gateway = n.gw
+	}
+	mux.Handle("/metrics", h.Require(httpapi.ScopeMetrics, metrics.Handler(src)))
 	ln, err := net.Listen("tcp", hc.Addr)
 	if err != nil {
 		return fmt.Errorf("node: http listen: %w", err)
@@ -346,6 +374,11 @@ func (n *Node) startHTTP() error {
 		}
 	}()
 	base := "http://" + n.httpAddr.String()
+	if hc.HealthOnly {
+		n.log.Info("http: listening (health and metrics only)", "addr", n.httpAddr.String(), "health", base+"/healthz",
+			"ready", base+"/readyz", "metrics", base+"/metrics")
+		return nil
+	}
 	n.log.Info("http: listening", "addr", n.httpAddr.String(), "api", base+"/api", "health", base+"/healthz",
 		"ready", base+"/readyz", "metrics", base+"/metrics")
 	if hc.Token == "" && len(hc.Tokens) == 0 {
@@ -355,8 +388,14 @@ func (n *Node) startHTTP() error {
 	return nil
 }
 
-// Addr returns the address of the gateway listener named name, or nil.
-func (n *Node) Addr(name string) net.Addr { return n.gw.Addr(name) }
+// Addr returns the address of the gateway listener named name, or nil
+// (also without a gateway).
+func (n *Node) Addr(name string) net.Addr {
+	if n.gw == nil {
+		return nil
+	}
+	return n.gw.Addr(name)
+}
 
 // HTTPAddr returns the HTTP server's address, or nil without one.
 func (n *Node) HTTPAddr() net.Addr { return n.httpAddr }
@@ -371,12 +410,20 @@ func (n *Node) NATSURL() string {
 	return n.emb.ClientURL()
 }
 
-// Gateway returns the node's gateway.
+// Gateway returns the node's gateway, or nil with Config.NoGateway.
 func (n *Node) Gateway() *gateway.Server { return n.gw }
 
-// BusStatus returns the state of the gateway's bus connection
-// (CONNECTED, RECONNECTING, …).
-func (n *Node) BusStatus() string { return n.gwNC.Status().String() }
+// BusStatus returns the state of the gateway's bus connection, or without
+// a gateway the API client's (CONNECTED, RECONNECTING, …).
+func (n *Node) BusStatus() string { return n.busConn().Status().String() }
+
+// busConn is the connection whose state is the node's health.
+func (n *Node) busConn() *nats.Conn {
+	if n.gwNC != nil {
+		return n.gwNC
+	}
+	return n.apiNC
+}
 
 // API returns the node's API client; it stays usable until Shutdown.
 func (n *Node) API() *api.Client { return n.api }
