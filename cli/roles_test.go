@@ -22,8 +22,8 @@ func TestRoleCommandsNeedNATS(t *testing.T) {
 		{[]string{"gateway"}, "Error: gateway: nats.url is required"},
 		{[]string{"api"}, "Error: api: nats.url is required"},
 		{[]string{"worker", "--app", "echo"}, "Error: worker: nats.url is required"},
-		{[]string{"api", "--nats-url", "nats://127.0.0.1:1", "--http", ""}, "Error: api: http.addr is empty"},
-		{[]string{"worker", "--app", "pong", "--nats-url", "nats://127.0.0.1:1"}, `worker.app: unknown app "pong"`},
+		{[]string{"api", "--nats-url", "nats://u:p@127.0.0.1:1", "--http", ""}, "Error: api: http.addr is empty"},
+		{[]string{"worker", "--app", "pong", "--nats-url", "nats://u:p@127.0.0.1:1"}, `worker.app: unknown app "pong"`},
 		{[]string{"gateway", "--app", "echo"}, "Error: unknown flag: --app"},
 	}
 	for _, tt := range tests {

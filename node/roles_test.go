@@ -14,13 +14,18 @@ import (
 // an embedded NATS, then on the same bus an API-only node and a gateway
 // whose HTTP server serves /healthz only: each serves what its role holds.
 func TestRoleParts(t *testing.T) {
-	full := startNode(t, echo.Handlers(), func(c *node.Config) { c.NATS.Listen = "127.0.0.1:0" })
+	const user, pass = "roles", "roles-pw" // an extra full-access bus user
+	full := startNode(t, echo.Handlers(), func(c *node.Config) {
+		c.NATS.Listen, c.NATS.User, c.NATS.Password = "127.0.0.1:0", user, pass
+	})
 	url := full.NATSURL()
 	apiOnly := startNode(t, echo.Handlers(), func(c *node.Config) {
 		c.NATS.URL, c.NoGateway, c.Worker.Handlers = url, true, nil
+		c.NATS.User, c.NATS.Password = user, pass
 	})
 	healthOnly := startNode(t, echo.Handlers(), func(c *node.Config) {
 		c.NATS.URL, c.HTTP.HealthOnly, c.Worker.Handlers = url, true, nil
+		c.NATS.User, c.NATS.Password = user, pass
 	})
 	if apiOnly.Gateway() != nil || apiOnly.Addr("ws") != nil || apiOnly.BusStatus() != "CONNECTED" {
 		t.Errorf("API-only node: gateway %v, ws %v, bus %s", apiOnly.Gateway(), apiOnly.Addr("ws"), apiOnly.BusStatus())
@@ -40,9 +45,9 @@ func TestRoleParts(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	get := func(n *node.Node) int {
+	get := func(n *node.Node, path string) int {
 		t.Helper()
-		resp, err := http.Get("http://" + n.HTTPAddr().String() + "/healthz")
+		resp, err := http.Get("http://" + n.HTTPAddr().String() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,8 +61,10 @@ func TestRoleParts(t *testing.T) {
 		t.Errorf("health-only node serves the API: %d", code)
 	}
 	for name, n := range map[string]*node.Node{"api-only": apiOnly, "health-only": healthOnly} {
-		if code := get(n); code != 200 {
-			t.Errorf("%s /healthz: %d", name, code)
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			if code := get(n, path); code != 200 {
+				t.Errorf("%s %s: %d", name, path, code)
+			}
 		}
 	}
 }
