@@ -81,6 +81,9 @@ type ListenerConfig struct {
 	MessageType string `yaml:"message_type"`
 	// Framing is the TCP message framing. tcp only.
 	Framing framing.Config `yaml:"framing"`
+	// TLS, when set, makes the listener speak TLS (wss://, or TCP+TLS);
+	// nil means plain. See TLSConfig.
+	TLS *TLSConfig `yaml:"tls,omitempty"`
 }
 
 func (c *Config) applyDefaults() {
@@ -156,6 +159,11 @@ func (l ListenerConfig) validate(i int) error {
 	}
 	if l.MaxQueueBytes < 0 {
 		return fmt.Errorf("gateway: %s: negative", key("max_queue_bytes"))
+	}
+	if l.TLS != nil {
+		if err := l.TLS.validate(key); err != nil {
+			return err
+		}
 	}
 	if l.Protocol == "ws" {
 		switch l.MessageType {

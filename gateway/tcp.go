@@ -43,7 +43,7 @@ func (e *tcpEngine) open(nc *nbio.Conn) {
 		return
 	}
 	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
-	t := &tcpTransport{sock: sock{nc: nc}, dec: dec}
+	t := &tcpTransport{sock: newSock(nc), dec: dec}
 	c := s.newConn(e.l, t, remote)
 	t.c = c
 	nc.SetSession(t)

@@ -113,7 +113,7 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 		_ = nc.Close()
 		return
 	}
-	t := &wsTransport{sock: sock{nc: nc}}
+	t := &wsTransport{sock: newSock(nc)}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
 	e.hsMu.Unlock()
@@ -194,7 +194,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		return
 	}
 	e.handshakeDone(t)
-	_, _ = t.nc.Write(resp.Bytes())
+	_ = t.write(resp.Bytes())
 	s := e.l.s
 	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
 	c := s.newConn(e.l, t, remote)
@@ -215,7 +215,7 @@ func (e *wsEngine) refuse(t *wsTransport, resp []byte) {
 	e.handshakeDone(t)
 	t.dead = true
 	t.in = nil
-	_, _ = t.nc.Write(resp)
+	_ = t.write(resp)
 	_ = t.nc.Close()
 }
 
