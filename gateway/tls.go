@@ -316,8 +316,8 @@ type tlsSock struct {
 	// mu serializes the TLS state between the poller (reads, alerts) and
 	// the shard's flusher (writes): the state machine has no locks of its
 	// own in non-blocking mode.
-	mu   sync.Mutex
-	tc   *ltls.Conn
+	mu    sync.Mutex
+	tc    *ltls.Conn
 	sent  int64 // record bytes handed to the engine; guarded by mu
 	ready bool  // the handshake is complete; guarded by mu
 
