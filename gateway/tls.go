@@ -39,8 +39,8 @@ type TLSConfig struct {
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 }
 
-// withDefaults returns t with its zero fields set to their defaults.
-func (t TLSConfig) withDefaults() TLSConfig {
+// WithDefaults returns t with its zero fields set to their defaults.
+func (t TLSConfig) WithDefaults() TLSConfig {
 	if t.MinVersion == "" {
 		t.MinVersion = "1.2"
 	}
@@ -66,6 +66,15 @@ func (t TLSConfig) validate(key func(string) string) error {
 		return fmt.Errorf("gateway: %s: negative", key("tls.reload_interval"))
 	}
 	return nil
+}
+
+// CheckFiles reads the files as a listener's start does and reports the
+// first problem, naming its key ("tls.cert_file: …"). It does not change
+// t and keeps nothing.
+func (t TLSConfig) CheckFiles() error {
+	cs := &certStore{cfg: t.WithDefaults()}
+	_, err := cs.load()
+	return err
 }
 
 // tlsVersions maps MinVersion to the protocol version.
@@ -107,7 +116,7 @@ func newTLSLayer(e *nbioEngine, h sockHandler) (*tlsLayer, error) {
 	if cfg.Protocol == "ws" {
 		alpn = []string{"http/1.1"}
 	}
-	certs, err := newCertStore(cfg.Name, cfg.TLS.withDefaults(), alpn, e.l.s.log)
+	certs, err := newCertStore(cfg.Name, cfg.TLS.WithDefaults(), alpn, e.l.s.log)
 	if err != nil {
 		return nil, err // Start names the listener
 	}

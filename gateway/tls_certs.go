@@ -109,7 +109,7 @@ func (cs *certStore) load() (*ltls.Config, error) {
 	}
 	pair, err := ltls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("tls.cert_file and tls.key_file: %w", err)
+		return nil, fmt.Errorf("tls.cert_file: with tls.key_file: %w", err)
 	}
 	if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
 		return nil, fmt.Errorf("tls.cert_file: %w", err)
