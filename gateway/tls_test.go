@@ -486,3 +486,52 @@ func TestTLSConfigValidate(t *testing.T) {
 		t.Fatalf("start with a missing certificate: %v", err)
 	}
 }
+
+// TestTLSGracefulClose: a graceful close through TLS is as prompt as on a
+// plain socket: after a large echo (many records, so the plain/record
+// byte accounting of the outbound queue is exercised), Shutdown's close
+// frame arrives, then close_notify and FIN, well before CloseTimeout,
+// which only applies if the gateway wrongly thinks bytes are unsent.
+func TestTLSGracefulClose(t *testing.T) {
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	for _, useTLS := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "tls"}[useTLS]
+		t.Run(name, func(t *testing.T) {
+			l := gateway.ListenerConfig{Name: "ws", Protocol: "ws", Addr: "127.0.0.1:0"}
+			scheme := "ws://"
+			if useTLS {
+				l.TLS, scheme = tc, "wss://"
+			}
+			gw := startEchoOn(t, gateway.Config{CloseTimeout: 10 * time.Second, Listeners: []gateway.ListenerConfig{l}})
+			d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: ca.pool}}
+			ws, _, err := d.Dial(scheme+gw.Addr("ws").String()+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			wsEcho(t, ws, strings.Repeat("x", 200_000))
+			wsEcho(t, ws, "small")
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() { done <- gw.Shutdown(context.Background()) }()
+			_ = ws.SetReadDeadline(time.Now().Add(8 * time.Second))
+			_, _, err = ws.ReadMessage()
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+				t.Fatalf("got %v, want close 1001", err)
+			}
+			// gorilla answers the close frame; then the socket ends.
+			_, err = ws.UnderlyingConn().Read(make([]byte, 1))
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("after the close frame: %v, want EOF", err)
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			if el := time.Since(start); el > 3*time.Second {
+				t.Fatalf("graceful close took %v (close timeout 10s): the queue never looked empty", el)
+			}
+		})
+	}
+}
