@@ -239,14 +239,16 @@ func (tl *tlsLayer) handshake(nc *nbio.Conn, ts *tlsSock, data []byte) {
 			return
 		}
 	}
-	ts.mu.Lock()
-	_, _ = ts.tc.Append(data)
-	// A read of nothing runs the handshake as far as the input goes; it
-	// returns no error while more input is needed.
-	_, err := ts.tc.Read(nil)
-	ts.ready = err == nil && ts.tc.ConnectionState().HandshakeComplete
-	done := ts.ready
-	ts.mu.Unlock()
+	var done bool
+	_, _, err := ts.step(func() (int, error) {
+		_, _ = ts.tc.Append(data)
+		// A read of nothing runs the handshake as far as the input
+		// goes; it returns no error while more input is needed.
+		_, err := ts.tc.Read(nil)
+		ts.ready = err == nil && ts.tc.ConnectionState().HandshakeComplete
+		done = ts.ready
+		return 0, err
+	})
 	if err != nil {
 		tl.fail(ts, err)
 		_ = nc.Close()
@@ -285,16 +287,13 @@ func (tl *tlsLayer) read(nc *nbio.Conn, s *sock, data []byte) {
 	defer readBufs.Put(bp)
 	buf := *bp
 	if len(data) > 0 {
-		ts.mu.Lock()
-		_, _ = ts.tc.Append(data)
-		ts.mu.Unlock()
+		if _, _, err := ts.step(func() (int, error) { return ts.tc.Append(data) }); err != nil {
+			_ = nc.Close()
+			return
+		}
 	}
 	for {
-		ts.mu.Lock()
-		sent := ts.sent
-		n, err := ts.tc.Read(buf)
-		alerts := ts.sent - sent
-		ts.mu.Unlock()
+		n, alerts, err := ts.step(func() (int, error) { return ts.tc.Read(buf) })
 		if c := s.c; c != nil && alerts > 0 {
 			c.unsent.Add(alerts) // records the engine will report as written
 		}
@@ -325,10 +324,11 @@ type tlsSock struct {
 	// mu serializes the TLS state between the poller (reads, alerts) and
 	// the shard's flusher (writes): the state machine has no locks of its
 	// own in non-blocking mode.
-	mu    sync.Mutex
-	tc    *ltls.Conn
-	sent  int64 // record bytes handed to the engine; guarded by mu
-	ready bool  // the handshake is complete; guarded by mu
+	mu     sync.Mutex
+	tc     *ltls.Conn
+	sent   int64 // record bytes handed to the engine; guarded by mu
+	ready  bool  // the handshake is complete; guarded by mu
+	broken bool  // the state machine panicked; guarded by mu
 
 	// Owned by the poller goroutine during the handshake.
 	started bool // the first bytes arrived
@@ -342,6 +342,33 @@ func (ts *tlsSock) Write(b []byte) (int, error) {
 	return ts.Conn.Write(b)
 }
 
+// step runs f, one call into the TLS state machine, under mu, and also
+// returns the record bytes f handed to the engine. A panic in f (the state
+// machine is a fork of an old crypto/tls, run on a poller goroutine that
+// has no recover) becomes an error that ends this connection, not the
+// process; every later step then fails.
+func (ts *tlsSock) step(f func() (int, error)) (n int, records int64, err error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.broken {
+		return 0, 0, errTLSBroken
+	}
+	sent := ts.sent
+	defer func() {
+		records = ts.sent - sent
+		if r := recover(); r != nil {
+			ts.broken = true
+			n, err = 0, fmt.Errorf("%w: %v", errTLSBroken, r)
+		}
+	}()
+	n, err = f()
+	return n, 0, err
+}
+
+// errTLSBroken is the error of a connection whose TLS state machine
+// panicked.
+var errTLSBroken = errors.New("gateway: tls state machine failed")
+
 // SetDeadline, SetReadDeadline and SetWriteDeadline do nothing: engine
 // writes never block, and the state machine's close_notify would
 // otherwise arm the engine's timers.
@@ -353,15 +380,12 @@ func (ts *tlsSock) SetWriteDeadline(time.Time) error { return nil }
 // engine. The connection's unsent count, raised by len(b) by the caller,
 // is corrected to the record bytes that the engine will report written.
 func (ts *tlsSock) write(s *sock, b []byte) error {
-	ts.mu.Lock()
-	if !ts.ready {
-		ts.mu.Unlock()
-		return errTLSHandshake
-	}
-	sent := ts.sent
-	_, err := ts.tc.Write(b)
-	records := ts.sent - sent
-	ts.mu.Unlock()
+	_, records, err := ts.step(func() (int, error) {
+		if !ts.ready {
+			return 0, errTLSHandshake
+		}
+		return ts.tc.Write(b)
+	})
 	if c := s.c; c != nil {
 		c.unsent.Add(records - int64(len(b)))
 	}
@@ -370,11 +394,7 @@ func (ts *tlsSock) write(s *sock, b []byte) error {
 
 // closeNotify sends the TLS close_notify alert, before a FIN.
 func (ts *tlsSock) closeNotify(s *sock) {
-	ts.mu.Lock()
-	sent := ts.sent
-	_ = ts.tc.CloseWrite()
-	records := ts.sent - sent
-	ts.mu.Unlock()
+	_, records, _ := ts.step(func() (int, error) { return 0, ts.tc.CloseWrite() })
 	if c := s.c; c != nil {
 		c.unsent.Add(records)
 	}
