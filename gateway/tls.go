@@ -246,6 +246,9 @@ func (tl *tlsLayer) handshake(nc *nbio.Conn, ts *tlsSock, data []byte) {
 		// goes; it returns no error while more input is needed.
 		_, err := ts.tc.Read(nil)
 		ts.ready = err == nil && ts.tc.ConnectionState().HandshakeComplete
+		if ts.ready {
+			trimHandshake(ts.tc)
+		}
 		done = ts.ready
 		return 0, err
 	})

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -118,5 +119,64 @@ func TestTLSStepRecovers(t *testing.T) {
 	_, _, err = ts.step(func() (int, error) { called = true; return 0, nil })
 	if !errors.Is(err, errTLSBroken) || called {
 		t.Fatalf("after a panic: err = %v, called = %v", err, called)
+	}
+}
+
+// TestTrimHandshake: the fields trimHandshake clears exist in the pinned
+// llib version, and a connection whose handshake state was dropped keeps
+// working (echo over TLS 1.2 and 1.3 is tested end to end in tls_test.go).
+func TestTrimHandshake(t *testing.T) {
+	if got, want := len(trimIndex), len(handshakeFields)+1; got != want {
+		t.Fatalf("found %d of the %d fields of llib's tls.Conn to trim: the llib version changed", got, want)
+	}
+	cs := testCertStore(t, t.TempDir())
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		c1, c2 := net.Pipe()
+		client := tls.Client(c1, &tls.Config{InsecureSkipVerify: true, MaxVersion: v})
+		hs := make(chan error, 1)
+		go func() { hs <- client.Handshake() }()
+		server := ltls.NewConn(c2, cs.base, false, true)
+		buf := make([]byte, 16<<10)
+		for !server.ConnectionState().HandshakeComplete {
+			n, err := c2.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = server.Append(buf[:n])
+			if _, err := server.Read(nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-hs; err != nil {
+			t.Fatal(err)
+		}
+		trimHandshake(server)
+		sv := reflect.ValueOf(server).Elem()
+		for _, i := range trimIndex {
+			if f := sv.FieldByIndex(i); !f.IsNil() {
+				t.Errorf("version %x: %s not released", v, sv.Type().FieldByIndex(i).Name)
+			}
+		}
+		// The trimmed connection still reads and writes.
+		go func() { _, _ = client.Write([]byte("ping")) }()
+		got := ""
+		for got == "" {
+			n, err := c2.Read(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = server.Append(buf[:n])
+			if n, err = server.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+			got = string(buf[:n])
+		}
+		go func() { _, _ = server.Write([]byte("pong")) }()
+		n, err := client.Read(buf)
+		if got != "ping" || err != nil || string(buf[:n]) != "pong" {
+			t.Fatalf("version %x: after the trim got %q, then %q, %v", v, got, buf[:n], err)
+		}
+		_ = c1.Close()
+		_ = c2.Close()
 	}
 }
