@@ -102,8 +102,10 @@ type tlsLayer struct {
 	h     sockHandler
 	certs *certStore
 
-	mu      sync.Mutex
-	pending map[*tlsSock]int64 // handshakes in progress: deadline, unix ns
+	mu sync.Mutex
+	// pending holds the handshakes in progress with their deadlines
+	// (unix ns); bounded by the open sockets, each for HandshakeTimeout.
+	pending map[*tlsSock]int64
 	quit    chan struct{}
 	done    chan struct{}
 }
@@ -128,8 +130,8 @@ func newTLSLayer(e *nbioEngine, h sockHandler) (*tlsLayer, error) {
 	}, nil
 }
 
-// run closes late handshakes (checked twice a second) and reloads the certificate
-// when its files change, until stop.
+// run closes late handshakes (checked twice a second) and reloads the
+// certificate when its files change, until stop.
 func (tl *tlsLayer) run() {
 	defer close(tl.done)
 	tick := time.NewTicker(min(500*time.Millisecond, tl.certs.cfg.ReloadInterval))
