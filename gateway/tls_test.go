@@ -399,6 +399,7 @@ func TestTLSClientCA(t *testing.T) {
 	dir := t.TempDir()
 	tc := tlsFiles(t, dir, ca, "gw")
 	tc.ClientCAFile = filepath.Join(dir, "clients.pem")
+	tc.ReloadInterval = 50 * time.Millisecond
 	writeFileAtomic(t, tc.ClientCAFile, clientCA.pem)
 	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
 		{Name: "wss", Protocol: "ws", Addr: "127.0.0.1:0", TLS: tc},
@@ -420,20 +421,37 @@ func TestTLSClientCA(t *testing.T) {
 		{"certificate from another CA", []tls.Certificate{pair(ca)}, false},
 		{"certificate from the client CA", []tls.Certificate{pair(clientCA)}, true},
 	}
+	// accepted connects with certs and reports whether the server took it.
+	accepted := func(certs []tls.Certificate) (bool, error) {
+		ws, err := dialWSS(t, gw.Addr("wss"), &tls.Config{RootCAs: ca.pool, Certificates: certs})
+		if err == nil {
+			// TLS 1.3: the server's verdict on the client's
+			// certificate arrives after the client's handshake.
+			_ = ws.WriteMessage(websocket.TextMessage, []byte("x"))
+			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, _, err = ws.ReadMessage()
+			_ = ws.Close()
+		}
+		return err == nil, err
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ws, err := dialWSS(t, gw.Addr("wss"), &tls.Config{RootCAs: ca.pool, Certificates: tt.certs})
-			if err == nil {
-				// TLS 1.3: the server's verdict on the client's
-				// certificate arrives after the client's handshake.
-				_ = ws.WriteMessage(websocket.TextMessage, []byte("x"))
-				_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-				_, _, err = ws.ReadMessage()
-			}
-			if (err == nil) != tt.ok {
+			if ok, err := accepted(tt.certs); ok != tt.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
 			}
 		})
+	}
+	// The client CA file is reloaded too: after a switch to another CA,
+	// that CA's clients get in and the old CA's do not.
+	oldClient, newCA := pair(clientCA), newTestCA(t)
+	newClient := pair(newCA)
+	writeFileAtomic(t, tc.ClientCAFile, newCA.pem)
+	tlsWait(t, 5*time.Second, "the new client CA", func() bool {
+		ok, _ := accepted([]tls.Certificate{newClient})
+		return ok
+	})
+	if ok, _ := accepted([]tls.Certificate{oldClient}); ok {
+		t.Fatal("a client of the replaced CA still connects")
 	}
 }
 
