@@ -234,6 +234,10 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 			}
 			l.Framing = l.Framing.WithDefaults()
 		}
+		if l.TLS != nil {
+			tc := l.TLS.WithDefaults()
+			l.TLS = &tc
+		}
 		out[i] = l
 	}
 	return out
@@ -477,10 +481,13 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 }
 
 // pruneListener drops zero-valued scalars (defaults, or options of the
-// other protocol) from a listener and its framing, and an empty framing.
+// other protocol) from a listener, its framing and its tls, and an empty
+// framing.
 func pruneListener(l *yaml.Node) {
-	if f := mappingValue(l, "framing"); f != nil {
-		dropZero(f)
+	for _, sub := range []string{"framing", "tls"} {
+		if f := mappingValue(l, sub); f != nil {
+			dropZero(f)
+		}
 	}
 	dropZero(l)
 }
@@ -495,7 +502,7 @@ func dropZero(m *yaml.Node) {
 		zero := false
 		switch v.Kind {
 		case yaml.ScalarNode:
-			zero = v.Value == "" || v.Value == "0" || v.Value == "false"
+			zero = v.Value == "" || v.Value == "0" || v.Value == "0s" || v.Value == "false"
 		case yaml.MappingNode:
 			zero = len(v.Content) == 0
 		}

@@ -124,6 +124,12 @@ func (v *validator) listeners() {
 		if err := checkPort(l.Addr); err != nil {
 			v.bad(prefix+".addr", "%v", err)
 		}
+		if l.TLS != nil {
+			if err := l.TLS.CheckFiles(); err != nil {
+				key, reason, _ := strings.Cut(err.Error(), ": ")
+				v.bad(prefix+"."+key, "%s", reason)
+			}
+		}
 		name := l.Name
 		if name == "" {
 			name = l.Protocol

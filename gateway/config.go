@@ -111,6 +111,9 @@ type ListenerConfig struct {
 	// upgrade gets HTTP 403 and is counted in Stats.Refused["origin"].
 	// Empty means any origin. ws only.
 	Origins []string `yaml:"origins,omitempty"`
+	// TLS, when set, makes the listener speak TLS (wss://, or TCP+TLS);
+	// nil means plain. See TLSConfig.
+	TLS *TLSConfig `yaml:"tls,omitempty"`
 }
 
 func (c *Config) applyDefaults() {
@@ -192,6 +195,11 @@ func (l ListenerConfig) validate(i int) error {
 	}
 	if err := l.validateLimits(key); err != nil {
 		return err
+	}
+	if l.TLS != nil {
+		if err := l.TLS.validate(key); err != nil {
+			return err
+		}
 	}
 	if l.Protocol == "ws" {
 		switch l.MessageType {

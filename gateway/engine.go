@@ -24,6 +24,7 @@ type nbioEngine struct {
 	running   bool // started and not yet stopped
 	startedAt time.Time
 	accepting sync.WaitGroup
+	tls       *tlsLayer // nil for a plain listener
 }
 
 // sockHandler is what a listener's protocol does with its sockets.
@@ -34,6 +35,13 @@ type sockHandler interface {
 }
 
 func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
+	if e.l.cfg.TLS != nil {
+		tl, err := newTLSLayer(e, h)
+		if err != nil {
+			return nil, err
+		}
+		e.tls, h = tl, tl
+	}
 	ln, err := net.Listen("tcp", e.l.cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -69,6 +77,9 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	e.mu.Unlock()
 	e.accepting.Add(1)
 	go e.accept(ln)
+	if e.tls != nil {
+		go e.tls.run()
+	}
 	return ln.Addr(), nil
 }
 
@@ -115,6 +126,9 @@ func (e *nbioEngine) stop() {
 	if !running {
 		return
 	}
+	if e.tls != nil {
+		e.tls.stop()
+	}
 	// nbio's poller goroutine clears its shutdown flag when its loop
 	// begins, so a Stop that comes before that is lost and the loop spins
 	// forever. Give a just-started engine's pollers time to enter their
@@ -132,12 +146,23 @@ const minEngineLife = 250 * time.Millisecond
 // sock is the part of a transport every protocol shares: the socket and
 // the connection it carries (nil until a WebSocket handshake completes).
 type sock struct {
-	nc *nbio.Conn
-	c  *conn
-	q  *quota // what the socket holds of the limits; nil without limits
+	nc  *nbio.Conn
+	c   *conn
+	q   *quota   // what the socket holds of the limits; nil without limits
+	tls *tlsSock // the TLS record layer; nil on a plain listener
+}
+
+// newSock returns the socket of a protocol's new transport, taking over
+// the TLS record layer of a socket whose TLS handshake just completed.
+func newSock(nc *nbio.Conn, q *quota) sock {
+	ts, _ := nc.Session().(*tlsSock)
+	return sock{nc: nc, q: q, tls: ts}
 }
 
 func (s *sock) write(b []byte) error {
+	if s.tls != nil {
+		return s.tls.write(s, b)
+	}
 	_, err := s.nc.Write(b)
 	return err
 }
@@ -147,6 +172,9 @@ func (s *sock) close() { _ = s.nc.Close() }
 // closeWrite sends FIN but keeps reading, so that a peer still sending
 // does not get a reset that would destroy the close frame just written.
 func (s *sock) closeWrite() {
+	if s.tls != nil {
+		s.tls.closeNotify(s)
+	}
 	rc, err := s.nc.SyscallConn()
 	if err != nil {
 		_ = s.nc.Close()

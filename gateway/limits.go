@@ -167,12 +167,12 @@ func (e *wsEngine) refuseOpen(nc *nbio.Conn, r refusal) {
 	if r == refusedPerIP {
 		status = "429 Too Many Requests"
 	}
-	t := &wsTransport{sock: sock{nc: nc, q: &refusedQuota}, dead: true}
+	t := &wsTransport{sock: newSock(nc, &refusedQuota), dead: true}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(refuseLinger).UnixNano()
 	e.hsMu.Unlock()
 	nc.SetSession(t)
-	_, _ = nc.Write([]byte("HTTP/1.1 " + status + "\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+	_ = t.write([]byte("HTTP/1.1 " + status + "\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
 	t.closeWrite()
 }
 

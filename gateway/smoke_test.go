@@ -20,6 +20,16 @@ import (
 // listener, and a bare-NATS echo worker.
 func startEcho(t *testing.T) *gateway.Server {
 	t.Helper()
+	return startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Protocol: "ws", Addr: "127.0.0.1:0"},
+		{Protocol: "tcp", Addr: "127.0.0.1:0"},
+	}})
+}
+
+// startEchoOn is startEcho with the gateway configuration cfg (a nil
+// Logger discards the logs).
+func startEchoOn(t *testing.T, cfg gateway.Config) *gateway.Server {
+	t.Helper()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,13 +63,10 @@ func startEcho(t *testing.T) *gateway.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(nc, gateway.Config{
-		Logger: slog.New(slog.DiscardHandler),
-		Listeners: []gateway.ListenerConfig{
-			{Protocol: "ws", Addr: "127.0.0.1:0"},
-			{Protocol: "tcp", Addr: "127.0.0.1:0"},
-		},
-	})
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	gw, err := gateway.New(nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func (e *tcpEngine) open(nc *nbio.Conn) {
 		return
 	}
 	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
-	t := &tcpTransport{sock: sock{nc: nc, q: q}, dec: dec}
+	t := &tcpTransport{sock: newSock(nc, q), dec: dec}
 	c := s.newConn(e.l, t, remote)
 	t.c = c
 	nc.SetSession(t)

@@ -119,7 +119,7 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 		e.refuseOpen(nc, refused)
 		return
 	}
-	t := &wsTransport{sock: sock{nc: nc, q: q}}
+	t := &wsTransport{sock: newSock(nc, q)}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
 	e.hsMu.Unlock()
@@ -209,7 +209,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		return
 	}
 	e.handshakeDone(t)
-	_, _ = t.nc.Write(resp.Bytes())
+	_ = t.write(resp.Bytes())
 	s := e.l.s
 	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
 	c := s.newConn(e.l, t, remote)
@@ -234,7 +234,7 @@ func (e *wsEngine) refuse(t *wsTransport, resp []byte, why refusal) {
 	e.handshakeDone(t)
 	t.dead = true
 	t.in = nil
-	_, _ = t.nc.Write(resp)
+	_ = t.write(resp)
 	_ = t.nc.Close()
 }
 

@@ -1,7 +1,8 @@
 // Package interop runs WebSocket clients that nobody on the project wrote
 // against a whole node started in-process: Node's ws package
 // (ws_client.mjs, TestNodeWS) and Debian's Chromium driven by
-// puppeteer-core (browser.mjs and page.html, TestBrowser). Each script
+// puppeteer-core (browser.mjs and page.html, TestBrowser; wss.mjs,
+// TestBrowserWSS, over TLS). Each script
 // prints one JSON result of named checks, which the Go test asserts.
 //
 // The package has no API. Install the clients once with
