@@ -102,6 +102,7 @@ type GatewayConfig struct {
 	CloseTimeout      Duration `yaml:"close_timeout"`
 	DrainWindow       Duration `yaml:"drain_window"`
 	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
+	MaxGroups         int      `yaml:"max_groups"`
 }
 
 // APIConfig is the `api` section: the API client used by the HTTP API and
@@ -151,6 +152,7 @@ func DefaultConfig(app string) Config {
 			HeartbeatInterval: Duration(time.Second),
 			CloseTimeout:      Duration(5 * time.Second),
 			HandshakeTimeout:  Duration(10 * time.Second),
+			MaxGroups:         1024,
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),

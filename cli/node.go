@@ -27,6 +27,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		CloseTimeout:      time.Duration(g.CloseTimeout),
 		DrainWindow:       time.Duration(g.DrainWindow),
 		HandshakeTimeout:  time.Duration(g.HandshakeTimeout),
+		MaxGroups:         g.MaxGroups,
 	}
 }
 

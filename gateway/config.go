@@ -51,6 +51,11 @@ type Config struct {
 	// duck); 0 closes every connection at once. Shutdown's context still
 	// bounds it.
 	DrainWindow time.Duration
+	// MaxGroups is the most groups one connection may be in: a JoinGroup
+	// beyond it fails with invalid_request (a worker's join action is
+	// dropped with a warning). It bounds the gateway's group subscriptions
+	// (see docs/bus-protocol.md). 0 means DefaultMaxGroups (1024).
+	MaxGroups int
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -110,6 +115,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxGroups <= 0 {
+		c.MaxGroups = DefaultMaxGroups
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -204,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := bus.NewSubjects(c.Prefix); err != nil {
 		return fmt.Errorf("gateway: prefix: %w", err)
+	}
+	if c.MaxGroups < 0 {
+		return errors.New("gateway: max_groups must not be negative")
 	}
 	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 {
 		return errors.New("gateway: durations must not be negative")

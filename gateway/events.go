@@ -240,7 +240,12 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 		case bus.ActionUnbindUID:
 			sh.bindLocked(c, "")
 		case bus.ActionJoinGroup:
-			if a.Arg != "" {
+			if a.Arg == "" {
+				break
+			}
+			if err := s.checkJoin(c, a.Arg); err != nil {
+				s.log.Warn("group not joined", "client", c.id(s.id), "err", err)
+			} else {
 				sh.joinLocked(c, a.Arg)
 			}
 		case bus.ActionLeaveGroup:
@@ -261,6 +266,8 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 	}
 	sh.mu.Unlock()
 	sh.signal()
+	// Before the client's next event goes out: see interest.go.
+	s.interest.sync()
 }
 
 // rejectLocked closes c because a handler refused it: WebSocket close code

@@ -42,6 +42,7 @@ type Server struct {
 	listeners []*listener
 	subs      []*nats.Subscription
 	members   *bus.Membership
+	interest  *interest
 
 	// The in-flight event batches, guarded by infMu.
 	infMu        sync.Mutex
@@ -112,6 +113,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	}
 	s.log = s.log.With("node", s.id)
 	s.ackPrefix = subj.Ack(s.id) + "."
+	s.interest = newInterest(s)
 	for range cfg.Shards {
 		s.shards = append(s.shards, newShard(s))
 	}
@@ -191,6 +193,7 @@ func (s *Server) Start() error {
 			}
 		}
 	}()
+	s.interest.start(cmds)
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)
@@ -294,6 +297,7 @@ func (s *Server) stopBus() {
 		_ = sub.Unsubscribe()
 	}
 	s.subs = nil
+	s.interest.stop()
 	select {
 	case <-s.quit:
 	default:
@@ -448,6 +452,7 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 	if !c.sh.remove(c, reason) {
 		return
 	}
+	s.interest.sync()
 	s.pushEvent(c, bus.Event{
 		Type:        bus.EventClose,
 		CloseReason: c.reason.String(),
