@@ -3,6 +3,7 @@ package gateway
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -21,17 +22,31 @@ import (
 // interest.mu; interest.syncMu, then interest.mu; syncMu is never taken
 // under a shard lock.
 //
-// Why a caller needs no flush before answering: sync issues the SUB on the
-// gateway's NATS connection before the caller publishes its reply (or, for
-// a worker's ack, the client's next event batch) on the same connection.
-// A NATS server handles one connection's protocol in order, so the
+// Why an API answer needs no flush: sync issues the SUB on the gateway's
+// NATS connection before the caller publishes its reply (or, for a
+// worker's ack, the client's next event batch) on the same connection. A
+// NATS server handles one connection's protocol in order, so the
 // subscription is registered before the answer leaves the server, and a
-// send published by whoever saw the answer matches it. In a cluster of
-// several NATS servers the interest reaches the other servers over the
-// routes; see the protocol document for that window.
+// send published by whoever saw the answer matches it. A frame to the
+// client does not travel through NATS, though: when a worker's ack binds
+// or joins and then sends to the client ("you joined #room"), the rest of
+// the ack waits for a flush (PING/PONG) that confirms the subscription.
+// One goroutine flushes for every ack waiting, so the waits are batched
+// and never block the ack handler. In a cluster of several NATS servers
+// the interest reaches the other servers over the routes; see the
+// protocol document for that window.
 
 // DefaultMaxGroups is the default of Config.MaxGroups.
 const DefaultMaxGroups = 1024
+
+// maxFlushWaiters bounds the acks waiting for a flush; at the bound the ack
+// handler flushes itself (one round trip) instead of queueing.
+const maxFlushWaiters = 4096
+
+// flushTimeout bounds one flush; past it, or if the bus fails, the waiting
+// acks go on anyway (the subscription is re-sent by the NATS client when
+// it reconnects).
+const flushTimeout = 5 * time.Second
 
 // maxRecentIDs bounds the MsgIDs a gateway remembers to drop the later
 // copies of a send routed on several subjects.
@@ -69,6 +84,14 @@ type interest struct {
 	subscribes   atomic.Uint64
 	unsubscribes atomic.Uint64
 
+	subGen     atomic.Uint64 // subscriptions issued
+	flushedGen atomic.Uint64 // subscriptions the NATS server confirmed
+
+	flushMu      sync.Mutex
+	flushWaiting []func()
+	flushStopped bool
+	flushWake    chan struct{} // capacity 1
+
 	recentMu sync.Mutex
 	recent   map[uint64]struct{}
 	ring     []uint64 // the ids in recent, oldest at next
@@ -81,17 +104,92 @@ func newInterest(s *Server) *interest {
 		counts: make(map[interestKey]int),
 		dirty:  make(map[interestKey]struct{}),
 		subs:   make(map[interestKey]*nats.Subscription),
-		recent: make(map[uint64]struct{}),
+		recent:    make(map[uint64]struct{}),
+		flushWake: make(chan struct{}, 1),
 		ring:   make([]uint64, maxRecentIDs),
 	}
 }
 
-// start lets sync subscribe, delivering to ch (the ordered command queue).
-func (in *interest) start(ch chan *nats.Msg) {
+// start lets sync subscribe, delivering to ch (the ordered command queue),
+// and starts the flusher, which ends when quit is closed.
+func (in *interest) start(ch chan *nats.Msg, quit <-chan struct{}, wg *sync.WaitGroup) {
 	in.syncMu.Lock()
 	in.ch = ch
 	in.syncMu.Unlock()
 	in.sync()
+	wg.Add(1)
+	go func() { defer wg.Done(); in.flusher(quit) }()
+}
+
+// needsFlush reports whether a subscription was issued that the NATS
+// server has not confirmed yet.
+func (in *interest) needsFlush() bool { return in.subGen.Load() > in.flushedGen.Load() }
+
+// afterFlush runs fn once the subscriptions issued so far are confirmed by
+// the NATS server (or a flush failed), on the flusher goroutine; at the
+// bound, or once the gateway stopped, it flushes and runs fn on the
+// caller's goroutine.
+func (in *interest) afterFlush(fn func()) {
+	in.flushMu.Lock()
+	if in.flushStopped || len(in.flushWaiting) >= maxFlushWaiters {
+		in.flushMu.Unlock()
+		in.flush()
+		fn()
+		return
+	}
+	in.flushWaiting = append(in.flushWaiting, fn)
+	in.flushMu.Unlock()
+	select {
+	case in.flushWake <- struct{}{}:
+	default:
+	}
+}
+
+// flusher confirms subscriptions for the acks waiting, one flush for all
+// of them, until quit; then it runs those still waiting without a flush.
+func (in *interest) flusher(quit <-chan struct{}) {
+	for {
+		select {
+		case <-in.flushWake:
+		case <-quit:
+			in.flushMu.Lock()
+			in.flushStopped = true
+			waiting := in.flushWaiting
+			in.flushWaiting = nil
+			in.flushMu.Unlock()
+			for _, fn := range waiting {
+				fn()
+			}
+			return
+		}
+		in.flushMu.Lock()
+		waiting := in.flushWaiting
+		in.flushWaiting = nil
+		in.flushMu.Unlock()
+		if len(waiting) == 0 {
+			continue
+		}
+		in.flush()
+		for _, fn := range waiting {
+			fn()
+		}
+	}
+}
+
+// flush waits until the NATS server has processed every subscription
+// issued so far.
+func (in *interest) flush() {
+	gen := in.subGen.Load()
+	if err := in.s.nc.FlushTimeout(flushTimeout); err != nil {
+		in.s.log.Warn("interest flush failed", "err", err)
+		return
+	}
+	for {
+		cur := in.flushedGen.Load()
+		if cur >= gen || in.flushedGen.CompareAndSwap(cur, gen) {
+			return
+		}
+	}
 }
 
 // stop unsubscribes everything; later syncs subscribe nothing.
@@ -166,6 +264,7 @@ func (in *interest) sync() {
 			}
 			in.subs[w.k] = sub
 			in.subscribes.Add(1)
+			in.subGen.Add(1)
 		case !w.want && sub != nil:
 			if err := sub.Unsubscribe(); err != nil {
 				in.s.log.Warn("interest not unsubscribed", "subject", sub.Subject, "err", err)

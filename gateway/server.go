@@ -193,7 +193,7 @@ func (s *Server) Start() error {
 			}
 		}
 	}()
-	s.interest.start(cmds)
+	s.interest.start(cmds, s.quit, &s.wg)
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)

@@ -101,7 +101,9 @@ func (tr *trio) subscriptions() []int {
 }
 
 // startIDWorker acks every event batch and answers a connect with the
-// client's id, so that a test client learns it.
+// client's id, so that a test client learns it. A message "join <g>" or
+// "bind <u>" is answered with that action followed by a send of "ok <g>"
+// (or "ok <u>"), in one ack.
 func startIDWorker(t *testing.T, nc *nats.Conn) {
 	t.Helper()
 	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
@@ -115,6 +117,11 @@ func startIDWorker(t *testing.T, nc *nats.Conn) {
 		for _, ev := range b.Events {
 			if ev.Type == bus.EventConnect {
 				ack.Actions = append(ack.Actions, bus.Action{Type: bus.ActionSend, Data: []byte(b.Client)})
+			}
+			if verb, arg, ok := strings.Cut(string(ev.Data), " "); ok && ev.Type == bus.EventMessage {
+				typ := map[string]bus.ActionType{"join": bus.ActionJoinGroup, "bind": bus.ActionBindUID}[verb]
+				ack.Actions = append(ack.Actions, bus.Action{Type: typ, Arg: arg},
+					bus.Action{Type: bus.ActionSend, Data: []byte("ok " + arg)})
 			}
 		}
 		_ = m.Respond(bus.AppendAck(nil, &ack))
@@ -159,6 +166,13 @@ func (lc *lineClient) read() string {
 		lc.t.Fatalf("read: %v (got %q)", err, line)
 	}
 	return strings.TrimSuffix(line, "\n")
+}
+
+func (lc *lineClient) send(line string) {
+	lc.t.Helper()
+	if _, err := lc.c.Write([]byte(line + "\n")); err != nil {
+		lc.t.Fatal(err)
+	}
 }
 
 // expect reads the next messages and fails unless they are want, in order.
@@ -306,6 +320,21 @@ func TestInterestJoinThenSend(t *testing.T) {
 			must(t, "send", other.SendToGroup(ctx, []string{name}, []byte(name)))
 		} else {
 			must(t, "bind", tr.api.BindUID(ctx, c.id, name))
+			must(t, "send", other.SendToUID(ctx, []string{name}, []byte(name)))
+		}
+		c.expect(name)
+	}
+	// The same with the join or bind done by a worker's action: what the
+	// ack also sends to the client does not overtake the subscription.
+	for i := range 60 {
+		c := clients[i%3]
+		name := fmt.Sprintf("action-%d", i)
+		verb := []string{"join", "bind"}[i%2]
+		c.send(verb + " " + name)
+		c.expect("ok " + name)
+		if verb == "join" {
+			must(t, "send", other.SendToGroup(ctx, []string{name}, []byte(name)))
+		} else {
 			must(t, "send", other.SendToUID(ctx, []string{name}, []byte(name)))
 		}
 		c.expect(name)
