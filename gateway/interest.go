@@ -100,13 +100,13 @@ type interest struct {
 
 func newInterest(s *Server) *interest {
 	return &interest{
-		s:      s,
-		counts: make(map[interestKey]int),
-		dirty:  make(map[interestKey]struct{}),
-		subs:   make(map[interestKey]*nats.Subscription),
+		s:         s,
+		counts:    make(map[interestKey]int),
+		dirty:     make(map[interestKey]struct{}),
+		subs:      make(map[interestKey]*nats.Subscription),
 		recent:    make(map[uint64]struct{}),
 		flushWake: make(chan struct{}, 1),
-		ring:   make([]uint64, maxRecentIDs),
+		ring:      make([]uint64, maxRecentIDs),
 	}
 }
 
