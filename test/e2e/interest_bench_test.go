@@ -25,7 +25,7 @@ type benchCluster struct {
 	api *api.Client
 }
 
-func startBenchCluster(b *testing.B, n int) *benchCluster {
+func startBenchCluster(b *testing.B, n int, joinOnConnect bool) *benchCluster {
 	b.Helper()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
 	if err != nil {
@@ -49,9 +49,16 @@ func startBenchCluster(b *testing.B, n int) *benchCluster {
 		}
 		ack := bus.Ack{Delivery: batch.Delivery}
 		for _, ev := range batch.Events {
-			if ev.Type == bus.EventConnect {
-				ack.Actions = append(ack.Actions, bus.Action{Type: bus.ActionSend, Data: []byte(batch.Client)})
+			if ev.Type != bus.EventConnect {
+				continue
 			}
+			if joinOnConnect { // W4 as the issue has it: bind, join, greet
+				ack.Actions = append(ack.Actions,
+					bus.Action{Type: bus.ActionBindUID, Arg: "u-" + batch.Client},
+					bus.Action{Type: bus.ActionJoinGroup, Arg: "lobby"},
+					bus.Action{Type: bus.ActionJoinGroup, Arg: "r-" + batch.Client})
+			}
+			ack.Actions = append(ack.Actions, bus.Action{Type: bus.ActionSend, Data: []byte(batch.Client)})
 		}
 		_ = m.Respond(bus.AppendAck(nil, &ack))
 	}); err != nil {
@@ -104,7 +111,7 @@ func (bc *benchCluster) dial(b *testing.B, i int) (net.Conn, *bufio.Reader, stri
 // app, one at a time: connect, read the id, BindUID to a uid of its own,
 // JoinGroup a shared group and one of its own, close.
 func BenchmarkChurnBindJoin(b *testing.B) {
-	bc := startBenchCluster(b, 1)
+	bc := startBenchCluster(b, 1, false)
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -130,7 +137,7 @@ func BenchmarkChurnBindJoin(b *testing.B) {
 // (sent, not yet received), so that the bus and the gateway's queue are
 // never overrun.
 func BenchmarkSendToGroupThreeGateways(b *testing.B) {
-	bc := startBenchCluster(b, 3)
+	bc := startBenchCluster(b, 3, false)
 	ctx := context.Background()
 	c, r, id := bc.dial(b, 0)
 	defer c.Close()
@@ -163,4 +170,20 @@ func BenchmarkSendToGroupThreeGateways(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkChurnJoinOnConnect is W4 as the issue has it, 50 loops in
+// flight: connect; the worker's OnConnect binds a uid of the client's own,
+// joins a shared group and one of its own, and greets; the client reads
+// the greeting and closes.
+func BenchmarkChurnJoinOnConnect(b *testing.B) {
+	bc := startBenchCluster(b, 1, true)
+	b.ReportAllocs()
+	b.SetParallelism(25)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c, _, _ := bc.dial(b, 0)
+			_ = c.Close()
+		}
+	})
 }
