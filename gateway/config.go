@@ -37,7 +37,9 @@ type Config struct {
 	MaxPendingEvents int
 	MaxPendingBytes  int
 	// HeartbeatInterval is how often the gateway announces itself on the
-	// bus; 0 means 1s. Peers consider it gone after 3 intervals.
+	// bus; 0 means 1s. Peers consider it gone after 3 intervals without a
+	// heartbeat (3s by default); a clean Shutdown announces that it leaves,
+	// and peers drop it at once.
 	HeartbeatInterval time.Duration
 	// CloseTimeout bounds a graceful close (queued data flushed first) and
 	// a WebSocket closing handshake; 0 means 5s.
