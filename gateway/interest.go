@@ -91,6 +91,7 @@ type interest struct {
 	flushWaiting []func()
 	flushStopped bool
 	flushWake    chan struct{} // capacity 1
+	flushAcks    atomic.Int64  // acks queued or running on the flusher: Shutdown waits for them
 
 	recentMu sync.Mutex
 	recent   map[uint64]struct{}
@@ -138,6 +139,7 @@ func (in *interest) afterFlush(fn func()) {
 		return
 	}
 	in.flushWaiting = append(in.flushWaiting, fn)
+	in.flushAcks.Add(1)
 	in.flushMu.Unlock()
 	select {
 	case in.flushWake <- struct{}{}:
@@ -157,9 +159,7 @@ func (in *interest) flusher(quit <-chan struct{}) {
 			waiting := in.flushWaiting
 			in.flushWaiting = nil
 			in.flushMu.Unlock()
-			for _, fn := range waiting {
-				fn()
-			}
+			in.run(waiting)
 			return
 		}
 		in.flushMu.Lock()
@@ -170,9 +170,14 @@ func (in *interest) flusher(quit <-chan struct{}) {
 			continue
 		}
 		in.flush()
-		for _, fn := range waiting {
-			fn()
-		}
+		in.run(waiting)
+	}
+}
+
+func (in *interest) run(waiting []func()) {
+	for _, fn := range waiting {
+		fn()
+		in.flushAcks.Add(-1)
 	}
 }
 

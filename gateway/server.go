@@ -330,7 +330,7 @@ func (s *Server) connCount() int {
 func (s *Server) inFlight() int {
 	s.infMu.Lock()
 	defer s.infMu.Unlock()
-	return len(s.inflight) + len(s.parked)
+	return len(s.inflight) + len(s.parked) + int(s.interest.flushAcks.Load())
 }
 
 // Stats returns a snapshot of the gateway's counters.
