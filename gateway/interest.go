@@ -74,7 +74,7 @@ type interest struct {
 	dirty  map[interestKey]struct{}
 	busy   bool // a sync is subscribing what it took from dirty
 
-	syncMu sync.Mutex // serializes sync; guards subs, ch and stopped
+	syncMu sync.Mutex // serializes sync; guards subs, ch and closed
 	subs   map[interestKey]*nats.Subscription
 	ch     chan *nats.Msg // the gateway's command channel, set by start
 	closed bool
