@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -349,9 +350,57 @@ func (c *Client) SendToClient(ctx context.Context, client string, msg []byte) er
 	return c.publish(ctx, c.cmdSubject(gw), &cmd)
 }
 
+// publishRouted publishes a send to names (uids or groups) where only the
+// gateways holding them receive it: on subject(name) for one distinct
+// name; for up to bus.MaxRoutedNames distinct names, on each name's
+// subject with the whole list and one MsgID (a gateway that holds several
+// of them delivers the first copy and drops the others, so each connection
+// still gets the message once); for more names, once on the broadcast
+// subject, which costs less than one publish per name.
+func (c *Client) publishRouted(ctx context.Context, cmd *bus.Command, names []string, subject func(string) string) error {
+	subjects := make([]string, 0, min(len(names), bus.MaxRoutedNames+1))
+	for _, n := range names {
+		s := subject(n)
+		if !dup(subjects, s) {
+			subjects = append(subjects, s)
+			if len(subjects) > bus.MaxRoutedNames {
+				return c.publish(ctx, c.bcastSubj, cmd)
+			}
+		}
+	}
+	if len(subjects) == 1 {
+		return c.publish(ctx, subjects[0], cmd)
+	}
+	if err := c.checkOpen(ctx); err != nil {
+		return err
+	}
+	for cmd.MsgID == 0 {
+		cmd.MsgID = rand.Uint64()
+	}
+	bp := getBuf()
+	b := bus.AppendCommand((*bp)[:0], cmd)
+	defer putBuf(bp, b)
+	for _, s := range subjects {
+		if err := c.nc.Publish(s, b); err != nil {
+			return c.busError(cmd.Op, err)
+		}
+	}
+	return nil
+}
+
+func dup(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
 // SendToUID publishes msg to every connection bound to one of uids, except
 // the clients in without; it returns once the bus has taken it. uids must
-// be non-empty and hold no empty uid (ErrInvalidArgument).
+// be non-empty and hold no empty uid (ErrInvalidArgument). Only gateways
+// holding one of the uids receive it (see publishRouted).
 func (c *Client) SendToUID(ctx context.Context, uids []string, msg []byte, without ...string) error {
 	if err := checkNames("uid", uids); err != nil {
 		return err
@@ -360,12 +409,13 @@ func (c *Client) SendToUID(ctx context.Context, uids []string, msg []byte, witho
 		return err
 	}
 	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToUID, UIDs: uids, Data: msg, Without: without}
-	return c.publish(ctx, c.bcastSubj, &cmd)
+	return c.publishRouted(ctx, &cmd, uids, c.subj.UID)
 }
 
 // SendToGroup publishes msg to every member of the groups (each connection
 // once), except the clients in without; it returns once the bus has taken
 // it. groups must be non-empty and hold no empty name (ErrInvalidArgument).
+// Only gateways holding a member receive it (see publishRouted).
 func (c *Client) SendToGroup(ctx context.Context, groups []string, msg []byte, without ...string) error {
 	if err := checkNames("group", groups); err != nil {
 		return err
@@ -374,7 +424,7 @@ func (c *Client) SendToGroup(ctx context.Context, groups []string, msg []byte, w
 		return err
 	}
 	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToGroup, Groups: groups, Data: msg, Without: without}
-	return c.publish(ctx, c.bcastSubj, &cmd)
+	return c.publishRouted(ctx, &cmd, groups, c.subj.Group)
 }
 
 // SendToAll publishes msg to every connection of every gateway, except the
@@ -389,12 +439,13 @@ func (c *Client) SendToAll(ctx context.Context, msg []byte, without ...string) e
 
 // UnGroup dissolves group on every gateway; members stay connected. It
 // returns once the bus has taken the command, not once gateways applied it.
+// It goes to the group's subject: only gateways holding a member get it.
 func (c *Client) UnGroup(ctx context.Context, group string) error {
 	if group == "" {
 		return fmt.Errorf("%w: empty group", ErrInvalidArgument)
 	}
 	cmd := bus.Command{Version: bus.Version, Op: bus.OpUngroup, Groups: []string{group}, Arg: group}
-	return c.publish(ctx, c.bcastSubj, &cmd)
+	return c.publish(ctx, c.subj.Group(group), &cmd)
 }
 
 // checkNames rejects an empty list and empty names.

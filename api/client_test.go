@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -362,13 +363,33 @@ func TestSends(t *testing.T) {
 	if err := c.UnGroup(ctx, "g1"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "commands", func() bool { return len(g1.seen()) == 5 && len(g2.seen()) == 4 })
+	// Both fakes subscribe to every uid and group subject: sends to two
+	// names arrive twice, with the same MsgID.
+	waitFor(t, 5*time.Second, "commands", func() bool { return len(g1.seen()) == 7 && len(g2.seen()) == 6 })
 
 	// The fake's Cmd and Broadcast subscriptions run on different
 	// goroutines: find each command by its op.
 	byOp := map[bus.Op]bus.Command{}
+	ids := map[bus.Op]map[uint64]int{}
 	for _, cmd := range g1.seen() {
 		byOp[cmd.Op] = cmd
+		if ids[cmd.Op] == nil {
+			ids[cmd.Op] = map[uint64]int{}
+		}
+		ids[cmd.Op][cmd.MsgID]++
+	}
+	for _, op := range []bus.Op{bus.OpSendToUID, bus.OpSendToGroup} {
+		if len(ids[op]) != 1 || ids[op][0] != 0 || byOp[op].MsgID == 0 {
+			t.Errorf("%s: copies by MsgID = %v, want two copies of one non-zero id", op, ids[op])
+		}
+	}
+	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
+	wantRouted := []string{subj.UID("u1"), subj.UID("u2"), subj.Group("g1"), subj.Group("g2"), subj.Broadcast(), subj.Group("g1")}
+	got := g2.seenRouted() // one goroutine per subscription: order not kept
+	slices.Sort(got)
+	slices.Sort(wantRouted)
+	if !slices.Equal(got, wantRouted) {
+		t.Errorf("subjects = %q, want %q", got, wantRouted)
 	}
 	if cmd := byOp[bus.OpSendToClient]; len(cmd.Clients) != 1 || cmd.Clients[0] != a ||
 		string(cmd.Data) != "hello\x00\xff binary" || cmd.Version != bus.Version {
@@ -479,7 +500,7 @@ func benchClient(b *testing.B, sink bool) *api.Client {
 	tb := newTestBus(b)
 	if sink {
 		nc := tb.conn(b, "sink")
-		for _, s := range []string{"gw.bcast", "gw.gw.*.cmd"} {
+		for _, s := range []string{"gw.bcast", "gw.gw.*.cmd", "gw.grp.>", "gw.uid.>"} {
 			sub, err := nc.Subscribe(s, func(*nats.Msg) {})
 			if err != nil {
 				b.Fatal(err)
@@ -551,4 +572,62 @@ func ExampleDial() {
 		fmt.Println("gateways that did not answer:", n.Missing)
 	}
 	fmt.Println("online:", n.Value)
+}
+
+// TestSendRouting checks where sends to uids and groups are published: one
+// distinct name on its subject, up to bus.MaxRoutedNames on each name's
+// subject with one MsgID, more on the broadcast subject once.
+func TestSendRouting(t *testing.T) {
+	b := newTestBus(t)
+	g := startFakeGW(t, b, gw1)
+	c := b.client(t, api.Config{})
+	ctx := context.Background()
+	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
+	names := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("n%d", i)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		send   func() error
+		want   []string
+		withID bool
+	}{
+		{"one group", func() error { return c.SendToGroup(ctx, []string{"room"}, nil) }, []string{subj.Group("room")}, false},
+		{"repeated uid", func() error { return c.SendToUID(ctx, []string{"u", "u", "u"}, nil) }, []string{subj.UID("u")}, false},
+		{"max groups", func() error { return c.SendToGroup(ctx, names(bus.MaxRoutedNames), nil) }, func() []string {
+			var out []string
+			for _, n := range names(bus.MaxRoutedNames) {
+				out = append(out, subj.Group(n))
+			}
+			return out
+		}(), true},
+		{"too many uids", func() error { return c.SendToUID(ctx, names(bus.MaxRoutedNames+1), nil) }, []string{subj.Broadcast()}, false},
+		{"long group", func() error { return c.SendToGroup(ctx, []string{strings.Repeat("é", 100)}, nil) }, []string{subj.Group(strings.Repeat("é", 100))}, false},
+		{"ungroup", func() error { return c.UnGroup(ctx, "a.b*>") }, []string{subj.Group("a.b*>")}, false},
+	} {
+		before := len(g.seen())
+		if err := tc.send(); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		waitFor(t, 5*time.Second, tc.name, func() bool { return len(g.seen()) >= before+len(tc.want) })
+		if err := b.conn(t, "sync").Flush(); err != nil { // nothing more in flight
+			t.Fatal(err)
+		}
+		cmds, got := g.seen()[before:], g.seenRouted()[before:]
+		slices.Sort(got)
+		want := slices.Clone(tc.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: subjects %q, want %q", tc.name, got, want)
+		}
+		for _, cmd := range cmds {
+			if (cmd.MsgID != 0) != tc.withID || cmd.MsgID != cmds[0].MsgID {
+				t.Errorf("%s: MsgID %d (first %d), want one id: %v", tc.name, cmd.MsgID, cmds[0].MsgID, tc.withID)
+			}
+		}
+	}
 }

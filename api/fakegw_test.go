@@ -109,7 +109,8 @@ type fakeGW struct {
 	ignoreCmd bool          // never answer client-addressed requests
 	peers     []string      // extra peers announced in query replies
 	cmdCode   string        // when set, client-addressed requests fail with it
-	received  []bus.Command // commands seen on Cmd without reply and on Broadcast
+	received  []bus.Command // commands seen on Cmd without reply and on Broadcast, uid and group subjects
+	routed    []string      // the subject of each command seen on Broadcast, uid and group subjects
 	queries   []bus.Command // queries seen
 	timers    sync.WaitGroup
 	stopped   bool // the test is over: handlers do nothing
@@ -124,6 +125,8 @@ func startFakeGW(t testing.TB, b *testBus, id string) *fakeGW {
 	for s, h := range map[string]nats.MsgHandler{
 		subj.Cmd(id):     g.onCmd,
 		subj.Broadcast(): g.onBroadcast,
+		"gw.grp.>":       g.onBroadcast, // as if the fake held every group and uid
+		"gw.uid.>":       g.onBroadcast,
 		subj.Query():     g.onQuery,
 	} {
 		if _, err := g.nc.Subscribe(s, h); err != nil {
@@ -250,7 +253,16 @@ func (g *fakeGW) onBroadcast(m *nats.Msg) {
 	defer g.mu.Unlock()
 	if !g.stopped {
 		g.received = append(g.received, cmd)
+		g.routed = append(g.routed, m.Subject)
 	}
+}
+
+// seenRouted returns the subjects of the commands seen on Broadcast, uid
+// and group subjects, in order.
+func (g *fakeGW) seenRouted() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.routed)
 }
 
 func (g *fakeGW) onCmd(m *nats.Msg) {

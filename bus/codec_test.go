@@ -46,7 +46,7 @@ func TestRoundTrip(t *testing.T) {
 			func(b []byte) (any, error) { var m Ack; err := DecodeAck(b, &m); return &m, err }},
 		{"command", &Command{Version: 1, Op: OpSendToGroup, Clients: []string{"c"}, UIDs: []string{"u1", "u2"},
 			Groups: []string{"g"}, Data: []byte("hi"), Without: []string{"x"}, Cursor: "cur", Limit: 10,
-			Fields: 255, Flag: true, Arg: "arg"},
+			Fields: 255, Flag: true, Arg: "arg", MsgID: 1<<63 + 5},
 			func(v any) []byte { return AppendCommand(nil, v.(*Command)) },
 			func(b []byte) (any, error) { var m Command; err := DecodeCommand(b, &m); return &m, err }},
 		{"reply", &Reply{Gateway: "g", ErrorCode: "not_found", Error: "e", Found: true, Count: 7,

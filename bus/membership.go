@@ -162,7 +162,8 @@ func (m *Membership) Live() []string {
 // Observe records gw as live because a peer said so (Reply.Peers). An
 // unknown gw is added and expires like the others unless it is heard from
 // itself; a gw already tracked is left as it is, and one that said Leaving
-// recently is ignored. Malformed ids are ignored.
+// or expired recently (within ExpiryIntervals intervals) is ignored.
+// Malformed ids are ignored.
 func (m *Membership) Observe(gw string) {
 	if gw == m.self || !clientid.ValidGateway(gw) {
 		return
@@ -314,11 +315,17 @@ func (m *Membership) refuseLocked(gw string) {
 	}
 }
 
-// sweepLocked removes expired members and tombstones.
+// sweepLocked removes expired members and tombstones. An expired member
+// is tombstoned like one that left, for ExpiryIntervals intervals: a peer
+// that has not noticed yet (its Reply.Peers still lists the gateway) must
+// not bring it back through Observe; its own heartbeat does.
 func (m *Membership) sweepLocked(now time.Time) {
 	for gw, mb := range m.members {
 		if !now.Before(mb.expires) {
 			delete(m.members, gw)
+			if len(m.left) < m.max {
+				m.left[gw] = now.Add(ExpiryIntervals * m.interval)
+			}
 			m.changedLocked(gw, false)
 		}
 	}

@@ -159,6 +159,35 @@ func TestMembershipLeaving(t *testing.T) {
 	waitFor(t, 5*time.Second, "a back", hasLive(m, gwA, gwB))
 }
 
+// TestMembershipExpiredNotRevived: a peer that has not noticed yet that a
+// gateway died (it still lists it) cannot bring it back; the gateway's
+// own heartbeat can.
+func TestMembershipExpiredNotRevived(t *testing.T) {
+	sub, pub := startBus(t)
+	clk := newFakeClock()
+	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now})
+	publishHB(t, pub, bus.Heartbeat{Gateway: gwA, IntervalMs: 1000})
+	waitFor(t, 5*time.Second, "a", hasLive(m, gwA))
+	clk.Advance(bus.ExpiryIntervals * time.Second)
+	if got := m.Live(); len(got) != 0 {
+		t.Fatalf("expired: Live = %v", got)
+	}
+	m.Observe(gwA)
+	if got := m.Live(); len(got) != 0 {
+		t.Fatalf("observed right after expiry: Live = %v, want none", got)
+	}
+	publishHB(t, pub, bus.Heartbeat{Gateway: gwA, IntervalMs: 1000})
+	waitFor(t, 5*time.Second, "a heard again", hasLive(m, gwA))
+	// Once the tombstone is over, a peer's word counts again.
+	clk.Advance(bus.ExpiryIntervals * time.Second)
+	_ = m.Live()
+	clk.Advance(bus.ExpiryIntervals * time.Second)
+	m.Observe(gwA)
+	if got := m.Live(); !slices.Equal(got, []string{gwA}) {
+		t.Fatalf("observed long after expiry: Live = %v", got)
+	}
+}
+
 func TestMembershipObserve(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()

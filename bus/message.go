@@ -207,6 +207,10 @@ type Command struct {
 	Fields  uint32
 	Flag    bool
 	Arg     string
+	// MsgID, when not 0, names a send published on several uid or group
+	// subjects: a gateway executes the first copy it receives and drops
+	// later ones with the same MsgID (see docs/bus-protocol.md).
+	MsgID uint64
 }
 
 // Reply is a gateway's answer to a Command.

@@ -279,6 +279,7 @@ func AppendCommand(b []byte, m *Command) []byte {
 	b = appendVarint(b, 10, uint64(m.Fields))
 	b = appendBool(b, 11, m.Flag)
 	b = appendString(b, 12, m.Arg)
+	b = appendVarint(b, 13, m.MsgID)
 	return b
 }
 
@@ -314,6 +315,8 @@ func DecodeCommand(buf []byte, m *Command) error {
 			return f.boolean(&m.Flag)
 		case 12:
 			return f.str(&m.Arg)
+		case 13:
+			return f.u64(&m.MsgID)
 		}
 		return nil
 	})

@@ -1,6 +1,9 @@
 package bus
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -40,9 +43,43 @@ func (s Subjects) Ack(gateway string) string { return s.Prefix + ".gw." + gatewa
 // Cmd is the request subject of one gateway.
 func (s Subjects) Cmd(gateway string) string { return s.Prefix + ".gw." + gateway + ".cmd" }
 
-// Broadcast is where sends to uids, groups and everyone, and UnGroup, are
-// published; every gateway subscribes.
+// Broadcast is where SendToAll is published, and sends to more than
+// MaxRoutedNames uids or groups; every gateway subscribes. Gateways also
+// accept sends to any uids or groups and UnGroup here (protocol version 1
+// before interest routing).
 func (s Subjects) Broadcast() string { return s.Prefix + ".bcast" }
+
+// Group is where sends to group and its UnGroup are published; a gateway
+// subscribes to it while it holds at least one member of group.
+func (s Subjects) Group(group string) string { return s.Prefix + ".grp." + Token(group) }
+
+// UID is where sends to uid are published; a gateway subscribes to it while
+// it holds at least one connection bound to uid.
+func (s Subjects) UID(uid string) string { return s.Prefix + ".uid." + Token(uid) }
+
+// MaxRoutedNames is the most uids or groups a send names and still goes to
+// their own subjects (one publish per distinct name, each with the whole
+// list and a MsgID); a send naming more goes to Broadcast once.
+const MaxRoutedNames = 8
+
+// maxLiteralToken is the longest name (in bytes) that Token encodes
+// reversibly; longer names are hashed.
+const maxLiteralToken = 48
+
+// Token encodes a uid or group name, any bytes, as one NATS subject token
+// of at most 65 characters from [A-Za-z0-9_-]: "b" followed by the name in
+// unpadded base64url (RFC 4648 §5) for names of up to 48 bytes, else "h"
+// followed by the lower-case hex SHA-256 of the name. Two names share a
+// token only through a SHA-256 collision, and even then a gateway delivers
+// by its own index, so a shared token costs a message, never a wrong
+// delivery.
+func Token(name string) string {
+	if len(name) <= maxLiteralToken {
+		return "b" + base64.RawURLEncoding.EncodeToString([]byte(name))
+	}
+	sum := sha256.Sum256([]byte(name))
+	return "h" + hex.EncodeToString(sum[:])
+}
 
 // Query is where scatter-gather queries are published; every gateway replies.
 func (s Subjects) Query() string { return s.Prefix + ".query" }

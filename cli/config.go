@@ -125,6 +125,7 @@ type GatewayConfig struct {
 	MaxConnsPerIP     int      `yaml:"max_conns_per_ip"`
 	MaxNewConnsPerSec int      `yaml:"max_new_conns_per_sec"`
 	MaxIPs            int      `yaml:"max_ips"`
+	MaxGroups         int      `yaml:"max_groups"`
 	// IPRateLimit is the message budget of one remote IP over all its
 	// connections: see gateway.Config.IPRateLimit.
 	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
@@ -187,6 +188,7 @@ func DefaultConfig(app string) Config {
 			HandshakeTimeout:  Duration(10 * time.Second),
 			MaxIPs:            gateway.DefaultMaxIPs,
 			IPRateLimit:       RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
+			MaxGroups:         1024,
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),

@@ -38,6 +38,7 @@ func (c Config) gatewayConfig() gateway.Config {
 			Burst:    g.IPRateLimit.Burst,
 			Policy:   g.IPRateLimit.Policy,
 		},
+		MaxGroups: g.MaxGroups,
 	}
 }
 

@@ -35,6 +35,7 @@ func benchServer(b *testing.B, n int) (*Server, []*countingTransport) {
 	cfg := Config{Logger: slog.New(slog.DiscardHandler), Listeners: []ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}}
 	cfg.applyDefaults()
 	s := &Server{cfg: cfg, id: "0123456789", log: cfg.Logger, inflight: map[uint64]*delivery{}, quit: make(chan struct{})}
+	s.interest = newInterest(s)
 	for range cfg.Shards {
 		s.shards = append(s.shards, newShard(s))
 	}

@@ -31,9 +31,16 @@ var errNotFound = &errCode{code: bus.ErrCodeNotFound, msg: "client not found"}
 func (s *Server) onCommand(m *nats.Msg) {
 	var cmd bus.Command
 	rep := bus.Reply{Gateway: s.id}
+	query := m.Subject == s.subj.Query()
+	if !query {
+		s.interest.received.Add(1)
+	}
 	err := bus.DecodeCommand(m.Data, &cmd)
 	if err == nil {
 		err = s.execute(&cmd, &rep)
+		// Subscriptions a bind or join made are issued before the reply
+		// on the same connection: see interest.go.
+		s.interest.sync()
 	} else {
 		s.stats.badCommands.Add(1)
 		err = codeErr(bus.ErrCodeInvalidRequest, "malformed command: %v", err)
@@ -49,7 +56,7 @@ func (s *Server) onCommand(m *nats.Msg) {
 	if m.Reply == "" {
 		return
 	}
-	if m.Subject == s.subj.Query() {
+	if query {
 		rep.Peers = s.peers()
 	}
 	bp := encodePool.Get().(*[]byte)
@@ -80,6 +87,9 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 	case bus.OpSendToClient:
 		return s.sendToClients(cmd)
 	case bus.OpSendToUID, bus.OpSendToGroup, bus.OpSendToAll:
+		if !s.interest.firstCopy(cmd.MsgID) {
+			return nil // another copy of a send routed on several subjects
+		}
 		return s.broadcast(cmd)
 	case bus.OpUngroup:
 		for _, g := range groupsOf(cmd) {
@@ -171,6 +181,9 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 	case bus.OpJoinGroup:
 		if cmd.Arg == "" {
 			return codeErr(bus.ErrCodeInvalidRequest, "group must not be empty")
+		}
+		if err := s.checkJoin(c, cmd.Arg); err != nil {
+			return err
 		}
 		sh.joinLocked(c, cmd.Arg)
 	case bus.OpLeaveGroup:

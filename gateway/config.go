@@ -37,7 +37,9 @@ type Config struct {
 	MaxPendingEvents int
 	MaxPendingBytes  int
 	// HeartbeatInterval is how often the gateway announces itself on the
-	// bus; 0 means 1s. Peers consider it gone after 3 intervals.
+	// bus; 0 means 1s. Peers consider it gone after 3 intervals without a
+	// heartbeat (3s by default); a clean Shutdown announces that it leaves,
+	// and peers drop it at once.
 	HeartbeatInterval time.Duration
 	// CloseTimeout bounds a graceful close (queued data flushed first) and
 	// a WebSocket closing handshake; 0 means 5s.
@@ -73,6 +75,11 @@ type Config struct {
 	// new IP finds the table full; if every IP in it has open sockets, the
 	// new IP's socket is refused (counted as "ip_table"). 0 means 65536.
 	MaxIPs int
+	// MaxGroups is the most groups one connection may be in: a JoinGroup
+	// beyond it fails with invalid_request (a worker's join action is
+	// dropped with a warning). It bounds the gateway's group subscriptions
+	// (see docs/bus-protocol.md). 0 means DefaultMaxGroups (1024).
+	MaxGroups int
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -143,6 +150,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxGroups <= 0 {
+		c.MaxGroups = DefaultMaxGroups
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -248,6 +258,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := bus.NewSubjects(c.Prefix); err != nil {
 		return fmt.Errorf("gateway: prefix: %w", err)
+	}
+	if c.MaxGroups < 0 {
+		return errors.New("gateway: max_groups must not be negative")
 	}
 	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 {
 		return errors.New("gateway: durations must not be negative")

@@ -137,10 +137,17 @@ func (s *Server) onAck(m *nats.Msg) {
 	unpark := s.parked
 	s.parked = nil
 	s.infMu.Unlock()
-	s.acked(d, ack.Worker)
+	s.recordAck(d, ack.Worker)
 
 	c := d.c
-	s.applyActions(c, ack.Actions)
+	s.applyActions(c, ack.Actions, func() { s.acked(c, d) })
+	// A worker answered, so batches parked for lack of one can go now.
+	s.resume(unpark)
+}
+
+// acked ends batch d of c once its actions are applied: c's next batch,
+// if any, goes out.
+func (s *Server) acked(c *conn, d *delivery) {
 	c.evmu.Lock()
 	if c.inflight == d {
 		c.inflight = nil
@@ -149,8 +156,6 @@ func (s *Server) onAck(m *nats.Msg) {
 		}
 	}
 	c.evmu.Unlock()
-	// A worker answered, so batches parked for lack of one can go now.
-	s.resume(unpark)
 }
 
 // park holds batch id until a worker is up: the NATS server said nobody is
@@ -218,9 +223,15 @@ func (s *Server) redeliverExpired(now time.Time) {
 	}
 }
 
-// applyActions applies a worker's actions to c, in order.
-func (s *Server) applyActions(c *conn, actions []bus.Action) {
+// applyActions applies a worker's actions to c, in order, then calls done.
+// When a bind or join made a new subscription and a later action is seen
+// by the client (a send, a close), the rest of the actions and done wait,
+// off the caller's goroutine, until the NATS server has the subscription
+// (interest.afterFlush): a client told it joined can rely on sends to the
+// group reaching it, whoever publishes them.
+func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 	if len(actions) == 0 {
+		done()
 		return
 	}
 	sh := c.sh
@@ -228,8 +239,23 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 	// A client that closed meanwhile still takes uid, group and session
 	// changes (its later events, the close event included, must see
 	// them); sends and closes to it are no-ops.
+	joined := false // a bind or join whose subscription is not issued yet
 	for i := range actions {
 		a := &actions[i]
+		if joined && (a.Type == bus.ActionSend || a.Type == bus.ActionClose || a.Type == bus.ActionReject) {
+			// What the client sees after a bind or join must not
+			// overtake its subscription: see interest.go.
+			sh.mu.Unlock()
+			sh.signal()
+			s.interest.sync()
+			if s.interest.needsFlush() {
+				rest := actions[i:]
+				s.interest.afterFlush(func() { s.applyActions(c, rest, done) })
+				return
+			}
+			sh.mu.Lock()
+			joined = false
+		}
 		switch a.Type {
 		case bus.ActionSend:
 			if frame, err := c.l.frame(a.Data, a.Flag); err == nil {
@@ -243,10 +269,17 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 			s.rejectLocked(c, int(a.Code), a.Arg)
 		case bus.ActionBindUID:
 			sh.bindLocked(c, a.Arg)
+			joined = true
 		case bus.ActionUnbindUID:
 			sh.bindLocked(c, "")
 		case bus.ActionJoinGroup:
-			if a.Arg != "" {
+			if a.Arg == "" {
+				break
+			}
+			joined = true
+			if err := s.checkJoin(c, a.Arg); err != nil {
+				s.log.Warn("group not joined", "client", c.id(s.id), "err", err)
+			} else {
 				sh.joinLocked(c, a.Arg)
 			}
 		case bus.ActionLeaveGroup:
@@ -267,6 +300,10 @@ func (s *Server) applyActions(c *conn, actions []bus.Action) {
 	}
 	sh.mu.Unlock()
 	sh.signal()
+	// Before the client's next event goes out on the same connection: see
+	// interest.go.
+	s.interest.sync()
+	done()
 }
 
 // rejectLocked closes c because a handler refused it: WebSocket close code

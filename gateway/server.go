@@ -42,6 +42,7 @@ type Server struct {
 	listeners []*listener
 	subs      []*nats.Subscription
 	members   *bus.Membership
+	interest  *interest
 
 	// The in-flight event batches, guarded by infMu.
 	infMu        sync.Mutex
@@ -139,6 +140,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	s.lim = newLimits(&s.cfg)
 	s.log = s.log.With("node", s.id)
 	s.ackPrefix = subj.Ack(s.id) + "."
+	s.interest = newInterest(s)
 	for range cfg.Shards {
 		s.shards = append(s.shards, newShard(s))
 	}
@@ -218,6 +220,7 @@ func (s *Server) Start() error {
 			}
 		}
 	}()
+	s.interest.start(cmds, s.quit, &s.wg)
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)
@@ -327,6 +330,7 @@ func (s *Server) stopBus() {
 		_ = sub.Unsubscribe()
 	}
 	s.subs = nil
+	s.interest.stop()
 	select {
 	case <-s.quit:
 	default:
@@ -359,7 +363,7 @@ func (s *Server) connCount() int {
 func (s *Server) inFlight() int {
 	s.infMu.Lock()
 	defer s.infMu.Unlock()
-	return len(s.inflight) + len(s.parked)
+	return len(s.inflight) + len(s.parked) + int(s.interest.flushAcks.Load())
 }
 
 // Stats returns a snapshot of the gateway's counters.
@@ -489,6 +493,7 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 		return
 	}
 	c.l.open.Add(-1)
+	s.interest.sync()
 	s.pushEvent(c, bus.Event{
 		Type:        bus.EventClose,
 		CloseReason: c.reason.String(),

@@ -186,16 +186,21 @@ func (sh *shard) unindexUIDLocked(c *conn) {
 	}
 	if len(list) == 0 {
 		delete(sh.uids, c.uid)
+		sh.s.interest.changeLocked(interestUID, c.uid, -1)
 	} else {
 		sh.uids[c.uid] = list
 	}
 }
 
 func (sh *shard) unindexGroupLocked(c *conn, g string) {
-	set := sh.groups[g]
+	set, ok := sh.groups[g]
+	if !ok {
+		return
+	}
 	delete(set, c)
 	if len(set) == 0 {
 		delete(sh.groups, g)
+		sh.s.interest.changeLocked(interestGroup, g, -1)
 	}
 }
 
@@ -214,6 +219,9 @@ func (sh *shard) bindLocked(c *conn, uid string) {
 	}
 	c.uid = uid
 	if uid != "" {
+		if len(sh.uids[uid]) == 0 {
+			sh.s.interest.changeLocked(interestUID, uid, 1)
+		}
 		sh.uids[uid] = append(sh.uids[uid], c)
 	}
 }
@@ -230,6 +238,7 @@ func (sh *shard) joinLocked(c *conn, g string) {
 	if set == nil {
 		set = make(map[*conn]struct{})
 		sh.groups[g] = set
+		sh.s.interest.changeLocked(interestGroup, g, 1)
 	}
 	set[c] = struct{}{}
 }
@@ -246,10 +255,15 @@ func (sh *shard) leaveLocked(c *conn, g string) {
 
 // ungroupLocked dissolves group g in this shard; members stay connected.
 func (sh *shard) ungroupLocked(g string) {
-	for c := range sh.groups[g] {
+	set, ok := sh.groups[g]
+	if !ok {
+		return
+	}
+	for c := range set {
 		c.groups = withoutGroup(c.groups, g)
 	}
 	delete(sh.groups, g)
+	sh.s.interest.changeLocked(interestGroup, g, -1)
 }
 
 // flushItem is one connection's frames taken out for writing.

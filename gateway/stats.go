@@ -142,8 +142,8 @@ func (t *workerTable) snapshot() map[string]WorkerStats {
 	return out
 }
 
-// acked records the final ack of d by worker.
-func (s *Server) acked(d *delivery, worker string) {
+// recordAck records the final ack of d by worker.
+func (s *Server) recordAck(d *delivery, worker string) {
 	now := time.Now()
 	s.stats.ackLatency.observe(now.Sub(time.Unix(0, d.published.Load())))
 	s.stats.workers.add(worker, len(d.events), now)
