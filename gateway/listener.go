@@ -26,10 +26,12 @@ type listener struct {
 	cfg  ListenerConfig
 	eng  engine
 	addr net.Addr
+	ping []byte // the frame a quiet connection is pinged with; nil: none
 }
 
 func newListener(s *Server, cfg ListenerConfig) *listener {
 	l := &listener{s: s, cfg: cfg}
+	l.ping = l.pingFrame()
 	switch cfg.Protocol {
 	case "ws":
 		l.eng = newWSEngine(l)

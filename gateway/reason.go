@@ -15,12 +15,14 @@ const (
 	ReasonEventBacklog                       // too many events waiting for a worker
 	ReasonRejected                           // a handler rejected the client
 	ReasonShutdown                           // the gateway is stopping
+	ReasonIdleTimeout                        // nothing received for idle_timeout
 	reasonCount
 )
 
 var reasonNames = [reasonCount]string{
 	"client_closed", "close_requested", "message_too_large", "invalid_utf8",
 	"protocol_error", "slow_consumer", "event_backlog", "rejected", "shutdown",
+	"idle_timeout",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -44,7 +46,7 @@ func (r CloseReason) wsCode() int {
 		return 1008
 	case ReasonEventBacklog:
 		return 1013
-	case ReasonShutdown:
+	case ReasonShutdown, ReasonIdleTimeout:
 		return 1001
 	default:
 		return 1000

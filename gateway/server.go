@@ -51,8 +51,9 @@ type Server struct {
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
-	stats   stats
-	started time.Time
+	stats      stats
+	sweepEvery time.Duration // heartbeat.go; 0: no pings, no idle timeout
+	started    time.Time
 	closing atomic.Bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
@@ -66,6 +67,7 @@ type stats struct {
 	redelivered atomic.Uint64
 	badAcks     atomic.Uint64
 	badCommands atomic.Uint64
+	dropped     [len(queuePolicies)]atomic.Uint64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -86,6 +88,9 @@ type Stats struct {
 	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
 	BadAcks     uint64            `json:"bad_acks"`
 	BadCommands uint64            `json:"bad_commands"`
+	// Dropped counts the messages dropped at a connection's queue bound,
+	// by queue policy name (see QueueDisconnect).
+	Dropped map[string]uint64 `json:"dropped"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -118,6 +123,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	for i := range cfg.Listeners {
 		s.listeners = append(s.listeners, newListener(s, cfg.Listeners[i]))
 	}
+	s.sweepEvery = s.sweepPeriod()
 	return s, nil
 }
 
@@ -340,6 +346,7 @@ func (s *Server) Stats() Stats {
 		Redelivered: s.stats.redelivered.Load(),
 		BadAcks:     s.stats.badAcks.Load(),
 		BadCommands: s.stats.badCommands.Load(),
+		Dropped:     s.droppedStats(),
 	}
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
@@ -471,7 +478,9 @@ func (s *Server) queueControl(c *conn, opcode byte, payload []byte) {
 		if c.out == nil {
 			c.out = sh.getBufLocked(len(payload) + 2)
 		}
+		n := len(c.out)
 		c.out = appendWSFrame(c.out, opcode, payload)
+		noteFrame(c, len(c.out)-n)
 		sh.markDirtyLocked(c)
 	}
 	sh.mu.Unlock()

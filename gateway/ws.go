@@ -136,6 +136,7 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 	if t.c.closing() {
 		return // lingering after a close: discard
 	}
+	t.c.lastActiveMs.Store(nowMs()) // any inbound byte counts (idle timeout)
 	e.frames(t, data)
 }
 
