@@ -176,6 +176,15 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 		if l.MaxQueueBytes == 0 {
 			l.MaxQueueBytes = 4 << 20
 		}
+		if l.QueuePolicy == "" {
+			l.QueuePolicy = gateway.QueueDisconnect
+		}
+		if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
+			l.PingInterval = gateway.DefaultPingInterval
+		}
+		if l.IdleTimeout == 0 && l.Protocol == "ws" {
+			l.IdleTimeout = gateway.DefaultIdleTimeout
+		}
 		switch l.Protocol {
 		case "ws":
 			if l.MessageType == "" {
@@ -440,7 +449,7 @@ func dropZero(m *yaml.Node) {
 		zero := false
 		switch v.Kind {
 		case yaml.ScalarNode:
-			zero = v.Value == "" || v.Value == "0" || v.Value == "false"
+			zero = v.Value == "" || v.Value == "0" || v.Value == "0s" || v.Value == "false"
 		case yaml.MappingNode:
 			zero = len(v.Content) == 0
 		}
