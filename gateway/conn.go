@@ -68,11 +68,6 @@ type conn struct {
 	// held: c's frames wait in out until the socket has written what it
 	// holds (drop_oldest; see queue.go).
 	held bool
-	// pingedMs is when the gateway last pinged c (unix milliseconds).
-	pingedMs int64
-	// q records c's frame boundaries in out under drop_oldest; nil
-	// otherwise.
-	q *outQueue
 	// closeAt is set (unix nanoseconds) while a graceful close waits for
 	// the socket to drain.
 	closeAt int64

@@ -104,13 +104,19 @@ func (sh *shard) sweep(now time.Time) {
 		return
 	}
 	sh.sweepNext = nowMs + sh.s.sweepEvery.Milliseconds()
+	prevMs := sh.sweptMs
+	if prevMs == 0 {
+		prevMs = nowMs - sh.s.sweepEvery.Milliseconds()
+	}
+	sh.sweptMs = nowMs
 	wake := false
 	sh.mu.Lock()
 	for _, c := range sh.order {
 		if c.state != stateOpen || c.protected {
 			continue
 		}
-		quiet := nowMs - c.lastActiveMs.Load()
+		last := c.lastActiveMs.Load()
+		quiet := nowMs - last
 		if idle := c.l.cfg.IdleTimeout; idle > 0 && quiet >= idle.Milliseconds() {
 			sh.closeLocked(c, ReasonIdleTimeout, false)
 			continue
@@ -118,9 +124,10 @@ func (sh *shard) sweep(now time.Time) {
 		if c.l.ping == nil {
 			continue
 		}
+		// Ping at every whole interval of quiet that passed since the
+		// previous sweep: no per-connection state needed.
 		every := c.l.cfg.PingInterval.Milliseconds()
-		if quiet >= every && nowMs-c.pingedMs >= every {
-			c.pingedMs = nowMs
+		if quiet >= every && quiet/every > (prevMs-last)/every {
 			sh.appendFrameLocked(c, c.l.ping)
 			wake = true
 		}

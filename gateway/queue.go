@@ -32,7 +32,8 @@ const (
 
 // outQueue records where the frames in a drop_oldest connection's out
 // begin and end. Its memory is proportional to the queued frames (4 bytes
-// each), so bounded by MaxQueueBytes like the queue itself.
+// each), so bounded by MaxQueueBytes like the queue itself. It lives in
+// shard.queues only while out holds frames, so that conn stays small.
 type outQueue struct {
 	head int      // bytes at the front of out already dropped
 	lens []uint32 // the lengths of the frames in out[head:], oldest first
@@ -43,8 +44,8 @@ type outQueue struct {
 // sh.mu.
 func (c *conn) queuedLocked() int64 {
 	n := int64(len(c.out)) + c.unsent.Load()
-	if c.q != nil {
-		n -= int64(c.q.head)
+	if q := c.sh.queues[c]; q != nil {
+		n -= int64(q.head)
 	}
 	return n
 }
@@ -63,15 +64,29 @@ func (sh *shard) appendFrameLocked(c *conn, frame []byte) {
 }
 
 // noteFrame records that the last n bytes of c.out are one frame, when
-// c's policy needs frame boundaries. Caller holds sh.mu.
+// c's policy needs frame boundaries. Caller holds c.sh.mu.
 func noteFrame(c *conn, n int) {
 	if c.l.cfg.QueuePolicy != QueueDropOldest {
 		return
 	}
-	if c.q == nil {
-		c.q = &outQueue{}
+	sh := c.sh
+	q := sh.queues[c]
+	if q == nil {
+		if sh.queues == nil {
+			sh.queues = make(map[*conn]*outQueue)
+		}
+		q = &outQueue{}
+		sh.queues[c] = q
 	}
-	c.q.lens = append(c.q.lens, uint32(n))
+	q.lens = append(q.lens, uint32(n))
+}
+
+// forgetQueueLocked drops c's frame boundaries once its out is taken or
+// discarded. Caller holds sh.mu.
+func (sh *shard) forgetQueueLocked(c *conn) {
+	if sh.queues != nil {
+		delete(sh.queues, c)
+	}
 }
 
 // makeRoomLocked applies c's queue policy to a frame of n bytes that does
@@ -91,7 +106,7 @@ func (sh *shard) makeRoomLocked(c *conn, n int) bool {
 	sh.s.stats.dropped[dropDisconnect].Add(1)
 	sh.putBufLocked(c.out)
 	c.out = nil
-	c.q = nil
+	sh.forgetQueueLocked(c)
 	sh.closeLocked(c, ReasonSlowConsumer, false)
 	return false
 }
@@ -103,7 +118,7 @@ func (sh *shard) makeRoomLocked(c *conn, n int) bool {
 // most once.
 func (sh *shard) dropOldestLocked(c *conn, n int) bool {
 	limit := int64(c.l.cfg.MaxQueueBytes)
-	q := c.q
+	q := sh.queues[c]
 	var dropped uint64
 	for q != nil && len(q.lens) > 0 && c.queuedLocked()+int64(n) > limit {
 		q.head += int(q.lens[0])
@@ -132,13 +147,12 @@ func (sh *shard) dropOldestLocked(c *conn, n int) bool {
 }
 
 // takeOutLocked hands c's queued frames to the flusher. Caller holds sh.mu.
-func takeOutLocked(c *conn) []byte {
+func (sh *shard) takeOutLocked(c *conn) []byte {
 	buf := c.out
 	c.out = nil
-	if q := c.q; q != nil {
+	if q := sh.queues[c]; q != nil {
 		buf = buf[min(q.head, len(buf)):]
-		q.head = 0
-		q.lens = q.lens[:0]
+		delete(sh.queues, c)
 	}
 	return buf
 }
@@ -172,7 +186,10 @@ func (sh *shard) releaseLocked() {
 			continue
 		}
 		c.held = false
-		if len(c.out) > 0 && c.state != stateClosed {
+		switch {
+		case c.state == stateClosed:
+			sh.forgetQueueLocked(c) // out was discarded with the connection
+		case len(c.out) > 0:
 			sh.markDirtyLocked(c)
 		}
 	}

@@ -184,6 +184,16 @@ func TestQueuePolicies(t *testing.T) {
 				if last != total-1 {
 					t.Fatalf("drop_oldest: last message %d, want the newest %d", last, total-1)
 				}
+				// Everything is written: no frame bookkeeping is left.
+				waitFor(t, 5*time.Second, "empty frame records", func() bool {
+					n := 0
+					for _, sh := range s.shards {
+						sh.mu.Lock()
+						n += len(sh.queues) + len(sh.held)
+						sh.mu.Unlock()
+					}
+					return n == 0
+				})
 			case QueueDropNewest:
 				if last >= total-1 || received == 0 {
 					t.Fatalf("drop_newest: last message %d of %d received; the newest must be dropped", last, received)

@@ -32,6 +32,10 @@ type shard struct {
 	// sweepNext is when the flusher next sweeps for pings and idle
 	// connections (unix milliseconds; heartbeat.go). Flusher only.
 	sweepNext int64
+	sweptMs   int64 // when the last sweep ran
+	// queues holds the frame boundaries of drop_oldest connections that
+	// have frames in out (queue.go); entries go when out is taken.
+	queues map[*conn]*outQueue
 	// free holds written buffers for reuse (at most maxFree), so that an
 	// idle connection holds none and a busy one allocates none.
 	free [][]byte
@@ -96,6 +100,7 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 func (sh *shard) killLocked(c *conn) {
 	sh.putBufLocked(c.out)
 	c.out = nil
+	sh.forgetQueueLocked(c)
 	c.closeAt = 0
 	sh.kill = append(sh.kill, c)
 	sh.signal()
@@ -172,6 +177,7 @@ func (sh *shard) remove(c *conn, reason CloseReason) bool {
 	}
 	sh.putBufLocked(c.out)
 	c.out = nil
+	sh.forgetQueueLocked(c)
 	return true
 }
 
@@ -265,9 +271,9 @@ func (sh *shard) run() {
 	for {
 		select {
 		case <-sh.wake:
-		case now := <-tick.C:
+		case <-tick.C:
 			sh.checkDraining()
-			sh.sweep(now)
+			sh.sweep(time.Now()) // not the tick's time, which may be stale
 			continue
 		case <-sh.quit:
 			return
@@ -305,7 +311,7 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 	for _, c := range sh.dirty {
 		c.dirty = false
 		if len(c.out) > 0 && !sh.holdLocked(c) {
-			items = append(items, flushItem{c: c, buf: takeOutLocked(c)})
+			items = append(items, flushItem{c: c, buf: sh.takeOutLocked(c)})
 		}
 		if (c.state == stateClosing || c.state == stateLinger) && c.closeAt != 0 {
 			sh.draining = append(sh.draining, c)
