@@ -44,6 +44,9 @@ type outQueue struct {
 // sh.mu.
 func (c *conn) queuedLocked() int64 {
 	n := int64(len(c.out)) + c.unsent.Load()
+	if c.l.cfg.QueuePolicy != QueueDropOldest {
+		return n
+	}
 	if q := c.sh.queues[c]; q != nil {
 		n -= int64(q.head)
 	}
