@@ -40,6 +40,8 @@ func TestConfigValidate(t *testing.T) {
 		{"heartbeat off", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingInterval, l.IdleTimeout = -1, -1 })}, "", ""},
 		{"ping without unit", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingInterval = 25 })}, "", "listeners[0].ping_interval"},
 		{"idle without unit", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.IdleTimeout = 60 })}, "", "listeners[0].idle_timeout"},
+		{"ping_data with the delimiter", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.PingData = "p\n" })}, "", "listeners[0].ping_data"},
+		{"ping_data framed", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.PingData = "p" })}, "", ""},
 		{"ping_data on ws", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingData = "p" })}, "", "listeners[0].ping_data"},
 	}
 	for _, tt := range tests {

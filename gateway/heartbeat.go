@@ -39,6 +39,15 @@ func (l ListenerConfig) validateHeartbeat(key func(string) string) error {
 	if l.PingData != "" && l.Protocol != "tcp" {
 		return fmt.Errorf("gateway: %s: only for tcp listeners", key("ping_data"))
 	}
+	if l.PingData != "" && l.Framing.Validate() == nil {
+		f := l.Framing
+		if f.MaxMessage <= 0 {
+			f.MaxMessage = max(l.MaxMessage, 0)
+		}
+		if _, err := f.WithDefaults().AppendFrame(nil, []byte(l.PingData)); err != nil {
+			return fmt.Errorf("gateway: %s: cannot be framed: %w", key("ping_data"), err)
+		}
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -65,7 +74,7 @@ func (l *listener) pingFrame() []byte {
 		}
 		f, err := l.cfg.Framing.AppendFrame(nil, []byte(l.cfg.PingData))
 		if err != nil {
-			return nil // refused by the framing; Start reports it
+			return nil // not reached: Validate refuses such ping_data
 		}
 		return f
 	}
