@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -200,5 +201,78 @@ func TestQueuePolicies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestQueueDropOldestTCP: the same bound and policy on a line-framed TCP
+// listener: a client that reads nothing during a burst later reads whole
+// lines only, in order, ending with the newest, and what it lacks was
+// counted as dropped.
+func TestQueueDropOldestTCP(t *testing.T) {
+	const (
+		bound = 64 << 10
+		size  = 4 << 10
+		total = 1500
+	)
+	s, r, nc := startWithWorker(t, Config{Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0",
+		MaxQueueBytes: bound, QueuePolicy: QueueDropOldest}}})
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+	}}
+	slow, err := nd.Dial("tcp", s.Addr("tcp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte("hello:slow\n")); err != nil {
+		t.Fatal(err)
+	}
+	sc, err := s.lookup(r.id(t, "slow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subj, _ := bus.NewSubjects("")
+	msg := make([]byte, size)
+	for i := range msg {
+		msg[i] = 'y'
+	}
+	var maxQueued int64
+	for i := range total {
+		copy(msg, fmt.Sprintf("%06d", i))
+		cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: []string{sc.id(s.ID())}, Data: msg}
+		if err := nc.Publish(subj.Cmd(s.ID()), bus.AppendCommand(nil, &cmd)); err != nil {
+			t.Fatal(err)
+		}
+		sc.sh.mu.Lock()
+		maxQueued = max(maxQueued, sc.queuedLocked())
+		sc.sh.mu.Unlock()
+	}
+	// Commands run in order: once this one is answered, every send is done.
+	probe := bus.Command{Version: bus.Version, Op: bus.OpIsOnline, Clients: []string{sc.id(s.ID())}}
+	if _, err := nc.Request(subj.Cmd(s.ID()), bus.AppendCommand(nil, &probe), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if maxQueued > bound {
+		t.Fatalf("queue reached %d bytes, bound %d", maxQueued, bound)
+	}
+	rd := bufio.NewReader(slow)
+	received, last := 0, -1
+	for {
+		_ = slow.SetReadDeadline(time.Now().Add(time.Second))
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		n := seqOf([]byte(line))
+		if n <= last || len(line) != size+1 {
+			t.Fatalf("message %d (%d bytes) after %d", n, len(line), last)
+		}
+		received, last = received+1, n
+	}
+	dropped := s.Stats().Dropped[QueueDropOldest]
+	if dropped == 0 || uint64(received)+dropped != total || last != total-1 {
+		t.Fatalf("received %d (last %d), dropped %d; want drops, %d in all, the newest last", received, last, dropped, total)
 	}
 }
