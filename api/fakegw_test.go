@@ -80,8 +80,8 @@ func announce(t testing.TB, c *api.Client, gws ...*fakeGW) {
 
 // fakeClient is one connection of a fake gateway.
 type fakeClient struct {
-	uid     string
-	groups  map[string]bool
+	uid       string
+	groups    map[string]bool
 	session   []byte
 	protected bool
 }

@@ -51,12 +51,13 @@ type Server struct {
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
-	stats      stats
-	sweepEvery time.Duration // heartbeat.go; 0: no pings, no idle timeout
-	started    time.Time
+	stats   stats
+	started time.Time
 	closing atomic.Bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
+
+	sweepEvery time.Duration // heartbeat.go; 0: no pings, no idle timeout
 }
 
 // stats are the gateway's counters; see Stats.
