@@ -538,6 +538,7 @@ func (c *Client) GetClientInfo(ctx context.Context, client string, fields Fields
 			BytesOut:    st.BytesOut,
 			MessagesIn:  st.MessagesIn,
 			MessagesOut: st.MessagesOut,
+			Protected:   st.Protected,
 		}
 	}
 	return info, nil
@@ -613,6 +614,16 @@ func (c *Client) sessionOp(ctx context.Context, op bus.Op, client string, s Sess
 	}
 	cmd := clientCmd(op, client)
 	cmd.Data = data
+	return c.mutate(ctx, &cmd)
+}
+
+// Protect exempts client from its listener's pings and idle timeout (on),
+// or ends the exemption (off; the client then counts as active at that
+// moment, so its idle timeout starts over). It returns once the gateway
+// has applied it.
+func (c *Client) Protect(ctx context.Context, client string, on bool) error {
+	cmd := clientCmd(bus.OpProtect, client)
+	cmd.Flag = on
 	return c.mutate(ctx, &cmd)
 }
 

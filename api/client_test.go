@@ -53,6 +53,7 @@ var clientCalls = []struct {
 	}},
 	{"DeleteSession", func(ctx context.Context, c api.API, id string) error { return c.DeleteSession(ctx, id) }},
 	{"GetSession", func(ctx context.Context, c api.API, id string) error { _, err := c.GetSession(ctx, id); return err }},
+	{"Protect", func(ctx context.Context, c api.API, id string) error { return c.Protect(ctx, id, true) }},
 	{"SendToUID without", func(ctx context.Context, c api.API, id string) error {
 		return c.SendToUID(ctx, []string{"u"}, nil, id)
 	}},
@@ -190,6 +191,15 @@ func TestClientOps(t *testing.T) {
 		!info.System.ConnectedAt.Equal(time.UnixMilli(1_700_000_000_000)) {
 		t.Fatalf("GetClientInfo(all) = %+v / %+v", info, info.System)
 	}
+	if info.System.Protected {
+		t.Fatal("protected before Protect")
+	}
+	if err := c.Protect(ctx, id, true); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := c.GetClientInfo(ctx, id, api.FieldSystem); err != nil || !info.System.Protected {
+		t.Fatalf("after Protect(on): %+v, %v", info.System, err)
+	}
 	for _, tc := range []struct {
 		fields api.Fields
 		check  func(api.ClientInfo) bool
@@ -238,7 +248,7 @@ func TestClientOps(t *testing.T) {
 	if on, err := c.IsOnline(ctx, id); err != nil || on {
 		t.Fatalf("IsOnline(closed) = %v, %v", on, err)
 	}
-	for _, call := range clientCalls[1:12] {
+	for _, call := range clientCalls[1:13] {
 		if call.name == "IsOnline" {
 			continue
 		}
@@ -293,7 +303,7 @@ func TestGatewayGone(t *testing.T) {
 	if on, err := c.IsOnline(ctx, id); err != nil || on {
 		t.Fatalf("IsOnline = %v, %v; want false, nil", on, err)
 	}
-	for _, call := range clientCalls[2:12] {
+	for _, call := range clientCalls[2:13] {
 		if err := call.call(ctx, c, id); !errors.Is(err, api.ErrNotFound) {
 			t.Errorf("%s = %v, want ErrNotFound", call.name, err)
 		}

@@ -80,9 +80,10 @@ func announce(t testing.TB, c *api.Client, gws ...*fakeGW) {
 
 // fakeClient is one connection of a fake gateway.
 type fakeClient struct {
-	uid     string
-	groups  map[string]bool
-	session []byte
+	uid       string
+	groups    map[string]bool
+	session   []byte
+	protected bool
 }
 
 // queryMode says how a fake gateway answers scatter-gather queries.
@@ -314,6 +315,7 @@ func (g *fakeGW) onCmd(m *nats.Msg) {
 			Listener: "ws", Protocol: "ws", Gateway: g.id,
 			ConnectedUnixMs: 1_700_000_000_000, LastActiveUnixMs: 1_700_000_001_000,
 			BytesIn: 1, BytesOut: 2, MessagesIn: 3, MessagesOut: 4,
+			Protected: fc.protected,
 		}
 	case bus.OpCloseClient:
 		delete(g.clients, seq)
@@ -342,6 +344,8 @@ func (g *fakeGW) onCmd(m *nats.Msg) {
 		fc.session, _ = json.Marshal(cur)
 	case bus.OpDeleteSession:
 		fc.session = nil
+	case bus.OpProtect:
+		fc.protected = cmd.Flag
 	case bus.OpGetSession:
 		rep.Session = fc.session
 	default:

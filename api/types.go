@@ -102,6 +102,8 @@ type SystemInfo struct {
 	BytesOut    uint64    `json:"bytes_out"`
 	MessagesIn  uint64    `json:"messages_in"`
 	MessagesOut uint64    `json:"messages_out"`
+	// Protected: exempt from pings and the idle timeout (API.Protect).
+	Protected bool `json:"protected"`
 }
 
 // ClientSessions maps client ids to their sessions.
@@ -159,4 +161,9 @@ type API interface {
 	UpdateSession(ctx context.Context, client string, s Session) error
 	DeleteSession(ctx context.Context, client string) error
 	GetSession(ctx context.Context, client string) (Session, error)
+
+	// Protect exempts client from its listener's pings and idle timeout
+	// (on) or ends the exemption (off, which restarts its idle clock).
+	// SPEC §8 "protect".
+	Protect(ctx context.Context, client string, on bool) error
 }

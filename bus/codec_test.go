@@ -15,6 +15,7 @@ func sampleBatch() *EventBatch {
 			RemoteIP: "::1", RemotePort: 65535, UID: "alice", Groups: []string{"a", "b"},
 			Session: []byte(`{"k":1}`), Listener: "ws", Protocol: "ws", ConnectedUnixMs: 1700000000000,
 			LastActiveUnixMs: 1700000000001, BytesIn: 1, BytesOut: 2, MessagesIn: 3, MessagesOut: 4, Gateway: "0123456789",
+			Protected: true,
 		},
 		Events: []Event{
 			{Type: EventConnect, TimeUnixMs: 5},
@@ -41,6 +42,7 @@ func TestRoundTrip(t *testing.T) {
 			{Type: ActionSend, Data: []byte{0, 1, 2}, Flag: true},
 			{Type: ActionBindUID, Arg: "u"},
 			{Type: ActionReject, Code: 403, Arg: "no"},
+			{Type: ActionProtect, Flag: true},
 		}},
 			func(v any) []byte { return AppendAck(nil, v.(*Ack)) },
 			func(b []byte) (any, error) { var m Ack; err := DecodeAck(b, &m); return &m, err }},
@@ -138,6 +140,7 @@ func FuzzDecodeEventBatch(f *testing.F) {
 
 func FuzzDecodeCommand(f *testing.F) {
 	f.Add(AppendCommand(nil, &Command{Op: OpSendToUID, UIDs: []string{"a"}, Data: []byte("x")}))
+	f.Add(AppendCommand(nil, &Command{Op: OpProtect, Clients: []string{"0123456789000000002a"}, Flag: true}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m Command
 		if DecodeCommand(data, &m) != nil {
@@ -162,6 +165,8 @@ func normalize(c Command) Command {
 
 func FuzzDecodeAckReply(f *testing.F) {
 	f.Add(AppendAck(nil, &Ack{Delivery: 1, Actions: []Action{{Type: ActionSend, Data: []byte("x")}}}))
+	f.Add(AppendAck(nil, &Ack{Delivery: 2, Actions: []Action{{Type: ActionProtect, Flag: true}}}))
+	f.Add(AppendReply(nil, &Reply{Found: true, State: &ClientState{Protected: true, Gateway: "g"}}))
 	f.Add(AppendReply(nil, &Reply{Items: []string{"a"}, State: &ClientState{UID: "u"}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var a Ack

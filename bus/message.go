@@ -41,6 +41,7 @@ const (
 	ActionUpdateSession ActionType = 8
 	ActionDeleteSession ActionType = 9
 	ActionReject        ActionType = 10
+	ActionProtect       ActionType = 11 // Flag: on or off
 )
 
 // Op is the operation of a Command.
@@ -77,7 +78,8 @@ const (
 	OpDeleteSession      Op = 26
 	OpGetSession         Op = 27
 	OpGroupSessions      Op = 28
-	opMax                Op = 29
+	OpProtect            Op = 29 // Flag: on or off
+	opMax                Op = 30
 )
 
 var opNames = [...]string{
@@ -87,6 +89,7 @@ var opNames = [...]string{
 	"getUidListByGroup", "getUidCount", "getUidCountByGroup", "getGroupList",
 	"closeClient", "bindUid", "unbindUid", "joinGroup", "leaveGroup", "unGroup",
 	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
+	"protect",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -149,6 +152,7 @@ type ClientState struct {
 	MessagesIn       uint64
 	MessagesOut      uint64
 	Gateway          string
+	Protected        bool // exempt from pings and the idle timeout
 }
 
 // Event is one thing that happened to a client.

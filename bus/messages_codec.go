@@ -72,6 +72,7 @@ func AppendClientState(b []byte, s *ClientState) []byte {
 	b = appendVarint(b, 12, s.MessagesIn)
 	b = appendVarint(b, 13, s.MessagesOut)
 	b = appendString(b, 14, s.Gateway)
+	b = appendBool(b, 15, s.Protected)
 	return b
 }
 
@@ -108,6 +109,8 @@ func DecodeClientState(buf []byte, s *ClientState) error {
 			return f.u64(&s.MessagesOut)
 		case 14:
 			return f.str(&s.Gateway)
+		case 15:
+			return f.boolean(&s.Protected)
 		}
 		return nil
 	})

@@ -225,6 +225,15 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 				l.RateLimit.Policy = "drop"
 			}
 		}
+		if l.QueuePolicy == "" {
+			l.QueuePolicy = gateway.QueueDisconnect
+		}
+		if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
+			l.PingInterval = gateway.DefaultPingInterval
+		}
+		if l.IdleTimeout == 0 && l.Protocol == "ws" {
+			l.IdleTimeout = gateway.DefaultIdleTimeout
+		}
 		switch l.Protocol {
 		case "ws":
 			if l.MessageType == "" {

@@ -107,6 +107,19 @@ func TestLoadYAML(t *testing.T) {
 					t.Errorf("listeners %+v", c.Listeners)
 				}
 			}},
+		{name: "heartbeat and queue policy", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    ping_interval: 10s\n    idle_timeout: -1s\n    queue_policy: drop_oldest\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    ping_data: ping\n    idle_timeout: 1m\n",
+			check: func(t *testing.T, c cli.Config) {
+				ws, tcp := c.Listeners[0], c.Listeners[1]
+				if ws.PingInterval != 10*time.Second || ws.IdleTimeout != -time.Second || ws.QueuePolicy != gateway.QueueDropOldest ||
+					tcp.PingData != "ping" || tcp.IdleTimeout != time.Minute {
+					t.Errorf("listeners %+v", c.Listeners)
+				}
+			}},
+		{name: "bad heartbeat and queue policy", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    ping_interval: 25\n  - protocol: ws\n    name: b\n    addr: 127.0.0.1:0\n    queue_policy: drop\n",
+			want: []string{
+				"gatework.yaml:4: listeners[0].ping_interval: cannot unmarshal !!int `25` into time.Duration",
+				`gatework.yaml:8: listeners[1].queue_policy: "drop" is not disconnect, drop_oldest or drop_newest`,
+			}},
 		{name: "unknown top-level key", yaml: "prefix: gw\nhttps:\n  addr: x\n",
 			want: []string{"gatework.yaml:2: https: unknown key (did you mean http?)"}},
 		{name: "unknown nested key", yaml: "http:\n  adr: 127.0.0.1:1\n",
@@ -114,7 +127,7 @@ func TestLoadYAML(t *testing.T) {
 		{name: "api token hint", yaml: "api:\n  token: x\n",
 			want: []string{"gatework.yaml:2: api.token: unknown key (the API token is http.token)"}},
 		{name: "unknown listener key", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    colour: blue\n",
-			want: []string{"gatework.yaml:4: listeners[0].colour: unknown key (known here: addr, framing, max_message, max_queue_bytes, message_type, name, origins, path, protocol, rate_limit, tls)"}},
+			want: []string{"gatework.yaml:4: listeners[0].colour: unknown key (known here: addr, framing, idle_timeout, max_message, max_queue_bytes, message_type, name, origins, path, ping_data, ping_interval, protocol, queue_policy, rate_limit, tls)"}},
 		{name: "unknown framing key", yaml: "listeners:\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    framing:\n      kind: length\n      lenght_size: 2\n",
 			want: []string{"gatework.yaml:6: listeners[0].framing.lenght_size: unknown key (did you mean listeners[0].framing.length_size?)"}},
 		{name: "bad framing option", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    framing:\n      kind: length\n      length_size: 3\n",

@@ -102,7 +102,7 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 		return nil
 	case bus.OpIsOnline, bus.OpClientInfo, bus.OpCloseClient, bus.OpBindUID, bus.OpUnbindUID,
 		bus.OpJoinGroup, bus.OpLeaveGroup, bus.OpSetSession, bus.OpUpdateSession,
-		bus.OpDeleteSession, bus.OpGetSession:
+		bus.OpDeleteSession, bus.OpGetSession, bus.OpProtect:
 		return s.clientOp(cmd, rep)
 	}
 	return s.query(cmd, rep)
@@ -200,6 +200,8 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 	case bus.OpGetSession:
 		rep.Found = true
 		rep.Session = c.session
+	case bus.OpProtect:
+		c.protectLocked(cmd.Flag)
 	}
 	return nil
 }

@@ -121,6 +121,27 @@ type ListenerConfig struct {
 	// TLS, when set, makes the listener speak TLS (wss://, or TCP+TLS);
 	// nil means plain. See TLSConfig.
 	TLS *TLSConfig `yaml:"tls,omitempty"`
+	// QueuePolicy is what happens when a message would take a
+	// connection's queue over MaxQueueBytes: "disconnect" (close it as a
+	// slow consumer, WebSocket code 1008), "drop_oldest" (drop the oldest
+	// whole queued messages until the new one fits) or "drop_newest" (drop
+	// the new message). "" means disconnect. See queue.go.
+	QueuePolicy string `yaml:"queue_policy"`
+	// PingInterval is how long a connection may stay quiet (nothing
+	// received) before the gateway pings it, and then again every interval
+	// while it stays quiet: a WebSocket ping frame, or on TCP the bytes of
+	// PingData framed like a message. 0 means 25s (on TCP only when
+	// PingData is set); negative turns pings off.
+	PingInterval time.Duration `yaml:"ping_interval"`
+	// PingData is the application-level ping sent to a quiet TCP client
+	// (GatewayWorker's pingData), framed by Framing; "" sends none. tcp only.
+	PingData string `yaml:"ping_data"`
+	// IdleTimeout closes a connection that received nothing (no frame of
+	// any kind, pongs included; on TCP no byte) for this long, with reason
+	// idle_timeout (WebSocket close code 1001). 0 means 60s on ws and off
+	// on tcp (a TCP client cannot be asked to answer unless the protocol
+	// has a ping); negative turns it off. Protected connections are exempt.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 func (c *Config) applyDefaults() {
@@ -174,6 +195,10 @@ func (c *Config) applyDefaults() {
 		if l.Protocol == "ws" && l.MessageType == "" {
 			l.MessageType = "auto"
 		}
+		l.applyHeartbeatDefaults()
+		if l.QueuePolicy == "" {
+			l.QueuePolicy = QueueDisconnect
+		}
 		if l.Protocol == "tcp" {
 			if l.Framing.MaxMessage <= 0 {
 				l.Framing.MaxMessage = l.MaxMessage
@@ -210,6 +235,14 @@ func (l ListenerConfig) validate(i int) error {
 		if err := l.TLS.validate(key); err != nil {
 			return err
 		}
+	}
+	if err := l.validateHeartbeat(key); err != nil {
+		return err
+	}
+	switch l.QueuePolicy {
+	case "", QueueDisconnect, QueueDropOldest, QueueDropNewest:
+	default:
+		return fmt.Errorf("gateway: %s: %q is not disconnect, drop_oldest or drop_newest", key("queue_policy"), l.QueuePolicy)
 	}
 	if l.Protocol == "ws" {
 		switch l.MessageType {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatework/gatework/internal/framing"
 )
@@ -33,6 +34,15 @@ func TestConfigValidate(t *testing.T) {
 		{"duplicate name", []ListenerConfig{ws, ws}, "", "listeners[1].name"},
 		{"two named ws", []ListenerConfig{ws, with(ws, func(l *ListenerConfig) { l.Name = "ws2" })}, "", ""},
 		{"bad prefix", []ListenerConfig{ws}, "gw.*", "prefix"},
+		{"queue policies", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.QueuePolicy = QueueDropOldest }),
+			with(tcp, func(l *ListenerConfig) { l.QueuePolicy = QueueDropNewest })}, "", ""},
+		{"bad queue_policy", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.QueuePolicy = "drop" })}, "", "listeners[0].queue_policy"},
+		{"heartbeat off", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingInterval, l.IdleTimeout = -1, -1 })}, "", ""},
+		{"ping without unit", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingInterval = 25 })}, "", "listeners[0].ping_interval"},
+		{"idle without unit", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.IdleTimeout = 60 })}, "", "listeners[0].idle_timeout"},
+		{"ping_data with the delimiter", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.PingData = "p\n" })}, "", "listeners[0].ping_data"},
+		{"ping_data framed", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.PingData = "p" })}, "", ""},
+		{"ping_data on ws", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingData = "p" })}, "", "listeners[0].ping_data"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,6 +64,7 @@ func TestReasonCodes(t *testing.T) {
 	want := map[CloseReason]int{
 		ReasonMessageTooLarge: 1009, ReasonInvalidUTF8: 1007, ReasonProtocolError: 1002,
 		ReasonSlowConsumer: 1008, ReasonThrottled: 1008, ReasonEventBacklog: 1013, ReasonShutdown: 1001, ReasonCloseRequested: 1000,
+		ReasonIdleTimeout: 1001,
 	}
 	for r, code := range want {
 		if got := r.wsCode(); got != code {
@@ -84,6 +95,32 @@ func TestAppendWSFrame(t *testing.T) {
 		}
 		if len(f) != hdr+n || f[0] != 0x81 {
 			t.Errorf("n=%d: frame len %d, first byte %#x", n, len(f), f[0])
+		}
+	}
+}
+
+func TestHeartbeatDefaults(t *testing.T) {
+	tests := []struct {
+		name       string
+		in         ListenerConfig
+		ping, idle time.Duration
+		pings      bool
+	}{
+		{"ws", ListenerConfig{Protocol: "ws"}, DefaultPingInterval, DefaultIdleTimeout, true},
+		{"ws off", ListenerConfig{Protocol: "ws", PingInterval: -1, IdleTimeout: -1}, -1, -1, false},
+		{"tcp", ListenerConfig{Protocol: "tcp"}, 0, 0, false},
+		{"tcp ping_data", ListenerConfig{Protocol: "tcp", PingData: "p"}, DefaultPingInterval, 0, true},
+		{"tcp set", ListenerConfig{Protocol: "tcp", PingData: "p", PingInterval: time.Second, IdleTimeout: 3 * time.Second}, time.Second, 3 * time.Second, true},
+	}
+	for _, tt := range tests {
+		c := Config{Listeners: []ListenerConfig{tt.in}}
+		c.applyDefaults()
+		l := c.Listeners[0]
+		if l.PingInterval != tt.ping || l.IdleTimeout != tt.idle || l.QueuePolicy != QueueDisconnect {
+			t.Errorf("%s: ping %v idle %v policy %q; want %v %v disconnect", tt.name, l.PingInterval, l.IdleTimeout, l.QueuePolicy, tt.ping, tt.idle)
+		}
+		if got := (&listener{cfg: l}).pingFrame() != nil; got != tt.pings {
+			t.Errorf("%s: pings %v, want %v", tt.name, got, tt.pings)
 		}
 	}
 }

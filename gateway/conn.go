@@ -63,6 +63,11 @@ type conn struct {
 	state   uint8
 	dirty   bool // in sh.dirty
 	reason  CloseReason
+	// protected exempts c from pings and the idle timeout (Protect).
+	protected bool
+	// held: c's frames wait in out until the socket has written what it
+	// holds (drop_oldest; see queue.go).
+	held bool
 	// closeAt is set (unix nanoseconds) while a graceful close waits for
 	// the socket to drain.
 	closeAt int64
@@ -115,6 +120,7 @@ func (c *conn) snapshot(gw string, fields uint32) bus.ClientState {
 		st.MessagesIn = c.msgsIn.Load()
 		st.MessagesOut = c.msgsOut.Load()
 		st.Gateway = gw
+		st.Protected = c.protected
 	}
 	return st
 }

@@ -198,6 +198,8 @@ func socketOf(nc *nbio.Conn) *sock {
 // it, under its own lock, for every chunk it hands to the kernel.
 func onWrittenSize(nc *nbio.Conn, _ []byte, n int) {
 	if s := socketOf(nc); s != nil && s.c != nil {
-		s.c.unsent.Add(-int64(n))
+		if s.c.unsent.Add(-int64(n)) == 0 && s.c.l.cfg.QueuePolicy == QueueDropOldest {
+			s.c.sh.signal() // release the frames held back (queue.go)
+		}
 	}
 }

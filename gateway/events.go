@@ -294,6 +294,8 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 			}
 		case bus.ActionDeleteSession:
 			c.session = nil
+		case bus.ActionProtect:
+			c.protectLocked(a.Flag)
 		default:
 			s.stats.badAcks.Add(1)
 		}

@@ -27,6 +27,7 @@ type listener struct {
 	cfg  ListenerConfig
 	eng  engine
 	addr net.Addr
+	ping []byte // the frame a quiet connection is pinged with; nil: none
 
 	// For Stats: connections registered since Start and open now.
 	accepted atomic.Uint64
@@ -35,6 +36,7 @@ type listener struct {
 
 func newListener(s *Server, cfg ListenerConfig) *listener {
 	l := &listener{s: s, cfg: cfg}
+	l.ping = l.pingFrame()
 	switch cfg.Protocol {
 	case "ws":
 		l.eng = newWSEngine(l)

@@ -16,6 +16,7 @@ const (
 	ReasonRejected                           // a handler rejected the client
 	ReasonShutdown                           // the gateway is stopping
 	ReasonThrottled                          // over a message rate limit with a close policy
+	ReasonIdleTimeout                        // nothing received for idle_timeout
 	reasonCount
 )
 
@@ -23,6 +24,7 @@ var reasonNames = [reasonCount]string{
 	"client_closed", "close_requested", "message_too_large", "invalid_utf8",
 	"protocol_error", "slow_consumer", "event_backlog", "rejected", "shutdown",
 	"throttled",
+	"idle_timeout",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -46,7 +48,7 @@ func (r CloseReason) wsCode() int {
 		return 1008
 	case ReasonEventBacklog:
 		return 1013
-	case ReasonShutdown:
+	case ReasonShutdown, ReasonIdleTimeout:
 		return 1001
 	default:
 		return 1000

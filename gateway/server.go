@@ -59,7 +59,8 @@ type Server struct {
 	quit    chan struct{}
 	wg      sync.WaitGroup
 
-	accepting atomic.Bool // between a successful Start and Shutdown
+	accepting  atomic.Bool   // between a successful Start and Shutdown
+	sweepEvery time.Duration // heartbeat.go; 0: no pings, no idle timeout
 }
 
 // stats are the gateway's counters; see Stats.
@@ -74,6 +75,7 @@ type stats struct {
 	refused     [refusalCount]atomic.Uint64
 	ackLatency  latencyHistogram // event batch publish → final ack
 	workers     workerTable      // final acks by worker id
+	dropped     [len(queuePolicies)]atomic.Uint64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -113,6 +115,9 @@ type Stats struct {
 	// AckLatency is the time from publishing an event batch to its final
 	// ack (worker handling included).
 	AckLatency LatencyHistogram `json:"ack_latency"`
+	// Dropped counts the messages dropped at a connection's queue bound,
+	// by queue policy name (see QueueDisconnect).
+	Dropped map[string]uint64 `json:"dropped"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -147,6 +152,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	for i := range cfg.Listeners {
 		s.listeners = append(s.listeners, newListener(s, cfg.Listeners[i]))
 	}
+	s.sweepEvery = s.sweepPeriod()
 	return s, nil
 }
 
@@ -377,6 +383,7 @@ func (s *Server) Stats() Stats {
 		Redelivered: s.stats.redelivered.Load(),
 		BadAcks:     s.stats.badAcks.Load(),
 		BadCommands: s.stats.badCommands.Load(),
+		Dropped:     s.droppedStats(),
 	}
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
@@ -517,7 +524,9 @@ func (s *Server) queueControl(c *conn, opcode byte, payload []byte) {
 		if c.out == nil {
 			c.out = sh.getBufLocked(len(payload) + 2)
 		}
+		n := len(c.out)
 		c.out = appendWSFrame(c.out, opcode, payload)
+		noteFrame(c, len(c.out)-n)
 		sh.markDirtyLocked(c)
 	}
 	sh.mu.Unlock()

@@ -26,6 +26,16 @@ type shard struct {
 	draining []*conn
 	// kill holds connections to close at once, outside the lock.
 	kill []*conn
+	// held connections keep their frames until their socket catches up
+	// (drop_oldest; see queue.go).
+	held []*conn
+	// sweepNext is when the flusher next sweeps for pings and idle
+	// connections (unix milliseconds; heartbeat.go). Flusher only.
+	sweepNext int64
+	sweptMs   int64 // when the last sweep ran
+	// queues holds the frame boundaries of drop_oldest connections that
+	// have frames in out (queue.go); entries go when out is taken.
+	queues map[*conn]*outQueue
 	// free holds written buffers for reuse (at most maxFree), so that an
 	// idle connection holds none and a busy one allocates none.
 	free [][]byte
@@ -72,27 +82,17 @@ func (sh *shard) add(c *conn) {
 
 // enqueueLocked appends frame to c's outbound buffer. Caller holds sh.mu
 // and calls signal after its batch of enqueues. At the queue bound the
-// connection is closed as a slow consumer.
+// listener's queue policy applies (queue.go).
 func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 	if c.state != stateOpen {
 		return
 	}
-	if int64(len(c.out)+len(frame))+c.unsent.Load() > int64(c.l.cfg.MaxQueueBytes) {
-		// Slow consumer: drop what is still queued here and close with
-		// 1008 behind what the socket already holds; a client that never
-		// reads again is cut when the close times out.
-		sh.putBufLocked(c.out)
-		c.out = nil
-		sh.closeLocked(c, ReasonSlowConsumer, false)
+	if c.queuedLocked()+int64(len(frame)) > int64(c.l.cfg.MaxQueueBytes) && !sh.makeRoomLocked(c, len(frame)) {
 		return
 	}
-	if c.out == nil {
-		c.out = sh.getBufLocked(len(frame))
-	}
-	c.out = append(c.out, frame...)
+	sh.appendFrameLocked(c, frame)
 	c.msgsOut.Add(1)
 	sh.msgsOut++
-	sh.markDirtyLocked(c)
 }
 
 // killLocked drops c's queued data and has the flusher close its socket:
@@ -100,6 +100,7 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 func (sh *shard) killLocked(c *conn) {
 	sh.putBufLocked(c.out)
 	c.out = nil
+	sh.forgetQueueLocked(c)
 	c.closeAt = 0
 	sh.kill = append(sh.kill, c)
 	sh.signal()
@@ -176,6 +177,7 @@ func (sh *shard) remove(c *conn, reason CloseReason) bool {
 	}
 	sh.putBufLocked(c.out)
 	c.out = nil
+	sh.forgetQueueLocked(c)
 	return true
 }
 
@@ -285,6 +287,7 @@ func (sh *shard) run() {
 		case <-sh.wake:
 		case <-tick.C:
 			sh.checkDraining()
+			sh.sweep(time.Now()) // not the tick's time, which may be stale
 			continue
 		case <-sh.quit:
 			return
@@ -318,11 +321,11 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 	}
 	kill := sh.kill
 	sh.kill = nil
+	sh.releaseLocked()
 	for _, c := range sh.dirty {
 		c.dirty = false
-		if len(c.out) > 0 {
-			items = append(items, flushItem{c: c, buf: c.out})
-			c.out = nil
+		if len(c.out) > 0 && !sh.holdLocked(c) {
+			items = append(items, flushItem{c: c, buf: sh.takeOutLocked(c)})
 		}
 		if (c.state == stateClosing || c.state == stateLinger) && c.closeAt != 0 {
 			sh.draining = append(sh.draining, c)
@@ -353,7 +356,7 @@ func (sh *shard) checkDraining() {
 		case now >= c.closeAt:
 			c.closeAt = 0
 			toClose = append(toClose, c)
-		case c.state == stateLinger || c.dirty || c.unsent.Load() > 0:
+		case c.state == stateLinger || c.dirty || c.unsent.Load() > 0 || len(c.out) > 0:
 			keep = append(keep, c) // waiting for the peer, or more to write first
 		default:
 			c.state = stateLinger

@@ -65,6 +65,7 @@ func (e *tcpEngine) data(nc *nbio.Conn, data []byte) {
 	if c.closing() {
 		return // lingering after a close: discard
 	}
+	c.lastActiveMs.Store(nowMs()) // any inbound byte counts (idle timeout)
 	s := e.l.s
 	err := t.dec.Feed(data, func(msg []byte) error {
 		s.received(c, msg, false)

@@ -142,6 +142,7 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 	if t.c.closing() {
 		return // lingering after a close: discard
 	}
+	t.c.lastActiveMs.Store(nowMs()) // any inbound byte counts (idle timeout)
 	e.frames(t, data)
 }
 

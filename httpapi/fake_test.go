@@ -200,6 +200,10 @@ func (f *fakeAPI) GetSession(ctx context.Context, client string) (api.Session, e
 	return api.Session{"k": "v", "n": 1}, f.record(ctx, "GetSession", client)
 }
 
+func (f *fakeAPI) Protect(ctx context.Context, client string, on bool) error {
+	return f.record(ctx, "Protect", client, on)
+}
+
 // clone copies msg: the API contract lets the caller reuse it after the call.
 func clone(msg []byte) []byte {
 	if msg == nil {

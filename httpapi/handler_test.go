@@ -97,7 +97,7 @@ const page = `{"result":{"items":["a","b"],"next_cursor":"b","partial":false,"mi
 
 var allInfo = `{"result":{"remote_ip":"10.0.0.1","remote_port":4242,"uid":"u1","session":{"k":"v"},"groups":["g1"],
 	"system":{"listener":"ws","protocol":"websocket","gateway":"gw1","connected_at":"2025-01-02T03:04:05Z",
-	"last_active":"2025-01-02T03:04:06Z","bytes_in":1,"bytes_out":2,"messages_in":3,"messages_out":4}}}`
+	"last_active":"2025-01-02T03:04:06Z","bytes_in":1,"bytes_out":2,"messages_in":3,"messages_out":4,"protected":false}}}`
 
 // methodCases calls every method (and alias) with a valid body.
 var methodCases = []methodCase{
@@ -125,7 +125,7 @@ var methodCases = []methodCase{
 		`{"result":{"remote_ip":"10.0.0.1","uid":"u1"}}`},
 	{"getClientInfo", `{"client":"c1","fields":26}`, call{"GetClientInfo", []any{"c1", api.Fields(26)}},
 		`{"result":{"remote_port":4242,"session":{"k":"v"},"groups":["g1"]}}`},
-	{"getClientInfo", `{"client":"c1","fields":0}`, call{"GetClientInfo", []any{"c1", api.FieldAll}}, `{"result":{"groups":["g1"],"remote_ip":"10.0.0.1","remote_port":4242,"session":{"k":"v"},"system":{"listener":"ws","protocol":"websocket","gateway":"gw1","connected_at":"2025-01-02T03:04:05Z","last_active":"2025-01-02T03:04:06Z","bytes_in":1,"bytes_out":2,"messages_in":3,"messages_out":4},"uid":"u1"}}`},
+	{"getClientInfo", `{"client":"c1","fields":0}`, call{"GetClientInfo", []any{"c1", api.FieldAll}}, `{"result":{"groups":["g1"],"remote_ip":"10.0.0.1","remote_port":4242,"session":{"k":"v"},"system":{"listener":"ws","protocol":"websocket","gateway":"gw1","connected_at":"2025-01-02T03:04:05Z","last_active":"2025-01-02T03:04:06Z","bytes_in":1,"bytes_out":2,"messages_in":3,"messages_out":4,"protected":false},"uid":"u1"}}`},
 	{"getUidList", ``, call{"GetUIDList", []any{true, api.PageRequest{}}},
 		`{"result":{"items":["a","b"],"next_cursor":"b","partial":true,"missing":["gw2"]}}`},
 	{"getUidList", `{"unique":false,"limit":5,"cursor":"x"}`, call{"GetUIDList", []any{false, api.PageRequest{Cursor: "x", Limit: 5}}},
@@ -141,6 +141,8 @@ var methodCases = []methodCase{
 		`{"result":{"c1":{"k":"v"},"c2":{}},"partial":false,"missing":[]}`},
 	{"closeClient", `{"client":"c1"}`, call{"CloseClient", []any{"c1", false}}, null},
 	{"closeClient", `{"client":"c1","force":true}`, call{"CloseClient", []any{"c1", true}}, null},
+	{"protect", `{"client":"c1"}`, call{"Protect", []any{"c1", true}}, null},
+	{"protect", `{"client":"c1","protect":false}`, call{"Protect", []any{"c1", false}}, null},
 	{"bindUid", `{"client":"c1","uid":"u1"}`, call{"BindUID", []any{"c1", "u1"}}, null},
 	{"unbindUid", `{"client":"c1"}`, call{"UnbindUID", []any{"c1"}}, null},
 	{"unBindUid", `{"client":"c1"}`, call{"UnbindUID", []any{"c1"}}, null},

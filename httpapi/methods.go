@@ -185,6 +185,11 @@ type closeParams struct {
 	Force bool `json:"force" default:"false" doc:"drop unsent data and close at once; otherwise queued data is flushed first"`
 }
 
+type protectParams struct {
+	clientParams
+	Protect bool `json:"protect" default:"true" doc:"true exempts the connection from pings and the idle timeout; false ends the exemption (its idle clock starts over)"`
+}
+
 type bindParams struct {
 	clientParams
 	uidParams
@@ -361,6 +366,10 @@ var methodTable = []*method{
 		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
 			s, err := a.GetSession(ctx, p.Client)
 			return reply{result: nonNilSession(s)}, err
+		}),
+	def("protect", resultNull, "Exempt the connection from pings and the idle timeout, or end the exemption.",
+		func(ctx context.Context, a api.API, p *protectParams) (reply, error) {
+			return reply{}, a.Protect(ctx, p.Client, p.Protect)
 		}),
 }
 

@@ -85,6 +85,7 @@ var (
 	gwBadAcks     = desc("gateway_bad_acks_total", "Acks from workers that could not be used (malformed, unknown action).")
 	gwBadCmds     = desc("gateway_bad_commands_total", "Bus commands to the gateway that could not be decoded.")
 	gwThrottled   = desc("gateway_throttled_messages_total", "Client messages over a rate limit, by the policy applied (drop, close, force_close, close_ip, force_close_ip).", "policy")
+	gwDropped     = desc("gateway_dropped_messages_total", "Outbound messages dropped at a connection's queue bound, by queue policy (drop_oldest, drop_newest; disconnect counts the message that closed the connection).", "policy")
 	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout).", "cause")
 	wkBatches     = desc("worker_batches_acked_total", "Event batches acknowledged, by worker id, as seen by this gateway.", "worker")
 	wkEvents      = desc("worker_events_acked_total", "Events in the batches acknowledged, by worker id, as seen by this gateway.", "worker")
@@ -101,7 +102,7 @@ var (
 
 	allDescs = []*prometheus.Desc{
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
-		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused,
+		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
 	}
@@ -152,6 +153,7 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	counterMap(ch, gwCloses, st.Closes)
 	counterMap(ch, gwThrottled, st.Throttled)
 	counterMap(ch, gwRefused, st.Refused)
+	counterMap(ch, gwDropped, st.Dropped)
 	counter(ch, gwMsgsIn, st.MessagesIn)
 	counter(ch, gwMsgsOut, st.MessagesOut)
 	counter(ch, gwBytesIn, st.BytesIn)

@@ -116,6 +116,7 @@ type ClientInfo struct {
 	BytesOut    uint64
 	MessagesIn  uint64
 	MessagesOut uint64
+	Protected   bool // exempt from pings and the idle timeout (Protect)
 }
 
 // Info returns the client's basic information.
@@ -137,6 +138,7 @@ func (c *Context) Info() ClientInfo {
 		BytesOut:    st.BytesOut,
 		MessagesIn:  st.MessagesIn,
 		MessagesOut: st.MessagesOut,
+		Protected:   st.Protected,
 	}
 }
 
@@ -239,6 +241,14 @@ func (c *Context) DeleteSession() {
 	c.j.session = nil
 	c.j.patches = c.j.patches[:0]
 	c.add(bus.Action{Type: bus.ActionDeleteSession})
+}
+
+// Protect exempts the client from its listener's pings and idle timeout
+// (on), or ends the exemption (off; the idle clock then starts over). Like
+// the other actions it is applied when the handler returns, before the
+// client's next event.
+func (c *Context) Protect(on bool) {
+	c.add(bus.Action{Type: bus.ActionProtect, Flag: on})
 }
 
 // Reject refuses the client: the gateway closes it, a WebSocket with close

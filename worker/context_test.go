@@ -216,6 +216,7 @@ func TestActionsAndLocalView(t *testing.T) {
 			c.Send(msg)
 			msg[0] = 'X' // Send copied it
 			c.SendBinary([]byte{1, 2})
+			c.Protect(true)
 		},
 		OnMessage: func(c *worker.Context, msg []byte) {
 			check("uid in next event", c.UID(), "u1")
@@ -253,6 +254,7 @@ func TestActionsAndLocalView(t *testing.T) {
 		{Type: bus.ActionUpdateSession, Data: []byte(`{"m":"x","old":null}`)},
 		{Type: bus.ActionSend, Data: []byte("hi")},
 		{Type: bus.ActionSend, Data: []byte{1, 2}, Flag: true},
+		{Type: bus.ActionProtect, Flag: true},
 		{Type: bus.ActionUnbindUID},
 		{Type: bus.ActionUnbindUID},
 		{Type: bus.ActionDeleteSession},

@@ -304,6 +304,10 @@ func (h httpAPI) DeleteSession(ctx context.Context, client string) error {
 	return h.call(ctx, "deleteSession", map[string]any{"client": client}, nil, nil)
 }
 
+func (h httpAPI) Protect(ctx context.Context, client string, on bool) error {
+	return h.call(ctx, "protect", map[string]any{"client": client, "protect": on}, nil, nil)
+}
+
 func (h httpAPI) GetSession(ctx context.Context, client string) (api.Session, error) {
 	var s api.Session
 	err := h.call(ctx, "getSession", map[string]any{"client": client}, &s, nil)

@@ -106,6 +106,8 @@ type clusterConfig struct {
 	maxQueueBytes int
 	// closeTimeout is gateway.Config.CloseTimeout; 0: default.
 	closeTimeout time.Duration
+	// pingInterval and idleTimeout are every listener's; 0: default.
+	pingInterval, idleTimeout time.Duration
 	// natsURL: join the bus of another cluster (its NATSURL) instead of
 	// starting an embedded NATS.
 	natsURL string
@@ -143,8 +145,10 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 			MaxPendingEvents: cc.maxPendingEvents,
 			CloseTimeout:     cc.closeTimeout,
 			Listeners: []gateway.ListenerConfig{
-				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes},
-				{Protocol: "tcp", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes},
+				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes,
+					PingInterval: cc.pingInterval, IdleTimeout: cc.idleTimeout},
+				{Protocol: "tcp", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes,
+					PingInterval: cc.pingInterval, IdleTimeout: cc.idleTimeout},
 			},
 		},
 		HTTP: node.HTTPConfig{Addr: "127.0.0.1:0", Token: cc.token},

@@ -1,0 +1,161 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+)
+
+// Heartbeat defaults (ListenerConfig.PingInterval and IdleTimeout).
+const (
+	DefaultPingInterval = 25 * time.Second
+	DefaultIdleTimeout  = 60 * time.Second
+)
+
+// minHeartbeat is the shortest ping interval or idle timeout accepted; a
+// shorter one is almost surely a number written without a unit.
+const minHeartbeat = 10 * time.Millisecond
+
+// Sweep period bounds: a shard looks at its connections every quarter of
+// the shortest ping interval or idle timeout, within these bounds (the
+// flusher's tick is the lower one).
+const (
+	minSweep = 50 * time.Millisecond
+	maxSweep = time.Second
+)
+
+// wsPing is the WebSocket ping frame the gateway sends: final, no payload.
+var wsPing = []byte{0x80 | 0x9, 0}
+
+func (l *ListenerConfig) applyHeartbeatDefaults() {
+	if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
+		l.PingInterval = DefaultPingInterval
+	}
+	if l.IdleTimeout == 0 && l.Protocol == "ws" {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+}
+
+func (l ListenerConfig) validateHeartbeat(key func(string) string) error {
+	if l.PingData != "" && l.Protocol != "tcp" {
+		return fmt.Errorf("gateway: %s: only for tcp listeners", key("ping_data"))
+	}
+	if l.PingData != "" && l.Framing.Validate() == nil {
+		f := l.Framing
+		if f.MaxMessage <= 0 {
+			f.MaxMessage = max(l.MaxMessage, 0)
+		}
+		if _, err := f.WithDefaults().AppendFrame(nil, []byte(l.PingData)); err != nil {
+			return fmt.Errorf("gateway: %s: cannot be framed: %w", key("ping_data"), err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ping_interval", l.PingInterval}, {"idle_timeout", l.IdleTimeout}} {
+		if d.v > 0 && d.v < minHeartbeat {
+			return fmt.Errorf("gateway: %s: %v is shorter than %v (write a unit, such as 25s; negative turns it off)", key(d.name), d.v, minHeartbeat)
+		}
+	}
+	return nil
+}
+
+// pingFrame returns the frame a quiet connection of this listener is sent,
+// or nil when the listener sends no pings. Called once per listener.
+func (l *listener) pingFrame() []byte {
+	if l.cfg.PingInterval <= 0 {
+		return nil
+	}
+	switch l.cfg.Protocol {
+	case "ws":
+		return wsPing
+	case "tcp":
+		if l.cfg.PingData == "" {
+			return nil
+		}
+		f, err := l.cfg.Framing.AppendFrame(nil, []byte(l.cfg.PingData))
+		if err != nil {
+			return nil // not reached: Validate refuses such ping_data
+		}
+		return f
+	}
+	return nil
+}
+
+// sweepPeriod returns how often each shard sweeps its connections for
+// pings and idle timeouts, or 0 when no listener has either.
+func (s *Server) sweepPeriod() time.Duration {
+	var shortest time.Duration
+	for _, l := range s.listeners {
+		for _, d := range []time.Duration{l.cfg.PingInterval, l.cfg.IdleTimeout} {
+			if d > 0 && (shortest == 0 || d < shortest) {
+				shortest = d
+			}
+		}
+	}
+	if shortest == 0 {
+		return 0
+	}
+	return min(max(shortest/4, minSweep), maxSweep)
+}
+
+// sweep is run by the shard's flusher on its tick. At most once per sweep
+// period it pings the connections that have been quiet for their
+// listener's ping interval and closes, with reason idle_timeout, those
+// quiet for their idle timeout. Protected connections are skipped. One
+// pass over the shard under its lock: an idle connection costs no timer
+// and no goroutine.
+func (sh *shard) sweep(now time.Time) {
+	if sh.s.sweepEvery == 0 {
+		return
+	}
+	nowMs := now.UnixMilli()
+	if nowMs < sh.sweepNext {
+		return
+	}
+	sh.sweepNext = nowMs + sh.s.sweepEvery.Milliseconds()
+	prevMs := sh.sweptMs
+	if prevMs == 0 {
+		prevMs = nowMs - sh.s.sweepEvery.Milliseconds()
+	}
+	sh.sweptMs = nowMs
+	wake := false
+	sh.mu.Lock()
+	for _, c := range sh.order {
+		if c.state != stateOpen || c.protected {
+			continue
+		}
+		last := c.lastActiveMs.Load()
+		quiet := nowMs - last
+		if idle := c.l.cfg.IdleTimeout; idle > 0 && quiet >= idle.Milliseconds() {
+			sh.closeLocked(c, ReasonIdleTimeout, false)
+			continue
+		}
+		if c.l.ping == nil {
+			continue
+		}
+		// Ping at every whole interval of quiet that passed since the
+		// previous sweep: no per-connection state needed.
+		every := c.l.cfg.PingInterval.Milliseconds()
+		if quiet >= every && quiet/every > (prevMs-last)/every {
+			sh.appendFrameLocked(c, c.l.ping)
+			wake = true
+		}
+	}
+	if len(sh.held) > 0 {
+		wake = true // fallback for a missed written-size wake-up
+	}
+	sh.mu.Unlock()
+	if wake {
+		sh.signal()
+	}
+}
+
+// protectLocked turns c's exemption from pings and the idle timeout on or
+// off. Turning it off restarts the idle clock: c counts as active now.
+// Caller holds sh.mu.
+func (c *conn) protectLocked(on bool) {
+	if c.protected && !on {
+		c.lastActiveMs.Store(nowMs())
+	}
+	c.protected = on
+}

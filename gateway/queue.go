@@ -1,0 +1,212 @@
+package gateway
+
+// Queue policies (ListenerConfig.QueuePolicy): what happens when a message
+// would take a connection's outbound queue over MaxQueueBytes. The queue
+// is the bytes waiting in the gateway plus those handed to the socket
+// engine and not yet written to the kernel; only the former can be
+// dropped, and only as whole frames.
+const (
+	// QueueDisconnect closes the connection as a slow consumer (reason
+	// slow_consumer, WebSocket code 1008) after what the socket engine
+	// already holds; the bytes still queued in the gateway are dropped.
+	QueueDisconnect = "disconnect"
+	// QueueDropOldest drops the oldest whole messages waiting in the
+	// gateway until the new one fits; when even an empty gateway queue
+	// leaves no room (the engine holds the rest), the new one is dropped
+	// too. The gateway holds a connection's frames back while its socket
+	// has not written the previous ones, so that they stay droppable.
+	QueueDropOldest = "drop_oldest"
+	// QueueDropNewest drops the new message and keeps the queue.
+	QueueDropNewest = "drop_newest"
+)
+
+// queuePolicies lists the policies in the order of stats.dropped.
+var queuePolicies = [...]string{QueueDisconnect, QueueDropOldest, QueueDropNewest}
+
+// Indexes of stats.dropped.
+const (
+	dropDisconnect = iota
+	dropOldest
+	dropNewest
+)
+
+// outQueue records where the frames in a drop_oldest connection's out
+// begin and end. Its memory is proportional to the queued frames (4 bytes
+// each), so bounded by MaxQueueBytes like the queue itself. It lives in
+// shard.queues only while out holds frames, so that conn stays small.
+type outQueue struct {
+	head int      // bytes at the front of out already dropped
+	lens []uint32 // the lengths of the frames in out[head:], oldest first
+}
+
+// queuedLocked returns the bytes queued for c and not yet written to the
+// kernel: those in out plus those the socket engine holds. Caller holds
+// sh.mu.
+func (c *conn) queuedLocked() int64 {
+	n := int64(len(c.out)) + c.unsent.Load()
+	if c.l.cfg.QueuePolicy != QueueDropOldest {
+		return n
+	}
+	if q := c.sh.queues[c]; q != nil {
+		n -= int64(q.head)
+	}
+	return n
+}
+
+// appendFrameLocked appends one whole frame to c's out, records its
+// boundary under drop_oldest and marks c dirty; the caller signals the
+// flusher. It does not apply the queue bound (control frames and pings
+// are tiny and never dropped for it). Caller holds sh.mu.
+func (sh *shard) appendFrameLocked(c *conn, frame []byte) {
+	if c.out == nil {
+		c.out = sh.getBufLocked(len(frame))
+	}
+	c.out = append(c.out, frame...)
+	noteFrame(c, len(frame))
+	sh.markDirtyLocked(c)
+}
+
+// noteFrame records that the last n bytes of c.out are one frame, when
+// c's policy needs frame boundaries. Caller holds c.sh.mu.
+func noteFrame(c *conn, n int) {
+	if c.l.cfg.QueuePolicy != QueueDropOldest {
+		return
+	}
+	sh := c.sh
+	q := sh.queues[c]
+	if q == nil {
+		if sh.queues == nil {
+			sh.queues = make(map[*conn]*outQueue)
+		}
+		q = &outQueue{}
+		sh.queues[c] = q
+	}
+	q.lens = append(q.lens, uint32(n))
+}
+
+// forgetQueueLocked drops c's frame boundaries once its out is taken or
+// discarded. Caller holds sh.mu.
+func (sh *shard) forgetQueueLocked(c *conn) {
+	if sh.queues != nil {
+		delete(sh.queues, c)
+	}
+}
+
+// makeRoomLocked applies c's queue policy to a frame of n bytes that does
+// not fit in c's queue, and reports whether the frame may now be queued.
+// Caller holds sh.mu.
+func (sh *shard) makeRoomLocked(c *conn, n int) bool {
+	switch c.l.cfg.QueuePolicy {
+	case QueueDropNewest:
+		sh.s.stats.dropped[dropNewest].Add(1)
+		return false
+	case QueueDropOldest:
+		return sh.dropOldestLocked(c, n)
+	}
+	// Slow consumer: drop what is still queued here and close with 1008
+	// behind what the socket already holds; a client that never reads
+	// again is cut when the close times out.
+	sh.s.stats.dropped[dropDisconnect].Add(1)
+	sh.putBufLocked(c.out)
+	c.out = nil
+	sh.forgetQueueLocked(c)
+	sh.closeLocked(c, ReasonSlowConsumer, false)
+	return false
+}
+
+// dropOldestLocked drops c's oldest whole frames still in out until n more
+// bytes fit under MaxQueueBytes; if they cannot fit even then, the new
+// frame is dropped too. Dropped bytes are skipped with q.head and
+// compacted once they are at least half of out, so each byte is moved at
+// most once.
+func (sh *shard) dropOldestLocked(c *conn, n int) bool {
+	limit := int64(c.l.cfg.MaxQueueBytes)
+	q := sh.queues[c]
+	var dropped uint64
+	for q != nil && len(q.lens) > 0 && c.queuedLocked()+int64(n) > limit {
+		q.head += int(q.lens[0])
+		q.lens = q.lens[1:]
+		dropped++
+	}
+	if q != nil && q.head > 0 {
+		switch {
+		case len(q.lens) == 0:
+			c.out = c.out[:0]
+			q.head = 0
+		case q.head >= len(c.out)/2:
+			k := copy(c.out, c.out[q.head:])
+			c.out = c.out[:k]
+			q.head = 0
+		}
+	}
+	fits := c.queuedLocked()+int64(n) <= limit
+	if !fits {
+		dropped++
+	}
+	if dropped > 0 {
+		sh.s.stats.dropped[dropOldest].Add(dropped)
+	}
+	return fits
+}
+
+// takeOutLocked hands c's queued frames to the flusher. Caller holds sh.mu.
+func (sh *shard) takeOutLocked(c *conn) []byte {
+	buf := c.out
+	c.out = nil
+	if q := sh.queues[c]; q != nil {
+		buf = buf[min(q.head, len(buf)):]
+		delete(sh.queues, c)
+	}
+	return buf
+}
+
+// holdLocked reports whether c's frames stay in out for now: under
+// drop_oldest, while the socket engine still holds earlier bytes, so that
+// they remain droppable. A held connection is released by releaseLocked
+// once the engine has written everything (its written-size callback wakes
+// the flusher). Caller holds sh.mu.
+func (sh *shard) holdLocked(c *conn) bool {
+	if c.l.cfg.QueuePolicy != QueueDropOldest || c.state != stateOpen || c.unsent.Load() == 0 {
+		return false
+	}
+	if !c.held {
+		c.held = true
+		sh.held = append(sh.held, c)
+	}
+	return true
+}
+
+// releaseLocked marks dirty again the held connections whose socket has
+// caught up (or that are closing). Caller holds sh.mu.
+func (sh *shard) releaseLocked() {
+	if len(sh.held) == 0 {
+		return
+	}
+	keep := sh.held[:0]
+	for _, c := range sh.held {
+		if c.state == stateOpen && c.unsent.Load() > 0 {
+			keep = append(keep, c)
+			continue
+		}
+		c.held = false
+		switch {
+		case c.state == stateClosed:
+			sh.forgetQueueLocked(c) // out was discarded with the connection
+		case len(c.out) > 0:
+			sh.markDirtyLocked(c)
+		}
+	}
+	clear(sh.held[len(keep):])
+	sh.held = keep
+}
+
+// droppedStats returns the messages dropped at the queue bound, by policy.
+// Under disconnect it counts the message that hit the bound, once per
+// slow-consumer close.
+func (s *Server) droppedStats() map[string]uint64 {
+	m := make(map[string]uint64, len(queuePolicies))
+	for i, p := range queuePolicies {
+		m[p] = s.stats.dropped[i].Load()
+	}
+	return m
+}
