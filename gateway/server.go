@@ -115,6 +115,9 @@ type Stats struct {
 	// AckLatency is the time from publishing an event batch to its final
 	// ack (worker handling included).
 	AckLatency LatencyHistogram `json:"ack_latency"`
+	// Interest is the routing by interest: subscriptions and the commands
+	// the gateway received from the bus.
+	Interest InterestStats `json:"interest"`
 	// Dropped counts the messages dropped at a connection's queue bound,
 	// by queue policy name (see QueueDisconnect).
 	Dropped map[string]uint64 `json:"dropped"`
@@ -411,6 +414,7 @@ func (s *Server) Stats() Stats {
 	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
 	s.infMu.Unlock()
 	s.moreStats(&st)
+	st.Interest = s.InterestStats()
 	return st
 }
 

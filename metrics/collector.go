@@ -85,6 +85,10 @@ var (
 	gwBadAcks     = desc("gateway_bad_acks_total", "Acks from workers that could not be used (malformed, unknown action).")
 	gwBadCmds     = desc("gateway_bad_commands_total", "Bus commands to the gateway that could not be decoded.")
 	gwThrottled   = desc("gateway_throttled_messages_total", "Client messages over a rate limit, by the policy applied (drop, close, force_close, close_ip, force_close_ip).", "policy")
+	gwSubs        = desc("gateway_interest_subscriptions", "Uid and group subjects the gateway subscribes to (routing by interest).")
+	gwSubChanges  = desc("gateway_interest_subscription_changes_total", "Subscriptions made and removed as uids and groups appear and disappear on the gateway.", "change")
+	gwCmdsIn      = desc("gateway_bus_commands_received_total", "Commands the gateway received from the bus (its own subject, broadcasts, its uid and group subjects; queries not included).")
+	gwDupes       = desc("gateway_routed_duplicates_total", "Copies of a send to several uids or groups dropped because the gateway had delivered it already.")
 	gwDropped     = desc("gateway_dropped_messages_total", "Outbound messages dropped at a connection's queue bound, by queue policy (drop_oldest, drop_newest; disconnect counts the message that closed the connection).", "policy")
 	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout).", "cause")
 	wkBatches     = desc("worker_batches_acked_total", "Event batches acknowledged, by worker id, as seen by this gateway.", "worker")
@@ -103,6 +107,7 @@ var (
 	allDescs = []*prometheus.Desc{
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
 		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
+		gwSubs, gwSubChanges, gwCmdsIn, gwDupes,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
 	}
@@ -154,6 +159,10 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	counterMap(ch, gwThrottled, st.Throttled)
 	counterMap(ch, gwRefused, st.Refused)
 	counterMap(ch, gwDropped, st.Dropped)
+	gauge(ch, gwSubs, float64(st.Interest.Subscriptions))
+	counterMap(ch, gwSubChanges, map[string]uint64{"subscribe": st.Interest.Subscribes, "unsubscribe": st.Interest.Unsubscribes})
+	counter(ch, gwCmdsIn, st.Interest.Received)
+	counter(ch, gwDupes, st.Interest.Duplicates)
 	counter(ch, gwMsgsIn, st.MessagesIn)
 	counter(ch, gwMsgsOut, st.MessagesOut)
 	counter(ch, gwBytesIn, st.BytesIn)

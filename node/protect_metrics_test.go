@@ -115,6 +115,7 @@ func TestProtectionMetricsScrape(t *testing.T) {
 		{"gatework_gateway_closes_total", []string{"reason=idle_timeout"}, 1},
 		{"gatework_gateway_dropped_messages_total", []string{"policy=drop_newest"}, 1},
 		{"gatework_gateway_connections", []string{"listener=slow"}, 1},
+		{"gatework_gateway_bus_commands_received_total", nil, 1},
 	} {
 		v, ok := metricValue(fams, tt.name, tt.labels...)
 		if !ok || v < tt.min {
