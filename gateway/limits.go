@@ -24,11 +24,12 @@ const (
 	refusedIPTable                  // the table of remote IPs is full of IPs with open sockets
 	refusedOrigin                   // a WebSocket Origin not in the listener's origins
 	refusedBadHandshake             // a WebSocket upgrade request refused (400, 404, 426, 431…)
-	refusedHandshakeTimeout         // a WebSocket upgrade not complete within HandshakeTimeout
+	refusedHandshakeTimeout         // a WebSocket upgrade or TLS handshake not complete within HandshakeTimeout
+	refusedTLSHandshake             // a TLS handshake that failed (not TLS, no common version or suite, bad client certificate…)
 	refusalCount
 )
 
-var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout"}
+var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout", "tls_handshake"}
 
 // DefaultMaxIPs is Config.MaxIPs's default.
 const DefaultMaxIPs = 65536

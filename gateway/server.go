@@ -102,7 +102,8 @@ type Stats struct {
 	// Refused counts the sockets refused at accept or upgrade, by cause:
 	// rate, total, per_ip, ip_table (limits at accept), origin,
 	// bad_handshake (an upgrade request answered with an HTTP error),
-	// handshake_timeout (an upgrade not complete in time).
+	// handshake_timeout (an upgrade or TLS handshake not complete in
+	// time), tls_handshake (a TLS handshake that failed).
 	Refused map[string]uint64 `json:"refused"`
 	// Listeners holds each listener's connections, by listener name.
 	Listeners map[string]ListenerStats `json:"listeners"`

@@ -172,6 +172,7 @@ func (tl *tlsLayer) sweep(now time.Time) {
 		}
 	}
 	tl.mu.Unlock()
+	tl.e.l.s.stats.refused[refusedHandshakeTimeout].Add(uint64(len(late)))
 	for _, ts := range late {
 		_ = ts.Conn.Close()
 	}
@@ -273,6 +274,7 @@ func (tl *tlsLayer) handshake(nc *nbio.Conn, ts *tlsSock, data []byte) {
 func (tl *tlsLayer) fail(ts *tlsSock, err error) {
 	ts.failed = true
 	tl.handshakeDone(ts)
+	tl.e.l.s.stats.refused[refusedTLSHandshake].Add(1)
 	if log := tl.e.l.s.log; err != nil && log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("tls handshake failed", "listener", tl.e.l.cfg.Name,
 			"remote", ts.Conn.RemoteAddr().String(), "err", err)

@@ -282,6 +282,12 @@ func TestTLSRefusesNonTLS(t *testing.T) {
 	if st := gw.Stats(); st.Connections != 0 || st.Accepted != 0 {
 		t.Fatalf("connections %d, accepted %d; want none", st.Connections, st.Accepted)
 	}
+	// Plain HTTP and plain text failed their handshakes (the untrusted
+	// client may add one more); the three silent sockets timed out.
+	tlsWait(t, 5*time.Second, "the refusals counted", func() bool {
+		r := gw.Stats().Refused
+		return r["tls_handshake"] >= 2 && r["handshake_timeout"] == 3
+	})
 }
 
 // logRecorder keeps the messages logged at error level.
