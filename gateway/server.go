@@ -185,9 +185,11 @@ func (s *Server) Start() error {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); sh.run() }()
 	}
-	// Commands to this gateway and broadcasts share one channel and one
-	// goroutine, so that what one caller sends reaches a client in the
-	// order it was sent, whichever subject it took. The channel is the
+	// Commands to this gateway, broadcasts and queries share one channel
+	// and one goroutine, so that what one caller sends reaches a client in
+	// the order it was sent, whichever subject it took, and a caller's
+	// query sees everything it published before (an UnGroup, then a
+	// count, counts without the group). The channel is the
 	// bound: when it is full the NATS client drops and reports a slow
 	// consumer (logged by the connection's error handler).
 	cmds := make(chan *nats.Msg, cmdQueue)
@@ -199,7 +201,7 @@ func (s *Server) Start() error {
 		{subject: s.ackPrefix + "*", h: s.onAck},
 		{subject: s.subj.Cmd(s.id), ch: cmds},
 		{subject: s.subj.Broadcast(), ch: cmds},
-		{subject: s.subj.Query(), h: s.onCommand},
+		{subject: s.subj.Query(), ch: cmds},
 	}
 	for _, sb := range subs {
 		var sub *nats.Subscription
