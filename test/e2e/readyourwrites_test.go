@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/gatework/gatework/gateway"
 )
@@ -15,6 +17,9 @@ import (
 // again (seen in the cluster suite).
 func TestQuerySeesCallersUnGroup(t *testing.T) {
 	tr := startTrio(t, gateway.Config{})
+	gws := []string{tr.gws[0].ID(), tr.gws[1].ID(), tr.gws[2].ID()}
+	slices.Sort(gws)
+	waitFor(t, 5*time.Second, "all three gateways known", func() bool { return slices.Equal(tr.api.Members(), gws) })
 	var ids []string
 	for i := range 3 {
 		for range 2 {
