@@ -244,6 +244,13 @@ func PrintTable(w io.Writer, r *Result) {
 	case Idle:
 		fmt.Fprintf(tw, "pid\t%d\nRSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %%\ndisconnected\t%d\n",
 			r.PID, r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.Disconnected)
+		if r.GoMemAfter != nil {
+			fmt.Fprintf(tw, "Go heap before / after\t%d / %d KiB\nGo heap per connection\t%.2f KiB\nGo stacks before / after\t%d / %d KiB\nGo stacks per connection\t%.2f KiB\n",
+				r.GoMemBefore.HeapInuse>>10, r.GoMemAfter.HeapInuse>>10, r.HeapPerConnBytes/1024,
+				r.GoMemBefore.StackInuse>>10, r.GoMemAfter.StackInuse>>10, r.StackPerConnBytes/1024)
+		} else if r.GoMemErr != "" {
+			fmt.Fprintf(tw, "Go heap and stacks\tnot read: %s\n", r.GoMemErr)
+		}
 	case Echo, Churn:
 		unit := "round trips/s"
 		if r.Workload == Churn {

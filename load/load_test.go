@@ -109,6 +109,12 @@ func TestWorkloads(t *testing.T) {
 					if r.RSSAfterKiB <= 0 || r.IdleCPUPercent < 0 || r.Disconnected != 0 {
 						t.Errorf("idle: rss %d KiB, cpu %v %%, %d disconnected", r.RSSAfterKiB, r.IdleCPUPercent, r.Disconnected)
 					}
+					switch {
+					case tg.bare && r.GoMemErr == "": // clients share the process: no figures
+						t.Errorf("idle: bare in-process reported Go memory %+v", r.GoMemAfter)
+					case !tg.bare && (r.GoMemAfter == nil || r.GoMemAfter.HeapInuse <= 0 || r.GoMemAfter.StackInuse <= 0):
+						t.Errorf("idle: node's Go memory not read: %+v (%s)", r.GoMemAfter, r.GoMemErr)
+					}
 				}},
 				{FanOut, false, fanOutCheck},
 				{FanOut, true, fanOutCheck},
