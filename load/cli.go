@@ -129,6 +129,7 @@ type cliFlags struct {
 	duration, maxDuration                                          time.Duration
 	bare, welcome, bareCoalesce                                    bool
 	bareShards                                                     int
+	atMax                                                          float64
 }
 
 func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
@@ -140,6 +141,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.nats, "nats", "", "fanout: send through the Go API client on this NATS URL (127.0.0.0/8; gatework start --nats-listen) instead of the HTTP API")
 	fs.StringVar(&f.path, "path", "/", "WebSocket request path")
 	fs.StringVar(&f.rates, "rates", "5,10,20,50,100,200,400", "fanout: messages/s to the group, comma-separated, tried in order")
+	fs.Float64Var(&f.atMax, "at-max", 0.8, "fanout: after --rates, one more step at this fraction of the highest deliveries/s reached (0: none)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: the process listening on --ws)")
 	fs.IntVar(&f.conns, "conns", 1000, "connections (idle, fanout, echo)")
@@ -161,7 +163,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, Welcome: f.welcome, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
+		Concurrency: f.concurrency, AtMax: f.atMax, Welcome: f.welcome, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
 	for _, s := range strings.Split(f.rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -264,6 +266,10 @@ func PrintTable(w io.Writer, r *Result) {
 		for _, s := range r.Steps {
 			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", s.Rate, s.SendRate, s.DeliveriesPerSec,
 				s.Delivered, s.Expected, s.P50Ms, s.P99Ms, s.P999Ms)
+		}
+		if s := r.AtMax; s != nil {
+			fmt.Fprintf(tw, "at %.0f %% of max: %d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", r.AtMaxFraction*100, s.Rate, s.SendRate,
+				s.DeliveriesPerSec, s.Delivered, s.Expected, s.P50Ms, s.P99Ms, s.P999Ms)
 		}
 	}
 	_ = tw.Flush()

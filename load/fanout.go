@@ -164,6 +164,16 @@ func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, ad
 			break
 		}
 	}
+	if cfg.AtMax > 0 && r.MaxDeliveriesPerSec > 0 && r.Members > 0 {
+		rate := max(int(cfg.AtMax*r.MaxDeliveriesPerSec/float64(r.Members)+0.5), 1)
+		st, err := fanOutStep(ctx, cfg, a, children, rate, r.Members)
+		if err != nil {
+			return err
+		}
+		r.AtMax, r.AtMaxFraction = &st, cfg.AtMax
+		logf("at %.0f %% of max (%d msg/s): %.0f deliveries/s, p50 %.2f ms p99 %.2f ms p999 %.2f ms, %d of %d delivered",
+			cfg.AtMax*100, rate, st.DeliveriesPerSec, st.P50Ms, st.P99Ms, st.P999Ms, st.Delivered, st.Expected)
+	}
 	return nil
 }
 

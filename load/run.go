@@ -70,6 +70,10 @@ type Result struct {
 	// Fan-out.
 	Steps               []Step  `json:"steps,omitempty"`
 	MaxDeliveriesPerSec float64 `json:"max_deliveries_per_sec,omitempty"`
+	// AtMax is the step run at Config.AtMax of MaxDeliveriesPerSec, with
+	// AtMaxFraction that fraction; nil when not asked for.
+	AtMax         *Step   `json:"at_max,omitempty"`
+	AtMaxFraction float64 `json:"at_max_fraction,omitempty"`
 }
 
 // child is the parent's handle on one child process (or goroutine).
