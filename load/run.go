@@ -49,7 +49,7 @@ type Result struct {
 	// Go heap and stacks of the target before the first connection and
 	// at the end of the hold (gatework: its /metrics; the bare server
 	// inside gwload: the runtime's own figures), and their growth per
-	// connection. Zero when they could not be read (see GoMemErr).
+	// connection. nil and zero when they could not be read (see GoMemErr).
 	GoMemBefore       *GoMemory `json:"go_mem_before,omitempty"`
 	GoMemAfter        *GoMemory `json:"go_mem_after,omitempty"`
 	HeapPerConnBytes  float64   `json:"heap_per_conn_bytes,omitempty"`
