@@ -51,16 +51,18 @@ func (s *Server) pushEvent(c *conn, ev bus.Event) {
 // c.evmu, c.inflight is nil and c.pending is not empty.
 func (s *Server) dispatchLocked(c *conn) {
 	n := min(len(c.pending), s.cfg.MaxBatch)
-	events := make([]bus.Event, n)
-	copy(events, c.pending)
-	for _, ev := range events {
-		c.pendingBytes -= len(ev.Data)
-	}
+	var events []bus.Event
 	if n == len(c.pending) {
-		c.pending = nil
+		// The whole backlog goes: hand the slice over, no copy.
+		events, c.pending = c.pending, nil
 	} else {
+		events = make([]bus.Event, n)
+		copy(events, c.pending)
 		clear(c.pending[:n])
 		c.pending = c.pending[n:]
+	}
+	for _, ev := range events {
+		c.pendingBytes -= len(ev.Data)
 	}
 	d := &delivery{id: s.nextDelivery.Add(1), c: c, events: events, attempt: 1}
 	c.inflight = d
@@ -93,7 +95,9 @@ func (s *Server) publish(d *delivery) {
 	bp := encodePool.Get().(*[]byte)
 	buf := bus.AppendEventBatch((*bp)[:0], &batch)
 	d.published.Store(time.Now().UnixNano())
-	err := s.nc.PublishRequest(s.subj.Events(), s.ackPrefix+strconv.FormatUint(d.id, 10), buf)
+	var rb [96]byte // the reply subject, built in one allocation
+	reply := string(strconv.AppendUint(append(rb[:0], s.ackPrefix...), d.id, 10))
+	err := s.nc.PublishRequest(s.subj.Events(), reply, buf)
 	*bp = buf
 	if cap(buf) <= 1<<20 {
 		encodePool.Put(bp)

@@ -301,8 +301,7 @@ func (sh *shard) run() {
 		}
 		for i := range items {
 			it := &items[i]
-			n := len(it.buf)
-			it.c.unsent.Add(int64(n))
+			n := len(it.buf) // already counted in unsent by takeDirty
 			if err := it.c.t.write(it.buf); err == nil {
 				it.c.bytesOut.Add(uint64(n))
 				sh.bytesOut.Add(uint64(n))
@@ -325,7 +324,12 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 	for _, c := range sh.dirty {
 		c.dirty = false
 		if len(c.out) > 0 && !sh.holdLocked(c) {
-			items = append(items, flushItem{c: c, buf: sh.takeOutLocked(c)})
+			buf := sh.takeOutLocked(c)
+			// Counted as unsent in the same critical section that empties
+			// out, so that queuedLocked never misses bytes on their way to
+			// the socket and MaxQueueBytes holds.
+			c.unsent.Add(int64(len(buf)))
+			items = append(items, flushItem{c: c, buf: buf})
 		}
 		if (c.state == stateClosing || c.state == stateLinger) && c.closeAt != 0 {
 			sh.draining = append(sh.draining, c)

@@ -28,7 +28,7 @@ func startEcho(t *testing.T) *gateway.Server {
 
 // startEchoOn is startEcho with the gateway configuration cfg (a nil
 // Logger discards the logs).
-func startEchoOn(t *testing.T, cfg gateway.Config) *gateway.Server {
+func startEchoOn(t testing.TB, cfg gateway.Config) *gateway.Server {
 	t.Helper()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
 	if err != nil {

@@ -129,6 +129,7 @@ type cliFlags struct {
 	duration, maxDuration                                          time.Duration
 	bare, welcome, bareCoalesce                                    bool
 	bareShards                                                     int
+	atMax                                                          float64
 }
 
 func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
@@ -140,6 +141,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.nats, "nats", "", "fanout: send through the Go API client on this NATS URL (127.0.0.0/8; gatework start --nats-listen) instead of the HTTP API")
 	fs.StringVar(&f.path, "path", "/", "WebSocket request path")
 	fs.StringVar(&f.rates, "rates", "5,10,20,50,100,200,400", "fanout: messages/s to the group, comma-separated, tried in order")
+	fs.Float64Var(&f.atMax, "at-max", 0.8, "fanout: after --rates, one more step at this fraction of the highest deliveries/s reached (0: none)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: the process listening on --ws)")
 	fs.IntVar(&f.conns, "conns", 1000, "connections (idle, fanout, echo)")
@@ -161,7 +163,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, Welcome: f.welcome, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
+		Concurrency: f.concurrency, AtMax: f.atMax, Welcome: f.welcome, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
 	for _, s := range strings.Split(f.rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -244,6 +246,13 @@ func PrintTable(w io.Writer, r *Result) {
 	case Idle:
 		fmt.Fprintf(tw, "pid\t%d\nRSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %%\ndisconnected\t%d\n",
 			r.PID, r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.Disconnected)
+		if r.GoMemAfter != nil {
+			fmt.Fprintf(tw, "Go heap before / after\t%d / %d KiB\nGo heap per connection\t%.2f KiB\nGo stacks before / after\t%d / %d KiB\nGo stacks per connection\t%.2f KiB\n",
+				r.GoMemBefore.HeapInuse>>10, r.GoMemAfter.HeapInuse>>10, r.HeapPerConnBytes/1024,
+				r.GoMemBefore.StackInuse>>10, r.GoMemAfter.StackInuse>>10, r.StackPerConnBytes/1024)
+		} else if r.GoMemErr != "" {
+			fmt.Fprintf(tw, "Go heap and stacks\tnot read: %s\n", r.GoMemErr)
+		}
 	case Echo, Churn:
 		unit := "round trips/s"
 		if r.Workload == Churn {
@@ -257,6 +266,10 @@ func PrintTable(w io.Writer, r *Result) {
 		for _, s := range r.Steps {
 			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", s.Rate, s.SendRate, s.DeliveriesPerSec,
 				s.Delivered, s.Expected, s.P50Ms, s.P99Ms, s.P999Ms)
+		}
+		if s := r.AtMax; s != nil {
+			fmt.Fprintf(tw, "at %.0f %% of max: %d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", r.AtMaxFraction*100, s.Rate, s.SendRate,
+				s.DeliveriesPerSec, s.Delivered, s.Expected, s.P50Ms, s.P99Ms, s.P999Ms)
 		}
 	}
 	_ = tw.Flush()

@@ -57,10 +57,15 @@ func dialWS(ctx context.Context, url, src string) (*wsConn, error) {
 	}
 	c := &wsConn{nc: nc, br: br}
 	if c.br == nil {
-		c.br = bufio.NewReaderSize(nc, 512)
+		c.br = bufio.NewReaderSize(nc, readBufSize)
 	}
 	return c, nil
 }
+
+// readBufSize is a client's read buffer: room for the ~40 fan-out frames
+// a coalescing server writes at once, so that the client reads them in
+// one syscall (and acknowledges them once) rather than five at a time.
+const readBufSize = 4096
 
 // LocalAddr is the client's address as the server sees it (ip:port).
 func (c *wsConn) LocalAddr() string { return c.nc.LocalAddr().String() }

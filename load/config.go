@@ -79,6 +79,12 @@ type Config struct {
 	// order; default 5, 10, 20, 50, 100, 200, 400. The steps stop early once
 	// the clients receive less than 90 % of what was sent.
 	Rates []int
+	// AtMax, when in (0, 1], adds one fan-out step after Rates at that
+	// fraction of the highest deliveries/s the steps reached (the send rate
+	// is AtMax × max deliveries/s ÷ members), reported as Result.AtMax: the
+	// issue's "p99 at 80 % of the maximum rate" is AtMax 0.8. 0 means no
+	// such step.
+	AtMax float64
 	// PerProc is the most connections one child holds; default 15,000
 	// (a process may open at most 20,000 files here).
 	PerProc int
@@ -140,6 +146,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MsgSize < stampLen {
 		c.MsgSize = stampLen
+	}
+	if c.AtMax < 0 || c.AtMax > 1 {
+		return fmt.Errorf("load: at-max %v is not in [0, 1]", c.AtMax)
 	}
 	if len(c.Rates) == 0 {
 		c.Rates = []int{5, 10, 20, 50, 100, 200, 400}

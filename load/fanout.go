@@ -135,6 +135,28 @@ func joinAll(ctx context.Context, a *apiClient, addrs []string, logf func(string
 	return len(addrs), nil
 }
 
+// waitBareCount waits (at most 5 s) until the bare server has registered
+// n connections: a client sees its upgrade answered before the server's
+// open callback has run, and a broadcast sent in between would miss it.
+func waitBareCount(ctx context.Context, a *apiClient, n int) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got int
+		if err := a.call(ctx, "getClientCount", map[string]any{}, &got); err != nil {
+			return err
+		}
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("load: the bare server holds %d of %d connections", got, n)
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
 func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, addrs []string, logf func(string, ...any)) error {
 	a := newAPIClient(cfg.HTTPAddr, cfg.Token)
 	defer a.close()
@@ -149,6 +171,8 @@ func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, ad
 			return err
 		}
 		r.Members = n
+	} else if err := waitBareCount(ctx, a, len(addrs)); err != nil {
+		return err
 	}
 	for _, rate := range cfg.Rates {
 		st, err := fanOutStep(ctx, cfg, a, children, rate, r.Members)
@@ -163,6 +187,16 @@ func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, ad
 			logf("saturated at %d msg/s: stopping", rate)
 			break
 		}
+	}
+	if cfg.AtMax > 0 && r.MaxDeliveriesPerSec > 0 && r.Members > 0 {
+		rate := max(int(cfg.AtMax*r.MaxDeliveriesPerSec/float64(r.Members)+0.5), 1)
+		st, err := fanOutStep(ctx, cfg, a, children, rate, r.Members)
+		if err != nil {
+			return err
+		}
+		r.AtMax, r.AtMaxFraction = &st, cfg.AtMax
+		logf("at %.0f %% of max (%d msg/s): %.0f deliveries/s, p50 %.2f ms p99 %.2f ms p999 %.2f ms, %d of %d delivered",
+			cfg.AtMax*100, rate, st.DeliveriesPerSec, st.P50Ms, st.P99Ms, st.P999Ms, st.Delivered, st.Expected)
 	}
 	return nil
 }

@@ -99,6 +99,12 @@ func TestWorkloads(t *testing.T) {
 					t.Errorf("fanout: sent %d, delivered %d of %d, %v/s", s.Sent, s.Delivered, s.Expected, s.DeliveriesPerSec)
 				}
 				checkOrdered(t, s.P50Ms, s.P99Ms, s.P999Ms)
+				// The --at-max step runs at half the max reached.
+				a := r.AtMax
+				wantRate := max(int(0.5*r.MaxDeliveriesPerSec/float64(r.Members)+0.5), 1)
+				if a == nil || r.AtMaxFraction != 0.5 || a.Rate != wantRate || a.Sent == 0 || a.Delivered != a.Expected {
+					t.Errorf("fanout at max: %+v (fraction %v), want rate %d and every delivery", a, r.AtMaxFraction, wantRate)
+				}
 			}
 			tests := []struct {
 				w     Workload
@@ -108,6 +114,12 @@ func TestWorkloads(t *testing.T) {
 				{Idle, false, func(t *testing.T, r *Result) {
 					if r.RSSAfterKiB <= 0 || r.IdleCPUPercent < 0 || r.Disconnected != 0 {
 						t.Errorf("idle: rss %d KiB, cpu %v %%, %d disconnected", r.RSSAfterKiB, r.IdleCPUPercent, r.Disconnected)
+					}
+					switch {
+					case tg.bare && r.GoMemErr == "": // clients share the process: no figures
+						t.Errorf("idle: bare in-process reported Go memory %+v", r.GoMemAfter)
+					case !tg.bare && (r.GoMemAfter == nil || r.GoMemAfter.HeapInuse <= 0 || r.GoMemAfter.StackInuse <= 0):
+						t.Errorf("idle: node's Go memory not read: %+v (%s)", r.GoMemAfter, r.GoMemErr)
 					}
 				}},
 				{FanOut, false, fanOutCheck},
@@ -137,7 +149,7 @@ func TestWorkloads(t *testing.T) {
 					cfg := Config{Workload: tt.w, WSAddr: tg.ws, HTTPAddr: tg.http, Bare: tg.bare,
 						PID: os.Getpid(), Conns: 40, Procs: 2, SrcIPs: 2, InProcess: true,
 						Duration: 400 * time.Millisecond, MaxDuration: 20 * time.Second,
-						Concurrency: 4, Rates: []int{50}}
+						Concurrency: 4, Rates: []int{50}, AtMax: 0.5}
 					if tt.goAPI {
 						cfg.API = tg.api
 					}
@@ -167,6 +179,7 @@ func TestConfigRefuses(t *testing.T) {
 		{"ipv6", Config{Workload: Echo, WSAddr: "[::1]:7272"}, ErrNotLoopback},
 		{"too many", Config{Workload: Idle, WSAddr: "127.0.0.1:7272", Conns: 10, MaxConns: 5}, nil},
 		{"unknown", Config{Workload: "x", WSAddr: "127.0.0.1:7272"}, nil},
+		{"at-max above 1", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", AtMax: 1.5}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

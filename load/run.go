@@ -46,7 +46,16 @@ type Result struct {
 	RSSAfterKiB     int64   `json:"rss_after_kib,omitempty"`
 	RSSPerConnBytes float64 `json:"rss_per_conn_bytes,omitempty"`
 	IdleCPUPercent  float64 `json:"idle_cpu_percent,omitempty"`
-	Disconnected    uint64  `json:"disconnected,omitempty"`
+	// Go heap and stacks of the target before the first connection and
+	// at the end of the hold (gatework: its /metrics; the bare server
+	// inside gwload: the runtime's own figures), and their growth per
+	// connection. nil and zero when they could not be read (see GoMemErr).
+	GoMemBefore       *GoMemory `json:"go_mem_before,omitempty"`
+	GoMemAfter        *GoMemory `json:"go_mem_after,omitempty"`
+	HeapPerConnBytes  float64   `json:"heap_per_conn_bytes,omitempty"`
+	StackPerConnBytes float64   `json:"stack_per_conn_bytes,omitempty"`
+	GoMemErr          string    `json:"go_mem_error,omitempty"`
+	Disconnected      uint64    `json:"disconnected,omitempty"`
 
 	// Echo and churn: round trips or cycles.
 	Count   uint64  `json:"count,omitempty"`
@@ -61,6 +70,10 @@ type Result struct {
 	// Fan-out.
 	Steps               []Step  `json:"steps,omitempty"`
 	MaxDeliveriesPerSec float64 `json:"max_deliveries_per_sec,omitempty"`
+	// AtMax is the step run at Config.AtMax of MaxDeliveriesPerSec, with
+	// AtMaxFraction that fraction; nil when not asked for.
+	AtMax         *Step   `json:"at_max,omitempty"`
+	AtMaxFraction float64 `json:"at_max_fraction,omitempty"`
 }
 
 // child is the parent's handle on one child process (or goroutine).
@@ -208,6 +221,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		r.RSSBeforeKiB = before.RSSKiB
+		r.GoMemBefore = readGoMem(ctx, cfg, r)
 	}
 
 	children, err := startChildren(ctx, cfg, logf)
@@ -360,9 +374,40 @@ func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, child
 	r.RSSAfterKiB = end.RSSKiB
 	r.RSSPerConnBytes = float64(end.RSSKiB-before.RSSKiB) * 1024 / float64(r.Connected)
 	r.IdleCPUPercent = float64(end.CPUTicks-start.CPUTicks) / clockTicks / held.Seconds() * 100
+	if r.GoMemBefore != nil {
+		if r.GoMemAfter = readGoMem(ctx, cfg, r); r.GoMemAfter != nil {
+			r.HeapPerConnBytes = float64(r.GoMemAfter.HeapInuse-r.GoMemBefore.HeapInuse) / float64(r.Connected)
+			r.StackPerConnBytes = float64(r.GoMemAfter.StackInuse-r.GoMemBefore.StackInuse) / float64(r.Connected)
+		}
+	}
 	_, _, errs, _, err := collect(ctx, children, childCmd{Cmd: "report"})
 	r.Disconnected = errs
 	return err
+}
+
+// readGoMem reads the target's Go heap and stacks: the bare server's from
+// this process (when it runs here and the children are processes), a
+// node's from its /metrics. On failure it records the error in r and
+// returns nil: the figures are optional, RSS is the main one.
+func readGoMem(ctx context.Context, cfg Config, r *Result) *GoMemory {
+	if cfg.Bare {
+		if cfg.PID != os.Getpid() || cfg.InProcess {
+			r.GoMemErr = "bare server in another process (or clients in this one): no Go memory figures"
+			return nil
+		}
+		m := ownGoMemory()
+		return &m
+	}
+	if cfg.HTTPAddr == "" {
+		r.GoMemErr = "no --http address: no Go memory figures"
+		return nil
+	}
+	m, err := ReadGoMemory(ctx, cfg.HTTPAddr, cfg.Token)
+	if err != nil {
+		r.GoMemErr = err.Error()
+		return nil
+	}
+	return &m
 }
 
 func runTimed(ctx context.Context, cfg Config, r *Result, children []*child, logf func(string, ...any)) error {
