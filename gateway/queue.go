@@ -149,15 +149,40 @@ func (sh *shard) dropOldestLocked(c *conn, n int) bool {
 	return fits
 }
 
-// takeOutLocked hands c's queued frames to the flusher. Caller holds sh.mu.
+// takeOutLocked hands c's queued frames to the flusher. Under drop_oldest
+// it hands over whole frames up to half of MaxQueueBytes (at least one)
+// and keeps the rest queued here, still droppable: were the socket engine
+// to hold a whole bound of unsent bytes, nothing could be dropped to make
+// room and every newer message would be lost instead of the older ones.
+// Caller holds sh.mu.
 func (sh *shard) takeOutLocked(c *conn) []byte {
 	buf := c.out
 	c.out = nil
-	if q := sh.queues[c]; q != nil {
-		buf = buf[min(q.head, len(buf)):]
-		delete(sh.queues, c)
+	q := sh.queues[c]
+	if q == nil {
+		return buf
 	}
-	return buf
+	buf = buf[min(q.head, len(buf)):]
+	half := c.l.cfg.MaxQueueBytes / 2
+	n, frames := 0, 0
+	for _, l := range q.lens {
+		if frames > 0 && n+int(l) > half {
+			break
+		}
+		n += int(l)
+		frames++
+	}
+	if frames == len(q.lens) {
+		delete(sh.queues, c)
+		return buf
+	}
+	// The rest moves to a buffer of its own: buf belongs to the flusher
+	// until it is written.
+	rest := buf[n:]
+	c.out = append(sh.getBufLocked(len(rest)), rest...)
+	q.head = 0
+	q.lens = append(q.lens[:0], q.lens[frames:]...)
+	return buf[:n]
 }
 
 // holdLocked reports whether c's frames stay in out for now: under

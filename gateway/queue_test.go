@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -274,5 +277,46 @@ func TestQueueDropOldestTCP(t *testing.T) {
 	dropped := s.Stats().Dropped[QueueDropOldest]
 	if dropped == 0 || uint64(received)+dropped != total || last != total-1 {
 		t.Fatalf("received %d (last %d), dropped %d; want drops, %d in all, the newest last", received, last, dropped, total)
+	}
+}
+
+// TestDropOldestKeepsRoom: under drop_oldest the flusher hands the socket
+// engine at most half of MaxQueueBytes (whole frames, at least one), so
+// that older frames stay in the gateway, droppable, and a stalled socket
+// never leaves a newer message with nothing to drop but itself. (Handing
+// over the whole queue made the newest message lose, now and then, to
+// the ones already in the engine.)
+func TestDropOldestKeepsRoom(t *testing.T) {
+	cfg := Config{Logger: slog.New(slog.DiscardHandler), Shards: 1, Listeners: []ListenerConfig{
+		{Protocol: "tcp", Addr: "127.0.0.1:0", MaxQueueBytes: 100, QueuePolicy: QueueDropOldest}}}
+	cfg.applyDefaults()
+	s := &Server{cfg: cfg, id: "0123456789", log: cfg.Logger, inflight: map[uint64]*delivery{}, quit: make(chan struct{})}
+	s.interest = newInterest(s)
+	s.shards = append(s.shards, newShard(s))
+	l := &listener{s: s, cfg: cfg.Listeners[0]}
+	c := s.newConn(l, &countingTransport{}, netip.MustParseAddrPort("127.0.0.1:1234"))
+	sh := c.sh
+	frame := func(b byte) []byte { return bytes.Repeat([]byte{b}, 30) }
+
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for _, b := range []byte("abc") {
+		sh.enqueueLocked(c, frame(b))
+	}
+	if got := sh.takeOutLocked(c); string(got) != string(frame('a')) {
+		t.Fatalf("took %q, want the first frame only (60 bytes would pass half the bound)", got)
+	}
+	c.unsent.Add(30) // what the flusher does with the taken bytes
+	if string(c.out) != string(frame('b'))+string(frame('c')) {
+		t.Fatalf("kept %q, want frames b and c", c.out)
+	}
+	// The socket is stalled with "a"; a fourth frame drops "b", the oldest
+	// still here, not itself.
+	sh.enqueueLocked(c, frame('d'))
+	if string(c.out) != string(frame('c'))+string(frame('d')) {
+		t.Fatalf("after a fourth frame: %q, want frames c and d", c.out)
+	}
+	if n := s.stats.dropped[dropOldest].Load(); n != 1 {
+		t.Fatalf("dropped %d, want 1", n)
 	}
 }

@@ -330,6 +330,9 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 			// the socket and MaxQueueBytes holds.
 			c.unsent.Add(int64(len(buf)))
 			items = append(items, flushItem{c: c, buf: buf})
+			if len(c.out) > 0 {
+				sh.holdLocked(c) // drop_oldest kept some back: next once these are written
+			}
 		}
 		if (c.state == stateClosing || c.state == stateLinger) && c.closeAt != 0 {
 			sh.draining = append(sh.draining, c)
