@@ -13,8 +13,9 @@ const (
 	// QueueDropOldest drops the oldest whole messages waiting in the
 	// gateway until the new one fits; when even an empty gateway queue
 	// leaves no room (the engine holds the rest), the new one is dropped
-	// too. The gateway holds a connection's frames back while its socket
-	// has not written the previous ones, so that they stay droppable.
+	// too. The gateway hands the socket engine at most half the bound at a
+	// time and holds the rest back until those are written, so that the
+	// older frames stay droppable.
 	QueueDropOldest = "drop_oldest"
 	// QueueDropNewest drops the new message and keeps the queue.
 	QueueDropNewest = "drop_newest"
