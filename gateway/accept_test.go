@@ -27,7 +27,7 @@ func cpuTime(t *testing.T) time.Duration {
 
 // testBus starts an embedded NATS with no worker and returns a connection
 // to it; both stop when the test ends.
-func testBus(t *testing.T) *nats.Conn {
+func testBus(t testing.TB) *nats.Conn {
 	t.Helper()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
 	if err != nil {

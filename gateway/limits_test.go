@@ -32,7 +32,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // echoWorker answers every event batch on nc, echoing messages to their
 // sender, so that the gateway's events are acknowledged and clients can
 // check that they are still served.
-func echoWorker(t *testing.T, nc *nats.Conn) {
+func echoWorker(t testing.TB, nc *nats.Conn) {
 	t.Helper()
 	subj, _ := bus.NewSubjects("")
 	sub, err := nc.QueueSubscribe(subj.Events(), subj.WorkersQueue(), func(m *nats.Msg) {

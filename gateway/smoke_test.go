@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats.go"
 
-	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 )
 
@@ -30,39 +28,8 @@ func startEcho(t *testing.T) *gateway.Server {
 // Logger discards the logs).
 func startEchoOn(t testing.TB, cfg gateway.Config) *gateway.Server {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := bus.Connect(e.ConnectOptions("gw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	wc, err := bus.Connect(e.ConnectOptions("worker"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(wc.Close)
-	subj, _ := bus.NewSubjects("")
-	_, err = wc.QueueSubscribe(subj.Events(), subj.WorkersQueue(), func(m *nats.Msg) {
-		var b bus.EventBatch
-		if err := bus.DecodeEventBatch(m.Data, &b); err != nil {
-			t.Error(err)
-			return
-		}
-		ack := bus.Ack{Delivery: b.Delivery}
-		for _, ev := range b.Events {
-			if ev.Type == bus.EventMessage {
-				ack.Actions = append(ack.Actions, bus.Action{Type: bus.ActionSend, Data: ev.Data, Flag: ev.Binary})
-			}
-		}
-		_ = m.Respond(bus.AppendAck(nil, &ack))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := gateway.StartTestBus(t)
+	gateway.EchoWorker(t, nc)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

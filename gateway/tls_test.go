@@ -24,7 +24,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 )
 
@@ -490,16 +489,7 @@ func TestTLSConfigValidate(t *testing.T) {
 	}
 	// Files that do not load fail the start, naming the key.
 	tc := gateway.TLSConfig{CertFile: filepath.Join(t.TempDir(), "missing.pem"), KeyFile: "k"}
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := bus.Connect(e.ConnectOptions("gw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := gateway.StartTestBus(t)
 	gw, err := gateway.New(nc, gateway.Config{Logger: slog.New(slog.DiscardHandler),
 		Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0", TLS: &tc}}})
 	if err == nil {

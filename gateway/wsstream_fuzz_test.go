@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 )
 
@@ -17,16 +16,7 @@ import (
 // listener and no worker (events are parked, which is fine here).
 func fuzzGateway(f *testing.F) *gateway.Server {
 	f.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(e.Shutdown)
-	nc, err := bus.Connect(e.ConnectOptions("gw"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(nc.Close)
+	nc := gateway.StartTestBus(f)
 	gw, err := gateway.New(nc, gateway.Config{
 		Logger: slog.New(slog.DiscardHandler),
 		Listeners: []gateway.ListenerConfig{

@@ -1,0 +1,11 @@
+package gateway
+
+// Test helpers shared with the external test package (gateway_test).
+var (
+	// StartTestBus starts an embedded NATS and returns a connection to
+	// it; both end with the test.
+	StartTestBus = testBus
+	// EchoWorker answers every event batch on a connection, echoing
+	// messages to their sender.
+	EchoWorker = echoWorker
+)
