@@ -1,0 +1,49 @@
+package bus_test
+
+import (
+	"flag"
+	"io"
+	"testing"
+
+	"github.com/gatework/gatework/bus"
+)
+
+func TestRegisterFlags(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		want       bus.Options
+		wantPrefix string
+	}{
+		{name: "defaults", want: bus.Options{URL: bus.DefaultURL}, wantPrefix: bus.DefaultPrefix},
+		{name: "environment",
+			env: map[string]string{"GATEWORK_NATS_URL": "nats://a:1", "GATEWORK_NATS_USER": "u",
+				"GATEWORK_NATS_PASSWORD": "p", "GATEWORK_NATS_TLS_CA_FILE": "ca.pem", "GATEWORK_PREFIX": "app"},
+			want:       bus.Options{URL: "nats://a:1", User: "u", Password: "p", CAFile: "ca.pem"},
+			wantPrefix: "app"},
+		{name: "flags over environment",
+			env:        map[string]string{"GATEWORK_NATS_USER": "u", "GATEWORK_NATS_TOKEN": "t"},
+			args:       []string{"-nats", "nats://b:2", "-user", "v", "-creds", "c.creds", "-nkey", "s.nk", "-tls-cert", "c.pem", "-tls-key", "k.pem", "-prefix", "x"},
+			want:       bus.Options{URL: "nats://b:2", User: "v", Token: "t", CredsFile: "c.creds", NKeySeedFile: "s.nk", CertFile: "c.pem", KeyFile: "k.pem"},
+			wantPrefix: "x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			var o bus.Options
+			var prefix string
+			o.RegisterFlags(fs, &prefix)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			if o != tt.want || prefix != tt.wantPrefix {
+				t.Errorf("got %+v prefix %q, want %+v prefix %q", o, prefix, tt.want, tt.wantPrefix)
+			}
+		})
+	}
+}
