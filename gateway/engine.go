@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/lesismal/nbio"
+
+	"github.com/gatework/gatework/internal/racehandoff"
 )
 
 // nbioEngine runs one listener on nbio's epoll event loop: no goroutine per
@@ -56,7 +58,7 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	})
 	e.engine.OnOpen(func(nc *nbio.Conn) {
 		h.open(nc)
-		engineHandoff()
+		racehandoff.Release()
 	})
 	e.engine.OnData(h.data)
 	e.engine.OnClose(func(nc *nbio.Conn, err error) {
@@ -64,7 +66,7 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 		e.l.s.releaseSocket(socketOf(nc))
 	})
 	e.engine.OnWrittenSize(onWrittenSize)
-	raceReadHook(e.engine)
+	racehandoff.Hook(e.engine)
 	if err := e.engine.Start(); err != nil {
 		_ = ln.Close()
 		e.engine = nil // never started: nothing to stop

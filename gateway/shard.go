@@ -91,7 +91,7 @@ func (sh *shard) enqueueLocked(c *conn, frame []byte) {
 		return
 	}
 	sh.appendFrameLocked(c, frame)
-	c.msgsOut.Add(1)
+	c.msgsOut++
 	sh.msgsOut++
 }
 

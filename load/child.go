@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lesismal/nbio"
 )
 
 // ChildConfig is what the parent gives one child: its share of the
@@ -85,24 +86,20 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 	conns, failed, firstErr := openConns(ctx, cfg, func(n int) {
 		_ = emit(childMsg{Type: "progress", Connected: n})
 	})
-	var wg sync.WaitGroup
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		wg.Wait()
-	}()
 	ready := childMsg{Type: "ready", Connected: len(conns), Failed: failed}
 	if firstErr != nil {
 		ready.Err = firstErr.Error()
 	}
-	if cfg.Workload == Idle || cfg.Workload == FanOut {
-		for _, c := range conns {
-			if cfg.Workload == FanOut {
-				ready.Addrs = append(ready.Addrs, c.LocalAddr())
-			}
-			wg.Go(func() { readLoop(c, &cur, cfg.Workload == FanOut) })
+	var (
+		pc      *pollClient
+		adopted []*nbio.Conn
+	)
+	if cfg.Workload != Churn {
+		var err error
+		if pc, adopted, err = adoptAll(cfg, &cur, conns, &ready); err != nil {
+			return err
 		}
+		defer pc.stop()
 	}
 	if err := emit(ready); err != nil {
 		return fmt.Errorf("load: child output: %w", err)
@@ -129,7 +126,7 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 			if cfg.Workload == Churn {
 				runChurn(ctx, cfg, cmd.Dur, s)
 			} else {
-				runEcho(ctx, conns, cfg.MsgSize, cmd.Dur, s)
+				pc.runEcho(ctx, adopted, cmd.Dur, s)
 			}
 			if err := emit(report(s)); err != nil {
 				return err
@@ -141,6 +138,36 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 		}
 	}
 	return sc.Err()
+}
+
+// adoptAll starts the event-loop client and moves conns into it. A
+// connection it cannot adopt is closed and counted in ready as failed; if
+// the client cannot start, every connection is closed.
+func adoptAll(cfg ChildConfig, cur *atomic.Pointer[stats], conns []*wsConn, ready *childMsg) (*pollClient, []*nbio.Conn, error) {
+	pc, err := newPollClient(cur, cfg.Workload != Idle, cfg.MsgSize)
+	if err != nil {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		return nil, nil, err
+	}
+	adopted := make([]*nbio.Conn, 0, len(conns))
+	for _, c := range conns {
+		addr := c.LocalAddr()
+		nc, err := pc.adopt(c)
+		if err != nil {
+			_ = c.Close()
+			ready.Connected--
+			ready.Failed++
+			ready.Err = err.Error()
+			continue
+		}
+		adopted = append(adopted, nc)
+		if cfg.Workload == FanOut {
+			ready.Addrs = append(ready.Addrs, addr)
+		}
+	}
+	return pc, adopted, nil
 }
 
 func report(s *stats) childMsg {
@@ -213,53 +240,6 @@ func srcFor(ips []string, i int) string {
 		return ""
 	}
 	return ips[i%len(ips)]
-}
-
-// readLoop reads c until it fails, counting messages (and their age when
-// timed) into the current stats.
-func readLoop(c *wsConn, cur *atomic.Pointer[stats], timed bool) {
-	for {
-		msg, err := c.readMessage()
-		if err != nil {
-			if !errors.Is(err, errClosed) {
-				cur.Load().errors.Add(1)
-			}
-			return
-		}
-		s := cur.Load()
-		s.count.Add(1)
-		if timed {
-			if age, ok := stampAge(msg, time.Now()); ok {
-				s.hist.Record(age)
-			}
-		}
-	}
-}
-
-// runEcho has every connection send a stamped message and read the answer
-// in a loop until d has passed.
-func runEcho(ctx context.Context, conns []*wsConn, size int, d time.Duration, s *stats) {
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() {
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				start := time.Now()
-				if err := c.writeText(stamped(size)); err != nil {
-					s.errors.Add(1)
-					return
-				}
-				_ = c.nc.SetReadDeadline(deadline.Add(5 * time.Second))
-				if _, err := c.readMessage(); err != nil {
-					s.errors.Add(1)
-					return
-				}
-				s.hist.Record(time.Since(start))
-				s.count.Add(1)
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // runChurn runs cfg.Concurrency loops of connect, one echo (or, with

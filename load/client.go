@@ -3,7 +3,7 @@ package load
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
+
 	"errors"
 	"fmt"
 	"io"
@@ -75,25 +75,7 @@ func (c *wsConn) Close() error { return c.nc.Close() }
 
 // writeText sends p as one masked text frame in one write.
 func (c *wsConn) writeText(p []byte) error {
-	frame := make([]byte, 0, len(p)+14)
-	frame = append(frame, 0x81) // FIN + text
-	switch n := len(p); {
-	case n < 126:
-		frame = append(frame, 0x80|byte(n))
-	case n < 1<<16:
-		frame = append(frame, 0x80|126, byte(n>>8), byte(n))
-	default:
-		frame = append(frame, 0x80|127)
-		frame = binary.BigEndian.AppendUint64(frame, uint64(n))
-	}
-	mask := [4]byte{0x5a, 0x17, 0xc3, 0x9e}
-	frame = append(frame, mask[:]...)
-	start := len(frame)
-	frame = append(frame, p...)
-	for i := range p {
-		frame[start+i] ^= mask[i&3]
-	}
-	_, err := c.nc.Write(frame)
+	_, err := c.nc.Write(appendMasked(make([]byte, 0, len(p)+14), ws.OpText, p))
 	return err
 }
 
