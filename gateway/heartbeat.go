@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -16,8 +18,7 @@ const (
 const minHeartbeat = 10 * time.Millisecond
 
 // Sweep period bounds: a shard looks at its connections every quarter of
-// the shortest ping interval or idle timeout, within these bounds (the
-// flusher's tick is the lower one).
+// the shortest ping interval or idle timeout, within these bounds.
 const (
 	minSweep = 50 * time.Millisecond
 	maxSweep = time.Second
@@ -98,56 +99,101 @@ func (s *Server) sweepPeriod() time.Duration {
 	return min(max(shortest/4, minSweep), maxSweep)
 }
 
-// sweep is run by the shard's flusher on its tick. At most once per sweep
-// period it pings the connections that have been quiet for their
-// listener's ping interval and closes, with reason idle_timeout, those
-// quiet for their idle timeout. Protected connections are skipped. One
-// pass over the shard under its lock: an idle connection costs no timer
-// and no goroutine.
+// sweepChunk is how many connections a sweep looks at per hold of the
+// shard lock, so that a fan-out to the shard waits for at most one chunk
+// and never for a whole pass (500,000 connections take tens of ms).
+const sweepChunk = 4096
+
+// sweepLoop runs the shard's heartbeat sweeps every sweep period, on a
+// goroutine of its own so that a pass over many connections delays no
+// flush, until the shard quits. Started only when sweepEvery > 0.
+func (sh *shard) sweepLoop() {
+	t := time.NewTicker(sh.s.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			sh.sweep(time.Now()) // not the tick's time, which may be stale
+		case <-sh.quit:
+			return
+		}
+	}
+}
+
+// sweep pings the connections that have been quiet for their listener's
+// ping interval and closes, with reason idle_timeout, those quiet for
+// their idle timeout. Protected connections are skipped. An idle
+// connection costs no timer and no goroutine: one pass looks at every
+// connection, sweepChunk at a time under the shard lock, all against the
+// same now. Only sweepLoop calls it.
 func (sh *shard) sweep(now time.Time) {
-	if sh.s.sweepEvery == 0 {
-		return
-	}
 	nowMs := now.UnixMilli()
-	if nowMs < sh.sweepNext {
-		return
-	}
-	sh.sweepNext = nowMs + sh.s.sweepEvery.Milliseconds()
 	prevMs := sh.sweptMs
 	if prevMs == 0 {
 		prevMs = nowMs - sh.s.sweepEvery.Milliseconds()
 	}
 	sh.sweptMs = nowMs
 	wake := false
-	sh.mu.Lock()
-	for _, c := range sh.order {
-		if c.state != stateOpen || c.protected {
-			continue
+	var next uint64 // the lowest sequence number not looked at yet
+	for more := true; more; {
+		sh.mu.Lock()
+		var pinged bool
+		next, more, pinged = sh.sweepFromLocked(next, nowMs, prevMs)
+		wake = wake || pinged
+		if !more && len(sh.held) > 0 {
+			wake = true // fallback for a missed written-size wake-up
 		}
-		last := c.lastActiveMs.Load()
-		quiet := nowMs - last
-		if idle := c.l.cfg.IdleTimeout; idle > 0 && quiet >= idle.Milliseconds() {
-			sh.closeLocked(c, ReasonIdleTimeout, false)
-			continue
-		}
-		if c.l.ping == nil {
-			continue
-		}
-		// Ping at every whole interval of quiet that passed since the
-		// previous sweep: no per-connection state needed.
-		every := c.l.cfg.PingInterval.Milliseconds()
-		if quiet >= every && quiet/every > (prevMs-last)/every {
-			sh.appendFrameLocked(c, c.l.ping)
-			wake = true
-		}
+		sh.mu.Unlock()
 	}
-	if len(sh.held) > 0 {
-		wake = true // fallback for a missed written-size wake-up
-	}
-	sh.mu.Unlock()
 	if wake {
 		sh.signal()
 	}
+}
+
+// sweepFromLocked sweeps up to sweepChunk connections, from sequence
+// number next on, and returns where to go on, whether any are left and
+// whether it queued a ping. Connections that closed since the last chunk
+// may have been compacted out of the order: it resumes by sequence
+// number, not by index. Caller holds sh.mu.
+func (sh *shard) sweepFromLocked(next uint64, nowMs, prevMs int64) (uint64, bool, bool) {
+	i, _ := slices.BinarySearchFunc(sh.order, next, func(c *conn, seq uint64) int { return cmp.Compare(c.seq, seq) })
+	end := min(i+sweepChunk, len(sh.order))
+	pinged := false
+	for _, c := range sh.order[i:end] {
+		if sh.sweepConnLocked(c, nowMs, prevMs) {
+			pinged = true
+		}
+	}
+	if end > i {
+		next = sh.order[end-1].seq + 1
+	}
+	return next, end < len(sh.order), pinged
+}
+
+// sweepConnLocked applies the idle timeout and the ping to c as of nowMs,
+// the previous sweep having run at prevMs; it reports whether it queued a
+// ping. Caller holds sh.mu.
+func (sh *shard) sweepConnLocked(c *conn, nowMs, prevMs int64) bool {
+	if c.state != stateOpen || c.protected {
+		return false
+	}
+	last := c.lastActiveMs.Load()
+	quiet := nowMs - last
+	if idle := c.l.cfg.IdleTimeout; idle > 0 && quiet >= idle.Milliseconds() {
+		sh.closeLocked(c, ReasonIdleTimeout, false)
+		return false
+	}
+	if c.l.ping == nil {
+		return false
+	}
+	// Ping at every whole interval of quiet that passed since the
+	// previous sweep: no per-connection state needed.
+	every := c.l.cfg.PingInterval.Milliseconds()
+	if quiet >= every && quiet/every > (prevMs-last)/every {
+		sh.appendFrameLocked(c, c.l.ping)
+		return true
+	}
+	return false
 }
 
 // protectLocked turns c's exemption from pings and the idle timeout on or

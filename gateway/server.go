@@ -184,6 +184,10 @@ func (s *Server) Start() error {
 	for _, sh := range s.shards {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); sh.run() }()
+		if s.sweepEvery > 0 {
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); sh.sweepLoop() }()
+		}
 	}
 	// Commands to this gateway, broadcasts and queries share one channel
 	// and one goroutine, so that what one caller sends reaches a client in

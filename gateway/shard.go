@@ -29,10 +29,9 @@ type shard struct {
 	// held connections keep their frames until their socket catches up
 	// (drop_oldest; see queue.go).
 	held []*conn
-	// sweepNext is when the flusher next sweeps for pings and idle
-	// connections (unix milliseconds; heartbeat.go). Flusher only.
-	sweepNext int64
-	sweptMs   int64 // when the last sweep ran
+	// sweptMs is when the last heartbeat sweep ran (unix ms); sweepLoop
+	// only.
+	sweptMs int64
 	// queues holds the frame boundaries of drop_oldest connections that
 	// have frames in out (queue.go); entries go when out is taken.
 	queues map[*conn]*outQueue
@@ -287,7 +286,6 @@ func (sh *shard) run() {
 		case <-sh.wake:
 		case <-tick.C:
 			sh.checkDraining()
-			sh.sweep(time.Now()) // not the tick's time, which may be stale
 			continue
 		case <-sh.quit:
 			return
