@@ -22,8 +22,9 @@ type apiClient struct {
 	hc    *http.Client
 }
 
-func newAPIClient(addr, token string) *apiClient {
-	tr := &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}
+// newAPIClient keeps up to conns keep-alive connections to addr.
+func newAPIClient(addr, token string, conns int) *apiClient {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
 	return &apiClient{base: "http://" + addr + "/api/", token: token,
 		hc: &http.Client{Transport: tr, Timeout: 10 * time.Second}}
 }
@@ -158,7 +159,7 @@ func waitBareCount(ctx context.Context, a *apiClient, n int) error {
 }
 
 func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, addrs []string, logf func(string, ...any)) error {
-	a := newAPIClient(cfg.HTTPAddr, cfg.Token)
+	a := newAPIClient(cfg.HTTPAddr, cfg.Token, max(cfg.Senders, 16))
 	defer a.close()
 	r.Members = r.Connected
 	r.Sender = "http"
@@ -220,7 +221,7 @@ func fanOutStep(ctx context.Context, cfg Config, a *apiClient, children []*child
 	jobs := make(chan struct{}, 64)
 	var sent, failed atomic.Int64
 	var wg sync.WaitGroup
-	for range 16 {
+	for range cfg.Senders {
 		wg.Go(func() {
 			for range jobs {
 				var err error

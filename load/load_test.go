@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,19 +174,21 @@ func TestConfigRefuses(t *testing.T) {
 		name string
 		cfg  Config
 		want error
+		says string // in the error's text
 	}{
-		{"remote ws", Config{Workload: Echo, WSAddr: "10.0.0.1:7272"}, ErrNotLoopback},
-		{"remote http", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "example.com:80"}, ErrNotLoopback},
-		{"ipv6", Config{Workload: Echo, WSAddr: "[::1]:7272"}, ErrNotLoopback},
-		{"too many", Config{Workload: Idle, WSAddr: "127.0.0.1:7272", Conns: 10, MaxConns: 5}, nil},
-		{"unknown", Config{Workload: "x", WSAddr: "127.0.0.1:7272"}, nil},
-		{"at-max above 1", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", AtMax: 1.5}, nil},
+		{"remote ws", Config{Workload: Echo, WSAddr: "10.0.0.1:7272"}, ErrNotLoopback, ""},
+		{"remote http", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "example.com:80"}, ErrNotLoopback, ""},
+		{"ipv6", Config{Workload: Echo, WSAddr: "[::1]:7272"}, ErrNotLoopback, ""},
+		{"too many", Config{Workload: Idle, WSAddr: "127.0.0.1:7272", Conns: 10, MaxConns: 5}, nil, "max-conns"},
+		{"unknown", Config{Workload: "x", WSAddr: "127.0.0.1:7272"}, nil, "workload"},
+		{"at-max above 1", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "127.0.0.1:7280", AtMax: 1.5}, nil, "at-max"},
+		{"too many senders", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "127.0.0.1:7280", Senders: maxSenders + 1}, nil, "senders"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Run(context.Background(), tt.cfg)
-			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
-				t.Fatalf("Run = %v, want %v", err, tt.want)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("Run = %v, want %v / %q", err, tt.want, tt.says)
 			}
 		})
 	}
