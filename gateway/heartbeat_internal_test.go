@@ -54,3 +54,49 @@ func TestSweepChunks(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSweepChunk measures one chunk of a heartbeat sweep: the
+// longest a fan-out to the shard waits for the sweep (ns/op is per chunk
+// of sweepChunk connections). "ping": every connection's ping interval
+// ended since the last sweep (once per interval); "none": nothing to do
+// (the other sweeps).
+func BenchmarkSweepChunk(b *testing.B) {
+	for _, ping := range []bool{true, false} {
+		b.Run(map[bool]string{true: "ping", false: "none"}[ping], func(b *testing.B) {
+			sh := newShard(&Server{sweepEvery: time.Second})
+			l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second}, ping: wsPing}
+			now := time.Now()
+			for i := range 64 * sweepChunk {
+				c := &conn{seq: uint64(i + 1), sh: sh, l: l}
+				c.lastActiveMs.Store(now.UnixMilli())
+				sh.add(c)
+			}
+			i := 0
+			var next uint64
+			for b.Loop() {
+				// With ping, each pass comes 1 s after one more whole
+				// interval of quiet; without, 1 s into the first.
+				nowMs := now.UnixMilli() + 1000
+				if ping {
+					nowMs += int64(i+1) * 10_000
+				}
+				sh.mu.Lock()
+				var more, pinged bool
+				next, more, pinged = sh.sweepFromLocked(next, nowMs, nowMs-2000)
+				if pinged != ping {
+					b.Fatalf("pinged %v, want %v", pinged, ping)
+				}
+				if !more {
+					next = 0
+					i++
+					for _, c := range sh.order {
+						sh.putBufLocked(c.out)
+						c.out, c.dirty = nil, false
+					}
+					sh.dirty = sh.dirty[:0]
+				}
+				sh.mu.Unlock()
+			}
+		})
+	}
+}
