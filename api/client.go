@@ -368,12 +368,12 @@ func (c *Client) publishRouted(ctx context.Context, cmd *bus.Command, names []st
 			}
 		}
 	}
-	if len(subjects) == 1 {
-		return c.publish(ctx, subjects[0], cmd)
-	}
 	if err := c.checkOpen(ctx); err != nil {
 		return err
 	}
+	// Every routed send carries an id, also on one subject: a gateway
+	// switching to a wildcard subscription (Config.MaxInterestSubjects)
+	// may get it twice for a moment.
 	for cmd.MsgID == 0 {
 		cmd.MsgID = rand.Uint64()
 	}

@@ -57,6 +57,13 @@ func (s Subjects) Group(group string) string { return s.Prefix + ".grp." + Token
 // it holds at least one connection bound to uid.
 func (s Subjects) UID(uid string) string { return s.Prefix + ".uid." + Token(uid) }
 
+// AllGroups matches every Group subject: a gateway with more distinct
+// groups than it keeps subscriptions for subscribes to it instead.
+func (s Subjects) AllGroups() string { return s.Prefix + ".grp.*" }
+
+// AllUIDs matches every UID subject (see AllGroups).
+func (s Subjects) AllUIDs() string { return s.Prefix + ".uid.*" }
+
 // MaxRoutedNames is the most uids or groups a send names and still goes to
 // their own subjects (one publish per distinct name, each with the whole
 // list and a MsgID); a send naming more goes to Broadcast once.

@@ -67,6 +67,8 @@ func TestGroupAndUIDSubjects(t *testing.T) {
 		{s.UID("room"), "acme.gw.uid.bcm9vbQ"},
 		{s.Group("a.b"), "acme.gw.grp.bYS5i"},
 		{s.Broadcast(), "acme.gw.bcast"},
+		{s.AllGroups(), "acme.gw.grp.*"},
+		{s.AllUIDs(), "acme.gw.uid.*"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("subject = %q, want %q", tc.got, tc.want)

@@ -126,6 +126,8 @@ type GatewayConfig struct {
 	MaxNewConnsPerSec int      `yaml:"max_new_conns_per_sec"`
 	MaxIPs            int      `yaml:"max_ips"`
 	MaxGroups         int      `yaml:"max_groups"`
+	// MaxInterestSubjects: see gateway.Config.MaxInterestSubjects.
+	MaxInterestSubjects int `yaml:"max_interest_subjects"`
 	// IPRateLimit is the message budget of one remote IP over all its
 	// connections: see gateway.Config.IPRateLimit.
 	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
@@ -179,16 +181,17 @@ func DefaultConfig(app string) Config {
 		NATS:   NATSConfig{MaxPayload: 8 << 20},
 		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},
 		Gateway: GatewayConfig{
-			EventTimeout:      Duration(3 * time.Second),
-			MaxBatch:          64,
-			MaxPendingEvents:  1024,
-			MaxPendingBytes:   4 << 20,
-			HeartbeatInterval: Duration(time.Second),
-			CloseTimeout:      Duration(5 * time.Second),
-			HandshakeTimeout:  Duration(10 * time.Second),
-			MaxIPs:            gateway.DefaultMaxIPs,
-			IPRateLimit:       RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
-			MaxGroups:         1024,
+			EventTimeout:        Duration(3 * time.Second),
+			MaxBatch:            64,
+			MaxPendingEvents:    1024,
+			MaxPendingBytes:     4 << 20,
+			HeartbeatInterval:   Duration(time.Second),
+			CloseTimeout:        Duration(5 * time.Second),
+			HandshakeTimeout:    Duration(10 * time.Second),
+			MaxIPs:              gateway.DefaultMaxIPs,
+			IPRateLimit:         RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
+			MaxGroups:           1024,
+			MaxInterestSubjects: gateway.DefaultMaxInterestSubjects,
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),

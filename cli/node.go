@@ -38,7 +38,8 @@ func (c Config) gatewayConfig() gateway.Config {
 			Burst:    g.IPRateLimit.Burst,
 			Policy:   g.IPRateLimit.Policy,
 		},
-		MaxGroups: g.MaxGroups,
+		MaxGroups:           g.MaxGroups,
+		MaxInterestSubjects: g.MaxInterestSubjects,
 	}
 }
 

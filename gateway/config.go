@@ -80,6 +80,16 @@ type Config struct {
 	// dropped with a warning). It bounds the gateway's group subscriptions
 	// (see docs/bus-protocol.md). 0 means DefaultMaxGroups (1024).
 	MaxGroups int
+	// MaxInterestSubjects bounds the uid subjects, and separately the group
+	// subjects, a gateway subscribes to for routing by interest (each costs
+	// about 1 KiB: a subscription in the NATS client and one in the
+	// server). At the bound the gateway subscribes to every subject of
+	// that kind (<prefix>.uid.* or <prefix>.grp.*) instead, drops its
+	// individual subscriptions of that kind and keeps that until it stops:
+	// it then receives every send to a uid (or group), as a gateway
+	// without interest routing would, and delivers what is for its own
+	// clients. 0 means DefaultMaxInterestSubjects (100,000).
+	MaxInterestSubjects int
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -174,6 +184,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.MaxGroups <= 0 {
 		c.MaxGroups = DefaultMaxGroups
+	}
+	if c.MaxInterestSubjects <= 0 {
+		c.MaxInterestSubjects = DefaultMaxInterestSubjects
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -294,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxGroups < 0 {
 		return errors.New("gateway: max_groups must not be negative")
+	}
+	if c.MaxInterestSubjects < 0 {
+		return errors.New("gateway: max_interest_subjects must not be negative")
 	}
 	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 {
 		return errors.New("gateway: durations must not be negative")

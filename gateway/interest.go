@@ -39,6 +39,9 @@ import (
 // DefaultMaxGroups is the default of Config.MaxGroups.
 const DefaultMaxGroups = 1024
 
+// DefaultMaxInterestSubjects is the default of Config.MaxInterestSubjects.
+const DefaultMaxInterestSubjects = 100_000
+
 // maxFlushWaiters bounds the acks waiting for a flush; at the bound the ack
 // handler flushes itself (one round trip) instead of queueing.
 const maxFlushWaiters = 4096
@@ -74,9 +77,11 @@ type interest struct {
 	dirty  map[interestKey]struct{}
 	busy   bool // a sync is subscribing what it took from dirty
 
-	syncMu sync.Mutex // serializes sync; guards subs, ch and closed
+	syncMu sync.Mutex // serializes sync; guards subs, nsubs, wild, ch and closed
 	subs   map[interestKey]*nats.Subscription
-	ch     chan *nats.Msg // the gateway's command channel, set by start
+	nsubs  [2]int                // len(subs) per kind
+	wild   [2]*nats.Subscription // per kind, once past Config.MaxInterestSubjects
+	ch     chan *nats.Msg        // the gateway's command channel, set by start
 	closed bool
 
 	received     atomic.Uint64 // commands received on cmd, bcast, uid and group subjects
@@ -206,6 +211,13 @@ func (in *interest) stop() {
 		_ = sub.Unsubscribe()
 		delete(in.subs, k)
 	}
+	in.nsubs = [2]int{}
+	for kind, sub := range in.wild {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+			in.wild[kind] = nil
+		}
+	}
 }
 
 // changeLocked records that a shard started (delta 1) or stopped (delta -1)
@@ -258,9 +270,17 @@ func (in *interest) sync() {
 		return // not started (nothing to route yet) or stopped
 	}
 	for _, w := range todo {
+		kind := w.k.kind
+		if in.wild[kind] != nil {
+			continue // every subject of this kind comes already
+		}
 		sub := in.subs[w.k]
 		switch {
 		case w.want && sub == nil:
+			if in.nsubs[kind] >= in.s.cfg.MaxInterestSubjects {
+				in.goWildLocked(kind)
+				continue
+			}
 			subject := in.subject(w.k)
 			sub, err := in.s.nc.ChanSubscribe(subject, in.ch)
 			if err != nil {
@@ -268,6 +288,7 @@ func (in *interest) sync() {
 				continue
 			}
 			in.subs[w.k] = sub
+			in.nsubs[kind]++
 			in.subscribes.Add(1)
 			in.subGen.Add(1)
 		case !w.want && sub != nil:
@@ -275,9 +296,42 @@ func (in *interest) sync() {
 				in.s.log.Warn("interest not unsubscribed", "subject", sub.Subject, "err", err)
 			}
 			delete(in.subs, w.k)
+			in.nsubs[kind]--
 			in.unsubscribes.Add(1)
 		}
 	}
+}
+
+// goWildLocked replaces the individual subscriptions of kind by one to
+// every subject of that kind, for good: the bound of
+// Config.MaxInterestSubjects. The wildcard is subscribed first, so no send
+// is missed; a send that matches both while the individual ones go is
+// delivered once thanks to its MsgID (routed sends carry one). Caller
+// holds syncMu.
+func (in *interest) goWildLocked(kind interestKind) {
+	subject, what := in.s.subj.AllUIDs(), "uids"
+	if kind == interestGroup {
+		subject, what = in.s.subj.AllGroups(), "groups"
+	}
+	sub, err := in.s.nc.ChanSubscribe(subject, in.ch)
+	if err != nil {
+		in.s.log.Warn("interest not subscribed", "subject", subject, "err", err)
+		return
+	}
+	in.wild[kind] = sub
+	in.subscribes.Add(1)
+	in.subGen.Add(1)
+	for k, sub := range in.subs {
+		if k.kind != kind {
+			continue
+		}
+		_ = sub.Unsubscribe()
+		delete(in.subs, k)
+		in.unsubscribes.Add(1)
+	}
+	in.nsubs[kind] = 0
+	in.s.log.Warn("routing by interest: too many distinct "+what+" on this gateway; it now receives every send to "+what,
+		"max_interest_subjects", in.s.cfg.MaxInterestSubjects, "subject", subject)
 }
 
 func (in *interest) subject(k interestKey) string {
@@ -288,11 +342,17 @@ func (in *interest) subject(k interestKey) string {
 }
 
 // subscribed returns how many uid and group subjects the gateway is
-// subscribed to.
-func (in *interest) subscribed() int {
+// subscribed to (a wildcard counts as one), and which kinds went wildcard.
+func (in *interest) subscribed() (n int, wildUIDs, wildGroups bool) {
 	in.syncMu.Lock()
 	defer in.syncMu.Unlock()
-	return len(in.subs)
+	n = len(in.subs)
+	for _, w := range in.wild {
+		if w != nil {
+			n++
+		}
+	}
+	return n, in.wild[interestUID] != nil, in.wild[interestGroup] != nil
 }
 
 // firstCopy reports whether a send with this MsgID is seen for the first
@@ -330,18 +390,26 @@ type InterestStats struct {
 	Received uint64 `json:"received"`
 	// Duplicates counts copies of a routed send dropped by MsgID.
 	Duplicates uint64 `json:"duplicates"`
+	// WildcardUIDs and WildcardGroups report that the gateway went past
+	// Config.MaxInterestSubjects for that kind and receives every send to
+	// a uid (or a group).
+	WildcardUIDs   bool `json:"wildcard_uids"`
+	WildcardGroups bool `json:"wildcard_groups"`
 }
 
 // InterestStats returns a snapshot of the gateway's routing by interest.
 // It is safe for concurrent use.
 func (s *Server) InterestStats() InterestStats {
 	in := s.interest
+	n, wu, wg := in.subscribed()
 	return InterestStats{
-		Subscriptions: in.subscribed(),
-		Subscribes:    in.subscribes.Load(),
-		Unsubscribes:  in.unsubscribes.Load(),
-		Received:      in.received.Load(),
-		Duplicates:    in.duplicates.Load(),
+		Subscriptions:  n,
+		WildcardUIDs:   wu,
+		WildcardGroups: wg,
+		Subscribes:     in.subscribes.Load(),
+		Unsubscribes:   in.unsubscribes.Load(),
+		Received:       in.received.Load(),
+		Duplicates:     in.duplicates.Load(),
 	}
 }
 

@@ -165,3 +165,71 @@ func TestMaxGroups(t *testing.T) {
 	}
 	s.closed(c, ReasonClientClosed)
 }
+
+// TestInterestWildcard: past MaxInterestSubjects uids the gateway swaps its
+// uid subscriptions for the uid wildcard: sends to every uid still arrive,
+// once each (a second copy with the same MsgID is dropped), groups keep
+// their own subscriptions, and the NATS connection holds what the stats
+// say.
+func TestInterestWildcard(t *testing.T) {
+	nc := testBus(t)
+	// The first request subscribes the connection's reply inbox: before
+	// counting.
+	_, _ = nc.Request("nobody.listens", nil, time.Second)
+	base := nc.NumSubscriptions()
+	s := startServer(t, nc, Config{MaxInterestSubjects: 2, Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}})
+	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	own := nc.NumSubscriptions() - base
+	request := func(cmd *bus.Command) {
+		t.Helper()
+		m, err := nc.Request(s.subj.Cmd(s.id), bus.AppendCommand(nil, cmd), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rep bus.Reply
+		if err := bus.DecodeReply(m.Data, &rep); err != nil || rep.ErrorCode != "" {
+			t.Fatalf("%v: %v %s", cmd.Op, err, rep.Error)
+		}
+	}
+	var ts []*countingTransport
+	var ids []string
+	for i := range 3 {
+		tr := &countingTransport{}
+		c := s.newConn(s.listeners[0], tr, netip.MustParseAddrPort("127.0.0.1:1"))
+		tr.c = c
+		c.sh.add(c)
+		ts, ids = append(ts, tr), append(ids, c.id(s.id))
+		request(&bus.Command{Version: bus.Version, Op: bus.OpBindUID, Clients: []string{ids[i]}, Arg: fmt.Sprint("u", i)})
+		st := s.InterestStats()
+		wild := i == 2 // past the bound of 2
+		if st.WildcardUIDs != wild || (!wild && st.Subscriptions != i+1) || (wild && st.Subscriptions != 1) {
+			t.Fatalf("after %d binds: %+v", i+1, st)
+		}
+	}
+	request(&bus.Command{Version: bus.Version, Op: bus.OpJoinGroup, Clients: []string{ids[0]}, Arg: "g"})
+	if st := s.InterestStats(); st.Subscriptions != 2 || !st.WildcardUIDs || st.WildcardGroups {
+		t.Fatalf("after the join: %+v", st)
+	}
+	if n := nc.NumSubscriptions() - base - own; n != 2 {
+		t.Fatalf("%d interest subscriptions on the connection, want 2 (the uid wildcard and g)", n)
+	}
+
+	send := func(uid string, id uint64) {
+		t.Helper()
+		cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToUID, UIDs: []string{uid}, Data: []byte("hi"), MsgID: id}
+		if err := nc.Publish(s.subj.UID(uid), bus.AppendCommand(nil, &cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("u2", 5)
+	send("u2", 5) // the copy a swap can cause
+	send("u0", 0)
+	send("u1", 6)
+	request(&bus.Command{Version: bus.Version, Op: bus.OpIsOnline, Clients: []string{ids[0]}}) // after the sends, in order
+	waitFor(t, 5*time.Second, "three deliveries", func() bool {
+		return ts[0].writes.Load() == 1 && ts[1].writes.Load() == 1 && ts[2].writes.Load() == 1
+	})
+	if d := s.InterestStats().Duplicates; d != 1 {
+		t.Fatalf("%d duplicates dropped, want 1", d)
+	}
+}

@@ -86,6 +86,7 @@ var (
 	gwBadCmds     = desc("gateway_bad_commands_total", "Bus commands to the gateway that could not be decoded.")
 	gwThrottled   = desc("gateway_throttled_messages_total", "Client messages over a rate limit, by the policy applied (drop, close, force_close, close_ip, force_close_ip).", "policy")
 	gwSubs        = desc("gateway_interest_subscriptions", "Uid and group subjects the gateway subscribes to (routing by interest).")
+	gwWildcard    = desc("gateway_interest_wildcard", "1 when the gateway went past max_interest_subjects for that kind (uid, group) and receives every send of that kind.", "kind")
 	gwSubChanges  = desc("gateway_interest_subscription_changes_total", "Subscriptions made and removed as uids and groups appear and disappear on the gateway.", "change")
 	gwCmdsIn      = desc("gateway_bus_commands_received_total", "Commands the gateway received from the bus (its own subject, broadcasts, its uid and group subjects; queries not included).")
 	gwDupes       = desc("gateway_routed_duplicates_total", "Copies of a send to several uids or groups dropped because the gateway had delivered it already.")
@@ -107,7 +108,7 @@ var (
 	allDescs = []*prometheus.Desc{
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
 		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
-		gwSubs, gwSubChanges, gwCmdsIn, gwDupes,
+		gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
 	}
@@ -160,6 +161,8 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	counterMap(ch, gwRefused, st.Refused)
 	counterMap(ch, gwDropped, st.Dropped)
 	gauge(ch, gwSubs, float64(st.Interest.Subscriptions))
+	gauge(ch, gwWildcard, b2f(st.Interest.WildcardUIDs), "uid")
+	gauge(ch, gwWildcard, b2f(st.Interest.WildcardGroups), "group")
 	counterMap(ch, gwSubChanges, map[string]uint64{"subscribe": st.Interest.Subscribes, "unsubscribe": st.Interest.Unsubscribes})
 	counter(ch, gwCmdsIn, st.Interest.Received)
 	counter(ch, gwDupes, st.Interest.Duplicates)
@@ -239,4 +242,11 @@ func Handler(src Sources) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
