@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
@@ -218,5 +219,28 @@ func TestHandshakeTimeout(t *testing.T) {
 	}
 	if n := s.Stats().Connections; n != 1 {
 		t.Fatalf("%d connections, want 1", n)
+	}
+}
+
+// TestRegisteredBeforeUpgradeAnswer: once a client has read the 101, the
+// gateway counts it (a backend told "I am connected" finds the client), on
+// every one of many connections. The 101 used to be written before the
+// connection joined its shard, and a query in between missed it.
+func TestRegisteredBeforeUpgradeAnswer(t *testing.T) {
+	nc := testBus(t)
+	s := startServer(t, nc, Config{Listeners: []ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}})
+	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	url := "ws://" + s.Addr("ws").String() + "/"
+	const n = 300
+	for i := range n {
+		ws, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		// All stay open: the count must already include this one.
+		if got := s.connCount(); got != i+1 {
+			t.Fatalf("connection %d: the gateway counts %d connections after its 101, want %d", i, got, i+1)
+		}
 	}
 }

@@ -472,9 +472,10 @@ func (s *Server) newConn(l *listener, t transport, remote netip.AddrPort) *conn 
 	return c
 }
 
-// register puts c in the hub and queues its first events.
-func (s *Server) register(c *conn, first ...bus.Event) {
-	c.sh.add(c)
+// register puts c in the hub, right after preamble (when not nil: see
+// shard.addAfter), and queues its first events.
+func (s *Server) register(c *conn, preamble func(), first ...bus.Event) {
+	c.sh.addAfter(c, preamble)
 	s.stats.accepted.Add(1)
 	c.l.accepted.Add(1)
 	c.l.open.Add(1)

@@ -72,8 +72,16 @@ func (sh *shard) signal() {
 }
 
 // add registers a new open connection.
-func (sh *shard) add(c *conn) {
+func (sh *shard) add(c *conn) { sh.addAfter(c, nil) }
+
+// addAfter registers a new open connection after running preamble (when
+// not nil) under the same lock: what preamble writes reaches the socket
+// before any frame queued for c, and anyone who saw it finds c registered.
+func (sh *shard) addAfter(c *conn, preamble func()) {
 	sh.mu.Lock()
+	if preamble != nil {
+		preamble()
+	}
 	sh.conns[c.seq] = c
 	sh.order = append(sh.order, c)
 	sh.mu.Unlock()

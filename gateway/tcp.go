@@ -52,7 +52,7 @@ func (e *tcpEngine) open(nc *nbio.Conn) {
 	c := s.newConn(e.l, t, remote)
 	t.c = c
 	nc.SetSession(t)
-	s.register(c, bus.Event{Type: bus.EventConnect})
+	s.register(c, nil, bus.Event{Type: bus.EventConnect})
 }
 
 func (e *tcpEngine) data(nc *nbio.Conn, data []byte) {

@@ -210,15 +210,18 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		return
 	}
 	e.handshakeDone(t)
-	_ = t.write(resp.Bytes())
 	s := e.l.s
 	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
 	c := s.newConn(e.l, t, remote)
-	t.c = c
 	leftover := bytes.Clone(rest)
 	t.in = nil
-	s.register(c, bus.Event{Type: bus.EventConnect},
-		bus.Event{Type: bus.EventWebSocketConnect, Request: req})
+	// The 101 goes out as c joins its shard, under the shard's lock: a
+	// query answered after the client saw the 101 counts c, and no frame
+	// queued for c can reach the socket before the 101.
+	s.register(c, func() {
+		_ = t.write(resp.Bytes())
+		t.c = c
+	}, bus.Event{Type: bus.EventConnect}, bus.Event{Type: bus.EventWebSocketConnect, Request: req})
 	if len(leftover) > 0 {
 		e.frames(t, leftover)
 	}
