@@ -262,7 +262,7 @@ func PrintTable(w io.Writer, r *Result) {
 		fmt.Fprintf(tw, "%s\t%.0f (%d in %s, %d errors)\np50 / p99 / p999\t%.2f / %.2f / %.2f ms\n",
 			unit, r.PerSec, r.Count, r.Duration, r.Errors, r.P50Ms, r.P99Ms, r.P999Ms)
 	case FanOut:
-		fmt.Fprintf(tw, "sender\t%s\ngroup members\t%d\nmax deliveries/s\t%.0f\n", r.Sender, r.Members, r.MaxDeliveriesPerSec)
+		fmt.Fprintf(tw, "sender\t%s × %d\ngroup members\t%d\nmax deliveries/s\t%.0f\n", r.Sender, r.Senders, r.Members, r.MaxDeliveriesPerSec)
 		fmt.Fprintln(tw, "\nrate msg/s\tsent/s\tdeliveries/s\tdelivered\tp50 ms\tp99 ms\tp999 ms")
 		for _, s := range r.Steps {
 			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", s.Rate, s.SendRate, s.DeliveriesPerSec,

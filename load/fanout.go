@@ -162,7 +162,7 @@ func runFanOut(ctx context.Context, cfg Config, r *Result, children []*child, ad
 	a := newAPIClient(cfg.HTTPAddr, cfg.Token, max(cfg.Senders, 16))
 	defer a.close()
 	r.Members = r.Connected
-	r.Sender = "http"
+	r.Sender, r.Senders = "http", cfg.Senders
 	if cfg.API != nil {
 		r.Sender = "go-client"
 	}

@@ -92,8 +92,8 @@ func TestWorkloads(t *testing.T) {
 			tg := start.f(t)
 			defer tg.stop()
 			fanOutCheck := func(t *testing.T, r *Result) {
-				if len(r.Steps) != 1 || r.Members != r.Conns {
-					t.Fatalf("fanout: %d steps, %d members", len(r.Steps), r.Members)
+				if len(r.Steps) != 1 || r.Members != r.Conns || r.Senders != 64 {
+					t.Fatalf("fanout: %d steps, %d members, %d senders (want the default 64)", len(r.Steps), r.Members, r.Senders)
 				}
 				s := r.Steps[0]
 				if s.Sent == 0 || s.Delivered != s.Expected || s.DeliveriesPerSec <= 0 {

@@ -66,6 +66,7 @@ type Result struct {
 	Errors  uint64  `json:"errors,omitempty"`
 	Members int     `json:"members,omitempty"` // fan-out group size
 	Sender  string  `json:"sender,omitempty"`  // fan-out: "http" or "go-client"
+	Senders int     `json:"senders,omitempty"` // fan-out: sends in flight
 
 	// Fan-out.
 	Steps               []Step  `json:"steps,omitempty"`
