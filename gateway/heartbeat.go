@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"cmp"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -156,7 +154,7 @@ func (sh *shard) sweep(now time.Time) {
 // may have been compacted out of the order: it resumes by sequence
 // number, not by index. Caller holds sh.mu.
 func (sh *shard) sweepFromLocked(next uint64, nowMs, prevMs int64) (uint64, bool, bool) {
-	i, _ := slices.BinarySearchFunc(sh.order, next, func(c *conn, seq uint64) int { return cmp.Compare(c.seq, seq) })
+	i := sh.orderIndex(next)
 	end := min(i+sweepChunk, len(sh.order))
 	pinged := false
 	for _, c := range sh.order[i:end] {

@@ -147,16 +147,7 @@ func (s *Server) listClients(op bus.Op, group, uid, cursor string, limit int, re
 		}
 		switch op {
 		case bus.OpClientList:
-			i, _ := slices.BinarySearchFunc(sh.order, after+1, func(c *conn, t uint64) int {
-				switch {
-				case c.seq < t:
-					return -1
-				case c.seq > t:
-					return 1
-				}
-				return 0
-			})
-			for _, c := range sh.order[i:] {
+			for _, c := range sh.order[sh.orderIndex(after+1):] {
 				if !take(c) {
 					break
 				}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,13 @@ func (sh *shard) signal() {
 
 // add registers a new open connection.
 func (sh *shard) add(c *conn) { sh.addAfter(c, nil) }
+
+// orderIndex returns the position in sh.order of the first connection
+// whose sequence number is seq or more. Caller holds sh.mu.
+func (sh *shard) orderIndex(seq uint64) int {
+	i, _ := slices.BinarySearchFunc(sh.order, seq, func(c *conn, seq uint64) int { return cmp.Compare(c.seq, seq) })
+	return i
+}
 
 // addAfter registers a new open connection after running preamble (when
 // not nil) under the same lock: what preamble writes reaches the socket

@@ -3,7 +3,6 @@ package load
 import (
 	"bufio"
 	"context"
-
 	"errors"
 	"fmt"
 	"io"

@@ -85,8 +85,9 @@ type Config struct {
 	// issue's "p99 at 80 % of the maximum rate" is AtMax 0.8. 0 means no
 	// such step.
 	AtMax float64
-	// Senders is the number of fan-out sends in flight (at most 1,024) (HTTP requests on
-	// as many keep-alive connections, or Go client calls); default 64.
+	// Senders is the number of fan-out sends in flight: HTTP requests on as
+	// many keep-alive connections, or Go client calls; default 64, at most
+	// 1,024.
 	// Each sender waits for its answer, so too few cap the send rate at
 	// senders ÷ the API's answer time, which grows as the node fills up
 	// (16 capped gatework near 1,600 msg/s to 2,000 members here).
