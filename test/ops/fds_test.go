@@ -68,6 +68,21 @@ func TestWorkersInheritNoClientSockets(t *testing.T) {
 		}
 	}
 
+	// Whatever the master opens after its last child started (these
+	// clients' sockets) is close-on-exec too: the next child would
+	// inherit it otherwise.
+	late := n.dial()
+	late.ask("late")
+	wsClients = append(wsClients, late)
+	lateTCP := dialTCP(t, tcpAddr)
+	lateTCP.ask("late")
+	tcpClients = append(tcpClients, lateTCP)
+	for fd, link := range fdLinks(t, masterPID) {
+		if fd > 2 && !cloexec(t, masterPID, fd) {
+			t.Errorf("the master's descriptor %d (%s) is not close-on-exec", fd, link)
+		}
+	}
+
 	for _, c := range wsClients {
 		_ = c.ws.Close()
 	}
