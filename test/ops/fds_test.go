@@ -92,9 +92,11 @@ func TestWorkersInheritNoClientSockets(t *testing.T) {
 	waitFor(t, 10*time.Second, "the clients' closes to reach the gateway", func() bool {
 		return n.status().connections() == 0
 	})
-	if busy := cpuTicks(t, masterPID, time.Second); busy > 25 {
+	busy := cpuTicks(t, masterPID, time.Second)
+	if busy > 25 {
 		t.Errorf("the master is busy with no client: %d ticks of CPU in 1s", busy)
 	}
+	t.Logf("the master used %d ticks of CPU in 1s with no client", busy)
 	for i := range 5 {
 		c := n.dial() // fails without a 101
 		c.ask("after " + strconv.Itoa(i))
