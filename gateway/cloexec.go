@@ -29,12 +29,18 @@ import (
 // writing, so no child can start between the creation and the flag. Go's
 // own descriptors (listeners, accepted sockets, files, pipes) are opened
 // close-on-exec atomically already. Nothing under the read lock takes a
-// gateway lock or calls back into the gateway.
+// gateway lock or calls back into the gateway. (No newer nbio release nor
+// maintained fork fixes it; a patched copy of nbio in this tree would be
+// more to maintain than these two wrappers.) The master's supervisor also
+// marks every descriptor close-on-exec before it starts a child
+// (master/proc_linux.go): a safety net only, since a descriptor made
+// without the lock between that and the fork would still leak.
 
 // adoptSocket hands c to the socket engine's ownership: nbio.NBConn dups
 // c's descriptor and closes c, and the dup is made close-on-exec before any
 // child can start. The result goes to Engine.AddConn, which takes it as it
-// is. On error c is still open.
+// is. On error the caller closes c (which may be closed already: that is
+// harmless).
 func adoptSocket(c net.Conn) (*nbio.Conn, error) {
 	syscall.ForkLock.RLock()
 	defer syscall.ForkLock.RUnlock()
