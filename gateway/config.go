@@ -110,8 +110,8 @@ type ListenerConfig struct {
 	// client is closed.
 	MaxMessage int `yaml:"max_message"`
 	// MaxQueueBytes bounds the bytes queued for one connection and not yet
-	// written to its socket; a connection over it is disconnected as a slow
-	// consumer. 0 means 4 MiB.
+	// written to its socket, messages and control frames (pongs, heartbeat
+	// pings) alike; what happens at the bound is QueuePolicy. 0 means 4 MiB.
 	MaxQueueBytes int `yaml:"max_queue_bytes"`
 	// MessageType selects WebSocket frames for outbound messages: "auto"
 	// (text when the message is valid UTF-8, binary otherwise), "text"
@@ -135,7 +135,10 @@ type ListenerConfig struct {
 	// connection's queue over MaxQueueBytes: "disconnect" (close it as a
 	// slow consumer, WebSocket code 1008), "drop_oldest" (drop the oldest
 	// whole queued messages until the new one fits) or "drop_newest" (drop
-	// the new message). "" means disconnect. See queue.go.
+	// the new message). A pong or heartbeat ping that does not fit never
+	// displaces a message: it closes the connection under disconnect and
+	// is dropped under the drop policies. "" means disconnect. See
+	// queue.go.
 	QueuePolicy string `yaml:"queue_policy"`
 	// PingInterval is how long a connection may stay quiet (nothing
 	// received) before the gateway pings it, and then again every interval

@@ -76,7 +76,7 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	})
 	e.engine.OnWrittenSize(onWrittenSize)
 	racehandoff.Hook(e.engine)
-	if err := e.engine.Start(); err != nil {
+	if err := startEngine(e.engine); err != nil {
 		_ = ln.Close()
 		e.engine = nil // never started: nothing to stop
 		return nil, err
@@ -109,9 +109,14 @@ func (e *nbioEngine) accept(ln net.Listener) {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		if _, err := e.engine.AddConn(c); err != nil {
-			_ = c.Close()
+		// Adopted first, so that the engine's dup of the socket is
+		// close-on-exec (cloexec.go); AddConn closes it on failure.
+		nc, err := adoptSocket(c)
+		if err != nil {
+			_ = c.Close() // out of descriptors: as for a refused socket
+			continue
 		}
+		_, _ = e.engine.AddConn(nc)
 	}
 }
 

@@ -119,7 +119,8 @@ func (sh *shard) sweepLoop() {
 }
 
 // sweep pings the connections that have been quiet for their listener's
-// ping interval and closes, with reason idle_timeout, those quiet for
+// ping interval (within their queue bound: see controlFitsLocked) and
+// closes, with reason idle_timeout, those quiet for
 // their idle timeout. Protected connections are skipped. An idle
 // connection costs no timer and no goroutine: one pass looks at every
 // connection, sweepChunk at a time under the shard lock, all against the
@@ -187,7 +188,7 @@ func (sh *shard) sweepConnLocked(c *conn, nowMs, prevMs int64) bool {
 	// Ping at every whole interval of quiet that passed since the
 	// previous sweep: no per-connection state needed.
 	every := c.l.cfg.PingInterval.Milliseconds()
-	if quiet >= every && quiet/every > (prevMs-last)/every {
+	if quiet >= every && quiet/every > (prevMs-last)/every && sh.controlFitsLocked(c, len(c.l.ping)) {
 		sh.appendFrameLocked(c, c.l.ping)
 		return true
 	}

@@ -14,7 +14,7 @@ import (
 func TestSweepChunks(t *testing.T) {
 	for _, compact := range []bool{false, true} {
 		sh := newShard(&Server{sweepEvery: time.Second})
-		l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second}, ping: wsPing}
+		l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
 		now := time.Now()
 		nowMs, prevMs := now.UnixMilli(), now.Add(-time.Second).UnixMilli()
 		conns := make([]*conn, 2*sweepChunk+5)
@@ -64,7 +64,7 @@ func BenchmarkSweepChunk(b *testing.B) {
 	for _, ping := range []bool{true, false} {
 		b.Run(map[bool]string{true: "ping", false: "none"}[ping], func(b *testing.B) {
 			sh := newShard(&Server{sweepEvery: time.Second})
-			l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second}, ping: wsPing}
+			l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
 			now := time.Now()
 			for i := range 64 * sweepChunk {
 				c := &conn{seq: uint64(i + 1), sh: sh, l: l}

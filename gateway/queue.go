@@ -4,7 +4,8 @@ package gateway
 // would take a connection's outbound queue over MaxQueueBytes. The queue
 // is the bytes waiting in the gateway plus those handed to the socket
 // engine and not yet written to the kernel; only the former can be
-// dropped, and only as whole frames.
+// dropped, and only as whole frames. Control frames (pongs, heartbeat
+// pings) count against the bound too; see controlFitsLocked.
 const (
 	// QueueDisconnect closes the connection as a slow consumer (reason
 	// slow_consumer, WebSocket code 1008) after what the socket engine
@@ -56,8 +57,8 @@ func (c *conn) queuedLocked() int64 {
 
 // appendFrameLocked appends one whole frame to c's out, records its
 // boundary under drop_oldest and marks c dirty; the caller signals the
-// flusher. It does not apply the queue bound (control frames and pings
-// are tiny and never dropped for it). Caller holds sh.mu.
+// flusher. The caller applied the queue bound (enqueueLocked,
+// controlFitsLocked). Caller holds sh.mu.
 func (sh *shard) appendFrameLocked(c *conn, frame []byte) {
 	if c.out == nil {
 		c.out = sh.getBufLocked(len(frame))
@@ -83,6 +84,32 @@ func noteFrame(c *conn, n int) {
 		sh.queues[c] = q
 	}
 	q.lens = append(q.lens, uint32(n))
+}
+
+// controlFitsLocked applies the queue bound to a control frame of n bytes
+// (a pong, or a heartbeat ping) and reports whether it may be queued.
+// Control frames count against MaxQueueBytes like messages but never
+// displace one: a control frame that does not fit closes c as a slow
+// consumer under disconnect, and is dropped under drop_oldest and
+// drop_newest (counted with the listener's policy, like a message; RFC
+// 6455 §5.5.3 lets a pong answer only the latest of several pings). So a
+// client that pings without reading holds at most MaxQueueBytes, like one
+// that is sent more than it reads. (Pongs used to be queued outside the
+// bound: one such client took a gateway past 1.6 GB.) Only the one close
+// frame of a connection is queued outside the bound. Caller holds sh.mu.
+func (sh *shard) controlFitsLocked(c *conn, n int) bool {
+	if c.queuedLocked()+int64(n) <= int64(c.l.cfg.MaxQueueBytes) {
+		return true
+	}
+	switch c.l.cfg.QueuePolicy {
+	case QueueDropOldest:
+		sh.s.stats.dropped[dropOldest].Add(1)
+	case QueueDropNewest:
+		sh.s.stats.dropped[dropNewest].Add(1)
+	default:
+		sh.makeRoomLocked(c, n) // the slow-consumer close
+	}
+	return false
 }
 
 // forgetQueueLocked drops c's frame boundaries once its out is taken or

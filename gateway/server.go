@@ -120,7 +120,8 @@ type Stats struct {
 	// the gateway received from the bus.
 	Interest InterestStats `json:"interest"`
 	// Dropped counts the messages dropped at a connection's queue bound,
-	// by queue policy name (see QueueDisconnect).
+	// by queue policy name (see QueueDisconnect); pongs and heartbeat
+	// pings dropped there count too.
 	Dropped map[string]uint64 `json:"dropped"`
 }
 
@@ -528,11 +529,13 @@ func (s *Server) closeWith(c *conn, reason CloseReason, code int, text string) {
 }
 
 // queueControl queues a WebSocket control frame (a pong) behind the data
-// already queued for c, so that the byte accounting stays exact.
+// already queued for c, so that the byte accounting stays exact, within
+// the queue bound (see shard.controlFitsLocked). payload is at most 125
+// bytes (RFC 6455 §5.5).
 func (s *Server) queueControl(c *conn, opcode byte, payload []byte) {
 	sh := c.sh
 	sh.mu.Lock()
-	if c.state == stateOpen {
+	if c.state == stateOpen && sh.controlFitsLocked(c, 2+len(payload)) {
 		if c.out == nil {
 			c.out = sh.getBufLocked(len(payload) + 2)
 		}

@@ -8,5 +8,9 @@ import "syscall"
 // the EOF of their standard input.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
+// closeOnExec does nothing here: the descriptors this program creates are
+// close-on-exec from the start (see the Linux version).
+func closeOnExec() {}
+
 // RSS is not available on this system.
 func RSS(pid int) (int64, error) { return 0, errNoRSS }

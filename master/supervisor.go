@@ -103,6 +103,11 @@ type Counters struct {
 // Supervisor runs and watches the child processes. Its methods are safe for
 // concurrent use; Reload calls run one at a time.
 //
+// A child inherits its standard input, output and error and no other
+// descriptor: before each start the supervisor marks every other
+// descriptor of the process close-on-exec (on Linux), a safety net behind
+// the rule that this program opens every descriptor close-on-exec.
+//
 // Lock order: reloadMu before mu.
 type Supervisor struct {
 	cfg Config
@@ -248,6 +253,7 @@ func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master: %w", err)
 	}
+	closeOnExec() // a child inherits stdin, stdout and stderr only
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("master: start worker process: %w", err)
 	}

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,7 +24,8 @@ import (
 
 // envMode names a file whose content says how the test binary behaves
 // when run as a child: ok (report ready, stop on SIGTERM or stdin EOF),
-// fail (exit 1 at once) or silent (never report ready).
+// fail (exit 1 at once), silent (never report ready) or fds (as ok, after
+// a line naming the descriptors above 2 it inherited).
 const envMode = "MASTER_TEST_MODE_FILE"
 
 func TestMain(m *testing.M) {
@@ -40,6 +44,9 @@ func child(modeFile string) int {
 	case "fail":
 		fmt.Fprintln(os.Stderr, "child: failing as asked")
 		return 1
+	case "fds":
+		fmt.Println("inherited:", inherited()) // forwarded to Stderr
+		fmt.Println(master.ReadyLine)
 	case "ok":
 		fmt.Println("hello from the app") // forwarded to Stderr
 		fmt.Println(master.ReadyLine)
@@ -61,6 +68,29 @@ func child(modeFile string) int {
 	case <-eof:
 	}
 	return 0
+}
+
+// inherited lists the descriptors above 2 of this process that are not
+// close-on-exec: in a fresh Go process, those it inherited (the runtime
+// opens its own close-on-exec).
+func inherited() []string {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFD, 0)
+		if errno == 0 && flags&syscall.FD_CLOEXEC == 0 {
+			link, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			out = append(out, e.Name()+" -> "+link)
+		}
+	}
+	return out
 }
 
 // lockedBuffer is a strings.Builder safe for concurrent writes.
@@ -272,6 +302,47 @@ func TestStartNotReady(t *testing.T) {
 	err := f.sup.Start(t.Context())
 	if !errors.Is(err, master.ErrNotReady) {
 		t.Fatalf("start: %v", err)
+	}
+}
+
+// TestChildrenInheritNoDescriptor: a descriptor the master holds without
+// close-on-exec (such as a socket dup(2)ed by code that forgot the flag)
+// does not reach the children, started or restarted.
+func TestChildrenInheritNoDescriptor(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the safety net is Linux's")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := -1
+	_ = raw.Control(func(fd uintptr) { dup, err = syscall.Dup(int(fd)) }) // no close-on-exec
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(dup)
+	f := setup(t, "fds", 10*time.Second)
+	if err := f.sup.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the children's reports", func() bool {
+		return strings.Count(f.stderr.String(), "inherited:") == 2
+	})
+	for _, l := range strings.Split(f.stderr.String(), "\n") {
+		if strings.HasPrefix(l, "inherited:") && l != "inherited: []" {
+			t.Errorf("a child inherited descriptors: %s (the master's dup is %d)", l, dup)
+		}
 	}
 }
 
