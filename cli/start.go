@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -54,12 +53,18 @@ func (r *runner) start(cmd *cobra.Command) error {
 	}
 	log := NewLogger(c.Log, cmd.ErrOrStderr())
 	pidFile := c.pidFile()
-	if pid, ok := runningPID(pidFile); ok {
-		if detached {
-			return fmt.Errorf("gatework is already running (pid %d, pid file %s)", pid, pidFile)
-		}
-		log.Warn("another master holds the pid file: reload, stop and status will not reach this one", "pid", pid, "pid_file", pidFile)
-		pidFile = ""
+	// Before anything binds a port: a second master of the same pid file
+	// refuses to start.
+	lock, stale, err := lockPIDFile(pidFile)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	if stale != 0 {
+		log.Warn("pid file of a master that is gone taken over", "pid", stale, "pid_file", pidFile)
+	}
+	for _, p := range masterFiles(pidFile) {
+		_ = os.Remove(p) // left by a master that did not exit cleanly
 	}
 	m, err := newMasterRun(c, log, r.apps)
 	if err != nil {
@@ -78,19 +83,13 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
-	var ctl *controlServer
-	if pidFile != "" {
-		if ctl, err = listenControl(socketPath(pidFile), log, m.control); err != nil {
-			log.Warn("no control socket: status and the answer of reload are not available", "err", err)
-		}
-		if err := writePIDFile(pidFile, os.Getpid()); err != nil {
-			log.Warn("no pid file: reload, stop and status will not find this master", "err", err)
-			pidFile = ""
-		}
+	ctl, err := listenControl(socketPath(pidFile), log, m.control)
+	if err != nil {
+		log.Warn("no control socket: status and the answer of reload are not available", "err", err)
 	}
-	busFile := ""
-	if pidFile != "" {
-		busFile = m.writeWorkerBus(pidFile)
+	busFile := m.writeWorkerBus(pidFile)
+	if err := lock.write(os.Getpid()); err != nil {
+		log.Warn("no pid in the pid file: reload, stop and status will not find this master", "err", err)
 	}
 	logHints(log, c, m.node, busFile)
 	for stop := false; !stop; {
@@ -111,9 +110,6 @@ func (r *runner) start(cmd *cobra.Command) error {
 	err = m.shutdown(ctx)
 	if ctl != nil {
 		ctl.close()
-	}
-	if pidFile != "" {
-		removePIDFile(pidFile, os.Getpid())
 	}
 	if busFile != "" {
 		_ = os.Remove(busFile)
