@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/node"
 )
 
@@ -121,6 +122,36 @@ func (r *runner) start(cmd *cobra.Command) error {
 	return nil
 }
 
+// listenerHint returns a command line that talks to listener l bound to
+// addr: websocat for WebSocket, nc for TCP, and for TLS listeners wss://
+// and openssl s_client (with a client certificate when the listener asks
+// for one); "" for other protocols.
+func listenerHint(l gateway.ListenerConfig, addr string) string {
+	tls := l.TLS != nil
+	switch l.Protocol {
+	case "ws":
+		path := l.Path
+		if path == "" {
+			path = "/"
+		}
+		if tls {
+			return "websocat wss://" + addr + path
+		}
+		return "websocat ws://" + addr + path
+	case "tcp":
+		if tls {
+			hint := "openssl s_client -quiet -connect " + addr
+			if l.TLS.ClientCAFile != "" {
+				hint += " -cert client.pem -key client-key.pem"
+			}
+			return hint
+		}
+		host, port, _ := net.SplitHostPort(addr)
+		return "nc " + host + " " + port
+	}
+	return ""
+}
+
 // logHints logs how to talk to the node, for a newcomer; busFile is where
 // hand-started workers find the bus credentials ("" for none).
 func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
@@ -130,20 +161,10 @@ func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 		if name == "" {
 			name = l.Protocol
 		}
-		addr := n.Addr(name)
-		if addr == nil {
-			continue
-		}
-		switch l.Protocol {
-		case "ws":
-			path := l.Path
-			if path == "" {
-				path = "/"
+		if addr := n.Addr(name); addr != nil {
+			if hint := listenerHint(l, addr.String()); hint != "" {
+				attrs = append(attrs, name, hint)
 			}
-			attrs = append(attrs, name, "websocat ws://"+addr.String()+path)
-		case "tcp":
-			host, port, _ := net.SplitHostPort(addr.String())
-			attrs = append(attrs, name, "nc "+host+" "+port)
 		}
 	}
 	if a := n.HTTPAddr(); a != nil {
