@@ -268,7 +268,11 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 				s.log.Warn("message not sent", "client", c.id(s.id), "err", err)
 			}
 		case bus.ActionClose:
-			sh.closeLocked(c, ReasonCloseRequested, a.Flag)
+			if len(a.Data) > 0 {
+				s.closeAfterLocked(c, a.Data, a.Flag)
+			} else {
+				sh.closeLocked(c, ReasonCloseRequested, a.Flag)
+			}
 		case bus.ActionReject:
 			s.rejectLocked(c, int(a.Code), a.Arg)
 		case bus.ActionBindUID:
@@ -310,6 +314,31 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 	// interest.go.
 	s.interest.sync()
 	done()
+}
+
+// closeAfterLocked closes c after a final message (ACTION_CLOSE with
+// data): force drops what is still queued for c, not the final message;
+// then the message is queued (text if valid UTF-8, else binary; TCP:
+// framed) and c closes gracefully behind it: flushed, then the close frame
+// (WebSocket), then the socket. Caller holds c.sh.mu.
+func (s *Server) closeAfterLocked(c *conn, msg []byte, force bool) {
+	sh := c.sh
+	if c.state != stateOpen {
+		return
+	}
+	frame, err := c.l.frame(msg, false)
+	if err != nil {
+		s.log.Warn("final message not sent", "client", c.id(s.id), "err", err)
+		sh.closeLocked(c, ReasonCloseRequested, force)
+		return
+	}
+	if force {
+		sh.putBufLocked(c.out)
+		c.out = nil
+		sh.forgetQueueLocked(c)
+	}
+	sh.enqueueLocked(c, frame)
+	sh.closeLocked(c, ReasonCloseRequested, false)
 }
 
 // rejectLocked closes c because a handler refused it: WebSocket close code

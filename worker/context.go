@@ -163,6 +163,13 @@ func (c *Context) Close() { c.add(bus.Action{Type: bus.ActionClose}) }
 // dropped.
 func (c *Context) CloseForce() { c.add(bus.Action{Type: bus.ActionClose, Flag: true}) }
 
+// CloseWith queues a graceful close of the client after a final message:
+// the messages queued before it, then msg (as Send sends it), then the
+// close. An empty msg is Close. CloseWith copies msg.
+func (c *Context) CloseWith(msg []byte) {
+	c.add(bus.Action{Type: bus.ActionClose, Data: bytes.Clone(msg)})
+}
+
 // BindUID binds the client to uid (one uid per connection, the last bind
 // wins). An empty uid is UnbindUID.
 func (c *Context) BindUID(uid string) {
