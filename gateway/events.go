@@ -130,11 +130,15 @@ func (s *Server) onAck(m *nats.Msg) {
 	if d == nil {
 		// A duplicate: the batch was redelivered and already acked.
 		s.infMu.Unlock()
+		s.answerAck(m)
 		return
 	}
 	if ack.Progress {
 		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
 		s.infMu.Unlock()
+		// A worker flushing its handler's actions before an API call:
+		// they apply now, in order, before the rest of the batch's.
+		s.applyActions(d.c, ack.Actions, func() { s.answerAck(m) })
 		return
 	}
 	delete(s.inflight, id)
@@ -147,6 +151,18 @@ func (s *Server) onAck(m *nats.Msg) {
 	s.applyActions(c, ack.Actions, func() { s.acked(c, d) })
 	// A worker answered, so batches parked for lack of one can go now.
 	s.resume(unpark)
+}
+
+// answerAck answers an ack sent as a request (a progress ack with
+// actions), once its actions are applied: the worker waits for it before
+// it goes on.
+func (s *Server) answerAck(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	if err := s.nc.Publish(m.Reply, nil); err != nil {
+		s.log.Warn("ack answer not sent", "err", err)
+	}
 }
 
 // acked ends batch d of c once its actions are applied: c's next batch,
