@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"bufio"
+	"context"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -9,15 +11,17 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
 )
 
 // orderHandlers answers "mix N" with N lines 0..N-1, the even ones
 // through c.Send (the batch's actions), the odd ones through
 // c.API().SendToClient to the client itself, and then "done" through
-// c.Send; "join G" joins group G, sends to G through the API, reads its
+// c.Send ("plain N": all through c.Send); "join G" joins group G, sends to G through the API, reads its
 // session back after setting it, and says "joined <session>".
-func orderHandlers(t *testing.T) *worker.Handlers {
+func orderHandlers(t testing.TB) *worker.Handlers {
 	return &worker.Handlers{
 		OnMessage: func(c *worker.Context, msg []byte) {
 			ctx := c.Context()
@@ -32,6 +36,12 @@ func orderHandlers(t *testing.T) *worker.Handlers {
 					} else if err := c.API().SendToClient(ctx, c.ClientID(), line); err != nil {
 						t.Error(err)
 					}
+				}
+				c.Send([]byte("done"))
+			case "plain": // as mix, all through c.Send: no flush
+				n, _ := strconv.Atoi(arg)
+				for i := range n {
+					c.Send([]byte(strconv.Itoa(i)))
 				}
 				c.Send([]byte("done"))
 			case "join":
@@ -99,5 +109,47 @@ func TestActionsAndAPICallsInOrder(t *testing.T) {
 				t.Fatalf("round %d: got %q (%v), want %q", round, line, err, want)
 			}
 		}
+	}
+}
+
+// BenchmarkFlushBeforeAPICall: a client's round trip to a handler that
+// queues an action then calls the API (mix: one flush, a round trip
+// between the worker and the gateway) against one that only queues
+// actions (plain: no flush).
+func BenchmarkFlushBeforeAPICall(b *testing.B) {
+	for _, verb := range []string{"plain", "mix"} {
+		b.Run(verb, func(b *testing.B) {
+			n, err := node.Start(context.Background(), node.Config{
+				Logger:  slog.New(slog.DiscardHandler),
+				Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}},
+				Worker:  node.WorkerConfig{Handlers: orderHandlers(b), Concurrency: 8},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = n.Shutdown(ctx)
+			}()
+			conn, err := net.Dial("tcp", n.Addr("tcp").String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			rd := bufio.NewReader(conn)
+			req := []byte(verb + " 2\n")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := conn.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				for _, want := range []string{"0\n", "1\n", "done\n"} {
+					if l, err := rd.ReadString('\n'); err != nil || l != want {
+						b.Fatalf("got %q, %v; want %q", l, err, want)
+					}
+				}
+			}
+		})
 	}
 }
