@@ -44,14 +44,14 @@ type pidLock struct {
 // the file is emptied until write.
 func lockPIDFile(path string) (l *pidLock, stale int, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, 0, fmt.Errorf("pid file: %w", err)
+		return nil, 0, fmt.Errorf("pid file (set pid_file to a writable path): %w", err)
 	}
 	// A few rounds: the file may be removed (by its master's exit) between
 	// our open and our lock, and then the lock is on a file nobody sees.
 	for range 5 {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 		if err != nil {
-			return nil, 0, fmt.Errorf("pid file: %w", err)
+			return nil, 0, fmt.Errorf("pid file (set pid_file to a writable path): %w", err)
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			_ = f.Close()
