@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,10 +11,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gatework/gatework/gateway"
@@ -50,65 +47,6 @@ func (c Config) logFile() string {
 // socketPath returns the control socket beside pidFile.
 func socketPath(pidFile string) string {
 	return strings.TrimSuffix(pidFile, ".pid") + ".sock"
-}
-
-// readPID returns the pid in path.
-func readPID(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("pid file %s: no pid in %q", path, b)
-	}
-	return pid, nil
-}
-
-// alive reports whether process pid exists and is not a zombie (one that
-// exited and waits for its parent to reap it).
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	// /proc/<pid>/stat: "pid (comm) S ...", the state after the last ')'.
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true // no /proc: trust kill
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
-}
-
-// runningPID returns the pid of the live master that holds path.
-func runningPID(path string) (int, bool) {
-	pid, err := readPID(path)
-	if err != nil || !alive(pid) {
-		return 0, false
-	}
-	return pid, true
-}
-
-// writePIDFile writes pid to path atomically (write then rename).
-func writePIDFile(path string, pid int) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	return nil
-}
-
-// removePIDFile removes path if it still holds pid.
-func removePIDFile(path string, pid int) {
-	if got, err := readPID(path); err == nil && got == pid {
-		_ = os.Remove(path)
-	}
 }
 
 // controlRequest is one request on the control socket: a JSON line.

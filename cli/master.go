@@ -129,17 +129,21 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fail(fmt.Errorf("worker processes: %w", err))
 	}
+	// The secrets of the configuration stay out of the children's
+	// environment: they get what they need, the bus, on stdin.
 	env := make([]string, 0, len(os.Environ())+1)
 	for _, kv := range os.Environ() {
-		if !hasAnyPrefix(kv, envChild+"=", envDaemon+"=") {
+		if !hasAnyPrefix(kv, envChild+"=", envDaemon+"=", "GATEWORK_NATS_PASSWORD=", "GATEWORK_NATS_TOKEN=",
+			"GATEWORK_HTTP_TOKEN=", "GATEWORK_API_TOKEN=") {
 			env = append(env, kv)
 		}
 	}
-	env = append(env, envChild+"="+string(b))
+	env = append(env, envChild+"="+childFromStdin)
 	sup, err := master.New(master.Config{
 		Path:        exe,
 		Args:        []string{"worker", "--app", m.cfg.Worker.App},
 		Env:         env,
+		Handoff:     b,
 		Processes:   m.cfg.Worker.Processes,
 		StopTimeout: m.shutdownTimeout(),
 		Stderr:      stderr,
@@ -184,7 +188,7 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 	return false
 }
 
-// childSpec is what the worker processes get through the environment:
+// childSpec is what the worker processes get on their standard input:
 // the bus as node.WorkerOptions gives it (the embedded NATS's worker user,
 // or the external NATS's credentials) and the settings.
 func (m *masterRun) childSpec() childSpec {

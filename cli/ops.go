@@ -22,7 +22,7 @@ const daemonReadyTimeout = 60 * time.Second
 func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 	pidFile := c.pidFile()
 	if pid, ok := runningPID(pidFile); ok {
-		return fmt.Errorf("gatework is already running (pid %d, pid file %s)", pid, pidFile)
+		return &alreadyRunningError{pid: pid, pidFile: pidFile}
 	}
 	logPath := c.logFile()
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -169,7 +169,9 @@ func (r *runner) stopCommand() *cobra.Command {
 		Long: `Send SIGTERM to the running master (found through pid_file) and wait
 until it exited: no new clients, queued messages flushed, close frames
 sent, workers drained, within shutdown_timeout. -f sends SIGKILL to the
-master's process group instead (its workers die with it).`,
+master's process group instead (its workers die with it) and removes the
+files the master would have removed: the pid file, the control socket and
+the bus credentials.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := r.load(cmd)
@@ -209,8 +211,12 @@ func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if force {
-		removePIDFile(pidFile, pid)
-		_ = os.Remove(socketPath(pidFile))
+		// What the master would have removed at its exit. Another master
+		// that started meanwhile keeps its own.
+		if err := removeMasterFiles(pidFile, 5*time.Second); err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "gatework killed (pid %d), its files left: %v\n", pid, err)
+			return nil
+		}
 		fmt.Fprintf(cmd.OutOrStdout(), "gatework killed (pid %d)\n", pid)
 		return nil
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/node"
 )
 
@@ -54,12 +54,18 @@ func (r *runner) start(cmd *cobra.Command) error {
 	}
 	log := NewLogger(c.Log, cmd.ErrOrStderr())
 	pidFile := c.pidFile()
-	if pid, ok := runningPID(pidFile); ok {
-		if detached {
-			return fmt.Errorf("gatework is already running (pid %d, pid file %s)", pid, pidFile)
-		}
-		log.Warn("another master holds the pid file: reload, stop and status will not reach this one", "pid", pid, "pid_file", pidFile)
-		pidFile = ""
+	// Before anything binds a port: a second master of the same pid file
+	// refuses to start.
+	lock, stale, err := lockPIDFile(pidFile)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	if stale != 0 {
+		log.Warn("pid file of a master that is gone taken over", "pid", stale, "pid_file", pidFile)
+	}
+	for _, p := range masterFiles(pidFile) {
+		_ = os.Remove(p) // left by a master that did not exit cleanly
 	}
 	m, err := newMasterRun(c, log, r.apps)
 	if err != nil {
@@ -78,19 +84,13 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
-	var ctl *controlServer
-	if pidFile != "" {
-		if ctl, err = listenControl(socketPath(pidFile), log, m.control); err != nil {
-			log.Warn("no control socket: status and the answer of reload are not available", "err", err)
-		}
-		if err := writePIDFile(pidFile, os.Getpid()); err != nil {
-			log.Warn("no pid file: reload, stop and status will not find this master", "err", err)
-			pidFile = ""
-		}
+	ctl, err := listenControl(socketPath(pidFile), log, m.control)
+	if err != nil {
+		log.Warn("no control socket: status and the answer of reload are not available", "err", err)
 	}
-	busFile := ""
-	if pidFile != "" {
-		busFile = m.writeWorkerBus(pidFile)
+	busFile := m.writeWorkerBus(pidFile)
+	if err := lock.write(os.Getpid()); err != nil {
+		log.Warn("no pid in the pid file: reload, stop and status will not find this master", "err", err)
 	}
 	logHints(log, c, m.node, busFile)
 	for stop := false; !stop; {
@@ -112,9 +112,6 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if ctl != nil {
 		ctl.close()
 	}
-	if pidFile != "" {
-		removePIDFile(pidFile, os.Getpid())
-	}
 	if busFile != "" {
 		_ = os.Remove(busFile)
 	}
@@ -123,6 +120,36 @@ func (r *runner) start(cmd *cobra.Command) error {
 	}
 	log.Info("gatework stopped")
 	return nil
+}
+
+// listenerHint returns a command line that talks to listener l bound to
+// addr: websocat for WebSocket, nc for TCP, and for TLS listeners wss://
+// and openssl s_client (with a client certificate when the listener asks
+// for one); "" for other protocols.
+func listenerHint(l gateway.ListenerConfig, addr string) string {
+	tls := l.TLS != nil
+	switch l.Protocol {
+	case "ws":
+		path := l.Path
+		if path == "" {
+			path = "/"
+		}
+		if tls {
+			return "websocat wss://" + addr + path
+		}
+		return "websocat ws://" + addr + path
+	case "tcp":
+		if tls {
+			hint := "openssl s_client -quiet -connect " + addr
+			if l.TLS.ClientCAFile != "" {
+				hint += " -cert client.pem -key client-key.pem"
+			}
+			return hint
+		}
+		host, port, _ := net.SplitHostPort(addr)
+		return "nc " + host + " " + port
+	}
+	return ""
 }
 
 // logHints logs how to talk to the node, for a newcomer; busFile is where
@@ -134,20 +161,10 @@ func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 		if name == "" {
 			name = l.Protocol
 		}
-		addr := n.Addr(name)
-		if addr == nil {
-			continue
-		}
-		switch l.Protocol {
-		case "ws":
-			path := l.Path
-			if path == "" {
-				path = "/"
+		if addr := n.Addr(name); addr != nil {
+			if hint := listenerHint(l, addr.String()); hint != "" {
+				attrs = append(attrs, name, hint)
 			}
-			attrs = append(attrs, name, "websocat ws://"+addr.String()+path)
-		case "tcp":
-			host, port, _ := net.SplitHostPort(addr.String())
-			attrs = append(attrs, name, "nc "+host+" "+port)
 		}
 	}
 	if a := n.HTTPAddr(); a != nil {

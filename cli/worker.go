@@ -25,9 +25,14 @@ import (
 // Internal environment variables (not configuration keys: they do not
 // start with GATEWORK_).
 const (
-	// envChild hands a worker process its bus and settings, as JSON of
-	// childSpec. It holds the bus password: it is never logged.
+	// envChild marks a worker process run by a master (its value is
+	// childFromStdin): its bus and settings, a childSpec holding the bus
+	// password, come as the first line of its standard input (JSON), not
+	// through the environment, which other processes of the user can
+	// read in /proc/<pid>/environ.
 	envChild = "_GATEWORK_WORKER"
+	// childFromStdin is the value of envChild.
+	childFromStdin = "stdin"
 	// envDaemon marks the detached master of `start -d`.
 	envDaemon = "_GATEWORK_DAEMON"
 )
@@ -101,16 +106,20 @@ func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
 // under a master, the EOF of stdin (the master died), then drains. Under a
 // master it writes master.ReadyLine on stdout once it serves.
 func (r *runner) runWorker(cmd *cobra.Command) error {
-	raw := os.Getenv(envChild)
-	child := raw != ""
+	child := os.Getenv(envChild) != ""
 	var spec childSpec
 	var app string
+	var requests *bufio.Scanner // the master's lines on stdin, after the spec
 	if child {
-		// It holds the bus password: the handlers' own child processes do
-		// not inherit it.
+		// The handlers' own child processes are not worker processes.
 		_ = os.Unsetenv(envChild)
-		if err := json.Unmarshal([]byte(raw), &spec); err != nil {
-			return fmt.Errorf("worker: bad %s (%d bytes): %w", envChild, len(raw), err)
+		requests = bufio.NewScanner(os.Stdin)
+		requests.Buffer(make([]byte, 0, 4096), 1<<20)
+		if !requests.Scan() {
+			return fmt.Errorf("worker: no settings from the master on stdin: %w", firstErr(requests.Err(), io.EOF))
+		}
+		if err := json.Unmarshal(requests.Bytes(), &spec); err != nil {
+			return fmt.Errorf("worker: bad settings from the master (%d bytes): %w", len(requests.Bytes()), err)
 		}
 		if app = *r.flags.values["app"]; app == "" {
 			app = r.defaultApp()
@@ -148,9 +157,8 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 			return
 		}
 		// Requests of the master, one a line; EOF: the master is gone.
-		sc := bufio.NewScanner(os.Stdin)
-		for sc.Scan() {
-			if sc.Text() == master.StatsRequest {
+		for requests.Scan() {
+			if requests.Text() == master.StatsRequest {
 				out.stats()
 			}
 		}

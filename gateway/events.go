@@ -130,11 +130,15 @@ func (s *Server) onAck(m *nats.Msg) {
 	if d == nil {
 		// A duplicate: the batch was redelivered and already acked.
 		s.infMu.Unlock()
+		s.answerAck(m)
 		return
 	}
 	if ack.Progress {
 		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
 		s.infMu.Unlock()
+		// A worker flushing its handler's actions before an API call:
+		// they apply now, in order, before the rest of the batch's.
+		s.applyActions(d.c, ack.Actions, func() { s.answerAck(m) })
 		return
 	}
 	delete(s.inflight, id)
@@ -147,6 +151,18 @@ func (s *Server) onAck(m *nats.Msg) {
 	s.applyActions(c, ack.Actions, func() { s.acked(c, d) })
 	// A worker answered, so batches parked for lack of one can go now.
 	s.resume(unpark)
+}
+
+// answerAck answers an ack sent as a request (a progress ack with
+// actions), once its actions are applied: the worker waits for it before
+// it goes on.
+func (s *Server) answerAck(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	if err := s.nc.Publish(m.Reply, nil); err != nil {
+		s.log.Warn("ack answer not sent", "err", err)
+	}
 }
 
 // acked ends batch d of c once its actions are applied: c's next batch,
@@ -268,7 +284,11 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 				s.log.Warn("message not sent", "client", c.id(s.id), "err", err)
 			}
 		case bus.ActionClose:
-			sh.closeLocked(c, ReasonCloseRequested, a.Flag)
+			if len(a.Data) > 0 {
+				s.closeAfterLocked(c, a.Data, a.Flag)
+			} else {
+				sh.closeLocked(c, ReasonCloseRequested, a.Flag)
+			}
 		case bus.ActionReject:
 			s.rejectLocked(c, int(a.Code), a.Arg)
 		case bus.ActionBindUID:
@@ -310,6 +330,31 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 	// interest.go.
 	s.interest.sync()
 	done()
+}
+
+// closeAfterLocked closes c after a final message (ACTION_CLOSE with
+// data): force drops what is still queued for c, not the final message;
+// then the message is queued (text if valid UTF-8, else binary; TCP:
+// framed) and c closes gracefully behind it: flushed, then the close frame
+// (WebSocket), then the socket. Caller holds c.sh.mu.
+func (s *Server) closeAfterLocked(c *conn, msg []byte, force bool) {
+	sh := c.sh
+	if c.state != stateOpen {
+		return
+	}
+	frame, err := c.l.frame(msg, false)
+	if err != nil {
+		s.log.Warn("final message not sent", "client", c.id(s.id), "err", err)
+		sh.closeLocked(c, ReasonCloseRequested, force)
+		return
+	}
+	if force {
+		sh.putBufLocked(c.out)
+		c.out = nil
+		sh.forgetQueueLocked(c)
+	}
+	sh.enqueueLocked(c, frame)
+	sh.closeLocked(c, ReasonCloseRequested, false)
 }
 
 // rejectLocked closes c because a handler refused it: WebSocket close code

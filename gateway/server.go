@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,35 +191,22 @@ func (s *Server) Start() error {
 			go func() { defer s.wg.Done(); sh.sweepLoop() }()
 		}
 	}
-	// Commands to this gateway, broadcasts and queries share one channel
-	// and one goroutine, so that what one caller sends reaches a client in
-	// the order it was sent, whichever subject it took, and a caller's
-	// query sees everything it published before (an UnGroup, then a
-	// count, counts without the group). The channel is the
-	// bound: when it is full the NATS client drops and reports a slow
-	// consumer (logged by the connection's error handler).
+	// Workers' acks, commands to this gateway, broadcasts and queries
+	// share one channel and one goroutine, so that what one publisher
+	// sends is executed in the order it was sent, whichever subject it
+	// took: a client gets a worker's ack actions and the same worker's
+	// API sends in the order the handler made them, and a caller's query
+	// sees everything it published before (an UnGroup, then a count,
+	// counts without the group). The channel is the bound: when it is
+	// full the NATS client drops and reports a slow consumer (logged by
+	// the connection's error handler; a dropped batch's ack is made good
+	// by the redelivery).
 	cmds := make(chan *nats.Msg, cmdQueue)
-	subs := []struct {
-		subject string
-		h       nats.MsgHandler
-		ch      chan *nats.Msg
-	}{
-		{subject: s.ackPrefix + "*", h: s.onAck},
-		{subject: s.subj.Cmd(s.id), ch: cmds},
-		{subject: s.subj.Broadcast(), ch: cmds},
-		{subject: s.subj.Query(), ch: cmds},
-	}
-	for _, sb := range subs {
-		var sub *nats.Subscription
-		var err error
-		if sb.ch != nil {
-			sub, err = s.nc.ChanSubscribe(sb.subject, sb.ch)
-		} else {
-			sub, err = s.nc.Subscribe(sb.subject, sb.h)
-		}
+	for _, subject := range []string{s.ackPrefix + "*", s.subj.Cmd(s.id), s.subj.Broadcast(), s.subj.Query()} {
+		sub, err := s.nc.ChanSubscribe(subject, cmds)
 		if err != nil {
 			s.stopBus()
-			return fmt.Errorf("gateway: subscribe %s: %w", sb.subject, err)
+			return fmt.Errorf("gateway: subscribe %s: %w", subject, err)
 		}
 		// Bounded: beyond these the NATS client drops messages and
 		// reports a slow consumer.
@@ -231,7 +219,11 @@ func (s *Server) Start() error {
 		for {
 			select {
 			case m := <-cmds:
-				s.onCommand(m)
+				if strings.HasPrefix(m.Subject, s.ackPrefix) {
+					s.onAck(m)
+				} else {
+					s.onCommand(m)
+				}
 			case <-s.quit:
 				return
 			}

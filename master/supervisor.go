@@ -48,6 +48,9 @@ const (
 	StatsPrefix  = "gatework:stats "
 )
 
+// maxHandoff bounds Config.Handoff, well below a pipe's 64 KiB buffer.
+const maxHandoff = 32 << 10
+
 // Config configures a Supervisor.
 type Config struct {
 	// Path is the program of the children, typically os.Executable().
@@ -57,6 +60,14 @@ type Config struct {
 	Args []string
 	// Env is the children's whole environment; nil means the master's.
 	Env []string
+	// Handoff, if not empty, is written to every child's standard input,
+	// followed by a newline, as soon as it starts and before anything
+	// else: the way to give children what must stay out of their
+	// environment and arguments, which other processes of the same user
+	// can read (/proc/<pid>/environ, ps), such as a password. It must not
+	// contain a newline and is at most 32 KiB (a pipe takes it whole: the
+	// write never waits for the child).
+	Handoff []byte
 	// Processes is how many children run; it must be at least 1.
 	Processes int
 	// ReadyTimeout bounds the wait for a child's ready line; 0 means 15s.
@@ -155,6 +166,9 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.Processes < 1 {
 		return nil, fmt.Errorf("master: processes %d: must be at least 1", cfg.Processes)
+	}
+	if bytes.IndexByte(cfg.Handoff, '\n') >= 0 || len(cfg.Handoff) > maxHandoff {
+		return nil, fmt.Errorf("master: handoff of %d bytes: must be one line of at most %d", len(cfg.Handoff), maxHandoff)
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 15 * time.Second
@@ -256,6 +270,13 @@ func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
 	closeOnExec() // a child inherits stdin, stdout and stderr only
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("master: start worker process: %w", err)
+	}
+	if len(s.cfg.Handoff) > 0 {
+		// Within a pipe's buffer: it does not block. A child that died at
+		// once is seen by watch.
+		if _, err := stdin.Write(append(append(make([]byte, 0, len(s.cfg.Handoff)+1), s.cfg.Handoff...), '\n')); err != nil {
+			s.log.Warn("worker process: handoff not written", "pid", cmd.Process.Pid, "err", err)
+		}
 	}
 	p := &proc{
 		slot: sl, cmd: cmd, gen: gen, started: time.Now(), stdin: stdin,

@@ -51,11 +51,17 @@ func child(modeFile string) int {
 		fmt.Println("hello from the app") // forwarded to Stderr
 		fmt.Println(master.ReadyLine)
 	}
+	sc := bufio.NewScanner(os.Stdin)
+	if strings.TrimSpace(string(mode)) == "handoff" {
+		// The first line of stdin is the master's handoff.
+		sc.Scan()
+		fmt.Fprintf(os.Stderr, "child %d: handoff %q\n", os.Getpid(), sc.Text())
+		fmt.Println(master.ReadyLine)
+	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	eof := make(chan struct{})
 	go func() {
-		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
 			if sc.Text() == master.StatsRequest {
 				fmt.Printf("%s{\"pid\":%d}\n", master.StatsPrefix, os.Getpid())
@@ -126,6 +132,12 @@ type fixture struct {
 
 func setup(t *testing.T, mode string, readyTimeout time.Duration) *fixture {
 	t.Helper()
+	return setupHandoff(t, mode, readyTimeout, nil)
+}
+
+// setupHandoff is setup with Config.Handoff.
+func setupHandoff(t *testing.T, mode string, readyTimeout time.Duration, handoff []byte) *fixture {
+	t.Helper()
 	f := &fixture{t: t, mode: filepath.Join(t.TempDir(), "mode"), stderr: newBuffer()}
 	f.setMode(mode)
 	exe, err := os.Executable()
@@ -137,6 +149,7 @@ func setup(t *testing.T, mode string, readyTimeout time.Duration) *fixture {
 		Args:         []string{"-test.run=^$"},
 		Env:          append(os.Environ(), envMode+"="+f.mode),
 		Processes:    2,
+		Handoff:      handoff,
 		ReadyTimeout: readyTimeout,
 		StopTimeout:  5 * time.Second,
 		Stderr:       f.stderr,
@@ -355,4 +368,48 @@ func TestNewValidates(t *testing.T) {
 			t.Errorf("New(%+v): no error", cfg)
 		}
 	}
+}
+
+// TestHandoff: every child, the restarted ones too, reads Handoff as the
+// first line of its stdin; it is in neither its environment nor its
+// command line. A handoff with a newline is refused.
+func TestHandoff(t *testing.T) {
+	if _, err := master.New(master.Config{Path: "x", Processes: 1, Handoff: []byte("a\nb")}); err == nil {
+		t.Error("a handoff with a newline was accepted")
+	}
+	const secret = "s3cret-handoff-9f8e7d"
+	f := setupHandoff(t, "handoff", 10*time.Second, []byte(secret))
+	if err := f.sup.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pids := f.pids()
+	if len(pids) != 2 {
+		t.Fatalf("ready children %v", pids)
+	}
+	for pid := range pids {
+		want := fmt.Sprintf("child %d: handoff %q", pid, secret)
+		waitFor(t, 5*time.Second, want, func() bool { return strings.Contains(f.stderr.String(), want) })
+		for _, file := range []string{"environ", "cmdline"} {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(b), secret) {
+				t.Errorf("/proc/%d/%s holds the handoff", pid, file)
+			}
+		}
+	}
+	// A crashed child's replacement gets it too.
+	for pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		break
+	}
+	waitFor(t, 10*time.Second, "a restarted child with the handoff", func() bool {
+		for pid := range f.pids() {
+			if !pids[pid] && strings.Contains(f.stderr.String(), fmt.Sprintf("child %d: handoff %q", pid, secret)) {
+				return true
+			}
+		}
+		return false
+	})
 }

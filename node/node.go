@@ -131,6 +131,7 @@ type Node struct {
 	gw    *gateway.Server // nil with NoGateway
 	api   *api.Client
 	w     *worker.Worker
+	wapi  *api.Client // the worker's, on its connection
 
 	httpSrv  *http.Server
 	httpAddr net.Addr
@@ -295,7 +296,18 @@ func (n *Node) startWorker() error {
 	if app == "" {
 		app = "app"
 	}
-	w, err := worker.New(wc, n.api, worker.Config{
+	// The worker's own API client on the worker's connection: a gateway
+	// executes what one connection publishes in order, so a handler's API
+	// calls and its actions reach a client in the order it made them.
+	apiCfg := n.cfg.API
+	apiCfg.Prefix = n.cfg.Prefix
+	apiCfg.Logger = n.log.With("component", "api")
+	wapi, err := api.New(wc, apiCfg)
+	if err != nil {
+		return fmt.Errorf("node: worker api client: %w", err)
+	}
+	n.wapi = wapi
+	w, err := worker.New(wc, wapi, worker.Config{
 		Prefix:      n.cfg.Prefix,
 		Concurrency: n.cfg.Worker.Concurrency,
 		Logger:      n.log.With("component", "worker", "app", app),
@@ -466,8 +478,11 @@ func (n *Node) shutdown(ctx context.Context) error {
 		}
 		<-n.httpDone
 	}
-	if n.api != nil {
-		if err := n.api.Close(); err != nil {
+	for _, a := range []*api.Client{n.api, n.wapi} {
+		if a == nil {
+			continue
+		}
+		if err := a.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: api close: %w", err))
 		}
 	}

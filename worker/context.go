@@ -22,8 +22,9 @@ import (
 // ClientID for anything later or on another goroutine).
 //
 // Mutations of the client (Send, Close, BindUID, JoinGroup, SetSession,
-// Reject, …) are queued and sent to the gateway in the batch's final Ack;
-// the gateway applies them in order before the client's next event. They
+// Reject, …) are queued and sent to the gateway in the batch's final Ack
+// (or before an API call: see API); the gateway applies them in order
+// before the client's next event. They
 // are also applied at once to the Context's view: UID, Groups and Session
 // reflect them in the same handler, and the next event of the same batch
 // starts from the view the previous handler left. None of them blocks.
@@ -163,6 +164,13 @@ func (c *Context) Close() { c.add(bus.Action{Type: bus.ActionClose}) }
 // dropped.
 func (c *Context) CloseForce() { c.add(bus.Action{Type: bus.ActionClose, Flag: true}) }
 
+// CloseWith queues a graceful close of the client after a final message:
+// the messages queued before it, then msg (as Send sends it), then the
+// close. An empty msg is Close. CloseWith copies msg.
+func (c *Context) CloseWith(msg []byte) {
+	c.add(bus.Action{Type: bus.ActionClose, Data: bytes.Clone(msg)})
+}
+
 // BindUID binds the client to uid (one uid per connection, the last bind
 // wins). An empty uid is UnbindUID.
 func (c *Context) BindUID(uid string) {
@@ -264,17 +272,43 @@ func (c *Context) Reject(status int, reason string) {
 }
 
 // API returns the cluster API, for anything beyond the current client: other
-// clients, uids, groups, counts and lists. Its calls act at once; they are
-// not ordered with the actions queued through the Context. It is nil if the
-// worker was made without one.
-func (c *Context) API() api.API { return c.w.api }
+// clients, uids, groups, counts and lists. Its calls act at once. It is nil
+// if the worker was made without one.
+//
+// While the batch is in hand, its calls are ordered with the actions
+// queued through the Context: before a call, the actions queued so far
+// are sent to the gateway and applied (one round trip, only when actions
+// are waiting), and the actions queued after it reach the gateway after
+// it. So c.Send(a); c.API().SendToClient(ctx, c.ClientID(), b); c.Send(c)
+// delivers a, b, c in that order, and c.JoinGroup(g) before
+// c.API().SendToGroup(ctx, []string{g}, m) includes the client. This
+// holds when the API client and the worker share one NATS connection
+// (api.New(nc, …) with the worker's nc, as gatework's worker processes
+// and node do): a gateway executes what one connection publishes in
+// order. The value may be kept and used from any goroutine, also after
+// the handler returned; then it is the worker's API.
+func (c *Context) API() api.API {
+	if c.w.api == nil {
+		return nil
+	}
+	if c.j.ord == nil {
+		c.j.ord = &orderedAPI{inner: c.w.api, w: c.w, j: c.j}
+	}
+	return c.j.ord
+}
 
 // Context returns a context for the handler's blocking calls; it is
 // cancelled when the worker is stopped and gives up on its handlers (Stop's
 // ctx expired).
 func (c *Context) Context() context.Context { return c.w.ctx }
 
-func (c *Context) add(a bus.Action) { c.j.actions = append(c.j.actions, a) }
+func (c *Context) add(a bus.Action) {
+	if o := c.j.ord; o != nil { // the API may flush from another goroutine
+		o.mu.Lock()
+		defer o.mu.Unlock()
+	}
+	c.j.actions = append(c.j.actions, a)
+}
 
 // Request is the HTTP request that upgraded a client to WebSocket. It
 // belongs to the handler it is passed to, which may retain it.

@@ -233,6 +233,7 @@ func TestActionsAndLocalView(t *testing.T) {
 			c.Reject(7, "bad status")
 			c.Close()
 			c.CloseForce()
+			c.CloseWith([]byte("bye"))
 		},
 	}
 	e.start(worker.Config{}, h)
@@ -263,6 +264,7 @@ func TestActionsAndLocalView(t *testing.T) {
 		{Type: bus.ActionReject, Code: 403, Arg: "bad status"},
 		{Type: bus.ActionClose},
 		{Type: bus.ActionClose, Flag: true},
+		{Type: bus.ActionClose, Data: []byte("bye")},
 	}
 	if !reflect.DeepEqual(a.Actions, want) {
 		t.Errorf("actions:\n got %+v\nwant %+v", a.Actions, want)

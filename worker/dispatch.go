@@ -34,6 +34,8 @@ type job struct {
 	session []byte   // JSON object of the batch or of the last SetSession; nil: none
 	patches [][]byte // UpdateSession objects since then, in order
 	actions []bus.Action
+	flushed int         // actions[:flushed] went to the gateway before an API call
+	ord     *orderedAPI // made by the first Context.API call; guards actions from then on
 
 	ctx Context
 }
@@ -51,9 +53,13 @@ func newJob(m *nats.Msg, now time.Time) (*job, error) {
 	return j, nil
 }
 
-// appendAck appends the final Ack of j to b.
+// appendAck appends the final Ack of j to b: the actions not flushed
+// before an API call. From then on the handlers' API does not flush.
 func (j *job) appendAck(b []byte, worker string) []byte {
-	return bus.AppendAck(b, &bus.Ack{Delivery: j.batch.Delivery, Actions: j.actions, Worker: worker})
+	if j.ord != nil {
+		j.ord.detach()
+	}
+	return bus.AppendAck(b, &bus.Ack{Delivery: j.batch.Delivery, Actions: j.actions[j.flushed:], Worker: worker})
 }
 
 // onMsg is the subscription callback. NATS calls it for one message at a

@@ -28,7 +28,11 @@
 // once to the Context's local view: UID, Groups and Session reflect them in
 // the same handler and in the following events of the same batch. Anything
 // else (other clients, uids, groups, cluster-wide queries) goes through
-// Context.API, which acts immediately.
+// Context.API, which acts immediately, in order with the actions: before
+// an API call, the actions queued so far are sent to the gateway in a
+// progress Ack and applied (one round trip, only when some are waiting), so
+// the client sees a handler's actions and API sends in the order the
+// handler made them, and the call sees the actions (a join, a session).
 //
 // # Bounds
 //

@@ -42,8 +42,10 @@ type Handlers struct {
 	// OnWorkerStop runs in Stop once no more events will be handled (or
 	// when Stop's ctx expired, while abandoned handlers may still run).
 	OnWorkerStop func(w *Worker)
-	// OnConnect runs when a client connected (for WebSocket, before the
-	// upgrade is answered).
+	// OnConnect runs when a client connected; for WebSocket after the
+	// upgrade was answered (the client has its 101 already), and before
+	// OnWebSocketConnect. Messages it sends reach the client after the
+	// handshake.
 	OnConnect func(c *Context)
 	// OnWebSocketConnect runs after the WebSocket upgrade of a client, with
 	// its HTTP request. c.Reject(status, reason) refuses the client: the

@@ -195,8 +195,8 @@ func join(ctx context.Context, c *worker.Context, a api.API, name, r string) {
 		c.LeaveGroup(old)
 		announce(ctx, c, a, old, name+" left #"+old)
 	}
-	// The join is applied when the handler returns, so the announcement
-	// reaches the others only; the joiner gets its own notice.
+	// The join is applied before the announcement (an API call after an
+	// action), which leaves the joiner out; it gets its own notice.
 	c.JoinGroup(r)
 	announce(ctx, c, a, r, name+" joined #"+r)
 	notice(c, "you joined #%s", r)

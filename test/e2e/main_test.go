@@ -261,9 +261,10 @@ func (c *cluster) startWorker(t *testing.T, args ...string) *proc {
 	bin := testworkerBinary(t)
 	p := &proc{t: t, out: newLockedBuffer(), stderr: newLockedBuffer(), done: make(chan struct{})}
 	p.cmd = exec.Command(bin, append([]string{"-nats", url}, args...)...)
-	// The credentials go in the environment, as the master hands them
-	// to its worker processes: a worker logs in as the node's generated
-	// worker user, a gateway as the cluster's full-access user.
+	// The credentials go in the environment, as for a worker started by
+	// hand (GATEWORK_NATS_USER, _PASSWORD): a worker logs in as the
+	// node's generated worker user, a gateway as the cluster's
+	// full-access user.
 	user, password := e2eUser, e2ePassword
 	if !slices.Contains(args, "-gateway") {
 		wo := c.n.WorkerOptions("testworker")

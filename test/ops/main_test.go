@@ -7,6 +7,7 @@ package ops
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,17 +224,25 @@ func (n *node) masterPID() (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
+// runTimeout bounds a command of run: one that should have exited but
+// runs on (a second master) is killed and fails the test.
+const runTimeout = time.Minute
+
 // run runs a command of the control binary and returns its output and
 // exit code.
 func (n *node) run(args ...string) (stdout, stderr string, code int) {
 	n.t.Helper()
-	cmd := exec.Command(n.ctl, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, n.ctl, args...)
 	cmd.Env = n.env
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
+	case ctx.Err() != nil:
+		n.t.Fatalf("%v: still running after %v, killed: %q %q", args, runTimeout, out.String(), errOut.String())
 	case errors.As(err, &ee):
 		code = ee.ExitCode()
 	case err != nil:

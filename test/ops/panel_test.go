@@ -37,7 +37,8 @@ func openPTY(t *testing.T) (ptm, pts *os.File) {
 }
 
 // TestPanel drives the control panel through a pseudo-terminal: help,
-// status, reload, history (arrow up), line editing (backspace) and exit.
+// status, reload, a start refused while the node runs, history (arrow up),
+// line editing (backspace) and exit.
 func TestPanel(t *testing.T) {
 	n := newNode(t)
 	args := append(startArgs[:len(startArgs):len(startArgs)], "-d")
@@ -103,6 +104,7 @@ func TestPanel(t *testing.T) {
 	send("reload\r", "reloaded: new worker processes serve", 1)
 	send("\x1b[A\x1b[A\r", "workers: 0 crashes, 0 restarts, 1 reloads", 1) // history: status
 	send("frob\r", `unknown command "frob"`, 1)
+	send("start\r", "gatework is already running (pid ", 1) // refused, not a second node
 	if _, err := ptm.Write([]byte("exit\r")); err != nil {
 		t.Fatal(err)
 	}
