@@ -25,7 +25,8 @@ func TestWriteBusEnv(t *testing.T) {
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}
-	o := bus.Options{URL: "nats://127.0.0.1:4222", User: bus.WorkerUser, Password: "it's-secret", CAFile: "/ca dir/ca.pem"}
+	o := bus.Options{URL: "nats://127.0.0.1:4222", User: bus.WorkerUser, Password: "it's-secret", CAFile: "/ca dir/ca.pem",
+		InboxPrefix: "gw.inbox.worker"}
 	if err := writeBusEnv(path, o, "gw"); err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestWriteBusEnv(t *testing.T) {
 	want := map[string]string{
 		"GATEWORK_NATS_URL": "'nats://127.0.0.1:4222'", "GATEWORK_NATS_USER": "'gatework-worker'",
 		"GATEWORK_NATS_PASSWORD": `'it'\''s-secret'`, "GATEWORK_NATS_TLS_CA_FILE": "'/ca dir/ca.pem'",
-		"GATEWORK_PREFIX": "'gw'",
+		"GATEWORK_PREFIX": "'gw'", "GATEWORK_NATS_INBOX_PREFIX": "'gw.inbox.worker'",
 	}
 	got := map[string]string{}
 	for line := range strings.SplitSeq(string(b), "\n") {

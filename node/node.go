@@ -82,6 +82,12 @@ type NATSConfig struct {
 	// MaxPayload is the largest bus message the embedded server accepts;
 	// 0 means 8 MiB. Not used with URL.
 	MaxPayload int32
+	// Role is what the credentials may do on an external NATS
+	// (bus.Permissions): it picks the inbox prefix of the node's
+	// connections (bus.Subjects.Inbox), which that role may subscribe to.
+	// Empty means bus.RoleAPI with NoGateway, else bus.RoleNode. With the
+	// embedded server the node has full access and uses RoleNode's.
+	Role bus.Role
 }
 
 // HTTPConfig configures the node's HTTP server.
@@ -125,6 +131,7 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	emb   *bus.Embedded
+	subj  bus.Subjects
 	conns []*nats.Conn
 	gwNC  *nats.Conn // nil with NoGateway
 	apiNC *nats.Conn
@@ -176,10 +183,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 func (n *Node) start(ctx context.Context) error {
 	cfg := &n.cfg
+	subj, err := bus.NewSubjects(cfg.Prefix)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.subj = subj
 	if err := n.startBus(); err != nil {
 		return err
 	}
-	var err error
 	if !cfg.NoGateway {
 		if n.gwNC, err = n.connect(connGateway); err != nil {
 			return err
