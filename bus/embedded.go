@@ -187,7 +187,8 @@ func (e *Embedded) ConnectOptions(name string) Options {
 // another process through its environment or a file only its user can
 // read, never its command line. A TLS listener's CA is the caller's to add.
 func (e *Embedded) WorkerOptions(name string) Options {
-	return Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name}
+	return Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name,
+		InboxPrefix: e.subj.Inbox(RoleWorker)}
 }
 
 // Shutdown stops the server and waits until it has stopped.

@@ -15,9 +15,10 @@ type Role string
 // The roles of bus users.
 const (
 	// RoleGateway holds client connections: it publishes events and
-	// heartbeats, receives commands, sends, queries and acks, and
-	// answers requests (NATS allow_responses: one reply per request
-	// received, within two minutes).
+	// heartbeats, receives commands, sends, queries, acks and
+	// heartbeats, and answers requests (NATS allow_responses: one reply
+	// per request received, within two minutes). It reads every client's
+	// traffic: give its credentials to gateways only.
 	RoleGateway Role = "gateway"
 	// RoleWorker serves events: it receives them only inside the queue
 	// group Subjects.WorkersQueue, acknowledges them, and does what
@@ -63,7 +64,7 @@ func Permissions(s Subjects, role Role) *server.Permissions {
 	switch role {
 	case RoleGateway:
 		pub = []string{s.Events(), s.Heartbeat()}
-		sub = gwSub
+		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
 		pub = append(apiPub, ack)
