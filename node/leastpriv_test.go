@@ -104,15 +104,22 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 			c.Gateway.HeartbeatInterval = 100 * time.Millisecond
 		}
 	}
+	// Workers first, so that their cleanup runs after the nodes' (the
+	// gateways' shutdown hands close events to them). One uses the
+	// credentials a node hands its worker processes (checked below).
+	nodeCreds := bus.Options{URL: url, User: bus.UserName(bus.RoleNode), Password: "pw-node",
+		InboxPrefix: subj.Inbox(bus.RoleNode), Name: "worker-of-node"}
+	runRemoteApp(t, nodeCreds, chat.Handlers())
+	runRemoteApp(t, bus.Options{URL: url, User: bus.UserName(bus.RoleWorker), Password: "pw-worker",
+		InboxPrefix: subj.Inbox(bus.RoleWorker), Name: "worker"}, chat.Handlers())
 	gw := func(c *node.Config) { as(bus.RoleGateway)(c); c.HTTP.HealthOnly = true }
 	gw1 := startNode(t, chat.Handlers(), gw)
 	gw2 := startNode(t, chat.Handlers(), gw)
 	full := startNode(t, chat.Handlers(), as(bus.RoleNode))
 	apiNode := startNode(t, chat.Handlers(), func(c *node.Config) { as(bus.RoleAPI)(c); c.NoGateway = true })
-
-	runRemoteApp(t, full.WorkerOptions("worker-of-node"), chat.Handlers())
-	runRemoteApp(t, bus.Options{URL: url, User: bus.UserName(bus.RoleWorker), Password: "pw-worker",
-		InboxPrefix: subj.Inbox(bus.RoleWorker), Name: "worker"}, chat.Handlers())
+	if wo := full.WorkerOptions("worker-of-node"); wo != nodeCreds {
+		t.Fatalf("a node's worker options: user %q inbox %q, want %q %q", wo.User, wo.InboxPrefix, nodeCreds.User, nodeCreds.InboxPrefix)
+	}
 
 	a := wsChatter(t, gw1, "a")
 	b := wsChatter(t, gw2, "b")
