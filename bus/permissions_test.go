@@ -393,3 +393,16 @@ func TestResponsePermissions(t *testing.T) {
 		t.Errorf("gateway errors: %v", gv.errs)
 	}
 }
+
+// TestSecurityDocConfig: docs/security.md shows AuthorizationConfig of
+// the default prefix as it is.
+func TestSecurityDocConfig(t *testing.T) {
+	doc, err := os.ReadFile("../docs/security.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := bus.NewSubjects("")
+	if want := "```\n" + bus.AuthorizationConfig(s) + "```\n"; !strings.Contains(string(doc), want) {
+		t.Errorf("docs/security.md does not show bus.AuthorizationConfig of the default prefix; it is:\n%s", want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/cli"
 )
 
@@ -136,5 +137,23 @@ func TestNewLogger(t *testing.T) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("level %s format %s: got %v, want %v", tt.level, tt.format, got, tt.want)
 		}
+	}
+}
+
+// TestConfigNATSUsers: `gatework config nats-users` prints the
+// least-privilege users of bus.AuthorizationConfig for the configured
+// prefix.
+func TestConfigNATSUsers(t *testing.T) {
+	t.Setenv("GATEWORK_PREFIX", "acme.gw")
+	out, errOut, err := run(t, "config", "nats-users")
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	s, _ := bus.NewSubjects("acme.gw")
+	if want := bus.AuthorizationConfig(s); out != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	if !strings.Contains(out, `"acme.gw.events acme.gw.workers"`) {
+		t.Errorf("no queue permission for the prefix acme.gw:\n%s", out)
 	}
 }
