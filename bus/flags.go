@@ -12,14 +12,14 @@ const DefaultURL = "nats://127.0.0.1:4222"
 
 // RegisterFlags registers on fs the flags a worker binary needs to reach
 // the bus — -nats, -user, -password, -token, -nkey, -creds, -tls-ca,
-// -tls-cert, -tls-key, -prefix and -inbox-prefix — each defaulting to its
-// GATEWORK_* environment variable (GATEWORK_NATS_URL, GATEWORK_NATS_USER,
-// …, GATEWORK_PREFIX, GATEWORK_NATS_INBOX_PREFIX), the same names the
-// node's configuration and its bus file use. The values land in o and
-// *prefix when fs is parsed. o.InboxPrefix defaults to the worker's,
-// Subjects.Inbox(RoleWorker) under the prefix, the only inboxes a worker
-// user may subscribe to. Secrets are better passed in the environment,
-// since flags show in ps.
+// -tls-cert, -tls-key and -prefix, each defaulting to its GATEWORK_*
+// environment variable (GATEWORK_NATS_URL, GATEWORK_NATS_USER, …,
+// GATEWORK_PREFIX), the same names the node's configuration uses, and
+// -inbox-prefix. The values land in o and *prefix when fs is parsed.
+// o.InboxPrefix is the worker's, Subjects.Inbox(RoleWorker) under the
+// prefix (the only inboxes a worker user may subscribe to), unless
+// -inbox-prefix says otherwise. Secrets are better passed in the
+// environment, since flags show in ps.
 func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix *string) {
 	str := func(p *string, name, env, def, usage string) {
 		if v := os.Getenv(env); v != "" {
@@ -37,9 +37,6 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix *string) {
 	str(&o.CertFile, "tls-cert", "GATEWORK_NATS_TLS_CERT_FILE", "", "client certificate file")
 	str(&o.KeyFile, "tls-key", "GATEWORK_NATS_TLS_KEY_FILE", "", "client key file")
 	inboxSet := false
-	if v := os.Getenv("GATEWORK_NATS_INBOX_PREFIX"); v != "" {
-		o.InboxPrefix, inboxSet = v, true
-	}
 	*prefix = DefaultPrefix
 	if v := os.Getenv("GATEWORK_PREFIX"); v != "" {
 		*prefix = v
@@ -50,7 +47,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix *string) {
 	fs.Var(prefixValue{prefix: prefix, inbox: &o.InboxPrefix, inboxSet: &inboxSet}, "prefix",
 		"bus subject prefix of the cluster (env GATEWORK_PREFIX)")
 	fs.Var(inboxValue{inbox: &o.InboxPrefix, set: &inboxSet}, "inbox-prefix",
-		"prefix of the reply subjects; default <prefix>.inbox.worker (env GATEWORK_NATS_INBOX_PREFIX)")
+		"prefix of the reply subjects (default <prefix>.inbox.worker)")
 }
 
 // workerInbox is the worker's inbox prefix under prefix, or "" for an

@@ -71,7 +71,10 @@ func busEnvFile(pidFile string) string {
 // writeBusEnv writes o, a worker's bus options, and prefix to path as
 // shell variable assignments that examples/echo, examples/chat and
 // workers built on them read (GATEWORK_NATS_URL, _USER, _PASSWORD,
-// _TLS_CA_FILE, _INBOX_PREFIX, GATEWORK_PREFIX). The file is created with mode 0600 and
+// _TLS_CA_FILE, GATEWORK_PREFIX). The worker user's inbox prefix is not
+// among them: it is GATEWORK_PREFIX followed by ".inbox.worker"
+// (bus.Subjects.Inbox), and every name here must stay a configuration
+// key (the configuration refuses unknown GATEWORK_ variables). The file is created with mode 0600 and
 // renamed over path, so that neither another user nor a symbolic link
 // planted at path sees the password.
 func writeBusEnv(path string, o bus.Options, prefix string) error {
@@ -80,8 +83,7 @@ func writeBusEnv(path string, o bus.Options, prefix string) error {
 	b.WriteString("#   set -a; . " + shellQuote(path) + "; set +a; go run ./examples/echo\n")
 	for _, kv := range [][2]string{
 		{"GATEWORK_NATS_URL", o.URL}, {"GATEWORK_NATS_USER", o.User}, {"GATEWORK_NATS_PASSWORD", o.Password},
-		{"GATEWORK_NATS_TLS_CA_FILE", o.CAFile}, {"GATEWORK_NATS_INBOX_PREFIX", o.InboxPrefix},
-		{"GATEWORK_PREFIX", prefix},
+		{"GATEWORK_NATS_TLS_CA_FILE", o.CAFile}, {"GATEWORK_PREFIX", prefix},
 	} {
 		if kv[1] != "" {
 			b.WriteString(kv[0] + "=" + shellQuote(kv[1]) + "\n")

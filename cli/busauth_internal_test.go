@@ -47,7 +47,7 @@ func TestWriteBusEnv(t *testing.T) {
 	want := map[string]string{
 		"GATEWORK_NATS_URL": "'nats://127.0.0.1:4222'", "GATEWORK_NATS_USER": "'gatework-worker'",
 		"GATEWORK_NATS_PASSWORD": `'it'\''s-secret'`, "GATEWORK_NATS_TLS_CA_FILE": "'/ca dir/ca.pem'",
-		"GATEWORK_PREFIX": "'gw'", "GATEWORK_NATS_INBOX_PREFIX": "'gw.inbox.worker'",
+		"GATEWORK_PREFIX": "'gw'",
 	}
 	got := map[string]string{}
 	for line := range strings.SplitSeq(string(b), "\n") {
