@@ -34,6 +34,12 @@ type EmbeddedConfig struct {
 	// the generated users (NodeUser, WorkerUser) exist. User must not be
 	// one of those.
 	User, Password string
+	// UserRole, when set, gives User only the permissions of that role
+	// (Permissions) instead of full access: RoleWorker for workers on
+	// other machines, RoleGateway for gateways. Its connections must then
+	// use Subjects.Inbox(UserRole) as their inbox prefix. Empty means full
+	// access. Needs User.
+	UserRole Role
 	// Prefix is the subject prefix the WorkerUser's permissions and the
 	// inbox prefixes of ConnectOptions and WorkerOptions are written for;
 	// "" means DefaultPrefix.
@@ -126,8 +132,16 @@ func (e *Embedded) users(subj Subjects) ([]*server.User, error) {
 		return nil, errors.New("bus: embedded password set without a user")
 	case c.User != "" && c.Password == "":
 		return nil, fmt.Errorf("bus: embedded user %q has no password", c.User)
+	case c.User == "" && c.UserRole != "":
+		return nil, fmt.Errorf("bus: embedded user role %q without a user", c.UserRole)
 	case c.User != "":
-		users = append(users, &server.User{Username: c.User, Password: c.Password})
+		u := &server.User{Username: c.User, Password: c.Password}
+		if c.UserRole != "" {
+			if u.Permissions = Permissions(subj, c.UserRole); u.Permissions == nil {
+				return nil, fmt.Errorf("bus: embedded user role %q: not one of %v", c.UserRole, Roles)
+			}
+		}
+		users = append(users, u)
 	}
 	return users, nil
 }

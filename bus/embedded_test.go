@@ -127,6 +127,8 @@ func TestEmbeddedConfigErrors(t *testing.T) {
 		{"TLS cert without key", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "c.pem"}, "both"},
 		{"TLS files missing", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "embedded TLS"},
 		{"bad prefix", bus.EmbeddedConfig{Prefix: "a.>"}, "prefix"},
+		{"role without user", bus.EmbeddedConfig{UserRole: bus.RoleWorker}, "without a user"},
+		{"unknown role", bus.EmbeddedConfig{User: "u", Password: "secret-pw", UserRole: "admin"}, `role "admin"`},
 	}
 	for _, tt := range tests {
 		e, err := bus.StartEmbedded(tt.cfg)

@@ -102,7 +102,8 @@ type busUser struct {
 
 // TestBusPermissions checks every subject family against every role on
 // real servers: the embedded server with its real users (the worker user,
-// and the node's full-access user), and a nats-server that loads
+// the node's full-access user, and its configured user with each role),
+// and a nats-server that loads
 // AuthorizationConfig, the configuration docs/security.md gives operators
 // of an external NATS (every role). For each it publishes and subscribes
 // (plainly and in the workers' queue group) and observes whether the
@@ -132,6 +133,17 @@ func TestBusPermissions(t *testing.T) {
 		checkRules(t, s, observer, rules, []busUser{{bus.RoleWorker, w, &wv}}, false)
 		checkRules(t, s, observer, rules, []busUser{{bus.RoleNode, n, &nv}}, true)
 	})
+	// The embedded server's configured user (nats.user) with a role.
+	for _, r := range bus.Roles {
+		t.Run("embedded user_role "+string(r), func(t *testing.T) {
+			e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: s.Prefix,
+				User: "remote", Password: "remote-pw", UserRole: r})
+			observer := connectOpts(t, e.ConnectOptions("observer"), nil)
+			var v violations
+			nc := connectOpts(t, bus.Options{URL: e.ClientURL(), User: "remote", Password: "remote-pw", InboxPrefix: s.Inbox(r)}, &v)
+			checkRules(t, s, observer, rules, []busUser{{r, nc, &v}}, false)
+		})
+	}
 	t.Run("operator config", func(t *testing.T) {
 		url := startConfigured(t, s)
 		observer := connectOpts(t, bus.Options{URL: url, User: "observer", Password: "observer-pw"}, nil)

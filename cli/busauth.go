@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gatework/gatework/bus"
@@ -43,6 +44,16 @@ func (v *validator) natsAuth() {
 		if n.User == bus.NodeUser || n.User == bus.WorkerUser {
 			v.bad("nats.user", "%q is the name of a user the embedded NATS generates: choose another", n.User)
 		}
+		switch {
+		case n.UserRole == "":
+		case !slices.Contains(bus.Roles, bus.Role(n.UserRole)):
+			v.bad("nats.user_role", "%q is not a role: gateway, worker, api, node or empty (full access)", n.UserRole)
+		case n.User == "":
+			v.bad("nats.user_role", "set without nats.user")
+		}
+	}
+	if n.URL != "" && n.UserRole != "" {
+		v.bad("nats.user_role", "only for the embedded NATS: an external NATS's operator sets the permissions (gatework config nats-users)")
 	}
 	t := n.TLS
 	switch {

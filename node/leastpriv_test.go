@@ -190,3 +190,37 @@ func apiCall(t *testing.T, n *node.Node, method, body string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestEmbeddedUserRole: the embedded server's configured user limited to
+// the worker role (nats.user_role) serves a worker process of another
+// machine: it answers events, and its queries and routed sends work on
+// the worker's inbox prefix.
+func TestEmbeddedUserRole(t *testing.T) {
+	n := startNode(t, chat.Handlers(), func(c *node.Config) {
+		c.Worker.Handlers = nil
+		c.NATS.Listen, c.NATS.User, c.NATS.Password, c.NATS.UserRole = "127.0.0.1:0", "remote", "remote-pw", bus.RoleWorker
+	})
+	subj, _ := bus.NewSubjects("")
+	runRemoteApp(t, bus.Options{URL: n.NATSURL(), User: "remote", Password: "remote-pw",
+		InboxPrefix: subj.Inbox(bus.RoleWorker), Name: "remote-worker"}, chat.Handlers())
+	a := wsChatter(t, n, "a")
+	b := wsChatter(t, n, "b")
+	a.say("/name alice")
+	a.expect("* you are now alice")
+	b.say("/name bob")
+	b.expect("* you are now bob")
+	b.say("/msg alice hi")
+	b.expect("[pm to alice] hi")
+	a.expect("[pm from bob] hi")
+	a.say("/join lobby")
+	a.expect("* you joined #lobby")
+	a.say("/who")
+	a.expect("* in #lobby: alice")
+	// Close the clients while the worker runs: their close events need it.
+	_ = a.ws.Close()
+	_ = b.ws.Close()
+	waitFor(t, 5*time.Second, func() bool {
+		st := n.Gateway().Stats()
+		return st.Connections == 0 && st.InFlight == 0
+	})
+}

@@ -82,6 +82,10 @@ type NATSConfig struct {
 	// MaxPayload is the largest bus message the embedded server accepts;
 	// 0 means 8 MiB. Not used with URL.
 	MaxPayload int32
+	// UserRole, with User and no URL, gives the embedded server's extra
+	// user only that role's permissions (bus.Permissions) instead of full
+	// access. Empty means full access. Not used with URL.
+	UserRole bus.Role
 	// Role is what the credentials may do on an external NATS
 	// (bus.Permissions): it picks the inbox prefix of the node's
 	// connections (bus.Subjects.Inbox), which that role may subscribe to.
@@ -262,6 +266,7 @@ func (n *Node) startBus() error {
 		Listen:      nc.Listen,
 		User:        nc.User,
 		Password:    nc.Password,
+		UserRole:    nc.UserRole,
 		Prefix:      n.cfg.Prefix,
 		MaxPayload:  nc.MaxPayload,
 		TLSCertFile: nc.TLS.CertFile,
