@@ -27,8 +27,8 @@ type EmbeddedConfig struct {
 	// Listen is the host:port to accept NATS clients on, for workers in
 	// other processes. Empty means no listener: in-process connections only.
 	Listen string
-	// User and Password, when set, name one more user with full access,
-	// for the gateways of other processes (and the workers and API
+	// User and Password, when set, name one more user with full access
+	// (unless UserRole), for the gateways of other processes (and the workers and API
 	// clients configured with them): give them only to programs trusted
 	// like a gateway, which reads every client's traffic. Empty means only
 	// the generated users (NodeUser, WorkerUser) exist. User must not be
