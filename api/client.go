@@ -88,7 +88,10 @@ func Dial(opts bus.Options, cfg Config) (*Client, error) {
 // New returns a Client that borrows nc: Close does not close it. It
 // subscribes to gateway heartbeats on nc right away; gateways are known
 // from their first heartbeat (within a heartbeat interval) or from a query
-// reply that names them.
+// reply that names them. Replies come on nc's inbox prefix, which nc's
+// user must be allowed to subscribe to: with the bus permissions of
+// bus.Permissions, bus.Subjects.Inbox of its role (bus.RoleAPI for an API
+// caller, bus.RoleWorker in a worker; bus.Options.InboxPrefix sets it).
 func New(nc *nats.Conn, cfg Config) (*Client, error) {
 	if nc == nil {
 		return nil, errors.New("api: nil NATS connection")

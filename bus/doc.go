@@ -1,7 +1,8 @@
 // Package bus is the contract between gateways, workers and API clients:
 // the NATS subjects they use, the protocol messages they exchange (encoded
-// as Protocol Buffers by hand, see gatework.proto) and the embedded
-// nats-server that a single-machine node runs in-process.
+// as Protocol Buffers by hand, see gatework.proto), what each role may do
+// on them (Permissions: allow lists, one inbox prefix per role) and the
+// embedded nats-server that a single-machine node runs in-process.
 //
 // The protocol is versioned (Version) and documented in
 // docs/bus-protocol.md so that workers and clients can be written in any

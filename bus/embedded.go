@@ -27,13 +27,22 @@ type EmbeddedConfig struct {
 	// Listen is the host:port to accept NATS clients on, for workers in
 	// other processes. Empty means no listener: in-process connections only.
 	Listen string
-	// User and Password, when set, name one more user with full access,
-	// for the gateways, workers and API clients of other processes that
-	// are configured with them. Empty means only the generated users
-	// (NodeUser, WorkerUser) exist. User must not be one of those.
+	// User and Password, when set, name one more user with full access
+	// (unless UserRole), for the gateways of other processes (and the workers and API
+	// clients configured with them): give them only to programs trusted
+	// like a gateway, which reads every client's traffic. Empty means only
+	// the generated users (NodeUser, WorkerUser) exist. User must not be
+	// one of those.
 	User, Password string
-	// Prefix is the subject prefix the WorkerUser's permissions are
-	// written for; "" means DefaultPrefix.
+	// UserRole, when set, gives User only the permissions of that role
+	// (Permissions) instead of full access: RoleWorker for workers on
+	// other machines, RoleGateway for gateways. Its connections must then
+	// use Subjects.Inbox(UserRole) as their inbox prefix. Empty means full
+	// access. Needs User.
+	UserRole Role
+	// Prefix is the subject prefix the WorkerUser's permissions and the
+	// inbox prefixes of ConnectOptions and WorkerOptions are written for;
+	// "" means DefaultPrefix.
 	Prefix string
 	// MaxPayload is the largest message the server accepts; 0 means 8 MiB.
 	MaxPayload int32
@@ -49,6 +58,7 @@ type EmbeddedConfig struct {
 type Embedded struct {
 	srv        *server.Server
 	cfg        EmbeddedConfig
+	subj       Subjects
 	nodePass   string
 	workerPass string
 }
@@ -63,7 +73,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Embedded{cfg: cfg, nodePass: randomSecret(), workerPass: randomSecret()}
+	e := &Embedded{cfg: cfg, subj: subj, nodePass: randomSecret(), workerPass: randomSecret()}
 	users, err := e.users(subj)
 	if err != nil {
 		return nil, err
@@ -113,7 +123,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 func (e *Embedded) users(subj Subjects) ([]*server.User, error) {
 	users := []*server.User{
 		{Username: NodeUser, Password: e.nodePass},
-		{Username: WorkerUser, Password: e.workerPass, Permissions: workerPermissions(subj)},
+		{Username: WorkerUser, Password: e.workerPass, Permissions: Permissions(subj, RoleWorker)},
 	}
 	switch c := e.cfg; {
 	case c.User == NodeUser || c.User == WorkerUser:
@@ -122,27 +132,18 @@ func (e *Embedded) users(subj Subjects) ([]*server.User, error) {
 		return nil, errors.New("bus: embedded password set without a user")
 	case c.User != "" && c.Password == "":
 		return nil, fmt.Errorf("bus: embedded user %q has no password", c.User)
+	case c.User == "" && c.UserRole != "":
+		return nil, fmt.Errorf("bus: embedded user role %q without a user", c.UserRole)
 	case c.User != "":
-		users = append(users, &server.User{Username: c.User, Password: c.Password})
+		u := &server.User{Username: c.User, Password: c.Password}
+		if c.UserRole != "" {
+			if u.Permissions = Permissions(subj, c.UserRole); u.Permissions == nil {
+				return nil, fmt.Errorf("bus: embedded user role %q: not one of %v", c.UserRole, Roles)
+			}
+		}
+		users = append(users, u)
 	}
 	return users, nil
-}
-
-// workerPermissions is what WorkerUser may do: everything a worker and its
-// API client do (receive events, acknowledge them, send commands, publish
-// broadcasts and queries, follow the gateways' heartbeats, get replies),
-// but not what only a gateway does: it cannot publish events or
-// heartbeats (pose as a gateway), nor subscribe to the commands,
-// broadcasts, queries and acknowledgements addressed to gateways. A
-// wildcard subscription gets no message on those subjects either. It is a
-// deny list so that subjects added later for workers need no change here.
-func workerPermissions(subj Subjects) *server.Permissions {
-	return &server.Permissions{
-		Publish: &server.SubjectPermission{Deny: []string{subj.Events(), subj.Heartbeat()}},
-		Subscribe: &server.SubjectPermission{Deny: []string{
-			subj.Prefix + ".gw.>", subj.Broadcast(), subj.Query(),
-		}},
-	}
 }
 
 // tlsOptions sets up TLS on the listener of opts as cfg says.
@@ -186,19 +187,22 @@ func (e *Embedded) ClientURL() string {
 }
 
 // ConnectOptions returns Options for an in-process connection to e named
-// name, as NodeUser: full access. They hold a secret: never log them.
+// name, as NodeUser: full access, with the inbox prefix of RoleNode. They
+// hold a secret: never log them.
 func (e *Embedded) ConnectOptions(name string) Options {
-	return Options{InProcess: e.srv, User: NodeUser, Password: e.nodePass, Name: name}
+	return Options{InProcess: e.srv, User: NodeUser, Password: e.nodePass, Name: name,
+		InboxPrefix: e.subj.Inbox(RoleNode)}
 }
 
 // WorkerOptions returns Options for a worker in another process to connect
-// to ClientURL as WorkerUser, named name: it may do what a worker and its
-// API client do, not what a gateway does (see EmbeddedConfig). URL is ""
+// to ClientURL as WorkerUser, named name, with the inbox prefix of
+// RoleWorker: it may do what Permissions gives RoleWorker. URL is ""
 // without a listener. They hold a secret: never log them, hand them to
 // another process through its environment or a file only its user can
 // read, never its command line. A TLS listener's CA is the caller's to add.
 func (e *Embedded) WorkerOptions(name string) Options {
-	return Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name}
+	return Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name,
+		InboxPrefix: e.subj.Inbox(RoleWorker)}
 }
 
 // Shutdown stops the server and waits until it has stopped.

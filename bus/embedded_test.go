@@ -127,6 +127,8 @@ func TestEmbeddedConfigErrors(t *testing.T) {
 		{"TLS cert without key", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "c.pem"}, "both"},
 		{"TLS files missing", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "embedded TLS"},
 		{"bad prefix", bus.EmbeddedConfig{Prefix: "a.>"}, "prefix"},
+		{"role without user", bus.EmbeddedConfig{UserRole: bus.RoleWorker}, "without a user"},
+		{"unknown role", bus.EmbeddedConfig{User: "u", Password: "secret-pw", UserRole: "admin"}, `role "admin"`},
 	}
 	for _, tt := range tests {
 		e, err := bus.StartEmbedded(tt.cfg)
@@ -165,123 +167,6 @@ func (v *violations) has(s string) bool {
 		}
 	}
 	return false
-}
-
-// TestWorkerPermissions: the worker user does what a worker does (queue
-// subscription to events, commands, acks, heartbeats) but cannot pose as a
-// gateway (publish events or heartbeats) nor read what is addressed to
-// gateways (commands, broadcasts, queries), not even with a wildcard.
-// Messages of one publisher reach a subscriber in order, so a message
-// that arrives after a denied one proves the denied one was not delivered.
-func TestWorkerPermissions(t *testing.T) {
-	e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: "pp"})
-	subj, _ := bus.NewSubjects("pp")
-	gw, err := bus.Connect(e.ConnectOptions("gateway"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Close()
-	var viol violations
-	wo := e.WorkerOptions("worker")
-	w, err := rawConnect(wo.URL, nats.UserInfo(wo.User, wo.Password), nats.ErrorHandler(viol.handler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-
-	// Allowed: events through the queue group, acks back.
-	events, err := w.QueueSubscribeSyncWithChan(subj.Events(), subj.WorkersQueue(), make(chan *nats.Msg, 16))
-	if err != nil {
-		t.Fatal(err)
-	}
-	everything, err := w.SubscribeSync(">")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	ack, err := gw.SubscribeSync(subj.Ack("g1") + ".>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwAll, err := gw.SubscribeSync(">")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.PublishRequest(subj.Events(), subj.Ack("g1")+".1", []byte("batch")); err != nil {
-		t.Fatal(err)
-	}
-	m, err := events.NextMsg(5 * time.Second)
-	if err != nil || string(m.Data) != "batch" {
-		t.Fatalf("worker did not get the event: %v", err)
-	}
-	if err := m.Respond([]byte("ack")); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := ack.NextMsg(5 * time.Second); err != nil || string(m.Data) != "ack" {
-		t.Fatalf("gateway did not get the ack: %v", err)
-	}
-
-	// Denied deliveries to the worker's wildcard: commands, broadcasts,
-	// queries, acks; then a heartbeat, which arrives first.
-	for _, s := range []string{subj.Cmd("g1"), subj.Broadcast(), subj.Query(), subj.Ack("g1") + ".2", subj.Heartbeat()} {
-		if err := gw.Publish(s, []byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		m, err := everything.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("worker's wildcard got no heartbeat: %v", err)
-		}
-		if m.Subject == subj.Heartbeat() {
-			break
-		}
-		if m.Subject != subj.Events() {
-			t.Fatalf("worker's wildcard got %s", m.Subject)
-		}
-	}
-
-	// Denied publications: events and heartbeats; then a command, which
-	// the gateway gets first (its wildcard sees the worker's messages in
-	// order).
-	for _, s := range []string{subj.Events(), subj.Heartbeat(), subj.Cmd("g1")} {
-		if err := w.Publish(s, []byte("from worker")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for {
-		m, err := gwAll.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatalf("gateway got no command from the worker: %v", err)
-		}
-		if string(m.Data) != "from worker" {
-			continue // the gateway's own messages
-		}
-		if m.Subject != subj.Cmd("g1") {
-			t.Fatalf("gateway got the worker's message on %s", m.Subject)
-		}
-		break
-	}
-	waitFor(t, 5*time.Second, "publish violations reported", func() bool {
-		return viol.has(`Permissions Violation for Publish to "pp.events"`) &&
-			viol.has(`Permissions Violation for Publish to "pp.hb"`)
-	})
-
-	// Denied subscriptions: a gateway's commands, broadcasts.
-	for _, s := range []string{subj.Cmd("g1"), subj.Broadcast()} {
-		if _, err := w.SubscribeSync(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, 5*time.Second, "subscription violations reported", func() bool {
-		return viol.has(`Permissions Violation for Subscription to "pp.gw.g1.cmd"`) &&
-			viol.has(`Permissions Violation for Subscription to "pp.bcast"`)
-	})
 }
 
 // TestEmbeddedTLS: a listener with a certificate of a generated CA

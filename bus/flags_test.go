@@ -16,16 +16,25 @@ func TestRegisterFlags(t *testing.T) {
 		want       bus.Options
 		wantPrefix string
 	}{
-		{name: "defaults", want: bus.Options{URL: bus.DefaultURL}, wantPrefix: bus.DefaultPrefix},
+		{name: "defaults", want: bus.Options{URL: bus.DefaultURL, InboxPrefix: "gw.inbox.worker"}, wantPrefix: bus.DefaultPrefix},
 		{name: "environment",
 			env: map[string]string{"GATEWORK_NATS_URL": "nats://a:1", "GATEWORK_NATS_USER": "u",
 				"GATEWORK_NATS_PASSWORD": "p", "GATEWORK_NATS_TLS_CA_FILE": "ca.pem", "GATEWORK_PREFIX": "app"},
-			want:       bus.Options{URL: "nats://a:1", User: "u", Password: "p", CAFile: "ca.pem"},
+			want:       bus.Options{URL: "nats://a:1", User: "u", Password: "p", CAFile: "ca.pem", InboxPrefix: "app.inbox.worker"},
 			wantPrefix: "app"},
+		{name: "inbox prefix follows the prefix flag",
+			env:        map[string]string{"GATEWORK_PREFIX": "app"},
+			args:       []string{"-prefix", "b"},
+			want:       bus.Options{URL: bus.DefaultURL, InboxPrefix: "b.inbox.worker"},
+			wantPrefix: "b"},
+		{name: "inbox prefix flag",
+			args:       []string{"-inbox-prefix", "my.inbox", "-prefix", "c"},
+			want:       bus.Options{URL: bus.DefaultURL, InboxPrefix: "my.inbox"},
+			wantPrefix: "c"},
 		{name: "flags over environment",
 			env:        map[string]string{"GATEWORK_NATS_USER": "u", "GATEWORK_NATS_TOKEN": "t"},
 			args:       []string{"-nats", "nats://b:2", "-user", "v", "-creds", "c.creds", "-nkey", "s.nk", "-tls-cert", "c.pem", "-tls-key", "k.pem", "-prefix", "x"},
-			want:       bus.Options{URL: "nats://b:2", User: "v", Token: "t", CredsFile: "c.creds", NKeySeedFile: "s.nk", CertFile: "c.pem", KeyFile: "k.pem"},
+			want:       bus.Options{URL: "nats://b:2", User: "v", Token: "t", CredsFile: "c.creds", NKeySeedFile: "s.nk", CertFile: "c.pem", KeyFile: "k.pem", InboxPrefix: "x.inbox.worker"},
 			wantPrefix: "x"},
 	}
 	for _, tt := range tests {

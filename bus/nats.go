@@ -27,6 +27,12 @@ type Options struct {
 	CAFile, CertFile, KeyFile string
 	// Name is the connection name shown by the NATS server.
 	Name string
+	// InboxPrefix is the prefix of the connection's reply subjects
+	// (nats.CustomInboxPrefix): Subjects.Inbox of the role the
+	// credentials are for, the only inboxes that role may subscribe to
+	// (see Permissions). Empty means nats.go's default, _INBOX, which
+	// only a user with full access may subscribe to.
+	InboxPrefix string
 	// InProcess, when set, connects to this in-process server without a
 	// socket (URL is then ignored).
 	InProcess *server.Server
@@ -57,6 +63,9 @@ func Connect(o Options) (*nats.Conn, error) {
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.CAFile != "" {
 		opts = append(opts, nats.RootCAs(o.CAFile))

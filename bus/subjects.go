@@ -93,3 +93,9 @@ func (s Subjects) Query() string { return s.Prefix + ".query" }
 
 // Heartbeat is where gateways announce themselves.
 func (s Subjects) Heartbeat() string { return s.Prefix + ".hb" }
+
+// Inbox is the inbox prefix of the connections of role: their reply
+// subjects (requests, queries) are Inbox(role) + "." + a unique suffix,
+// and only role may subscribe below it (see Permissions). A connection
+// sets it with nats.CustomInboxPrefix (Options.InboxPrefix).
+func (s Subjects) Inbox(role Role) string { return s.Prefix + ".inbox." + string(role) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gatework/gatework/bus"
@@ -43,6 +44,16 @@ func (v *validator) natsAuth() {
 		if n.User == bus.NodeUser || n.User == bus.WorkerUser {
 			v.bad("nats.user", "%q is the name of a user the embedded NATS generates: choose another", n.User)
 		}
+		switch {
+		case n.UserRole == "":
+		case !slices.Contains(bus.Roles, bus.Role(n.UserRole)):
+			v.bad("nats.user_role", "%q is not a role: gateway, worker, api, node or empty (full access)", n.UserRole)
+		case n.User == "":
+			v.bad("nats.user_role", "set without nats.user")
+		}
+	}
+	if n.URL != "" && n.UserRole != "" {
+		v.bad("nats.user_role", "only for the embedded NATS: an external NATS's operator sets the permissions (gatework config nats-users)")
 	}
 	t := n.TLS
 	switch {
@@ -71,7 +82,10 @@ func busEnvFile(pidFile string) string {
 // writeBusEnv writes o, a worker's bus options, and prefix to path as
 // shell variable assignments that examples/echo, examples/chat and
 // workers built on them read (GATEWORK_NATS_URL, _USER, _PASSWORD,
-// _TLS_CA_FILE, GATEWORK_PREFIX). The file is created with mode 0600 and
+// _TLS_CA_FILE, GATEWORK_PREFIX). The worker user's inbox prefix is not
+// among them: it is GATEWORK_PREFIX followed by ".inbox.worker"
+// (bus.Subjects.Inbox), and every name here must stay a configuration
+// key (the configuration refuses unknown GATEWORK_ variables). The file is created with mode 0600 and
 // renamed over path, so that neither another user nor a symbolic link
 // planted at path sees the password.
 func writeBusEnv(path string, o bus.Options, prefix string) error {

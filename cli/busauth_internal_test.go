@@ -25,7 +25,8 @@ func TestWriteBusEnv(t *testing.T) {
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}
-	o := bus.Options{URL: "nats://127.0.0.1:4222", User: bus.WorkerUser, Password: "it's-secret", CAFile: "/ca dir/ca.pem"}
+	o := bus.Options{URL: "nats://127.0.0.1:4222", User: bus.WorkerUser, Password: "it's-secret", CAFile: "/ca dir/ca.pem",
+		InboxPrefix: "gw.inbox.worker"}
 	if err := writeBusEnv(path, o, "gw"); err != nil {
 		t.Fatal(err)
 	}

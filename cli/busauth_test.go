@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/cli"
 )
 
@@ -35,6 +36,13 @@ func TestNATSAuthConfig(t *testing.T) {
 			want: []string{"gatework.yaml:2: nats.insecure_no_auth: only for an external NATS (nats.url): the embedded NATS always requires credentials"}},
 		{name: "embedded, reserved user", yaml: "nats:\n  user: gatework-worker\n  password: x\n",
 			want: []string{`gatework.yaml:2: nats.user: "gatework-worker" is the name of a user the embedded NATS generates: choose another`}},
+		{name: "embedded, user with a role", yaml: "nats:\n  user: remote\n  password: x\n  user_role: worker\n"},
+		{name: "embedded, unknown role", yaml: "nats:\n  user: remote\n  password: x\n  user_role: admin\n",
+			want: []string{`gatework.yaml:4: nats.user_role: "admin" is not a role: gateway, worker, api, node or empty (full access)`}},
+		{name: "embedded, role without user", yaml: "nats:\n  user_role: worker\n",
+			want: []string{"gatework.yaml:2: nats.user_role: set without nats.user"}},
+		{name: "external, role", yaml: ext + "  token: t\n  user_role: worker\n",
+			want: []string{"gatework.yaml:4: nats.user_role: only for the embedded NATS: an external NATS's operator sets the permissions (gatework config nats-users)"}},
 		{name: "external, client certificate", yaml: ext + "  user: u\n  password: p\n  tls:\n    ca_file: /ca.pem\n    cert_file: /c.pem\n    key_file: /k.pem\n"},
 		{name: "certificate without key", yaml: ext + "  token: t\n  tls:\n    cert_file: /c.pem\n",
 			want: []string{"gatework.yaml:5: nats.tls.cert_file: set without nats.tls.key_file"}},
@@ -136,5 +144,23 @@ func TestNewLogger(t *testing.T) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("level %s format %s: got %v, want %v", tt.level, tt.format, got, tt.want)
 		}
+	}
+}
+
+// TestConfigNATSUsers: `gatework config nats-users` prints the
+// least-privilege users of bus.AuthorizationConfig for the configured
+// prefix.
+func TestConfigNATSUsers(t *testing.T) {
+	t.Setenv("GATEWORK_PREFIX", "acme.gw")
+	out, errOut, err := run(t, "config", "nats-users")
+	if err != nil {
+		t.Fatalf("%v: %s", err, errOut)
+	}
+	s, _ := bus.NewSubjects("acme.gw")
+	if want := bus.AuthorizationConfig(s); out != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
+	}
+	if !strings.Contains(out, `"acme.gw.events acme.gw.workers"`) {
+		t.Errorf("no queue permission for the prefix acme.gw:\n%s", out)
 	}
 }

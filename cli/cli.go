@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -297,7 +298,33 @@ nats.token) are masked. Exits 1, naming every bad key, if it is invalid.`,
 		},
 	}
 	r.flags.add(check, r.appNames())
-	cmd.AddCommand(check)
+	users := &cobra.Command{
+		Use:   "nats-users",
+		Short: "Print the authorization block of an external nats-server: one least-privilege user per role",
+		Long: `Print the authorization block of a nats-server configuration file that gives
+each role of a cluster on an external NATS its own user with only the
+permissions it needs, for this configuration's prefix: gatework-gateway
+('gatework gateway'), gatework-worker ('gatework worker' and your workers),
+gatework-api ('gatework api', the Go package api) and gatework-node
+('gatework start' and its worker processes). nats-server reads each
+password from the environment variable named in the block. See
+docs/security.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.load(cmd)
+			if err != nil {
+				return err
+			}
+			subj, err := bus.NewSubjects(c.Prefix)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), bus.AuthorizationConfig(subj))
+			return err
+		},
+	}
+	r.flags.add(users, r.appNames())
+	cmd.AddCommand(check, users)
 	return cmd
 }
 

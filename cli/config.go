@@ -82,6 +82,9 @@ type NATSConfig struct {
 	URL      string `yaml:"url"`
 	User     string `yaml:"user"`
 	Password string `yaml:"password" secret:"true"`
+	// UserRole limits the embedded server's nats.user to one role's
+	// permissions; "" means full access.
+	UserRole string `yaml:"user_role"`
 	// Token, NKeySeedFile and CredsFile: external NATS only.
 	Token        string `yaml:"token" secret:"true"`
 	NKeySeedFile string `yaml:"nkey_seed_file"`

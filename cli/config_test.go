@@ -336,6 +336,49 @@ func TestExampleFile(t *testing.T) {
 	}
 }
 
+// TestProductionExampleFile checks that gatework.production.yaml is
+// valid with its secrets in the environment, and that it keeps the
+// bounds docs/security.md promises: a small max_message, an idle timeout
+// and a rate limit on every listener (TCP included), caps on connections
+// and per IP, an IP budget, the HTTP API on loopback, no secret in the
+// file.
+func TestProductionExampleFile(t *testing.T) {
+	c, err := cli.Load(cli.DefaultConfig("echo"), "../gatework.production.yaml",
+		[]string{"GATEWORK_API_TOKEN=0123456789abcdef0123456789abcdef"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(appNames); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Listeners) == 0 {
+		t.Fatal("no listeners")
+	}
+	for _, l := range c.Listeners {
+		if l.MaxMessage == 0 || l.MaxMessage > 1<<20 || l.IdleTimeout <= 0 || l.RateLimit.Messages == 0 || l.MaxQueueBytes == 0 {
+			t.Errorf("listener %s: max_message %d, idle_timeout %v, rate_limit %+v, max_queue_bytes %d: every one must be set and bounded",
+				l.Name, l.MaxMessage, l.IdleTimeout, l.RateLimit, l.MaxQueueBytes)
+		}
+		if l.Protocol == "ws" && len(l.Origins) == 0 {
+			t.Errorf("listener %s: no origins", l.Name)
+		}
+	}
+	g := c.Gateway
+	if g.MaxConns == 0 || g.MaxConnsPerIP == 0 || g.MaxNewConnsPerSec == 0 || g.IPRateLimit.Messages == 0 {
+		t.Errorf("gateway bounds not all set: %+v", g)
+	}
+	if !strings.HasPrefix(c.HTTP.Addr, "127.0.0.1:") || c.HTTP.Token == "" {
+		t.Errorf("http: addr %q, token set %v: want loopback and the token of the environment", c.HTTP.Addr, c.HTTP.Token != "")
+	}
+	file, err := cli.Load(cli.DefaultConfig("echo"), "../gatework.production.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if file.HTTP.Token != "" || len(file.HTTP.Tokens) != 0 || file.NATS.Password != "" {
+		t.Error("a secret in gatework.production.yaml: give secrets in the environment")
+	}
+}
+
 // TestDocsExample checks the example of docs/config.md.
 func TestDocsExample(t *testing.T) {
 	doc, err := os.ReadFile("../docs/config.md")

@@ -198,6 +198,7 @@ func (m *masterRun) childSpec() childSpec {
 		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
 		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
 		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		InboxPrefix:  o.InboxPrefix,
 		Prefix:       c.Prefix,
 		Concurrency:  c.Worker.Concurrency,
 		QueryTimeout: time.Duration(c.API.QueryTimeout),

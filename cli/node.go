@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
 	"github.com/gatework/gatework/node"
@@ -64,6 +65,7 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 			URL:          c.NATS.URL,
 			User:         c.NATS.User,
 			Password:     c.NATS.Password,
+			UserRole:     bus.Role(c.NATS.UserRole),
 			Token:        c.NATS.Token,
 			NKeySeedFile: c.NATS.NKeySeedFile,
 			CredsFile:    c.NATS.CredsFile,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/node"
 )
 
@@ -112,6 +113,7 @@ func (r *runner) runRole(cmd *cobra.Command, role string) error {
 	switch role {
 	case roleGateway:
 		nc.HTTP.HealthOnly = true
+		nc.NATS.Role = bus.RoleGateway
 	case roleAPI:
 		nc.NoGateway = true
 		if nc.HTTP.Addr == "" {

@@ -42,15 +42,18 @@ const childStopTimeout = 30 * time.Second
 
 // childSpec is what a worker process needs from its master.
 type childSpec struct {
-	URL          string        `json:"url"`
-	User         string        `json:"user,omitempty"`
-	Password     string        `json:"password,omitempty"`
-	Token        string        `json:"token,omitempty"`
-	NKeySeedFile string        `json:"nkey_seed_file,omitempty"`
-	CredsFile    string        `json:"creds_file,omitempty"`
-	CAFile       string        `json:"ca_file,omitempty"`
-	CertFile     string        `json:"cert_file,omitempty"`
-	KeyFile      string        `json:"key_file,omitempty"`
+	URL          string `json:"url"`
+	User         string `json:"user,omitempty"`
+	Password     string `json:"password,omitempty"`
+	Token        string `json:"token,omitempty"`
+	NKeySeedFile string `json:"nkey_seed_file,omitempty"`
+	CredsFile    string `json:"creds_file,omitempty"`
+	CAFile       string `json:"ca_file,omitempty"`
+	CertFile     string `json:"cert_file,omitempty"`
+	KeyFile      string `json:"key_file,omitempty"`
+	// InboxPrefix is the prefix of the reply subjects the credentials
+	// may subscribe to; "" means the worker's (bus.RoleWorker).
+	InboxPrefix  string        `json:"inbox_prefix,omitempty"`
 	Prefix       string        `json:"prefix"`
 	Concurrency  int           `json:"concurrency"`
 	QueryTimeout time.Duration `json:"query_timeout"`
@@ -165,11 +168,19 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		cancel()
 	}()
 
+	subj, err := bus.NewSubjects(spec.Prefix)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	inbox := spec.InboxPrefix
+	if inbox == "" {
+		inbox = subj.Inbox(bus.RoleWorker)
+	}
 	nc, err := bus.Connect(bus.Options{
 		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
 		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
 		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
-		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()),
+		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()), InboxPrefix: inbox,
 	})
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)

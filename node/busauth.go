@@ -71,21 +71,37 @@ func (n *Node) busOptions(name string) bus.Options {
 	return n.externalOptions(name)
 }
 
+// externalOptions returns the options of a connection to the external
+// NATS named name: the configured credentials and TLS files, and the inbox
+// prefix of the role they are for (Role).
 func (n *Node) externalOptions(name string) bus.Options {
 	nc := n.cfg.NATS
 	return bus.Options{
 		URL: nc.URL, User: nc.User, Password: nc.Password, Token: nc.Token,
 		NKeySeedFile: nc.NKeySeedFile, CredsFile: nc.CredsFile,
 		CAFile: nc.TLS.CAFile, CertFile: nc.TLS.CertFile, KeyFile: nc.TLS.KeyFile,
-		Name: name,
+		Name: name, InboxPrefix: n.subj.Inbox(n.role()),
 	}
+}
+
+// role is the role of the node's credentials on an external NATS (see
+// NATSConfig.Role).
+func (n *Node) role() bus.Role {
+	switch {
+	case n.cfg.NATS.Role != "":
+		return n.cfg.NATS.Role
+	case n.cfg.NoGateway:
+		return bus.RoleAPI
+	}
+	return bus.RoleNode
 }
 
 // WorkerOptions returns the options with which a worker in another
 // process, named name, joins this node's bus: for the embedded server,
-// NATSURL with the generated worker credentials (bus.WorkerUser: it may do
-// what workers do, not what gateways do) and TLS.CAFile; for an external
-// NATS, the node's own URL, credentials and TLS files. URL is "" for an
+// NATSURL with the generated worker credentials (bus.WorkerUser: what
+// bus.Permissions gives bus.RoleWorker), its inbox prefix and TLS.CAFile;
+// for an external NATS, the node's own URL, credentials, inbox prefix
+// and TLS files. URL is "" for an
 // embedded server without Listen. The options hold secrets: never log
 // them; hand them to another process through its environment or a file
 // only its user can read, never its command line.

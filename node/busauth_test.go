@@ -67,7 +67,7 @@ func echoOnce(t *testing.T, n *node.Node, msg string) {
 // listening for worker processes refuses a raw NATS client without
 // credentials or with a wrong password, so it can neither send commands
 // nor receive events; the worker credentials of WorkerOptions serve a
-// worker.
+// worker, and cannot subscribe to the events outside its queue group.
 func TestBusAuthByDefault(t *testing.T) {
 	n := startNode(t, worker.Handlers{}, func(c *node.Config) {
 		c.Worker.Handlers = nil
@@ -107,9 +107,16 @@ func TestBusAuthByDefault(t *testing.T) {
 		}
 	}
 
-	// With the worker credentials: a raw client receives events, and a
-	// worker serves the clients.
-	raw, err := bus.Connect(wo)
+	// With the worker credentials a worker serves the clients, but a raw
+	// client cannot copy the events outside the workers' queue group.
+	violation := make(chan error, 4)
+	raw, err := nats.Connect(wo.URL, nats.UserInfo(wo.User, wo.Password), nats.NoReconnect(),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case violation <- err:
+			default:
+			}
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +130,19 @@ func TestBusAuthByDefault(t *testing.T) {
 	}
 	runRemoteWorker(t, n, wo)
 	echoOnce(t, n, "authenticated worker")
-	if _, err := events.NextMsg(5 * time.Second); err != nil {
-		t.Errorf("no event with the worker credentials: %v", err)
+	select {
+	case err := <-violation:
+		if !errors.Is(err, nats.ErrPermissionViolation) {
+			t.Errorf("subscription outside the queue group: %v, want a permissions violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("subscription outside the queue group: no permissions violation")
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if k, _, _ := events.Pending(); k != 0 {
+		t.Errorf("the worker credentials copied %d events outside the queue group", k)
 	}
 	_ = events.Unsubscribe()
 	waitFor(t, 5*time.Second, func() bool {

@@ -82,6 +82,16 @@ type NATSConfig struct {
 	// MaxPayload is the largest bus message the embedded server accepts;
 	// 0 means 8 MiB. Not used with URL.
 	MaxPayload int32
+	// UserRole, with User and no URL, gives the embedded server's extra
+	// user only that role's permissions (bus.Permissions) instead of full
+	// access. Empty means full access. Not used with URL.
+	UserRole bus.Role
+	// Role is what the credentials may do on an external NATS
+	// (bus.Permissions): it picks the inbox prefix of the node's
+	// connections (bus.Subjects.Inbox), which that role may subscribe to.
+	// Empty means bus.RoleAPI with NoGateway, else bus.RoleNode. With the
+	// embedded server the node has full access and uses RoleNode's.
+	Role bus.Role
 }
 
 // HTTPConfig configures the node's HTTP server.
@@ -125,6 +135,7 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	emb   *bus.Embedded
+	subj  bus.Subjects
 	conns []*nats.Conn
 	gwNC  *nats.Conn // nil with NoGateway
 	apiNC *nats.Conn
@@ -177,10 +188,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 func (n *Node) start(ctx context.Context) error {
 	cfg := &n.cfg
+	subj, err := bus.NewSubjects(cfg.Prefix)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.subj = subj
 	if err := n.startBus(); err != nil {
 		return err
 	}
-	var err error
 	if !cfg.NoGateway {
 		if n.gwNC, err = n.connect(connGateway); err != nil {
 			return err
@@ -252,6 +267,7 @@ func (n *Node) startBus() error {
 		Listen:      nc.Listen,
 		User:        nc.User,
 		Password:    nc.Password,
+		UserRole:    nc.UserRole,
 		Prefix:      n.cfg.Prefix,
 		MaxPayload:  nc.MaxPayload,
 		TLSCertFile: nc.TLS.CertFile,

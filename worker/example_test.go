@@ -14,7 +14,10 @@ import (
 // A chat worker: clients must bring a token, join the lobby, and every
 // message goes to the rest of the lobby.
 func Example() {
-	nc, err := bus.Connect(bus.Options{URL: "nats://127.0.0.1:4222", Name: "chat-worker"})
+	// A worker's user may read replies on the worker's inbox prefix only.
+	subj, _ := bus.NewSubjects("")
+	nc, err := bus.Connect(bus.Options{URL: "nats://127.0.0.1:4222", Name: "chat-worker",
+		InboxPrefix: subj.Inbox(bus.RoleWorker)})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -77,8 +77,10 @@ func run() error {
 		}
 	}
 
+	// The worker user may subscribe to the worker's inboxes only.
+	subj, _ := bus.NewSubjects("")
 	nc, err := bus.Connect(bus.Options{URL: *url, User: os.Getenv("GATEWORK_NATS_USER"),
-		Password: os.Getenv("GATEWORK_NATS_PASSWORD"), Name: "testworker"})
+		Password: os.Getenv("GATEWORK_NATS_PASSWORD"), Name: "testworker", InboxPrefix: subj.Inbox(bus.RoleWorker)})
 	if err != nil {
 		return err
 	}
@@ -128,7 +130,7 @@ func runGateway(url string, log *slog.Logger) error {
 	n, err := node.Start(ctx, node.Config{
 		Logger: log,
 		NATS: node.NATSConfig{URL: url, User: os.Getenv("GATEWORK_NATS_USER"),
-			Password: os.Getenv("GATEWORK_NATS_PASSWORD")},
+			Password: os.Getenv("GATEWORK_NATS_PASSWORD"), Role: bus.RoleGateway},
 		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{
 			{Protocol: "ws", Addr: "127.0.0.1:0"},
 			{Protocol: "tcp", Addr: "127.0.0.1:0"},

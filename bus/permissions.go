@@ -1,0 +1,135 @@
+package bus
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Role is what a bus user does; Permissions says what each may publish
+// and subscribe to. Each role has its own inbox prefix (Subjects.Inbox).
+type Role string
+
+// The roles of bus users.
+const (
+	// RoleGateway holds client connections: it publishes events and
+	// heartbeats, receives commands, sends, queries, acks and
+	// heartbeats, and answers requests (NATS allow_responses: one reply
+	// per request received, within two minutes). It reads every client's
+	// traffic: give its credentials to gateways only.
+	RoleGateway Role = "gateway"
+	// RoleWorker serves events: it receives them only inside the queue
+	// group Subjects.WorkersQueue, acknowledges them, and does what
+	// RoleAPI does. Workers are trusted business code: they may act on
+	// any client of the cluster through the API (send, close, bind, set
+	// sessions, query), but they cannot read what the bus carries to
+	// gateways or to other roles' inboxes, nor events outside the queue
+	// group, nor pose as a gateway.
+	RoleWorker Role = "worker"
+	// RoleAPI calls the API (gatework api, the Go package api, the HTTP
+	// API of a node that runs no gateway): it publishes commands, sends
+	// and queries and reads its replies and the heartbeats.
+	RoleAPI Role = "api"
+	// RoleNode is a node doing every job at once (gatework start on an
+	// external NATS, and the worker processes of its master, which use the
+	// node's credentials): the union of the three other roles, with its
+	// own inbox prefix.
+	RoleNode Role = "node"
+)
+
+// Roles lists every role, in the order of the documentation.
+var Roles = []Role{RoleGateway, RoleWorker, RoleAPI, RoleNode}
+
+// Permissions returns what role may do on the bus of s: allow lists
+// (anything not listed is denied, wildcard subscriptions included) that
+// give each role what its code uses and nothing more. It returns nil for
+// an unknown role. The embedded server gives them to its worker user;
+// AuthorizationConfig writes them for an external nats-server.
+func Permissions(s Subjects, role Role) *server.Permissions {
+	p := s.Prefix
+	var (
+		// What calling the API publishes: commands to one gateway,
+		// broadcasts, routed sends, queries.
+		apiPub = []string{p + ".gw.*.cmd", s.Broadcast(), s.AllGroups(), s.AllUIDs(), s.Query()}
+		ack    = p + ".gw.*.ack.*"
+		// The events subject, in the workers' queue group only: a
+		// subscription outside it would copy every client message.
+		eventsQueue = s.Events() + " " + s.WorkersQueue()
+		gwSub       = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat()}
+		pub, sub    []string
+		responses   bool
+	)
+	switch role {
+	case RoleGateway:
+		pub = []string{s.Events(), s.Heartbeat()}
+		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
+		responses = true
+	case RoleWorker:
+		pub = append(apiPub, ack)
+		sub = []string{eventsQueue, s.Heartbeat(), s.Inbox(role) + ".>"}
+	case RoleAPI:
+		pub = apiPub
+		sub = []string{s.Heartbeat(), s.Inbox(role) + ".>"}
+	case RoleNode:
+		pub = append([]string{s.Events(), s.Heartbeat()}, append(apiPub, ack)...)
+		sub = append(slices.Clone(gwSub), eventsQueue, s.Inbox(role)+".>")
+		responses = true
+	default:
+		return nil
+	}
+	perms := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: sub},
+	}
+	if responses {
+		// Zero means nats-server's defaults: one reply per request,
+		// within two minutes.
+		perms.Response = &server.ResponsePermission{}
+	}
+	return perms
+}
+
+// UserName is the user name AuthorizationConfig gives role:
+// "gatework-" followed by the role.
+func UserName(role Role) string { return "gatework-" + string(role) }
+
+// PasswordVar is the environment variable AuthorizationConfig reads the
+// password of role from: GATEWORK_BUS_<ROLE>_PASSWORD.
+func PasswordVar(role Role) string {
+	return "GATEWORK_BUS_" + strings.ToUpper(string(role)) + "_PASSWORD"
+}
+
+// AuthorizationConfig returns the authorization block of a nats-server
+// configuration file that gives each role its Permissions on the bus of
+// s: one user per role, named UserName(role), whose password the server
+// reads from the environment variable PasswordVar(role) when it loads
+// the file. docs/security.md shows it for the default prefix.
+func AuthorizationConfig(s Subjects) string {
+	var b strings.Builder
+	b.WriteString("authorization {\n  users = [\n")
+	for _, role := range Roles {
+		p := Permissions(s, role)
+		fmt.Fprintf(&b, "    # %s: inbox prefix %s\n", role, s.Inbox(role))
+		fmt.Fprintf(&b, "    {\n      user: %q\n      password: $%s\n      permissions: {\n", UserName(role), PasswordVar(role))
+		fmt.Fprintf(&b, "        publish: { allow: %s }\n", quoteList(p.Publish.Allow))
+		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", quoteList(p.Subscribe.Allow))
+		if p.Response != nil {
+			b.WriteString("        allow_responses: true\n")
+		}
+		b.WriteString("      }\n    }\n")
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
+}
+
+// quoteList writes subjects as a configuration-file array of quoted
+// strings.
+func quoteList(subjects []string) string {
+	q := make([]string, len(subjects))
+	for i, s := range subjects {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
