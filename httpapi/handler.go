@@ -38,8 +38,12 @@ type Config struct {
 	// <token>" (see Scope for which method needs which). Names and
 	// secrets must be unique. With neither Token nor Tokens, only callers
 	// whose r.RemoteAddr is a loopback address (127.0.0.0/8, ::1) are
-	// served, all others get 403. Behind a reverse proxy on the same
-	// machine every caller looks local: set a token there.
+	// served, all others get 403; and against web pages open in a browser
+	// on the machine, a Host that is not a loopback name gets 403
+	// forbidden_host, an Origin other than the API's own 403
+	// forbidden_origin, and a method call without Content-Type:
+	// application/json 415. Behind a reverse proxy on the same machine
+	// every caller looks local: set a token there.
 	Tokens []Token
 	// MaxBodyBytes bounds a request body; a larger one gets 413.
 	// 0 means DefaultMaxBodyBytes (8 MiB).
