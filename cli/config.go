@@ -72,6 +72,8 @@ type HTTPConfig struct {
 	// IdleTimeout bounds a kept-alive connection's wait for its next
 	// request.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds writing one answer, from its first byte.
+	WriteTimeout Duration `yaml:"write_timeout"`
 	// MaxConns bounds the open HTTP connections.
 	MaxConns int `yaml:"max_conns"`
 	// HealthConns is how many connections beyond MaxConns are accepted
@@ -193,6 +195,7 @@ func DefaultConfig(app string) Config {
 			ReadHeaderTimeout: Duration(node.DefaultHTTPReadHeaderTimeout),
 			BodyTimeout:       Duration(node.DefaultHTTPBodyTimeout),
 			IdleTimeout:       Duration(node.DefaultHTTPIdleTimeout),
+			WriteTimeout:      Duration(node.DefaultHTTPWriteTimeout),
 			MaxConns:          node.DefaultHTTPMaxConns,
 			HealthConns:       node.DefaultHTTPHealthConns,
 		},

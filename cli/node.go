@@ -87,6 +87,7 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 			ReadHeaderTimeout: time.Duration(c.HTTP.ReadHeaderTimeout),
 			BodyTimeout:       time.Duration(c.HTTP.BodyTimeout),
 			IdleTimeout:       time.Duration(c.HTTP.IdleTimeout),
+			WriteTimeout:      time.Duration(c.HTTP.WriteTimeout),
 			MaxConns:          c.HTTP.MaxConns,
 			HealthConns:       c.HTTP.HealthConns,
 		},

@@ -232,3 +232,56 @@ func TestHTTPConnCap(t *testing.T) {
 		t.Error("reserve connection open for more than 5 s")
 	}
 }
+
+// TestHTTPWriteTimeout checks http.write_timeout on a real socket: a
+// caller that pipelines requests and stops reading the answers loses the
+// connection once an answer has waited that long to be written, instead
+// of holding it for ever.
+func TestHTTPWriteTimeout(t *testing.T) {
+	n := startNode(t, echo.Handlers(), func(c *node.Config) { c.HTTP.WriteTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", n.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.(*net.TCPConn).SetReadBuffer(4096) // no room to hide answers in
+	const requests = 2000                    // of some 10 KiB answers each: more than the buffers hold
+	req := "GET /metrics HTTP/1.1\r\nHost: " + n.HTTPAddr().String() + "\r\n\r\n"
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		for range requests {
+			if _, err := io.WriteString(c, req); err != nil {
+				return
+			}
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond) // not reading: the server's writes block
+	start := time.Now()
+	br := bufio.NewReader(c)
+	answers := 0
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("connection still open after %d answers", answers)
+			}
+			break
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			break
+		}
+		answers++
+	}
+	<-wrote
+	// Closed while we were not reading: what we read then is what the
+	// buffers held, at once, and not every answer.
+	if took := time.Since(start); answers >= requests || took > 3*time.Second {
+		t.Fatalf("%d answers of %d in %v to a caller that stopped reading", answers, requests, took)
+	}
+	t.Logf("connection closed after %d answers (%v of reading)", answers, time.Since(start))
+}

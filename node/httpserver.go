@@ -19,6 +19,7 @@ const (
 	DefaultHTTPReadHeaderTimeout = 10 * time.Second
 	DefaultHTTPBodyTimeout       = 30 * time.Second
 	DefaultHTTPIdleTimeout       = 2 * time.Minute
+	DefaultHTTPWriteTimeout      = 10 * time.Second
 	DefaultHTTPMaxConns          = 256
 	DefaultHTTPHealthConns       = 8
 )
@@ -32,13 +33,14 @@ const capLogEvery = time.Minute
 
 // httpLimits is HTTPConfig's bounds with the defaults applied.
 type httpLimits struct {
-	readHeader, body, idle time.Duration
-	maxConns, healthConns  int
+	readHeader, body, idle, write time.Duration
+	maxConns, healthConns         int
 }
 
 // limits applies the defaults to hc's bounds; a negative one is an error.
 func (hc HTTPConfig) limits() (httpLimits, error) {
-	if hc.ReadHeaderTimeout < 0 || hc.BodyTimeout < 0 || hc.IdleTimeout < 0 || hc.MaxConns < 0 || hc.HealthConns < 0 {
+	if hc.ReadHeaderTimeout < 0 || hc.BodyTimeout < 0 || hc.IdleTimeout < 0 || hc.WriteTimeout < 0 ||
+		hc.MaxConns < 0 || hc.HealthConns < 0 {
 		return httpLimits{}, errors.New("node: negative HTTP timeout or connection limit")
 	}
 	orDefault := func(d, def time.Duration) time.Duration {
@@ -51,6 +53,7 @@ func (hc HTTPConfig) limits() (httpLimits, error) {
 		readHeader:  orDefault(hc.ReadHeaderTimeout, DefaultHTTPReadHeaderTimeout),
 		body:        orDefault(hc.BodyTimeout, DefaultHTTPBodyTimeout),
 		idle:        orDefault(hc.IdleTimeout, DefaultHTTPIdleTimeout),
+		write:       orDefault(hc.WriteTimeout, DefaultHTTPWriteTimeout),
 		maxConns:    hc.MaxConns,
 		healthConns: hc.HealthConns,
 	}
@@ -200,13 +203,19 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 var tooManyConnsBody = []byte(`{"error":{"code":"` + httpapi.CodeTooManyConnections +
 	`","message":"the HTTP server holds its maximum of connections (http.max_conns): retry later"}}` + "\n")
 
-// guard wraps the server's handler: it bounds the time a request body may
-// take (the whole body must arrive within body, from the end of the
-// headers; then reads fail and the API answers 408, and a body nobody
-// reads is not waited for longer), and serves health connections.
-func guard(next http.Handler, body time.Duration) http.Handler {
+// guard wraps the server's handler. It bounds the time a request body
+// may take: the whole body must arrive within lim.body from the end of the
+// headers (then reads fail and the API answers 408), and a body nobody
+// reads is not waited for longer. It bounds the time an answer may take
+// to write: lim.write from its first byte, so that a caller that stops
+// reading (or pipelines requests without reading the answers) does not
+// hold its connection for ever. And it serves health connections.
+func guard(next http.Handler, lim httpLimits) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
+		// Until the answer starts: room for the body and a "100
+		// Continue" or an early answer.
+		_ = rc.SetWriteDeadline(time.Now().Add(lim.body + lim.write))
 		if r.Context().Value(healthConnKey{}) != nil {
 			w.Header().Set("Connection", "close")
 			switch r.URL.Path {
@@ -222,12 +231,43 @@ func guard(next http.Handler, body time.Duration) http.Handler {
 			}
 		}
 		if r.ContentLength != 0 { // -1: chunked or unknown
-			_ = rc.SetReadDeadline(time.Now().Add(body))
+			_ = rc.SetReadDeadline(time.Now().Add(lim.body))
 			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(&writeDeadline{ResponseWriter: w, rc: rc, d: lim.write}, r)
 	})
 }
+
+// writeDeadline sets the connection's write deadline when the answer
+// starts.
+type writeDeadline struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	d       time.Duration
+	started bool
+}
+
+func (w *writeDeadline) start() {
+	if !w.started {
+		w.started = true
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.d))
+	}
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *writeDeadline) WriteHeader(code int) {
+	w.start()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (w *writeDeadline) Write(b []byte) (int, error) {
+	w.start()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *writeDeadline) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // deadlineBody lifts the body deadline once the body is read: net/http
 // then waits in the background for the connection's next bytes, and a

@@ -116,6 +116,10 @@ type HTTPConfig struct {
 	// IdleTimeout bounds how long a kept-alive connection waits for its
 	// next request. 0 means DefaultHTTPIdleTimeout (2m).
 	IdleTimeout time.Duration
+	// WriteTimeout bounds writing an answer, from its first byte; a
+	// caller that does not read it in time loses the connection. 0 means
+	// DefaultHTTPWriteTimeout (10s).
+	WriteTimeout time.Duration
 	// MaxConns bounds the open HTTP connections. Beyond it, HealthConns
 	// more are accepted for /healthz, /readyz and /metrics only (other
 	// paths get 503 too_many_connections with Retry-After), one request
@@ -387,7 +391,7 @@ func (n *Node) startHTTP() error {
 	n.httpAddr = ln.Addr()
 	ln = newConnLimiter(ln, lim.maxConns, lim.healthConns, n.log.With("component", "http"))
 	n.httpSrv = &http.Server{
-		Handler:           guard(mux, lim.body),
+		Handler:           guard(mux, lim),
 		ReadHeaderTimeout: lim.readHeader,
 		IdleTimeout:       lim.idle,
 		ConnContext:       connContext,
