@@ -285,3 +285,31 @@ func TestHTTPWriteTimeout(t *testing.T) {
 	}
 	t.Logf("connection closed after %d answers (%v of reading)", answers, time.Since(start))
 }
+
+// TestHTTPBodyNotRead checks that a body sent to a path that takes none
+// is not waited for: the answer comes at once and the connection closes,
+// where net/http alone reads up to 256 KiB of it first.
+func TestHTTPBodyNotRead(t *testing.T) {
+	n := startNode(t, echo.Handlers(), nil)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+	}{
+		{"POST", "/healthz", http.StatusMethodNotAllowed},
+		{"GET", "/readyz", http.StatusOK},
+		{"POST", "/nowhere", http.StatusNotFound},
+		{"GET", "/metrics", http.StatusOK},
+		{"POST", "/api", http.StatusMethodNotAllowed},
+	} {
+		c := dialRaw(t, n)
+		c.send(t, fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000\r\n\r\n", tc.method, tc.path, n.HTTPAddr()))
+		resp, _, err := c.answer(time.Second)
+		if err != nil || resp.StatusCode != tc.status || !resp.Close {
+			t.Errorf("%s %s with a body not sent: %v %v; want %d at once, then close", tc.method, tc.path, resp, err, tc.status)
+			continue
+		}
+		if !c.closedWithin(2 * time.Second) {
+			t.Errorf("%s %s: connection still open", tc.method, tc.path)
+		}
+	}
+}

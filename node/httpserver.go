@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -210,7 +211,12 @@ var tooManyConnsBody = []byte(`{"error":{"code":"` + httpapi.CodeTooManyConnecti
 // to write: lim.write from its first byte, so that a caller that stops
 // reading (or pipelines requests without reading the answers) does not
 // hold its connection for ever. And it serves health connections.
-func guard(next http.Handler, lim httpLimits) http.Handler {
+//
+// Only the API's method calls read a body (api says whether the API is
+// served): a request with a body to any other path is answered without
+// reading it, and its connection closed after the answer, rather than
+// net/http reading up to 256 KiB of it first.
+func guard(next http.Handler, lim httpLimits, api bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		// Until the answer starts: room for the body and a "100
@@ -230,9 +236,14 @@ func guard(next http.Handler, lim httpLimits) http.Handler {
 				return
 			}
 		}
-		if r.ContentLength != 0 { // -1: chunked or unknown
+		switch {
+		case r.ContentLength == 0: // -1: chunked or unknown
+		case api && strings.HasPrefix(r.URL.Path, "/api/"):
 			_ = rc.SetReadDeadline(time.Now().Add(lim.body))
 			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		default:
+			w.Header().Set("Connection", "close")
+			_ = rc.SetReadDeadline(time.Unix(1, 0))
 		}
 		next.ServeHTTP(&writeDeadline{ResponseWriter: w, rc: rc, d: lim.write}, r)
 	})

@@ -391,7 +391,7 @@ func (n *Node) startHTTP() error {
 	n.httpAddr = ln.Addr()
 	ln = newConnLimiter(ln, lim.maxConns, lim.healthConns, n.log.With("component", "http"))
 	n.httpSrv = &http.Server{
-		Handler:           guard(mux, lim),
+		Handler:           guard(mux, lim, !hc.HealthOnly),
 		ReadHeaderTimeout: lim.readHeader,
 		IdleTimeout:       lim.idle,
 		ConnContext:       connContext,
