@@ -67,6 +67,20 @@ func (hc HTTPConfig) limits() (httpLimits, error) {
 	return l, nil
 }
 
+// fitFileLimit lowers maxConns so that the HTTP server's connections
+// (maxConns + healthConns) take at most a quarter of limit, the process's
+// open-file limit (0: unknown, nothing changes), leaving the rest to the
+// gateway's clients and the bus: slow HTTP callers must not exhaust the
+// files the gateway accepts with. It keeps at least one ordinary
+// connection. It reports whether it lowered maxConns.
+func (l *httpLimits) fitFileLimit(limit uint64) bool {
+	if limit == 0 || uint64(l.maxConns+l.healthConns) <= limit/4 {
+		return false
+	}
+	l.maxConns = max(int(limit/4)-l.healthConns, 1)
+	return true
+}
+
 // connLimiter is a listener that holds at most max+health connections
 // open. The first max are served as usual. The next health ones are
 // health connections: they may ask /healthz, /readyz or /metrics, get 503

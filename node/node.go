@@ -124,7 +124,9 @@ type HTTPConfig struct {
 	// more are accepted for /healthz, /readyz and /metrics only (other
 	// paths get 503 too_many_connections with Retry-After), one request
 	// each within 5 s; beyond those, new connections wait in the listen
-	// backlog until one closes. 0 means DefaultHTTPMaxConns (256).
+	// backlog until one closes. 0 means DefaultHTTPMaxConns (256). Start
+	// lowers it (with a warning) so that MaxConns + HealthConns is at most
+	// a quarter of the process's open-file limit.
 	MaxConns int
 	// HealthConns is the reserve of connections kept for health checks
 	// and metrics beyond MaxConns. 0 means DefaultHTTPHealthConns (8).
@@ -359,6 +361,10 @@ func (n *Node) startHTTP() error {
 	lim, err := hc.limits()
 	if err != nil {
 		return err
+	}
+	if asked, files := lim.maxConns, openFileLimit(); lim.fitFileLimit(files) {
+		n.log.Warn("http: max_conns lowered to a quarter of the open-file limit, less health_conns: raise the limit (ulimit -n, LimitNOFILE) to allow more",
+			"max_conns", asked, "now", lim.maxConns, "health_conns", lim.healthConns, "open_files", files)
 	}
 	h, err := httpapi.New(n.api, httpapi.Config{
 		Token:        hc.Token,
