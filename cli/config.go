@@ -15,6 +15,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/framing"
+	"github.com/gatework/gatework/node"
 )
 
 // Config is the configuration of `gatework start`, in the shape of the
@@ -64,6 +65,20 @@ type HTTPConfig struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Timeout bounds one API call.
 	Timeout Duration `yaml:"timeout"`
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// BodyTimeout bounds reading a request's whole body (408 beyond).
+	BodyTimeout Duration `yaml:"body_timeout"`
+	// IdleTimeout bounds a kept-alive connection's wait for its next
+	// request.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds writing one answer, from its first byte.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxConns bounds the open HTTP connections.
+	MaxConns int `yaml:"max_conns"`
+	// HealthConns is how many connections beyond MaxConns are accepted
+	// for /healthz, /readyz and /metrics only.
+	HealthConns int `yaml:"health_conns"`
 }
 
 // TokenConfig is one entry of http.tokens.
@@ -177,9 +192,15 @@ func DefaultConfig(app string) Config {
 			{Name: "tcp", Protocol: "tcp", Addr: DefaultTCPAddr},
 		},
 		HTTP: HTTPConfig{
-			Addr:         DefaultHTTPAddr,
-			MaxBodyBytes: 8 << 20,
-			Timeout:      Duration(10 * time.Second),
+			Addr:              DefaultHTTPAddr,
+			MaxBodyBytes:      8 << 20,
+			Timeout:           Duration(10 * time.Second),
+			ReadHeaderTimeout: Duration(node.DefaultHTTPReadHeaderTimeout),
+			BodyTimeout:       Duration(node.DefaultHTTPBodyTimeout),
+			IdleTimeout:       Duration(node.DefaultHTTPIdleTimeout),
+			WriteTimeout:      Duration(node.DefaultHTTPWriteTimeout),
+			MaxConns:          node.DefaultHTTPMaxConns,
+			HealthConns:       node.DefaultHTTPHealthConns,
 		},
 		NATS:   NATSConfig{MaxPayload: 8 << 20},
 		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},

@@ -118,6 +118,7 @@ func TestRoles(t *testing.T) {
 	get := func(method, url string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, url, nil)
+		req.Header.Set("Content-Type", "application/json") // required with no API token
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

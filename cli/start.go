@@ -172,7 +172,7 @@ func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 		if c.HTTP.Token != "" {
 			auth = `-H "Authorization: Bearer $GATEWORK_API_TOKEN" `
 		}
-		attrs = append(attrs, "api", "curl -X POST "+auth+"http://"+a.String()+"/api/getClientCount")
+		attrs = append(attrs, "api", "curl -X POST "+auth+"-H 'Content-Type: application/json' http://"+a.String()+"/api/getClientCount")
 	}
 	if u := n.NATSURL(); u != "" {
 		hint := "connect to " + u + " with nats.user and nats.password"

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -100,6 +103,8 @@ const (
 	AuthWrong       = "wrong"        // a token that matches none
 	AuthScope       = "scope"        // a valid token whose scope is too low
 	AuthNotLoopback = "not_loopback" // no token configured and a remote caller
+	AuthHost        = "host"         // no token configured and a Host that is not loopback
+	AuthOrigin      = "origin"       // no token configured and an Origin of another site
 )
 
 // buildTokens validates the tokens of cfg (Token is an admin token named
@@ -136,15 +141,11 @@ func buildTokens(cfg Config) ([]tokenEntry, error) {
 }
 
 // authorize checks that r may do what needs scope: a bearer token of that
-// scope or above, or with no token configured a loopback caller. A failure
-// is counted in the handler's stats.
+// scope or above, or with no token configured a loopback caller (see
+// authorizeLoopback). A failure is counted in the handler's stats.
 func (h *Handler) authorize(r *http.Request, scope Scope) *httpError {
 	if len(h.tokens) == 0 {
-		if !isLoopback(r.RemoteAddr) {
-			h.stats.authFailed(AuthNotLoopback)
-			return newError(http.StatusForbidden, CodeForbidden, "no API token is configured: only loopback callers are served")
-		}
-		return nil
+		return h.authorizeLoopback(r)
 	}
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	cred = strings.TrimSpace(cred)
@@ -174,6 +175,77 @@ func (h *Handler) authorize(r *http.Request, scope Scope) *httpError {
 	return nil
 }
 
+// authorizeLoopback is authorize with no token configured. The caller
+// must be on a loopback address, and since a web page open in a browser
+// on this machine is such a caller too, the request must also not come
+// from one: its Host must be a loopback name (a page of another site
+// that rebinds its DNS name to 127.0.0.1 still sends its own name), and
+// an Origin header, which browsers add to every cross-origin request and
+// every POST, must be the API's own origin. Programs (curl, SDKs, other
+// services) send no Origin and the Host they dialled.
+func (h *Handler) authorizeLoopback(r *http.Request) *httpError {
+	if !isLoopback(r.RemoteAddr) {
+		h.stats.authFailed(AuthNotLoopback)
+		return newError(http.StatusForbidden, CodeForbidden, "no API token is configured: only loopback callers are served")
+	}
+	if !isLoopbackHost(r.Host) {
+		h.stats.authFailed(AuthHost)
+		return newError(http.StatusForbidden, CodeForbiddenHost,
+			"no API token is configured: Host %q is not 127.0.0.1, [::1] or localhost; set a token to serve other names", r.Host)
+	}
+	for _, o := range r.Header.Values("Origin") {
+		if !isOwnOrigin(o, r) {
+			h.stats.authFailed(AuthOrigin)
+			return newError(http.StatusForbidden, CodeForbiddenOrigin,
+				"no API token is configured: requests from web pages of other origins (Origin %q) are refused; set a token to serve them", o)
+		}
+	}
+	return nil
+}
+
+// isLoopbackHost reports whether a Host header names this machine by a
+// loopback address or as localhost, with or without a port:
+// 127.0.0.0/8, ::1 (in brackets) or localhost (any case, with or without
+// a trailing dot). An empty Host is not.
+func isLoopbackHost(host string) bool {
+	name := host
+	if hn, _, err := net.SplitHostPort(host); err == nil {
+		name = hn
+	} else if n, ok := strings.CutPrefix(host, "["); ok {
+		name, _ = strings.CutSuffix(n, "]")
+	}
+	if strings.EqualFold(strings.TrimSuffix(name, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(name)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
+}
+
+// isOwnOrigin reports whether origin (an Origin header) is the origin of
+// r's own URL: the same scheme and the same host and port as r's Host,
+// default ports included ("http://localhost" is "localhost:80"). "null"
+// and anything that is not scheme://host[:port] are not.
+func isOwnOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" {
+		return false
+	}
+	scheme, port := "http", "80"
+	if r.TLS != nil {
+		scheme, port = "https", "443"
+	}
+	if !strings.EqualFold(u.Scheme, scheme) {
+		return false
+	}
+	withPort := func(hostport string) string {
+		if _, _, err := net.SplitHostPort(hostport); err == nil {
+			return hostport
+		}
+		return net.JoinHostPort(strings.Trim(hostport, "[]"), port)
+	}
+	return strings.EqualFold(withPort(u.Host), withPort(r.Host))
+}
+
 // match returns the token whose secret is cred, or nil. It hashes cred
 // (so the time does not depend on its length) and compares the hash with
 // every token in constant time, without stopping at a match, so the time
@@ -194,7 +266,9 @@ func (h *Handler) match(cred string) *tokenEntry {
 // Require returns a handler that serves next to callers authorized for
 // scope under the same rules as the API: a bearer token of that scope or
 // above, or with no token configured a loopback caller. Refusals are the
-// API's JSON errors (401, 403) and are counted in Stats().AuthFailures.
+// API's JSON errors (401, 403), answered without reading the request body
+// and followed by closing the connection, and are counted in
+// Stats().AuthFailures.
 // The node uses it for /metrics.
 func (h *Handler) Require(scope Scope, next http.Handler) http.Handler {
 	if next == nil {
@@ -202,7 +276,7 @@ func (h *Handler) Require(scope Scope, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if he := h.authorize(r, scope); he != nil {
-			h.writeError(w, r, he)
+			h.refuse(w, r, he)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -22,6 +22,9 @@
 // document; both are generated from the table that drives dispatch.
 //
 // Every request needs "Authorization: Bearer <token>"; with no token
-// configured only loopback callers are served. Each API call runs under
-// the request's context with a deadline (Config.Timeout).
+// configured only loopback callers are served, and of those not web pages
+// (a Host that is not a loopback name, an Origin of another site and a
+// method call not typed application/json are refused). A refused request
+// is answered without reading its body and its connection closed. Each API
+// call runs under the request's context with a deadline (Config.Timeout).
 package httpapi

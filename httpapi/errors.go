@@ -30,14 +30,34 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 	// CodeTooLarge (413): the body exceeds Config.MaxBodyBytes.
 	CodeTooLarge = "too_large"
-	// CodeUnsupportedMediaType (415): a Content-Type was given and is not JSON.
+	// CodeUnsupportedMediaType (415): the Content-Type is not JSON. With no
+	// token configured a method call must say Content-Type:
+	// application/json; with tokens a missing Content-Type, and
+	// application/x-www-form-urlencoded (what `curl -d` sends), are read
+	// as JSON too.
 	CodeUnsupportedMediaType = "unsupported_media_type"
+	// CodeRequestTimeout (408): the request body did not arrive within
+	// the server's body timeout; the connection is closed.
+	CodeRequestTimeout = "request_timeout"
+	// CodeTooManyConnections (503): the HTTP server holds its maximum of
+	// connections; this one was accepted into the few kept for health
+	// checks and metrics, and is closed after this answer. Retry-After
+	// says when to try again.
+	CodeTooManyConnections = "too_many_connections"
 	// CodeUnauthorized (401): the bearer token is missing or matches no
 	// configured token.
 	CodeUnauthorized = "unauthorized"
 	// CodeForbidden (403): no token is configured and the caller is not on
 	// a loopback address.
 	CodeForbidden = "forbidden"
+	// CodeForbiddenHost (403): no token is configured and the Host header
+	// is not a loopback name (127.0.0.0/8, [::1], localhost): what a web
+	// page whose DNS name was rebound to 127.0.0.1 sends.
+	CodeForbiddenHost = "forbidden_host"
+	// CodeForbiddenOrigin (403): no token is configured and an Origin
+	// header names another origin than the API's own: a call from a web
+	// page open in a browser on this machine.
+	CodeForbiddenOrigin = "forbidden_origin"
 	// CodeInsufficientScope (403): the token is valid but its scope does
 	// not allow the method (a read token calling a send method, …).
 	CodeInsufficientScope = "insufficient_scope"

@@ -2,8 +2,10 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -53,6 +55,56 @@ func FuzzRequestBody(f *testing.F) {
 			}
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("%s %q: bad error answer %s", name, body, w.Body)
+			}
+		}
+	})
+}
+
+// FuzzTokenlessGuards sends arbitrary Host and Origin headers to an API
+// without a token: it must never panic, must answer JSON, and may serve
+// only a Host that names this machine without DNS (a loopback IP literal
+// or localhost) and an Origin that is absent or names that same host.
+func FuzzTokenlessGuards(f *testing.F) {
+	h, err := httpapi.New(&fakeAPI{discard: true}, httpapi.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range [][2]string{
+		{"127.0.0.1:7280", ""}, {"localhost", "http://localhost"}, {"[::1]:80", "http://[::1]"},
+		{"evil.example", ""}, {"127.0.0.1:7280", "null"}, {"[::1", "http://[::1"}, {"localhost.:1", "http://LOCALHOST.:1"},
+		{"127.0.0.1%25lo", ""}, {"[fe80::1%25lo]:1", ""}, {":", "http://:"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, host, origin string) {
+		r := httptest.NewRequest(http.MethodPost, "/api/getClientCount", strings.NewReader(`{}`))
+		r.RemoteAddr = "127.0.0.1:40000"
+		r.Host = host
+		r.Header.Set("Content-Type", "application/json")
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if !json.Valid(w.Body.Bytes()) {
+			t.Fatalf("host %q origin %q: invalid JSON answer %q", host, origin, w.Body)
+		}
+		if w.Code != http.StatusOK {
+			return
+		}
+		name := host
+		if hn, _, err := net.SplitHostPort(host); err == nil {
+			name = hn
+		}
+		name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(name, "["), "]"), ".")
+		if ip := net.ParseIP(name); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(name, "localhost") {
+			t.Fatalf("served Host %q (origin %q)", host, origin)
+		}
+		if origin != "" {
+			u, err := url.Parse(origin)
+			if err != nil || !strings.EqualFold(u.Scheme, "http") || u.Hostname() == "" ||
+				!strings.EqualFold(strings.TrimSuffix(u.Hostname(), "."), name) && !strings.EqualFold(u.Hostname(), name) {
+				t.Fatalf("served Origin %q for Host %q", origin, host)
 			}
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -37,8 +38,12 @@ type Config struct {
 	// <token>" (see Scope for which method needs which). Names and
 	// secrets must be unique. With neither Token nor Tokens, only callers
 	// whose r.RemoteAddr is a loopback address (127.0.0.0/8, ::1) are
-	// served, all others get 403. Behind a reverse proxy on the same
-	// machine every caller looks local: set a token there.
+	// served, all others get 403; and against web pages open in a browser
+	// on the machine, a Host that is not a loopback name gets 403
+	// forbidden_host, an Origin other than the API's own 403
+	// forbidden_origin, and a method call without Content-Type:
+	// application/json 415. Behind a reverse proxy on the same machine
+	// every caller looks local: set a token there.
 	Tokens []Token
 	// MaxBodyBytes bounds a request body; a larger one gets 413.
 	// 0 means DefaultMaxBodyBytes (8 MiB).
@@ -162,7 +167,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 		}
 	}
 	if he := h.authorize(r, scope); he != nil {
-		h.writeError(w, r, he)
+		h.refuse(w, r, he)
 		return label
 	}
 	switch label {
@@ -173,17 +178,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) string {
 	default:
 		name, ok := strings.CutPrefix(path, "/api/")
 		if !ok || strings.Contains(name, "/") {
-			h.writeError(w, r, newError(http.StatusNotFound, CodeNotFound, "no such path %q", path))
+			h.answerEarly(w, r, newError(http.StatusNotFound, CodeNotFound, "no such path %q", path))
 			return label
 		}
 		if m == nil {
-			h.writeError(w, r, newError(http.StatusNotFound, CodeUnknownMethod, "unknown method %q", name))
+			h.answerEarly(w, r, newError(http.StatusNotFound, CodeUnknownMethod, "unknown method %q", name))
 			return label
 		}
 		if r.Method != http.MethodPost {
 			he := newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s takes POST, not %s", name, r.Method)
 			he.header = map[string]string{"Allow": http.MethodPost}
-			h.writeError(w, r, he)
+			h.answerEarly(w, r, he)
 			return label
 		}
 		h.serveMethod(w, r, m)
@@ -206,22 +211,47 @@ func (h *Handler) serveDoc(w http.ResponseWriter, r *http.Request, body []byte) 
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		he := newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "%s takes GET, not %s", r.URL.Path, r.Method)
 		he.header = map[string]string{"Allow": "GET, HEAD"}
-		h.writeError(w, r, he)
+		h.answerEarly(w, r, he)
 		return
 	}
 	writeBody(w, http.StatusOK, body)
 }
 
+// refuse answers he without reading r's body, and closes the connection
+// after the answer. Left alone, net/http would read up to 256 KiB of an
+// unread body before answering (to keep the connection), which lets a
+// caller that trickles a body hold the connection and a goroutine: with
+// "Connection: close" it answers at once, and with the read deadline in
+// the past the drain that follows the answer stops at once too. Every
+// refused authorization goes through here, with or without a body.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, he *httpError) {
+	w.Header().Set("Connection", "close")
+	h.writeError(w, r, he)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()                          // the answer first; errors mean the caller is gone
+	_ = rc.SetReadDeadline(time.Unix(1, 0)) // then no more reading
+}
+
+// answerEarly answers he before the body was read: like refuse when r has
+// a body (so that it is not read), else a plain answer that keeps the
+// connection.
+func (h *Handler) answerEarly(w http.ResponseWriter, r *http.Request, he *httpError) {
+	if r.ContentLength != 0 { // -1: chunked or unknown
+		h.refuse(w, r, he)
+		return
+	}
+	h.writeError(w, r, he)
+}
+
 // serveMethod reads the body, calls m with the request's context bounded by
 // the configured timeout, and writes the answer.
 func (h *Handler) serveMethod(w http.ResponseWriter, r *http.Request, m *method) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONMediaType(ct) {
-		h.writeError(w, r, newError(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
-			"content type %q is not JSON: send application/json", ct))
+	if he := h.checkMediaType(r); he != nil {
+		h.answerEarly(w, r, he)
 		return
 	}
 	if r.ContentLength > h.maxBody {
-		h.writeError(w, r, h.tooLarge())
+		h.answerEarly(w, r, h.tooLarge())
 		return
 	}
 	rw := w
@@ -232,6 +262,12 @@ func (h *Handler) serveMethod(w http.ResponseWriter, r *http.Request, m *method)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			h.writeError(w, r, h.tooLarge())
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The server's body deadline (see node): the rest of the
+			// body may still come, so this connection cannot go on.
+			h.refuse(w, r, newError(http.StatusRequestTimeout, CodeRequestTimeout, "the body did not arrive in time"))
 			return
 		}
 		h.writeError(w, r, invalidRequest("reading the body: %s", err))
@@ -270,24 +306,53 @@ func (h *Handler) tooLarge() *httpError {
 	return newError(http.StatusRequestEntityTooLarge, CodeTooLarge, "body larger than %d bytes", h.maxBody)
 }
 
-// isJSONMediaType accepts application/json and any */*+json type, in
-// UTF-8 if a charset is given. It also accepts
-// application/x-www-form-urlencoded, which is what `curl -d '{…}'` sends
-// unless told otherwise: the body is still parsed as JSON, and a body that
-// is not JSON gets invalid_json.
-func isJSONMediaType(ct string) bool {
+// checkMediaType checks the Content-Type of a method call. With tokens
+// configured (the call carries a valid one by now) it accepts a missing
+// Content-Type and application/x-www-form-urlencoded, which is what
+// `curl -d '{…}'` sends unless told otherwise: the body is still parsed
+// as JSON, and a body that is not JSON gets invalid_json. With no token
+// both are refused: they are what a web page can send to any site
+// without the browser asking first (a CORS "simple" request), while
+// application/json needs the browser's preflight, which this API never
+// grants.
+func (h *Handler) checkMediaType(r *http.Request) *httpError {
+	ct := r.Header.Get("Content-Type")
+	tokenless := len(h.tokens) == 0
+	switch {
+	case ct == "" && tokenless:
+		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"no Content-Type: with no API token configured, send Content-Type: application/json (curl -H 'Content-Type: application/json' or curl --json)")
+	case ct == "":
+		return nil
+	}
+	form, ok := jsonMediaType(ct)
+	switch {
+	case !ok:
+		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"content type %q is not JSON: send application/json", ct)
+	case form && tokenless:
+		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType,
+			"content type %q (what curl -d sends) is refused with no API token configured: send Content-Type: application/json (curl -H 'Content-Type: application/json' or curl --json)", ct)
+	}
+	return nil
+}
+
+// jsonMediaType reports whether ct is application/json or any */*+json
+// type, in UTF-8 if a charset is given, or application/x-www-form-urlencoded
+// (form is then true).
+func jsonMediaType(ct string) (form, ok bool) {
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return false
+		return false, false
 	}
 	if mt == "application/x-www-form-urlencoded" {
-		return true
+		return true, true
 	}
 	if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-		return false
+		return false, false
 	}
 	cs, ok := params["charset"]
-	return !ok || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8")
+	return false, !ok || strings.EqualFold(cs, "utf-8") || strings.EqualFold(cs, "utf8")
 }
 
 // okBody and coveredBody are the JSON shapes of a success.

@@ -469,7 +469,8 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodPost, "/api/isOnline", strings.NewReader(`{"client":"c"}`))
+			r := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:7280/api/isOnline", strings.NewReader(`{"client":"c"}`))
+			r.Header.Set("Content-Type", "application/json")
 			r.RemoteAddr = tc.remote
 			if tc.auth != "" {
 				r.Header.Set("Authorization", tc.auth)

@@ -131,7 +131,10 @@ func openAPIJSON() ([]byte, error) {
 					"send (read plus the sendTo* methods) or admin (everything, including close, bind, groups and sessions); " +
 					"each operation names the scope it needs in x-gatework-scope and its description. " +
 					"A missing or unknown token gets 401 unauthorized, a token of too low a scope 403 insufficient_scope. " +
-					"With no token configured, only loopback callers are served (others get 403 forbidden).",
+					"With no token configured, only loopback callers are served (others get 403 forbidden), " +
+					"the Host header must be 127.0.0.1, [::1] or localhost (else 403 forbidden_host), " +
+					"an Origin header must be the API's own origin (else 403 forbidden_origin), " +
+					"and a method call must send Content-Type: application/json (else 415 unsupported_media_type).",
 			}},
 			"schemas":   componentSchemas(),
 			"responses": errorResponses(),
@@ -173,6 +176,7 @@ func operation(m *method, name string) obj {
 			"401":     ref("#/components/responses/Unauthorized"),
 			"403":     ref("#/components/responses/Forbidden"),
 			"404":     ref("#/components/responses/NotFound"),
+			"408":     ref("#/components/responses/RequestTimeout"),
 			"413":     ref("#/components/responses/TooLarge"),
 			"415":     ref("#/components/responses/UnsupportedMediaType"),
 			"500":     ref("#/components/responses/Internal"),
@@ -396,8 +400,9 @@ var scopeAbove = map[Scope]string{ScopeRead: " (or send, admin)", ScopeSend: " (
 // errorCodes is every Code constant, for the Error schema.
 var errorCodes = []string{
 	CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient, CodeNotFound, CodeUnknownMethod,
-	CodeMethodNotAllowed, CodeTooLarge, CodeUnsupportedMediaType, CodeUnauthorized, CodeForbidden,
-	CodeInsufficientScope, CodeTimeout, CodeUnavailable, CodeInternal,
+	CodeMethodNotAllowed, CodeTooLarge, CodeUnsupportedMediaType, CodeRequestTimeout, CodeUnauthorized,
+	CodeForbidden, CodeForbiddenHost, CodeForbiddenOrigin, CodeInsufficientScope, CodeTimeout,
+	CodeUnavailable, CodeTooManyConnections, CodeInternal,
 }
 
 func errorResponses() obj {
@@ -415,13 +420,14 @@ func errorResponses() obj {
 	out := obj{
 		"BadRequest":           errResp(http.StatusBadRequest, CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient),
 		"Unauthorized":         errResp(http.StatusUnauthorized, CodeUnauthorized),
-		"Forbidden":            errResp(http.StatusForbidden, CodeForbidden, CodeInsufficientScope),
+		"Forbidden":            errResp(http.StatusForbidden, CodeForbidden, CodeForbiddenHost, CodeForbiddenOrigin, CodeInsufficientScope),
+		"RequestTimeout":       errResp(http.StatusRequestTimeout, CodeRequestTimeout),
 		"NotFound":             errResp(http.StatusNotFound, CodeNotFound, CodeUnknownMethod),
 		"MethodNotAllowed":     errResp(http.StatusMethodNotAllowed, CodeMethodNotAllowed),
 		"TooLarge":             errResp(http.StatusRequestEntityTooLarge, CodeTooLarge),
 		"UnsupportedMediaType": errResp(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType),
 		"Internal":             errResp(http.StatusInternalServerError, CodeInternal),
-		"Unavailable":          errResp(http.StatusServiceUnavailable, CodeUnavailable),
+		"Unavailable":          errResp(http.StatusServiceUnavailable, CodeUnavailable, CodeTooManyConnections),
 		"Timeout":              errResp(http.StatusGatewayTimeout, CodeTimeout),
 		"Error":                jsonResponse("An error.", ref("#/components/schemas/Error")),
 	}

@@ -91,6 +91,8 @@ type Config struct {
 	// Each sender waits for its answer, so too few cap the send rate at
 	// senders ÷ the API's answer time, which grows as the node fills up
 	// (16 capped gatework near 1,600 msg/s to 2,000 members here).
+	// A node serves at most its http.max_conns connections (256 by
+	// default): more senders than that need it raised.
 	Senders int
 	// PerProc is the most connections one child holds; default 15,000
 	// (a process may open at most 20,000 files here).

@@ -55,6 +55,10 @@ func (a *apiClient) call(ctx context.Context, method string, body, out any) erro
 	if err != nil {
 		return fmt.Errorf("load: %s: read answer: %w", method, err)
 	}
+	if resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(data, []byte(`"too_many_connections"`)) {
+		return fmt.Errorf("load: %s: the node holds its maximum of HTTP connections: set its http.max_conns above --senders: %s",
+			method, bytes.TrimSpace(data))
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("load: %s: %s: %s", method, resp.Status, bytes.TrimSpace(data))
 	}

@@ -114,6 +114,33 @@ type HTTPConfig struct {
 	// HealthOnly, when set, serves /healthz only, not the API (a gateway
 	// process of a cluster whose API runs elsewhere). False means both.
 	HealthOnly bool
+	// ReadHeaderTimeout bounds reading a request's headers (for the first
+	// request of a connection, from its accept). 0 means
+	// DefaultHTTPReadHeaderTimeout (10s).
+	ReadHeaderTimeout time.Duration
+	// BodyTimeout bounds reading a request's body: the whole body must
+	// arrive within it from the end of the headers; the API then answers
+	// 408 request_timeout and closes the connection. 0 means
+	// DefaultHTTPBodyTimeout (30s).
+	BodyTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection waits for its
+	// next request. 0 means DefaultHTTPIdleTimeout (2m).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing an answer, from its first byte; a
+	// caller that does not read it in time loses the connection. 0 means
+	// DefaultHTTPWriteTimeout (10s).
+	WriteTimeout time.Duration
+	// MaxConns bounds the open HTTP connections. Beyond it, HealthConns
+	// more are accepted for /healthz, /readyz and /metrics only (other
+	// paths get 503 too_many_connections with Retry-After), one request
+	// each within 5 s; beyond those, new connections wait in the listen
+	// backlog until one closes. 0 means DefaultHTTPMaxConns (256). Start
+	// lowers it (with a warning) so that MaxConns + HealthConns is at most
+	// a quarter of the process's open-file limit.
+	MaxConns int
+	// HealthConns is the reserve of connections kept for health checks
+	// and metrics beyond MaxConns. 0 means DefaultHTTPHealthConns (8).
+	HealthConns int
 }
 
 // WorkerConfig configures the in-process worker.
@@ -359,6 +386,14 @@ func (n *Node) checkPayload() {
 
 func (n *Node) startHTTP() error {
 	hc := n.cfg.HTTP
+	lim, err := hc.limits()
+	if err != nil {
+		return err
+	}
+	if asked, files := lim.maxConns, openFileLimit(); lim.fitFileLimit(files) {
+		n.log.Warn("http: max_conns lowered to a quarter of the open-file limit, less health_conns: raise the limit (ulimit -n, LimitNOFILE) to allow more",
+			"max_conns", asked, "now", lim.maxConns, "health_conns", lim.healthConns, "open_files", files)
+	}
 	h, err := httpapi.New(n.api, httpapi.Config{
 		Token:        hc.Token,
 		Tokens:       hc.Tokens,
@@ -388,10 +423,12 @@ func (n *Node) startHTTP() error {
 		return fmt.Errorf("node: http listen: %w", err)
 	}
 	n.httpAddr = ln.Addr()
+	ln = newConnLimiter(ln, lim.maxConns, lim.healthConns, n.log.With("component", "http"))
 	n.httpSrv = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           guard(mux, lim, !hc.HealthOnly),
+		ReadHeaderTimeout: lim.readHeader,
+		IdleTimeout:       lim.idle,
+		ConnContext:       connContext,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	n.httpDone = make(chan struct{})
