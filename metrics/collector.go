@@ -103,7 +103,7 @@ var (
 	busBytesIn    = desc("bus_bytes_in_total", "Bytes the gateway's bus connection received.")
 	busBytesOut   = desc("bus_bytes_out_total", "Bytes the gateway's bus connection sent.")
 	httpRequests  = desc("http_requests_total", "HTTP API requests answered, by method (canonical name, listMethods, openAPI or other) and status code.", "method", "code")
-	httpAuthFail  = desc("http_auth_failures_total", "HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback).", "reason")
+	httpAuthFail  = desc("http_auth_failures_total", "HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback, host, origin).", "reason")
 
 	allDescs = []*prometheus.Desc{
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
