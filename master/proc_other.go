@@ -2,11 +2,15 @@
 
 package master
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/gatework/gatework/internal/procstat"
+)
 
 // sysProcAttr: without Pdeathsig, children notice the master's death by
 // the EOF of their standard input.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 // RSS is not available on this system.
-func RSS(pid int) (int64, error) { return 0, errNoRSS }
+func RSS(pid int) (int64, error) { return procstat.RSS(pid) }
