@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/node"
@@ -37,6 +41,12 @@ type masterRun struct {
 	nc   node.Config
 	node *node.Node
 	sup  *master.Supervisor // set by start when children is set
+	// supRef is sup for the gateway's stats answers, which may come
+	// before start sets sup.
+	supRef atomic.Pointer[master.Supervisor]
+	// workerIDPrefix starts the worker id of every child: the child adds
+	// "-<pid>", so the master can name its children in stats answers.
+	workerIDPrefix string
 	// children: the workers run in child processes (worker.processes > 0
 	// and an app); otherwise in this process, if any.
 	children bool
@@ -80,7 +90,7 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &masterRun{cfg: c, log: log, nc: nc}
+	m := &masterRun{cfg: c, log: log, nc: nc, workerIDPrefix: "w-" + strings.ToLower(rand.Text()[:8])}
 	if c.Worker.Processes > 0 && c.Worker.App != appNone {
 		// Workers run in child processes: the embedded NATS listens on a
 		// loopback port; they log in as its generated worker user.
@@ -88,11 +98,39 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 		if nc.NATS.URL == "" && nc.NATS.Listen == "" {
 			nc.NATS.Listen = "127.0.0.1:0"
 		}
+		nc.Gateway.LocalWorkers = m.localWorkers
 		m.nc = nc
 		m.children = true
 	}
 	return m, nil
 }
+
+// localWorkers names the worker processes for the gateway's stats
+// answers: their ids (workerIDPrefix-<pid>), pids, start times and
+// memory. It reads only the supervisor's table and /proc, never asks the
+// children, so it is quick enough for the gateway's bus goroutine.
+func (m *masterRun) localWorkers() []bus.WorkerStats {
+	sup := m.supRef.Load()
+	if sup == nil {
+		return nil
+	}
+	ps, _ := sup.Status()
+	out := make([]bus.WorkerStats, 0, len(ps))
+	for _, p := range ps {
+		rss, _ := master.RSS(p.PID)
+		out = append(out, bus.WorkerStats{
+			ID:            childWorkerID(m.workerIDPrefix, p.PID),
+			PID:           p.PID,
+			StartedUnixMs: p.Started.UnixMilli(),
+			RSSBytes:      rss,
+		})
+	}
+	return out
+}
+
+// childWorkerID is the worker id of the child with pid of a master whose
+// children's ids start with prefix.
+func childWorkerID(prefix string, pid int) string { return prefix + "-" + strconv.Itoa(pid) }
 
 // processes returns how many worker processes the master runs.
 func (m *masterRun) processes() int {
@@ -149,6 +187,7 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 		return fail(err)
 	}
 	m.sup = sup
+	m.supRef.Store(sup)
 	if err := sup.Start(ctx); err != nil {
 		return fail(fmt.Errorf("worker processes: %w", err))
 	}
@@ -194,11 +233,12 @@ func (m *masterRun) childSpec() childSpec {
 		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
 		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
 		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
-		Prefix:       c.Prefix,
-		Concurrency:  c.Worker.Concurrency,
-		QueryTimeout: time.Duration(c.API.QueryTimeout),
-		ReqTimeout:   time.Duration(c.API.RequestTimeout),
-		Log:          c.Log,
+		Prefix:         c.Prefix,
+		Concurrency:    c.Worker.Concurrency,
+		QueryTimeout:   time.Duration(c.API.QueryTimeout),
+		ReqTimeout:     time.Duration(c.API.RequestTimeout),
+		Log:            c.Log,
+		WorkerIDPrefix: m.workerIDPrefix,
 	}
 }
 

@@ -84,6 +84,8 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 			Tokens:       c.HTTP.apiTokens(),
 			MaxBodyBytes: c.HTTP.MaxBodyBytes,
 			Timeout:      time.Duration(c.HTTP.Timeout),
+			// The chat demo brings its page (/chat on the HTTP port).
+			ChatPage: c.Worker.App == "chat",
 		},
 		Worker: node.WorkerConfig{App: c.Worker.App, Concurrency: c.Worker.Concurrency},
 		Logger: log,
