@@ -38,7 +38,7 @@
     $('conn').className = 'conn ' + cls;
   }
 
-  // show appends a line: kind is notice, msg, mine, pm or sys.
+  // show appends a line: kind is notice, help, msg, mine, pm or sys.
   function show(kind, text, who) {
     chat.lines.push({ kind, text, who: who || '' });
     if (chat.lines.length > maxLines) chat.lines.shift();
@@ -108,7 +108,7 @@
     }
     const text = line.slice(2);
     if (text.startsWith('welcome to the gatework chat') || text.startsWith('  /')) {
-      if (!helpSeen) show('notice', text);
+      if (!helpSeen) show('help', text);
       if (text.startsWith('  /quit')) helpSeen = true;
       return;
     }
