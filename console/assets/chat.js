@@ -107,9 +107,9 @@
       return;
     }
     const text = line.slice(2);
-    if (text.startsWith('welcome to the gatework chat') || text.startsWith('  /')) {
+    if (text.startsWith('welcome to the gatework chat') || text.startsWith('  ')) {
       if (!helpSeen) show('help', text);
-      if (text.startsWith('  /quit')) helpSeen = true;
+      if (text.startsWith('  anything else')) helpSeen = true; // the last help line
       return;
     }
     if ((m = /^you are (?:now|already) (\S+)$/.exec(text))) {

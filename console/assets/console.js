@@ -310,8 +310,8 @@ function render(st, partial, missing) {
   $('t-workers').textContent = fmtInt(t.workers);
   $('t-msgs-in').textContent = prev ? fmtRate(r.msgsIn) : '–';
   $('t-msgs-out').textContent = prev ? fmtRate(r.msgsOut) : '–';
-  $('t-bytes-in').textContent = prev ? fmtBytes(Math.round(r.bytesIn)) : '–';
-  $('t-bytes-out').textContent = prev ? fmtBytes(Math.round(r.bytesOut)) : '–';
+  $('t-bytes-in').textContent = prev ? (r.bytesIn >= 1 ? fmtBytes(Math.round(r.bytesIn)) : '0 B') : '–';
+  $('t-bytes-out').textContent = prev ? (r.bytesOut >= 1 ? fmtBytes(Math.round(r.bytesOut)) : '0 B') : '–';
   $('partial').hidden = !partial;
   $('partial').textContent = partial ? 'Some gateways did not answer in time: ' + (missing || []).join(', ') : '';
 
@@ -339,7 +339,7 @@ function render(st, partial, missing) {
     state.samples.push({ t: st.time_unix_ms, ...r });
     if (state.samples.length > samplesKept) state.samples.shift();
     drawChart($('c-msgs'), 'msgsIn', 'msgsOut', fmtRate);
-    drawChart($('c-bytes'), 'bytesIn', 'bytesOut', (v) => fmtBytes(Math.round(v)));
+    drawChart($('c-bytes'), 'bytesIn', 'bytesOut', (v) => (v >= 1 ? fmtBytes(Math.round(v)) : '0 B'));
   }
 }
 
