@@ -47,6 +47,25 @@ func TestWorkerProcesses(t *testing.T) {
 		}
 	}
 
+	// getStats (the web console's source) names the worker processes
+	// with their pids, and counts the events of the one that answered.
+	gs := n.getStats()
+	seen := map[int]bool{}
+	for _, w := range gs.Workers {
+		if workers[w.PID] {
+			seen[w.PID] = true
+			if w.StartedUnixMs <= 0 || w.RSSBytes <= 0 {
+				t.Errorf("getStats worker %+v: no start time or memory", w)
+			}
+		}
+		if w.PID == pid && w.Events < 2 {
+			t.Errorf("getStats worker %+v answered hello but counts %d events", w, w.Events)
+		}
+	}
+	if len(seen) != 2 || gs.Totals.Gateways != 1 || gs.Gateways[0].PID != masterPID {
+		t.Errorf("getStats: workers %+v (want pids %v), gateways %+v", gs.Workers, workers, gs.Gateways)
+	}
+
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
