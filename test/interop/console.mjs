@@ -6,8 +6,9 @@
 //   env ADMIN_TOKEN  an API token of scope admin
 //   env READ_TOKEN   an API token of scope read
 //   env SHOTS        the directory for console.png and chat.png
-// Prints "READY" once the browser runs, then "RESULT <json>" with named
-// checks, and exits. Every wait is bounded.
+// Prints "READY" once two chat pages talk (the Go test then restarts the
+// node on the same addresses before it reads on), then "RESULT <json>"
+// with named checks, and exits. Every wait is bounded.
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -49,7 +50,11 @@ const waitMs = 10000;
 // at most 10 s. It polls from here rather than with page timers, which
 // Chromium throttles in pages that are not in front.
 async function until(page, fn, ...args) {
-  const deadline = Date.now() + waitMs;
+  return untilFor(waitMs, page, fn, ...args);
+}
+
+async function untilFor(ms, page, fn, ...args) {
+  const deadline = Date.now() + ms;
   for (;;) {
     if (await page.evaluate(fn, ...args)) return;
     if (Date.now() > deadline) throw new Error('timeout waiting for ' + String(fn).slice(0, 160));
@@ -126,7 +131,6 @@ async function main() {
     protocolTimeout: 30000,
   });
   const version = await browser.version();
-  process.stdout.write('READY\n');
 
   let alice, bob, carol, con;
   const chatOK = await check('two chat pages join a room', async () => {
@@ -144,6 +148,20 @@ async function main() {
     await check('the chat page shows who is online', async () => {
       await until(alice, () => ['alice', 'bob'].every((n) => window.chat.online.includes(n)));
       return (await text(alice, '#online')).trim();
+    });
+  }
+
+  // The Go test now restarts the node on the same addresses.
+  process.stdout.write('READY\n');
+  if (chatOK) {
+    await check('chat pages reconnect and rejoin after the node restarts', async () => {
+      for (const p of [alice, bob]) {
+        await untilFor(20000, p, () => window.chat.reconnects === 1 && window.chat.connected && window.chat.room === 'lobby');
+      }
+      await received(alice, 'notice', 'reconnected to the server (reconnection 1)');
+      await say(alice, 'after the restart');
+      await received(bob, 'msg', 'after the restart', 'alice');
+      return text(alice, '#conn');
     });
   }
 
@@ -204,9 +222,9 @@ async function main() {
       await con.click('#search-form button[type=submit]');
       await until(con, () => /alice/.test(document.getElementById('c-info').textContent));
       await con.click('#c-force');
-      await until(alice, () => window.chat.reconnects >= 1 && window.chat.connected
+      await until(alice, () => window.chat.reconnects === 2 && window.chat.connected
         && window.chat.name === 'alice' && window.chat.room === 'lobby');
-      await received(alice, 'notice', 'reconnected to the server (reconnection 1)');
+      await received(alice, 'notice', 'reconnected to the server (reconnection 2)');
       await say(alice, 'back again');
       await received(bob, 'msg', 'back again', 'alice');
       return text(alice, '#conn');

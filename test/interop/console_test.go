@@ -2,6 +2,7 @@ package interop
 
 import (
 	"context"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -25,7 +26,8 @@ const maxScreenshot = 200 << 10
 
 // TestConsole drives the web console and the chat page in headless
 // Chromium against a node running the chat app with API tokens: two chat
-// pages talk to each other and see who is online; the console loads in
+// pages talk to each other and see who is online, and reconnect with
+// back-off and rejoin their room when the node restarts; the console loads in
 // under a second, refuses a wrong token, shows the connection count
 // change when a third page connects, sends a message that reaches that
 // page, lists the room's group, and force-closes a page that then
@@ -36,7 +38,8 @@ const maxScreenshot = 200 << 10
 func TestConsole(t *testing.T) {
 	requireNode(t, "puppeteer-core")
 	require(t, fileExists(chromiumPath()), "chromium ("+chromiumPath()+")")
-	n := startChatNode(t)
+	n := startChatNode(t, "127.0.0.1:0", "127.0.0.1:0")
+	wsAddr, httpAddr := n.Addr("ws").String(), n.HTTPAddr().String()
 	shots := os.Getenv("SCREENSHOT_DIR")
 	if shots == "" {
 		shots = t.TempDir()
@@ -44,18 +47,29 @@ func TestConsole(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := runScript(t, "console.mjs", []string{
-		"BASE_URL=http://" + n.HTTPAddr().String(),
+		"BASE_URL=http://" + httpAddr,
 		"CHROMIUM=" + chromiumPath(),
 		"PROFILE=" + t.TempDir(),
 		"ADMIN_TOKEN=" + consoleAdminToken,
 		"READ_TOKEN=" + consoleReadToken,
 		"SHOTS=" + shots,
-	}, func() error { return nil })
+	}, func() error {
+		// Restart the node on the same addresses: the chat pages must
+		// reconnect by themselves.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			return fmt.Errorf("stopping the node: %w", err)
+		}
+		startChatNode(t, wsAddr, httpAddr)
+		return nil
+	})
 	t.Logf("client: %s", res.Client)
 	assertChecks(t, res, []string{
 		"two chat pages join a room",
 		"two chat pages chat with each other",
 		"the chat page shows who is online",
+		"chat pages reconnect and rejoin after the node restarts",
 		"console page loads in under 1 s",
 		"console login with a wrong token is refused",
 		"console shows the connection count",
@@ -88,8 +102,9 @@ func TestConsole(t *testing.T) {
 }
 
 // startChatNode starts a node running the chat app with its page, a
-// WebSocket listener and the HTTP API with an admin and a read token.
-func startChatNode(t *testing.T) *node.Node {
+// WebSocket listener on wsAddr and the HTTP API on httpAddr with an admin
+// and a read token.
+func startChatNode(t *testing.T, wsAddr, httpAddr string) *node.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -97,9 +112,9 @@ func startChatNode(t *testing.T) *node.Node {
 	n, err := node.Start(ctx, node.Config{
 		Logger: testLogger(t),
 		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{
-			Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: maxMessage,
+			Protocol: "ws", Addr: wsAddr, MaxMessage: maxMessage,
 		}}},
-		HTTP: node.HTTPConfig{Addr: "127.0.0.1:0", ChatPage: true, Tokens: []httpapi.Token{
+		HTTP: node.HTTPConfig{Addr: httpAddr, ChatPage: true, Tokens: []httpapi.Token{
 			{Name: "admin", Token: consoleAdminToken, Scope: httpapi.ScopeAdmin},
 			{Name: "read", Token: consoleReadToken, Scope: httpapi.ScopeRead},
 		}},
