@@ -47,6 +47,9 @@ type masterRun struct {
 	// workerIDPrefix starts the worker id of every child: the child adds
 	// "-<pid>", so the master can name its children in stats answers.
 	workerIDPrefix string
+	// children's stats for the gateway's stats answers, refreshed in
+	// the background while someone asks (see childStatsCached).
+	childCache childStatsCache
 	// children: the workers run in child processes (worker.processes > 0
 	// and an app); otherwise in this process, if any.
 	children bool
@@ -106,8 +109,9 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 }
 
 // localWorkers names the worker processes for the gateway's stats
-// answers: their ids (workerIDPrefix-<pid>), pids, start times and
-// memory. It reads only the supervisor's table and /proc, never asks the
+// answers: their ids (workerIDPrefix-<pid>), pids, start times, memory,
+// and the bus state and events handled that the children last reported.
+// It reads the supervisor's table, /proc and a cache, never waits for the
 // children, so it is quick enough for the gateway's bus goroutine.
 func (m *masterRun) localWorkers() []bus.WorkerStats {
 	sup := m.supRef.Load()
@@ -115,17 +119,68 @@ func (m *masterRun) localWorkers() []bus.WorkerStats {
 		return nil
 	}
 	ps, _ := sup.Status()
+	reported := m.childCache.get(sup, time.Now())
 	out := make([]bus.WorkerStats, 0, len(ps))
 	for _, p := range ps {
 		rss, _ := master.RSS(p.PID)
-		out = append(out, bus.WorkerStats{
+		w := bus.WorkerStats{
 			ID:            childWorkerID(m.workerIDPrefix, p.PID),
 			PID:           p.PID,
 			StartedUnixMs: p.Started.UnixMilli(),
 			RSSBytes:      rss,
-		})
+		}
+		if cs, ok := reported[p.PID]; ok {
+			w.Bus = cs.Bus
+			w.Handled = cs.Worker.Connects + cs.Worker.Messages + cs.Worker.Closes
+		}
+		out = append(out, w)
 	}
 	return out
+}
+
+// childStatsMaxAge is how old the cached children's stats may be before a
+// read starts a refresh.
+const childStatsMaxAge = 2 * time.Second
+
+// childStatsCache holds the children's last stats answers (Supervisor.Stats
+// asks them over their pipes, which takes up to statsTimeout). A read
+// returns what it holds at once and, when that is older than
+// childStatsMaxAge, starts one refresh in the background: the children are
+// asked only while someone reads (the console is open), at most every
+// childStatsMaxAge.
+type childStatsCache struct {
+	mu         sync.Mutex
+	at         time.Time
+	refreshing bool
+	byPID      map[int]childStats // replaced whole, never changed: readers may keep it
+	wg         sync.WaitGroup     // the refresh in flight
+}
+
+func (c *childStatsCache) get(sup *master.Supervisor, now time.Time) map[int]childStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.refreshing && now.Sub(c.at) >= childStatsMaxAge {
+		c.refreshing = true
+		c.wg.Add(1)
+		go c.refresh(sup)
+	}
+	return c.byPID
+}
+
+// refresh asks the children for their stats (bounded by statsTimeout).
+func (c *childStatsCache) refresh(sup *master.Supervisor) {
+	defer c.wg.Done()
+	raw := sup.Stats(statsTimeout)
+	byPID := make(map[int]childStats, len(raw))
+	for pid, js := range raw {
+		var cs childStats
+		if json.Unmarshal(js, &cs) == nil {
+			byPID[pid] = cs
+		}
+	}
+	c.mu.Lock()
+	c.byPID, c.at, c.refreshing = byPID, time.Now(), false
+	c.mu.Unlock()
 }
 
 // childWorkerID is the worker id of the child with pid of a master whose
@@ -276,6 +331,7 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 		if err := m.sup.Stop(sctx); err != nil {
 			errs = append(errs, err)
 		}
+		m.childCache.wg.Wait() // bounded by statsTimeout
 	}
 	if err := m.node.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))

@@ -129,6 +129,7 @@ func (r *runner) start(cmd *cobra.Command) error {
 // hand-started workers find the bus credentials ("" for none).
 func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 	var attrs []any
+	hasWS := false
 	for _, l := range c.Listeners {
 		name := l.Name
 		if name == "" {
@@ -140,6 +141,7 @@ func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 		}
 		switch l.Protocol {
 		case "ws":
+			hasWS = true
 			path := l.Path
 			if path == "" {
 				path = "/"
@@ -151,6 +153,10 @@ func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 		}
 	}
 	if a := n.HTTPAddr(); a != nil {
+		attrs = append(attrs, "console", "http://"+a.String()+"/")
+		if c.Worker.App == "chat" && hasWS {
+			attrs = append(attrs, "chat", "http://"+a.String()+"/chat")
+		}
 		auth := ""
 		if c.HTTP.Token != "" {
 			auth = `-H "Authorization: Bearer $GATEWORK_API_TOKEN" `

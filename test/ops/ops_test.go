@@ -65,6 +65,17 @@ func TestWorkerProcesses(t *testing.T) {
 	if len(seen) != 2 || gs.Totals.Gateways != 1 || gs.Gateways[0].PID != masterPID {
 		t.Errorf("getStats: workers %+v (want pids %v), gateways %+v", gs.Workers, workers, gs.Gateways)
 	}
+	// The children's bus state and handled events come from their own
+	// reports, which getStats reads from a cache it refreshes.
+	waitFor(t, 10*time.Second, "getStats to show the workers' own reports", func() bool {
+		gs = n.getStats()
+		for _, w := range gs.Workers {
+			if workers[w.PID] && (w.Bus != "CONNECTED" || (w.PID == pid && w.Handled < 2)) {
+				return false
+			}
+		}
+		return true
+	})
 
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
