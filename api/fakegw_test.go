@@ -113,6 +113,7 @@ type fakeGW struct {
 	received  []bus.Command // commands seen on Cmd without reply and on Broadcast, uid and group subjects
 	routed    []string      // the subject of each command seen on Broadcast, uid and group subjects
 	queries   []bus.Command // queries seen
+	stats     []byte        // when set, the answer to OpStats instead of the computed one
 	timers    sync.WaitGroup
 	stopped   bool // the test is over: handlers do nothing
 	hbStop    chan struct{}
@@ -384,6 +385,19 @@ func (g *fakeGW) onQuery(m *nats.Msg) {
 // lists hold each item once per gateway, sorted, after the cursor, at most
 // limit of them, More when some are left.
 func (g *fakeGW) answer(cmd *bus.Command, rep *bus.Reply) {
+	if cmd.Op == bus.OpStats {
+		rep.Stats = g.stats
+		if rep.Stats == nil {
+			// Every fake gateway saw worker w-a; only gw1 runs it.
+			w := bus.WorkerStats{ID: "w-a", Batches: 1, Events: 2}
+			if g.id == gw1 {
+				w.PID, w.Bus = 42, "CONNECTED"
+			}
+			rep.Stats, _ = json.Marshal(bus.GatewayStats{Gateway: g.id, Connections: len(g.clients),
+				MessagesIn: 10 * uint64(len(g.clients)), Workers: []bus.WorkerStats{w}})
+		}
+		return
+	}
 	arg := cmd.Arg
 	var items []string
 	list := false

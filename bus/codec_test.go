@@ -53,7 +53,8 @@ func TestRoundTrip(t *testing.T) {
 			func(b []byte) (any, error) { var m Command; err := DecodeCommand(b, &m); return &m, err }},
 		{"reply", &Reply{Gateway: "g", ErrorCode: "not_found", Error: "e", Found: true, Count: 7,
 			Items: []string{"a", "b"}, State: &ClientState{UID: "u"}, Session: []byte("{}"), More: true,
-			Sessions: []ClientSession{{Client: "c", Session: []byte(`{"a":1}`)}}, Peers: []string{"g", "h"}},
+			Sessions: []ClientSession{{Client: "c", Session: []byte(`{"a":1}`)}}, Peers: []string{"g", "h"},
+			Stats: []byte(`{"gateway":"g","pid":1}`)},
 			func(v any) []byte { return AppendReply(nil, v.(*Reply)) },
 			func(b []byte) (any, error) { var m Reply; err := DecodeReply(b, &m); return &m, err }},
 		{"heartbeat", &Heartbeat{Gateway: "g", Leaving: true, IntervalMs: 1000, StartedUnixMs: 42, Clients: 3},
@@ -168,6 +169,7 @@ func FuzzDecodeAckReply(f *testing.F) {
 	f.Add(AppendAck(nil, &Ack{Delivery: 2, Actions: []Action{{Type: ActionProtect, Flag: true}}}))
 	f.Add(AppendReply(nil, &Reply{Found: true, State: &ClientState{Protected: true, Gateway: "g"}}))
 	f.Add(AppendReply(nil, &Reply{Items: []string{"a"}, State: &ClientState{UID: "u"}}))
+	f.Add(AppendReply(nil, &Reply{Gateway: "g", Stats: []byte(`{"gateway":"g"}`)}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var a Ack
 		_ = DecodeAck(data, &a)

@@ -79,7 +79,8 @@ const (
 	OpGetSession         Op = 27
 	OpGroupSessions      Op = 28
 	OpProtect            Op = 29 // Flag: on or off
-	opMax                Op = 30
+	OpStats              Op = 30 // a query: Reply.Stats
+	opMax                Op = 31
 )
 
 var opNames = [...]string{
@@ -89,7 +90,7 @@ var opNames = [...]string{
 	"getUidListByGroup", "getUidCount", "getUidCountByGroup", "getGroupList",
 	"closeClient", "bindUid", "unbindUid", "joinGroup", "leaveGroup", "unGroup",
 	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
-	"protect",
+	"protect", "getStats",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -230,6 +231,8 @@ type Reply struct {
 	More      bool
 	Sessions  []ClientSession
 	Peers     []string // query replies: live gateways the answering gateway knows
+	// Stats is OpStats' answer: a JSON object, GatewayStats.
+	Stats []byte
 }
 
 // ClientSession pairs a client id with its session (a JSON object).

@@ -346,6 +346,7 @@ func AppendReply(b []byte, m *Reply) []byte {
 		})
 	}
 	b = appendStrings(b, 11, m.Peers)
+	b = appendBytes(b, 12, m.Stats)
 	return b
 }
 
@@ -397,6 +398,8 @@ func DecodeReply(buf []byte, m *Reply) error {
 			return err
 		case 11:
 			return f.appendStr(&m.Peers)
+		case 12:
+			return f.bytes(&m.Stats)
 		}
 		return nil
 	})

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/node"
@@ -37,6 +41,15 @@ type masterRun struct {
 	nc   node.Config
 	node *node.Node
 	sup  *master.Supervisor // set by start when children is set
+	// supRef is sup for the gateway's stats answers, which may come
+	// before start sets sup.
+	supRef atomic.Pointer[master.Supervisor]
+	// workerIDPrefix starts the worker id of every child: the child adds
+	// "-<pid>", so the master can name its children in stats answers.
+	workerIDPrefix string
+	// children's stats for the gateway's stats answers, refreshed in
+	// the background while someone asks (see childStatsCached).
+	childCache childStatsCache
 	// children: the workers run in child processes (worker.processes > 0
 	// and an app); otherwise in this process, if any.
 	children bool
@@ -80,7 +93,7 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &masterRun{cfg: c, log: log, nc: nc}
+	m := &masterRun{cfg: c, log: log, nc: nc, workerIDPrefix: "w-" + strings.ToLower(rand.Text()[:8])}
 	if c.Worker.Processes > 0 && c.Worker.App != appNone {
 		// Workers run in child processes: the embedded NATS listens on a
 		// loopback port; they log in as its generated worker user.
@@ -88,11 +101,91 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 		if nc.NATS.URL == "" && nc.NATS.Listen == "" {
 			nc.NATS.Listen = "127.0.0.1:0"
 		}
+		nc.Gateway.LocalWorkers = m.localWorkers
 		m.nc = nc
 		m.children = true
 	}
 	return m, nil
 }
+
+// localWorkers names the worker processes for the gateway's stats
+// answers: their ids (workerIDPrefix-<pid>), pids, start times, memory,
+// and the bus state and events handled that the children last reported.
+// It reads the supervisor's table, /proc and a cache, never waits for the
+// children, so it is quick enough for the gateway's bus goroutine.
+func (m *masterRun) localWorkers() []bus.WorkerStats {
+	sup := m.supRef.Load()
+	if sup == nil {
+		return nil
+	}
+	ps, _ := sup.Status()
+	reported := m.childCache.get(sup, time.Now())
+	out := make([]bus.WorkerStats, 0, len(ps))
+	for _, p := range ps {
+		rss, _ := master.RSS(p.PID)
+		w := bus.WorkerStats{
+			ID:            childWorkerID(m.workerIDPrefix, p.PID),
+			PID:           p.PID,
+			StartedUnixMs: p.Started.UnixMilli(),
+			RSSBytes:      rss,
+		}
+		if cs, ok := reported[p.PID]; ok {
+			w.Bus = cs.Bus
+			w.Handled = cs.Worker.Connects + cs.Worker.Messages + cs.Worker.Closes
+		}
+		out = append(out, w)
+	}
+	return out
+}
+
+// childStatsMaxAge is how old the cached children's stats may be before a
+// read starts a refresh.
+const childStatsMaxAge = 2 * time.Second
+
+// childStatsCache holds the children's last stats answers (Supervisor.Stats
+// asks them over their pipes, which takes up to statsTimeout). A read
+// returns what it holds at once and, when that is older than
+// childStatsMaxAge, starts one refresh in the background: the children are
+// asked only while someone reads (the console is open), at most every
+// childStatsMaxAge.
+type childStatsCache struct {
+	mu         sync.Mutex
+	at         time.Time
+	refreshing bool
+	byPID      map[int]childStats // replaced whole, never changed: readers may keep it
+	wg         sync.WaitGroup     // the refresh in flight
+}
+
+func (c *childStatsCache) get(sup *master.Supervisor, now time.Time) map[int]childStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.refreshing && now.Sub(c.at) >= childStatsMaxAge {
+		c.refreshing = true
+		c.wg.Add(1)
+		go c.refresh(sup)
+	}
+	return c.byPID
+}
+
+// refresh asks the children for their stats (bounded by statsTimeout).
+func (c *childStatsCache) refresh(sup *master.Supervisor) {
+	defer c.wg.Done()
+	raw := sup.Stats(statsTimeout)
+	byPID := make(map[int]childStats, len(raw))
+	for pid, js := range raw {
+		var cs childStats
+		if json.Unmarshal(js, &cs) == nil {
+			byPID[pid] = cs
+		}
+	}
+	c.mu.Lock()
+	c.byPID, c.at, c.refreshing = byPID, time.Now(), false
+	c.mu.Unlock()
+}
+
+// childWorkerID is the worker id of the child with pid of a master whose
+// children's ids start with prefix.
+func childWorkerID(prefix string, pid int) string { return prefix + "-" + strconv.Itoa(pid) }
 
 // processes returns how many worker processes the master runs.
 func (m *masterRun) processes() int {
@@ -153,6 +246,7 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 		return fail(err)
 	}
 	m.sup = sup
+	m.supRef.Store(sup)
 	if err := sup.Start(ctx); err != nil {
 		return fail(fmt.Errorf("worker processes: %w", err))
 	}
@@ -198,12 +292,13 @@ func (m *masterRun) childSpec() childSpec {
 		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
 		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
 		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
-		InboxPrefix:  o.InboxPrefix,
-		Prefix:       c.Prefix,
-		Concurrency:  c.Worker.Concurrency,
-		QueryTimeout: time.Duration(c.API.QueryTimeout),
-		ReqTimeout:   time.Duration(c.API.RequestTimeout),
-		Log:          c.Log,
+		InboxPrefix:    o.InboxPrefix,
+		Prefix:         c.Prefix,
+		Concurrency:    c.Worker.Concurrency,
+		QueryTimeout:   time.Duration(c.API.QueryTimeout),
+		ReqTimeout:     time.Duration(c.API.RequestTimeout),
+		Log:            c.Log,
+		WorkerIDPrefix: m.workerIDPrefix,
 	}
 }
 
@@ -241,6 +336,7 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 		if err := m.sup.Stop(sctx); err != nil {
 			errs = append(errs, err)
 		}
+		m.childCache.wg.Wait() // bounded by statsTimeout
 	}
 	if err := m.node.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))

@@ -92,6 +92,8 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 			WriteTimeout:      time.Duration(c.HTTP.WriteTimeout),
 			MaxConns:          c.HTTP.MaxConns,
 			HealthConns:       c.HTTP.HealthConns,
+			// The chat demo brings its page (/chat on the HTTP port).
+			ChatPage: c.Worker.App == "chat",
 		},
 		Worker: node.WorkerConfig{App: c.Worker.App, Concurrency: c.Worker.Concurrency},
 		Logger: log,

@@ -156,18 +156,28 @@ func listenerHint(l gateway.ListenerConfig, addr string) string {
 // hand-started workers find the bus credentials ("" for none).
 func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 	var attrs []any
+	hasWS := false
 	for _, l := range c.Listeners {
 		name := l.Name
 		if name == "" {
 			name = l.Protocol
 		}
-		if addr := n.Addr(name); addr != nil {
-			if hint := listenerHint(l, addr.String()); hint != "" {
-				attrs = append(attrs, name, hint)
-			}
+		addr := n.Addr(name)
+		if addr == nil {
+			continue
+		}
+		if l.Protocol == "ws" {
+			hasWS = true
+		}
+		if hint := listenerHint(l, addr.String()); hint != "" {
+			attrs = append(attrs, name, hint)
 		}
 	}
 	if a := n.HTTPAddr(); a != nil {
+		attrs = append(attrs, "console", "http://"+a.String()+"/")
+		if c.Worker.App == "chat" && hasWS {
+			attrs = append(attrs, "chat", "http://"+a.String()+"/chat")
+		}
 		auth := ""
 		if c.HTTP.Token != "" {
 			auth = `-H "Authorization: Bearer $GATEWORK_API_TOKEN" `

@@ -59,6 +59,10 @@ type childSpec struct {
 	QueryTimeout time.Duration `json:"query_timeout"`
 	ReqTimeout   time.Duration `json:"request_timeout"`
 	Log          LogConfig     `json:"log"`
+	// WorkerIDPrefix, when set, makes the worker id "<prefix>-<pid>", by
+	// which the master names its children in stats answers. Empty means
+	// a random id.
+	WorkerIDPrefix string `json:"worker_id_prefix,omitempty"`
 }
 
 // workerCommand is `worker --app <name>`: one worker process, either run
@@ -194,7 +198,12 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer a.Close()
+	workerID := ""
+	if spec.WorkerIDPrefix != "" {
+		workerID = childWorkerID(spec.WorkerIDPrefix, os.Getpid())
+	}
 	w, err := worker.New(nc, a, worker.Config{
+		ID:     workerID,
 		Prefix: spec.Prefix, Concurrency: spec.Concurrency,
 		Logger: log.With("app", app),
 	}, *h)

@@ -90,6 +90,14 @@ type Config struct {
 	// without interest routing would, and delivers what is for its own
 	// clients. 0 means DefaultMaxInterestSubjects (100,000).
 	MaxInterestSubjects int
+	// LocalWorkers, when set, returns the worker processes that the
+	// gateway's own node runs (in-process or supervised children): the
+	// gateway adds their process details (pid, memory, bus state) to its
+	// answer to a stats query (bus.OpStats). It is called on the
+	// gateway's bus goroutine, once per stats query: it must be quick and
+	// must not call the gateway. nil means none are known; workers are
+	// then reported only from their acks.
+	LocalWorkers func() []bus.WorkerStats
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
@@ -82,6 +83,12 @@ func (s *Server) query(cmd *bus.Command, rep *bus.Reply) error {
 				rep.Sessions = append(rep.Sessions, bus.ClientSession{Client: c.id(s.id), Session: c.session})
 			}
 		})
+	case bus.OpStats:
+		b, err := s.processStats(time.Now())
+		if err != nil {
+			return codeErr(bus.ErrCodeInternal, "stats: %v", err)
+		}
+		rep.Stats = b
 	default:
 		return codeErr(bus.ErrCodeUnknownOp, "unknown op %d", cmd.Op)
 	}

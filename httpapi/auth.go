@@ -24,8 +24,8 @@ const (
 	// /metrics), for a Prometheus scraper; no API method.
 	ScopeMetrics Scope = iota + 1
 	// ScopeRead: metrics, plus the queries (isOnline, counts, lists,
-	// getClientInfo, getSession, getClientSessionsByGroup), GET /api and
-	// its OpenAPI document.
+	// getClientInfo, getSession, getClientSessionsByGroup, getStats), GET
+	// /api and its OpenAPI document.
 	ScopeRead
 	// ScopeSend: read, plus sendToClient, sendToUid, sendToGroup and
 	// sendToAll.
@@ -67,7 +67,7 @@ var methodScopes = map[string]Scope{
 	"getClientList": ScopeRead, "getClientListByGroup": ScopeRead, "getClientListByUid": ScopeRead,
 	"getClientInfo": ScopeRead, "getUidList": ScopeRead, "getUidListByGroup": ScopeRead,
 	"getUidCount": ScopeRead, "getUidCountByGroup": ScopeRead, "getGroupList": ScopeRead,
-	"getClientSessionsByGroup": ScopeRead, "getSession": ScopeRead,
+	"getClientSessionsByGroup": ScopeRead, "getSession": ScopeRead, "getStats": ScopeRead,
 }
 
 // scopeOf returns the scope method m needs.

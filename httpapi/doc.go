@@ -15,8 +15,11 @@
 //
 // Answers: actions give {"result": null}; isOnline a boolean; getClientInfo
 // the keys asked for; getSession the session object; lists a page
-// {"items", "next_cursor", "partial", "missing"}; counts, isUidOnline and
-// getClientSessionsByGroup carry "partial" and "missing" beside "result".
+// {"items", "next_cursor", "partial", "missing"}; counts, isUidOnline,
+// getClientSessionsByGroup and getStats carry "partial" and "missing"
+// beside "result". getStats (the web console's live figures: every
+// gateway's process and counters, the workers, the totals) is served when
+// the api.API also implements StatsAPI, as *api.Client does.
 //
 // GET /api lists the methods and GET /api/openapi.json is an OpenAPI 3.1
 // document; both are generated from the table that drives dispatch.

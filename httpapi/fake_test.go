@@ -204,6 +204,16 @@ func (f *fakeAPI) Protect(ctx context.Context, client string, on bool) error {
 	return f.record(ctx, "Protect", client, on)
 }
 
+func (f *fakeAPI) GetStats(ctx context.Context) (api.Stats, error) {
+	return api.Stats{
+		TimeUnixMs: 1000,
+		Totals:     api.StatsTotals{Gateways: 1, Workers: 1, Connections: 2, MessagesIn: 5},
+		Gateways:   []api.GatewayStats{{Gateway: "gw1", PID: 7, Connections: 2, MessagesIn: 5, Workers: []api.WorkerStats{{ID: "w1", Events: 3}}}},
+		Workers:    []api.WorkerStats{{ID: "w1", Events: 3}},
+		Coverage:   cannedCoverage,
+	}, f.record(ctx, "GetStats")
+}
+
 // clone copies msg: the API contract lets the caller reuse it after the call.
 func clone(msg []byte) []byte {
 	if msg == nil {

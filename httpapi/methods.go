@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net/http"
 	"reflect"
 
 	"github.com/gatework/gatework/api"
@@ -34,6 +35,7 @@ const (
 	resultClientInfo                        // the keys asked for
 	resultSession                           // a session object
 	resultCoveredSessions                   // {client: session}, with partial/missing beside result
+	resultCoveredStats                      // api.Stats, with partial/missing beside result
 )
 
 // reply is a method's success: result, plus coverage for cluster-wide
@@ -367,11 +369,31 @@ var methodTable = []*method{
 			s, err := a.GetSession(ctx, p.Client)
 			return reply{result: nonNilSession(s)}, err
 		}),
+	def("getStats", resultCoveredStats, "Every gateway's process and traffic counters (pid, uptime, memory, bus state, "+
+		"connections, uids, groups, messages and bytes in and out, events), the workers they know, and the totals. "+
+		"Counters only grow: poll it and take differences for rates (the web console does, once a second).",
+		func(ctx context.Context, a api.API, _ *noParams) (reply, error) {
+			sa, ok := a.(StatsAPI)
+			if !ok {
+				return reply{}, newError(http.StatusNotFound, CodeUnknownMethod, "getStats is not served by this API")
+			}
+			st, err := sa.GetStats(ctx)
+			return covered(st, st.Coverage), err
+		}),
 	def("protect", resultNull, "Exempt the connection from pings and the idle timeout, or end the exemption.",
 		func(ctx context.Context, a api.API, p *protectParams) (reply, error) {
 			return reply{}, a.Protect(ctx, p.Client, p.Protect)
 		}),
 }
+
+// StatsAPI is the optional extra of an api.API that the getStats method
+// needs; *api.Client has it. With an API without it, getStats answers 404
+// unknown_method.
+type StatsAPI interface {
+	GetStats(ctx context.Context) (api.Stats, error)
+}
+
+var _ StatsAPI = (*api.Client)(nil)
 
 // combine joins an optional single name and a list, dropping repeats and
 // keeping the first-seen order.

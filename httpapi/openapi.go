@@ -27,6 +27,7 @@ var resultText = map[resultKind]string{
 	resultClientInfo:      "object with the keys selected by fields",
 	resultSession:         "session object",
 	resultCoveredSessions: "object {client id: session}, with partial and missing beside result",
+	resultCoveredStats:    "stats {time_unix_ms, totals, gateways, workers}, with partial and missing beside result",
 }
 
 // listingJSON is the body of GET /api.
@@ -342,6 +343,8 @@ func successSchema(kind resultKind) obj {
 		return plain(ref("#/components/schemas/Session"))
 	case resultCoveredSessions:
 		return coveredSchema(obj{"type": "object", "additionalProperties": ref("#/components/schemas/Session")})
+	case resultCoveredStats:
+		return coveredSchema(ref("#/components/schemas/Stats"))
 	default:
 		return plain(obj{"type": "null"})
 	}
@@ -351,7 +354,13 @@ func componentSchemas() obj {
 	system := typeSchema(reflect.TypeFor[api.SystemInfo]())
 	system["type"] = []string{"object", "null"}
 	strs := obj{"type": "array", "items": obj{"type": "string"}}
+	stats := typeSchema(reflect.TypeFor[api.Stats]())
+	stats["description"] = "getStats: time_unix_ms is when the answer was assembled; totals sum the gateways that answered " +
+		"(uids and groups sum each gateway's distinct count); gateways are sorted by id, each with its process (pid, " +
+		"started_unix_ms, now_unix_ms, rss_bytes, bus) and counters that only grow; workers are the workers the gateways " +
+		"know by id, with pid, started_unix_ms, rss_bytes, bus and handled when a gateway's node runs them."
 	return obj{
+		"Stats":   stats,
 		"Session": obj{"type": "object", "description": "a connection's key-value session"},
 		"Page": obj{
 			"type":     "object",

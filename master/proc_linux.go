@@ -1,13 +1,13 @@
 package master
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatework/gatework/internal/procstat"
 )
 
 // sysProcAttr makes a child die with the master.
@@ -42,22 +42,4 @@ func closeOnExec() {
 
 // RSS returns the resident set size of process pid in bytes, read from
 // /proc; 0 and an error when it cannot be read.
-func RSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if v, ok := bytes.CutPrefix(sc.Bytes(), []byte("VmRSS:")); ok {
-			f := bytes.Fields(v)
-			if len(f) > 0 {
-				kb, err := strconv.ParseInt(string(f[0]), 10, 64)
-				if err == nil {
-					return kb << 10, nil
-				}
-			}
-		}
-	}
-	return 0, errNoRSS
-}
+func RSS(pid int) (int64, error) { return procstat.RSS(pid) }

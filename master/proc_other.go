@@ -2,7 +2,11 @@
 
 package master
 
-import "syscall"
+import (
+	"syscall"
+
+	"github.com/gatework/gatework/internal/procstat"
+)
 
 // sysProcAttr: without Pdeathsig, children notice the master's death by
 // the EOF of their standard input.
@@ -13,4 +17,4 @@ func sysProcAttr() *syscall.SysProcAttr { return nil }
 func closeOnExec() {}
 
 // RSS is not available on this system.
-func RSS(pid int) (int64, error) { return 0, errNoRSS }
+func RSS(pid int) (int64, error) { return procstat.RSS(pid) }

@@ -24,7 +24,6 @@ var (
 	// ErrNotReady: a child did not report ready within ReadyTimeout, or
 	// exited before it did.
 	ErrNotReady = errors.New("master: worker process not ready")
-	errNoRSS    = errors.New("master: rss not available")
 )
 
 // Back-off of the restarts of a crashed child: the first restart waits

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,8 +16,10 @@ import (
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/console"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
+	"github.com/gatework/gatework/internal/procstat"
 	"github.com/gatework/gatework/metrics"
 	"github.com/gatework/gatework/worker"
 )
@@ -112,7 +115,8 @@ type HTTPConfig struct {
 	// Timeout bounds one API call; 0 means httpapi's default (10s).
 	Timeout time.Duration
 	// HealthOnly, when set, serves /healthz only, not the API (a gateway
-	// process of a cluster whose API runs elsewhere). False means both.
+	// process of a cluster whose API runs elsewhere). False means both,
+	// and the web console at / (package console).
 	HealthOnly bool
 	// ReadHeaderTimeout bounds reading a request's headers (for the first
 	// request of a connection, from its accept). 0 means
@@ -141,6 +145,11 @@ type HTTPConfig struct {
 	// HealthConns is the reserve of connections kept for health checks
 	// and metrics beyond MaxConns. 0 means DefaultHTTPHealthConns (8).
 	HealthConns int
+	// ChatPage, when set, also serves the chat demo's page at /chat; it
+	// dials the gateway's first WebSocket listener on the host the page
+	// was loaded from. False (or a node without a WebSocket listener, or
+	// HealthOnly) means no chat page.
+	ChatPage bool
 }
 
 // WorkerConfig configures the in-process worker.
@@ -170,10 +179,13 @@ type Node struct {
 	api   *api.Client
 	w     *worker.Worker
 	wapi  *api.Client // the worker's, on its connection
+	wNC   *nats.Conn  // the in-process worker's connection; nil without one
 
 	httpSrv  *http.Server
 	httpAddr net.Addr
 	httpDone chan struct{}
+
+	started time.Time
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -197,6 +209,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg.Logger = slog.Default()
 	}
 	n := &Node{
+		started:      time.Now(),
 		cfg:          cfg,
 		log:          cfg.Logger,
 		shutdownDone: make(chan struct{}),
@@ -272,6 +285,9 @@ func (n *Node) startGateway() error {
 	gwCfg := n.cfg.Gateway
 	gwCfg.Prefix = n.cfg.Prefix
 	gwCfg.Logger = n.log.With("component", "gateway")
+	if gwCfg.LocalWorkers == nil && n.w != nil {
+		gwCfg.LocalWorkers = n.inProcessWorker
+	}
 	gw, err := gateway.New(n.gwNC, gwCfg)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -361,8 +377,24 @@ func (n *Node) startWorker() error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	n.w = w // the worker logs its own start
+	n.w, n.wNC = w, wc // the worker logs its own start
 	return nil
+}
+
+// inProcessWorker describes the in-process worker for the gateway's
+// stats answer.
+func (n *Node) inProcessWorker() []bus.WorkerStats {
+	pid := os.Getpid()
+	rss, _ := procstat.RSS(pid)
+	ws := n.w.Stats()
+	return []bus.WorkerStats{{
+		ID:            n.w.ID(),
+		PID:           pid,
+		StartedUnixMs: n.started.UnixMilli(),
+		RSSBytes:      rss,
+		Bus:           n.wNC.Status().String(),
+		Handled:       ws.Connects + ws.Messages + ws.Closes,
+	}}
 }
 
 // checkPayload warns when a listener accepts messages the bus cannot carry.
@@ -411,6 +443,13 @@ func (n *Node) startHTTP() error {
 		mux.Handle("/api", h)
 		mux.Handle("/api/", h)
 	}
+	if !hc.HealthOnly {
+		ch, err := n.consoleHandler()
+		if err != nil {
+			return err
+		}
+		mux.Handle("/", ch)
+	}
 	mux.HandleFunc("/healthz", serveHealth)
 	mux.HandleFunc("/readyz", n.serveReady)
 	src := metrics.Sources{API: h, Bus: n.busConn()}
@@ -444,13 +483,56 @@ func (n *Node) startHTTP() error {
 			"ready", base+"/readyz", "metrics", base+"/metrics")
 		return nil
 	}
-	n.log.Info("http: listening", "addr", n.httpAddr.String(), "api", base+"/api", "health", base+"/healthz",
-		"ready", base+"/readyz", "metrics", base+"/metrics")
+	attrs := []any{"addr", n.httpAddr.String(), "console", base + "/", "api", base + "/api", "health", base + "/healthz",
+		"ready", base + "/readyz", "metrics", base + "/metrics"}
+	if _, addr := n.firstWS(); n.cfg.HTTP.ChatPage && addr != nil {
+		attrs = append(attrs, "chat", base+"/chat")
+	}
+	n.log.Info("http: listening", attrs...)
 	if hc.Token == "" && len(hc.Tokens) == 0 {
 		n.log.Warn("http: WARNING: no API token is set: the HTTP API and /metrics serve loopback clients only; set http.tokens, http.token or GATEWORK_API_TOKEN",
 			"addr", n.httpAddr.String())
 	}
 	return nil
+}
+
+// consoleHandler is the web console, with the chat page when asked for
+// and a WebSocket listener exists.
+func (n *Node) consoleHandler() (http.Handler, error) {
+	var cc console.Config
+	if n.cfg.HTTP.ChatPage {
+		if l, addr := n.firstWS(); addr != nil {
+			cc.Chat = &console.ChatConfig{Port: addr.Port, Path: l.Path, TLS: l.TLS != nil}
+		} else {
+			n.log.Warn("http: no chat page: the node has no WebSocket listener")
+		}
+	}
+	h, err := console.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return h, nil
+}
+
+// firstWS returns the config and address of the gateway's first
+// WebSocket listener, or a nil address.
+func (n *Node) firstWS() (gateway.ListenerConfig, *net.TCPAddr) {
+	if n.gw == nil {
+		return gateway.ListenerConfig{}, nil
+	}
+	for _, l := range n.cfg.Gateway.Listeners {
+		if l.Protocol != "ws" {
+			continue
+		}
+		name := l.Name
+		if name == "" {
+			name = l.Protocol
+		}
+		if a, ok := n.gw.Addr(name).(*net.TCPAddr); ok {
+			return l, a
+		}
+	}
+	return gateway.ListenerConfig{}, nil
 }
 
 // Addr returns the address of the gateway listener named name, or nil

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/gatework/gatework/api"
 )
 
 // TestAPIAcrossGateways spreads 9 clients over 3 gateways on 3 hosts and
@@ -41,6 +43,29 @@ func TestAPIAcrossGateways(t *testing.T) {
 		if got := w.next(t, 10*time.Second); got != "hello "+strconv.Itoa(i) {
 			t.Fatalf("client %d: echo %q", i, got)
 		}
+	}
+
+	// getStats through the API process (what the web console polls):
+	// every gateway with its clients and traffic, the worker processes
+	// with the events they handled.
+	var st api.Stats
+	if r := c.ok(t, "getStats", nil); json.Unmarshal(r.Result, &st) != nil || r.Partial {
+		t.Errorf("getStats = %s (partial %v)", r.Result, r.Partial)
+	}
+	if st.Totals.Gateways != 3 || st.Totals.Connections != 9 || st.Totals.MessagesIn < 9 || len(st.Gateways) != 3 {
+		t.Errorf("getStats totals %+v, %d gateways", st.Totals, len(st.Gateways))
+	}
+	for _, g := range st.Gateways {
+		if g.Connections != 3 || g.PID <= 0 || g.Bus != "CONNECTED" {
+			t.Errorf("getStats gateway %+v", g)
+		}
+	}
+	var events uint64
+	for _, w := range st.Workers {
+		events += w.Events
+	}
+	if len(st.Workers) == 0 || events < 18 { // a connect and a message per client
+		t.Errorf("getStats workers %+v: %d events, want at least 18", st.Workers, events)
 	}
 
 	// Mutations on clients of every gateway: u1 on gateways 1 and 2, u2 on 3;

@@ -2,7 +2,7 @@
 // against a whole node started in-process: Node's ws package
 // (ws_client.mjs, TestNodeWS) and Debian's Chromium driven by
 // puppeteer-core (browser.mjs and page.html, TestBrowser; wss.mjs,
-// TestBrowserWSS, over TLS). Each script
+// TestBrowserWSS, over TLS; console.mjs, TestConsole). Each script
 // prints one JSON result of named checks, which the Go test asserts.
 //
 // The package has no API. Install the clients once with
@@ -16,4 +16,11 @@
 //
 // Without node, node_modules or chromium the tests skip, saying what is
 // missing; with the CI environment variable set they fail instead.
+//
+// TestConsole (console.mjs) drives the web console and the chat page of a
+// node running the chat app. It writes screenshots, console.png and
+// chat.png, to $SCREENSHOT_DIR or a temporary directory; the README's are
+// refreshed with
+//
+//	SCREENSHOT_DIR=$PWD/docs/img go test -run TestConsole ./test/interop/
 package interop

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/gatework/gatework/api"
 )
 
 // binDir holds the opsapp binary; made by TestMain.
@@ -196,6 +199,35 @@ func (n *node) readyLine(logs string) bool {
 		}
 	}
 	return false
+}
+
+// getStats calls the node's POST /api/getStats, at the console URL its
+// "http: listening" log line gives.
+func (n *node) getStats() api.Stats {
+	t := n.t
+	t.Helper()
+	base := ""
+	for _, l := range strings.Split(n.logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == "http: listening" {
+			base, _ = rec["console"].(string)
+		}
+	}
+	if base == "" {
+		t.Fatalf("no console URL in the logs:\n%s", n.logs.String())
+	}
+	resp, err := http.Post(base+"api/getStats", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Result api.Stats `json:"result"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("getStats: %s: %v", resp.Status, err)
+	}
+	return body.Result
 }
 
 // kill ends the master's process group and every worker it had.

@@ -47,6 +47,43 @@ func TestWorkerProcesses(t *testing.T) {
 		}
 	}
 
+	// getStats (the web console's source) names the worker processes
+	// with their pids and counts their events: the client's connect and
+	// hello (either may go to either worker; the hello went to pid).
+	gs := n.getStats()
+	seen := map[int]bool{}
+	var events uint64
+	for _, w := range gs.Workers {
+		if workers[w.PID] {
+			seen[w.PID] = true
+			events += w.Events
+			if w.StartedUnixMs <= 0 || w.RSSBytes <= 0 {
+				t.Errorf("getStats worker %+v: no start time or memory", w)
+			}
+		}
+		if w.PID == pid && w.Events < 1 {
+			t.Errorf("getStats worker %+v answered hello but counts no event", w)
+		}
+	}
+	if len(seen) != 2 || events < 2 || gs.Totals.Gateways != 1 || gs.Gateways[0].PID != masterPID {
+		t.Errorf("getStats: workers %+v (want pids %v, 2 events), gateways %+v", gs.Workers, workers, gs.Gateways)
+	}
+	// The children's bus state and handled events come from their own
+	// reports, which getStats reads from a cache it refreshes.
+	waitFor(t, 15*time.Second, "getStats to show the workers' own reports", func() bool {
+		gs = n.getStats()
+		var handled uint64
+		for _, w := range gs.Workers {
+			if workers[w.PID] {
+				if w.Bus != "CONNECTED" || (w.PID == pid && w.Handled < 1) {
+					return false
+				}
+				handled += w.Handled
+			}
+		}
+		return handled >= 2
+	})
+
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
