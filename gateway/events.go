@@ -13,15 +13,24 @@ import (
 )
 
 // delivery is one batch of a client's events on its way to a worker. It is
-// in Server.inflight until a final ack arrives; a batch without ack or
-// progress for EventTimeout is published again (at-least-once).
+// in Server.inflight until a final ack arrives or the gateway gives up on
+// it (dead letter); a delivery without ack or progress for EventTimeout
+// counts as failed and the batch is published again after a back-off
+// (at-least-once), at most MaxDeliveries times in all. See redelivery.go.
 type delivery struct {
-	id       uint64
-	c        *conn
-	events   []bus.Event
+	id     uint64
+	c      *conn
+	events []bus.Event
+	// attempt is the number of the latest delivery (1 for the first),
+	// deadline (unix nanoseconds) is when it times out or, while
+	// backoff is set, when the batch is published again. worker is the
+	// worker of the latest nack or progress ack. All guarded by
+	// Server.infMu.
 	attempt  uint32
-	deadline int64 // unix nanoseconds; guarded by Server.infMu
-	parked   bool  // no worker was subscribed; guarded by Server.infMu
+	deadline int64
+	backoff  bool
+	parked   bool // no worker was subscribed
+	worker   string
 	// published is when the latest attempt was published (unix
 	// nanoseconds), for Stats.AckLatency.
 	published atomic.Int64
@@ -71,27 +80,33 @@ func (s *Server) dispatchLocked(c *conn) {
 	s.inflight[d.id] = d
 	s.infMu.Unlock()
 	s.stats.eventsSent.Add(1)
-	s.publish(d)
+	s.publish(d, 1)
 }
 
 var encodePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// publish encodes d with c's current state and publishes it to the workers.
-// A failed publish is retried by the redelivery timer.
-func (s *Server) publish(d *delivery) {
+// batchOf returns batch d as attempt, with c's current state.
+func (s *Server) batchOf(d *delivery, attempt uint32) bus.EventBatch {
 	c := d.c
 	c.sh.mu.Lock()
 	st := c.snapshot(s.id, bus.FieldAll)
 	c.sh.mu.Unlock()
-	batch := bus.EventBatch{
+	return bus.EventBatch{
 		Version:  bus.Version,
 		Gateway:  s.id,
 		Delivery: d.id,
 		Client:   c.id(s.id),
 		State:    st,
 		Events:   d.events,
-		Attempt:  d.attempt,
+		Attempt:  attempt,
 	}
+}
+
+// publish encodes d as its delivery number attempt, with c's current
+// state, and publishes it to the workers. A failed publish counts as a
+// delivery that timed out.
+func (s *Server) publish(d *delivery, attempt uint32) {
+	batch := s.batchOf(d, attempt)
 	bp := encodePool.Get().(*[]byte)
 	buf := bus.AppendEventBatch((*bp)[:0], &batch)
 	d.published.Store(time.Now().UnixNano())
@@ -125,6 +140,10 @@ func (s *Server) onAck(m *nats.Msg) {
 		s.log.Warn("malformed ack dropped", "err", err)
 		return
 	}
+	if ack.Nack {
+		s.nacked(id, &ack)
+		return
+	}
 	s.infMu.Lock()
 	d := s.inflight[id]
 	if d == nil {
@@ -133,7 +152,13 @@ func (s *Server) onAck(m *nats.Msg) {
 		return
 	}
 	if ack.Progress {
+		// A worker has the batch: its deadline moves, and a redelivery
+		// waiting in back-off is called off.
 		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
+		d.backoff = false
+		if d.worker != ack.Worker {
+			d.worker = strings.Clone(ack.Worker)
+		}
 		s.infMu.Unlock()
 		return
 	}
@@ -181,49 +206,17 @@ func (s *Server) resume(ds []*delivery) {
 		return
 	}
 	deadline := time.Now().Add(s.cfg.EventTimeout).UnixNano()
+	attempts := make([]uint32, len(ds))
 	s.infMu.Lock()
-	for _, d := range ds {
+	for i, d := range ds {
 		d.parked = false
 		d.deadline = deadline
 		s.inflight[d.id] = d
+		attempts[i] = d.attempt
 	}
 	s.infMu.Unlock()
-	for _, d := range ds {
-		s.publish(d)
-	}
-}
-
-// redeliverExpired publishes again every batch whose deadline passed, and
-// while batches are parked, probes once a second with one of them whether
-// a worker has appeared.
-func (s *Server) redeliverExpired(now time.Time) {
-	var again []*delivery
-	nowNs := now.UnixNano()
-	deadline := now.Add(s.cfg.EventTimeout).UnixNano()
-	s.infMu.Lock()
-	for _, d := range s.inflight {
-		if d.deadline <= nowNs {
-			d.deadline = deadline
-			d.attempt++
-			again = append(again, d)
-		}
-	}
-	if len(s.parked) > 0 && now.Sub(s.lastProbe) >= time.Second {
-		s.lastProbe = now
-		d := s.parked[0]
-		s.parked = s.parked[1:]
-		if len(s.parked) == 0 {
-			s.parked = nil
-		}
-		d.parked = false
-		d.deadline = deadline
-		s.inflight[d.id] = d
-		again = append(again, d)
-	}
-	s.infMu.Unlock()
-	for _, d := range again {
-		s.stats.redelivered.Add(1)
-		s.publish(d)
+	for i, d := range ds {
+		s.publish(d, attempts[i])
 	}
 }
 

@@ -65,17 +65,20 @@ type Server struct {
 
 // stats are the gateway's counters; see Stats.
 type stats struct {
-	accepted    atomic.Uint64
-	closes      [reasonCount]atomic.Uint64
-	eventsSent  atomic.Uint64
-	redelivered atomic.Uint64
-	badAcks     atomic.Uint64
-	badCommands atomic.Uint64
-	throttled   [policyCount]atomic.Uint64
-	refused     [refusalCount]atomic.Uint64
-	ackLatency  latencyHistogram // event batch publish → final ack
-	workers     workerTable      // final acks by worker id
-	dropped     [len(queuePolicies)]atomic.Uint64
+	accepted     atomic.Uint64
+	closes       [reasonCount]atomic.Uint64
+	eventsSent   atomic.Uint64
+	redelivered  atomic.Uint64
+	timeouts     atomic.Uint64 // deliveries without an ack in time
+	nacks        atomic.Uint64
+	deadLettered atomic.Uint64
+	badAcks      atomic.Uint64
+	badCommands  atomic.Uint64
+	throttled    [policyCount]atomic.Uint64
+	refused      [refusalCount]atomic.Uint64
+	ackLatency   latencyHistogram // event batch publish → final ack
+	workers      workerTable      // final acks by worker id
+	dropped      [len(queuePolicies)]atomic.Uint64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -92,10 +95,18 @@ type Stats struct {
 	Closes      map[string]uint64 `json:"closes"`      // by CloseReason name
 	EventsSent  uint64            `json:"events_sent"` // event batches published (first attempts)
 	Redelivered uint64            `json:"redelivered"` // event batches published again
-	InFlight    int               `json:"in_flight"`   // batches waiting for an ack
-	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
-	BadAcks     uint64            `json:"bad_acks"`
-	BadCommands uint64            `json:"bad_commands"`
+	// TimedOut counts the deliveries of event batches that got neither a
+	// final ack nor progress within EventTimeout.
+	TimedOut uint64 `json:"timed_out"`
+	// Nacked counts the deliveries a worker refused (an Ack with nack).
+	Nacked uint64 `json:"nacked"`
+	// DeadLettered counts the event batches given up after MaxDeliveries
+	// and published on the dead-letter subject.
+	DeadLettered uint64 `json:"dead_lettered"`
+	InFlight     int    `json:"in_flight"` // batches waiting for an ack
+	Parked       int    `json:"parked"`    // batches waiting for any worker to appear
+	BadAcks      uint64 `json:"bad_acks"`
+	BadCommands  uint64 `json:"bad_commands"`
 	// Throttled counts the messages over a rate limit, by policy (drop,
 	// close, force_close, close_ip, force_close_ip).
 	Throttled map[string]uint64 `json:"throttled"`
@@ -385,15 +396,18 @@ func (s *Server) inFlight() int {
 // Stats returns a snapshot of the gateway's counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Gateway:     s.id,
-		Connections: s.connCount(),
-		Accepted:    s.stats.accepted.Load(),
-		Closes:      make(map[string]uint64, reasonCount),
-		EventsSent:  s.stats.eventsSent.Load(),
-		Redelivered: s.stats.redelivered.Load(),
-		BadAcks:     s.stats.badAcks.Load(),
-		BadCommands: s.stats.badCommands.Load(),
-		Dropped:     s.droppedStats(),
+		Gateway:      s.id,
+		Connections:  s.connCount(),
+		Accepted:     s.stats.accepted.Load(),
+		Closes:       make(map[string]uint64, reasonCount),
+		EventsSent:   s.stats.eventsSent.Load(),
+		Redelivered:  s.stats.redelivered.Load(),
+		TimedOut:     s.stats.timeouts.Load(),
+		Nacked:       s.stats.nacks.Load(),
+		DeadLettered: s.stats.deadLettered.Load(),
+		BadAcks:      s.stats.badAcks.Load(),
+		BadCommands:  s.stats.badCommands.Load(),
+		Dropped:      s.droppedStats(),
 	}
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
@@ -426,7 +440,7 @@ func (s *Server) Stats() Stats {
 }
 
 // timers runs the gateway's periodic work: heartbeats, event redelivery
-// and probing for workers while batches are parked.
+// (redelivery.go) and probing for workers while batches are parked.
 func (s *Server) timers() {
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer hb.Stop()

@@ -79,7 +79,10 @@ var (
 	gwUIDs        = desc("gateway_uids", "Distinct uids bound on this gateway.")
 	gwGroups      = desc("gateway_groups", "Groups with at least one member on this gateway.")
 	gwBatches     = desc("gateway_event_batches_total", "Event batches published to the workers (first attempts).")
-	gwRedelivered = desc("gateway_event_batches_redelivered_total", "Event batches published again (no ack in time, or a worker appeared).")
+	gwRedelivered = desc("gateway_event_batches_redelivered_total", "Event batches published again (after a timed-out delivery and its back-off, after a nack, or to probe for a worker while parked).")
+	gwTimedOut    = desc("gateway_event_deliveries_timed_out_total", "Deliveries of event batches that got neither a final ack nor progress within gateway.event_timeout.")
+	gwNacked      = desc("gateway_event_deliveries_nacked_total", "Deliveries of event batches that a worker refused (nack).")
+	gwDeadLetters = desc("gateway_event_batches_dead_lettered_total", "Event batches given up after gateway.max_deliveries and published on the dead-letter subject.")
 	gwInFlight    = desc("gateway_event_batches_in_flight", "Event batches waiting for a worker's ack.")
 	gwParked      = desc("gateway_event_batches_parked", "Event batches held because no worker is subscribed.")
 	gwBadAcks     = desc("gateway_bad_acks_total", "Acks from workers that could not be used (malformed, unknown action).")
@@ -107,7 +110,7 @@ var (
 
 	allDescs = []*prometheus.Desc{
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
-		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
+		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwTimedOut, gwNacked, gwDeadLetters, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
 		gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
@@ -175,6 +178,9 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	gauge(ch, gwGroups, float64(st.Groups))
 	counter(ch, gwBatches, st.EventsSent)
 	counter(ch, gwRedelivered, st.Redelivered)
+	counter(ch, gwTimedOut, st.TimedOut)
+	counter(ch, gwNacked, st.Nacked)
+	counter(ch, gwDeadLetters, st.DeadLettered)
 	gauge(ch, gwInFlight, float64(st.InFlight))
 	gauge(ch, gwParked, float64(st.Parked))
 	counter(ch, gwBadAcks, st.BadAcks)
