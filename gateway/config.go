@@ -47,6 +47,17 @@ type Config struct {
 	// RedeliveryBackoffMax caps the wait of RedeliveryBackoff; 0 means
 	// 30s (or RedeliveryBackoff, if that is longer).
 	RedeliveryBackoffMax time.Duration
+	// MaxInFlight bounds the event batches the gateway has out at the
+	// workers at once (published, neither acknowledged nor failed); more
+	// wait at the gateway, in order, and cost no delivery. The bound
+	// (the in-flight window) is halved, or cut to the batches still out if
+	// that is less, when a delivery times out (at most once per
+	// EventTimeout, not below 16), and grows back by one per final ack
+	// while batches wait. Keep it below what the workers hold
+	// at once (worker concurrency plus backlog, over all workers) so that
+	// a burst waits here instead of being dropped by the workers and
+	// redelivered. 0 means 1024.
+	MaxInFlight int
 	// DeadLetterPolicy is what happens to the client of a dead-lettered
 	// batch: DeadLetterContinue (its later events are delivered as if
 	// the batch had been acknowledged without actions) or
@@ -196,6 +207,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.EventTimeout <= 0 {
 		c.EventTimeout = 3 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
 	}
 	if c.MaxDeliveries <= 0 {
 		c.MaxDeliveries = 5
@@ -362,6 +376,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDeliveries < 0 {
 		return errors.New("gateway: max_deliveries must not be negative")
+	}
+	if c.MaxInFlight < 0 {
+		return errors.New("gateway: max_in_flight must not be negative")
 	}
 	if c.RedeliveryBackoffMax > 0 && c.RedeliveryBackoffMax < c.RedeliveryBackoff {
 		return fmt.Errorf("gateway: redelivery_backoff_max %v is shorter than redelivery_backoff %v", c.RedeliveryBackoffMax, c.RedeliveryBackoff)

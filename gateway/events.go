@@ -21,14 +21,17 @@ type delivery struct {
 	id     uint64
 	c      *conn
 	events []bus.Event
-	// attempt is the number of the latest delivery (1 for the first),
-	// deadline (unix nanoseconds) is when it times out or, while
-	// backoff is set, when the batch is published again. worker is the
-	// worker of the latest nack or progress ack. All guarded by
-	// Server.infMu.
+	// The fields below are guarded by Server.infMu. attempt is the
+	// number of the latest delivery (1 for the first); again says the
+	// next publish is a new delivery (attempt+1). deadline (unix
+	// nanoseconds) is, by state, when the delivery out times out or when
+	// the back-off ends. worker is the worker of the latest nack or
+	// progress ack.
 	attempt  uint32
+	again    bool
+	sent     bool // published at least once
+	state    deliveryState
 	deadline int64
-	backoff  bool
 	parked   bool // no worker was subscribed
 	worker   string
 	// published is when the latest attempt was published (unix
@@ -76,11 +79,11 @@ func (s *Server) dispatchLocked(c *conn) {
 	d := &delivery{id: s.nextDelivery.Add(1), c: c, events: events, attempt: 1}
 	c.inflight = d
 	s.infMu.Lock()
-	d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
 	s.inflight[d.id] = d
+	s.queueLocked(d)
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
 	s.infMu.Unlock()
-	s.stats.eventsSent.Add(1)
-	s.publish(d, 1)
+	s.send(sends)
 }
 
 var encodePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -153,9 +156,13 @@ func (s *Server) onAck(m *nats.Msg) {
 	}
 	if ack.Progress {
 		// A worker has the batch: its deadline moves, and a redelivery
-		// waiting in back-off is called off.
+		// waiting in back-off or in the window's queue is called off.
+		if d.state != deliveryOut {
+			d.state = deliveryOut
+			d.again = false
+			s.outstanding++
+		}
 		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
-		d.backoff = false
 		if d.worker != ack.Worker {
 			d.worker = strings.Clone(ack.Worker)
 		}
@@ -163,9 +170,15 @@ func (s *Server) onAck(m *nats.Msg) {
 		return
 	}
 	delete(s.inflight, id)
+	s.releaseLocked(d)
+	if len(s.queue) > 0 && s.window < float64(s.cfg.MaxInFlight) {
+		s.window++ // batches wait for room and the workers keep up: open the window
+	}
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
 	unpark := s.parked
 	s.parked = nil
 	s.infMu.Unlock()
+	s.send(sends)
 	s.recordAck(d, ack.Worker)
 
 	c := d.c
@@ -191,33 +204,35 @@ func (s *Server) acked(c *conn, d *delivery) {
 // subscribed to the events subject.
 func (s *Server) park(id uint64) {
 	s.infMu.Lock()
-	defer s.infMu.Unlock()
 	d := s.inflight[id]
 	if d == nil || d.parked {
+		s.infMu.Unlock()
 		return
 	}
+	s.releaseLocked(d)
 	d.parked = true
 	delete(s.inflight, id)
 	s.parked = append(s.parked, d)
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
+	s.infMu.Unlock()
+	s.send(sends)
 }
 
+// resume publishes parked batches again (as the same attempt: the parked
+// publish reached nobody), through the in-flight window.
 func (s *Server) resume(ds []*delivery) {
 	if len(ds) == 0 {
 		return
 	}
-	deadline := time.Now().Add(s.cfg.EventTimeout).UnixNano()
-	attempts := make([]uint32, len(ds))
 	s.infMu.Lock()
-	for i, d := range ds {
+	for _, d := range ds {
 		d.parked = false
-		d.deadline = deadline
 		s.inflight[d.id] = d
-		attempts[i] = d.attempt
+		s.queueLocked(d)
 	}
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
 	s.infMu.Unlock()
-	for i, d := range ds {
-		s.publish(d, attempts[i])
-	}
+	s.send(sends)
 }
 
 // applyActions applies a worker's actions to c, in order, then calls done.

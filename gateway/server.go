@@ -45,10 +45,16 @@ type Server struct {
 	interest  *interest
 
 	// The in-flight event batches, guarded by infMu.
-	infMu        sync.Mutex
-	inflight     map[uint64]*delivery
-	parked       []*delivery
-	lastProbe    time.Time
+	infMu     sync.Mutex
+	inflight  map[uint64]*delivery
+	parked    []*delivery
+	lastProbe time.Time
+	// The in-flight window (redelivery.go): batches out at the workers,
+	// the window's size, its FIFO queue, when it was last halved.
+	outstanding  int
+	window       float64
+	queue        []*delivery
+	lastCut      int64
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
@@ -105,8 +111,13 @@ type Stats struct {
 	DeadLettered uint64 `json:"dead_lettered"`
 	InFlight     int    `json:"in_flight"` // batches waiting for an ack
 	Parked       int    `json:"parked"`    // batches waiting for any worker to appear
-	BadAcks      uint64 `json:"bad_acks"`
-	BadCommands  uint64 `json:"bad_commands"`
+	// Window is the in-flight window: the most event batches out at the
+	// workers at once (at most MaxInFlight; halved when deliveries time
+	// out). Queued are the batches of InFlight waiting for room in it.
+	Window      int    `json:"window"`
+	Queued      int    `json:"queued"`
+	BadAcks     uint64 `json:"bad_acks"`
+	BadCommands uint64 `json:"bad_commands"`
 	// Throttled counts the messages over a rate limit, by policy (drop,
 	// close, force_close, close_ip, force_close_ip).
 	Throttled map[string]uint64 `json:"throttled"`
@@ -155,6 +166,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		id:       clientid.NewGateway(),
 		log:      cfg.Logger,
 		inflight: make(map[uint64]*delivery),
+		window:   float64(cfg.MaxInFlight),
 		quit:     make(chan struct{}),
 	}
 	s.lim = newLimits(&s.cfg)
@@ -433,6 +445,12 @@ func (s *Server) Stats() Stats {
 	}
 	s.infMu.Lock()
 	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
+	st.Window = int(s.window)
+	for _, d := range s.inflight {
+		if d.state == deliveryQueued {
+			st.Queued++
+		}
+	}
 	s.infMu.Unlock()
 	s.moreStats(&st)
 	st.Interest = s.InterestStats()
