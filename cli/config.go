@@ -114,12 +114,14 @@ type WorkerConfig struct {
 type GatewayConfig struct {
 	Shards       int      `yaml:"shards"`
 	EventTimeout Duration `yaml:"event_timeout"`
-	// MaxDeliveries, RedeliveryBackoff, RedeliveryBackoffMax and
-	// DeadLetterPolicy: see the gateway.Config fields of the same names.
+	// MaxDeliveries, RedeliveryBackoff, RedeliveryBackoffMax,
+	// DeadLetterPolicy and MaxInFlight: see the gateway.Config fields of
+	// the same names.
 	MaxDeliveries        int      `yaml:"max_deliveries"`
 	RedeliveryBackoff    Duration `yaml:"redelivery_backoff"`
 	RedeliveryBackoffMax Duration `yaml:"redelivery_backoff_max"`
 	DeadLetterPolicy     string   `yaml:"dead_letter_policy"`
+	MaxInFlight          int      `yaml:"max_in_flight"`
 	MaxBatch             int      `yaml:"max_batch"`
 	MaxPendingEvents     int      `yaml:"max_pending_events"`
 	MaxPendingBytes      int      `yaml:"max_pending_bytes"`
@@ -192,6 +194,7 @@ func DefaultConfig(app string) Config {
 			RedeliveryBackoff:    Duration(time.Second),
 			RedeliveryBackoffMax: Duration(30 * time.Second),
 			DeadLetterPolicy:     gateway.DeadLetterContinue,
+			MaxInFlight:          1024,
 			MaxBatch:             64,
 			MaxPendingEvents:     1024,
 			MaxPendingBytes:      4 << 20,

@@ -25,6 +25,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		RedeliveryBackoff:    time.Duration(g.RedeliveryBackoff),
 		RedeliveryBackoffMax: time.Duration(g.RedeliveryBackoffMax),
 		DeadLetterPolicy:     g.DeadLetterPolicy,
+		MaxInFlight:          g.MaxInFlight,
 		MaxBatch:             g.MaxBatch,
 		MaxPendingEvents:     g.MaxPendingEvents,
 		MaxPendingBytes:      g.MaxPendingBytes,
