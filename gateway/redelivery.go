@@ -50,7 +50,8 @@ const (
 type resend struct {
 	d       *delivery
 	attempt uint32
-	first   bool // its first publish
+	first   bool // its first publish: counted in Stats.EventsSent
+	again   bool // a redelivery or a probe: counted in Stats.Redelivered
 }
 
 // givenUp is a batch the gateway gives up on.
@@ -82,14 +83,17 @@ func (s *Server) pumpLocked(nowNs int64, sends []resend) []resend {
 		if d.state != deliveryQueued || s.inflight[d.id] != d {
 			continue
 		}
-		if d.again {
+		again := d.again
+		if again {
 			d.attempt++
 			d.again = false
 		}
 		d.state = deliveryOut
 		d.deadline = nowNs + int64(s.cfg.EventTimeout)
 		s.outstanding++
-		sends = append(sends, resend{d: d, attempt: d.attempt, first: !d.sent})
+		// A batch resumed after it was parked goes out as the same
+		// attempt and is counted neither way.
+		sends = append(sends, resend{d: d, attempt: d.attempt, first: !d.sent, again: again})
 		d.sent = true
 	}
 	if len(s.queue) == 0 {
@@ -110,9 +114,10 @@ func (s *Server) releaseLocked(d *delivery) {
 // send publishes what pumpLocked took off the queue.
 func (s *Server) send(sends []resend) {
 	for _, r := range sends {
-		if r.first {
+		switch {
+		case r.first:
 			s.stats.eventsSent.Add(1)
-		} else {
+		case r.again:
 			s.stats.redelivered.Add(1)
 		}
 		s.publish(r.d, r.attempt)
@@ -170,7 +175,7 @@ func (s *Server) redeliverExpired(now time.Time) {
 		d.deadline = nowNs + int64(s.cfg.EventTimeout)
 		s.outstanding++
 		s.inflight[d.id] = d
-		sends = append(sends, resend{d: d, attempt: d.attempt})
+		sends = append(sends, resend{d: d, attempt: d.attempt, again: true})
 	}
 	sends = s.pumpLocked(nowNs, sends)
 	s.infMu.Unlock()
