@@ -15,14 +15,14 @@ import (
 // TestConnectBurstSends: a burst of 300 clients connects to a gateway
 // whose one worker is far smaller than the burst: it holds 4 running + 16
 // waiting batches and drops the rest, which the gateway must redeliver
-// (the proportions of the defaults: 1024 in flight per gateway, 64 × 2 +
-// 16 × 128 per worker process on 2 cores). With the in-flight window below
-// what the worker holds, the burst waits at the gateway: every event is
-// handled once and at most 1.2 batches are published per event (measured
-// 1.00). With a window 3 × too large, it halves on the first timeouts:
-// every event is still handled, none is dead-lettered, and the sends stay
-// bounded (measured 1.31; the gateway without a window, redelivering at
-// each timeout: 2.40).
+// (the proportions of the defaults: 1024 in flight per gateway, 128 + 16 ×
+// 128 per worker process on 2 cores). With the in-flight window below what
+// the worker holds, the burst waits at the gateway: every event is handled
+// once and at most 1.2 batches are published per event (measured 1.00).
+// With a window 3 × too large, it is cut on the first timeouts: every
+// event is still handled, none is dead-lettered, and the sends stay
+// bounded (measured 1.17–1.18; the same gateway without a window and
+// redelivering at each timeout, as before: 2.51–2.61).
 func TestConnectBurstSends(t *testing.T) {
 	for _, tc := range []struct {
 		window   int
@@ -33,7 +33,11 @@ func TestConnectBurstSends(t *testing.T) {
 }
 
 func connectBurst(t *testing.T, window int, maxRatio float64) {
-	cfg := Config{EventTimeout: 150 * time.Millisecond, RedeliveryBackoff: 50 * time.Millisecond, MaxInFlight: window}
+	connectBurstCfg(t, Config{EventTimeout: 400 * time.Millisecond, RedeliveryBackoff: 100 * time.Millisecond, MaxInFlight: window}, maxRatio)
+}
+
+// connectBurstCfg runs the burst against a gateway configured by cfg.
+func connectBurstCfg(t *testing.T, cfg Config, maxRatio float64) {
 	const clients = 300
 	nc := testBus(t)
 	var mu sync.Mutex
