@@ -23,9 +23,10 @@ type Config struct {
 	// Shards is the number of connection shards (and flusher goroutines);
 	// 0 means GOMAXPROCS.
 	Shards int
-	// EventTimeout is how long a batch of events may go without an ack or a
-	// progress report before it is delivered again to another worker; 0
-	// means 3s.
+	// EventTimeout is how long a delivery of a batch of events may go
+	// without an ack or a progress report before it has failed: the batch
+	// is delivered again, to any worker, after RedeliveryBackoff; 0 means
+	// 3s.
 	EventTimeout time.Duration
 	// MaxDeliveries bounds how many times one batch of events is
 	// published to the workers, the first time included. When its last
