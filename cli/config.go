@@ -112,8 +112,26 @@ type WorkerConfig struct {
 
 // GatewayConfig is the `gateway` section: see gateway.Config.
 type GatewayConfig struct {
-	Shards       int      `yaml:"shards"`
-	EventTimeout Duration `yaml:"event_timeout"`
+	Shards            int      `yaml:"shards"`
+	EventTimeout      Duration `yaml:"event_timeout"`
+	MaxBatch          int      `yaml:"max_batch"`
+	MaxPendingEvents  int      `yaml:"max_pending_events"`
+	MaxPendingBytes   int      `yaml:"max_pending_bytes"`
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	CloseTimeout      Duration `yaml:"close_timeout"`
+	DrainWindow       Duration `yaml:"drain_window"`
+	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
+	MaxConns          int      `yaml:"max_conns"`
+	MaxConnsPerIP     int      `yaml:"max_conns_per_ip"`
+	MaxNewConnsPerSec int      `yaml:"max_new_conns_per_sec"`
+	MaxIPs            int      `yaml:"max_ips"`
+	MaxGroups         int      `yaml:"max_groups"`
+	// MaxInterestSubjects: see gateway.Config.MaxInterestSubjects.
+	MaxInterestSubjects int `yaml:"max_interest_subjects"`
+	// IPRateLimit is the message budget of one remote IP over all its
+	// connections: see gateway.Config.IPRateLimit.
+	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
+
 	// MaxDeliveries, RedeliveryBackoff, RedeliveryBackoffMax,
 	// DeadLetterPolicy and MaxInFlight: see the gateway.Config fields of
 	// the same names.
@@ -122,23 +140,6 @@ type GatewayConfig struct {
 	RedeliveryBackoffMax Duration `yaml:"redelivery_backoff_max"`
 	DeadLetterPolicy     string   `yaml:"dead_letter_policy"`
 	MaxInFlight          int      `yaml:"max_in_flight"`
-	MaxBatch             int      `yaml:"max_batch"`
-	MaxPendingEvents     int      `yaml:"max_pending_events"`
-	MaxPendingBytes      int      `yaml:"max_pending_bytes"`
-	HeartbeatInterval    Duration `yaml:"heartbeat_interval"`
-	CloseTimeout         Duration `yaml:"close_timeout"`
-	DrainWindow          Duration `yaml:"drain_window"`
-	HandshakeTimeout     Duration `yaml:"handshake_timeout"`
-	MaxConns             int      `yaml:"max_conns"`
-	MaxConnsPerIP        int      `yaml:"max_conns_per_ip"`
-	MaxNewConnsPerSec    int      `yaml:"max_new_conns_per_sec"`
-	MaxIPs               int      `yaml:"max_ips"`
-	MaxGroups            int      `yaml:"max_groups"`
-	// MaxInterestSubjects: see gateway.Config.MaxInterestSubjects.
-	MaxInterestSubjects int `yaml:"max_interest_subjects"`
-	// IPRateLimit is the message budget of one remote IP over all its
-	// connections: see gateway.Config.IPRateLimit.
-	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
 }
 
 // RateLimitConfig is a message budget: see gateway.RateLimit.
@@ -189,22 +190,23 @@ func DefaultConfig(app string) Config {
 		NATS:   NATSConfig{MaxPayload: 8 << 20},
 		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},
 		Gateway: GatewayConfig{
-			EventTimeout:         Duration(3 * time.Second),
+			EventTimeout:        Duration(3 * time.Second),
+			MaxBatch:            64,
+			MaxPendingEvents:    1024,
+			MaxPendingBytes:     4 << 20,
+			HeartbeatInterval:   Duration(time.Second),
+			CloseTimeout:        Duration(5 * time.Second),
+			HandshakeTimeout:    Duration(10 * time.Second),
+			MaxIPs:              gateway.DefaultMaxIPs,
+			IPRateLimit:         RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
+			MaxGroups:           1024,
+			MaxInterestSubjects: gateway.DefaultMaxInterestSubjects,
+
 			MaxDeliveries:        5,
 			RedeliveryBackoff:    Duration(time.Second),
 			RedeliveryBackoffMax: Duration(30 * time.Second),
 			DeadLetterPolicy:     gateway.DeadLetterContinue,
 			MaxInFlight:          1024,
-			MaxBatch:             64,
-			MaxPendingEvents:     1024,
-			MaxPendingBytes:      4 << 20,
-			HeartbeatInterval:    Duration(time.Second),
-			CloseTimeout:         Duration(5 * time.Second),
-			HandshakeTimeout:     Duration(10 * time.Second),
-			MaxIPs:               gateway.DefaultMaxIPs,
-			IPRateLimit:          RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
-			MaxGroups:            1024,
-			MaxInterestSubjects:  gateway.DefaultMaxInterestSubjects,
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),

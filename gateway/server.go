@@ -45,18 +45,20 @@ type Server struct {
 	interest  *interest
 
 	// The in-flight event batches, guarded by infMu.
-	infMu     sync.Mutex
-	inflight  map[uint64]*delivery
-	parked    []*delivery
-	lastProbe time.Time
-	// The in-flight window (redelivery.go): batches out at the workers,
-	// the window's size, its FIFO queue, when it was last halved.
-	outstanding  int
-	window       float64
-	queue        []*delivery
-	lastCut      int64
+	infMu        sync.Mutex
+	inflight     map[uint64]*delivery
+	parked       []*delivery
+	lastProbe    time.Time
 	nextDelivery atomic.Uint64
 	ackPrefix    string
+
+	// The in-flight window (redelivery.go), guarded by infMu: batches out
+	// at the workers, the window's size, its FIFO queue, when it was last
+	// cut (unix nanoseconds).
+	outstanding int
+	window      float64
+	queue       []*delivery
+	lastCut     int64
 
 	stats   stats
 	lim     *limits
@@ -71,20 +73,21 @@ type Server struct {
 
 // stats are the gateway's counters; see Stats.
 type stats struct {
-	accepted     atomic.Uint64
-	closes       [reasonCount]atomic.Uint64
-	eventsSent   atomic.Uint64
-	redelivered  atomic.Uint64
+	accepted    atomic.Uint64
+	closes      [reasonCount]atomic.Uint64
+	eventsSent  atomic.Uint64
+	redelivered atomic.Uint64
+	badAcks     atomic.Uint64
+	badCommands atomic.Uint64
+	throttled   [policyCount]atomic.Uint64
+	refused     [refusalCount]atomic.Uint64
+	ackLatency  latencyHistogram // event batch publish → final ack
+	workers     workerTable      // final acks by worker id
+	dropped     [len(queuePolicies)]atomic.Uint64
+
 	timeouts     atomic.Uint64 // deliveries without an ack in time
 	nacks        atomic.Uint64
 	deadLettered atomic.Uint64
-	badAcks      atomic.Uint64
-	badCommands  atomic.Uint64
-	throttled    [policyCount]atomic.Uint64
-	refused      [refusalCount]atomic.Uint64
-	ackLatency   latencyHistogram // event batch publish → final ack
-	workers      workerTable      // final acks by worker id
-	dropped      [len(queuePolicies)]atomic.Uint64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -101,23 +104,10 @@ type Stats struct {
 	Closes      map[string]uint64 `json:"closes"`      // by CloseReason name
 	EventsSent  uint64            `json:"events_sent"` // event batches published (first attempts)
 	Redelivered uint64            `json:"redelivered"` // event batches published again
-	// TimedOut counts the deliveries of event batches that got neither a
-	// final ack nor progress within EventTimeout.
-	TimedOut uint64 `json:"timed_out"`
-	// Nacked counts the deliveries a worker refused (an Ack with nack).
-	Nacked uint64 `json:"nacked"`
-	// DeadLettered counts the event batches given up after MaxDeliveries
-	// and published on the dead-letter subject.
-	DeadLettered uint64 `json:"dead_lettered"`
-	InFlight     int    `json:"in_flight"` // batches waiting for an ack
-	Parked       int    `json:"parked"`    // batches waiting for any worker to appear
-	// Window is the in-flight window: the most event batches out at the
-	// workers at once (at most MaxInFlight; halved when deliveries time
-	// out). Queued are the batches of InFlight waiting for room in it.
-	Window      int    `json:"window"`
-	Queued      int    `json:"queued"`
-	BadAcks     uint64 `json:"bad_acks"`
-	BadCommands uint64 `json:"bad_commands"`
+	InFlight    int               `json:"in_flight"`   // batches waiting for an ack
+	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
+	BadAcks     uint64            `json:"bad_acks"`
+	BadCommands uint64            `json:"bad_commands"`
 	// Throttled counts the messages over a rate limit, by policy (drop,
 	// close, force_close, close_ip, force_close_ip).
 	Throttled map[string]uint64 `json:"throttled"`
@@ -144,6 +134,19 @@ type Stats struct {
 	// Dropped counts the messages dropped at a connection's queue bound,
 	// by queue policy name (see QueueDisconnect).
 	Dropped map[string]uint64 `json:"dropped"`
+	// TimedOut counts the deliveries of event batches that got neither a
+	// final ack nor progress within EventTimeout.
+	TimedOut uint64 `json:"timed_out"`
+	// Nacked counts the deliveries a worker refused (an Ack with nack).
+	Nacked uint64 `json:"nacked"`
+	// DeadLettered counts the event batches given up after MaxDeliveries
+	// and published on the dead-letter subject.
+	DeadLettered uint64 `json:"dead_lettered"`
+	// Window is the in-flight window: the most event batches out at the
+	// workers at once (at most MaxInFlight; cut when deliveries time
+	// out). Queued are the batches of InFlight waiting for room in it.
+	Window int `json:"window"`
+	Queued int `json:"queued"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -408,19 +411,18 @@ func (s *Server) inFlight() int {
 // Stats returns a snapshot of the gateway's counters.
 func (s *Server) Stats() Stats {
 	st := Stats{
-		Gateway:      s.id,
-		Connections:  s.connCount(),
-		Accepted:     s.stats.accepted.Load(),
-		Closes:       make(map[string]uint64, reasonCount),
-		EventsSent:   s.stats.eventsSent.Load(),
-		Redelivered:  s.stats.redelivered.Load(),
-		TimedOut:     s.stats.timeouts.Load(),
-		Nacked:       s.stats.nacks.Load(),
-		DeadLettered: s.stats.deadLettered.Load(),
-		BadAcks:      s.stats.badAcks.Load(),
-		BadCommands:  s.stats.badCommands.Load(),
-		Dropped:      s.droppedStats(),
+		Gateway:     s.id,
+		Connections: s.connCount(),
+		Accepted:    s.stats.accepted.Load(),
+		Closes:      make(map[string]uint64, reasonCount),
+		EventsSent:  s.stats.eventsSent.Load(),
+		Redelivered: s.stats.redelivered.Load(),
+		BadAcks:     s.stats.badAcks.Load(),
+		BadCommands: s.stats.badCommands.Load(),
+		Dropped:     s.droppedStats(),
 	}
+	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()
+	st.DeadLettered = s.stats.deadLettered.Load()
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
 	}
