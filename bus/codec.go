@@ -93,6 +93,9 @@ func walk(msg []byte, fn func(f field) error) error {
 		if n < 0 {
 			return fmt.Errorf("%w: tag: %v", ErrMalformed, protowire.ParseError(n))
 		}
+		if num > protowire.MaxValidNumber {
+			return fmt.Errorf("%w: field number %d out of range", ErrMalformed, num)
+		}
 		msg = msg[n:]
 		f := field{num: num, typ: typ}
 		switch typ {

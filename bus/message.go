@@ -1,7 +1,10 @@
 package bus
 
-// Version is the bus protocol version carried in EventBatch and Command.
-const Version = 1
+// Version is the bus protocol version carried in EventBatch, Command and
+// DeadLetter. Version 2 added Ack nacks, bounded redelivery and dead
+// letters, and declared the HTTPRequest fields bytes (the same wire
+// format as version 1's strings); a gateway accepts commands of either.
+const Version = 2
 
 // EventType says what happened to a client.
 type EventType int32
@@ -166,7 +169,9 @@ type Event struct {
 	TimeUnixMs  int64
 }
 
-// HTTPRequest is a WebSocket upgrade request as seen by the gateway.
+// HTTPRequest is a WebSocket upgrade request as seen by the gateway. Its
+// strings hold the raw bytes the client sent, not necessarily UTF-8; on
+// the wire they are bytes fields.
 type HTTPRequest struct {
 	Method  string
 	Path    string
@@ -175,18 +180,28 @@ type HTTPRequest struct {
 	Host    string
 }
 
-// Header is one HTTP header line.
+// Header is one HTTP header line, raw bytes (see HTTPRequest).
 type Header struct {
 	Name  string
 	Value string
 }
 
-// Ack is a worker's answer to an EventBatch.
+// Ack is a worker's answer to an EventBatch: a progress report
+// (Progress), a final ack with the actions to apply, or a nack (Nack)
+// that refuses the delivery so that the gateway publishes the batch again
+// at once (or dead-letters it after its last delivery).
 type Ack struct {
 	Delivery uint64
 	Progress bool
 	Actions  []Action
 	Worker   string
+	Nack     bool
+	// Attempt is, in a nack, the EventBatch.Attempt refused; 0 means
+	// unknown (the batch could not be decoded). A gateway ignores a nack
+	// of an attempt other than its latest.
+	Attempt uint32
+	// Error says, in a nack, why.
+	Error string
 }
 
 // Action is a change a worker asks for on the batch's own client.
@@ -239,6 +254,23 @@ type Reply struct {
 type ClientSession struct {
 	Client  string
 	Session []byte
+}
+
+// Dead-letter reasons, DeadLetter.Reason.
+const (
+	DeadLetterTimeout = "timeout" // the last delivery got no final ack in time
+	DeadLetterNack    = "nack"    // a worker nacked the last delivery
+)
+
+// DeadLetter is what a gateway publishes on Subjects.DeadLetter when it
+// gives up on an event batch after its last delivery.
+type DeadLetter struct {
+	Version    uint32
+	Batch      EventBatch // as last published; Attempt is the deliveries made
+	Reason     string     // DeadLetterTimeout or DeadLetterNack
+	Error      string     // the nack's error, if any
+	Worker     string     // the worker of the last nack or progress ack, if any
+	TimeUnixMs int64
 }
 
 // Heartbeat announces a gateway on the bus.

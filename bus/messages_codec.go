@@ -25,6 +25,11 @@ func AppendEventBatch(b []byte, m *EventBatch) []byte {
 // m alias buf.
 func DecodeEventBatch(buf []byte, m *EventBatch) error {
 	*m = EventBatch{}
+	return mergeEventBatch(buf, m)
+}
+
+// mergeEventBatch decodes buf into m without resetting it.
+func mergeEventBatch(buf []byte, m *EventBatch) error {
 	return walk(buf, func(f field) error {
 		switch f.num {
 		case 1:
@@ -39,7 +44,7 @@ func DecodeEventBatch(buf []byte, m *EventBatch) error {
 			if err := f.want(protowire.BytesType); err != nil {
 				return err
 			}
-			return DecodeClientState(f.b, &m.State)
+			return mergeClientState(f.b, &m.State)
 		case 6:
 			if err := f.want(protowire.BytesType); err != nil {
 				return err
@@ -79,6 +84,12 @@ func AppendClientState(b []byte, s *ClientState) []byte {
 // DecodeClientState decodes buf into s, which is reset first.
 func DecodeClientState(buf []byte, s *ClientState) error {
 	*s = ClientState{}
+	return mergeClientState(buf, s)
+}
+
+// mergeClientState decodes buf into s without resetting it: a message
+// field that occurs twice is merged, as protobuf decoders do.
+func mergeClientState(buf []byte, s *ClientState) error {
 	return walk(buf, func(f field) error {
 		switch f.num {
 		case 1:
@@ -145,7 +156,9 @@ func decodeEvent(buf []byte, e *Event) error {
 			if err := f.want(protowire.BytesType); err != nil {
 				return err
 			}
-			e.Request = &HTTPRequest{}
+			if e.Request == nil {
+				e.Request = &HTTPRequest{}
+			}
 			return decodeHTTPRequest(f.b, e.Request)
 		case 5:
 			return f.str(&e.CloseReason)
@@ -221,6 +234,9 @@ func AppendAck(b []byte, m *Ack) []byte {
 		})
 	}
 	b = appendString(b, 4, m.Worker)
+	b = appendBool(b, 5, m.Nack)
+	b = appendVarint(b, 6, uint64(m.Attempt))
+	b = appendString(b, 7, m.Error)
 	return b
 }
 
@@ -263,6 +279,12 @@ func DecodeAck(buf []byte, m *Ack) error {
 			return err
 		case 4:
 			return f.str(&m.Worker)
+		case 5:
+			return f.boolean(&m.Nack)
+		case 6:
+			return f.u32(&m.Attempt)
+		case 7:
+			return f.str(&m.Error)
 		}
 		return nil
 	})
@@ -371,8 +393,10 @@ func DecodeReply(buf []byte, m *Reply) error {
 			if err := f.want(protowire.BytesType); err != nil {
 				return err
 			}
-			m.State = &ClientState{}
-			return DecodeClientState(f.b, m.State)
+			if m.State == nil {
+				m.State = &ClientState{}
+			}
+			return mergeClientState(f.b, m.State)
 		case 8:
 			return f.bytes(&m.Session)
 		case 9:
@@ -430,6 +454,43 @@ func DecodeHeartbeat(buf []byte, m *Heartbeat) error {
 			return f.i64(&m.StartedUnixMs)
 		case 5:
 			return f.u64(&m.Clients)
+		}
+		return nil
+	})
+}
+
+// AppendDeadLetter appends the encoding of m to b.
+func AppendDeadLetter(b []byte, m *DeadLetter) []byte {
+	b = appendVarint(b, 1, uint64(m.Version))
+	b = appendMessage(b, 2, func(b []byte) []byte { return AppendEventBatch(b, &m.Batch) })
+	b = appendString(b, 3, m.Reason)
+	b = appendString(b, 4, m.Error)
+	b = appendString(b, 5, m.Worker)
+	b = appendVarint(b, 6, uint64(m.TimeUnixMs))
+	return b
+}
+
+// DecodeDeadLetter decodes buf into m, which is reset first. Byte fields
+// alias buf.
+func DecodeDeadLetter(buf []byte, m *DeadLetter) error {
+	*m = DeadLetter{}
+	return walk(buf, func(f field) error {
+		switch f.num {
+		case 1:
+			return f.u32(&m.Version)
+		case 2:
+			if err := f.want(protowire.BytesType); err != nil {
+				return err
+			}
+			return mergeEventBatch(f.b, &m.Batch)
+		case 3:
+			return f.str(&m.Reason)
+		case 4:
+			return f.str(&m.Error)
+		case 5:
+			return f.str(&m.Worker)
+		case 6:
+			return f.i64(&m.TimeUnixMs)
 		}
 		return nil
 	})

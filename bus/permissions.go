@@ -63,18 +63,19 @@ func Permissions(s Subjects, role Role) *server.Permissions {
 	)
 	switch role {
 	case RoleGateway:
-		pub = []string{s.Events(), s.Heartbeat()}
+		pub = []string{s.Events(), s.Heartbeat(), s.DeadLetter()}
 		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
 		pub = append(apiPub, ack)
-		sub = []string{eventsQueue, s.Heartbeat(), s.Inbox(role) + ".>"}
+		// Dead letters carry events, which workers see anyway.
+		sub = []string{eventsQueue, s.Heartbeat(), s.DeadLetter(), s.Inbox(role) + ".>"}
 	case RoleAPI:
 		pub = apiPub
 		sub = []string{s.Heartbeat(), s.Inbox(role) + ".>"}
 	case RoleNode:
-		pub = append([]string{s.Events(), s.Heartbeat()}, append(apiPub, ack)...)
-		sub = append(slices.Clone(gwSub), eventsQueue, s.Inbox(role)+".>")
+		pub = append([]string{s.Events(), s.Heartbeat(), s.DeadLetter()}, append(apiPub, ack)...)
+		sub = append(slices.Clone(gwSub), eventsQueue, s.DeadLetter(), s.Inbox(role)+".>")
 		responses = true
 	default:
 		return nil

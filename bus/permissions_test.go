@@ -60,6 +60,8 @@ func subjectRules(s bus.Subjects) (families map[string][]permRule, wildcards []p
 		"Query":        {{subject: s.Query(), pub: callers, sub: gwOnly, qsub: gwOnly}},
 		"Heartbeat":    {{subject: s.Heartbeat(), pub: gwOnly, sub: everyone, qsub: everyone}},
 		"Inbox":        inboxes,
+		"DeadLetter": {{subject: s.DeadLetter(), pub: gwOnly,
+			sub: []bus.Role{bus.RoleWorker, bus.RoleNode}, qsub: []bus.Role{bus.RoleWorker, bus.RoleNode}}},
 	}
 	p := s.Prefix
 	wildcards = []permRule{

@@ -45,7 +45,7 @@ func (s Subjects) Cmd(gateway string) string { return s.Prefix + ".gw." + gatewa
 
 // Broadcast is where SendToAll is published, and sends to more than
 // MaxRoutedNames uids or groups; every gateway subscribes. Gateways also
-// accept sends to any uids or groups and UnGroup here (protocol version 1
+// accept sends to any uids or groups and UnGroup here (publishers from
 // before interest routing).
 func (s Subjects) Broadcast() string { return s.Prefix + ".bcast" }
 
@@ -87,6 +87,11 @@ func Token(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return "h" + hex.EncodeToString(sum[:])
 }
+
+// DeadLetter is where gateways publish a DeadLetter for each event batch
+// they gave up on (delivered the most times allowed, never acknowledged).
+// Nobody has to subscribe: it is for whoever observes or replays them.
+func (s Subjects) DeadLetter() string { return s.Prefix + ".deadletter" }
 
 // Query is where scatter-gather queries are published; every gateway replies.
 func (s Subjects) Query() string { return s.Prefix + ".query" }

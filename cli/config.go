@@ -149,6 +149,15 @@ type GatewayConfig struct {
 	// IPRateLimit is the message budget of one remote IP over all its
 	// connections: see gateway.Config.IPRateLimit.
 	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
+
+	// MaxDeliveries, RedeliveryBackoff, RedeliveryBackoffMax,
+	// DeadLetterPolicy and MaxInFlight: see the gateway.Config fields of
+	// the same names.
+	MaxDeliveries        int      `yaml:"max_deliveries"`
+	RedeliveryBackoff    Duration `yaml:"redelivery_backoff"`
+	RedeliveryBackoffMax Duration `yaml:"redelivery_backoff_max"`
+	DeadLetterPolicy     string   `yaml:"dead_letter_policy"`
+	MaxInFlight          int      `yaml:"max_in_flight"`
 }
 
 // RateLimitConfig is a message budget: see gateway.RateLimit.
@@ -216,6 +225,12 @@ func DefaultConfig(app string) Config {
 			IPRateLimit:         RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
 			MaxGroups:           1024,
 			MaxInterestSubjects: gateway.DefaultMaxInterestSubjects,
+
+			MaxDeliveries:        5,
+			RedeliveryBackoff:    Duration(time.Second),
+			RedeliveryBackoffMax: Duration(30 * time.Second),
+			DeadLetterPolicy:     gateway.DeadLetterContinue,
+			MaxInFlight:          1024,
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(2 * time.Second),

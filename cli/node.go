@@ -41,6 +41,12 @@ func (c Config) gatewayConfig() gateway.Config {
 		},
 		MaxGroups:           g.MaxGroups,
 		MaxInterestSubjects: g.MaxInterestSubjects,
+
+		MaxDeliveries:        g.MaxDeliveries,
+		RedeliveryBackoff:    time.Duration(g.RedeliveryBackoff),
+		RedeliveryBackoffMax: time.Duration(g.RedeliveryBackoffMax),
+		DeadLetterPolicy:     g.DeadLetterPolicy,
+		MaxInFlight:          g.MaxInFlight,
 	}
 }
 

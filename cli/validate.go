@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
@@ -314,6 +315,15 @@ func (v *validator) limits() {
 	case "", "drop", "close", "force_close", "close_ip", "force_close_ip":
 	default:
 		v.bad("gateway.ip_rate_limit.policy", "%q is not drop, close, force_close, close_ip or force_close_ip", p)
+	}
+	switch p := v.c.Gateway.DeadLetterPolicy; p {
+	case "", gateway.DeadLetterContinue, gateway.DeadLetterClose:
+	default:
+		v.bad("gateway.dead_letter_policy", "%q is not %s or %s", p, gateway.DeadLetterContinue, gateway.DeadLetterClose)
+	}
+	if g := v.c.Gateway; g.RedeliveryBackoffMax > 0 && g.RedeliveryBackoffMax < g.RedeliveryBackoff {
+		v.bad("gateway.redelivery_backoff_max", "%v is shorter than gateway.redelivery_backoff (%v)",
+			time.Duration(g.RedeliveryBackoffMax), time.Duration(g.RedeliveryBackoff))
 	}
 }
 

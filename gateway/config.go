@@ -23,10 +23,49 @@ type Config struct {
 	// Shards is the number of connection shards (and flusher goroutines);
 	// 0 means GOMAXPROCS.
 	Shards int
-	// EventTimeout is how long a batch of events may go without an ack or a
-	// progress report before it is delivered again to another worker; 0
-	// means 3s.
+	// EventTimeout is how long a delivery of a batch of events may go
+	// without an ack or a progress report before it has failed: the batch
+	// is delivered again, to any worker, after RedeliveryBackoff; 0 means
+	// 3s.
 	EventTimeout time.Duration
+	// MaxDeliveries bounds how many times one batch of events is
+	// published to the workers, the first time included. When its last
+	// delivery gets no final ack within EventTimeout, or is nacked, the
+	// gateway gives up on it: it publishes a bus.DeadLetter on the
+	// subject bus.Subjects.DeadLetter, logs a warning, counts it in
+	// Stats.DeadLettered and goes on with the client's next events (see
+	// DeadLetterPolicy). A publish answered by "no responders" (no worker
+	// subscribed: the batch is parked) does not count. 0 means 5.
+	MaxDeliveries int
+	// RedeliveryBackoff is how long a batch whose delivery timed out
+	// waits before it is published again; the wait doubles with each
+	// further timeout of the batch, up to RedeliveryBackoffMax, and each
+	// wait is drawn at random between half and all of that (jitter: the
+	// batches that timed out together come back spread out). A progress
+	// ack during the wait cancels the redelivery; a nack skips the wait.
+	// 0 means 1s.
+	RedeliveryBackoff time.Duration
+	// RedeliveryBackoffMax caps the wait of RedeliveryBackoff; 0 means
+	// 30s (or RedeliveryBackoff, if that is longer).
+	RedeliveryBackoffMax time.Duration
+	// MaxInFlight bounds the event batches the gateway has out at the
+	// workers at once (published, neither acknowledged nor failed); more
+	// wait at the gateway, in order, and cost no delivery. The bound
+	// (the in-flight window) is halved, or cut to the batches still out if
+	// that is less, when a delivery times out (at most once per
+	// EventTimeout, not below 16), and grows back by one per final ack
+	// while batches wait. Keep it below what the workers hold
+	// at once (worker concurrency plus backlog, over all workers) so that
+	// a burst waits here instead of being dropped by the workers and
+	// redelivered. 0 means 1024.
+	MaxInFlight int
+	// DeadLetterPolicy is what happens to the client of a dead-lettered
+	// batch: DeadLetterContinue (its later events are delivered as if
+	// the batch had been acknowledged without actions) or
+	// DeadLetterClose (it is also closed, gracefully, with reason
+	// event_failed, WebSocket close code 1011; its later events and its
+	// close event still follow). "" means DeadLetterContinue.
+	DeadLetterPolicy string
 	// MaxBatch is the most events sent to a worker in one batch; 0 means 64.
 	MaxBatch int
 	// MaxPendingEvents and MaxPendingBytes bound the events a client may
@@ -102,6 +141,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The values of Config.DeadLetterPolicy.
+const (
+	DeadLetterContinue = "continue"
+	DeadLetterClose    = "close"
+)
+
 // ListenerConfig configures one client listener.
 type ListenerConfig struct {
 	// Name identifies the listener in client info, logs and metrics; ""
@@ -174,6 +219,21 @@ func (c *Config) applyDefaults() {
 	}
 	if c.EventTimeout <= 0 {
 		c.EventTimeout = 3 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = 5
+	}
+	if c.RedeliveryBackoff <= 0 {
+		c.RedeliveryBackoff = time.Second
+	}
+	if c.RedeliveryBackoffMax <= 0 {
+		c.RedeliveryBackoffMax = max(30*time.Second, c.RedeliveryBackoff)
+	}
+	if c.DeadLetterPolicy == "" {
+		c.DeadLetterPolicy = DeadLetterContinue
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 64
@@ -322,8 +382,23 @@ func (c Config) Validate() error {
 	if c.MaxInterestSubjects < 0 {
 		return errors.New("gateway: max_interest_subjects must not be negative")
 	}
-	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 {
+	if c.EventTimeout < 0 || c.HeartbeatInterval < 0 || c.CloseTimeout < 0 || c.DrainWindow < 0 || c.HandshakeTimeout < 0 ||
+		c.RedeliveryBackoff < 0 || c.RedeliveryBackoffMax < 0 {
 		return errors.New("gateway: durations must not be negative")
+	}
+	if c.MaxDeliveries < 0 {
+		return errors.New("gateway: max_deliveries must not be negative")
+	}
+	if c.MaxInFlight < 0 {
+		return errors.New("gateway: max_in_flight must not be negative")
+	}
+	if c.RedeliveryBackoffMax > 0 && c.RedeliveryBackoffMax < c.RedeliveryBackoff {
+		return fmt.Errorf("gateway: redelivery_backoff_max %v is shorter than redelivery_backoff %v", c.RedeliveryBackoffMax, c.RedeliveryBackoff)
+	}
+	switch c.DeadLetterPolicy {
+	case "", DeadLetterContinue, DeadLetterClose:
+	default:
+		return fmt.Errorf("gateway: dead_letter_policy: %q is not continue or close", c.DeadLetterPolicy)
 	}
 	return c.validateLimits()
 }

@@ -13,15 +13,27 @@ import (
 )
 
 // delivery is one batch of a client's events on its way to a worker. It is
-// in Server.inflight until a final ack arrives; a batch without ack or
-// progress for EventTimeout is published again (at-least-once).
+// in Server.inflight until a final ack arrives or the gateway gives up on
+// it (dead letter); a delivery without ack or progress for EventTimeout
+// counts as failed and the batch is published again after a back-off
+// (at-least-once), at most MaxDeliveries times in all. See redelivery.go.
 type delivery struct {
-	id       uint64
-	c        *conn
-	events   []bus.Event
+	id     uint64
+	c      *conn
+	events []bus.Event
+	// The fields below are guarded by Server.infMu. attempt is the
+	// number of the latest delivery (1 for the first); again says the
+	// next publish is a new delivery (attempt+1). deadline (unix
+	// nanoseconds) is, by state, when the delivery out times out or when
+	// the back-off ends. worker is the worker of the latest nack or
+	// progress ack.
 	attempt  uint32
-	deadline int64 // unix nanoseconds; guarded by Server.infMu
-	parked   bool  // no worker was subscribed; guarded by Server.infMu
+	again    bool
+	sent     bool // published at least once
+	state    deliveryState
+	deadline int64
+	parked   bool // no worker was subscribed
+	worker   string
 	// published is when the latest attempt was published (unix
 	// nanoseconds), for Stats.AckLatency.
 	published atomic.Int64
@@ -67,31 +79,37 @@ func (s *Server) dispatchLocked(c *conn) {
 	d := &delivery{id: s.nextDelivery.Add(1), c: c, events: events, attempt: 1}
 	c.inflight = d
 	s.infMu.Lock()
-	d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
 	s.inflight[d.id] = d
+	s.queueLocked(d)
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
 	s.infMu.Unlock()
-	s.stats.eventsSent.Add(1)
-	s.publish(d)
+	s.send(sends)
 }
 
 var encodePool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// publish encodes d with c's current state and publishes it to the workers.
-// A failed publish is retried by the redelivery timer.
-func (s *Server) publish(d *delivery) {
+// batchOf returns batch d as attempt, with c's current state.
+func (s *Server) batchOf(d *delivery, attempt uint32) bus.EventBatch {
 	c := d.c
 	c.sh.mu.Lock()
 	st := c.snapshot(s.id, bus.FieldAll)
 	c.sh.mu.Unlock()
-	batch := bus.EventBatch{
+	return bus.EventBatch{
 		Version:  bus.Version,
 		Gateway:  s.id,
 		Delivery: d.id,
 		Client:   c.id(s.id),
 		State:    st,
 		Events:   d.events,
-		Attempt:  d.attempt,
+		Attempt:  attempt,
 	}
+}
+
+// publish encodes d as its delivery number attempt, with c's current
+// state, and publishes it to the workers. A failed publish counts as a
+// delivery that timed out.
+func (s *Server) publish(d *delivery, attempt uint32) {
+	batch := s.batchOf(d, attempt)
 	bp := encodePool.Get().(*[]byte)
 	buf := bus.AppendEventBatch((*bp)[:0], &batch)
 	d.published.Store(time.Now().UnixNano())
@@ -125,6 +143,10 @@ func (s *Server) onAck(m *nats.Msg) {
 		s.log.Warn("malformed ack dropped", "err", err)
 		return
 	}
+	if ack.Nack {
+		s.nacked(id, &ack)
+		return
+	}
 	s.infMu.Lock()
 	d := s.inflight[id]
 	if d == nil {
@@ -134,7 +156,17 @@ func (s *Server) onAck(m *nats.Msg) {
 		return
 	}
 	if ack.Progress {
+		// A worker has the batch: its deadline moves, and a redelivery
+		// waiting in back-off or in the window's queue is called off.
+		if d.state != deliveryOut {
+			d.state = deliveryOut
+			d.again = false
+			s.outstanding++
+		}
 		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
+		if d.worker != ack.Worker {
+			d.worker = strings.Clone(ack.Worker)
+		}
 		s.infMu.Unlock()
 		// A worker flushing its handler's actions before an API call:
 		// they apply now, in order, before the rest of the batch's.
@@ -142,9 +174,15 @@ func (s *Server) onAck(m *nats.Msg) {
 		return
 	}
 	delete(s.inflight, id)
+	s.releaseLocked(d)
+	if len(s.queue) > 0 && s.window < float64(s.cfg.MaxInFlight) {
+		s.window++ // batches wait for room and the workers keep up: open the window
+	}
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
 	unpark := s.parked
 	s.parked = nil
 	s.infMu.Unlock()
+	s.send(sends)
 	s.recordAck(d, ack.Worker)
 
 	c := d.c
@@ -182,65 +220,35 @@ func (s *Server) acked(c *conn, d *delivery) {
 // subscribed to the events subject.
 func (s *Server) park(id uint64) {
 	s.infMu.Lock()
-	defer s.infMu.Unlock()
 	d := s.inflight[id]
 	if d == nil || d.parked {
+		s.infMu.Unlock()
 		return
 	}
+	s.releaseLocked(d)
 	d.parked = true
 	delete(s.inflight, id)
 	s.parked = append(s.parked, d)
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
+	s.infMu.Unlock()
+	s.send(sends)
 }
 
+// resume publishes parked batches again (as the same attempt: the parked
+// publish reached nobody), through the in-flight window.
 func (s *Server) resume(ds []*delivery) {
 	if len(ds) == 0 {
 		return
 	}
-	deadline := time.Now().Add(s.cfg.EventTimeout).UnixNano()
 	s.infMu.Lock()
 	for _, d := range ds {
 		d.parked = false
-		d.deadline = deadline
 		s.inflight[d.id] = d
+		s.queueLocked(d)
 	}
+	sends := s.pumpLocked(time.Now().UnixNano(), nil)
 	s.infMu.Unlock()
-	for _, d := range ds {
-		s.publish(d)
-	}
-}
-
-// redeliverExpired publishes again every batch whose deadline passed, and
-// while batches are parked, probes once a second with one of them whether
-// a worker has appeared.
-func (s *Server) redeliverExpired(now time.Time) {
-	var again []*delivery
-	nowNs := now.UnixNano()
-	deadline := now.Add(s.cfg.EventTimeout).UnixNano()
-	s.infMu.Lock()
-	for _, d := range s.inflight {
-		if d.deadline <= nowNs {
-			d.deadline = deadline
-			d.attempt++
-			again = append(again, d)
-		}
-	}
-	if len(s.parked) > 0 && now.Sub(s.lastProbe) >= time.Second {
-		s.lastProbe = now
-		d := s.parked[0]
-		s.parked = s.parked[1:]
-		if len(s.parked) == 0 {
-			s.parked = nil
-		}
-		d.parked = false
-		d.deadline = deadline
-		s.inflight[d.id] = d
-		again = append(again, d)
-	}
-	s.infMu.Unlock()
-	for _, d := range again {
-		s.stats.redelivered.Add(1)
-		s.publish(d)
-	}
+	s.send(sends)
 }
 
 // applyActions applies a worker's actions to c, in order, then calls done.

@@ -17,6 +17,7 @@ const (
 	ReasonShutdown                           // the gateway is stopping
 	ReasonThrottled                          // over a message rate limit with a close policy
 	ReasonIdleTimeout                        // nothing received for idle_timeout
+	ReasonEventFailed                        // an event batch was dead-lettered (DeadLetterPolicy close)
 	reasonCount
 )
 
@@ -25,6 +26,7 @@ var reasonNames = [reasonCount]string{
 	"protocol_error", "slow_consumer", "event_backlog", "rejected", "shutdown",
 	"throttled",
 	"idle_timeout",
+	"event_failed",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -50,6 +52,8 @@ func (r CloseReason) wsCode() int {
 		return 1013
 	case ReasonShutdown, ReasonIdleTimeout:
 		return 1001
+	case ReasonEventFailed:
+		return 1011
 	default:
 		return 1000
 	}

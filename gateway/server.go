@@ -53,6 +53,14 @@ type Server struct {
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
+	// The in-flight window (redelivery.go), guarded by infMu: batches out
+	// at the workers, the window's size, its FIFO queue, when it was last
+	// cut (unix nanoseconds).
+	outstanding int
+	window      float64
+	queue       []*delivery
+	lastCut     int64
+
 	stats   stats
 	lim     *limits
 	started time.Time
@@ -77,6 +85,10 @@ type stats struct {
 	ackLatency  latencyHistogram // event batch publish → final ack
 	workers     workerTable      // final acks by worker id
 	dropped     [len(queuePolicies)]atomic.Uint64
+
+	timeouts     atomic.Uint64 // deliveries without an ack in time
+	nacks        atomic.Uint64
+	deadLettered atomic.Uint64
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -124,6 +136,19 @@ type Stats struct {
 	// by queue policy name (see QueueDisconnect); pongs and heartbeat
 	// pings dropped there count too.
 	Dropped map[string]uint64 `json:"dropped"`
+	// TimedOut counts the deliveries of event batches that got neither a
+	// final ack nor progress within EventTimeout.
+	TimedOut uint64 `json:"timed_out"`
+	// Nacked counts the deliveries a worker refused (an Ack with nack).
+	Nacked uint64 `json:"nacked"`
+	// DeadLettered counts the event batches given up after MaxDeliveries
+	// and published on the dead-letter subject.
+	DeadLettered uint64 `json:"dead_lettered"`
+	// Window is the in-flight window: the most event batches out at the
+	// workers at once (at most MaxInFlight; cut when deliveries time
+	// out). Queued are the batches of InFlight waiting for room in it.
+	Window int `json:"window"`
+	Queued int `json:"queued"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -146,6 +171,7 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		id:       clientid.NewGateway(),
 		log:      cfg.Logger,
 		inflight: make(map[uint64]*delivery),
+		window:   float64(cfg.MaxInFlight),
 		quit:     make(chan struct{}),
 	}
 	s.lim = newLimits(&s.cfg)
@@ -388,6 +414,8 @@ func (s *Server) Stats() Stats {
 		BadCommands: s.stats.badCommands.Load(),
 		Dropped:     s.droppedStats(),
 	}
+	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()
+	st.DeadLettered = s.stats.deadLettered.Load()
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
 	}
@@ -412,6 +440,12 @@ func (s *Server) Stats() Stats {
 	}
 	s.infMu.Lock()
 	st.InFlight, st.Parked = len(s.inflight), len(s.parked)
+	st.Window = int(s.window)
+	for _, d := range s.inflight {
+		if d.state == deliveryQueued {
+			st.Queued++
+		}
+	}
 	s.infMu.Unlock()
 	s.moreStats(&st)
 	st.Interest = s.InterestStats()
@@ -419,7 +453,7 @@ func (s *Server) Stats() Stats {
 }
 
 // timers runs the gateway's periodic work: heartbeats, event redelivery
-// and probing for workers while batches are parked.
+// (redelivery.go) and probing for workers while batches are parked.
 func (s *Server) timers() {
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer hb.Stop()

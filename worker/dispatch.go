@@ -64,19 +64,28 @@ func (j *job) appendAck(b []byte, worker string) []byte {
 
 // onMsg is the subscription callback. NATS calls it for one message at a
 // time; it never blocks: the batch is decoded, then queued for the pool or,
-// when the backlog is full, dropped (the gateway redelivers it).
+// when the backlog is full, dropped (the gateway redelivers it after its
+// back-off: no nack, which would bring it back at once while the worker
+// is still behind). A batch that does not decode is nacked.
 func (w *Worker) onMsg(m *nats.Msg) {
 	j, err := newJob(m, time.Now())
 	if err != nil {
 		w.stats.malformed.Add(1)
-		w.log.Warn("malformed batch dropped", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		w.log.Warn("malformed batch nacked", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		if m.Reply != "" {
+			// The attempt is unknown (0): the gateway takes the nack for
+			// its latest delivery, publishes the batch again at once and
+			// dead-letters it after its last delivery.
+			w.nack(m.Reply, 0, 0, err.Error())
+		}
 		return
 	}
 	n := len(m.Data)
 	w.mu.Lock()
 	if w.closed {
-		// Stop gave up (abort): the gateway redelivers.
+		// Stop gave up (abort): another worker can take it now.
 		w.mu.Unlock()
+		w.nackAbandoned(j)
 		return
 	}
 	if w.waiting >= w.cfg.Backlog || (w.waiting > 0 && w.waitingBytes+n > w.cfg.BacklogBytes) {
@@ -141,6 +150,28 @@ func (w *Worker) runLoop() {
 	w.runners--
 	w.checkRunnersDoneLocked()
 	w.mu.Unlock()
+}
+
+// nack refuses delivery of a batch: its gateway publishes it again at
+// once (to any worker), or gives up on it after its last delivery.
+func (w *Worker) nack(reply string, delivery uint64, attempt uint32, reason string) {
+	ack := bus.AppendAck(nil, &bus.Ack{Delivery: delivery, Nack: true, Attempt: attempt, Error: reason, Worker: w.cfg.ID})
+	if err := w.nc.Publish(reply, ack); err != nil {
+		w.stats.ackErrors.Add(1)
+		return
+	}
+	w.stats.nacked.Add(1)
+}
+
+// nackAbandoned nacks j, a batch this worker will not run (Stop gave up),
+// so that another worker gets it without waiting for the gateway's
+// timeout. Only gateways of protocol version 2 or later understand a
+// nack (an older one would take it for an empty final ack): j's batch is
+// left to time out otherwise.
+func (w *Worker) nackAbandoned(j *job) {
+	if j.batch.Version >= 2 {
+		w.nack(j.msg.Reply, j.batch.Delivery, j.batch.Attempt, "worker stopping")
+	}
 }
 
 // publishAck sends the final Ack of j.

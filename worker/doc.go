@@ -16,8 +16,14 @@
 // Config.ProgressInterval; when it is done it answers with a final Ack that
 // carries the actions the handlers queued for the batch's client. A worker
 // that dies mid-batch stops answering, and the gateway redelivers the batch
-// to another worker after its timeout: a handler can therefore see an event
-// twice, and Context.Attempt then reports more than 1.
+// to another worker after its timeout and a back-off: a handler can
+// therefore see an event twice, and Context.Attempt then reports more than
+// 1. A batch that does not decode, and the batches that Stop abandons when
+// its deadline passes, are nacked: the gateway publishes them again at once
+// instead of waiting for the timeout. A gateway delivers a batch a bounded
+// number of times (gateway.Config.MaxDeliveries), then gives up on it
+// (dead letter, see docs/bus-protocol.md) and goes on with the client's
+// next events.
 //
 // # Actions
 //
@@ -41,7 +47,10 @@
 // batches (Config.BacklogBytes of payload) wait in the worker for a free
 // goroutine and are reported as in progress meanwhile. A batch that arrives
 // while the backlog is full is dropped and counted as Stats.Dropped ("slow
-// worker"); the gateway redelivers it after its timeout. A handler that
+// worker"); the gateway redelivers it after its timeout and back-off (it is
+// not nacked: that would bring it back at once while the worker is still
+// behind), and holds back its further batches meanwhile (its in-flight
+// window shrinks). A handler that
 // panics is recovered, logged with the stack and counted, and its batch is
 // acknowledged anyway, so that a poison event cannot loop between workers
 // forever.

@@ -11,6 +11,7 @@ type Stats struct {
 	Redelivered uint64 // of those, batches a gateway had delivered before (Attempt > 1)
 	Acked       uint64 // final Acks sent
 	Progress    uint64 // progress Acks sent
+	Nacked      uint64 // nacks sent: batches that did not decode, or that Stop abandoned
 
 	Connects          uint64 // events handled, by type
 	WebSocketConnects uint64
@@ -19,7 +20,7 @@ type Stats struct {
 	UnknownEvents     uint64 // events of a type this worker does not know: skipped
 
 	Panics    uint64 // handlers (and OnWorkerStart/Stop) that panicked
-	Malformed uint64 // messages that did not decode as a batch, or had no reply subject: dropped
+	Malformed uint64 // messages that did not decode as a batch (nacked), or had no reply subject (dropped)
 	Dropped   uint64 // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
 	Abandoned uint64 // batches not acknowledged because Stop's ctx expired
 	AckErrors uint64 // Acks the NATS connection refused (closed, reconnect buffer full)
@@ -31,7 +32,7 @@ type Stats struct {
 
 // counters are the atomic counters behind Stats.
 type counters struct {
-	batches, redelivered, acked, progress                         atomic.Uint64
+	batches, redelivered, acked, progress, nacked                 atomic.Uint64
 	connects, webSocketConnects, messages, closes, unknownEvents  atomic.Uint64
 	panics, malformed, dropped, natsDropped, abandoned, ackErrors atomic.Uint64
 }
@@ -47,6 +48,7 @@ func (w *Worker) Stats() Stats {
 	s.Redelivered = c.redelivered.Load()
 	s.Acked = c.acked.Load()
 	s.Progress = c.progress.Load()
+	s.Nacked = c.nacked.Load()
 	s.Connects = c.connects.Load()
 	s.WebSocketConnects = c.webSocketConnects.Load()
 	s.Messages = c.messages.Load()

@@ -361,16 +361,25 @@ func (w *Worker) Stop(ctx context.Context) error {
 }
 
 // abort gives up the batches in hand: nothing more is acknowledged or
-// reported in progress, and handlers' contexts are cancelled. It returns
-// how many batches were in hand.
+// reported in progress, they are nacked, and handlers' contexts are
+// cancelled. It returns how many batches were in hand.
 func (w *Worker) abort(sub *nats.Subscription) int {
 	w.mu.Lock()
 	w.aborted = true
 	n := len(w.inHand)
+	abandoned := make([]*job, 0, n)
+	for j := range w.inHand {
+		abandoned = append(abandoned, j)
+	}
 	clear(w.inHand)
 	w.closeQueueLocked()
 	w.mu.Unlock()
 	w.cancel()
+	// Their gateways need not wait for a timeout: nacked, they go to
+	// another worker at once.
+	for _, j := range abandoned {
+		w.nackAbandoned(j)
+	}
 	// Stop the drain: what NATS still holds for us is dropped, and the
 	// gateway redelivers it.
 	_ = sub.Unsubscribe()

@@ -238,8 +238,44 @@ func TestStopDeadlineAbandons(t *testing.T) {
 		t.Errorf("OnWorkerStop called %d times", n)
 	}
 	waitFor(t, 5*time.Second, "abandoned", func() bool { return w.Stats().Abandoned == 2 })
+	// Both are nacked, so that their gateway hands them to another worker
+	// at once; nothing is acked.
+	nacked := map[uint64]bool{}
+	for range 2 {
+		a := e.final()
+		if !a.Nack || a.Attempt != 1 || len(a.Actions) != 0 || a.Error == "" {
+			t.Errorf("answer to an abandoned batch: %+v, want a nack of attempt 1", a)
+		}
+		nacked[a.Delivery] = true
+	}
+	if !nacked[1] || !nacked[2] {
+		t.Errorf("nacked deliveries %v, want 1 and 2", nacked)
+	}
 	e.quiet(nc)
-	if s := w.Stats(); s.Acked != 0 || s.Busy != 0 || s.Waiting != 0 {
+	if s := w.Stats(); s.Acked != 0 || s.Nacked != 2 || s.Busy != 0 || s.Waiting != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestStopDeadlineVersion1: a batch from a gateway of protocol version 1,
+// which would take a nack for an empty final ack, is left to time out
+// when Stop abandons it.
+func TestStopDeadlineVersion1(t *testing.T) {
+	e := newEnv(t)
+	w, nc := e.start(worker.Config{}, worker.Handlers{
+		OnMessage: func(c *worker.Context, msg []byte) { <-c.Context().Done() },
+	})
+	b := batch(1, "c1", msgEvent("running"))
+	b.Version = 1
+	e.publish(b)
+	waitFor(t, 5*time.Second, "busy", func() bool { return w.Stats().Busy == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := w.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Stop: %v", err)
+	}
+	e.quiet(nc)
+	if s := w.Stats(); s.Abandoned != 1 || s.Nacked != 0 {
 		t.Errorf("stats %+v", s)
 	}
 }
@@ -345,12 +381,14 @@ func TestPanicRecovered(t *testing.T) {
 	}
 }
 
-// TestMalformedDropped: what does not decode as a batch is logged, counted
-// and dropped; the worker goes on.
-func TestMalformedDropped(t *testing.T) {
+// TestMalformedNacked: what does not decode as a batch is logged, counted
+// and nacked (attempt 0: unknown), so that its gateway can retry it and
+// dead-letter it; without a reply subject it is dropped. The worker goes
+// on.
+func TestMalformedNacked(t *testing.T) {
 	e := newEnv(t)
 	logs := &logBuffer{}
-	w, nc := e.start(worker.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}, worker.Handlers{})
+	w, nc := e.start(worker.Config{ID: "W", Logger: slog.New(slog.NewTextHandler(logs, nil))}, worker.Handlers{})
 	good := bus.AppendEventBatch(nil, batch(7, "c1", msgEvent("x")))
 	tests := []struct {
 		name  string
@@ -366,15 +404,24 @@ func TestMalformedDropped(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e.publishRaw(tt.data, tt.reply)
 			waitFor(t, 5*time.Second, "counted", func() bool { return w.Stats().Malformed == uint64(i+1) })
+			if tt.reply == "" {
+				return
+			}
+			if a := e.final(); !a.Nack || a.Attempt != 0 || a.Worker != "W" || !strings.Contains(a.Error, "malformed") {
+				t.Errorf("answer %+v, want a nack of attempt 0 with the error", a)
+			}
 		})
 	}
 	e.quiet(nc)
-	if !strings.Contains(logs.String(), "malformed batch dropped") {
+	if !strings.Contains(logs.String(), "malformed batch nacked") {
 		t.Errorf("not logged:\n%s", logs)
 	}
 	e.publish(batch(8, "c1", msgEvent("x")))
-	if a := e.final(); a.Delivery != 8 {
+	if a := e.final(); a.Delivery != 8 || a.Nack {
 		t.Errorf("ack %+v", a)
+	}
+	if s := w.Stats(); s.Nacked != 3 || s.Acked != 1 {
+		t.Errorf("stats %+v", s)
 	}
 }
 

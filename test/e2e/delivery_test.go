@@ -378,8 +378,9 @@ func TestCloseRightAfterMutations(t *testing.T) {
 // two workers handle it; the gateway applies the actions of the first
 // final ack only: the client gets one reply, and its next events follow.
 func TestRedeliveredBatchAppliedOnce(t *testing.T) {
-	cl := startCluster(t, clusterConfig{processes: true, eventTimeout: time.Second})
-	// Progress every 10s: the gateway hears nothing within its 1s timeout.
+	cl := startCluster(t, clusterConfig{processes: true, eventTimeout: time.Second, redeliveryBackoff: 50 * time.Millisecond})
+	// Progress every 10s: the gateway hears nothing within its 1s timeout
+	// (and redelivers within 100ms, back-off included, plus a tick).
 	cl.startWorker(t, "-id", "A", "-progress", "10s")
 	cl.startWorker(t, "-id", "B", "-progress", "10s")
 	for _, proto := range []string{"ws", "tcp"} {

@@ -96,6 +96,9 @@ type clusterConfig struct {
 	processes bool
 	// eventTimeout is gateway.Config.EventTimeout; 0 means the default.
 	eventTimeout time.Duration
+	// redeliveryBackoff is gateway.Config.RedeliveryBackoff; 0 means the
+	// default.
+	redeliveryBackoff time.Duration
 	// maxMessage is every listener's max_message; 0 means the default.
 	maxMessage int
 	// token is the HTTP API token; "" means none (loopback only).
@@ -141,9 +144,10 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 	cfg := node.Config{
 		Logger: testLogger(t),
 		Gateway: gateway.Config{
-			EventTimeout:     cc.eventTimeout,
-			MaxPendingEvents: cc.maxPendingEvents,
-			CloseTimeout:     cc.closeTimeout,
+			EventTimeout:      cc.eventTimeout,
+			RedeliveryBackoff: cc.redeliveryBackoff,
+			MaxPendingEvents:  cc.maxPendingEvents,
+			CloseTimeout:      cc.closeTimeout,
 			Listeners: []gateway.ListenerConfig{
 				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes,
 					PingInterval: cc.pingInterval, IdleTimeout: cc.idleTimeout},
