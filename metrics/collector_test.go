@@ -65,7 +65,7 @@ gatework_worker_events_acked_total{worker="w-1"} 7
 # TYPE gatework_http_requests_total counter
 gatework_http_requests_total{code="200",method="sendToAll"} 2
 gatework_http_requests_total{code="404",method="other"} 1
-# HELP gatework_http_auth_failures_total HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback).
+# HELP gatework_http_auth_failures_total HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback, host, origin).
 # TYPE gatework_http_auth_failures_total counter
 gatework_http_auth_failures_total{reason="scope"} 3
 # HELP gatework_bus_event_ack_seconds Time from publishing an event batch to the bus to its final ack (bus both ways plus the worker's handling).
