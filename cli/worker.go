@@ -161,7 +161,8 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
 		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
 		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
-		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()),
+		Name:   fmt.Sprintf("gatework-worker-%d", os.Getpid()),
+		Errors: bus.NewAsyncErrors(log.With("component", "bus")),
 	})
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)

@@ -76,6 +76,7 @@ type stats struct {
 	ackLatency  latencyHistogram // event batch publish → final ack
 	workers     workerTable      // final acks by worker id
 	dropped     [len(queuePolicies)]atomic.Uint64
+	busSlow     atomic.Uint64 // slow consumers reported on the bus connection
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -122,6 +123,12 @@ type Stats struct {
 	// Dropped counts the messages dropped at a connection's queue bound,
 	// by queue policy name (see QueueDisconnect).
 	Dropped map[string]uint64 `json:"dropped"`
+	// BusSlowConsumers counts the slow consumers the NATS client reported
+	// on the gateway's bus connection since Start: each time one of its
+	// subscriptions (commands, broadcasts, queries, acks, uid and group
+	// subjects) fell behind its bound and the client began dropping its
+	// messages.
+	BusSlowConsumers uint64 `json:"bus_slow_consumers"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -195,7 +202,9 @@ func (s *Server) Start() error {
 	// query sees everything it published before (an UnGroup, then a
 	// count, counts without the group). The channel is the
 	// bound: when it is full the NATS client drops and reports a slow
-	// consumer (logged by the connection's error handler).
+	// consumer, which the gateway counts (Stats.BusSlowConsumers) before
+	// the connection's own error handler logs it.
+	s.countSlowConsumers()
 	cmds := make(chan *nats.Msg, cmdQueue)
 	subs := []struct {
 		subject string
@@ -341,6 +350,23 @@ func (s *Server) closeAll(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// countSlowConsumers puts a handler in front of the bus connection's
+// asynchronous error handler that counts slow consumers, then calls the
+// one it replaced (bus.Connect's logs them); without one, the gateway
+// logs them itself, rate-limited.
+func (s *Server) countSlowConsumers() {
+	next := s.nc.ErrorHandler()
+	if next == nil {
+		next = bus.NewAsyncErrors(s.log).Handle
+	}
+	s.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			s.stats.busSlow.Add(1)
+		}
+		next(nc, sub, err)
+	})
+}
+
 func (s *Server) stopBus() {
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe()
@@ -394,6 +420,8 @@ func (s *Server) Stats() Stats {
 		BadAcks:     s.stats.badAcks.Load(),
 		BadCommands: s.stats.badCommands.Load(),
 		Dropped:     s.droppedStats(),
+
+		BusSlowConsumers: s.stats.busSlow.Load(),
 	}
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
