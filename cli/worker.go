@@ -179,6 +179,9 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	w, err := worker.New(nc, a, worker.Config{
 		Prefix: spec.Prefix, Concurrency: spec.Concurrency,
 		Logger: log.With("app", app),
+		// This process only runs the worker: after a burst of events
+		// (a wave of connects), its memory goes back to the system.
+		ReleaseMemory: true,
 	}, *h)
 	if err != nil {
 		return err
