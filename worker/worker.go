@@ -94,8 +94,8 @@ type Config struct {
 	// released), at most once per 10 seconds. It acts on the whole
 	// process, so it is meant for a process that only runs the worker
 	// (gatework's worker processes set it); false, the zero value, leaves
-	// the memory to the Go runtime, which keeps a heap of about twice the
-	// peak it saw.
+	// the memory to the Go runtime, which keeps most of a burst's heap in
+	// the process and returns it only slowly.
 	ReleaseMemory bool
 	// Logger receives the worker's logs; nil means slog.Default().
 	Logger *slog.Logger
