@@ -36,6 +36,11 @@ type Options struct {
 	// InProcess, when set, connects to this in-process server without a
 	// socket (URL is then ignored).
 	InProcess *server.Server
+	// Errors handles the connection's asynchronous errors (slow
+	// consumers above all); nil means a new AsyncErrors logging to
+	// slog.Default(). A user of the connection can count its own with
+	// nats.Conn.ErrorHandler and SetErrorHandler, calling this one too.
+	Errors *AsyncErrors
 }
 
 // Connect dials the bus. The connection reconnects forever on its own.
@@ -48,6 +53,11 @@ func Connect(o Options) (*nats.Conn, error) {
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(3),
 	}
+	errs := o.Errors
+	if errs == nil {
+		errs = NewAsyncErrors(nil)
+	}
+	opts = append(opts, nats.ErrorHandler(errs.Handle))
 	if o.User != "" {
 		opts = append(opts, nats.UserInfo(o.User, o.Password))
 	}

@@ -185,6 +185,7 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
 		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
 		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()), InboxPrefix: inbox,
+		Errors: bus.NewAsyncErrors(log.With("component", "bus")),
 	})
 	if err != nil {
 		return fmt.Errorf("worker: %w", err)
@@ -206,6 +207,9 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		ID:     workerID,
 		Prefix: spec.Prefix, Concurrency: spec.Concurrency,
 		Logger: log.With("app", app),
+		// This process only runs the worker: after a burst of events
+		// (a wave of connects), its memory goes back to the system.
+		ReleaseMemory: true,
 	}, *h)
 	if err != nil {
 		return err

@@ -187,6 +187,12 @@ func (s *sock) close() { _ = s.nc.Close() }
 
 // closeWrite sends FIN but keeps reading, so that a peer still sending
 // does not get a reset that would destroy the close frame just written.
+//
+// The shutdown runs under the engine's lock of the socket and only while
+// it is open: the engine marks a socket closed under that lock before it
+// closes the descriptor, and once closed the descriptor number can belong
+// to a newly accepted client (a peer's FIN racing the linger used to cut
+// a stranger's connection right after its 101).
 func (s *sock) closeWrite() {
 	if s.tls != nil {
 		s.tls.closeNotify(s)
@@ -194,6 +200,11 @@ func (s *sock) closeWrite() {
 	rc, err := s.nc.SyscallConn()
 	if err != nil {
 		_ = s.nc.Close()
+		return
+	}
+	s.nc.Lock()
+	defer s.nc.Unlock()
+	if closed, _ := s.nc.IsClosed(); closed {
 		return
 	}
 	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })

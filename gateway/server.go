@@ -89,6 +89,7 @@ type stats struct {
 	timeouts     atomic.Uint64 // deliveries without an ack in time
 	nacks        atomic.Uint64
 	deadLettered atomic.Uint64
+	busSlow      atomic.Uint64 // slow consumers reported on the bus connection
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -149,6 +150,12 @@ type Stats struct {
 	// out). Queued are the batches of InFlight waiting for room in it.
 	Window int `json:"window"`
 	Queued int `json:"queued"`
+	// BusSlowConsumers counts the slow consumers the NATS client reported
+	// on the gateway's bus connection since Start: each time one of its
+	// subscriptions (commands, broadcasts, queries, acks, uid and group
+	// subjects) fell behind its bound and the client began dropping its
+	// messages.
+	BusSlowConsumers uint64 `json:"bus_slow_consumers"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -224,9 +231,10 @@ func (s *Server) Start() error {
 	// API sends in the order the handler made them, and a caller's query
 	// sees everything it published before (an UnGroup, then a count,
 	// counts without the group). The channel is the bound: when it is
-	// full the NATS client drops and reports a slow consumer (logged by
-	// the connection's error handler; a dropped batch's ack is made good
-	// by the redelivery).
+	// full the NATS client drops and reports a slow consumer (counted in
+	// Stats.BusSlowConsumers and logged by the connection's error handler;
+	// a dropped batch's ack is made good by the redelivery).
+	s.countSlowConsumers()
 	cmds := make(chan *nats.Msg, cmdQueue)
 	for _, subject := range []string{s.ackPrefix + "*", s.subj.Cmd(s.id), s.subj.Broadcast(), s.subj.Query()} {
 		sub, err := s.nc.ChanSubscribe(subject, cmds)
@@ -360,6 +368,23 @@ func (s *Server) closeAll(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// countSlowConsumers puts a handler in front of the bus connection's
+// asynchronous error handler that counts slow consumers, then calls the
+// one it replaced (bus.Connect's logs them); without one, the gateway
+// logs them itself, rate-limited.
+func (s *Server) countSlowConsumers() {
+	next := s.nc.ErrorHandler()
+	if next == nil {
+		next = bus.NewAsyncErrors(s.log).Handle
+	}
+	s.nc.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			s.stats.busSlow.Add(1)
+		}
+		next(nc, sub, err)
+	})
+}
+
 func (s *Server) stopBus() {
 	for _, sub := range s.subs {
 		_ = sub.Unsubscribe()
@@ -413,6 +438,8 @@ func (s *Server) Stats() Stats {
 		BadAcks:     s.stats.badAcks.Load(),
 		BadCommands: s.stats.badCommands.Load(),
 		Dropped:     s.droppedStats(),
+
+		BusSlowConsumers: s.stats.busSlow.Load(),
 	}
 	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()

@@ -96,6 +96,7 @@ var (
 	gwCmdsIn      = desc("gateway_bus_commands_received_total", "Commands the gateway received from the bus (its own subject, broadcasts, its uid and group subjects; queries not included).")
 	gwDupes       = desc("gateway_routed_duplicates_total", "Copies of a routed send (to several uids or groups, or caught while the gateway swaps to a wildcard subscription) dropped because the gateway had delivered it already.")
 	gwDropped     = desc("gateway_dropped_messages_total", "Outbound messages dropped at a connection's queue bound, by queue policy (drop_oldest, drop_newest; disconnect counts the message that closed the connection); pongs and heartbeat pings dropped there count too.", "policy")
+	gwBusSlow     = desc("gateway_bus_slow_consumers_total", "Slow consumers the NATS client reported on the gateway's bus connection: a subscription (commands, broadcasts, queries, acks, uid and group subjects) fell behind its bound and its messages began to be dropped.")
 	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout, tls_handshake).", "cause")
 	wkBatches     = desc("worker_batches_acked_total", "Event batches acknowledged, by worker id, as seen by this gateway.", "worker")
 	wkEvents      = desc("worker_events_acked_total", "Events in the batches acknowledged, by worker id, as seen by this gateway.", "worker")
@@ -113,7 +114,7 @@ var (
 	allDescs = []*prometheus.Desc{
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
 		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwTimedOut, gwNacked, gwDeadLetters, gwWindow, gwQueuedBatch, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
-		gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
+		gwBusSlow, gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
 	}
@@ -189,6 +190,7 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	gauge(ch, gwParked, float64(st.Parked))
 	counter(ch, gwBadAcks, st.BadAcks)
 	counter(ch, gwBadCmds, st.BadCommands)
+	counter(ch, gwBusSlow, st.BusSlowConsumers)
 	for id, w := range st.Workers {
 		counter(ch, wkBatches, w.Batches, id)
 		counter(ch, wkEvents, w.Events, id)

@@ -331,12 +331,14 @@ func (n *Node) startBus() error {
 
 // connect opens one bus connection named name, logging its outages.
 func (n *Node) connect(name string) (*nats.Conn, error) {
-	c, err := bus.Connect(n.busOptions(name))
+	log := n.log.With("conn", name)
+	o := n.busOptions(name)
+	o.Errors = bus.NewAsyncErrors(log)
+	c, err := bus.Connect(o)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.conns = append(n.conns, c)
-	log := n.log.With("conn", name)
 	c.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
 		if err != nil {
 			log.Warn("bus: disconnected", "err", err)

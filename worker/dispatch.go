@@ -110,46 +110,87 @@ func (w *Worker) onMsg(m *nats.Msg) {
 }
 
 // runLoop is one goroutine of the pool: it runs queued batches until the
-// queue is closed.
+// queue is closed, or until it found nothing to do for two progress
+// intervals (then the pool holds no goroutine, and no stack, for a worker
+// that went quiet; onMsg starts goroutines again on demand).
 func (w *Worker) runLoop() {
 	var ack []byte
-	for j := range w.queue {
-		w.mu.Lock()
-		w.waiting--
-		w.waitingBytes -= len(j.msg.Data)
-		aborted := w.aborted
-		if !aborted {
-			w.running++
-		}
-		w.mu.Unlock()
-		if aborted {
-			w.stats.abandoned.Add(1)
+	idle := time.NewTicker(2 * w.cfg.ProgressInterval)
+	defer idle.Stop()
+	worked := false
+	for {
+		var j *job
+		select {
+		case next, ok := <-w.queue:
+			if !ok {
+				w.mu.Lock()
+				w.runners--
+				w.checkRunnersDoneLocked()
+				w.mu.Unlock()
+				return
+			}
+			j = next
+		case <-idle.C:
+			if !worked && w.retireIdle() {
+				return
+			}
+			worked = false
 			continue
 		}
-
-		w.dispatch(j)
-		ack = j.appendAck(ack[:0], w.cfg.ID)
-
-		// Leave inHand before the Ack is published: the monitor publishes
-		// progress under mu, so no progress follows the final Ack.
-		w.mu.Lock()
-		delete(w.inHand, j)
-		w.running--
-		aborted = w.aborted
-		w.mu.Unlock()
-		if aborted {
-			w.stats.abandoned.Add(1)
-		} else {
-			w.publishAck(j, ack)
-		}
-		if cap(ack) > maxKeptBuffer {
-			ack = nil
-		}
+		worked = true
+		ack = w.run(j, ack)
 	}
+}
+
+// retireIdle takes an idle goroutine out of the pool, unless batches are
+// waiting for one. Deciding under mu, where onMsg counts the goroutines
+// before queueing a batch, means a batch is never left without one.
+func (w *Worker) retireIdle() bool {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waiting > 0 {
+		return false
+	}
 	w.runners--
 	w.checkRunnersDoneLocked()
+	return true
+}
+
+// run handles one batch taken from the queue and acknowledges it; ack is
+// the goroutine's encode buffer, returned for the next batch.
+func (w *Worker) run(j *job, ack []byte) []byte {
+	w.mu.Lock()
+	w.waiting--
+	w.waitingBytes -= len(j.msg.Data)
+	aborted := w.aborted
+	if !aborted {
+		w.running++
+	}
 	w.mu.Unlock()
+	if aborted {
+		w.stats.abandoned.Add(1)
+		return ack
+	}
+
+	w.dispatch(j)
+	ack = j.appendAck(ack[:0], w.cfg.ID)
+
+	// Leave inHand before the Ack is published: the monitor publishes
+	// progress under mu, so no progress follows the final Ack.
+	w.mu.Lock()
+	delete(w.inHand, j)
+	w.running--
+	aborted = w.aborted
+	w.mu.Unlock()
+	if aborted {
+		w.stats.abandoned.Add(1)
+	} else {
+		w.publishAck(j, ack)
+	}
+	if cap(ack) > maxKeptBuffer {
+		ack = nil
+	}
+	return ack
 }
 
 // nack refuses delivery of a batch: its gateway publishes it again at
@@ -252,6 +293,7 @@ func (w *Worker) monitor() {
 	defer t.Stop()
 	var buf []byte
 	var reported uint64
+	var rel releaser
 	for {
 		select {
 		case <-w.monStop:
@@ -259,8 +301,52 @@ func (w *Worker) monitor() {
 		case now := <-t.C:
 			buf = w.sendProgress(now, buf)
 			reported = w.reportDrops(reported)
+			if w.cfg.ReleaseMemory {
+				w.releaseIfIdle(&rel, now)
+			}
 		}
 	}
+}
+
+// releaseEvery is the least time between two releases of memory
+// (Config.ReleaseMemory).
+const releaseEvery = 10 * time.Second
+
+// freeOSMemory returns the free heap to the operating system; a variable
+// for the tests.
+var freeOSMemory = debug.FreeOSMemory
+
+// releaser is the monitor's record of Config.ReleaseMemory.
+type releaser struct {
+	seen     uint64    // batches taken at the previous tick
+	released uint64    // batches taken at the last release
+	last     time.Time // the last release
+}
+
+// releaseIfIdle returns the memory of a past burst to the operating system
+// when the worker has taken batches since the last release, none since the
+// previous tick, and holds none and no pool goroutine (see
+// Config.ReleaseMemory). The in-hand index is made anew too: a map keeps
+// the room of the most batches it ever held.
+func (w *Worker) releaseIfIdle(r *releaser, now time.Time) {
+	taken := w.stats.batches.Load()
+	quiet := taken == r.seen
+	r.seen = taken
+	if !quiet || taken == r.released || now.Sub(r.last) < releaseEvery {
+		return
+	}
+	w.mu.Lock()
+	idle := w.runners == 0 && w.waiting == 0 && len(w.inHand) == 0
+	if idle {
+		w.inHand = make(map[*job]struct{})
+	}
+	w.mu.Unlock()
+	if !idle {
+		return
+	}
+	freeOSMemory()
+	r.released, r.last = taken, now
+	w.stats.memoryReleases.Add(1)
 }
 
 // sendProgress publishes a progress Ack for every batch in hand for at

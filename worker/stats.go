@@ -25,6 +25,11 @@ type Stats struct {
 	Abandoned uint64 // batches not acknowledged because Stop's ctx expired
 	AckErrors uint64 // Acks the NATS connection refused (closed, reconnect buffer full)
 
+	// MemoryReleases counts the times the worker, idle after a burst,
+	// returned its free memory to the operating system
+	// (Config.ReleaseMemory).
+	MemoryReleases uint64
+
 	Busy    int // batches whose handlers run now
 	Waiting int // batches in hand waiting for a free goroutine
 	Pool    int // goroutines in the pool now (at most Config.Concurrency)
@@ -35,6 +40,7 @@ type counters struct {
 	batches, redelivered, acked, progress, nacked                 atomic.Uint64
 	connects, webSocketConnects, messages, closes, unknownEvents  atomic.Uint64
 	panics, malformed, dropped, natsDropped, abandoned, ackErrors atomic.Uint64
+	memoryReleases                                                atomic.Uint64
 }
 
 // Stats returns the worker's counters and gauges. It is cheap (atomic loads
@@ -59,5 +65,6 @@ func (w *Worker) Stats() Stats {
 	s.Dropped = c.dropped.Load() + c.natsDropped.Load()
 	s.Abandoned = c.abandoned.Load()
 	s.AckErrors = c.ackErrors.Load()
+	s.MemoryReleases = c.memoryReleases.Load()
 	return s
 }

@@ -67,8 +67,8 @@ type Config struct {
 	// Prefix is the bus subject prefix; "" means bus.DefaultPrefix.
 	Prefix string
 	// Concurrency is how many batches run at once in this process, each
-	// on a goroutine of a pool that grows on demand up to it; 0 means
-	// 64 × GOMAXPROCS.
+	// on a goroutine of a pool that grows on demand up to it (a goroutine
+	// idle for two ProgressIntervals exits); 0 means 64 × GOMAXPROCS.
 	Concurrency int
 	// Backlog is how many further batches may wait in the worker for a
 	// free goroutine (they are reported to the gateway as in progress);
@@ -88,6 +88,17 @@ type Config struct {
 	ProgressInterval time.Duration
 	// ID names the worker in logs and Acks; "" means a random id.
 	ID string
+	// ReleaseMemory, when true, hands the memory a burst of batches left
+	// behind back to the operating system once the worker is idle again:
+	// the first progress tick that finds no new batch since the previous
+	// one, none in hand and every pool goroutine gone runs
+	// debug.FreeOSMemory (a full collection, then the free heap is
+	// released), at most once per 10 seconds. It acts on the whole
+	// process, so it is meant for a process that only runs the worker
+	// (gatework's worker processes set it); false, the zero value, leaves
+	// the memory to the Go runtime, which keeps most of a burst's heap in
+	// the process and returns it only slowly.
+	ReleaseMemory bool
 	// Logger receives the worker's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
