@@ -6,11 +6,18 @@ import (
 )
 
 // TestBusSlowConsumerCounted makes the gateway's ack subscription a slow
-// consumer on a real embedded NATS (a pending limit of one message, then
-// bursts of acks) and checks that Stats counts it.
+// consumer on a real embedded NATS (an ordered command channel of one
+// message, then bursts of acks) and checks that Stats counts it.
 func TestBusSlowConsumerCounted(t *testing.T) {
 	nc := testBus(t)
-	s := startServer(t, nc, Config{Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}})
+	s, err := New(nc, Config{Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmdQueueLen = 1
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
 	if got := s.Stats().BusSlowConsumers; got != 0 {
 		t.Fatalf("BusSlowConsumers = %d before any burst", got)
@@ -18,9 +25,6 @@ func TestBusSlowConsumerCounted(t *testing.T) {
 	ackSub := s.subs[0]
 	if ackSub.Subject != s.ackPrefix+"*" {
 		t.Fatalf("subs[0] is %q, not the ack subscription", ackSub.Subject)
-	}
-	if err := ackSub.SetPendingLimits(1, 1<<20); err != nil {
-		t.Fatal(err)
 	}
 	pub := nc // the gateway's own connection: its messages come back through the server
 	deadline := time.Now().Add(5 * time.Second)

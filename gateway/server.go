@@ -19,7 +19,8 @@ import (
 	"github.com/gatework/gatework/internal/clientid"
 )
 
-// cmdQueue bounds the commands and broadcasts waiting to be executed.
+// cmdQueue bounds the acks, commands, broadcasts and queries waiting to be
+// executed (Server.cmdQueueLen; tests make it smaller).
 const cmdQueue = 1 << 16
 
 // quietEngine silences the socket engine's own logger: the gateway
@@ -42,6 +43,9 @@ type Server struct {
 
 	listeners []*listener
 	subs      []*nats.Subscription
+	// cmdQueueLen is the bound of the ordered command channel; 0 until
+	// Start means cmdQueue.
+	cmdQueueLen int
 	members   *bus.Membership
 	interest  *interest
 
@@ -235,16 +239,19 @@ func (s *Server) Start() error {
 	// Stats.BusSlowConsumers and logged by the connection's error handler;
 	// a dropped batch's ack is made good by the redelivery).
 	s.countSlowConsumers()
-	cmds := make(chan *nats.Msg, cmdQueue)
+	if s.cmdQueueLen == 0 {
+		s.cmdQueueLen = cmdQueue
+	}
+	cmds := make(chan *nats.Msg, s.cmdQueueLen)
 	for _, subject := range []string{s.ackPrefix + "*", s.subj.Cmd(s.id), s.subj.Broadcast(), s.subj.Query()} {
 		sub, err := s.nc.ChanSubscribe(subject, cmds)
 		if err != nil {
 			s.stopBus()
 			return fmt.Errorf("gateway: subscribe %s: %w", subject, err)
 		}
-		// Bounded: beyond these the NATS client drops messages and
-		// reports a slow consumer.
-		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		// Bounded by the channel: when it is full the NATS client drops
+		// the message and reports a slow consumer (pending limits do not
+		// apply to a channel subscription).
 		s.subs = append(s.subs, sub)
 	}
 	s.wg.Add(1)
