@@ -234,7 +234,7 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 		if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
 			l.PingInterval = gateway.DefaultPingInterval
 		}
-		if l.IdleTimeout == 0 && l.Protocol == "ws" {
+		if l.IdleTimeout == 0 && (l.Protocol == "ws" || l.Protocol == "udp") {
 			l.IdleTimeout = gateway.DefaultIdleTimeout
 		}
 		switch l.Protocol {
@@ -242,7 +242,15 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 			if l.MessageType == "" {
 				l.MessageType = "auto"
 			}
-		case "tcp":
+		case "tcp", "udp":
+			if l.Protocol == "udp" {
+				if l.Framing.Kind == "" {
+					l.Framing.Kind = framing.KindRaw
+				}
+				if l.MaxPeers == 0 {
+					l.MaxPeers = gateway.DefaultMaxPeers
+				}
+			}
 			if l.Framing.MaxMessage == 0 {
 				l.Framing.MaxMessage = l.MaxMessage
 			}
@@ -498,7 +506,7 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 // other protocol) from a listener, its framing and its tls, and an empty
 // framing.
 func pruneListener(l *yaml.Node) {
-	for _, sub := range []string{"framing", "tls"} {
+	for _, sub := range []string{"framing", "tls", "compression"} {
 		if f := mappingValue(l, sub); f != nil {
 			dropZero(f)
 		}
