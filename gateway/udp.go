@@ -297,7 +297,7 @@ func (l *listener) udpFrame(msg []byte) ([]byte, error) {
 	}
 	n := len(dst) - udpRecordHeader
 	if n > MaxDatagram {
-		return nil, fmt.Errorf("gateway: a datagram of %d bytes is over the UDP maximum of %d: %w", n, MaxDatagram, ErrDatagramTooLarge)
+		return nil, fmt.Errorf("%w: %d bytes, over the UDP maximum of %d", ErrDatagramTooLarge, n, MaxDatagram)
 	}
 	binary.BigEndian.PutUint16(dst, uint16(n))
 	return dst, nil
