@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -241,6 +242,11 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 		case "ws":
 			if l.MessageType == "" {
 				l.MessageType = "auto"
+			}
+			if z := &l.Compression; z.Enabled {
+				z.Level = cmp.Or(z.Level, gateway.DefaultCompressionLevel)
+				z.MinSize = cmp.Or(z.MinSize, gateway.DefaultMinCompress)
+				z.ClientMaxWindowBits = cmp.Or(z.ClientMaxWindowBits, 15)
 			}
 		case "tcp", "udp":
 			if l.Protocol == "udp" {
