@@ -116,12 +116,9 @@ func (f frame) String() string {
 // every server frame: no mask (§5.1), no reserved bit without an
 // extension (§5.2), control frames final and at most 125 bytes (§5.5),
 // a known opcode.
-func readFrame(r *bufio.Reader) (frame, error) { return readFrameExt(r, false) }
-
-// readFrameExt is readFrame on a connection that negotiated
-// permessage-deflate when deflate is set: RSV1 may then mark a data frame
+// With deflate (permessage-deflate negotiated) RSV1 may mark a data frame
 // compressed (RFC 7692 §6), never a control frame.
-func readFrameExt(r *bufio.Reader, deflate bool) (frame, error) {
+func readFrame(r *bufio.Reader, deflate bool) (frame, error) {
 	var h [2]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return frame{}, err
@@ -319,7 +316,7 @@ func (c *client) write(b []byte, chop bool) error {
 // next reads the next server frame.
 // A compressed one (RSV1) is inflated; its rsv stays 0x40.
 func (c *client) next() (frame, error) {
-	f, err := readFrameExt(c.br, c.deflate)
+	f, err := readFrame(c.br, c.deflate)
 	if err != nil || f.rsv == 0 {
 		return f, err
 	}
