@@ -102,11 +102,10 @@ func (l ListenerConfig) validateProtocolKeys(key func(string) string) error {
 // sender remove and the receiver add back.
 var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
 
-// negotiateDeflate answers a client's permessage-deflate offers (the
-// Sec-WebSocket-Extensions options, each passed to it in turn) for a
-// listener with compression cfg. It accepts the first valid offer and
-// records the window the gateway may use in *serverBits (0: no
-// compression).
+// deflateOffer answers a client's permessage-deflate offers (the
+// Sec-WebSocket-Extensions options, passed to negotiate in turn) for a
+// listener with compression cfg: it accepts the first valid offer and
+// records the window the gateway may use for its messages in serverBits.
 type deflateOffer struct {
 	cfg        Compression
 	serverBits uint8 // 0 until an offer is accepted

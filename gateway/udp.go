@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/framing"
@@ -100,24 +101,27 @@ func (e *udpEngine) start() (net.Addr, error) {
 // kernel truncates what does not fit).
 func (e *udpEngine) read() {
 	defer close(e.done)
-	buf := make([]byte, min(e.maxIn, MaxDatagramIn)+1)
+	buf := make([]byte, min(e.maxIn, maxDatagramIn)+1)
 	for {
 		n, from, err := e.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// ICMP errors (port unreachable after a send) surface here on
-			// some systems: they concern one peer, not the socket.
+			// Errors that concern one datagram or peer (such as ICMP
+			// errors on some systems) do not stop the listener; the pause
+			// keeps a persistent one from spinning.
+			e.l.s.log.Debug("udp read failed", "listener", e.l.cfg.Name, "err", err)
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		e.datagram(from, buf[:n])
 	}
 }
 
-// MaxDatagramIn is the largest datagram any UDP socket can receive (IPv6
+// maxDatagramIn is the largest datagram any UDP socket can receive (IPv6
 // without jumbograms: 65,535 - 8).
-const MaxDatagramIn = 65527
+const maxDatagramIn = 65527
 
 // datagram handles one datagram from from.
 func (e *udpEngine) datagram(from netip.AddrPort, d []byte) {
