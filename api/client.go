@@ -342,7 +342,10 @@ func clientCmd(op bus.Op, client string) bus.Command {
 // SendToClient publishes msg to the gateway that owns client and returns
 // once the bus has taken it; msg may be reused after the call. A client
 // that is not connected is skipped silently; a malformed id gives
-// ErrInvalidClient without touching the bus.
+// ErrInvalidClient without touching the bus. A message over
+// CheckedSendSize bytes waits for the gateway's answer instead, so that a
+// refusal by the client's listener (a UDP client takes at most one
+// datagram) is returned, as ErrInvalidArgument.
 func (c *Client) SendToClient(ctx context.Context, client string, msg []byte) error {
 	gw, err := gatewayOf(client)
 	if err != nil {
@@ -350,8 +353,21 @@ func (c *Client) SendToClient(ctx context.Context, client string, msg []byte) er
 	}
 	one := [1]string{client}
 	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: one[:], Data: msg}
+	if len(msg) > CheckedSendSize {
+		_, err := c.request(ctx, &cmd)
+		if errors.Is(err, errGatewayGone) {
+			return nil // its gateway is gone, so is the client: skipped
+		}
+		return err
+	}
 	return c.publish(ctx, c.cmdSubject(gw), &cmd)
 }
+
+// CheckedSendSize is the size above which SendToClient waits for the
+// gateway's answer: the largest UDP datagram (gateway.MaxDatagram, 65,507
+// bytes). Smaller ones are not waited for: a listener that cannot frame
+// one (a TCP length field too short for it) drops it.
+const CheckedSendSize = 65507
 
 // publishRouted publishes a send to names (uids or groups) where only the
 // gateways holding them receive it: on subject(name) for one distinct

@@ -308,9 +308,32 @@ func TestGatewayGone(t *testing.T) {
 			t.Errorf("%s = %v, want ErrNotFound", call.name, err)
 		}
 	}
-	// A send to a gone gateway is silently skipped.
-	if err := c.SendToClient(ctx, id, []byte("x")); err != nil {
-		t.Fatalf("SendToClient = %v", err)
+	// A send to a gone gateway is silently skipped, a large one too
+	// (which waits for an answer).
+	for _, n := range []int{1, api.CheckedSendSize + 1} {
+		if err := c.SendToClient(ctx, id, make([]byte, n)); err != nil {
+			t.Fatalf("SendToClient of %d bytes = %v", n, err)
+		}
+	}
+}
+
+// TestSendToClientChecked: a send over CheckedSendSize waits for the
+// gateway's answer and returns its refusal (a UDP client cannot take the
+// message); a smaller one is published without waiting.
+func TestSendToClientChecked(t *testing.T) {
+	b := newTestBus(t)
+	g := startFakeGW(t, b, gw1)
+	c := b.client(t, api.Config{})
+	ctx := context.Background()
+	id := g.add("")
+	g.set(func(g *fakeGW) { g.cmdCode = bus.ErrCodeInvalidRequest })
+	if err := c.SendToClient(ctx, id, make([]byte, api.CheckedSendSize)); err != nil {
+		t.Fatalf("a send of CheckedSendSize bytes = %v, want nil (not waited for)", err)
+	}
+	err := c.SendToClient(ctx, id, make([]byte, api.CheckedSendSize+1))
+	var ge *api.GatewayError
+	if !errors.Is(err, api.ErrInvalidArgument) || !errors.As(err, &ge) || ge.Op != "sendToClient" {
+		t.Fatalf("a larger send refused by the gateway = %v, want its invalid_request", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -273,7 +274,7 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 		if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
 			l.PingInterval = gateway.DefaultPingInterval
 		}
-		if l.IdleTimeout == 0 && l.Protocol == "ws" {
+		if l.IdleTimeout == 0 && (l.Protocol == "ws" || l.Protocol == "udp") {
 			l.IdleTimeout = gateway.DefaultIdleTimeout
 		}
 		switch l.Protocol {
@@ -281,7 +282,20 @@ func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig 
 			if l.MessageType == "" {
 				l.MessageType = "auto"
 			}
-		case "tcp":
+			if z := &l.Compression; z.Enabled {
+				z.Level = cmp.Or(z.Level, gateway.DefaultCompressionLevel)
+				z.MinSize = cmp.Or(z.MinSize, gateway.DefaultMinCompress)
+				z.ClientMaxWindowBits = cmp.Or(z.ClientMaxWindowBits, 15)
+			}
+		case "tcp", "udp":
+			if l.Protocol == "udp" {
+				if l.Framing.Kind == "" {
+					l.Framing.Kind = framing.KindRaw
+				}
+				if l.MaxPeers == 0 {
+					l.MaxPeers = gateway.DefaultMaxPeers
+				}
+			}
 			if l.Framing.MaxMessage == 0 {
 				l.Framing.MaxMessage = l.MaxMessage
 			}
@@ -537,7 +551,7 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 // other protocol) from a listener, its framing and its tls, and an empty
 // framing.
 func pruneListener(l *yaml.Node) {
-	for _, sub := range []string{"framing", "tls"} {
+	for _, sub := range []string{"framing", "tls", "compression"} {
 		if f := mappingValue(l, sub); f != nil {
 			dropZero(f)
 		}

@@ -148,6 +148,9 @@ func listenerHint(l gateway.ListenerConfig, addr string) string {
 		}
 		host, port, _ := net.SplitHostPort(addr)
 		return "nc " + host + " " + port
+	case "udp":
+		host, port, _ := net.SplitHostPort(addr)
+		return "nc -u " + host + " " + port
 	}
 	return ""
 }

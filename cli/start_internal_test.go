@@ -21,7 +21,8 @@ func TestListenerHint(t *testing.T) {
 		{"tcp tls", gateway.ListenerConfig{Protocol: "tcp", TLS: tls}, "openssl s_client -quiet -connect 127.0.0.1:7272"},
 		{"tcp mutual tls", gateway.ListenerConfig{Protocol: "tcp", TLS: mtls},
 			"openssl s_client -quiet -connect 127.0.0.1:7272 -cert client.pem -key client-key.pem"},
-		{"other", gateway.ListenerConfig{Protocol: "udp"}, ""},
+		{"udp", gateway.ListenerConfig{Protocol: "udp"}, "nc -u 127.0.0.1 7272"},
+		{"other", gateway.ListenerConfig{Protocol: "sctp"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

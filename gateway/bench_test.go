@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -35,8 +36,14 @@ func (t *countingTransport) closeWrite() {}
 // benchServer returns a started set of shards with n connections in group
 // "room", without listeners or a bus.
 func benchServer(b *testing.B, n int) (*Server, []*countingTransport) {
+	return benchServerWith(b, n, ListenerConfig{Protocol: "ws", Addr: "127.0.0.1:0"}, 0)
+}
+
+// benchServerWith is benchServer with listener lc, its connections
+// compressing with window bits deflate (0: none).
+func benchServerWith(b *testing.B, n int, lc ListenerConfig, deflate uint8) (*Server, []*countingTransport) {
 	b.Helper()
-	cfg := Config{Logger: slog.New(slog.DiscardHandler), Listeners: []ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}}
+	cfg := Config{Logger: slog.New(slog.DiscardHandler), Listeners: []ListenerConfig{lc}}
 	cfg.applyDefaults()
 	s := &Server{cfg: cfg, id: "0123456789", log: cfg.Logger, inflight: map[uint64]*delivery{}, quit: make(chan struct{})}
 	s.interest = newInterest(s)
@@ -48,6 +55,7 @@ func benchServer(b *testing.B, n int) (*Server, []*countingTransport) {
 	for range n {
 		t := &countingTransport{}
 		c := s.newConn(l, t, netip.MustParseAddrPort("127.0.0.1:1234"))
+		c.deflate = deflate
 		t.c = c
 		c.sh.add(c)
 		c.sh.mu.Lock()
@@ -173,4 +181,73 @@ func BenchmarkInterestSubscription(b *testing.B) {
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(b.N), "heap-B/sub")
 	runtime.KeepAlive(subs)
+}
+
+// BenchmarkFanOutJSON measures one SendToGroup of a 1 KiB JSON message to
+// 1,000 local connections, uncompressed and with permessage-deflate (level
+// 1, compressed once for all: no context takeover); ns/delivery and
+// wire-B/delivery are per connection. "compress" is one compression of the
+// message alone: what every delivery would cost on top if each connection
+// were compressed separately (context takeover).
+func BenchmarkFanOutJSON(b *testing.B) {
+	const n = 1000
+	msg := benchJSON(1024)
+	lc := ListenerConfig{Protocol: "ws", Addr: "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name    string
+		deflate uint8
+	}{{"plain", 0}, {"deflate", 15}} {
+		b.Run(tc.name, func(b *testing.B) {
+			lc := lc
+			if tc.deflate != 0 {
+				lc.Compression = Compression{Enabled: true}
+			}
+			s, ts := benchServerWith(b, n, lc, tc.deflate)
+			cmd := &bus.Command{Op: bus.OpSendToGroup, Groups: []string{"room"}, Data: msg}
+			var fc frameCache
+			fc.msg = msg
+			frame := int64(len(fc.get(ts[0].c)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			var sent int64
+			for b.Loop() {
+				if err := s.broadcast(cmd); err != nil {
+					b.Fatal(err)
+				}
+				sent++
+				if sent%16 == 0 {
+					waitWrites(ts, sent*frame*n) // stay under the queue bound
+				}
+			}
+			waitWrites(ts, sent*frame*n)
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(sent*n), "ns/delivery")
+			b.ReportMetric(float64(frame), "wire-B/delivery")
+		})
+	}
+	b.Run("compress", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := deflateMessage(msg, 1, 15); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// benchJSON returns n bytes of market-data JSON (rows, then spaces up to n).
+func benchJSON(n int) []byte {
+	out := []byte("[")
+	for i := 0; ; i++ {
+		row := fmt.Appendf(nil, `{"symbol":"SYM%d","bid":%d,"ask":%d,"size":%d},`, i%40, 1000+i*7%97, 1010+i*11%89, i*13%500)
+		if len(out)+len(row) >= n {
+			break
+		}
+		out = append(out, row...)
+	}
+	out = out[:len(out)-1]
+	for len(out) < n-1 {
+		out = append(out, ' ')
+	}
+	return append(out, ']')
 }

@@ -12,15 +12,32 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/gatework/gatework/gateway"
 )
 
 // TestDescriptorsCloseOnExec: every descriptor a gateway opens (the
 // listeners, the socket engine's epolls and eventfds, its dup of each
-// WebSocket and TCP client's socket) is close-on-exec, so that a child
+// WebSocket and TCP client's socket, the UDP listener's socket) is
+// close-on-exec, so that a child
 // process (the master's workers) inherits none.
 func TestDescriptorsCloseOnExec(t *testing.T) {
 	before := inheritable(t)
-	gw := startEcho(t)
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Protocol: "ws", Addr: "127.0.0.1:0"},
+		{Protocol: "tcp", Addr: "127.0.0.1:0"},
+		{Protocol: "udp", Addr: "127.0.0.1:0"},
+	}})
+	uc, err := net.Dial("udp", gw.Addr("udp").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	_, _ = uc.Write([]byte("hi"))
+	_ = uc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := uc.Read(make([]byte, 16)); err != nil {
+		t.Fatalf("udp echo: %v", err)
+	}
 	for range 3 {
 		ws, _, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr("ws").String()+"/", nil)
 		if err != nil {
@@ -45,8 +62,8 @@ func TestDescriptorsCloseOnExec(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := gw.Stats().Connections; n != 6 {
-		t.Fatalf("%d connections, want 6", n)
+	if n := gw.Stats().Connections; n != 7 {
+		t.Fatalf("%d connections, want 7 (3 ws, 3 tcp, 1 udp peer)", n)
 	}
 	for fd, link := range inheritable(t) {
 		if before[fd] != link {

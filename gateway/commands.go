@@ -261,26 +261,42 @@ func decodeObject(data []byte) (map[string]json.RawMessage, error) {
 	return m, nil
 }
 
-// frameCache encodes a message once per listener during a fan-out.
+// frameCache encodes a message once per listener and compression window
+// during a fan-out: without context takeover a compressed message is the
+// same bytes for every connection with the same window.
 type frameCache struct {
 	msg    []byte
 	binary bool
-	ls     []*listener
+	keys   []frameKey
 	frames [][]byte
 	err    error
 }
 
-func (fc *frameCache) get(l *listener) []byte {
-	for i, x := range fc.ls {
-		if x == l {
+type frameKey struct {
+	l    *listener
+	bits uint8 // deflate window bits; 0: uncompressed
+}
+
+// get returns c's frame of the message, nil when it cannot be encoded for
+// c's listener (the error is kept in fc.err). Caller holds c.sh.mu.
+func (fc *frameCache) get(c *conn) []byte {
+	k := frameKey{l: c.l, bits: c.deflateBits(len(fc.msg))}
+	for i, x := range fc.keys {
+		if x == k {
 			return fc.frames[i]
 		}
 	}
-	f, err := l.frame(fc.msg, fc.binary)
+	var f []byte
+	var err error
+	if k.bits != 0 {
+		f, err = k.l.deflateFrame(fc.msg, fc.binary, k.bits)
+	} else {
+		f, err = k.l.frame(fc.msg, fc.binary)
+	}
 	if err != nil {
 		fc.err = err
 	}
-	fc.ls = append(fc.ls, l)
+	fc.keys = append(fc.keys, k)
 	fc.frames = append(fc.frames, f)
 	return f
 }
@@ -294,7 +310,7 @@ func (s *Server) sendToClients(cmd *bus.Command) error {
 		}
 		sh := c.sh
 		sh.mu.Lock()
-		if f := fc.get(c.l); f != nil {
+		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
 		}
 		sh.mu.Unlock()
@@ -324,7 +340,7 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 		if _, skip := without[c.seq]; skip {
 			return
 		}
-		if f := fc.get(c.l); f != nil {
+		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
 		}
 	}

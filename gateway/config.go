@@ -150,9 +150,12 @@ const (
 // ListenerConfig configures one client listener.
 type ListenerConfig struct {
 	// Name identifies the listener in client info, logs and metrics; ""
-	// means the protocol name ("ws", "tcp"), which must then be unique.
+	// means the protocol name ("ws", "tcp", "udp"), which must then be
+	// unique.
 	Name string `yaml:"name"`
-	// Protocol is "ws" (WebSocket, RFC 6455) or "tcp".
+	// Protocol is "ws" (WebSocket, RFC 6455), "tcp" or "udp" (each
+	// datagram is a message; each remote address is a client, see
+	// udpEngine).
 	Protocol string `yaml:"protocol"`
 	// Addr is host:port to listen on (port 0 picks a free port).
 	Addr string `yaml:"addr"`
@@ -160,7 +163,10 @@ type ListenerConfig struct {
 	Path string `yaml:"path"`
 	// MaxMessage is the largest inbound message in bytes; 0 means 1 MiB.
 	// A WebSocket client that sends more is closed with code 1009; a TCP
-	// client is closed.
+	// client is closed. A larger datagram closes a known UDP peer (reason
+	// message_too_large) and is dropped from a new one (counted in
+	// Stats.Refused["bad_datagram"]). For WebSocket compression it bounds
+	// both the compressed and the inflated message.
 	MaxMessage int `yaml:"max_message"`
 	// MaxQueueBytes bounds the bytes queued for one connection and not yet
 	// written to its socket, messages and control frames (pongs, heartbeat
@@ -171,7 +177,9 @@ type ListenerConfig struct {
 	// (invalid UTF-8 is still sent as binary, never as broken text) or
 	// "binary". "" means auto. ws only.
 	MessageType string `yaml:"message_type"`
-	// Framing is the TCP message framing. tcp only.
+	// Framing is the message framing: on tcp any kind (default line); on
+	// udp "raw" (default: the datagram is the message) or "length" (the
+	// datagram holds exactly one length-prefixed frame). tcp and udp only.
 	Framing framing.Config `yaml:"framing"`
 	// RateLimit is the message budget of each connection of this
 	// listener; the zero value is no limit. See RateLimit.
@@ -182,7 +190,7 @@ type ListenerConfig struct {
 	// Empty means any origin. ws only.
 	Origins []string `yaml:"origins,omitempty"`
 	// TLS, when set, makes the listener speak TLS (wss://, or TCP+TLS);
-	// nil means plain. See TLSConfig.
+	// nil means plain. See TLSConfig. Not for udp.
 	TLS *TLSConfig `yaml:"tls,omitempty"`
 	// QueuePolicy is what happens when a message would take a
 	// connection's queue over MaxQueueBytes: "disconnect" (close it as a
@@ -206,8 +214,18 @@ type ListenerConfig struct {
 	// any kind, pongs included; on TCP no byte) for this long, with reason
 	// idle_timeout (WebSocket close code 1001). 0 means 60s on ws and off
 	// on tcp (a TCP client cannot be asked to answer unless the protocol
-	// has a ping); negative turns it off. Protected connections are exempt.
+	// has a ping), 60s on udp (a UDP peer's connection ends only this
+	// way or by a close); negative turns it off. Protected connections are
+	// exempt.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxPeers bounds the peers (remote addresses) a UDP listener holds
+	// at once; a datagram from a new peer while it is full is dropped and
+	// counted in Stats.Refused["peers"] (known peers are still served).
+	// 0 means DefaultMaxPeers (65536). udp only.
+	MaxPeers int `yaml:"max_peers"`
+	// Compression configures permessage-deflate (RFC 7692); the zero
+	// value is off. ws only. See Compression.
+	Compression Compression `yaml:"compression,omitempty"`
 }
 
 func (c *Config) applyDefaults() {
@@ -283,7 +301,18 @@ func (c *Config) applyDefaults() {
 		if l.QueuePolicy == "" {
 			l.QueuePolicy = QueueDisconnect
 		}
-		if l.Protocol == "tcp" {
+		if l.Protocol == "udp" {
+			if l.MaxPeers <= 0 {
+				l.MaxPeers = DefaultMaxPeers
+			}
+			if l.Framing.Kind == "" {
+				l.Framing.Kind = framing.KindRaw
+			}
+		}
+		if l.Protocol == "ws" && l.Compression.Enabled {
+			l.Compression = l.Compression.withDefaults()
+		}
+		if l.Protocol == "tcp" || l.Protocol == "udp" {
 			if l.Framing.MaxMessage <= 0 {
 				l.Framing.MaxMessage = l.MaxMessage
 			}
@@ -297,11 +326,14 @@ func (c *Config) applyDefaults() {
 func (l ListenerConfig) validate(i int) error {
 	key := func(k string) string { return fmt.Sprintf("listeners[%d].%s", i, k) }
 	switch l.Protocol {
-	case "ws", "tcp":
+	case "ws", "tcp", "udp":
 	case "":
-		return fmt.Errorf("gateway: %s: missing (ws or tcp)", key("protocol"))
+		return fmt.Errorf("gateway: %s: missing (ws, tcp or udp)", key("protocol"))
 	default:
-		return fmt.Errorf("gateway: %s: unknown protocol %q (ws or tcp)", key("protocol"), l.Protocol)
+		return fmt.Errorf("gateway: %s: unknown protocol %q (ws, tcp or udp)", key("protocol"), l.Protocol)
+	}
+	if err := l.validateProtocolKeys(key); err != nil {
+		return err
 	}
 	if _, _, err := net.SplitHostPort(l.Addr); err != nil {
 		return fmt.Errorf("gateway: %s: %q is not host:port: %w", key("addr"), l.Addr, err)

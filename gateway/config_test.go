@@ -11,6 +11,7 @@ import (
 func TestConfigValidate(t *testing.T) {
 	ws := ListenerConfig{Protocol: "ws", Addr: "127.0.0.1:0"}
 	tcp := ListenerConfig{Protocol: "tcp", Addr: "127.0.0.1:0"}
+	udp := ListenerConfig{Protocol: "udp", Addr: "127.0.0.1:0"}
 	with := func(l ListenerConfig, f func(*ListenerConfig)) ListenerConfig { f(&l); return l }
 	tests := []struct {
 		name      string
@@ -43,6 +44,23 @@ func TestConfigValidate(t *testing.T) {
 		{"ping_data with the delimiter", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.PingData = "p\n" })}, "", "listeners[0].ping_data"},
 		{"ping_data framed", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.PingData = "p" })}, "", ""},
 		{"ping_data on ws", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.PingData = "p" })}, "", "listeners[0].ping_data"},
+		{"udp", []ListenerConfig{udp, with(udp, func(l *ListenerConfig) {
+			l.Name, l.Framing, l.MaxPeers = "udp2", framing.Config{Kind: "length", LengthSize: 2}, 10
+		})}, "", ""},
+		{"udp with tls", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.TLS = &TLSConfig{CertFile: "c", KeyFile: "k"} })}, "", "listeners[0].tls"},
+		{"udp with line framing", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.Framing = framing.Config{Kind: "line"} })}, "", "listeners[0].framing.kind"},
+		{"udp with path", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.Path = "/x" })}, "", "listeners[0].path"},
+		{"udp with origins", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.Origins = []string{"*"} })}, "", "listeners[0].origins"},
+		{"udp with ping_data", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.PingData = "p" })}, "", "listeners[0].ping_data"},
+		{"negative max_peers", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.MaxPeers = -1 })}, "", "listeners[0].max_peers"},
+		{"max_peers on tcp", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.MaxPeers = 5 })}, "", "listeners[0].max_peers"},
+		{"compression", []ListenerConfig{with(ws, func(l *ListenerConfig) {
+			l.Compression = Compression{Enabled: true, Level: 9, MinSize: 1, ClientMaxWindowBits: 8}
+		})}, "", ""},
+		{"compression on tcp", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true} })}, "", "listeners[0].compression"},
+		{"compression level 10", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true, Level: 10} })}, "", "listeners[0].compression.level"},
+		{"compression negative min_size", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true, MinSize: -1} })}, "", "listeners[0].compression.min_size"},
+		{"client_max_window_bits 7", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true, ClientMaxWindowBits: 7} })}, "", "listeners[0].compression.client_max_window_bits"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

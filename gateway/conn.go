@@ -61,6 +61,9 @@ type conn struct {
 	out     []byte   // frames waiting for the shard's flush
 	msgsOut uint64   // messages queued (a plain add: an atomic one is a fan-out's costliest instruction)
 	state   uint8
+	// deflate is the window bits (8–15) of the messages compressed for c
+	// (permessage-deflate); 0: none. Set before c is registered.
+	deflate uint8
 	dirty   bool // in sh.dirty
 	reason  CloseReason
 	// protected exempts c from pings and the idle timeout (Protect).

@@ -1,5 +1,6 @@
-// Package gateway holds client connections. A Server accepts WebSocket and
-// TCP clients on any number of listeners, forwards their events to workers
+// Package gateway holds client connections. A Server accepts WebSocket
+// (optionally with permessage-deflate), TCP and UDP clients (a UDP peer
+// address is a connection) on any number of listeners, forwards their events to workers
 // over the bus with per-client order and at-least-once delivery, and
 // executes API commands (sends, binds, groups, sessions, queries) for its own
 // connections.
@@ -13,5 +14,6 @@
 //
 // Lock order: conn.evmu before shard.mu before Server.infMu. The socket
 // engine's own locks are taken last (inside transport calls) and never call
-// back into gateway code that takes a lock.
+// back into gateway code that takes a lock. A UDP listener's peer-map
+// lock (udpEngine.mu) is never held while calling into the shards.
 package gateway

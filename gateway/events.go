@@ -286,7 +286,7 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 		}
 		switch a.Type {
 		case bus.ActionSend:
-			if frame, err := c.l.frame(a.Data, a.Flag); err == nil {
+			if frame, err := c.frame(a.Data, a.Flag); err == nil {
 				sh.enqueueLocked(c, frame)
 			} else {
 				s.log.Warn("message not sent", "client", c.id(s.id), "err", err)
@@ -350,7 +350,7 @@ func (s *Server) closeAfterLocked(c *conn, msg []byte, force bool) {
 	if c.state != stateOpen {
 		return
 	}
-	frame, err := c.l.frame(msg, false)
+	frame, err := c.frame(msg, false)
 	if err != nil {
 		s.log.Warn("final message not sent", "client", c.id(s.id), "err", err)
 		sh.closeLocked(c, ReasonCloseRequested, force)

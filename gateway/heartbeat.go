@@ -29,7 +29,7 @@ func (l *ListenerConfig) applyHeartbeatDefaults() {
 	if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
 		l.PingInterval = DefaultPingInterval
 	}
-	if l.IdleTimeout == 0 && l.Protocol == "ws" {
+	if l.IdleTimeout == 0 && (l.Protocol == "ws" || l.Protocol == "udp") {
 		l.IdleTimeout = DefaultIdleTimeout
 	}
 }

@@ -26,10 +26,12 @@ const (
 	refusedBadHandshake             // a WebSocket upgrade request refused (400, 404, 426, 431…)
 	refusedHandshakeTimeout         // a WebSocket upgrade or TLS handshake not complete within HandshakeTimeout
 	refusedTLSHandshake             // a TLS handshake that failed (not TLS, no common version or suite, bad client certificate…)
+	refusedPeers                    // a UDP listener's peer table (max_peers) is full
+	refusedDatagram                 // a datagram from a new UDP peer that is not a valid message (too large, bad framing)
 	refusalCount
 )
 
-var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout", "tls_handshake"}
+var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout", "tls_handshake", "peers", "bad_datagram"}
 
 // DefaultMaxIPs is Config.MaxIPs's default.
 const DefaultMaxIPs = 65536
@@ -95,6 +97,8 @@ func quotaOf(c *conn) *quota {
 		return t.q
 	case *tcpTransport:
 		return t.q
+	case *udpTransport:
+		return t.q
 	}
 	return nil
 }
@@ -104,6 +108,16 @@ func quotaOf(c *conn) *quota {
 // configured) or why it is refused, counted in Stats.Refused. An admitted
 // socket with a quota must be released once, when it closes.
 func (s *Server) admitSocket(nc *nbio.Conn) (*quota, refusal) {
+	var addr netip.Addr
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		addr = ta.AddrPort().Addr().Unmap()
+	}
+	return s.admitAddr(addr)
+}
+
+// admitAddr is admitSocket for a peer at addr (a TCP socket, or a UDP
+// peer's first datagram).
+func (s *Server) admitAddr(addr netip.Addr) (*quota, refusal) {
 	lim := s.lim
 	if !lim.active {
 		return nil, refusedNone
@@ -121,10 +135,6 @@ func (s *Server) admitSocket(nc *nbio.Conn) (*quota, refusal) {
 	}
 	q := &quota{}
 	if lim.ips != nil {
-		var addr netip.Addr
-		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-			addr = ta.AddrPort().Addr().Unmap()
-		}
 		slot, r := lim.ips.acquire(addr, lim.maxPerIP, time.Now())
 		if r != refusedNone {
 			lim.open.Add(-1)
@@ -137,14 +147,22 @@ func (s *Server) admitSocket(nc *nbio.Conn) (*quota, refusal) {
 
 // releaseSocket returns what the closed socket sk held to the limits.
 func (s *Server) releaseSocket(sk *sock) {
+	if sk != nil {
+		s.releaseQuota(sk.q)
+	}
+}
+
+// releaseQuota returns q, what a closed socket or UDP peer held, to the
+// limits; nil (no limits) is a no-op.
+func (s *Server) releaseQuota(q *quota) {
 	switch {
-	case sk == nil || sk.q == nil:
-	case sk.q == &refusedQuota:
+	case q == nil:
+	case q == &refusedQuota:
 		s.lim.lingering.Add(-1)
 	default:
 		s.lim.open.Add(-1)
-		if sk.q.ip != nil {
-			s.lim.ips.release(sk.q.ip, time.Now())
+		if q.ip != nil {
+			s.lim.ips.release(q.ip, time.Now())
 		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // engine is a listener's socket engine. It is the seam where the WebSocket
-// or TCP implementation can be swapped.
+// TCP or UDP implementation can be swapped.
 type engine interface {
 	// start listens and serves until stop; it returns the bound address.
 	start() (net.Addr, error)
@@ -42,6 +42,8 @@ func newListener(s *Server, cfg ListenerConfig) *listener {
 		l.eng = newWSEngine(l)
 	case "tcp":
 		l.eng = newTCPEngine(l)
+	case "udp":
+		l.eng = newUDPEngine(l)
 	}
 	return l
 }
@@ -58,18 +60,25 @@ func (l *listener) start() error {
 func (l *listener) stopAccepting() { l.eng.stopAccepting() }
 func (l *listener) stop()          { l.eng.stop() }
 
-// frame encodes msg for this listener's protocol: a WebSocket frame, or a
-// TCP frame per the listener's framing. forceBinary asks for a binary
+// frame encodes msg for this listener's protocol: a WebSocket frame, a
+// TCP frame per the listener's framing, or a UDP datagram record. forceBinary asks for a binary
 // WebSocket frame.
 func (l *listener) frame(msg []byte, forceBinary bool) ([]byte, error) {
-	if l.cfg.Protocol == "tcp" {
+	switch l.cfg.Protocol {
+	case "tcp":
 		return l.cfg.Framing.AppendFrame(nil, msg)
+	case "udp":
+		return l.udpFrame(msg)
 	}
-	opcode := byte(wsText)
+	return appendWSFrame(make([]byte, 0, len(msg)+10), l.opcode(msg, forceBinary), msg), nil
+}
+
+// opcode returns the WebSocket opcode of an outbound message.
+func (l *listener) opcode(msg []byte, forceBinary bool) byte {
 	if forceBinary || l.cfg.MessageType == "binary" || !utf8.Valid(msg) {
-		opcode = wsBinary
+		return wsBinary
 	}
-	return appendWSFrame(make([]byte, 0, len(msg)+10), opcode, msg), nil
+	return wsText
 }
 
 // appendClose appends a WebSocket close frame; TCP has none.
@@ -92,6 +101,9 @@ const (
 	wsBinary = 0x2
 	wsClose  = 0x8
 	wsPong   = 0xA
+	// wsRSV1 marks a compressed message (RFC 7692), or'd into the opcode
+	// of appendWSFrame.
+	wsRSV1 = 0x40
 )
 
 // appendWSFrame appends one unmasked, final server frame. The gateway

@@ -121,7 +121,10 @@ type Stats struct {
 	// rate, total, per_ip, ip_table (limits at accept), origin,
 	// bad_handshake (an upgrade request answered with an HTTP error),
 	// handshake_timeout (an upgrade or TLS handshake not complete in
-	// time), tls_handshake (a TLS handshake that failed).
+	// time), tls_handshake (a TLS handshake that failed), peers (a
+	// datagram from a new UDP peer while the listener's peer table is
+	// full), bad_datagram (a datagram from a new UDP peer over max_message
+	// or not one frame). A UDP peer counts as a socket for the limits.
 	Refused map[string]uint64 `json:"refused"`
 	// Listeners holds each listener's connections, by listener name.
 	Listeners map[string]ListenerStats `json:"listeners"`

@@ -319,7 +319,7 @@ func (sh *shard) run() {
 			if err := it.c.t.write(it.buf); err == nil {
 				it.c.bytesOut.Add(uint64(n))
 				sh.bytesOut.Add(uint64(n))
-			}
+			} // errUDPCounted: the UDP transport counted its datagrams
 			returned = append(returned, it.buf)
 			it.buf = nil
 		}

@@ -107,6 +107,10 @@ type wsTransport struct {
 	msg   []byte    // the fragments of a message being assembled
 	msgOp ws.OpCode // opcode of that message; 0 when none
 	dead  bool      // a protocol error was answered; discard the rest
+	// deflate: permessage-deflate was negotiated (RSV1 marks a compressed
+	// message); msgZ: the message being assembled is compressed.
+	deflate bool
+	msgZ    bool
 }
 
 func (e *wsEngine) open(nc *nbio.Conn) {
@@ -196,6 +200,11 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 			return nil
 		},
 	}
+	var offer *deflateOffer
+	if e.l.cfg.Compression.Enabled {
+		offer = &deflateOffer{cfg: e.l.cfg.Compression}
+		u.Negotiate = offer.negotiate
+	}
 	var resp bytes.Buffer
 	_, err := u.Upgrade(struct {
 		io.Reader
@@ -213,6 +222,10 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	s := e.l.s
 	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
 	c := s.newConn(e.l, t, remote)
+	if offer != nil && offer.serverBits != 0 {
+		t.deflate = true
+		c.deflate = offer.serverBits
+	}
 	leftover := bytes.Clone(rest)
 	t.in = nil
 	// The 101 goes out as c joins its shard, under the shard's lock: a
@@ -328,8 +341,21 @@ func (e *wsEngine) checkHeader(t *wsTransport, h ws.Header) (CloseReason, string
 	if t.msgOp != 0 {
 		st = st.Set(ws.StateFragmented)
 	}
+	if t.deflate {
+		st = st.Set(ws.StateExtended)
+	}
 	if err := ws.CheckHeader(h, st); err != nil {
 		return ReasonProtocolError, err.Error()
+	}
+	if h.Rsv != 0 { // permessage-deflate negotiated (else CheckHeader refused it)
+		switch {
+		case h.Rsv != rsv1:
+			return ReasonProtocolError, "RSV2 or RSV3 set"
+		case h.OpCode.IsControl():
+			return ReasonProtocolError, "compressed control frame"
+		case h.OpCode == ws.OpContinuation:
+			return ReasonProtocolError, "RSV1 on a continuation frame"
+		}
 	}
 	if !h.OpCode.IsControl() && int64(len(t.msg))+h.Length > int64(e.l.cfg.MaxMessage) {
 		return ReasonMessageTooLarge, "message too large"
@@ -355,6 +381,7 @@ func (e *wsEngine) frame(t *wsTransport, h ws.Header, payload []byte) bool {
 	// A data frame: start or continue a message.
 	if h.OpCode != ws.OpContinuation {
 		t.msgOp = h.OpCode
+		t.msgZ = h.Rsv == rsv1
 	}
 	if !h.Fin {
 		t.msg = append(t.msg, payload...)
@@ -367,6 +394,10 @@ func (e *wsEngine) frame(t *wsTransport, h ws.Header, payload []byte) bool {
 	}
 	op := t.msgOp
 	t.msgOp = 0
+	if t.msgZ {
+		t.msgZ = false
+		return e.inflated(t, op, msg)
+	}
 	if op == ws.OpText && !utf8.Valid(msg) {
 		t.msg = nil
 		e.fail(t, ReasonInvalidUTF8, "invalid UTF-8 in a text message")
@@ -376,6 +407,42 @@ func (e *wsEngine) frame(t *wsTransport, h ws.Header, payload []byte) bool {
 	t.msg = nil
 	return true
 }
+
+// rsv1 is the RSV1 bit in ws.Header.Rsv: a compressed message (RFC 7692).
+const rsv1 = 0x4
+
+// inflated delivers a compressed message: inflated (at most max_message
+// bytes, else 1009), malformed deflate data answered with 1007, text
+// checked for UTF-8 after inflating. The inflate buffer is pooled, so an
+// idle connection holds none. It returns false when closing.
+func (e *wsEngine) inflated(t *wsTransport, op ws.OpCode, compressed []byte) bool {
+	bp := inflateBufs.Get().(*[]byte)
+	msg, err := inflateMessage(*bp, compressed, e.l.cfg.MaxMessage)
+	t.msg = nil
+	defer func() {
+		if cap(msg) <= maxFreeCap {
+			*bp = msg[:0]
+			inflateBufs.Put(bp)
+		}
+	}()
+	switch {
+	case errors.Is(err, errInflateTooLarge):
+		e.fail(t, ReasonMessageTooLarge, "inflated message too large")
+		return false
+	case err != nil:
+		t.dead = true
+		e.l.s.closeWith(t.c, ReasonProtocolError, 1007, "malformed compressed data")
+		return false
+	case op == ws.OpText && !utf8.Valid(msg):
+		e.fail(t, ReasonInvalidUTF8, "invalid UTF-8 in a text message")
+		return false
+	}
+	e.l.s.received(t.c, msg, op == ws.OpBinary)
+	return true
+}
+
+// inflateBufs pools the buffers messages are inflated into.
+var inflateBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // peerClose answers the client's close frame and closes.
 func (e *wsEngine) peerClose(t *wsTransport, payload []byte) bool {

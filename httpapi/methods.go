@@ -210,7 +210,7 @@ type sessionParams struct {
 // methodTable is every method of api.API, in SPEC §4 order. It drives
 // dispatch, GET /api and the OpenAPI document.
 var methodTable = []*method{
-	def("sendToClient", resultNull, "Send a message to one connection.",
+	def("sendToClient", resultNull, "Send a message to one connection. A message over 65,507 bytes waits for the gateway's answer: invalid_request when the connection cannot take it (a UDP client: one datagram per message).",
 		func(ctx context.Context, a api.API, p *sendToClientParams) (reply, error) {
 			msg, err := p.bytes()
 			if err != nil {

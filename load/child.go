@@ -25,6 +25,7 @@ type ChildConfig struct {
 	MsgSize     int      `json:"msg_size"`
 	Concurrency int      `json:"concurrency"`
 	Welcome     bool     `json:"welcome,omitempty"` // churn: wait for a greeting, send nothing
+	Deflate     bool     `json:"deflate,omitempty"` // offer permessage-deflate (idle)
 }
 
 // childCmd is one line the parent writes to a child's stdin.
@@ -214,7 +215,7 @@ func openConns(ctx context.Context, cfg ChildConfig, progress func(int)) ([]*wsC
 				if i >= cfg.Conns || ctx.Err() != nil {
 					return
 				}
-				c, err := dialWS(ctx, cfg.URL, srcFor(cfg.SrcIPs, cfg.Offset+i))
+				c, err := dialWS(ctx, cfg.URL, srcFor(cfg.SrcIPs, cfg.Offset+i), cfg.Deflate)
 				mu.Lock()
 				if err != nil {
 					failed++
@@ -266,7 +267,7 @@ func runChurn(ctx context.Context, cfg ChildConfig, d time.Duration, s *stats) {
 }
 
 func churnOnce(ctx context.Context, cfg ChildConfig, src string) error {
-	c, err := dialWS(ctx, cfg.URL, src)
+	c, err := dialWS(ctx, cfg.URL, src, false)
 	if err != nil {
 		return err
 	}

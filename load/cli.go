@@ -127,7 +127,7 @@ type cliFlags struct {
 	ws, http, token, path, rates, jsonOut, nats                    string
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration                                          time.Duration
-	bare, welcome, bareCoalesce                                    bool
+	bare, welcome, bareCoalesce, deflate                           bool
 	bareShards, senders                                            int
 	atMax                                                          float64
 }
@@ -155,6 +155,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "idle hold, echo/churn run, and each fanout step")
 	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
 	fs.BoolVar(&f.welcome, "welcome", false, "churn: wait for the server's first message (an OnConnect greeting, e.g. --app chat) instead of an echo")
+	fs.BoolVar(&f.deflate, "deflate", false, "idle: offer permessage-deflate on every connection (as browsers do) and fail unless accepted")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
 	fs.IntVar(&f.bareShards, "bare-shards", 1, "goroutines the bare server splits a broadcast over (1: the naive loop)")
 	fs.BoolVar(&f.bareCoalesce, "bare-coalesce", false, "the bare server writes every queued broadcast message to a connection in one write (a stricter baseline)")
@@ -164,7 +165,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, Welcome: f.welcome, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
+		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
 	for _, s := range strings.Split(f.rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

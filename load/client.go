@@ -11,7 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 // ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT: a socket bound to
@@ -28,8 +30,9 @@ type wsConn struct {
 }
 
 // dialWS dials url from source address src ("" for any) and performs the
-// handshake; it returns once the server accepted the upgrade.
-func dialWS(ctx context.Context, url, src string) (*wsConn, error) {
+// handshake; it returns once the server accepted the upgrade (and, with
+// deflate, permessage-deflate).
+func dialWS(ctx context.Context, url, src string, deflate bool) (*wsConn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second}
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
@@ -50,9 +53,17 @@ func dialWS(ctx context.Context, url, src string) (*wsConn, error) {
 			return d.DialContext(ctx, network, addr)
 		},
 	}
-	nc, br, _, err := dialer.Dial(ctx, url)
+	if deflate {
+		// The offer browsers make: client_max_window_bits without a value.
+		dialer.Extensions = []httphead.Option{wsflate.Parameters{ClientMaxWindowBits: 1}.Option()}
+	}
+	nc, br, hs, err := dialer.Dial(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("load: dial %s: %w", url, err)
+	}
+	if deflate && (len(hs.Extensions) == 0 || string(hs.Extensions[0].Name) != "permessage-deflate") {
+		_ = nc.Close()
+		return nil, fmt.Errorf("load: dial %s: the server did not accept permessage-deflate (is compression enabled on the listener?)", url)
 	}
 	c := &wsConn{nc: nc, br: br}
 	if c.br == nil {

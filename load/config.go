@@ -75,6 +75,10 @@ type Config struct {
 	// MsgSize is the message size in bytes (at least 19, the timestamp);
 	// default 100 for fanout, 64 for echo and churn.
 	MsgSize int
+	// Deflate makes every connection offer permessage-deflate (RFC 7692)
+	// as browsers do, and fail unless the server accepts it. Idle only:
+	// the other workloads' clients do not inflate.
+	Deflate bool
 	// Rates are the fan-out send rates in messages/s to the group, tried in
 	// order; default 5, 10, 20, 50, 100, 200, 400. The steps stop early once
 	// the clients receive less than 90 % of what was sent.
@@ -117,6 +121,9 @@ func (c *Config) defaults() error {
 	case Idle, FanOut, Echo, Churn:
 	default:
 		return fmt.Errorf("load: unknown workload %q (idle, fanout, echo, churn)", c.Workload)
+	}
+	if c.Deflate && c.Workload != Idle {
+		return fmt.Errorf("load: --deflate is for the idle workload only (its clients read nothing), not %s", c.Workload)
 	}
 	if err := checkLoopback(c.WSAddr); err != nil {
 		return err

@@ -183,6 +183,7 @@ func TestConfigRefuses(t *testing.T) {
 		{"unknown", Config{Workload: "x", WSAddr: "127.0.0.1:7272"}, nil, "workload"},
 		{"at-max above 1", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "127.0.0.1:7280", AtMax: 1.5}, nil, "at-max"},
 		{"too many senders", Config{Workload: FanOut, WSAddr: "127.0.0.1:7272", HTTPAddr: "127.0.0.1:7280", Senders: maxSenders + 1}, nil, "senders"},
+		{"deflate echo", Config{Workload: Echo, WSAddr: "127.0.0.1:7272", Deflate: true}, nil, "idle workload only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,5 +244,35 @@ func TestChurnWelcome(t *testing.T) {
 	}
 	if r.Count == 0 || r.Errors != 0 {
 		t.Fatalf("churn: %d cycles, %d errors", r.Count, r.Errors)
+	}
+}
+
+// TestDialDeflate: with deflate a client offers permessage-deflate and
+// fails unless the server accepts it.
+func TestDialDeflate(t *testing.T) {
+	h := echo.Handlers()
+	n, err := node.Start(context.Background(), node.Config{
+		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{
+			{Protocol: "ws", Addr: "127.0.0.1:0"},
+			{Name: "wsz", Protocol: "ws", Addr: "127.0.0.1:0", Compression: gateway.Compression{Enabled: true}},
+		}},
+		Worker: node.WorkerConfig{Handlers: &h},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Shutdown(ctx)
+	}()
+	c, err := dialWS(context.Background(), "ws://"+n.Addr("wsz").String()+"/", "", true)
+	if err != nil {
+		t.Fatalf("deflate offer to a compression listener: %v", err)
+	}
+	_ = c.Close()
+	if _, err := dialWS(context.Background(), "ws://"+n.Addr("ws").String()+"/", "", true); err == nil || !strings.Contains(err.Error(), "permessage-deflate") {
+		t.Fatalf("deflate offer to a plain listener: %v, want a refusal", err)
 	}
 }

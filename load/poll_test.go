@@ -37,7 +37,7 @@ func TestPollClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.stop()
-	c, err := dialWS(context.Background(), "ws://"+ln.Addr().String()+"/", "")
+	c, err := dialWS(context.Background(), "ws://"+ln.Addr().String()+"/", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

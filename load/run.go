@@ -284,7 +284,7 @@ func startChildren(ctx context.Context, cfg Config, logf func(string, ...any)) (
 		if i < total%cfg.Procs {
 			n++
 		}
-		cc := ChildConfig{Workload: cfg.Workload, URL: url, Offset: offset, SrcIPs: cfg.srcIPs(), MsgSize: cfg.MsgSize, Welcome: cfg.Welcome}
+		cc := ChildConfig{Workload: cfg.Workload, URL: url, Offset: offset, SrcIPs: cfg.srcIPs(), MsgSize: cfg.MsgSize, Welcome: cfg.Welcome, Deflate: cfg.Deflate}
 		if cfg.Workload == Churn {
 			cc.Concurrency = n
 		} else {

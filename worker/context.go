@@ -109,7 +109,7 @@ type ClientInfo struct {
 	RemoteIP    string
 	RemotePort  int
 	Listener    string    // name of the listener the client connected to
-	Protocol    string    // "ws" or "tcp"
+	Protocol    string    // "ws", "tcp" or "udp"
 	Gateway     string    // id of the gateway that holds the connection
 	ConnectedAt time.Time // zero if the gateway did not say
 	LastActive  time.Time // zero if the gateway did not say

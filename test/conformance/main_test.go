@@ -23,8 +23,9 @@ const maxMessage = 128 << 10
 // server's TCP close.
 const caseTimeout = 5 * time.Second
 
-// wsAddr is the address of the node's WebSocket listener, set by TestMain.
-var wsAddr string
+// wsAddr and wszAddr are the addresses of the node's WebSocket listeners,
+// the second with permessage-deflate, set by TestMain.
+var wsAddr, wszAddr string
 
 // TestMain starts one node with the echo app for every case, stops it at
 // the end and then checks that no goroutine leaked.
@@ -42,6 +43,12 @@ func run(m *testing.M) int {
 			Protocol:   "ws",
 			Addr:       "127.0.0.1:0",
 			MaxMessage: maxMessage,
+		}, {
+			Name:        "wsz",
+			Protocol:    "ws",
+			Addr:        "127.0.0.1:0",
+			MaxMessage:  maxMessage,
+			Compression: gateway.Compression{Enabled: true, MinSize: zMinSize},
 		}}},
 		Worker: node.WorkerConfig{Handlers: &h, App: "echo"},
 	})
@@ -49,7 +56,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "conformance: start node:", err)
 		return 1
 	}
-	wsAddr = n.Addr("ws").String()
+	wsAddr, wszAddr = n.Addr("ws").String(), n.Addr("wsz").String()
 	code := m.Run()
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()

@@ -33,6 +33,12 @@ type wsCase struct {
 	close int
 	// alsoOK lists other close codes the RFC allows for this case.
 	alsoOK []int
+	// offer, when set, is the Sec-WebSocket-Extensions offer of the
+	// handshake, made to the listener with permessage-deflate: the answer
+	// must accept it, received compressed frames are inflated, and a want
+	// frame with RSV1 (withRSV(0x40)) must come compressed (one without,
+	// uncompressed).
+	offer string
 	// dev, when set, is a known deviation of the socket engine that the
 	// gateway cannot correct: if the case fails exactly as described, it
 	// is skipped with the description; if it passes, it passes; any
@@ -112,7 +118,7 @@ func runCases(t *testing.T, cases []wsCase) {
 }
 
 func runCase(t *testing.T, tc wsCase) error {
-	c, err := dialWS(wsAddr, deadline(t))
+	c, err := dialCase(tc, deadline(t))
 	if err != nil {
 		return err
 	}
@@ -130,7 +136,7 @@ func runCase(t *testing.T, tc wsCase) error {
 		if err != nil {
 			return fmt.Errorf("frame %d of %d: want %v: %s", i+1, len(tc.want), want, describeEnd(err))
 		}
-		if got.op != want.op || got.notFin || !bytes.Equal(got.payload, want.payload) {
+		if got.op != want.op || got.notFin || !bytes.Equal(got.payload, want.payload) || (tc.offer != "" && got.rsv != want.rsv) {
 			return fmt.Errorf("frame %d of %d: got %s, want %v", i+1, len(tc.want), describeFrame(got), want)
 		}
 	}

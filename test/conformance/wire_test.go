@@ -116,7 +116,9 @@ func (f frame) String() string {
 // every server frame: no mask (§5.1), no reserved bit without an
 // extension (§5.2), control frames final and at most 125 bytes (§5.5),
 // a known opcode.
-func readFrame(r *bufio.Reader) (frame, error) {
+// With deflate (permessage-deflate negotiated) RSV1 may mark a data frame
+// compressed (RFC 7692 §6), never a control frame.
+func readFrame(r *bufio.Reader, deflate bool) (frame, error) {
 	var h [2]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return frame{}, err
@@ -125,8 +127,11 @@ func readFrame(r *bufio.Reader) (frame, error) {
 	if h[1]&0x80 != 0 {
 		return f, errors.New("server frame is masked (RFC 6455 §5.1 forbids it)")
 	}
-	if f.rsv != 0 {
-		return f, fmt.Errorf("server frame has reserved bits %#x set", f.rsv)
+	switch {
+	case f.rsv == 0:
+	case deflate && f.rsv == 0x40 && (f.op == opText || f.op == opBinary):
+	default:
+		return f, fmt.Errorf("server frame op=%#x has reserved bits %#x set", f.op, f.rsv)
 	}
 	var n uint64
 	switch l := h[1] & 0x7F; l {
@@ -202,8 +207,9 @@ func newKey() string {
 
 // client is a raw WebSocket client connection.
 type client struct {
-	nc net.Conn
-	br *bufio.Reader
+	nc      net.Conn
+	br      *bufio.Reader
+	deflate bool // permessage-deflate negotiated: next inflates RSV1 frames
 }
 
 // dialRaw opens a TCP connection to addr; every read and write on it
@@ -308,7 +314,19 @@ func (c *client) write(b []byte, chop bool) error {
 }
 
 // next reads the next server frame.
-func (c *client) next() (frame, error) { return readFrame(c.br) }
+// A compressed one (RSV1) is inflated; its rsv stays 0x40.
+func (c *client) next() (frame, error) {
+	f, err := readFrame(c.br, c.deflate)
+	if err != nil || f.rsv == 0 {
+		return f, err
+	}
+	p, err := inflate(f.payload)
+	if err != nil {
+		return f, fmt.Errorf("server's compressed frame: %w", err)
+	}
+	f.payload = p
+	return f, nil
+}
 
 // expectTCPClose reads until the server closes the connection and fails
 // if any byte arrives first, if the deadline passes, or if the server

@@ -114,6 +114,8 @@ type clusterConfig struct {
 	// natsURL: join the bus of another cluster (its NATSURL) instead of
 	// starting an embedded NATS.
 	natsURL string
+	// udp adds a UDP listener named udp (no framing).
+	udp bool
 }
 
 // The user with full access of a test cluster's bus (nats.user).
@@ -156,6 +158,10 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 			},
 		},
 		HTTP: node.HTTPConfig{Addr: "127.0.0.1:0", Token: cc.token},
+	}
+	if cc.udp {
+		cfg.Gateway.Listeners = append(cfg.Gateway.Listeners, gateway.ListenerConfig{Protocol: "udp", Addr: "127.0.0.1:0",
+			MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes, IdleTimeout: cc.idleTimeout})
 	}
 	if cc.processes {
 		cfg.NATS.Listen = "127.0.0.1:0"

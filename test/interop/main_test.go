@@ -71,8 +71,9 @@ func testApp() worker.Handlers {
 	}}
 }
 
-// startNode starts a node running testApp with a WebSocket listener and
-// the HTTP API, all on 127.0.0.1; it is shut down when the test ends.
+// startNode starts a node running testApp with two WebSocket listeners,
+// ws and wsz (permessage-deflate on), and the HTTP API, all on 127.0.0.1;
+// it is shut down when the test ends.
 func startNode(t *testing.T) *node.Node {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -82,6 +83,9 @@ func startNode(t *testing.T) *node.Node {
 		Logger: testLogger(t),
 		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{
 			Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: maxMessage,
+		}, {
+			Name: "wsz", Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: maxMessage,
+			Compression: gateway.Compression{Enabled: true},
 		}}},
 		HTTP:   node.HTTPConfig{Addr: "127.0.0.1:0"},
 		Worker: node.WorkerConfig{Handlers: &h, App: "interop"},
