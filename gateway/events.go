@@ -19,9 +19,9 @@ type delivery struct {
 	id       uint64
 	c        *conn
 	events   []bus.Event
-	attempt  uint32
-	deadline int64 // unix nanoseconds; guarded by Server.infMu
-	parked   bool  // no worker was subscribed; guarded by Server.infMu
+	attempt  uint32 // guarded by Server.infMu (the redelivery timer increases it)
+	deadline int64  // unix nanoseconds; guarded by Server.infMu
+	parked   bool   // no worker was subscribed; guarded by Server.infMu
 	// published is when the latest attempt was published (unix
 	// nanoseconds), for Stats.AckLatency.
 	published atomic.Int64
@@ -83,6 +83,9 @@ func (s *Server) publish(d *delivery) {
 	c.sh.mu.Lock()
 	st := c.snapshot(s.id, bus.FieldAll)
 	c.sh.mu.Unlock()
+	s.infMu.Lock()
+	attempt := d.attempt
+	s.infMu.Unlock()
 	batch := bus.EventBatch{
 		Version:  bus.Version,
 		Gateway:  s.id,
@@ -90,7 +93,7 @@ func (s *Server) publish(d *delivery) {
 		Client:   c.id(s.id),
 		State:    st,
 		Events:   d.events,
-		Attempt:  d.attempt,
+		Attempt:  attempt,
 	}
 	bp := encodePool.Get().(*[]byte)
 	buf := bus.AppendEventBatch((*bp)[:0], &batch)
