@@ -184,8 +184,8 @@ type Node struct {
 	gw    *gateway.Server // nil with NoGateway
 	api   *api.Client
 	w     *worker.Worker
-	wapi  *api.Client // the worker's, on its connection
-	wNC   *nats.Conn  // the in-process worker's connection; nil without one
+	wapi  *api.Client   // the worker's, on its connection
+	wNC   *nats.Conn    // the in-process worker's connection; nil without one
 	hook  *webhook.Hook // the webhook worker; nil without one
 
 	httpSrv  *http.Server

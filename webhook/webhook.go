@@ -73,18 +73,18 @@ type Config struct {
 
 // Stats are a Hook's counters since New. Every field only grows.
 type Stats struct {
-	Batches     uint64 `json:"batches"`      // batches taken from the bus
-	Acked       uint64 `json:"acked"`        // batches answered by the backend and acknowledged
-	Failed      uint64 `json:"failed"`       // batches failed: not acknowledged, redelivered by the gateway
-	Retries     uint64 `json:"retries"`      // POSTs tried again
-	BadAnswers  uint64 `json:"bad_answers"`  // answers refused: not JSON, unknown action, too large
-	HTTPErrors  uint64 `json:"http_errors"`  // POSTs answered with a non-2xx status
-	Unreachable uint64 `json:"unreachable"`  // POSTs without an answer (transport error or timeout)
-	Dropped     uint64 `json:"dropped"`      // batches not taken: backlog full
-	Malformed   uint64 `json:"malformed"`    // batches that did not decode
-	Pauses      uint64 `json:"pauses"`       // times the hook left the queue group: backend unreachable
-	Actions     uint64 `json:"actions"`      // actions acknowledged
-	Events      uint64 `json:"events"`       // events of acknowledged batches
+	Batches     uint64 `json:"batches"`     // batches taken from the bus
+	Acked       uint64 `json:"acked"`       // batches answered by the backend and acknowledged
+	Failed      uint64 `json:"failed"`      // batches failed: not acknowledged, redelivered by the gateway
+	Retries     uint64 `json:"retries"`     // POSTs tried again
+	BadAnswers  uint64 `json:"bad_answers"` // answers refused: not JSON, unknown action, too large
+	HTTPErrors  uint64 `json:"http_errors"` // POSTs answered with a non-2xx status
+	Unreachable uint64 `json:"unreachable"` // POSTs without an answer (transport error or timeout)
+	Dropped     uint64 `json:"dropped"`     // batches not taken: backlog full
+	Malformed   uint64 `json:"malformed"`   // batches that did not decode
+	Pauses      uint64 `json:"pauses"`      // times the hook left the queue group: backend unreachable
+	Actions     uint64 `json:"actions"`     // actions acknowledged
+	Events      uint64 `json:"events"`      // events of acknowledged batches
 }
 
 type counters struct {
