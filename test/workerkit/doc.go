@@ -13,7 +13,8 @@
 // GATEWORK_KIT_WORKER (a bus worker: it gets GATEWORK_NATS_URL,
 // GATEWORK_NATS_USER, GATEWORK_NATS_PASSWORD and GATEWORK_PREFIX) or
 // GATEWORK_KIT_WEBHOOK (a webhook backend: it gets PORT,
-// GATEWORK_WEBHOOK_SECRET and GATEWORK_API_URL), split on spaces. When
+// GATEWORK_WEBHOOK_SECRET and GATEWORK_API_URL), split on spaces, with
+// $NAME of those variables expanded (quote it from the shell). When
 // neither is set the kit runs against the Go worker (package worker, this
 // test binary run again as the worker), the Node worker
 // (examples/node-worker) and the webhook mode with the example Node

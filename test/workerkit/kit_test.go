@@ -184,7 +184,17 @@ func freePort(t *testing.T) int {
 
 func (k *kit) startProc() {
 	k.t.Helper()
-	cmd := exec.Command(k.tg.argv[0], k.tg.argv[1:]...)
+	// $PORT and the like in the command line name the variables it gets.
+	vars := map[string]string{}
+	for _, kv := range k.env {
+		name, val, _ := strings.Cut(kv, "=")
+		vars[name] = val
+	}
+	argv := make([]string, len(k.tg.argv))
+	for i, a := range k.tg.argv {
+		argv[i] = os.Expand(a, func(name string) string { return vars[name] })
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = k.env
 	cmd.Stdout, cmd.Stderr = k.out, k.out
 	if err := cmd.Start(); err != nil {
@@ -471,9 +481,15 @@ func (k *kit) checkReject(t *testing.T) {
 func (k *kit) checkProgress(t *testing.T) {
 	k.t = t
 	ws := k.dial("/")
+	before := k.n.Gateway().Stats().Redelivered
 	k.write(ws, websocket.TextMessage, []byte("cmd:slow:2500"))
 	if _, got := k.read(ws, 15*time.Second); string(got) != "slow done attempt=1" {
 		t.Fatalf("slow handler: got %q, want slow done attempt=1", got)
+	}
+	// A late final ack of the first attempt is accepted, so the answer
+	// alone does not show a missing progress ack: the count does.
+	if n := k.n.Gateway().Stats().Redelivered - before; n != 0 {
+		t.Fatalf("%d batches redelivered during a 2.5s handler: no progress acks", n)
 	}
 	if got := k.ask(ws, "after"); got != "after" {
 		t.Fatalf("after the slow handler: got %q", got)
