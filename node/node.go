@@ -494,6 +494,9 @@ func (n *Node) startHTTP() error {
 	if n.gw != nil { // a nil *gateway.Server would be a non-nil interface
 		src.Gateway = n.gw
 	}
+	if n.hook != nil {
+		src.Webhook = n.hook
+	}
 	mux.Handle("/metrics", h.Require(httpapi.ScopeMetrics, metrics.Handler(src)))
 	ln, err := net.Listen("tcp", hc.Addr)
 	if err != nil {
