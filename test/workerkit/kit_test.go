@@ -453,6 +453,7 @@ func (k *kit) checkClose(t *testing.T) {
 		t.Fatalf("count: got %q", got)
 	}
 	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	_ = ws.Close()
 	n := note("alice")
 	if n.Event != "close" || n.Reason != "client_closed" || n.UID != "alice" || len(n.Groups) != 1 || n.Groups[0] != "kit" ||
 		n.Session["n"] != float64(1) || len(n.Client) != 20 {
