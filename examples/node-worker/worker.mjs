@@ -6,7 +6,7 @@
 // The app (the same as the Go worker and the webhook backend of the
 // conformance kit, test/workerkit):
 //   connect            join group "kit", set session {"n":0}
-//   websocket_connect  path /reject: reject with 403
+//   websocket_connect  path /reject: reject with 403; query uid=<uid>: bind it
 //   message "cmd:bind:<uid>"  bind uid, answer "bound:<uid>"
 //   message "cmd:state"       answer {"uid","groups","session"} as the worker sees them
 //   message "cmd:count"       session n+1 (update), answer "n=<n>"
@@ -100,6 +100,12 @@ async function handle(batch) {
         // path/query/header values may not be UTF-8: Buffer/strings both work.
         const p = ev.request ? String(ev.request.path) : "";
         if (p === "/reject") actions.push({ type: A.ACTION_REJECT, code: 403, arg: "rejected by node worker" });
+        // Bind on connect: ?uid=<uid> in the upgrade request.
+        const uid = new URLSearchParams(ev.request ? String(ev.request.query) : "").get("uid");
+        if (uid) {
+          actions.push({ type: A.ACTION_BIND_UID, arg: uid });
+          view.uid = uid;
+        }
         break;
       }
       case E.EVENT_MESSAGE: {

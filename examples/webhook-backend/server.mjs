@@ -55,6 +55,13 @@ async function handle(batch) {
         break;
       case "websocket_connect":
         if (ev.request.path === "/reject") actions.push({ type: "reject", code: 403, reason: "rejected by webhook" });
+        {
+          const uid = new URLSearchParams(ev.request.query).get("uid"); // bind on connect
+          if (uid) {
+            actions.push({ type: "bind", uid });
+            view.uid = uid;
+          }
+        }
         break;
       case "message": {
         const s = ev.data; // set for valid UTF-8 text; else data_base64
@@ -130,6 +137,14 @@ server.listen(port, process.env.HOST || "127.0.0.1", () => {
   console.error(`webhook backend on http://${process.env.HOST || "127.0.0.1"}:${server.address().port}/`);
   console.log("ready");
 });
+// Graceful stop: no new connections, answer the requests in progress,
+// then close the keep-alive connections as they go idle.
+let stopping = false;
 for (const sig of ["SIGTERM", "SIGINT"]) {
-  process.on(sig, () => server.close(() => process.exit(0)));
+  process.on(sig, () => {
+    if (stopping) return;
+    stopping = true;
+    server.close(() => process.exit(0));
+    setInterval(() => server.closeIdleConnections(), 50).unref();
+  });
 }

@@ -3,10 +3,11 @@
 // connect (a bus worker in any language, or a webhook backend behind the
 // node's webhook mode) and checks it the same way whatever its language:
 // byte-exact echo of text, binary and empty messages, each client's order,
-// at-least-once delivery after the worker is killed with SIGKILL, session
-// visibility across events, the close event's contents, the actions of
-// acks (bind, join, session, close with a final message, reject) and
-// progress acks of a slow handler.
+// at-least-once delivery after the worker is killed with SIGKILL, a
+// graceful drain on SIGTERM, session visibility across events, the close
+// event's contents, the actions of acks (bind on connect and later, join,
+// session, close with a final message, reject) and progress acks of a
+// slow handler.
 //
 // The worker under test serves the kit's app, described at the top of
 // examples/node-worker/worker.mjs. Its command line comes from

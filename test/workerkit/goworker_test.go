@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -32,6 +33,9 @@ func kitHandlers() worker.Handlers {
 		OnWebSocketConnect: func(c *worker.Context, r *worker.Request) {
 			if r.Path == "/reject" {
 				c.Reject(403, "rejected by go worker")
+			}
+			if q, err := url.ParseQuery(r.RawQuery); err == nil && q.Get("uid") != "" {
+				c.BindUID(q.Get("uid")) // bind on connect
 			}
 		},
 		OnMessage: func(c *worker.Context, msg []byte) {

@@ -304,6 +304,7 @@ func TestConformance(t *testing.T) {
 			t.Run("close", k.checkClose)
 			t.Run("reject", k.checkReject)
 			t.Run("progress", k.checkProgress)
+			t.Run("drain", k.checkDrain)
 			t.Run("sigkill", k.checkKill)
 		})
 	}
@@ -402,6 +403,11 @@ func (k *kit) checkSession(t *testing.T) {
 		if _, got := k.read(ws, 10*time.Second); string(got) != fmt.Sprintf("n=%d", i) {
 			t.Fatalf("count %d: got %q", i, got)
 		}
+	}
+	// Bound on connect, from the upgrade request's query.
+	dave := k.dial("/?uid=dave")
+	if got := k.ask(dave, "cmd:state"); !strings.Contains(got, `"uid":"dave"`) {
+		t.Fatalf("state after ?uid=dave: %s", got)
 	}
 	if got := k.ask(ws, "cmd:bind:carol"); got != "bound:carol" {
 		t.Fatalf("bind: got %q", got)
@@ -528,5 +534,41 @@ func (k *kit) checkKill(t *testing.T) {
 	}
 	if _, got = k.read(ws, 15*time.Second); string(got) != "next" {
 		t.Fatalf("the next message: got %q", got)
+	}
+}
+
+// checkDrain: on SIGTERM the implementation finishes the batch in hand and
+// acknowledges it (no redelivery: attempt 1), then exits; its successor
+// serves the client's next message.
+func (k *kit) checkDrain(t *testing.T) {
+	k.t = t
+	ws := k.dial("/")
+	k.write(ws, websocket.TextMessage, []byte("cmd:slow:1500"))
+	time.Sleep(500 * time.Millisecond) // the batch is in the handler
+	k.mu.Lock()
+	p := k.proc
+	k.proc = nil
+	k.mu.Unlock()
+	if err := p.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := k.read(ws, 10*time.Second); string(got) != "slow done attempt=1" {
+		t.Fatalf("batch in hand at SIGTERM: got %q, want slow done attempt=1", got)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = p.Process.Kill()
+		<-exited
+		t.Fatal("still running 10s after SIGTERM")
+	}
+	k.startProc()
+	if got := k.ask(ws, "after drain"); got != "after drain" {
+		t.Fatalf("after the drain: got %q", got)
 	}
 }
