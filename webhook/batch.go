@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -63,9 +64,10 @@ func (h *Hook) run(j *job) {
 	}
 	answer, err := h.deliver(j, body)
 	if err != nil {
-		if !errors.Is(err, errBadAnswer) && !isHTTPError(err) && h.ctx.Err() == nil {
-			// Nothing answered after every retry: stop taking batches
-			// until the backend is back.
+		if !errors.Is(err, errBadAnswer) && !isHTTPError(err) && !isTimeout(err) && h.ctx.Err() == nil {
+			// No connection after every retry: stop taking batches
+			// until the backend is back. (A timeout is a slow
+			// backend, not a missing one.)
 			h.pause()
 		}
 		h.fail(j, err)
@@ -78,6 +80,11 @@ func (h *Hook) run(j *job) {
 		return
 	}
 	h.ack(j, actions)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func isHTTPError(err error) bool {

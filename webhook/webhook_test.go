@@ -430,3 +430,30 @@ func TestBackendDownAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTimeoutRetried: answers slower than the timeout are retried, then
+// the batch is left to the gateway's redelivery; it is applied once, from
+// the answer in time, and a slow backend does not make the hook leave the
+// queue group (a missing one does: TestBackendDownAtStart).
+func TestTimeoutRetried(t *testing.T) {
+	var calls atomic.Int32
+	be := startBackend(t, nil, func(b webhook.Batch) (int, string) {
+		if calls.Add(1) <= 2 {
+			time.Sleep(600 * time.Millisecond)
+		}
+		return echoAnswer(b)
+	})
+	n := startNode(t, be.url, func(c *webhook.Config) { c.Timeout = 300 * time.Millisecond; c.Retries = 1 })
+	ws := dial(t, n, "/")
+	write(t, ws, websocket.TextMessage, []byte("late"))
+	if _, got := read(t, ws, 5*time.Second); string(got) != "late" {
+		t.Fatalf("got %q", got)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, got, err := ws.ReadMessage(); err == nil {
+		t.Fatalf("a second answer %q: the timed-out POST was applied too", got)
+	}
+	if st := n.Webhook().Stats(); st.Retries != 1 || st.Unreachable != 2 || st.Failed != 1 || st.Pauses != 0 {
+		t.Fatalf("stats %+v: want 1 retry, 2 timeouts, 1 failed batch and no pause", st)
+	}
+}
