@@ -19,7 +19,7 @@
 // an unknown action, over Config.MaxResponseBytes), the batch is failed:
 // it is not acknowledged, none of its actions is applied, and the gateway
 // redelivers it after its event timeout like any unacknowledged batch
-// (see fail). A backend that cannot be reached at all makes the Hook leave
+// (see fail). A backend that cannot be connected to makes the Hook leave
 // the queue group until a probe reaches it again: the gateways then hold
 // the clients' events (bounded) as they do with no worker.
 //
