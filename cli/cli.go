@@ -210,6 +210,7 @@ var overrideFlags = []struct{ flag, key, usage string }{
 	{"nats-url", "nats.url", "URL of an external NATS instead of the embedded one"},
 	{"nats-listen", "nats.listen", "host:port where the embedded NATS also accepts workers of other processes"},
 	{"workers", "worker.processes", "worker processes the master runs (default: the number of CPUs; 0 for one worker inside the master)"},
+	{"webhook", "worker.webhook.url", "URL of an HTTP backend that serves the events (webhook mode, docs/webhook.md) instead of an app"},
 	{"log-level", "log.level", "debug, info, warn or error (default info)"},
 	{"log-format", "log.format", "text or json (default text)"},
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/framing"
 	"github.com/gatework/gatework/node"
+	"github.com/gatework/gatework/webhook"
 )
 
 // Config is the configuration of `gatework start`, in the shape of the
@@ -127,6 +128,33 @@ type WorkerConfig struct {
 	Processes int `yaml:"processes"`
 	// Concurrency is how many events run at once; 0 means 64×GOMAXPROCS.
 	Concurrency int `yaml:"concurrency"`
+	// Webhook, when its url is set, serves the events with an HTTP
+	// backend instead of an app (docs/webhook.md): `start` runs it in
+	// the master (no worker processes, worker.app is not used), `worker`
+	// as its own process.
+	Webhook WebhookConfig `yaml:"webhook"`
+}
+
+// WebhookConfig is the `worker.webhook` section: see webhook.Config.
+type WebhookConfig struct {
+	// URL is the backend's http(s) endpoint; "" means no webhook.
+	URL string `yaml:"url"`
+	// Secret is the HMAC-SHA256 key that signs every request; "" signs
+	// with an empty key (Validate refuses it with a URL).
+	Secret string `yaml:"secret" secret:"true"`
+	// Timeout bounds one POST; 0 means 5s.
+	Timeout Duration `yaml:"timeout"`
+	// MaxInFlight is how many batches are POSTed at once; 0 means 64.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// Retries is how many times a failed POST is tried again; 0 means 2.
+	Retries int `yaml:"retries"`
+}
+
+// hookConfig is the webhook part of w (Prefix and Logger not set).
+func (w WorkerConfig) hookConfig() webhook.Config {
+	h := w.Webhook
+	return webhook.Config{URL: h.URL, Secret: h.Secret, Timeout: time.Duration(h.Timeout),
+		MaxInFlight: h.MaxInFlight, Retries: h.Retries}
 }
 
 // GatewayConfig is the `gateway` section: see gateway.Config.

@@ -120,6 +120,22 @@ func TestLoadYAML(t *testing.T) {
 				"gatework.yaml:4: listeners[0].ping_interval: cannot unmarshal !!int `25` into time.Duration",
 				`gatework.yaml:8: listeners[1].queue_policy: "drop" is not disconnect, drop_oldest or drop_newest`,
 			}},
+		{name: "webhook", yaml: "worker:\n  webhook:\n    url: http://127.0.0.1:8080/events\n    secret: s\n    timeout: 2s\n    max_in_flight: 8\n    retries: 3\n",
+			check: func(t *testing.T, c cli.Config) {
+				w := c.Worker.Webhook
+				if w.URL != "http://127.0.0.1:8080/events" || w.Secret != "s" || w.Timeout != cli.Duration(2*time.Second) || w.MaxInFlight != 8 || w.Retries != 3 {
+					t.Errorf("webhook %+v", w)
+				}
+				nc, err := c.NodeConfig(nil)
+				if err != nil || nc.Webhook.URL != w.URL || nc.Webhook.MaxInFlight != 8 || nc.Worker.Handlers != nil {
+					t.Errorf("node config webhook %+v handlers %v: %v", nc.Webhook, nc.Worker.Handlers, err)
+				}
+			}},
+		{name: "webhook without secret or scheme", yaml: "worker:\n  webhook:\n    url: 127.0.0.1:8080\n",
+			want: []string{
+				"gatework.yaml:2: worker.webhook.secret: required with worker.webhook.url: the backend checks the signature with it (GATEWORK_WORKER_WEBHOOK_SECRET)",
+				`gatework.yaml:3: worker.webhook.url: "127.0.0.1:8080" is not an http:// or https:// URL with a host`,
+			}},
 		{name: "unknown top-level key", yaml: "prefix: gw\nhttps:\n  addr: x\n",
 			want: []string{"gatework.yaml:2: https: unknown key (did you mean http?)"}},
 		{name: "unknown nested key", yaml: "http:\n  adr: 127.0.0.1:1\n",

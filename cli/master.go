@@ -94,7 +94,7 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 		return nil, err
 	}
 	m := &masterRun{cfg: c, log: log, nc: nc, workerIDPrefix: "w-" + strings.ToLower(rand.Text()[:8])}
-	if c.Worker.Processes > 0 && c.Worker.App != appNone {
+	if c.Worker.Processes > 0 && c.Worker.App != appNone && c.Worker.Webhook.URL == "" {
 		// Workers run in child processes: the embedded NATS listens on a
 		// loopback port; they log in as its generated worker user.
 		nc.Worker.Handlers = nil

@@ -104,6 +104,13 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 		Worker: node.WorkerConfig{App: c.Worker.App, Concurrency: c.Worker.Concurrency},
 		Logger: log,
 	}
+	if c.Worker.Webhook.URL != "" {
+		// The webhook serves the events: no app runs.
+		nc.Webhook = c.Worker.hookConfig()
+		nc.Worker.App = "webhook"
+		nc.HTTP.ChatPage = false
+		return nc, nil
+	}
 	if c.Worker.App == appNone {
 		return nc, nil
 	}

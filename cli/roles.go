@@ -33,7 +33,7 @@ var errNoNATSURL = errors.New("nats.url is required: a list of the NATS cluster'
 var roleFlags = map[string][]string{
 	roleGateway: {"ws", "tcp", "http", "nats-url", "log-level", "log-format"},
 	roleAPI:     {"http", "nats-url", "log-level", "log-format"},
-	roleWorker:  {"app", "nats-url", "log-level", "log-format"},
+	roleWorker:  {"app", "webhook", "nats-url", "log-level", "log-format"},
 }
 
 // addRoleFlags registers on cmd the override flags of role.

@@ -79,7 +79,11 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if src == "" {
 		src = "(defaults, environment and flags)"
 	}
-	log.Info("gatework starting", "version", version(), "config", src, "app", c.Worker.App,
+	app := c.Worker.App
+	if c.Worker.Webhook.URL != "" {
+		app = "webhook" // the webhook worker logs its URL when it starts
+	}
+	log.Info("gatework starting", "version", version(), "config", src, "app", app,
 		"worker_processes", m.processes())
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err

@@ -297,6 +297,16 @@ func (v *validator) worker(apps []string) {
 	if app := v.c.Worker.App; app != appNone && !slices.Contains(apps, app) {
 		v.bad("worker.app", "unknown app %q: %s or %s", app, strings.Join(apps, ", "), appNone)
 	}
+	wh := v.c.Worker.Webhook
+	if wh.URL == "" {
+		return
+	}
+	if u, err := url.Parse(wh.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.bad("worker.webhook.url", "%q is not an http:// or https:// URL with a host", wh.URL)
+	}
+	if wh.Secret == "" {
+		v.bad("worker.webhook.secret", "required with worker.webhook.url: the backend checks the signature with it (GATEWORK_WORKER_WEBHOOK_SECRET)")
+	}
 }
 
 // numbers rejects negative counts and durations.

@@ -7,6 +7,7 @@ import (
 
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 
@@ -14,11 +15,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/master"
+	"github.com/gatework/gatework/webhook"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -63,6 +66,9 @@ type childSpec struct {
 	// which the master names its children in stats answers. Empty means
 	// a random id.
 	WorkerIDPrefix string `json:"worker_id_prefix,omitempty"`
+	// Webhook, when its URL is set, makes the process a webhook worker
+	// (package webhook) instead of an app's.
+	Webhook WebhookConfig `json:"webhook,omitempty"`
 }
 
 // workerCommand is `worker --app <name>`: one worker process, either run
@@ -105,7 +111,7 @@ func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
 		CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
 		Prefix: c.Prefix, Concurrency: c.Worker.Concurrency,
 		QueryTimeout: time.Duration(c.API.QueryTimeout), ReqTimeout: time.Duration(c.API.RequestTimeout),
-		Log: c.Log,
+		Log: c.Log, Webhook: c.Worker.Webhook,
 	}, c.Worker.App, nil
 }
 
@@ -143,7 +149,7 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 			h = &a.Handlers
 		}
 	}
-	if h == nil {
+	if h == nil && spec.Webhook.URL == "" {
 		return fmt.Errorf("worker: unknown app %q", app)
 	}
 	log := NewLogger(spec.Log, cmd.ErrOrStderr()).With("role", "worker", "pid", os.Getpid())
@@ -191,6 +197,9 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	defer nc.Close()
+	if spec.Webhook.URL != "" {
+		return runHook(ctx, nc, spec, log)
+	}
 	a, err := api.New(nc, api.Config{
 		Prefix: spec.Prefix, QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,
 		Logger: log.With("component", "api"),
@@ -285,4 +294,28 @@ func (o *childOut) stats() {
 		return
 	}
 	_, _ = io.WriteString(o.w, master.StatsPrefix+string(b)+"\n")
+}
+
+// runHook serves events with the webhook backend of spec until ctx is
+// done, then drains (bounded by childStopTimeout).
+func runHook(ctx context.Context, nc *nats.Conn, spec childSpec, log *slog.Logger) error {
+	hc := WorkerConfig{Webhook: spec.Webhook}.hookConfig()
+	hc.Prefix, hc.Logger = spec.Prefix, log.With("component", "webhook")
+	h, err := webhook.New(nc, hc)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	if err := h.Start(); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	log.Info("webhook worker ready", "worker", h.ID(), "nats", redactNATS(spec.URL))
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), childStopTimeout)
+	defer cancel()
+	if err := h.Stop(sctx); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	_ = nc.FlushTimeout(time.Second)
+	log.Info("worker process stopped")
+	return nil
 }

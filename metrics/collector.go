@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
+	"github.com/gatework/gatework/webhook"
 )
 
 // GatewayStats is what the Collector reads of a gateway (*gateway.Server).
@@ -24,6 +25,12 @@ type APIStats interface {
 	Stats() httpapi.Stats
 }
 
+// WebhookStats is what the Collector reads of a webhook worker
+// (*webhook.Hook).
+type WebhookStats interface {
+	Stats() webhook.Stats
+}
+
 // Sources are what a Collector reads at each scrape. A nil source is
 // left out of the scrape.
 type Sources struct {
@@ -33,6 +40,8 @@ type Sources struct {
 	// traffic, and a round trip to the NATS server measured at each
 	// scrape (bounded by RTTTimeout).
 	Bus *nats.Conn
+	// Webhook is the node's webhook worker (webhook mode).
+	Webhook WebhookStats
 	// RTTTimeout bounds the round trip; 0 means 1s. A round trip that
 	// fails or times out leaves gatework_bus_rtt_seconds out.
 	RTTTimeout time.Duration
@@ -111,7 +120,13 @@ var (
 	httpRequests  = desc("http_requests_total", "HTTP API requests answered, by method (canonical name, listMethods, openAPI or other) and status code.", "method", "code")
 	httpAuthFail  = desc("http_auth_failures_total", "HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback, host, origin).", "reason")
 
+	whBatches  = desc("webhook_batches_total", "Event batches of the webhook worker, by result: acked (answered and acknowledged) or failed (left to the gateway's redelivery).", "result")
+	whFailures = desc("webhook_request_failures_total", "Webhook POSTs that failed, by reason: http_error (non-2xx), unreachable (transport error or timeout), bad_answer (not JSON, unknown action, too large).", "reason")
+	whRetries  = desc("webhook_retries_total", "Webhook POSTs tried again.")
+	whPauses   = desc("webhook_pauses_total", "Times the webhook worker left the queue group because its backend did not answer.")
+
 	allDescs = []*prometheus.Desc{
+		whBatches, whFailures, whRetries, whPauses,
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
 		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwTimedOut, gwNacked, gwDeadLetters, gwWindow, gwQueuedBatch, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
 		gwBusSlow, gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
@@ -138,6 +153,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.API != nil {
 		collectAPI(ch, c.src.API.Stats())
+	}
+	if c.src.Webhook != nil {
+		st := c.src.Webhook.Stats()
+		counter(ch, whBatches, st.Acked, "acked")
+		counter(ch, whBatches, st.Failed, "failed")
+		counter(ch, whFailures, st.HTTPErrors, "http_error")
+		counter(ch, whFailures, st.Unreachable, "unreachable")
+		counter(ch, whFailures, st.BadAnswers, "bad_answer")
+		counter(ch, whRetries, st.Retries)
+		counter(ch, whPauses, st.Pauses)
 	}
 }
 

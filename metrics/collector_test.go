@@ -10,6 +10,7 @@ import (
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
 	"github.com/gatework/gatework/metrics"
+	"github.com/gatework/gatework/webhook"
 )
 
 type fakeGateway struct{ st gateway.Stats }
@@ -17,6 +18,10 @@ type fakeGateway struct{ st gateway.Stats }
 func (f fakeGateway) Stats() gateway.Stats { return f.st }
 
 type fakeAPI struct{ st httpapi.Stats }
+
+type fakeWebhook struct{ st webhook.Stats }
+
+func (f fakeWebhook) Stats() webhook.Stats { return f.st }
 
 func (f fakeAPI) Stats() httpapi.Stats { return f.st }
 
@@ -42,6 +47,7 @@ func TestCollector(t *testing.T) {
 			Calls:        map[httpapi.Call]uint64{{Method: "sendToAll", Status: 200}: 2, {Method: "other", Status: 404}: 1},
 			AuthFailures: map[string]uint64{httpapi.AuthScope: 3},
 		}},
+		Webhook: fakeWebhook{webhook.Stats{Acked: 9, Failed: 2, HTTPErrors: 4, Unreachable: 1, BadAnswers: 1, Retries: 5, Pauses: 1}},
 	})
 	if probs, err := testutil.CollectAndLint(c); err != nil || len(probs) > 0 {
 		t.Fatalf("lint: %v %v", err, probs)
@@ -68,6 +74,15 @@ gatework_http_requests_total{code="404",method="other"} 1
 # HELP gatework_http_auth_failures_total HTTP requests refused by authorization, by reason (missing, wrong, scope, not_loopback, host, origin).
 # TYPE gatework_http_auth_failures_total counter
 gatework_http_auth_failures_total{reason="scope"} 3
+# HELP gatework_webhook_batches_total Event batches of the webhook worker, by result: acked (answered and acknowledged) or failed (left to the gateway's redelivery).
+# TYPE gatework_webhook_batches_total counter
+gatework_webhook_batches_total{result="acked"} 9
+gatework_webhook_batches_total{result="failed"} 2
+# HELP gatework_webhook_request_failures_total Webhook POSTs that failed, by reason: http_error (non-2xx), unreachable (transport error or timeout), bad_answer (not JSON, unknown action, too large).
+# TYPE gatework_webhook_request_failures_total counter
+gatework_webhook_request_failures_total{reason="bad_answer"} 1
+gatework_webhook_request_failures_total{reason="http_error"} 4
+gatework_webhook_request_failures_total{reason="unreachable"} 1
 # HELP gatework_bus_event_ack_seconds Time from publishing an event batch to the bus to its final ack (bus both ways plus the worker's handling).
 # TYPE gatework_bus_event_ack_seconds histogram
 gatework_bus_event_ack_seconds_bucket{le="0.0005"} 3
@@ -90,7 +105,7 @@ gatework_bus_event_ack_seconds_count 5
 `
 	names := []string{"gatework_gateway_connections", "gatework_gateway_closes_total", "gatework_gateway_queued_bytes",
 		"gatework_worker_events_acked_total", "gatework_http_requests_total", "gatework_http_auth_failures_total",
-		"gatework_bus_event_ack_seconds"}
+		"gatework_bus_event_ack_seconds", "gatework_webhook_batches_total", "gatework_webhook_request_failures_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/gatework/gatework/httpapi"
 	"github.com/gatework/gatework/internal/procstat"
 	"github.com/gatework/gatework/metrics"
+	"github.com/gatework/gatework/webhook"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -45,6 +46,11 @@ type Config struct {
 	HTTP HTTPConfig
 	// Worker configures the in-process worker.
 	Worker WorkerConfig
+	// Webhook, when its URL is set, serves the events in this process with
+	// an HTTP backend (package webhook) on a worker connection of its own,
+	// besides (or instead of) Worker.Handlers. Its Prefix and Logger are
+	// set by the node. An empty URL means no webhook worker.
+	Webhook webhook.Config
 	// Logger receives the node's logs and is handed to every part; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -178,8 +184,9 @@ type Node struct {
 	gw    *gateway.Server // nil with NoGateway
 	api   *api.Client
 	w     *worker.Worker
-	wapi  *api.Client // the worker's, on its connection
-	wNC   *nats.Conn  // the in-process worker's connection; nil without one
+	wapi  *api.Client   // the worker's, on its connection
+	wNC   *nats.Conn    // the in-process worker's connection; nil without one
+	hook  *webhook.Hook // the webhook worker; nil without one
 
 	httpSrv  *http.Server
 	httpAddr net.Addr
@@ -197,6 +204,7 @@ const (
 	connGateway = "gatework-gateway"
 	connAPI     = "gatework-api"
 	connWorker  = "gatework-worker"
+	connWebhook = "gatework-webhook"
 )
 
 // Start starts a node: the bus, the in-process worker (so that the first
@@ -257,6 +265,11 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	if cfg.Worker.Handlers != nil {
 		if err := n.startWorker(); err != nil {
+			return err
+		}
+	}
+	if cfg.Webhook.URL != "" {
+		if err := n.startWebhook(); err != nil {
 			return err
 		}
 	}
@@ -383,6 +396,31 @@ func (n *Node) startWorker() error {
 	return nil
 }
 
+// startWebhook starts the webhook worker on a connection of its own. A
+// backend that does not answer yet does not fail the start: the hook
+// waits for it while the gateway holds the events.
+func (n *Node) startWebhook() error {
+	c, err := n.connect(connWebhook)
+	if err != nil {
+		return err
+	}
+	cfg := n.cfg.Webhook
+	cfg.Prefix = n.cfg.Prefix
+	cfg.Logger = n.log.With("component", "webhook")
+	h, err := webhook.New(c, cfg)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	if err := h.Start(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	n.hook = h
+	return nil
+}
+
+// Webhook returns the webhook worker, or nil without one.
+func (n *Node) Webhook() *webhook.Hook { return n.hook }
+
 // inProcessWorker describes the in-process worker for the gateway's
 // stats answer.
 func (n *Node) inProcessWorker() []bus.WorkerStats {
@@ -457,6 +495,9 @@ func (n *Node) startHTTP() error {
 	src := metrics.Sources{API: h, Bus: n.busConn()}
 	if n.gw != nil { // a nil *gateway.Server would be a non-nil interface
 		src.Gateway = n.gw
+	}
+	if n.hook != nil {
+		src.Webhook = n.hook
 	}
 	mux.Handle("/metrics", h.Require(httpapi.ScopeMetrics, metrics.Handler(src)))
 	ln, err := net.Listen("tcp", hc.Addr)
@@ -606,6 +647,11 @@ func (n *Node) shutdown(ctx context.Context) error {
 	if n.w != nil {
 		if err := n.w.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("node: worker stop: %w", err))
+		}
+	}
+	if n.hook != nil {
+		if err := n.hook.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node: webhook stop: %w", err))
 		}
 	}
 	if n.httpSrv != nil {

@@ -1,0 +1,97 @@
+package webhook
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/gatework/gatework/bus"
+)
+
+func TestParseAnswer(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   string
+		want   []bus.Action
+		errBad bool
+	}{
+		{"empty", "", nil, false},
+		{"white space", " \n", nil, false},
+		{"no actions", `{}`, []bus.Action{}, false},
+		{"every action", `{"actions":[
+			{"type":"send","data":"hi"},{"type":"send","data_base64":"AAH/","binary":true},
+			{"type":"close","force":true,"data":"bye"},{"type":"bind","uid":"u"},{"type":"unbind"},
+			{"type":"join","group":"g"},{"type":"leave","group":"g"},
+			{"type":"session_set","session":{"a":1}},{"type":"session_update","session":{"b":2}},
+			{"type":"session_delete"},{"type":"reject","code":403,"reason":"no"},{"type":"protect","on":true}]}`,
+			[]bus.Action{
+				{Type: bus.ActionSend, Data: []byte("hi")}, {Type: bus.ActionSend, Data: []byte{0, 1, 0xff}, Flag: true},
+				{Type: bus.ActionClose, Flag: true, Data: []byte("bye")}, {Type: bus.ActionBindUID, Arg: "u"},
+				{Type: bus.ActionUnbindUID}, {Type: bus.ActionJoinGroup, Arg: "g"}, {Type: bus.ActionLeaveGroup, Arg: "g"},
+				{Type: bus.ActionSetSession, Data: []byte(`{"a":1}`)}, {Type: bus.ActionUpdateSession, Data: []byte(`{"b":2}`)},
+				{Type: bus.ActionDeleteSession}, {Type: bus.ActionReject, Code: 403, Arg: "no"}, {Type: bus.ActionProtect, Flag: true},
+			}, false},
+		{"empty send", `{"actions":[{"type":"send","data":""}]}`, []bus.Action{{Type: bus.ActionSend, Data: []byte{}}}, false},
+		{"not JSON", `<html>`, nil, true},
+		{"unknown type", `{"actions":[{"type":"send","data":"x"},{"type":"kick"}]}`, nil, true},
+		{"send without data", `{"actions":[{"type":"send"}]}`, nil, true},
+		{"both data fields", `{"actions":[{"type":"send","data":"x","data_base64":"eA=="}]}`, nil, true},
+		{"bad base64", `{"actions":[{"type":"send","data_base64":"!!"}]}`, nil, true},
+		{"bind without uid", `{"actions":[{"type":"bind"}]}`, nil, true},
+		{"join without group", `{"actions":[{"type":"join"}]}`, nil, true},
+		{"session array", `{"actions":[{"type":"session_set","session":[1]}]}`, nil, true},
+		{"session missing", `{"actions":[{"type":"session_update"}]}`, nil, true},
+		{"reject code", `{"actions":[{"type":"reject","code":42}]}`, nil, true},
+		{"actions not a list", `{"actions":{}}`, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseAnswer([]byte(tt.body))
+			if tt.errBad {
+				if !errors.Is(err, errBadAnswer) || got != nil {
+					t.Fatalf("got %v, %v; want no actions and errBadAnswer", got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := json.Marshal(got)
+			b, _ := json.Marshal(tt.want)
+			if string(a) != string(b) {
+				t.Fatalf("got %s\nwant %s", a, b)
+			}
+		})
+	}
+}
+
+// FuzzParseAnswer: any answer body either fails with errBadAnswer and no
+// actions, or gives actions of known types that encode into an Ack.
+func FuzzParseAnswer(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"actions":[{"type":"send","data":"x"}]}`,
+		`{"actions":[{"type":"session_set","session":{"a":[1,{"b":null}]}}]}`,
+		`{"actions":[{"type":"close","data_base64":"AA=="},{"type":"reject","code":403}]}`, `[`, `{"actions":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		acts, err := parseAnswer(body)
+		if err != nil {
+			if !errors.Is(err, errBadAnswer) || acts != nil {
+				t.Fatalf("error %v with %d actions", err, len(acts))
+			}
+			return
+		}
+		for _, a := range acts {
+			if a.Type <= bus.ActionUnknown || a.Type > bus.ActionProtect {
+				t.Fatalf("action type %d", a.Type)
+			}
+			if (a.Type == bus.ActionSetSession || a.Type == bus.ActionUpdateSession) && !json.Valid(a.Data) {
+				t.Fatalf("session %q is not JSON", a.Data)
+			}
+		}
+		var ack bus.Ack
+		if err := bus.DecodeAck(bus.AppendAck(nil, &bus.Ack{Delivery: 1, Actions: acts}), &ack); err != nil {
+			t.Fatalf("ack round trip: %v", err)
+		}
+	})
+}
