@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 func TestMain(m *testing.M) {
@@ -52,7 +53,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // for the Membership and one for publishing heartbeats.
 func startBus(t *testing.T) (sub, pub *nats.Conn) {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
