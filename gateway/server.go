@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
+	"github.com/gatework/gatework/internal/membership"
 )
 
 // cmdQueue bounds the commands and broadcasts waiting to be executed.
@@ -42,7 +43,7 @@ type Server struct {
 
 	listeners []*listener
 	subs      []*nats.Subscription
-	members   *bus.Membership
+	members   *membership.Tracker
 	interest  *interest
 
 	// The in-flight event batches, guarded by infMu.
@@ -173,7 +174,7 @@ func (s *Server) Start() error {
 		return ErrServerClosed
 	}
 	s.started = time.Now()
-	m, err := bus.NewMembership(s.nc, bus.MembershipConfig{
+	m, err := membership.New(s.nc, membership.Config{
 		Prefix:   s.cfg.Prefix,
 		Self:     s.id,
 		Interval: s.cfg.HeartbeatInterval,

@@ -399,7 +399,7 @@ func TestInterestSubscriptionsFollowMembership(t *testing.T) {
 
 // TestMembershipLeaveAndExpiry: a gateway that stops cleanly is dropped at
 // once (its leaving heartbeat); one cut off the bus is reported missing by
-// queries, then forgotten within bus.ExpiryIntervals heartbeat intervals
+// queries, then forgotten within membership.ExpiryIntervals heartbeat intervals
 // (3 s with the default 1 s), well under 5 s.
 func TestMembershipLeaveAndExpiry(t *testing.T) {
 	tr := startTrio(t, gateway.Config{})
