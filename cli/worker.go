@@ -4,16 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/gatework/gatework/api"
@@ -180,63 +179,45 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	if inbox == "" {
 		inbox = subj.Inbox(bus.RoleWorker)
 	}
-	nc, err := bus.Connect(bus.Options{
-		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
-		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
-		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
-		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()), InboxPrefix: inbox,
-	})
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	defer nc.Close()
-	a, err := api.New(nc, api.Config{
-		Prefix: spec.Prefix, QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,
-		Logger: log.With("component", "api"),
-	})
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	defer a.Close()
 	workerID := ""
 	if spec.WorkerIDPrefix != "" {
 		workerID = childWorkerID(spec.WorkerIDPrefix, os.Getpid())
 	}
-	w, err := worker.New(nc, a, worker.Config{
-		ID:     workerID,
-		Prefix: spec.Prefix, Concurrency: spec.Concurrency,
-		Logger: log.With("app", app),
-	}, *h)
+	err = worker.Run(ctx, worker.RunConfig{
+		Bus: bus.Options{
+			URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
+			NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
+			CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
+			Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()), InboxPrefix: inbox,
+		},
+		Handlers: *h,
+		Worker: worker.Config{
+			ID:     workerID,
+			Prefix: spec.Prefix, Concurrency: spec.Concurrency,
+			Logger: log.With("app", app),
+		},
+		API: api.Config{
+			QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,
+			Logger: log.With("component", "api"),
+		},
+		DrainTimeout: childStopTimeout,
+		Ready: func(w *worker.Worker, nc *nats.Conn) error {
+			out.setSource(func() any {
+				return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
+			})
+			if child {
+				if err := out.line(master.ReadyLine); err != nil {
+					return fmt.Errorf("worker: report ready: %w", err)
+				}
+				return nil
+			}
+			log.Info("worker ready", "app", app, "worker", w.ID(), "nats", redactNATS(spec.URL))
+			return nil
+		},
+	})
 	if err != nil {
 		return err
 	}
-	if err := w.Start(); err != nil {
-		return err
-	}
-	// The subscription is known to the server once the flush returns:
-	// from then on, events reach this process.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		_ = w.Stop(context.Background())
-		return fmt.Errorf("worker: flush: %w", err)
-	}
-	out.setSource(func() any {
-		return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
-	})
-	if child {
-		if err := out.line(master.ReadyLine); err != nil {
-			_ = w.Stop(context.Background())
-			return fmt.Errorf("worker: report ready: %w", err)
-		}
-	} else {
-		log.Info("worker ready", "app", app, "worker", w.ID(), "nats", redactNATS(spec.URL))
-	}
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), childStopTimeout)
-	defer scancel()
-	if err := w.Stop(sctx); err != nil {
-		return err
-	}
-	_ = nc.FlushTimeout(time.Second)
 	log.Info("worker process stopped")
 	return nil
 }
