@@ -28,6 +28,9 @@ const (
 	WorkerUser = "gatework-worker"
 )
 
+// DefaultMaxPayload is Config.MaxPayload's default: 8 MiB.
+const DefaultMaxPayload = 8 << 20
+
 // Config configures a Server. The zero value works: a
 // server without a listener that requires credentials from every client
 // (ConnectOptions carries them).
@@ -52,7 +55,8 @@ type Config struct {
 	// inbox prefixes of ConnectOptions and WorkerOptions are written for;
 	// "" means bus.DefaultPrefix.
 	Prefix string
-	// MaxPayload is the largest message the server accepts; 0 means 8 MiB.
+	// MaxPayload is the largest message the server accepts; 0 means
+	// DefaultMaxPayload.
 	MaxPayload int32
 	// TLSCertFile and TLSKeyFile are PEM files of the listener's
 	// certificate and key: the listener then accepts TLS clients only.
@@ -75,7 +79,7 @@ type Server struct {
 // ready. It makes up the passwords of NodeUser and WorkerUser.
 func Start(cfg Config) (*Server, error) {
 	if cfg.MaxPayload == 0 {
-		cfg.MaxPayload = 8 << 20
+		cfg.MaxPayload = DefaultMaxPayload
 	}
 	subj, err := bus.NewSubjects(cfg.Prefix)
 	if err != nil {
