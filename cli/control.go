@@ -44,9 +44,10 @@ func (c Config) logFile() string {
 	return strings.TrimSuffix(c.pidFile(), ".pid") + ".log"
 }
 
-// socketPath returns the control socket beside pidFile.
-func socketPath(pidFile string) string {
-	return strings.TrimSuffix(pidFile, ".pid") + ".sock"
+// masterFiles returns the files a master owns beside its pid file, but
+// the pid file: the control socket and the bus credentials.
+func masterFiles(pidFile string) []string {
+	return []string{master.SocketPath(pidFile), busEnvFile(pidFile)}
 }
 
 // controlRequest is one request on the control socket: a JSON line.

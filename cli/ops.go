@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gatework/gatework/master"
 )
 
 // daemonReadyTimeout bounds how long `start -d` waits for the pid file.
@@ -21,8 +23,8 @@ const daemonReadyTimeout = 60 * time.Second
 // log_file) and returns once it wrote the pid file, or says why it failed.
 func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 	pidFile := c.pidFile()
-	if pid, ok := runningPID(pidFile); ok {
-		return &alreadyRunningError{pid: pid, pidFile: pidFile}
+	if pid, ok := master.RunningPID(pidFile); ok {
+		return &master.AlreadyRunningError{PID: pid, PIDFile: pidFile}
 	}
 	logPath := c.logFile()
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
@@ -71,7 +73,7 @@ func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 		case <-deadline:
 			return fmt.Errorf("gatework (pid %d) not ready within %v; see %s", child.Process.Pid, daemonReadyTimeout, logPath)
 		case <-tick.C:
-			if pid, err := readPID(pidFile); err == nil && pid == child.Process.Pid {
+			if pid, err := master.ReadPID(pidFile); err == nil && pid == child.Process.Pid {
 				fmt.Fprintf(cmd.OutOrStdout(), "gatework started in the background: pid %d, pid file %s, log %s\n", pid, pidFile, logPath)
 				return nil
 			}
@@ -141,11 +143,11 @@ sends SIGUSR1 and the outcome is only in the master's log.`,
 				return err
 			}
 			pidFile := c.pidFile()
-			pid, ok := runningPID(pidFile)
+			pid, ok := master.RunningPID(pidFile)
 			if !ok {
 				return errNotRunning
 			}
-			resp, err := callControl(socketPath(pidFile), controlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
+			resp, err := callControl(master.SocketPath(pidFile), controlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
 			if err != nil {
 				if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 					return fmt.Errorf("reload: %w", err)
@@ -188,11 +190,11 @@ the bus credentials.`,
 // stopMaster stops the master of c's pid file and waits until it is gone.
 func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
 	pidFile := c.pidFile()
-	pid, ok := runningPID(pidFile)
+	pid, ok := master.RunningPID(pidFile)
 	if !ok {
 		return errNotRunning
 	}
-	gone := func() bool { return !alive(pid) }
+	gone := func() bool { return !master.Alive(pid) }
 	sig, timeout := syscall.SIGTERM, time.Duration(c.ShutdownTimeout)+30*time.Second
 	if force {
 		sig, timeout = syscall.SIGKILL, 10*time.Second
@@ -213,7 +215,7 @@ func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
 	if force {
 		// What the master would have removed at its exit. Another master
 		// that started meanwhile keeps its own.
-		if err := removeMasterFiles(pidFile, 5*time.Second); err != nil {
+		if err := master.RemoveFiles(pidFile, masterFiles(pidFile), 5*time.Second); err != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "gatework killed (pid %d), its files left: %v\n", pid, err)
 			return nil
 		}
@@ -235,10 +237,10 @@ func (r *runner) statusCommand() *cobra.Command {
 				return err
 			}
 			pidFile := c.pidFile()
-			if _, ok := runningPID(pidFile); !ok {
+			if _, ok := master.RunningPID(pidFile); !ok {
 				return errNotRunning
 			}
-			resp, err := callControl(socketPath(pidFile), controlRequest{Cmd: "status"}, 10*time.Second)
+			resp, err := callControl(master.SocketPath(pidFile), controlRequest{Cmd: "status"}, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}

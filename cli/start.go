@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/node"
 )
 
@@ -56,11 +57,11 @@ func (r *runner) start(cmd *cobra.Command) error {
 	pidFile := c.pidFile()
 	// Before anything binds a port: a second master of the same pid file
 	// refuses to start.
-	lock, stale, err := lockPIDFile(pidFile)
+	lock, stale, err := master.LockPIDFile(pidFile)
 	if err != nil {
 		return err
 	}
-	defer lock.release()
+	defer lock.Release()
 	if stale != 0 {
 		log.Warn("pid file of a master that is gone taken over", "pid", stale, "pid_file", pidFile)
 	}
@@ -84,12 +85,12 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
-	ctl, err := listenControl(socketPath(pidFile), log, m.control)
+	ctl, err := listenControl(master.SocketPath(pidFile), log, m.control)
 	if err != nil {
 		log.Warn("no control socket: status and the answer of reload are not available", "err", err)
 	}
 	busFile := m.writeWorkerBus(pidFile)
-	if err := lock.write(os.Getpid()); err != nil {
+	if err := lock.Write(os.Getpid()); err != nil {
 		log.Warn("no pid in the pid file: reload, stop and status will not find this master", "err", err)
 	}
 	logHints(log, c, m.node, busFile)
