@@ -345,18 +345,21 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 }
 
 // control answers a request of the control socket.
-func (m *masterRun) control(ctx context.Context, req controlRequest) controlResponse {
+func (m *masterRun) control(ctx context.Context, req master.ControlRequest) master.ControlResponse {
 	switch req.Cmd {
 	case "status":
-		rep := m.status()
-		return controlResponse{OK: true, Status: &rep}
+		b, err := json.Marshal(m.status())
+		if err != nil {
+			return master.ControlResponse{Error: err.Error()}
+		}
+		return master.ControlResponse{OK: true, Status: b}
 	case "reload":
 		if err := m.reload(ctx); err != nil {
-			return controlResponse{Error: err.Error()}
+			return master.ControlResponse{Error: err.Error()}
 		}
-		return controlResponse{OK: true}
+		return master.ControlResponse{OK: true}
 	default:
-		return controlResponse{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
+		return master.ControlResponse{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 	}
 }
 

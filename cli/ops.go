@@ -147,7 +147,7 @@ sends SIGUSR1 and the outcome is only in the master's log.`,
 			if !ok {
 				return errNotRunning
 			}
-			resp, err := callControl(master.SocketPath(pidFile), controlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
+			resp, err := master.CallControl(master.SocketPath(pidFile), master.ControlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
 			if err != nil {
 				if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 					return fmt.Errorf("reload: %w", err)
@@ -240,19 +240,23 @@ func (r *runner) statusCommand() *cobra.Command {
 			if _, ok := master.RunningPID(pidFile); !ok {
 				return errNotRunning
 			}
-			resp, err := callControl(master.SocketPath(pidFile), controlRequest{Cmd: "status"}, 10*time.Second)
+			resp, err := master.CallControl(master.SocketPath(pidFile), master.ControlRequest{Cmd: "status"}, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
 			if !resp.OK || resp.Status == nil {
 				return fmt.Errorf("status: %s", resp.Error)
 			}
+			var rep statusReport
+			if err := json.Unmarshal(resp.Status, &rep); err != nil {
+				return fmt.Errorf("status: bad answer: %w", err)
+			}
 			if r.jsonOut {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(resp.Status)
+				return enc.Encode(&rep)
 			}
-			printStatus(cmd.OutOrStdout(), resp.Status)
+			printStatus(cmd.OutOrStdout(), &rep)
 			return nil
 		},
 	}

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -73,9 +71,8 @@ func (r *runner) start(cmd *cobra.Command) error {
 		return err
 	}
 	ctx := cmd.Context()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
+	sigs := master.NotifySignals()
+	defer sigs.Stop()
 	src := r.path()
 	if src == "" {
 		src = "(defaults, environment and flags)"
@@ -85,7 +82,7 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
-	ctl, err := listenControl(master.SocketPath(pidFile), log, m.control)
+	ctl, err := master.ListenControl(master.SocketPath(pidFile), m.control)
 	if err != nil {
 		log.Warn("no control socket: status and the answer of reload are not available", "err", err)
 	}
@@ -94,24 +91,12 @@ func (r *runner) start(cmd *cobra.Command) error {
 		log.Warn("no pid in the pid file: reload, stop and status will not find this master", "err", err)
 	}
 	logHints(log, c, m.node, busFile)
-	for stop := false; !stop; {
-		select {
-		case <-ctx.Done():
-			stop = true
-		case s := <-sigs:
-			if s == syscall.SIGUSR1 {
-				go func() { _ = m.reload(context.Background()) }()
-				continue
-			}
-			log.Info("signal received", "signal", s.String())
-			stop = true
-		}
-	}
-	// From now on a second SIGINT or SIGTERM kills the process at once.
-	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	// From when Wait returns, a second SIGINT or SIGTERM kills the process
+	// at once.
+	sigs.Wait(ctx, log, func() { _ = m.reload(context.Background()) })
 	err = m.shutdown(ctx)
 	if ctl != nil {
-		ctl.close()
+		ctl.Close()
 	}
 	if busFile != "" {
 		_ = os.Remove(busFile)
