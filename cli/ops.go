@@ -1,13 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,31 +13,14 @@ import (
 	"github.com/gatework/gatework/master"
 )
 
-// daemonReadyTimeout bounds how long `start -d` waits for the pid file.
-const daemonReadyTimeout = 60 * time.Second
-
-// daemonize starts a detached copy of this command (own session, logs to
-// log_file) and returns once it wrote the pid file, or says why it failed.
+// daemonize starts a detached copy of this command (master.Daemonize) and
+// returns once it wrote the pid file, or says why it failed.
 func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 	pidFile := c.pidFile()
 	if pid, ok := master.RunningPID(pidFile); ok {
 		return &master.AlreadyRunningError{PID: pid, PIDFile: pidFile}
 	}
-	logPath := c.logFile()
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	defer logf.Close()
-	st, _ := logf.Stat()
-	var logStart int64
-	if st != nil {
-		logStart = st.Size()
-	}
-	exe, err := programPath() // the detached master reloads from the same path
+	exe, err := master.ProgramPath() // the detached master reloads from the same path
 	if err != nil {
 		return fmt.Errorf("start -d: %w", err)
 	}
@@ -54,55 +34,16 @@ func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 			args = append(args, a)
 		}
 	}
-	child := exec.Command(exe, args...)
-	child.Env = append(os.Environ(), envDaemon+"=1")
-	child.Stdout, child.Stderr = logf, logf
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := child.Start(); err != nil {
-		return fmt.Errorf("start -d: %w", err)
+	logPath := c.logFile()
+	pid, err := master.Daemonize(master.DaemonConfig{
+		Path: exe, Args: args, Env: append(os.Environ(), envDaemon+"=1"),
+		PIDFile: pidFile, LogFile: logPath,
+	})
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(daemonReadyTimeout)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("gatework failed to start (%v); the end of %s:\n%s", exitText(err), logPath, logTail(logPath, logStart))
-		case <-deadline:
-			return fmt.Errorf("gatework (pid %d) not ready within %v; see %s", child.Process.Pid, daemonReadyTimeout, logPath)
-		case <-tick.C:
-			if pid, err := master.ReadPID(pidFile); err == nil && pid == child.Process.Pid {
-				fmt.Fprintf(cmd.OutOrStdout(), "gatework started in the background: pid %d, pid file %s, log %s\n", pid, pidFile, logPath)
-				return nil
-			}
-		}
-	}
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
-}
-
-// logTail returns the lines of path written from offset on, at most the
-// last 4 KiB.
-func logTail(path string, offset int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil || int64(len(b)) < offset {
-		return ""
-	}
-	b = b[offset:]
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
+	fmt.Fprintf(cmd.OutOrStdout(), "gatework started in the background: pid %d, pid file %s, log %s\n", pid, pidFile, logPath)
+	return nil
 }
 
 func (r *runner) restartCommand() *cobra.Command {
