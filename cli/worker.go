@@ -1,14 +1,11 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
@@ -115,17 +112,17 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	child := os.Getenv(envChild) != ""
 	var spec childSpec
 	var app string
-	var requests *bufio.Scanner // the master's lines on stdin, after the spec
+	var proto *master.Child // the protocol with the master, on stdin and stdout
 	if child {
 		// The handlers' own child processes are not worker processes.
 		_ = os.Unsetenv(envChild)
-		requests = bufio.NewScanner(os.Stdin)
-		requests.Buffer(make([]byte, 0, 4096), 1<<20)
-		if !requests.Scan() {
-			return fmt.Errorf("worker: no settings from the master on stdin: %w", firstErr(requests.Err(), io.EOF))
+		var handoff []byte
+		var err error
+		if proto, handoff, err = master.NewChild(os.Stdin, cmd.OutOrStdout()); err != nil {
+			return fmt.Errorf("worker: %w", err)
 		}
-		if err := json.Unmarshal(requests.Bytes(), &spec); err != nil {
-			return fmt.Errorf("worker: bad settings from the master (%d bytes): %w", len(requests.Bytes()), err)
+		if err := json.Unmarshal(handoff, &spec); err != nil {
+			return fmt.Errorf("worker: bad settings from the master (%d bytes): %w", len(handoff), err)
 		}
 		if app = *r.flags.values["app"]; app == "" {
 			app = r.defaultApp()
@@ -157,19 +154,15 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &childOut{w: cmd.OutOrStdout()}
-	go func() {
-		if !child {
-			return
-		}
-		// Requests of the master, one a line; EOF: the master is gone.
-		for requests.Scan() {
-			if requests.Text() == master.StatsRequest {
-				out.stats()
+	if child {
+		go func() {
+			// EOF: the master is gone, or stops this process that way.
+			if err := proto.Serve(); err != nil {
+				log.Warn("the master's requests", "err", err)
 			}
-		}
-		cancel()
-	}()
+			cancel()
+		}()
+	}
 
 	subj, err := bus.NewSubjects(spec.Prefix)
 	if err != nil {
@@ -202,12 +195,12 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		},
 		DrainTimeout: childStopTimeout,
 		Ready: func(w *worker.Worker, nc *nats.Conn) error {
-			out.setSource(func() any {
-				return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
-			})
 			if child {
-				if err := out.line(master.ReadyLine); err != nil {
-					return fmt.Errorf("worker: report ready: %w", err)
+				proto.SetStats(func() any {
+					return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
+				})
+				if err := proto.Ready(); err != nil {
+					return fmt.Errorf("worker: %w", err)
 				}
 				return nil
 			}
@@ -227,39 +220,4 @@ type childStats struct {
 	Worker worker.Stats `json:"worker"`
 	// Bus is the state of its NATS connection (CONNECTED, RECONNECTING…).
 	Bus string `json:"bus"`
-}
-
-// childOut writes the lines of the child protocol on stdout, one at a
-// time.
-type childOut struct {
-	mu     sync.Mutex
-	w      io.Writer
-	source func() any // what stats reports; nil until the worker runs
-}
-
-func (o *childOut) setSource(f func() any) {
-	o.mu.Lock()
-	o.source = f
-	o.mu.Unlock()
-}
-
-func (o *childOut) line(s string) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	_, err := io.WriteString(o.w, s+"\n")
-	return err
-}
-
-// stats answers a stats request (nothing before the worker runs).
-func (o *childOut) stats() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.source == nil {
-		return
-	}
-	b, err := json.Marshal(o.source())
-	if err != nil {
-		return
-	}
-	_, _ = io.WriteString(o.w, master.StatsPrefix+string(b)+"\n")
 }
