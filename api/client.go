@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
+	"github.com/gatework/gatework/internal/membership"
 )
 
 // Config defaults.
@@ -51,7 +52,7 @@ type Client struct {
 	subj    bus.Subjects
 	cfg     Config
 	log     *slog.Logger
-	members *bus.Membership
+	members *membership.Tracker
 
 	bcastSubj string
 	querySubj string
@@ -113,7 +114,7 @@ func New(nc *nats.Conn, cfg Config) (*Client, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Prefix = subj.Prefix
-	members, err := bus.NewMembership(nc, bus.MembershipConfig{Prefix: subj.Prefix, Logger: cfg.Logger})
+	members, err := membership.New(nc, membership.Config{Prefix: subj.Prefix, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}

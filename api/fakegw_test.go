@@ -14,16 +14,17 @@ import (
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 // testBus is an embedded NATS for one test.
 type testBus struct {
-	e *bus.Embedded
+	e *natsembed.Server
 }
 
 func newTestBus(t testing.TB) *testBus {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

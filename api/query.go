@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
+	"github.com/gatework/gatework/internal/membership"
 )
 
 // Bounds of one scatter-gather round.
@@ -22,7 +23,7 @@ const (
 	// maxExpected bounds the gateways one query waits for: peers named in
 	// replies beyond it are ignored (and logged), so a broken gateway cannot
 	// make a query track millions of fake ids.
-	maxExpected = bus.DefaultMaxGateways
+	maxExpected = membership.DefaultMaxGateways
 	// maxPendingReplies and maxPendingBytes bound the replies queued for one
 	// query; past them NATS drops replies and their gateways count as missing.
 	maxPendingReplies = 2 * maxExpected

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger's goroutines.
@@ -35,7 +36,7 @@ func (s *syncBuffer) String() string {
 // slow consumers to Options.Errors, which counts every one and logs the
 // first, then no more than a line per 10 seconds.
 func TestConnectCountsSlowConsumers(t *testing.T) {
-	e := startEmbedded(t, bus.EmbeddedConfig{})
+	e := startEmbedded(t, natsembed.Config{})
 	var logs syncBuffer
 	errs := bus.NewAsyncErrors(slog.New(slog.NewTextHandler(&logs, nil)))
 	o := e.ConnectOptions("slow")

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -35,7 +34,7 @@ type Options struct {
 	InboxPrefix string
 	// InProcess, when set, connects to this in-process server without a
 	// socket (URL is then ignored).
-	InProcess *server.Server
+	InProcess nats.InProcessConnProvider
 	// Errors handles the connection's asynchronous errors (slow
 	// consumers above all); nil means a new AsyncErrors logging to
 	// slog.Default(). A user of the connection can count its own with

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Role is what a bus user does; Permissions says what each may publish
@@ -42,12 +40,26 @@ const (
 // Roles lists every role, in the order of the documentation.
 var Roles = []Role{RoleGateway, RoleWorker, RoleAPI, RoleNode}
 
+// Rules is what one role may do on the bus: allow lists of subjects
+// (anything not listed is denied, wildcard subscriptions included).
+type Rules struct {
+	// Publish lists the subjects the role may publish to.
+	Publish []string
+	// Subscribe lists the subjects the role may subscribe to; an entry
+	// "subject queue" allows the subscription inside that queue group only.
+	Subscribe []string
+	// Responses allows replying to the requests received (NATS
+	// allow_responses with nats-server's defaults: one reply per request,
+	// within two minutes), whatever their reply subject.
+	Responses bool
+}
+
 // Permissions returns what role may do on the bus of s: allow lists
 // (anything not listed is denied, wildcard subscriptions included) that
 // give each role what its code uses and nothing more. It returns nil for
-// an unknown role. The embedded server gives them to its worker user;
+// an unknown role. The embedded server (internal/natsembed) gives them to its users;
 // AuthorizationConfig writes them for an external nats-server.
-func Permissions(s Subjects, role Role) *server.Permissions {
+func Permissions(s Subjects, role Role) *Rules {
 	p := s.Prefix
 	var (
 		// What calling the API publishes: commands to one gateway,
@@ -80,16 +92,7 @@ func Permissions(s Subjects, role Role) *server.Permissions {
 	default:
 		return nil
 	}
-	perms := &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: pub},
-		Subscribe: &server.SubjectPermission{Allow: sub},
-	}
-	if responses {
-		// Zero means nats-server's defaults: one reply per request,
-		// within two minutes.
-		perms.Response = &server.ResponsePermission{}
-	}
-	return perms
+	return &Rules{Publish: pub, Subscribe: sub, Responses: responses}
 }
 
 // UserName is the user name AuthorizationConfig gives role:
@@ -114,9 +117,9 @@ func AuthorizationConfig(s Subjects) string {
 		p := Permissions(s, role)
 		fmt.Fprintf(&b, "    # %s: inbox prefix %s\n", role, s.Inbox(role))
 		fmt.Fprintf(&b, "    {\n      user: %q\n      password: $%s\n      permissions: {\n", UserName(role), PasswordVar(role))
-		fmt.Fprintf(&b, "        publish: { allow: %s }\n", quoteList(p.Publish.Allow))
-		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", quoteList(p.Subscribe.Allow))
-		if p.Response != nil {
+		fmt.Fprintf(&b, "        publish: { allow: %s }\n", quoteList(p.Publish))
+		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", quoteList(p.Subscribe))
+		if p.Responses {
 			b.WriteString("        allow_responses: true\n")
 		}
 		b.WriteString("      }\n    }\n")

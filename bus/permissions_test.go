@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 // permRule says which roles may publish to a subject family, subscribe to
@@ -122,7 +124,7 @@ func TestBusPermissions(t *testing.T) {
 	rules = append(rules, wildcards...)
 
 	t.Run("embedded", func(t *testing.T) {
-		e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: s.Prefix})
+		e := startEmbedded(t, natsembed.Config{Listen: "127.0.0.1:0", Prefix: s.Prefix})
 		observer := connectOpts(t, e.ConnectOptions("observer"), nil)
 		wo := e.WorkerOptions("worker")
 		var wv violations
@@ -138,7 +140,7 @@ func TestBusPermissions(t *testing.T) {
 	// The embedded server's configured user (nats.user) with a role.
 	for _, r := range bus.Roles {
 		t.Run("embedded user_role "+string(r), func(t *testing.T) {
-			e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", Prefix: s.Prefix,
+			e := startEmbedded(t, natsembed.Config{Listen: "127.0.0.1:0", Prefix: s.Prefix,
 				User: "remote", Password: "remote-pw", UserRole: r})
 			observer := connectOpts(t, e.ConnectOptions("observer"), nil)
 			var v violations
@@ -187,8 +189,9 @@ func startConfigured(t *testing.T, s bus.Subjects) string {
 		// ProcessConfigFile fills in the response defaults: compare the
 		// subject lists and whether responses are allowed.
 		want := bus.Permissions(s, r)
-		if !reflect.DeepEqual(u.Permissions.Publish, want.Publish) || !reflect.DeepEqual(u.Permissions.Subscribe, want.Subscribe) ||
-			(u.Permissions.Response == nil) != (want.Response == nil) {
+		if !reflect.DeepEqual(u.Permissions.Publish, &server.SubjectPermission{Allow: want.Publish}) ||
+			!reflect.DeepEqual(u.Permissions.Subscribe, &server.SubjectPermission{Allow: want.Subscribe}) ||
+			(u.Permissions.Response != nil) != want.Responses {
 			t.Errorf("%s: the configuration file gives %+v, bus.Permissions %+v", r, u.Permissions, want)
 		}
 	}
@@ -204,6 +207,40 @@ func startConfigured(t *testing.T, s bus.Subjects) string {
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	return srv.ClientURL()
+}
+
+// startEmbedded starts a natsembed.Server for the test.
+func startEmbedded(t *testing.T, cfg natsembed.Config) *natsembed.Server {
+	t.Helper()
+	e, err := natsembed.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	return e
+}
+
+// violations collects the asynchronous permission errors of a connection.
+type violations struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	v.mu.Lock()
+	v.errs = append(v.errs, err)
+	v.mu.Unlock()
+}
+
+func (v *violations) has(s string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, err := range v.errs {
+		if strings.Contains(err.Error(), s) {
+			return true
+		}
+	}
+	return false
 }
 
 // connectOpts connects with o, without reconnecting, reporting

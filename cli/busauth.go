@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/node"
 )
 
@@ -41,7 +42,7 @@ func (v *validator) natsAuth() {
 		if n.InsecureNoAuth {
 			v.bad("nats.insecure_no_auth", "only for an external NATS (nats.url): the embedded NATS always requires credentials")
 		}
-		if n.User == bus.NodeUser || n.User == bus.WorkerUser {
+		if n.User == natsembed.NodeUser || n.User == natsembed.WorkerUser {
 			v.bad("nats.user", "%q is the name of a user the embedded NATS generates: choose another", n.User)
 		}
 		switch {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 // TestWriteBusEnv: the file is 0600, readable by a POSIX shell's `.`, and
@@ -25,7 +26,7 @@ func TestWriteBusEnv(t *testing.T) {
 	if err := os.Symlink(victim, path); err != nil {
 		t.Fatal(err)
 	}
-	o := bus.Options{URL: "nats://127.0.0.1:4222", User: bus.WorkerUser, Password: "it's-secret", CAFile: "/ca dir/ca.pem",
+	o := bus.Options{URL: "nats://127.0.0.1:4222", User: natsembed.WorkerUser, Password: "it's-secret", CAFile: "/ca dir/ca.pem",
 		InboxPrefix: "gw.inbox.worker"}
 	if err := writeBusEnv(path, o, "gw"); err != nil {
 		t.Fatal(err)

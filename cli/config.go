@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -13,9 +12,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
-	"github.com/gatework/gatework/internal/framing"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/webhook"
 )
@@ -223,8 +223,11 @@ const (
 // documented default, worker.app set to app (the first app of the binary,
 // "echo" for gatework).
 func DefaultConfig(app string) Config {
+	// The gateway's own defaults; Shards stays 0 (one per CPU), and the
+	// listeners are filled in by Effective.
+	g := gateway.Config{}.WithDefaults()
 	return Config{
-		Prefix: "gw",
+		Prefix: g.Prefix,
 		Listeners: []gateway.ListenerConfig{
 			{Name: "ws", Protocol: "ws", Addr: DefaultWSAddr},
 			{Name: "tcp", Protocol: "tcp", Addr: DefaultTCPAddr},
@@ -240,102 +243,34 @@ func DefaultConfig(app string) Config {
 			MaxConns:          node.DefaultHTTPMaxConns,
 			HealthConns:       node.DefaultHTTPHealthConns,
 		},
-		NATS:   NATSConfig{MaxPayload: 8 << 20},
+		NATS:   NATSConfig{MaxPayload: natsembed.DefaultMaxPayload},
 		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},
 		Gateway: GatewayConfig{
-			EventTimeout:        Duration(3 * time.Second),
-			MaxBatch:            64,
-			MaxPendingEvents:    1024,
-			MaxPendingBytes:     4 << 20,
-			HeartbeatInterval:   Duration(time.Second),
-			CloseTimeout:        Duration(5 * time.Second),
-			HandshakeTimeout:    Duration(10 * time.Second),
-			MaxIPs:              gateway.DefaultMaxIPs,
-			IPRateLimit:         RateLimitConfig{Per: Duration(time.Second), Policy: "drop"},
-			MaxGroups:           1024,
-			MaxInterestSubjects: gateway.DefaultMaxInterestSubjects,
+			EventTimeout:        Duration(g.EventTimeout),
+			MaxBatch:            g.MaxBatch,
+			MaxPendingEvents:    g.MaxPendingEvents,
+			MaxPendingBytes:     g.MaxPendingBytes,
+			HeartbeatInterval:   Duration(g.HeartbeatInterval),
+			CloseTimeout:        Duration(g.CloseTimeout),
+			HandshakeTimeout:    Duration(g.HandshakeTimeout),
+			MaxIPs:              g.MaxIPs,
+			IPRateLimit:         RateLimitConfig{Per: Duration(g.IPRateLimit.Per), Policy: g.IPRateLimit.Policy},
+			MaxGroups:           g.MaxGroups,
+			MaxInterestSubjects: g.MaxInterestSubjects,
 
-			MaxDeliveries:        5,
-			RedeliveryBackoff:    Duration(time.Second),
-			RedeliveryBackoffMax: Duration(30 * time.Second),
-			DeadLetterPolicy:     gateway.DeadLetterContinue,
-			MaxInFlight:          1024,
+			MaxDeliveries:        g.MaxDeliveries,
+			RedeliveryBackoff:    Duration(g.RedeliveryBackoff),
+			RedeliveryBackoffMax: Duration(g.RedeliveryBackoffMax),
+			DeadLetterPolicy:     g.DeadLetterPolicy,
+			MaxInFlight:          g.MaxInFlight,
 		},
 		API: APIConfig{
-			QueryTimeout:   Duration(2 * time.Second),
-			RequestTimeout: Duration(5 * time.Second),
+			QueryTimeout:   Duration(api.DefaultQueryTimeout),
+			RequestTimeout: Duration(api.DefaultRequestTimeout),
 		},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		ShutdownTimeout: Duration(15 * time.Second),
 	}
-}
-
-// withListenerDefaults fills each listener's zero fields that belong to its
-// protocol with the gateway's defaults, so that `gatework config` shows
-// what is used. It mirrors gateway.Config's documented defaults.
-func withListenerDefaults(ls []gateway.ListenerConfig) []gateway.ListenerConfig {
-	out := make([]gateway.ListenerConfig, len(ls))
-	for i, l := range ls {
-		if l.Name == "" {
-			l.Name = l.Protocol
-		}
-		if l.MaxMessage == 0 {
-			l.MaxMessage = framing.DefaultMaxMessage
-		}
-		if l.MaxQueueBytes == 0 {
-			l.MaxQueueBytes = 4 << 20
-		}
-		if l.RateLimit.Messages > 0 {
-			if l.RateLimit.Per == 0 {
-				l.RateLimit.Per = time.Second
-			}
-			if l.RateLimit.Burst == 0 {
-				l.RateLimit.Burst = l.RateLimit.Messages
-			}
-			if l.RateLimit.Policy == "" {
-				l.RateLimit.Policy = "drop"
-			}
-		}
-		if l.QueuePolicy == "" {
-			l.QueuePolicy = gateway.QueueDisconnect
-		}
-		if l.PingInterval == 0 && (l.Protocol == "ws" || l.PingData != "") {
-			l.PingInterval = gateway.DefaultPingInterval
-		}
-		if l.IdleTimeout == 0 && (l.Protocol == "ws" || l.Protocol == "udp") {
-			l.IdleTimeout = gateway.DefaultIdleTimeout
-		}
-		switch l.Protocol {
-		case "ws":
-			if l.MessageType == "" {
-				l.MessageType = "auto"
-			}
-			if z := &l.Compression; z.Enabled {
-				z.Level = cmp.Or(z.Level, gateway.DefaultCompressionLevel)
-				z.MinSize = cmp.Or(z.MinSize, gateway.DefaultMinCompress)
-				z.ClientMaxWindowBits = cmp.Or(z.ClientMaxWindowBits, 15)
-			}
-		case "tcp", "udp":
-			if l.Protocol == "udp" {
-				if l.Framing.Kind == "" {
-					l.Framing.Kind = framing.KindRaw
-				}
-				if l.MaxPeers == 0 {
-					l.MaxPeers = gateway.DefaultMaxPeers
-				}
-			}
-			if l.Framing.MaxMessage == 0 {
-				l.Framing.MaxMessage = l.MaxMessage
-			}
-			l.Framing = l.Framing.WithDefaults()
-		}
-		if l.TLS != nil {
-			tc := l.TLS.WithDefaults()
-			l.TLS = &tc
-		}
-		out[i] = l
-	}
-	return out
 }
 
 // Duration is a time.Duration written with a unit in YAML and in the

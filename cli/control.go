@@ -1,19 +1,12 @@
 package cli
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
@@ -44,22 +37,10 @@ func (c Config) logFile() string {
 	return strings.TrimSuffix(c.pidFile(), ".pid") + ".log"
 }
 
-// socketPath returns the control socket beside pidFile.
-func socketPath(pidFile string) string {
-	return strings.TrimSuffix(pidFile, ".pid") + ".sock"
-}
-
-// controlRequest is one request on the control socket: a JSON line.
-type controlRequest struct {
-	// Cmd is status or reload.
-	Cmd string `json:"cmd"`
-}
-
-// controlResponse is the JSON line that answers a controlRequest.
-type controlResponse struct {
-	OK     bool          `json:"ok"`
-	Error  string        `json:"error,omitempty"`
-	Status *statusReport `json:"status,omitempty"`
+// masterFiles returns the files a master owns beside its pid file, but
+// the pid file: the control socket and the bus credentials.
+func masterFiles(pidFile string) []string {
+	return []string{master.SocketPath(pidFile), busEnvFile(pidFile)}
 }
 
 // statusReport is what `status --json` prints.
@@ -100,110 +81,6 @@ type trafficRates struct {
 	MessagesOut float64 `json:"messages_out"`
 	BytesIn     float64 `json:"bytes_in"`
 	BytesOut    float64 `json:"bytes_out"`
-}
-
-// controlServer answers requests on the control socket.
-type controlServer struct {
-	ln     net.Listener
-	path   string
-	log    *slog.Logger
-	handle func(ctx context.Context, req controlRequest) controlResponse
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
-}
-
-// listenControl opens the control socket at path (replacing a stale one)
-// and serves it until close.
-func listenControl(path string, log *slog.Logger, handle func(context.Context, controlRequest) controlResponse) (*controlServer, error) {
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	_ = os.Chmod(path, 0o600)
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &controlServer{ln: ln, path: path, log: log, handle: handle, ctx: ctx, cancel: cancel}
-	s.wg.Add(1)
-	go s.serve()
-	return s, nil
-}
-
-// maxControlConns bounds the connections served at once; more are closed.
-const maxControlConns = 16
-
-func (s *controlServer) serve() {
-	defer s.wg.Done()
-	sem := make(chan struct{}, maxControlConns)
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			_ = c.Close()
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-sem }()
-			s.serveConn(c)
-		}()
-	}
-}
-
-func (s *controlServer) serveConn(c net.Conn) {
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadBytes('\n')
-	if err != nil {
-		return
-	}
-	var req controlRequest
-	var resp controlResponse
-	if err := json.Unmarshal(line, &req); err != nil {
-		resp.Error = "bad request: " + err.Error()
-	} else {
-		resp = s.handle(s.ctx, req)
-	}
-	b, _ := json.Marshal(resp)
-	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	_, _ = c.Write(append(b, '\n'))
-}
-
-// close stops serving, cancels requests in progress and removes the socket.
-func (s *controlServer) close() {
-	_ = s.ln.Close()
-	s.cancel()
-	s.wg.Wait()
-	_ = os.Remove(s.path)
-}
-
-// callControl sends req to the master's control socket at path and returns
-// its answer; timeout bounds the whole exchange.
-func callControl(path string, req controlRequest, timeout time.Duration) (controlResponse, error) {
-	var resp controlResponse
-	c, err := net.DialTimeout("unix", path, 2*time.Second)
-	if err != nil {
-		return resp, fmt.Errorf("control socket: %w", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	b, _ := json.Marshal(req)
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return resp, fmt.Errorf("control socket: %w", err)
-	}
-	line, err := bufio.NewReader(c).ReadBytes('\n')
-	if err != nil {
-		return resp, fmt.Errorf("control socket: %w", err)
-	}
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return resp, fmt.Errorf("control socket: bad answer: %w", err)
-	}
-	return resp, nil
 }
 
 // printStatus writes rep as a table.

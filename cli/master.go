@@ -9,8 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -213,7 +211,7 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 		_ = n.Shutdown(sctx)
 		return err
 	}
-	exe, err := programPath()
+	exe, err := master.ProgramPath()
 	if err != nil {
 		return fail(fmt.Errorf("worker processes: %w", err))
 	}
@@ -251,26 +249,6 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 		return fail(fmt.Errorf("worker processes: %w", err))
 	}
 	return nil
-}
-
-// programPath returns the path the master was started by, so that reloads
-// run whatever is at that path then: os.Args[0] made absolute (or found
-// in PATH), not resolved through symbolic links, so that a deployment
-// that moves a link to a new release is followed; os.Executable() when
-// that fails.
-func programPath() (string, error) {
-	arg0 := os.Args[0]
-	if !strings.Contains(arg0, string(filepath.Separator)) {
-		if p, err := exec.LookPath(arg0); err == nil {
-			arg0 = p
-		}
-	}
-	if p, err := filepath.Abs(arg0); err == nil {
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			return p, nil
-		}
-	}
-	return os.Executable()
 }
 
 func hasAnyPrefix(s string, prefixes ...string) bool {
@@ -345,18 +323,21 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 }
 
 // control answers a request of the control socket.
-func (m *masterRun) control(ctx context.Context, req controlRequest) controlResponse {
+func (m *masterRun) control(ctx context.Context, req master.ControlRequest) master.ControlResponse {
 	switch req.Cmd {
 	case "status":
-		rep := m.status()
-		return controlResponse{OK: true, Status: &rep}
+		b, err := json.Marshal(m.status())
+		if err != nil {
+			return master.ControlResponse{Error: err.Error()}
+		}
+		return master.ControlResponse{OK: true, Status: b}
 	case "reload":
 		if err := m.reload(ctx); err != nil {
-			return controlResponse{Error: err.Error()}
+			return master.ControlResponse{Error: err.Error()}
 		}
-		return controlResponse{OK: true}
+		return master.ControlResponse{OK: true}
 	default:
-		return controlResponse{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
+		return master.ControlResponse{Error: fmt.Sprintf("unknown command %q", req.Cmd)}
 	}
 }
 

@@ -55,7 +55,11 @@ func (c Config) gatewayConfig() gateway.Config {
 // framing), pid_file and log_file with their defaults. It is what
 // `gatework config` prints.
 func (c Config) Effective() Config {
-	c.Listeners = withListenerDefaults(c.Listeners)
+	ls := make([]gateway.ListenerConfig, len(c.Listeners))
+	for i, l := range c.Listeners {
+		ls[i] = l.WithDefaults()
+	}
+	c.Listeners = ls
 	c.PIDFile, c.LogFile = c.pidFile(), c.logFile()
 	return c
 }

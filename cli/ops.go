@@ -1,44 +1,26 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/gatework/gatework/master"
 )
 
-// daemonReadyTimeout bounds how long `start -d` waits for the pid file.
-const daemonReadyTimeout = 60 * time.Second
-
-// daemonize starts a detached copy of this command (own session, logs to
-// log_file) and returns once it wrote the pid file, or says why it failed.
+// daemonize starts a detached copy of this command (master.Daemonize) and
+// returns once it wrote the pid file, or says why it failed.
 func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 	pidFile := c.pidFile()
-	if pid, ok := runningPID(pidFile); ok {
-		return &alreadyRunningError{pid: pid, pidFile: pidFile}
+	if pid, ok := master.RunningPID(pidFile); ok {
+		return &master.AlreadyRunningError{PID: pid, PIDFile: pidFile}
 	}
-	logPath := c.logFile()
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("log file: %w", err)
-	}
-	defer logf.Close()
-	st, _ := logf.Stat()
-	var logStart int64
-	if st != nil {
-		logStart = st.Size()
-	}
-	exe, err := programPath() // the detached master reloads from the same path
+	exe, err := master.ProgramPath() // the detached master reloads from the same path
 	if err != nil {
 		return fmt.Errorf("start -d: %w", err)
 	}
@@ -52,55 +34,16 @@ func (r *runner) daemonize(cmd *cobra.Command, c Config) error {
 			args = append(args, a)
 		}
 	}
-	child := exec.Command(exe, args...)
-	child.Env = append(os.Environ(), envDaemon+"=1")
-	child.Stdout, child.Stderr = logf, logf
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := child.Start(); err != nil {
-		return fmt.Errorf("start -d: %w", err)
+	logPath := c.logFile()
+	pid, err := master.Daemonize(master.DaemonConfig{
+		Path: exe, Args: args, Env: append(os.Environ(), envDaemon+"=1"),
+		PIDFile: pidFile, LogFile: logPath,
+	})
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(daemonReadyTimeout)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("gatework failed to start (%v); the end of %s:\n%s", exitText(err), logPath, logTail(logPath, logStart))
-		case <-deadline:
-			return fmt.Errorf("gatework (pid %d) not ready within %v; see %s", child.Process.Pid, daemonReadyTimeout, logPath)
-		case <-tick.C:
-			if pid, err := readPID(pidFile); err == nil && pid == child.Process.Pid {
-				fmt.Fprintf(cmd.OutOrStdout(), "gatework started in the background: pid %d, pid file %s, log %s\n", pid, pidFile, logPath)
-				return nil
-			}
-		}
-	}
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "exit 0"
-	}
-	return err.Error()
-}
-
-// logTail returns the lines of path written from offset on, at most the
-// last 4 KiB.
-func logTail(path string, offset int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil || int64(len(b)) < offset {
-		return ""
-	}
-	b = b[offset:]
-	if len(b) > 4096 {
-		b = b[len(b)-4096:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
+	fmt.Fprintf(cmd.OutOrStdout(), "gatework started in the background: pid %d, pid file %s, log %s\n", pid, pidFile, logPath)
+	return nil
 }
 
 func (r *runner) restartCommand() *cobra.Command {
@@ -141,11 +84,11 @@ sends SIGUSR1 and the outcome is only in the master's log.`,
 				return err
 			}
 			pidFile := c.pidFile()
-			pid, ok := runningPID(pidFile)
+			pid, ok := master.RunningPID(pidFile)
 			if !ok {
 				return errNotRunning
 			}
-			resp, err := callControl(socketPath(pidFile), controlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
+			resp, err := master.CallControl(master.SocketPath(pidFile), master.ControlRequest{Cmd: "reload"}, reloadTimeout+10*time.Second)
 			if err != nil {
 				if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 					return fmt.Errorf("reload: %w", err)
@@ -188,11 +131,11 @@ the bus credentials.`,
 // stopMaster stops the master of c's pid file and waits until it is gone.
 func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
 	pidFile := c.pidFile()
-	pid, ok := runningPID(pidFile)
+	pid, ok := master.RunningPID(pidFile)
 	if !ok {
 		return errNotRunning
 	}
-	gone := func() bool { return !alive(pid) }
+	gone := func() bool { return !master.Alive(pid) }
 	sig, timeout := syscall.SIGTERM, time.Duration(c.ShutdownTimeout)+30*time.Second
 	if force {
 		sig, timeout = syscall.SIGKILL, 10*time.Second
@@ -213,7 +156,7 @@ func (r *runner) stopMaster(cmd *cobra.Command, c Config, force bool) error {
 	if force {
 		// What the master would have removed at its exit. Another master
 		// that started meanwhile keeps its own.
-		if err := removeMasterFiles(pidFile, 5*time.Second); err != nil {
+		if err := master.RemoveFiles(pidFile, masterFiles(pidFile), 5*time.Second); err != nil {
 			fmt.Fprintf(cmd.ErrOrStderr(), "gatework killed (pid %d), its files left: %v\n", pid, err)
 			return nil
 		}
@@ -235,22 +178,26 @@ func (r *runner) statusCommand() *cobra.Command {
 				return err
 			}
 			pidFile := c.pidFile()
-			if _, ok := runningPID(pidFile); !ok {
+			if _, ok := master.RunningPID(pidFile); !ok {
 				return errNotRunning
 			}
-			resp, err := callControl(socketPath(pidFile), controlRequest{Cmd: "status"}, 10*time.Second)
+			resp, err := master.CallControl(master.SocketPath(pidFile), master.ControlRequest{Cmd: "status"}, 10*time.Second)
 			if err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
 			if !resp.OK || resp.Status == nil {
 				return fmt.Errorf("status: %s", resp.Error)
 			}
+			var rep statusReport
+			if err := json.Unmarshal(resp.Status, &rep); err != nil {
+				return fmt.Errorf("status: bad answer: %w", err)
+			}
 			if r.jsonOut {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(resp.Status)
+				return enc.Encode(&rep)
 			}
-			printStatus(cmd.OutOrStdout(), resp.Status)
+			printStatus(cmd.OutOrStdout(), &rep)
 			return nil
 		},
 	}

@@ -9,9 +9,9 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 // panelCommands are the commands of the control panel: name, arguments it
@@ -30,9 +30,6 @@ var panelCommands = []struct {
 	{"clear", nil, "clear the screen"},
 	{"exit", nil, "leave the panel (the node keeps running)"},
 }
-
-// maxHistory bounds the panel's history; the oldest line goes first.
-const maxHistory = 200
 
 // panel runs the interactive control panel on stdin and stdout until exit
 // or EOF. Node commands run as `<binary> <command>` with the terminal, as
@@ -110,7 +107,6 @@ func (r *runner) panelRun(ed *lineEditor, f []string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt)
 	defer signal.Stop(sigs)
-	ed.cooked()
 	err = c.Run()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -119,42 +115,30 @@ func (r *runner) panelRun(ed *lineEditor, f []string) error {
 	return err
 }
 
-// lineEditor reads lines with editing and history when its input is a
-// terminal, plain lines otherwise.
+// lineEditor reads lines with editing and history (golang.org/x/term)
+// when its input is a terminal, plain lines otherwise.
 type lineEditor struct {
-	in      *bufio.Reader
-	out     io.Writer
-	fd      int // -1: not a terminal
-	restore func()
-	history []string
+	in   *bufio.Reader // not a terminal
+	out  io.Writer
+	fd   int // -1: not a terminal
+	term *term.Terminal
 }
 
 func newLineEditor(in io.Reader, out io.Writer) *lineEditor {
 	ed := &lineEditor{in: bufio.NewReader(in), out: out, fd: -1}
-	if f, ok := in.(*os.File); ok {
-		if restore, ok := makeRaw(int(f.Fd())); ok {
-			restore()
-			ed.fd = int(f.Fd())
-		}
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		ed.fd = int(f.Fd())
+		ed.term = term.NewTerminal(struct {
+			io.Reader
+			io.Writer
+		}{ctrlCDropsLine{f}, out}, "")
 	}
 	return ed
 }
 
-// raw puts the terminal in raw mode; cooked restores it.
-func (ed *lineEditor) raw() {
-	if ed.fd >= 0 && ed.restore == nil {
-		ed.restore, _ = makeRaw(ed.fd)
-	}
-}
-
-func (ed *lineEditor) cooked() {
-	if ed.restore != nil {
-		ed.restore()
-		ed.restore = nil
-	}
-}
-
-// readLine prints prompt and returns the next line, without its end.
+// readLine prints prompt and returns the next line, without its end. On a
+// terminal, in raw mode only while it reads (the commands get it as they
+// expect it), Ctrl-D on an empty line is io.EOF and Ctrl-C drops the line.
 func (ed *lineEditor) readLine(prompt string) (string, error) {
 	if ed.fd < 0 {
 		fmt.Fprint(ed.out, prompt)
@@ -164,91 +148,33 @@ func (ed *lineEditor) readLine(prompt string) (string, error) {
 		}
 		return strings.TrimRight(line, "\r\n"), nil
 	}
-	ed.raw()
-	defer ed.cooked()
-	var buf []rune
-	pos, hist := 0, len(ed.history)
-	redraw := func() {
-		s := "\r" + prompt + string(buf) + "\x1b[K"
-		if back := len(buf) - pos; back > 0 {
-			s += fmt.Sprintf("\x1b[%dD", back)
-		}
-		fmt.Fprint(ed.out, s)
+	state, err := term.MakeRaw(ed.fd)
+	if err != nil {
+		return "", fmt.Errorf("panel: terminal: %w", err)
 	}
-	redraw()
-	for {
-		r, _, err := ed.in.ReadRune()
-		if err != nil {
-			return "", err
-		}
-		switch r {
-		case '\r', '\n':
-			fmt.Fprint(ed.out, "\r\n")
-			line := string(buf)
-			if strings.TrimSpace(line) != "" && (len(ed.history) == 0 || ed.history[len(ed.history)-1] != line) {
-				ed.history = append(ed.history, line)
-				if len(ed.history) > maxHistory {
-					ed.history = ed.history[1:]
-				}
-			}
-			return line, nil
-		case 3: // Ctrl-C: drop the line
-			fmt.Fprint(ed.out, "^C\r\n")
-			buf, pos = nil, 0
-		case 4: // Ctrl-D: leave on an empty line
-			if len(buf) == 0 {
-				return "", io.EOF
-			}
-		case 127, 8: // backspace
-			if pos > 0 {
-				buf = append(buf[:pos-1], buf[pos:]...)
-				pos--
-			}
-		case 1: // Ctrl-A
-			pos = 0
-		case 5: // Ctrl-E
-			pos = len(buf)
-		case 21: // Ctrl-U
-			buf, pos = buf[pos:], 0
-		case 12: // Ctrl-L
-			fmt.Fprint(ed.out, "\x1b[H\x1b[2J")
-		case 27: // escape sequences: arrows, home, end, delete
-			b1, _, _ := ed.in.ReadRune()
-			if b1 != '[' && b1 != 'O' {
-				break
-			}
-			b2, _, _ := ed.in.ReadRune()
-			switch b2 {
-			case 'A', 'B':
-				if b2 == 'A' && hist > 0 {
-					hist--
-				} else if b2 == 'B' && hist < len(ed.history) {
-					hist++
-				}
-				buf = nil
-				if hist < len(ed.history) {
-					buf = []rune(ed.history[hist])
-				}
-				pos = len(buf)
-			case 'C':
-				pos = min(pos+1, len(buf))
-			case 'D':
-				pos = max(pos-1, 0)
-			case 'H':
-				pos = 0
-			case 'F':
-				pos = len(buf)
-			case '3':
-				if t, _, _ := ed.in.ReadRune(); t == '~' && pos < len(buf) {
-					buf = append(buf[:pos], buf[pos+1:]...)
-				}
-			}
-		default:
-			if r >= ' ' && r != utf8.RuneError {
-				buf = append(buf[:pos], append([]rune{r}, buf[pos:]...)...)
-				pos++
-			}
-		}
-		redraw()
+	defer func() { _ = term.Restore(ed.fd, state) }()
+	ed.term.SetPrompt(prompt)
+	line, err := ed.term.ReadLine()
+	if errors.Is(err, term.ErrPasteIndicator) {
+		err = nil // a pasted line is a line
 	}
+	return line, err
+}
+
+// ctrlCDropsLine turns Ctrl-C into Ctrl-E Ctrl-U (end of line, erase to
+// its start): x/term's ReadLine would take it for EOF and leave the panel.
+type ctrlCDropsLine struct{ r io.Reader }
+
+func (c ctrlCDropsLine) Read(p []byte) (int, error) {
+	buf := make([]byte, max(len(p)/2, 1))
+	n, err := c.r.Read(buf)
+	out := p[:0]
+	for _, b := range buf[:n] {
+		if b == 3 {
+			out = append(out, 5, 21)
+			continue
+		}
+		out = append(out, b)
+	}
+	return len(out), err
 }

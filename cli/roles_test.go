@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/cli"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 func TestRoleCommandsNeedNATS(t *testing.T) {
@@ -86,7 +86,7 @@ func startRole(t *testing.T, ctx context.Context, want string, args ...string) m
 // is echoed by the worker and counted by the API; the gateway's HTTP server
 // answers /healthz only.
 func TestRoles(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", User: "gw", Password: "s3cret"})
+	e, err := natsembed.Start(natsembed.Config{Listen: "127.0.0.1:0", User: "gw", Password: "s3cret"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/node"
 )
 
@@ -56,11 +55,11 @@ func (r *runner) start(cmd *cobra.Command) error {
 	pidFile := c.pidFile()
 	// Before anything binds a port: a second master of the same pid file
 	// refuses to start.
-	lock, stale, err := lockPIDFile(pidFile)
+	lock, stale, err := master.LockPIDFile(pidFile)
 	if err != nil {
 		return err
 	}
-	defer lock.release()
+	defer lock.Release()
 	if stale != 0 {
 		log.Warn("pid file of a master that is gone taken over", "pid", stale, "pid_file", pidFile)
 	}
@@ -72,9 +71,8 @@ func (r *runner) start(cmd *cobra.Command) error {
 		return err
 	}
 	ctx := cmd.Context()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
+	sigs := master.NotifySignals()
+	defer sigs.Stop()
 	src := r.path()
 	if src == "" {
 		src = "(defaults, environment and flags)"
@@ -88,33 +86,21 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
-	ctl, err := listenControl(socketPath(pidFile), log, m.control)
+	ctl, err := master.ListenControl(master.SocketPath(pidFile), m.control)
 	if err != nil {
 		log.Warn("no control socket: status and the answer of reload are not available", "err", err)
 	}
 	busFile := m.writeWorkerBus(pidFile)
-	if err := lock.write(os.Getpid()); err != nil {
+	if err := lock.Write(os.Getpid()); err != nil {
 		log.Warn("no pid in the pid file: reload, stop and status will not find this master", "err", err)
 	}
 	logHints(log, c, m.node, busFile)
-	for stop := false; !stop; {
-		select {
-		case <-ctx.Done():
-			stop = true
-		case s := <-sigs:
-			if s == syscall.SIGUSR1 {
-				go func() { _ = m.reload(context.Background()) }()
-				continue
-			}
-			log.Info("signal received", "signal", s.String())
-			stop = true
-		}
-	}
-	// From now on a second SIGINT or SIGTERM kills the process at once.
-	signal.Reset(os.Interrupt, syscall.SIGTERM)
+	// From when Wait returns, a second SIGINT or SIGTERM kills the process
+	// at once.
+	sigs.Wait(ctx, log, func() { _ = m.reload(context.Background()) })
 	err = m.shutdown(ctx)
 	if ctl != nil {
-		ctl.close()
+		ctl.Close()
 	}
 	if busFile != "" {
 		_ = os.Remove(busFile)

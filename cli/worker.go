@@ -1,17 +1,12 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-
-	"sync"
 	"syscall"
 	"time"
 
@@ -122,17 +117,17 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	child := os.Getenv(envChild) != ""
 	var spec childSpec
 	var app string
-	var requests *bufio.Scanner // the master's lines on stdin, after the spec
+	var proto *master.Child // the protocol with the master, on stdin and stdout
 	if child {
 		// The handlers' own child processes are not worker processes.
 		_ = os.Unsetenv(envChild)
-		requests = bufio.NewScanner(os.Stdin)
-		requests.Buffer(make([]byte, 0, 4096), 1<<20)
-		if !requests.Scan() {
-			return fmt.Errorf("worker: no settings from the master on stdin: %w", firstErr(requests.Err(), io.EOF))
+		var handoff []byte
+		var err error
+		if proto, handoff, err = master.NewChild(os.Stdin, cmd.OutOrStdout()); err != nil {
+			return fmt.Errorf("worker: %w", err)
 		}
-		if err := json.Unmarshal(requests.Bytes(), &spec); err != nil {
-			return fmt.Errorf("worker: bad settings from the master (%d bytes): %w", len(requests.Bytes()), err)
+		if err := json.Unmarshal(handoff, &spec); err != nil {
+			return fmt.Errorf("worker: bad settings from the master (%d bytes): %w", len(handoff), err)
 		}
 		if app = *r.flags.values["app"]; app == "" {
 			app = r.defaultApp()
@@ -164,19 +159,15 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &childOut{w: cmd.OutOrStdout()}
-	go func() {
-		if !child {
-			return
-		}
-		// Requests of the master, one a line; EOF: the master is gone.
-		for requests.Scan() {
-			if requests.Text() == master.StatsRequest {
-				out.stats()
+	if child {
+		go func() {
+			// EOF: the master is gone, or stops this process that way.
+			if err := proto.Serve(); err != nil {
+				log.Warn("the master's requests", "err", err)
 			}
-		}
-		cancel()
-	}()
+			cancel()
+		}()
+	}
 
 	subj, err := bus.NewSubjects(spec.Prefix)
 	if err != nil {
@@ -186,70 +177,53 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	if inbox == "" {
 		inbox = subj.Inbox(bus.RoleWorker)
 	}
-	nc, err := bus.Connect(bus.Options{
+	workerID := ""
+	if spec.WorkerIDPrefix != "" {
+		workerID = childWorkerID(spec.WorkerIDPrefix, os.Getpid())
+	}
+	busOpts := bus.Options{
 		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
 		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
 		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
 		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()), InboxPrefix: inbox,
 		Errors: bus.NewAsyncErrors(log.With("component", "bus")),
-	})
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
 	}
-	defer nc.Close()
 	if spec.Webhook.URL != "" {
-		return runHook(ctx, nc, spec, log)
+		return runHook(ctx, busOpts, spec, log)
 	}
-	a, err := api.New(nc, api.Config{
-		Prefix: spec.Prefix, QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,
-		Logger: log.With("component", "api"),
+	err = worker.Run(ctx, worker.RunConfig{
+		Bus:      busOpts,
+		Handlers: *h,
+		Worker: worker.Config{
+			ID:     workerID,
+			Prefix: spec.Prefix, Concurrency: spec.Concurrency,
+			Logger: log.With("app", app),
+			// This process only runs the worker: after a burst of events
+			// (a wave of connects), its memory goes back to the system.
+			ReleaseMemory: true,
+		},
+		API: api.Config{
+			QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,
+			Logger: log.With("component", "api"),
+		},
+		DrainTimeout: childStopTimeout,
+		Ready: func(w *worker.Worker, nc *nats.Conn) error {
+			if child {
+				proto.SetStats(func() any {
+					return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
+				})
+				if err := proto.Ready(); err != nil {
+					return fmt.Errorf("worker: %w", err)
+				}
+				return nil
+			}
+			log.Info("worker ready", "app", app, "worker", w.ID(), "nats", redactNATS(spec.URL))
+			return nil
+		},
 	})
 	if err != nil {
-		return fmt.Errorf("worker: %w", err)
-	}
-	defer a.Close()
-	workerID := ""
-	if spec.WorkerIDPrefix != "" {
-		workerID = childWorkerID(spec.WorkerIDPrefix, os.Getpid())
-	}
-	w, err := worker.New(nc, a, worker.Config{
-		ID:     workerID,
-		Prefix: spec.Prefix, Concurrency: spec.Concurrency,
-		Logger: log.With("app", app),
-		// This process only runs the worker: after a burst of events
-		// (a wave of connects), its memory goes back to the system.
-		ReleaseMemory: true,
-	}, *h)
-	if err != nil {
 		return err
 	}
-	if err := w.Start(); err != nil {
-		return err
-	}
-	// The subscription is known to the server once the flush returns:
-	// from then on, events reach this process.
-	if err := nc.FlushTimeout(5 * time.Second); err != nil {
-		_ = w.Stop(context.Background())
-		return fmt.Errorf("worker: flush: %w", err)
-	}
-	out.setSource(func() any {
-		return childStats{Worker: w.Stats(), Bus: nc.Status().String()}
-	})
-	if child {
-		if err := out.line(master.ReadyLine); err != nil {
-			_ = w.Stop(context.Background())
-			return fmt.Errorf("worker: report ready: %w", err)
-		}
-	} else {
-		log.Info("worker ready", "app", app, "worker", w.ID(), "nats", redactNATS(spec.URL))
-	}
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), childStopTimeout)
-	defer scancel()
-	if err := w.Stop(sctx); err != nil {
-		return err
-	}
-	_ = nc.FlushTimeout(time.Second)
 	log.Info("worker process stopped")
 	return nil
 }
@@ -261,44 +235,14 @@ type childStats struct {
 	Bus string `json:"bus"`
 }
 
-// childOut writes the lines of the child protocol on stdout, one at a
-// time.
-type childOut struct {
-	mu     sync.Mutex
-	w      io.Writer
-	source func() any // what stats reports; nil until the worker runs
-}
-
-func (o *childOut) setSource(f func() any) {
-	o.mu.Lock()
-	o.source = f
-	o.mu.Unlock()
-}
-
-func (o *childOut) line(s string) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	_, err := io.WriteString(o.w, s+"\n")
-	return err
-}
-
-// stats answers a stats request (nothing before the worker runs).
-func (o *childOut) stats() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.source == nil {
-		return
-	}
-	b, err := json.Marshal(o.source())
-	if err != nil {
-		return
-	}
-	_, _ = io.WriteString(o.w, master.StatsPrefix+string(b)+"\n")
-}
-
 // runHook serves events with the webhook backend of spec until ctx is
 // done, then drains (bounded by childStopTimeout).
-func runHook(ctx context.Context, nc *nats.Conn, spec childSpec, log *slog.Logger) error {
+func runHook(ctx context.Context, o bus.Options, spec childSpec, log *slog.Logger) error {
+	nc, err := bus.Connect(o)
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer nc.Close()
 	hc := WorkerConfig{Webhook: spec.Webhook}.hookConfig()
 	hc.Prefix, hc.Logger = spec.Prefix, log.With("component", "webhook")
 	h, err := webhook.New(nc, hc)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 func cpuTime(t *testing.T) time.Duration {
@@ -30,7 +31,7 @@ func cpuTime(t *testing.T) time.Duration {
 // to it; both stop when the test ends.
 func testBus(t testing.TB) *nats.Conn {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,11 +6,42 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/framing"
+)
+
+// Defaults of Config and ListenerConfig (docs/config.md lists them with
+// their keys).
+const (
+	// DefaultEventTimeout is Config.EventTimeout's default.
+	DefaultEventTimeout = 3 * time.Second
+	// DefaultMaxBatch is Config.MaxBatch's default.
+	DefaultMaxBatch = 64
+	// DefaultMaxInFlight is Config.MaxInFlight's default.
+	DefaultMaxInFlight = 1024
+	// DefaultMaxDeliveries is Config.MaxDeliveries's default.
+	DefaultMaxDeliveries = 5
+	// DefaultRedeliveryBackoff is Config.RedeliveryBackoff's default.
+	DefaultRedeliveryBackoff = time.Second
+	// DefaultRedeliveryBackoffMax is Config.RedeliveryBackoffMax's
+	// default (at least RedeliveryBackoff).
+	DefaultRedeliveryBackoffMax = 30 * time.Second
+	// DefaultMaxPendingEvents is Config.MaxPendingEvents's default.
+	DefaultMaxPendingEvents = 1024
+	// DefaultMaxPendingBytes is Config.MaxPendingBytes's default: 4 MiB.
+	DefaultMaxPendingBytes = 4 << 20
+	// DefaultHeartbeatInterval is Config.HeartbeatInterval's default.
+	DefaultHeartbeatInterval = time.Second
+	// DefaultCloseTimeout is Config.CloseTimeout's default.
+	DefaultCloseTimeout = 5 * time.Second
+	// DefaultHandshakeTimeout is Config.HandshakeTimeout's default.
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultMaxQueueBytes is ListenerConfig.MaxQueueBytes's default: 4 MiB.
+	DefaultMaxQueueBytes = 4 << 20
 )
 
 // Config configures a Server. The zero value plus one listener works; every
@@ -228,7 +259,15 @@ type ListenerConfig struct {
 	Compression Compression `yaml:"compression,omitempty"`
 }
 
-func (c *Config) applyDefaults() {
+// applyDefaults sets c's zero fields to their defaults (WithDefaults).
+func (c *Config) applyDefaults() { *c = c.WithDefaults() }
+
+// WithDefaults returns c with every zero field set to its documented
+// default, and each listener with ListenerConfig.WithDefaults; the
+// listeners are a copy. Shards becomes GOMAXPROCS and Logger
+// slog.Default(). It does not validate (New validates, then applies it);
+// cli calls it so that `gatework config` shows what is used.
+func (c Config) WithDefaults() Config {
 	if c.Prefix == "" {
 		c.Prefix = bus.DefaultPrefix
 	}
@@ -236,40 +275,40 @@ func (c *Config) applyDefaults() {
 		c.Shards = runtime.GOMAXPROCS(0)
 	}
 	if c.EventTimeout <= 0 {
-		c.EventTimeout = 3 * time.Second
+		c.EventTimeout = DefaultEventTimeout
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 1024
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 	if c.MaxDeliveries <= 0 {
-		c.MaxDeliveries = 5
+		c.MaxDeliveries = DefaultMaxDeliveries
 	}
 	if c.RedeliveryBackoff <= 0 {
-		c.RedeliveryBackoff = time.Second
+		c.RedeliveryBackoff = DefaultRedeliveryBackoff
 	}
 	if c.RedeliveryBackoffMax <= 0 {
-		c.RedeliveryBackoffMax = max(30*time.Second, c.RedeliveryBackoff)
+		c.RedeliveryBackoffMax = max(DefaultRedeliveryBackoffMax, c.RedeliveryBackoff)
 	}
 	if c.DeadLetterPolicy == "" {
 		c.DeadLetterPolicy = DeadLetterContinue
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 64
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.MaxPendingEvents <= 0 {
-		c.MaxPendingEvents = 1024
+		c.MaxPendingEvents = DefaultMaxPendingEvents
 	}
 	if c.MaxPendingBytes <= 0 {
-		c.MaxPendingBytes = 4 << 20
+		c.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = time.Second
+		c.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if c.CloseTimeout <= 0 {
-		c.CloseTimeout = 5 * time.Second
+		c.CloseTimeout = DefaultCloseTimeout
 	}
 	if c.HandshakeTimeout <= 0 {
-		c.HandshakeTimeout = 10 * time.Second
+		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if c.MaxGroups <= 0 {
 		c.MaxGroups = DefaultMaxGroups
@@ -283,24 +322,61 @@ func (c *Config) applyDefaults() {
 	if c.MaxIPs <= 0 {
 		c.MaxIPs = DefaultMaxIPs
 	}
+	if c.IPRateLimit.Per == 0 {
+		c.IPRateLimit.Per = time.Second
+	}
+	if c.IPRateLimit.Policy == "" {
+		c.IPRateLimit.Policy = "drop"
+	}
+	c.Listeners = slices.Clone(c.Listeners)
 	for i := range c.Listeners {
-		l := &c.Listeners[i]
-		if l.Name == "" {
-			l.Name = l.Protocol
+		c.Listeners[i] = c.Listeners[i].WithDefaults()
+	}
+	return c
+}
+
+// WithDefaults returns l with every zero field that belongs to its
+// protocol set to its documented default: name (the protocol),
+// max_message, max_queue_bytes, queue_policy, ping_interval and
+// idle_timeout (ws, udp, or tcp with ping_data), message_type and
+// compression (ws), max_peers (udp), framing (tcp and udp, its
+// max_message that of the listener), the rate limit's per,
+// burst and policy when it has a budget, and the TLS defaults (a copy).
+// It does not validate.
+func (l ListenerConfig) WithDefaults() ListenerConfig {
+	if l.Name == "" {
+		l.Name = l.Protocol
+	}
+	if l.MaxMessage <= 0 {
+		l.MaxMessage = framing.DefaultMaxMessage
+	}
+	if l.MaxQueueBytes <= 0 {
+		l.MaxQueueBytes = DefaultMaxQueueBytes
+	}
+	if l.RateLimit.Messages > 0 {
+		if l.RateLimit.Per == 0 {
+			l.RateLimit.Per = time.Second
 		}
-		if l.MaxMessage <= 0 {
-			l.MaxMessage = 1 << 20
+		if l.RateLimit.Burst == 0 {
+			l.RateLimit.Burst = l.RateLimit.Messages
 		}
-		if l.MaxQueueBytes <= 0 {
-			l.MaxQueueBytes = 4 << 20
+		if l.RateLimit.Policy == "" {
+			l.RateLimit.Policy = "drop"
 		}
-		if l.Protocol == "ws" && l.MessageType == "" {
+	}
+	if l.QueuePolicy == "" {
+		l.QueuePolicy = QueueDisconnect
+	}
+	l.applyHeartbeatDefaults()
+	switch l.Protocol {
+	case "ws":
+		if l.MessageType == "" {
 			l.MessageType = "auto"
 		}
-		l.applyHeartbeatDefaults()
-		if l.QueuePolicy == "" {
-			l.QueuePolicy = QueueDisconnect
+		if l.Compression.Enabled {
+			l.Compression = l.Compression.withDefaults()
 		}
+	case "tcp", "udp":
 		if l.Protocol == "udp" {
 			if l.MaxPeers <= 0 {
 				l.MaxPeers = DefaultMaxPeers
@@ -309,16 +385,16 @@ func (c *Config) applyDefaults() {
 				l.Framing.Kind = framing.KindRaw
 			}
 		}
-		if l.Protocol == "ws" && l.Compression.Enabled {
-			l.Compression = l.Compression.withDefaults()
+		if l.Framing.MaxMessage <= 0 {
+			l.Framing.MaxMessage = l.MaxMessage
 		}
-		if l.Protocol == "tcp" || l.Protocol == "udp" {
-			if l.Framing.MaxMessage <= 0 {
-				l.Framing.MaxMessage = l.MaxMessage
-			}
-			l.Framing = l.Framing.WithDefaults()
-		}
+		l.Framing = l.Framing.WithDefaults()
 	}
+	if l.TLS != nil {
+		tc := l.TLS.WithDefaults()
+		l.TLS = &tc
+	}
+	return l
 }
 
 // Validate reports the first problem in the listener's configuration,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
+	"github.com/gatework/gatework/internal/membership"
 )
 
 // cmdQueue bounds the acks, commands, broadcasts and queries waiting to be
@@ -46,8 +47,8 @@ type Server struct {
 	// cmdQueueLen is the bound of the ordered command channel; 0 until
 	// Start means cmdQueue.
 	cmdQueueLen int
-	members   *bus.Membership
-	interest  *interest
+	members     *membership.Tracker
+	interest    *interest
 
 	// The in-flight event batches, guarded by infMu.
 	infMu        sync.Mutex
@@ -213,7 +214,7 @@ func (s *Server) Start() error {
 		return ErrServerClosed
 	}
 	s.started = time.Now()
-	m, err := bus.NewMembership(s.nc, bus.MembershipConfig{
+	m, err := membership.New(s.nc, membership.Config{
 		Prefix:   s.cfg.Prefix,
 		Self:     s.id,
 		Interval: s.cfg.HeartbeatInterval,

@@ -1,4 +1,10 @@
-// Package master supervises the worker processes of a node: it starts N
+// Package master is the process lifecycle of a node's master: the pid file
+// lock (LockPIDFile), the detached start (Daemonize), the control socket
+// that status and reload talk to (ListenControl, CallControl), the signal
+// policy (NotifySignals: SIGINT/SIGTERM stop, SIGUSR1 reloads) and the
+// supervisor of the worker processes. cli wires them to the node.
+//
+// The Supervisor starts N
 // copies of a program (the binary on disk, running its hidden `worker`
 // command), waits until each reports that it is ready, restarts a child
 // that crashes with back-off, replaces all children at once on Reload

@@ -98,7 +98,7 @@ func (n *Node) role() bus.Role {
 
 // WorkerOptions returns the options with which a worker in another
 // process, named name, joins this node's bus: for the embedded server,
-// NATSURL with the generated worker credentials (bus.WorkerUser: what
+// NATSURL with the generated worker credentials (natsembed.WorkerUser: what
 // bus.Permissions gives bus.RoleWorker), its inbox prefix and TLS.CAFile;
 // for an external NATS, the node's own URL, credentials, inbox prefix
 // and TLS files. URL is "" for an

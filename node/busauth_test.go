@@ -13,6 +13,7 @@ import (
 	"github.com/gatework/gatework/apps/echo"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/internal/testpki"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
@@ -77,7 +78,7 @@ func TestBusAuthByDefault(t *testing.T) {
 	if wo.URL != n.NATSURL() || !strings.HasPrefix(wo.URL, "nats://127.0.0.1:") {
 		t.Fatalf("WorkerOptions URL %q, NATSURL %q", wo.URL, n.NATSURL())
 	}
-	if wo.User != bus.WorkerUser || wo.Password == "" {
+	if wo.User != natsembed.WorkerUser || wo.Password == "" {
 		t.Fatalf("WorkerOptions without credentials: user %q", wo.User)
 	}
 	subj, _ := bus.NewSubjects("")
@@ -86,8 +87,8 @@ func TestBusAuthByDefault(t *testing.T) {
 		opts []nats.Option
 	}{
 		{"no credentials", nil},
-		{"wrong password", []nats.Option{nats.UserInfo(bus.WorkerUser, "guess")}},
-		{"node user, empty password", []nats.Option{nats.UserInfo(bus.NodeUser, "")}},
+		{"wrong password", []nats.Option{nats.UserInfo(natsembed.WorkerUser, "guess")}},
+		{"node user, empty password", []nats.Option{nats.UserInfo(natsembed.NodeUser, "")}},
 		{"password as token", []nats.Option{nats.Token(wo.Password)}},
 	} {
 		nc, err := nats.Connect(wo.URL, append(tt.opts, nats.NoReconnect())...)
@@ -155,7 +156,7 @@ func TestBusAuthByDefault(t *testing.T) {
 // configuration unless InsecureNoAuth says otherwise; wrong ones fail the
 // start without showing the password.
 func TestExternalNATSCredentials(t *testing.T) {
-	ext, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", User: "ops", Password: "right-pw"})
+	ext, err := natsembed.Start(natsembed.Config{Listen: "127.0.0.1:0", User: "ops", Password: "right-pw"})
 	if err != nil {
 		t.Fatal(err)
 	}

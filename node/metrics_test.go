@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gatework/gatework/apps/echo"
-	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/httpapi"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/node"
 )
 
@@ -268,7 +268,7 @@ func readyz(t *testing.T, n *node.Node) (int, map[string]any) {
 // TestReadyz takes the bus away and back, then stops the gateway, and
 // checks /readyz and /healthz (no token needed for either) at each step.
 func TestReadyz(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Listen: "127.0.0.1:0", User: "readyz", Password: "readyz-pw"})
+	e, err := natsembed.Start(natsembed.Config{Listen: "127.0.0.1:0", User: "readyz", Password: "readyz-pw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestReadyz(t *testing.T) {
 	healthy()
 
 	// The bus comes back on the same address: ready again.
-	if e, err = bus.StartEmbedded(bus.EmbeddedConfig{Listen: addr, User: "readyz", Password: "readyz-pw"}); err != nil {
+	if e, err = natsembed.Start(natsembed.Config{Listen: addr, User: "readyz", Password: "readyz-pw"}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, func() bool { st, _ := readyz(t, n); return st == http.StatusOK })

@@ -19,6 +19,7 @@ import (
 	"github.com/gatework/gatework/console"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/internal/procstat"
 	"github.com/gatework/gatework/metrics"
 	"github.com/gatework/gatework/webhook"
@@ -61,7 +62,7 @@ type Config struct {
 }
 
 // NATSConfig says how the node reaches the bus. The embedded server
-// always requires credentials (see bus.Embedded); an external one must be
+// always requires credentials (see natsembed.Server); an external one must be
 // given some (see node/busauth.go).
 type NATSConfig struct {
 	// URL of an external NATS (comma-separated for a cluster). Empty means
@@ -176,7 +177,7 @@ type WorkerConfig struct {
 type Node struct {
 	cfg   Config
 	log   *slog.Logger
-	emb   *bus.Embedded
+	emb   *natsembed.Server
 	subj  bus.Subjects
 	conns []*nats.Conn
 	gwNC  *nats.Conn // nil with NoGateway
@@ -319,7 +320,7 @@ func (n *Node) startBus() error {
 	if nc.URL != "" {
 		return n.checkExternal()
 	}
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{
+	e, err := natsembed.Start(natsembed.Config{
 		Listen:      nc.Listen,
 		User:        nc.User,
 		Password:    nc.Password,

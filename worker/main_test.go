@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // with a reply inbox and reads the workers' Acks from it.
 type env struct {
 	t     *testing.T
-	e     *bus.Embedded
+	e     *natsembed.Server
 	gw    *nats.Conn
 	subj  bus.Subjects
 	inbox string
@@ -33,7 +34,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -429,15 +429,15 @@ func (w *Worker) finishStop(err error) {
 	close(w.stopped)
 }
 
-// Run starts the worker, waits until ctx is done, then stops it with a 30s
-// bound on the drain. It returns nil after a graceful stop, the error of
+// Run starts the worker, waits until ctx is done, then stops it with a
+// DefaultDrainTimeout bound on the drain. It returns nil after a graceful stop, the error of
 // Start if the worker could not start, or the error of Stop.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.Start(); err != nil {
 		return err
 	}
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultDrainTimeout)
 	defer cancel()
 	return w.Stop(sctx)
 }

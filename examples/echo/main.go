@@ -12,7 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/gatework/gatework/api"
+	"github.com/nats-io/nats.go"
+
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/cli"
 	"github.com/gatework/gatework/worker"
@@ -36,38 +37,28 @@ var handlers = worker.Handlers{
 }
 
 func main() {
-	var o bus.Options
-	var prefix string
-	o.RegisterFlags(flag.CommandLine, &prefix)
+	// The bus flags (-nats, -user, …, -prefix) default to the node's
+	// GATEWORK_* variables; the log settings are GATEWORK_LOG_FORMAT (text
+	// or json) and GATEWORK_LOG_LEVEL (debug, info, warn or error).
+	var f cli.WorkerFlags
+	f.Register(flag.CommandLine)
 	flag.Parse()
-	// The node's log settings: GATEWORK_LOG_FORMAT (text or json) and
-	// GATEWORK_LOG_LEVEL (debug, info, warn or error).
-	slog.SetDefault(cli.NewLogger(cli.LogConfig{Level: os.Getenv("GATEWORK_LOG_LEVEL"), Format: os.Getenv("GATEWORK_LOG_FORMAT")}, os.Stderr))
-	o.Name = "echo-example"
-	if err := run(o, prefix); err != nil {
+	slog.SetDefault(cli.NewLogger(f.Log, os.Stderr))
+	f.Bus.Name = "echo-example"
+	// SIGINT or SIGTERM stops it gracefully: the events in hand finish.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := worker.Run(ctx, worker.RunConfig{
+		Bus:      f.Bus,
+		Handlers: handlers,
+		Worker:   worker.Config{Prefix: f.Prefix},
+		Ready: func(w *worker.Worker, _ *nats.Conn) error {
+			slog.Info("echo worker running; Ctrl-C stops it", "nats", bus.RedactURL(f.Bus.URL), "worker", w.ID())
+			return nil
+		},
+	})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "echo:", err)
 		os.Exit(1)
 	}
-}
-
-// run serves events until SIGINT or SIGTERM, then stops gracefully.
-func run(opts bus.Options, prefix string) error {
-	nc, err := bus.Connect(opts)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	a, err := api.New(nc, api.Config{Prefix: prefix})
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	w, err := worker.New(nc, a, worker.Config{Prefix: prefix}, handlers)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	slog.Info("echo worker running; Ctrl-C stops it", "nats", bus.RedactURL(opts.URL), "worker", w.ID())
-	return w.Run(ctx)
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // expiryWindow is the longest a dead gateway may stay in the answers: 3
-// missed heartbeats of 1 s (bus.ExpiryIntervals × the default heartbeat
+// missed heartbeats of 1 s (membership.ExpiryIntervals × the default heartbeat
 // interval), within the bound of 5 s.
 const expiryWindow = 5 * time.Second
 

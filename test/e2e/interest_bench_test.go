@@ -15,6 +15,7 @@ import (
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 // benchCluster is n gateways on one embedded NATS with a worker that
@@ -27,7 +28,7 @@ type benchCluster struct {
 
 func startBenchCluster(b *testing.B, n int, joinOnConnect bool) *benchCluster {
 	b.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,13 +15,14 @@ import (
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 // trio is three gateways in this process on one embedded NATS, each with
 // its own NATS connection and a line-framed TCP listener, a bare worker
 // that tells each client its id, and an API client.
 type trio struct {
-	e    *bus.Embedded
+	e    *natsembed.Server
 	gws  []*gateway.Server
 	ncs  []*nats.Conn
 	subj bus.Subjects
@@ -30,7 +31,7 @@ type trio struct {
 
 func startTrio(t *testing.T, cfg gateway.Config) *trio {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,13 +384,13 @@ func TestInterestSubscriptionsFollowMembership(t *testing.T) {
 	if got := tr.gws[0].InterestStats().Subscriptions; got != 3 {
 		t.Fatalf("%d subscriptions, want 3 (a, b, v)", got)
 	}
-	srvBefore := tr.e.Server().NumSubscriptions()
+	srvBefore := tr.e.NATS().NumSubscriptions()
 	_ = x.c.Close()
 	_ = y.c.Close()
 	waitFor(t, 5*time.Second, "subscriptions gone after close", func() bool {
 		return tr.gws[0].InterestStats().Subscriptions == 0 && nc.NumSubscriptions() == base
 	})
-	waitFor(t, 5*time.Second, "the NATS server to drop them", func() bool { return tr.e.Server().NumSubscriptions() == srvBefore-3 })
+	waitFor(t, 5*time.Second, "the NATS server to drop them", func() bool { return tr.e.NATS().NumSubscriptions() == srvBefore-3 })
 	st := tr.gws[0].InterestStats()
 	if st.Subscribes != st.Unsubscribes || st.Subscribes == 0 {
 		t.Fatalf("subscribes %d, unsubscribes %d", st.Subscribes, st.Unsubscribes)
@@ -398,7 +399,7 @@ func TestInterestSubscriptionsFollowMembership(t *testing.T) {
 
 // TestMembershipLeaveAndExpiry: a gateway that stops cleanly is dropped at
 // once (its leaving heartbeat); one cut off the bus is reported missing by
-// queries, then forgotten within bus.ExpiryIntervals heartbeat intervals
+// queries, then forgotten within membership.ExpiryIntervals heartbeat intervals
 // (3 s with the default 1 s), well under 5 s.
 func TestMembershipLeaveAndExpiry(t *testing.T) {
 	tr := startTrio(t, gateway.Config{})

@@ -1,4 +1,10 @@
-package bus
+// Package natsembed runs the nats-server that a single-machine node embeds:
+// in-process connections for the node's own roles, an optional listener
+// for worker processes, generated credentials, and each role's bus
+// permissions (bus.Permissions) enforced by the server. Only node and cli
+// import it, so that programs that only talk to the bus (api, worker) do
+// not link nats-server.
+package natsembed
 
 import (
 	"crypto/rand"
@@ -8,9 +14,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/gatework/gatework/bus"
 )
 
-// The users an Embedded server makes up at each start. Their passwords are
+// The users a Server makes up at each start. Their passwords are
 // random and only handed out through ConnectOptions and WorkerOptions.
 const (
 	// NodeUser is the user of the node's own in-process connections: it
@@ -20,10 +28,13 @@ const (
 	WorkerUser = "gatework-worker"
 )
 
-// EmbeddedConfig configures an Embedded server. The zero value works: a
+// DefaultMaxPayload is Config.MaxPayload's default: 8 MiB.
+const DefaultMaxPayload = 8 << 20
+
+// Config configures a Server. The zero value works: a
 // server without a listener that requires credentials from every client
 // (ConnectOptions carries them).
-type EmbeddedConfig struct {
+type Config struct {
 	// Listen is the host:port to accept NATS clients on, for workers in
 	// other processes. Empty means no listener: in-process connections only.
 	Listen string
@@ -35,16 +46,17 @@ type EmbeddedConfig struct {
 	// one of those.
 	User, Password string
 	// UserRole, when set, gives User only the permissions of that role
-	// (Permissions) instead of full access: RoleWorker for workers on
+	// (bus.Permissions) instead of full access: bus.RoleWorker for workers on
 	// other machines, RoleGateway for gateways. Its connections must then
-	// use Subjects.Inbox(UserRole) as their inbox prefix. Empty means full
+	// use bus.Subjects.Inbox(UserRole) as their inbox prefix. Empty means full
 	// access. Needs User.
-	UserRole Role
+	UserRole bus.Role
 	// Prefix is the subject prefix the WorkerUser's permissions and the
 	// inbox prefixes of ConnectOptions and WorkerOptions are written for;
-	// "" means DefaultPrefix.
+	// "" means bus.DefaultPrefix.
 	Prefix string
-	// MaxPayload is the largest message the server accepts; 0 means 8 MiB.
+	// MaxPayload is the largest message the server accepts; 0 means
+	// DefaultMaxPayload.
 	MaxPayload int32
 	// TLSCertFile and TLSKeyFile are PEM files of the listener's
 	// certificate and key: the listener then accepts TLS clients only.
@@ -53,27 +65,27 @@ type EmbeddedConfig struct {
 	TLSCertFile, TLSKeyFile string
 }
 
-// Embedded is a nats-server running inside this process. It accepts only
+// Server is a nats-server running inside this process. It accepts only
 // clients that present one of its users' credentials.
-type Embedded struct {
+type Server struct {
 	srv        *server.Server
-	cfg        EmbeddedConfig
-	subj       Subjects
+	cfg        Config
+	subj       bus.Subjects
 	nodePass   string
 	workerPass string
 }
 
-// StartEmbedded starts an in-process nats-server and waits until it is
+// Start starts an in-process nats-server and waits until it is
 // ready. It makes up the passwords of NodeUser and WorkerUser.
-func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+func Start(cfg Config) (*Server, error) {
 	if cfg.MaxPayload == 0 {
-		cfg.MaxPayload = 8 << 20
+		cfg.MaxPayload = DefaultMaxPayload
 	}
-	subj, err := NewSubjects(cfg.Prefix)
+	subj, err := bus.NewSubjects(cfg.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	e := &Embedded{cfg: cfg, subj: subj, nodePass: randomSecret(), workerPass: randomSecret()}
+	e := &Server{cfg: cfg, subj: subj, nodePass: randomSecret(), workerPass: randomSecret()}
 	users, err := e.users(subj)
 	if err != nil {
 		return nil, err
@@ -94,7 +106,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Listen != "" {
 		host, port, err := splitHostPort(cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("bus: embedded listen %q: %w", cfg.Listen, err)
+			return nil, fmt.Errorf("natsembed: listen %q: %w", cfg.Listen, err)
 		}
 		if port == 0 {
 			port = server.RANDOM_PORT
@@ -106,13 +118,13 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("bus: embedded server: %w", err)
+		return nil, fmt.Errorf("natsembed: server: %w", err)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, errors.New("bus: embedded server not ready within 10s")
+		return nil, errors.New("natsembed: server not ready within 10s")
 	}
 	e.srv = srv
 	return e, nil
@@ -120,25 +132,25 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 
 // users returns the server's users: NodeUser, WorkerUser and the
 // configured one.
-func (e *Embedded) users(subj Subjects) ([]*server.User, error) {
+func (e *Server) users(subj bus.Subjects) ([]*server.User, error) {
 	users := []*server.User{
 		{Username: NodeUser, Password: e.nodePass},
-		{Username: WorkerUser, Password: e.workerPass, Permissions: Permissions(subj, RoleWorker)},
+		{Username: WorkerUser, Password: e.workerPass, Permissions: serverPermissions(subj, bus.RoleWorker)},
 	}
 	switch c := e.cfg; {
 	case c.User == NodeUser || c.User == WorkerUser:
-		return nil, fmt.Errorf("bus: embedded user %q is reserved for the generated users", c.User)
+		return nil, fmt.Errorf("natsembed: user %q is reserved for the generated users", c.User)
 	case c.User == "" && c.Password != "":
-		return nil, errors.New("bus: embedded password set without a user")
+		return nil, errors.New("natsembed: password set without a user")
 	case c.User != "" && c.Password == "":
-		return nil, fmt.Errorf("bus: embedded user %q has no password", c.User)
+		return nil, fmt.Errorf("natsembed: user %q has no password", c.User)
 	case c.User == "" && c.UserRole != "":
-		return nil, fmt.Errorf("bus: embedded user role %q without a user", c.UserRole)
+		return nil, fmt.Errorf("natsembed: user role %q without a user", c.UserRole)
 	case c.User != "":
 		u := &server.User{Username: c.User, Password: c.Password}
 		if c.UserRole != "" {
-			if u.Permissions = Permissions(subj, c.UserRole); u.Permissions == nil {
-				return nil, fmt.Errorf("bus: embedded user role %q: not one of %v", c.UserRole, Roles)
+			if u.Permissions = serverPermissions(subj, c.UserRole); u.Permissions == nil {
+				return nil, fmt.Errorf("natsembed: user role %q: not one of %v", c.UserRole, bus.Roles)
 			}
 		}
 		users = append(users, u)
@@ -147,19 +159,19 @@ func (e *Embedded) users(subj Subjects) ([]*server.User, error) {
 }
 
 // tlsOptions sets up TLS on the listener of opts as cfg says.
-func tlsOptions(opts *server.Options, cfg EmbeddedConfig) error {
+func tlsOptions(opts *server.Options, cfg Config) error {
 	if cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" {
 		return nil
 	}
 	switch {
 	case cfg.TLSCertFile == "" || cfg.TLSKeyFile == "":
-		return errors.New("bus: embedded TLS needs both a certificate and a key file")
+		return errors.New("natsembed: TLS needs both a certificate and a key file")
 	case cfg.Listen == "":
-		return errors.New("bus: embedded TLS without a listener")
+		return errors.New("natsembed: TLS without a listener")
 	}
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile})
 	if err != nil {
-		return fmt.Errorf("bus: embedded TLS: %w", err)
+		return fmt.Errorf("natsembed: TLS: %w", err)
 	}
 	opts.TLSConfig = tc
 	opts.TLS = true
@@ -174,39 +186,58 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-// Server returns the underlying nats-server.
-func (e *Embedded) Server() *server.Server { return e.srv }
+// NATS returns the underlying nats-server.
+func (e *Server) NATS() *server.Server { return e.srv }
 
 // ClientURL returns the URL other processes use (tls:// with TLS), or ""
 // without a listener.
-func (e *Embedded) ClientURL() string {
+func (e *Server) ClientURL() string {
 	if e.cfg.Listen == "" {
 		return ""
 	}
 	return e.srv.ClientURL()
 }
 
-// ConnectOptions returns Options for an in-process connection to e named
-// name, as NodeUser: full access, with the inbox prefix of RoleNode. They
+// ConnectOptions returns bus.Options for an in-process connection to e named
+// name, as NodeUser: full access, with the inbox prefix of bus.RoleNode. They
 // hold a secret: never log them.
-func (e *Embedded) ConnectOptions(name string) Options {
-	return Options{InProcess: e.srv, User: NodeUser, Password: e.nodePass, Name: name,
-		InboxPrefix: e.subj.Inbox(RoleNode)}
+func (e *Server) ConnectOptions(name string) bus.Options {
+	return bus.Options{InProcess: e.srv, User: NodeUser, Password: e.nodePass, Name: name,
+		InboxPrefix: e.subj.Inbox(bus.RoleNode)}
 }
 
-// WorkerOptions returns Options for a worker in another process to connect
+// WorkerOptions returns bus.Options for a worker in another process to connect
 // to ClientURL as WorkerUser, named name, with the inbox prefix of
-// RoleWorker: it may do what Permissions gives RoleWorker. URL is ""
+// bus.RoleWorker: it may do what bus.Permissions gives bus.RoleWorker. URL is ""
 // without a listener. They hold a secret: never log them, hand them to
 // another process through its environment or a file only its user can
 // read, never its command line. A TLS listener's CA is the caller's to add.
-func (e *Embedded) WorkerOptions(name string) Options {
-	return Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name,
-		InboxPrefix: e.subj.Inbox(RoleWorker)}
+func (e *Server) WorkerOptions(name string) bus.Options {
+	return bus.Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name,
+		InboxPrefix: e.subj.Inbox(bus.RoleWorker)}
 }
 
 // Shutdown stops the server and waits until it has stopped.
-func (e *Embedded) Shutdown() {
+func (e *Server) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
+}
+
+// serverPermissions returns bus.Permissions(s, role) as nats-server's
+// type, or nil for an unknown role.
+func serverPermissions(s bus.Subjects, role bus.Role) *server.Permissions {
+	r := bus.Permissions(s, role)
+	if r == nil {
+		return nil
+	}
+	perms := &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: r.Publish},
+		Subscribe: &server.SubjectPermission{Allow: r.Subscribe},
+	}
+	if r.Responses {
+		// Zero means nats-server's defaults: one reply per request,
+		// within two minutes.
+		perms.Response = &server.ResponsePermission{}
+	}
+	return perms
 }

@@ -1,4 +1,4 @@
-package cli
+package master
 
 import (
 	"bytes"
@@ -19,30 +19,41 @@ import (
 // and a pid file that nobody locks was left by a master that is gone
 // (killed by SIGKILL, say), whatever process now has its pid.
 
-// alreadyRunningError: a live master holds the pid file.
-type alreadyRunningError struct {
-	pid     int // 0: the master is still starting (no pid written yet)
-	pidFile string
+// AlreadyRunningError: a live master holds the pid file.
+type AlreadyRunningError struct {
+	// PID is the master's pid; 0 while it is still starting (no pid
+	// written yet).
+	PID int
+	// PIDFile is the path of the pid file.
+	PIDFile string
 }
 
-func (e *alreadyRunningError) Error() string {
-	if e.pid == 0 {
-		return fmt.Sprintf("gatework is already running (starting; pid file %s is locked): stop it first, or give this node another pid_file", e.pidFile)
+// Error says that gatework is running and how to start another node.
+func (e *AlreadyRunningError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("gatework is already running (starting; pid file %s is locked): stop it first, or give this node another pid_file", e.PIDFile)
 	}
-	return fmt.Sprintf("gatework is already running (pid %d, pid file %s): stop it first, or give this node another pid_file", e.pid, e.pidFile)
+	return fmt.Sprintf("gatework is already running (pid %d, pid file %s): stop it first, or give this node another pid_file", e.PID, e.PIDFile)
 }
 
-// pidLock is the pid file held by this master.
-type pidLock struct {
+// SocketPath returns the control socket beside pidFile: the same path
+// with .sock instead of .pid.
+func SocketPath(pidFile string) string {
+	return strings.TrimSuffix(pidFile, ".pid") + ".sock"
+}
+
+// PIDLock is the pid file held by this master, open and locked until
+// Release. Its methods are not safe for concurrent use.
+type PIDLock struct {
 	path string
 	f    *os.File // open and locked until release
 }
 
-// lockPIDFile takes path for this process: it creates it if needed and
-// locks it. The error is an *alreadyRunningError when another live master
+// LockPIDFile takes path for this process: it creates it if needed and
+// locks it. The error is an *AlreadyRunningError when another live master
 // holds it. stale is the pid a master that is gone left in it (0: none);
-// the file is emptied until write.
-func lockPIDFile(path string) (l *pidLock, stale int, err error) {
+// the file is emptied until Write.
+func LockPIDFile(path string) (l *PIDLock, stale int, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, 0, fmt.Errorf("pid file (set pid_file to a writable path): %w", err)
 	}
@@ -56,8 +67,8 @@ func lockPIDFile(path string) (l *pidLock, stale int, err error) {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			_ = f.Close()
 			if errors.Is(err, syscall.EWOULDBLOCK) {
-				pid, _ := readPID(path)
-				return nil, 0, &alreadyRunningError{pid: pid, pidFile: path}
+				pid, _ := ReadPID(path)
+				return nil, 0, &AlreadyRunningError{PID: pid, PIDFile: path}
 			}
 			return nil, 0, fmt.Errorf("pid file %s: lock: %w", path, err)
 		}
@@ -72,7 +83,7 @@ func lockPIDFile(path string) (l *pidLock, stale int, err error) {
 			_ = f.Close()
 			return nil, 0, fmt.Errorf("pid file: %w", err)
 		}
-		return &pidLock{path: path, f: f}, stale, nil
+		return &PIDLock{path: path, f: f}, stale, nil
 	}
 	return nil, 0, fmt.Errorf("pid file %s: replaced while being locked, again and again", path)
 }
@@ -87,9 +98,9 @@ func sameFile(f *os.File, path string) bool {
 	return err == nil && os.SameFile(a, b)
 }
 
-// write writes pid to the file: from then on reload, stop and status find
+// Write writes pid to the file: from then on reload, stop and status find
 // this master.
-func (l *pidLock) write(pid int) error {
+func (l *PIDLock) Write(pid int) error {
 	s := strconv.Itoa(pid) + "\n"
 	if _, err := l.f.WriteAt([]byte(s), 0); err != nil {
 		return fmt.Errorf("pid file: %w", err)
@@ -100,48 +111,43 @@ func (l *pidLock) write(pid int) error {
 	return nil
 }
 
-// release removes the file (if it is still the one locked) and unlocks
+// Release removes the file (if it is still the one locked) and unlocks
 // it.
-func (l *pidLock) release() {
+func (l *PIDLock) Release() {
 	if sameFile(l.f, l.path) {
 		_ = os.Remove(l.path)
 	}
 	_ = l.f.Close()
 }
 
-// masterFiles returns the files a master owns beside its pid file, but
-// the pid file: the control socket and the bus credentials.
-func masterFiles(pidFile string) []string {
-	return []string{socketPath(pidFile), busEnvFile(pidFile)}
-}
-
-// removeMasterFiles removes the files of a master that is gone: the pid
-// file, the control socket and the bus credentials. It removes nothing if
-// a master holds the pid file (one may have started meanwhile), waiting up
-// to wait for the lock: a killed process keeps its files open until its
-// last thread has exited, after its pid may look gone.
-func removeMasterFiles(pidFile string, wait time.Duration) error {
+// RemoveFiles removes the files of a master that is gone: the pid file
+// and files, those it kept beside it (control socket, credentials). It
+// removes nothing if a master holds the pid file (one may have started
+// meanwhile), waiting up to wait for the lock: a killed process keeps its
+// files open until its last thread has exited, after its pid may look
+// gone. The error is then an *AlreadyRunningError.
+func RemoveFiles(pidFile string, files []string, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
-	l, _, err := lockPIDFile(pidFile)
+	l, _, err := LockPIDFile(pidFile)
 	for err != nil && time.Now().Before(deadline) {
-		if _, held := errors.AsType[*alreadyRunningError](err); !held {
+		if _, held := errors.AsType[*AlreadyRunningError](err); !held {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
-		l, _, err = lockPIDFile(pidFile)
+		l, _, err = LockPIDFile(pidFile)
 	}
 	if err != nil {
 		return err
 	}
-	for _, p := range masterFiles(pidFile) {
+	for _, p := range files {
 		_ = os.Remove(p)
 	}
-	l.release()
+	l.Release()
 	return nil
 }
 
-// readPID returns the pid in path.
-func readPID(path string) (int, error) {
+// ReadPID returns the pid in path.
+func ReadPID(path string) (int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
@@ -153,9 +159,9 @@ func readPID(path string) (int, error) {
 	return pid, nil
 }
 
-// alive reports whether process pid exists and is not a zombie (one that
+// Alive reports whether process pid exists and is not a zombie (one that
 // exited and waits for its parent to reap it).
-func alive(pid int) bool {
+func Alive(pid int) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
@@ -168,10 +174,10 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
-// runningPID returns the pid of the live master that holds path.
-func runningPID(path string) (int, bool) {
-	pid, err := readPID(path)
-	if err != nil || !alive(pid) {
+// RunningPID returns the pid of the live master that holds path.
+func RunningPID(path string) (int, bool) {
+	pid, err := ReadPID(path)
+	if err != nil || !Alive(pid) {
 		return 0, false
 	}
 	return pid, true

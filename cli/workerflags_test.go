@@ -1,4 +1,4 @@
-package bus_test
+package cli_test
 
 import (
 	"flag"
@@ -6,30 +6,34 @@ import (
 	"testing"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/cli"
 )
 
-func TestRegisterFlags(t *testing.T) {
+func TestWorkerFlags(t *testing.T) {
 	tests := []struct {
 		name       string
 		env        map[string]string
 		args       []string
 		want       bus.Options
 		wantPrefix string
+		wantLog    cli.LogConfig
 	}{
-		{name: "defaults", want: bus.Options{URL: bus.DefaultURL, InboxPrefix: "gw.inbox.worker"}, wantPrefix: bus.DefaultPrefix},
+		{name: "defaults", want: bus.Options{URL: cli.DefaultWorkerURL, InboxPrefix: "gw.inbox.worker"}, wantPrefix: bus.DefaultPrefix},
 		{name: "environment",
 			env: map[string]string{"GATEWORK_NATS_URL": "nats://a:1", "GATEWORK_NATS_USER": "u",
-				"GATEWORK_NATS_PASSWORD": "p", "GATEWORK_NATS_TLS_CA_FILE": "ca.pem", "GATEWORK_PREFIX": "app"},
+				"GATEWORK_NATS_PASSWORD": "p", "GATEWORK_NATS_TLS_CA_FILE": "ca.pem", "GATEWORK_PREFIX": "app",
+				"GATEWORK_LOG_LEVEL": "debug", "GATEWORK_LOG_FORMAT": "json"},
+			wantLog:    cli.LogConfig{Level: "debug", Format: "json"},
 			want:       bus.Options{URL: "nats://a:1", User: "u", Password: "p", CAFile: "ca.pem", InboxPrefix: "app.inbox.worker"},
 			wantPrefix: "app"},
 		{name: "inbox prefix follows the prefix flag",
 			env:        map[string]string{"GATEWORK_PREFIX": "app"},
 			args:       []string{"-prefix", "b"},
-			want:       bus.Options{URL: bus.DefaultURL, InboxPrefix: "b.inbox.worker"},
+			want:       bus.Options{URL: cli.DefaultWorkerURL, InboxPrefix: "b.inbox.worker"},
 			wantPrefix: "b"},
 		{name: "inbox prefix flag",
 			args:       []string{"-inbox-prefix", "my.inbox", "-prefix", "c"},
-			want:       bus.Options{URL: bus.DefaultURL, InboxPrefix: "my.inbox"},
+			want:       bus.Options{URL: cli.DefaultWorkerURL, InboxPrefix: "my.inbox"},
 			wantPrefix: "c"},
 		{name: "flags over environment",
 			env:        map[string]string{"GATEWORK_NATS_USER": "u", "GATEWORK_NATS_TOKEN": "t"},
@@ -44,11 +48,14 @@ func TestRegisterFlags(t *testing.T) {
 			}
 			fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
-			var o bus.Options
-			var prefix string
-			o.RegisterFlags(fs, &prefix)
+			var f cli.WorkerFlags
+			f.Register(fs)
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)
+			}
+			o, prefix := f.Bus, f.Prefix
+			if f.Log != tt.wantLog {
+				t.Errorf("log %+v, want %+v", f.Log, tt.wantLog)
 			}
 			if o != tt.want || prefix != tt.wantPrefix {
 				t.Errorf("got %+v prefix %q, want %+v prefix %q", o, prefix, tt.want, tt.wantPrefix)

@@ -1,4 +1,4 @@
-package bus_test
+package membership_test
 
 import (
 	"slices"
@@ -10,6 +10,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/membership"
+	"github.com/gatework/gatework/internal/natsembed"
 )
 
 func TestMain(m *testing.M) {
@@ -52,7 +54,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // for the Membership and one for publishing heartbeats.
 func startBus(t *testing.T) (sub, pub *nats.Conn) {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{})
+	e, err := natsembed.Start(natsembed.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +71,9 @@ func startBus(t *testing.T) (sub, pub *nats.Conn) {
 	return conns[0], conns[1]
 }
 
-func newMembership(t *testing.T, nc *nats.Conn, cfg bus.MembershipConfig) *bus.Membership {
+func newMembership(t *testing.T, nc *nats.Conn, cfg membership.Config) *membership.Tracker {
 	t.Helper()
-	m, err := bus.NewMembership(nc, cfg)
+	m, err := membership.New(nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func publishHB(t *testing.T, nc *nats.Conn, hb bus.Heartbeat) {
 	}
 }
 
-func hasLive(m *bus.Membership, gws ...string) func() bool {
+func hasLive(m *membership.Tracker, gws ...string) func() bool {
 	return func() bool { return slices.Equal(m.Live(), gws) }
 }
 
@@ -108,7 +110,7 @@ const (
 func TestMembershipHeartbeatExpiry(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now})
 
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwB, IntervalMs: 100})
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwA}) // no interval stated: 1s default
@@ -140,7 +142,7 @@ func TestMembershipHeartbeatExpiry(t *testing.T) {
 func TestMembershipLeaving(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now})
 
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwA})
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwB})
@@ -165,10 +167,10 @@ func TestMembershipLeaving(t *testing.T) {
 func TestMembershipExpiredNotRevived(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now})
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwA, IntervalMs: 1000})
 	waitFor(t, 5*time.Second, "a", hasLive(m, gwA))
-	clk.Advance(bus.ExpiryIntervals * time.Second)
+	clk.Advance(membership.ExpiryIntervals * time.Second)
 	if got := m.Live(); len(got) != 0 {
 		t.Fatalf("expired: Live = %v", got)
 	}
@@ -179,9 +181,9 @@ func TestMembershipExpiredNotRevived(t *testing.T) {
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwA, IntervalMs: 1000})
 	waitFor(t, 5*time.Second, "a heard again", hasLive(m, gwA))
 	// Once the tombstone is over, a peer's word counts again.
-	clk.Advance(bus.ExpiryIntervals * time.Second)
+	clk.Advance(membership.ExpiryIntervals * time.Second)
 	_ = m.Live()
-	clk.Advance(bus.ExpiryIntervals * time.Second)
+	clk.Advance(membership.ExpiryIntervals * time.Second)
 	m.Observe(gwA)
 	if got := m.Live(); !slices.Equal(got, []string{gwA}) {
 		t.Fatalf("observed long after expiry: Live = %v", got)
@@ -191,7 +193,7 @@ func TestMembershipExpiredNotRevived(t *testing.T) {
 func TestMembershipObserve(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now, Interval: 100 * time.Millisecond})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now, Interval: 100 * time.Millisecond})
 
 	for _, bad := range []string{"", "short", "AAAAAAAAAA", "aaaaaaaaaaa", "a.b.c.d.e.", "gggggggggg"} {
 		m.Observe(bad)
@@ -219,7 +221,7 @@ func TestMembershipObserve(t *testing.T) {
 func TestMembershipSelf(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now, Self: gwB})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now, Self: gwB})
 
 	if got := m.Live(); !slices.Equal(got, []string{gwB}) {
 		t.Fatalf("Live = %v, want self", got)
@@ -236,7 +238,7 @@ func TestMembershipSelf(t *testing.T) {
 func TestMembershipBound(t *testing.T) {
 	sub, _ := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now, MaxGateways: 2})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now, MaxGateways: 2})
 
 	m.Observe(gwA)
 	m.Heard(bus.Heartbeat{Gateway: gwB})
@@ -262,7 +264,7 @@ func TestMembershipBound(t *testing.T) {
 func TestMembershipOnChange(t *testing.T) {
 	sub, pub := startBus(t)
 	clk := newFakeClock()
-	m := newMembership(t, sub, bus.MembershipConfig{Now: clk.Now})
+	m := newMembership(t, sub, membership.Config{Now: clk.Now})
 
 	type change struct{ added, removed []string }
 	var (
@@ -320,7 +322,7 @@ func TestMembershipOnChange(t *testing.T) {
 
 func TestMembershipIgnoresGarbage(t *testing.T) {
 	sub, pub := startBus(t)
-	m := newMembership(t, sub, bus.MembershipConfig{})
+	m := newMembership(t, sub, membership.Config{})
 	subj := bus.Subjects{Prefix: "gw"}.Heartbeat()
 	for _, data := range [][]byte{
 		{0xff, 0xff, 0xff},
@@ -341,16 +343,16 @@ func TestNewMembershipErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		nc   *nats.Conn
-		cfg  bus.MembershipConfig
+		cfg  membership.Config
 	}{
-		{"nil conn", nil, bus.MembershipConfig{}},
-		{"bad prefix", sub, bus.MembershipConfig{Prefix: "a.*"}},
-		{"bad self", sub, bus.MembershipConfig{Self: "nope"}},
-		{"negative interval", sub, bus.MembershipConfig{Interval: -time.Second}},
-		{"negative max", sub, bus.MembershipConfig{MaxGateways: -1}},
+		{"nil conn", nil, membership.Config{}},
+		{"bad prefix", sub, membership.Config{Prefix: "a.*"}},
+		{"bad self", sub, membership.Config{Self: "nope"}},
+		{"negative interval", sub, membership.Config{Interval: -time.Second}},
+		{"negative max", sub, membership.Config{MaxGateways: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if m, err := bus.NewMembership(tc.nc, tc.cfg); err == nil {
+			if m, err := membership.New(tc.nc, tc.cfg); err == nil {
 				m.Close()
 				t.Fatal("no error")
 			}
@@ -360,7 +362,7 @@ func TestNewMembershipErrors(t *testing.T) {
 
 func TestMembershipCloseIdempotent(t *testing.T) {
 	sub, _ := startBus(t)
-	m, err := bus.NewMembership(sub, bus.MembershipConfig{})
+	m, err := membership.New(sub, membership.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +378,7 @@ func TestMembershipCloseIdempotent(t *testing.T) {
 		t.Fatalf("Live after close = %v", got)
 	}
 	// Closing after the connection is gone is not an error either.
-	m2, err := bus.NewMembership(sub, bus.MembershipConfig{})
+	m2, err := membership.New(sub, membership.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,33 +1,53 @@
-package bus
+package cli
 
 import (
 	"flag"
 	"os"
+
+	"github.com/gatework/gatework/bus"
 )
 
-// DefaultURL is the NATS URL a worker binary dials when neither a flag nor
-// GATEWORK_NATS_URL says otherwise: the node's embedded NATS started with
-// `gatework start --nats-listen 127.0.0.1:4222`.
-const DefaultURL = "nats://127.0.0.1:4222"
+// DefaultWorkerURL is the NATS URL a worker binary dials when neither a
+// flag nor GATEWORK_NATS_URL says otherwise: the node's embedded NATS
+// started with `gatework start --nats-listen 127.0.0.1:4222`.
+const DefaultWorkerURL = "nats://127.0.0.1:4222"
 
-// RegisterFlags registers on fs the flags a worker binary needs to reach
-// the bus — -nats, -user, -password, -token, -nkey, -creds, -tls-ca,
+// WorkerFlags is what a worker binary of its own (examples/echo,
+// examples/chat: a main that calls worker.Run) reads from its flags and
+// the environment, since library packages read neither: how to reach the
+// bus, the subject prefix and the log settings, under the names the
+// node's configuration uses.
+type WorkerFlags struct {
+	// Bus says how to reach the bus; Name is left to the program.
+	Bus bus.Options
+	// Prefix is the cluster's subject prefix.
+	Prefix string
+	// Log is the log settings, from GATEWORK_LOG_LEVEL and
+	// GATEWORK_LOG_FORMAT (no flags): give it to NewLogger.
+	Log LogConfig
+}
+
+// Register registers on fs the flags a worker binary needs to reach the
+// bus — -nats, -user, -password, -token, -nkey, -creds, -tls-ca,
 // -tls-cert, -tls-key and -prefix, each defaulting to its GATEWORK_*
 // environment variable (GATEWORK_NATS_URL, GATEWORK_NATS_USER, …,
 // GATEWORK_PREFIX), the same names the node's configuration uses, and
-// -inbox-prefix. The values land in o and *prefix when fs is parsed.
-// o.InboxPrefix is the worker's, Subjects.Inbox(RoleWorker) under the
-// prefix (the only inboxes a worker user may subscribe to), unless
-// -inbox-prefix says otherwise. Secrets are better passed in the
-// environment, since flags show in ps.
-func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix *string) {
+// -inbox-prefix — and reads the log settings from the environment. The
+// flag values land in f when fs is parsed. f.Bus.InboxPrefix is the
+// worker's, Subjects.Inbox(bus.RoleWorker) under the prefix (the only
+// inboxes a worker user may subscribe to), unless -inbox-prefix says
+// otherwise. Secrets are better passed in the environment, since flags
+// show in ps.
+func (f *WorkerFlags) Register(fs *flag.FlagSet) {
+	f.Log = LogConfig{Level: os.Getenv("GATEWORK_LOG_LEVEL"), Format: os.Getenv("GATEWORK_LOG_FORMAT")}
+	o, prefix := &f.Bus, &f.Prefix
 	str := func(p *string, name, env, def, usage string) {
 		if v := os.Getenv(env); v != "" {
 			def = v
 		}
 		fs.StringVar(p, name, def, usage+" (env "+env+")")
 	}
-	str(&o.URL, "nats", "GATEWORK_NATS_URL", DefaultURL, "NATS URL of the node")
+	str(&o.URL, "nats", "GATEWORK_NATS_URL", DefaultWorkerURL, "NATS URL of the node")
 	str(&o.User, "user", "GATEWORK_NATS_USER", "", "NATS user")
 	str(&o.Password, "password", "GATEWORK_NATS_PASSWORD", "", "NATS password; a flag shows in ps: prefer the environment")
 	str(&o.Token, "token", "GATEWORK_NATS_TOKEN", "", "NATS token; prefer the environment")
@@ -37,7 +57,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix *string) {
 	str(&o.CertFile, "tls-cert", "GATEWORK_NATS_TLS_CERT_FILE", "", "client certificate file")
 	str(&o.KeyFile, "tls-key", "GATEWORK_NATS_TLS_KEY_FILE", "", "client key file")
 	inboxSet := false
-	*prefix = DefaultPrefix
+	*prefix = bus.DefaultPrefix
 	if v := os.Getenv("GATEWORK_PREFIX"); v != "" {
 		*prefix = v
 	}
@@ -53,11 +73,11 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet, prefix *string) {
 // workerInbox is the worker's inbox prefix under prefix, or "" for an
 // invalid prefix (NewSubjects reports it where it is used).
 func workerInbox(prefix string) string {
-	s, err := NewSubjects(prefix)
+	s, err := bus.NewSubjects(prefix)
 	if err != nil {
 		return ""
 	}
-	return s.Inbox(RoleWorker)
+	return s.Inbox(bus.RoleWorker)
 }
 
 // prefixValue is the -prefix flag: it also sets the inbox prefix, unless
@@ -75,7 +95,7 @@ func (v prefixValue) String() string {
 }
 
 func (v prefixValue) Set(s string) error {
-	if _, err := NewSubjects(s); err != nil {
+	if _, err := bus.NewSubjects(s); err != nil {
 		return err
 	}
 	*v.prefix = s

@@ -1,10 +1,9 @@
-package bus_test
+package natsembed_test
 
 import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/internal/testpki"
 )
 
@@ -20,9 +20,9 @@ func rawConnect(url string, opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(url, append([]nats.Option{nats.NoReconnect(), nats.Timeout(5 * time.Second)}, opts...)...)
 }
 
-func startEmbedded(t *testing.T, cfg bus.EmbeddedConfig) *bus.Embedded {
+func startEmbedded(t *testing.T, cfg natsembed.Config) *natsembed.Server {
 	t.Helper()
-	e, err := bus.StartEmbedded(cfg)
+	e, err := natsembed.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,13 +34,13 @@ func startEmbedded(t *testing.T, cfg bus.EmbeddedConfig) *bus.Embedded {
 // and the configured one, each with its own password, on its port and in
 // process.
 func TestEmbeddedAuth(t *testing.T) {
-	e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", User: "ops", Password: "ops-secret"})
+	e := startEmbedded(t, natsembed.Config{Listen: "127.0.0.1:0", User: "ops", Password: "ops-secret"})
 	url := e.ClientURL()
 	if !strings.HasPrefix(url, "nats://127.0.0.1:") {
 		t.Fatalf("ClientURL %q", url)
 	}
 	wo := e.WorkerOptions("w")
-	if wo.URL != url || wo.User != bus.WorkerUser || len(wo.Password) < 32 {
+	if wo.URL != url || wo.User != natsembed.WorkerUser || len(wo.Password) < 32 {
 		t.Fatalf("WorkerOptions: url %q user %q password of %d chars", wo.URL, wo.User, len(wo.Password))
 	}
 	node := e.ConnectOptions("n")
@@ -53,14 +53,14 @@ func TestEmbeddedAuth(t *testing.T) {
 		ok   bool
 	}{
 		{"no credentials", nil, false},
-		{"worker, wrong password", []nats.Option{nats.UserInfo(bus.WorkerUser, "wrong")}, false},
-		{"worker, node's password", []nats.Option{nats.UserInfo(bus.WorkerUser, node.Password)}, false},
-		{"node, worker's password", []nats.Option{nats.UserInfo(bus.NodeUser, wo.Password)}, false},
+		{"worker, wrong password", []nats.Option{nats.UserInfo(natsembed.WorkerUser, "wrong")}, false},
+		{"worker, node's password", []nats.Option{nats.UserInfo(natsembed.WorkerUser, node.Password)}, false},
+		{"node, worker's password", []nats.Option{nats.UserInfo(natsembed.NodeUser, wo.Password)}, false},
 		{"configured user, wrong password", []nats.Option{nats.UserInfo("ops", "wrong")}, false},
 		{"unknown user", []nats.Option{nats.UserInfo("nobody", "ops-secret")}, false},
 		{"a token", []nats.Option{nats.Token(wo.Password)}, false},
-		{"worker", []nats.Option{nats.UserInfo(bus.WorkerUser, wo.Password)}, true},
-		{"node", []nats.Option{nats.UserInfo(bus.NodeUser, node.Password)}, true},
+		{"worker", []nats.Option{nats.UserInfo(natsembed.WorkerUser, wo.Password)}, true},
+		{"node", []nats.Option{nats.UserInfo(natsembed.NodeUser, node.Password)}, true},
 		{"configured user", []nats.Option{nats.UserInfo("ops", "ops-secret")}, true},
 	}
 	for _, tt := range tests {
@@ -98,11 +98,11 @@ func TestEmbeddedZeroConfig(t *testing.T) {
 	// Over net.Pipe, the refusal takes the server's write deadline (10s):
 	// let the other tests run meanwhile.
 	t.Parallel()
-	e := startEmbedded(t, bus.EmbeddedConfig{})
+	e := startEmbedded(t, natsembed.Config{})
 	if e.ClientURL() != "" || e.WorkerOptions("w").URL != "" {
 		t.Fatalf("a URL without a listener: %q", e.ClientURL())
 	}
-	if nc, err := bus.Connect(bus.Options{InProcess: e.Server(), Name: "nobody"}); err == nil {
+	if nc, err := bus.Connect(bus.Options{InProcess: e.NATS(), Name: "nobody"}); err == nil {
 		nc.Close()
 		t.Fatal("in-process connection without credentials accepted")
 	}
@@ -116,22 +116,22 @@ func TestEmbeddedZeroConfig(t *testing.T) {
 func TestEmbeddedConfigErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  bus.EmbeddedConfig
+		cfg  natsembed.Config
 		want string
 	}{
-		{"reserved node user", bus.EmbeddedConfig{User: bus.NodeUser, Password: "x"}, "reserved"},
-		{"reserved worker user", bus.EmbeddedConfig{User: bus.WorkerUser, Password: "x"}, "reserved"},
-		{"user without password", bus.EmbeddedConfig{User: "ops"}, "no password"},
-		{"password without user", bus.EmbeddedConfig{Password: "x"}, "without a user"},
-		{"TLS without listener", bus.EmbeddedConfig{TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, "without a listener"},
-		{"TLS cert without key", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "c.pem"}, "both"},
-		{"TLS files missing", bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "embedded TLS"},
-		{"bad prefix", bus.EmbeddedConfig{Prefix: "a.>"}, "prefix"},
-		{"role without user", bus.EmbeddedConfig{UserRole: bus.RoleWorker}, "without a user"},
-		{"unknown role", bus.EmbeddedConfig{User: "u", Password: "secret-pw", UserRole: "admin"}, `role "admin"`},
+		{"reserved node user", natsembed.Config{User: natsembed.NodeUser, Password: "x"}, "reserved"},
+		{"reserved worker user", natsembed.Config{User: natsembed.WorkerUser, Password: "x"}, "reserved"},
+		{"user without password", natsembed.Config{User: "ops"}, "no password"},
+		{"password without user", natsembed.Config{Password: "x"}, "without a user"},
+		{"TLS without listener", natsembed.Config{TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, "without a listener"},
+		{"TLS cert without key", natsembed.Config{Listen: "127.0.0.1:0", TLSCertFile: "c.pem"}, "both"},
+		{"TLS files missing", natsembed.Config{Listen: "127.0.0.1:0", TLSCertFile: "/nonexistent/c.pem", TLSKeyFile: "/nonexistent/k.pem"}, "natsembed: TLS"},
+		{"bad prefix", natsembed.Config{Prefix: "a.>"}, "prefix"},
+		{"role without user", natsembed.Config{UserRole: bus.RoleWorker}, "without a user"},
+		{"unknown role", natsembed.Config{User: "u", Password: "secret-pw", UserRole: "admin"}, `role "admin"`},
 	}
 	for _, tt := range tests {
-		e, err := bus.StartEmbedded(tt.cfg)
+		e, err := natsembed.Start(tt.cfg)
 		if err == nil {
 			e.Shutdown()
 			t.Errorf("%s: started", tt.name)
@@ -146,36 +146,13 @@ func TestEmbeddedConfigErrors(t *testing.T) {
 	}
 }
 
-// violations collects the asynchronous permission errors of a connection.
-type violations struct {
-	mu   sync.Mutex
-	errs []error
-}
-
-func (v *violations) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
-	v.mu.Lock()
-	v.errs = append(v.errs, err)
-	v.mu.Unlock()
-}
-
-func (v *violations) has(s string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, err := range v.errs {
-		if strings.Contains(err.Error(), s) {
-			return true
-		}
-	}
-	return false
-}
-
 // TestEmbeddedTLS: a listener with a certificate of a generated CA
 // accepts clients that trust the CA, refuses those that do not and those
 // that do not speak TLS; in-process connections need no TLS.
 func TestEmbeddedTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key := testpki.Write(t, dir)
-	e := startEmbedded(t, bus.EmbeddedConfig{Listen: "127.0.0.1:0", TLSCertFile: cert, TLSKeyFile: key})
+	e := startEmbedded(t, natsembed.Config{Listen: "127.0.0.1:0", TLSCertFile: cert, TLSKeyFile: key})
 	url := e.ClientURL()
 	if !strings.HasPrefix(url, "tls://127.0.0.1:") {
 		t.Fatalf("ClientURL %q, want tls://", url)

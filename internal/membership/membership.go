@@ -1,4 +1,8 @@
-package bus
+// Package membership tracks the live gateways of a cluster from their
+// heartbeats on the bus (bus.Heartbeat on bus.Subjects.Heartbeat): a gateway
+// runs one to know its peers, an API client (package api) one to know
+// which gateways to query.
+package membership
 
 import (
 	"errors"
@@ -10,10 +14,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
 )
 
-// Membership defaults.
+// Defaults of a Tracker.
 const (
 	// DefaultHeartbeatInterval is the heartbeat interval assumed for a
 	// heartbeat that states none and for gateways learned with Observe.
@@ -21,7 +26,7 @@ const (
 	// ExpiryIntervals is how many heartbeat intervals a gateway may stay
 	// silent before it is considered gone.
 	ExpiryIntervals = 3
-	// DefaultMaxGateways bounds how many gateways a Membership tracks.
+	// DefaultMaxGateways bounds how many gateways a Tracker tracks.
 	DefaultMaxGateways = 4096
 
 	// minHeartbeatInterval and maxHeartbeatInterval clamp the interval a
@@ -31,11 +36,11 @@ const (
 	maxHeartbeatInterval = time.Minute
 )
 
-// MembershipConfig configures a Membership. The zero value works.
-type MembershipConfig struct {
-	// Prefix is the cluster's subject prefix; "" means DefaultPrefix.
+// Config configures a Tracker. The zero value works.
+type Config struct {
+	// Prefix is the cluster's subject prefix; "" means bus.DefaultPrefix.
 	Prefix string
-	// Self is the id of the gateway that owns this Membership, if any: it
+	// Self is the id of the gateway that owns this Tracker, if any: it
 	// is always live, never expires and its own heartbeats are ignored.
 	// Empty for API clients.
 	Self string
@@ -61,14 +66,14 @@ type member struct {
 	heard   bool // announced itself with a heartbeat (not only learned from peers)
 }
 
-// Membership tracks the live gateways of a cluster from their heartbeats on
-// Subjects.Heartbeat(). A gateway is live from its first heartbeat until it
+// Tracker tracks the live gateways of a cluster from their heartbeats on
+// bus.Subjects.Heartbeat(). A gateway is live from its first heartbeat until it
 // sends one with Leaving set, or until ExpiryIntervals of the interval its
 // last heartbeat stated pass without another one.
 //
 // All methods are safe for concurrent use. OnChange callbacks run on one
 // internal goroutine, one at a time, in the order the changes happened.
-type Membership struct {
+type Tracker struct {
 	nc       *nats.Conn
 	sub      *nats.Subscription
 	self     string
@@ -91,21 +96,21 @@ type Membership struct {
 	done   chan struct{}
 }
 
-// NewMembership subscribes to the heartbeats on nc and starts tracking.
+// New subscribes to the heartbeats on nc and starts tracking.
 // nc is borrowed: Close unsubscribes but does not close it.
-func NewMembership(nc *nats.Conn, cfg MembershipConfig) (*Membership, error) {
+func New(nc *nats.Conn, cfg Config) (*Tracker, error) {
 	if nc == nil {
-		return nil, errors.New("bus: membership: nil connection")
+		return nil, errors.New("membership: nil connection")
 	}
-	subj, err := NewSubjects(cfg.Prefix)
+	subj, err := bus.NewSubjects(cfg.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("bus: membership: %w", err)
+		return nil, fmt.Errorf("membership: %w", err)
 	}
 	if cfg.Self != "" && !clientid.ValidGateway(cfg.Self) {
-		return nil, fmt.Errorf("bus: membership: invalid self gateway id %q", cfg.Self)
+		return nil, fmt.Errorf("membership: invalid self gateway id %q", cfg.Self)
 	}
 	if cfg.Interval < 0 || cfg.MaxGateways < 0 {
-		return nil, errors.New("bus: membership: negative interval or max gateways")
+		return nil, errors.New("membership: negative interval or max gateways")
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultHeartbeatInterval
@@ -119,7 +124,7 @@ func NewMembership(nc *nats.Conn, cfg MembershipConfig) (*Membership, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	m := &Membership{
+	m := &Tracker{
 		nc:       nc,
 		self:     cfg.Self,
 		interval: cfg.Interval,
@@ -136,7 +141,7 @@ func NewMembership(nc *nats.Conn, cfg MembershipConfig) (*Membership, error) {
 	}
 	m.sub, err = nc.Subscribe(subj.Heartbeat(), m.handle)
 	if err != nil {
-		return nil, fmt.Errorf("bus: membership: subscribe %s: %w", subj.Heartbeat(), err)
+		return nil, fmt.Errorf("membership: subscribe %s: %w", subj.Heartbeat(), err)
 	}
 	go m.run()
 	return m, nil
@@ -144,7 +149,7 @@ func NewMembership(nc *nats.Conn, cfg MembershipConfig) (*Membership, error) {
 
 // Live returns the ids of the live gateways, sorted, Self included. The
 // slice is the caller's. Live never blocks on the network.
-func (m *Membership) Live() []string {
+func (m *Tracker) Live() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweepLocked(m.now())
@@ -164,7 +169,7 @@ func (m *Membership) Live() []string {
 // itself; a gw already tracked is left as it is, and one that said Leaving
 // or expired recently (within ExpiryIntervals intervals) is ignored.
 // Malformed ids are ignored.
-func (m *Membership) Observe(gw string) {
+func (m *Tracker) Observe(gw string) {
 	if gw == m.self || !clientid.ValidGateway(gw) {
 		return
 	}
@@ -194,9 +199,9 @@ func (m *Membership) Observe(gw string) {
 // OnChange sets fn to be called with the gateways that became live and
 // those that went away (each sorted) since the previous call; nil stops
 // the calls. Changes that happened before OnChange was set are not
-// reported (Live has them). fn runs on the Membership's goroutine and must
+// reported (Live has them). fn runs on the Tracker's goroutine and must
 // not block for long; it may call Live and Observe.
-func (m *Membership) OnChange(fn func(added, removed []string)) {
+func (m *Tracker) OnChange(fn func(added, removed []string)) {
 	m.mu.Lock()
 	m.onChange = fn
 	clear(m.added)
@@ -208,7 +213,7 @@ func (m *Membership) OnChange(fn func(added, removed []string)) {
 // internal goroutine (and any OnChange callback in progress) to end, so it
 // must not be called from an OnChange callback. Changes not yet reported
 // are dropped. Close is idempotent; Live answers with the last state.
-func (m *Membership) Close() error {
+func (m *Tracker) Close() error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -223,15 +228,15 @@ func (m *Membership) Close() error {
 	close(m.quit)
 	<-m.done
 	if err != nil {
-		return fmt.Errorf("bus: membership: unsubscribe: %w", err)
+		return fmt.Errorf("membership: unsubscribe: %w", err)
 	}
 	return nil
 }
 
 // handle processes one heartbeat; it runs on the subscription's goroutine.
-func (m *Membership) handle(msg *nats.Msg) {
-	var hb Heartbeat
-	if err := DecodeHeartbeat(msg.Data, &hb); err != nil {
+func (m *Tracker) handle(msg *nats.Msg) {
+	var hb bus.Heartbeat
+	if err := bus.DecodeHeartbeat(msg.Data, &hb); err != nil {
 		m.log.Debug("bus: bad heartbeat", "error", err)
 		return
 	}
@@ -245,7 +250,7 @@ func (m *Membership) handle(msg *nats.Msg) {
 // Heard applies one heartbeat as if it had arrived on the bus (the
 // subscription calls it for every heartbeat received). Heartbeats of Self
 // and malformed gateway ids are ignored.
-func (m *Membership) Heard(hb Heartbeat) {
+func (m *Tracker) Heard(hb bus.Heartbeat) {
 	if hb.Gateway == m.self || !clientid.ValidGateway(hb.Gateway) {
 		return
 	}
@@ -290,7 +295,7 @@ func (m *Membership) Heard(hb Heartbeat) {
 
 // evictObservedLocked removes the gateway learned only from peers that
 // expires first; it reports whether there was one.
-func (m *Membership) evictObservedLocked() bool {
+func (m *Tracker) evictObservedLocked() bool {
 	victim, first := "", time.Time{}
 	for gw, mb := range m.members {
 		if !mb.heard && (victim == "" || mb.expires.Before(first)) {
@@ -307,10 +312,10 @@ func (m *Membership) evictObservedLocked() bool {
 
 // refuseLocked logs a newcomer ignored at the bound: the first one and then
 // every 1024th, so that a flood does not flood the log too.
-func (m *Membership) refuseLocked(gw string) {
+func (m *Tracker) refuseLocked(gw string) {
 	m.refused++
 	if m.refused&(m.refused-1) == 0 || m.refused%1024 == 0 {
-		m.log.Warn("bus: membership full, gateway ignored",
+		m.log.Warn("membership full, gateway ignored",
 			"gateway", gw, "max", m.max, "ignored_total", m.refused)
 	}
 }
@@ -319,7 +324,7 @@ func (m *Membership) refuseLocked(gw string) {
 // is tombstoned like one that left, for ExpiryIntervals intervals: a peer
 // that has not noticed yet (its Reply.Peers still lists the gateway) must
 // not bring it back through Observe; its own heartbeat does.
-func (m *Membership) sweepLocked(now time.Time) {
+func (m *Tracker) sweepLocked(now time.Time) {
 	for gw, mb := range m.members {
 		if !now.Before(mb.expires) {
 			delete(m.members, gw)
@@ -340,7 +345,7 @@ func (m *Membership) sweepLocked(now time.Time) {
 // runner. Pending changes are net: a gateway that came and went before the
 // callback ran is not reported at all. Both sets are bounded by the number
 // of gateways ever tracked between two callbacks, in practice MaxGateways.
-func (m *Membership) changedLocked(gw string, added bool) {
+func (m *Tracker) changedLocked(gw string, added bool) {
 	if m.onChange == nil {
 		return
 	}
@@ -364,7 +369,7 @@ func (m *Membership) changedLocked(gw string, added bool) {
 }
 
 // run sweeps expired gateways every interval and reports changes.
-func (m *Membership) run() {
+func (m *Tracker) run() {
 	defer close(m.done)
 	tick := time.NewTicker(m.sweepEvery())
 	defer tick.Stop()
@@ -384,13 +389,13 @@ func (m *Membership) run() {
 
 // sweepEvery is how often run sweeps: half the default interval, so that
 // an expired gateway is reported at most that late (Live is always exact).
-func (m *Membership) sweepEvery() time.Duration {
+func (m *Tracker) sweepEvery() time.Duration {
 	d := m.interval / 2
 	return time.Duration(max(int64(d), int64(minHeartbeatInterval)))
 }
 
 // report calls onChange with the pending changes, if any.
-func (m *Membership) report() {
+func (m *Tracker) report() {
 	m.mu.Lock()
 	fn := m.onChange
 	if fn == nil || len(m.added)+len(m.removed) == 0 {
