@@ -129,13 +129,16 @@ func sameDefault(doc, got string, present bool) bool {
 // gateway.ListenerConfig.WithDefaults underneath) with no file.
 func TestDocumentedDefaults(t *testing.T) {
 	c := cli.DefaultConfig("echo")
-	// Listeners that show each table's keys: ws with a rate limit and
-	// TLS, tcp with line framing, tcp with length framing.
+	// Listeners that show each table's keys: ws with a rate limit, TLS
+	// and compression, tcp with line framing, tcp with length framing,
+	// udp.
 	c.Listeners = []gateway.ListenerConfig{
 		{Protocol: "ws", Addr: "127.0.0.1:0", RateLimit: gateway.RateLimit{Messages: 5},
-			TLS: &gateway.TLSConfig{CertFile: "c.pem", KeyFile: "k.pem"}},
+			TLS:         &gateway.TLSConfig{CertFile: "c.pem", KeyFile: "k.pem"},
+			Compression: gateway.Compression{Enabled: true}},
 		{Protocol: "tcp", Addr: "127.0.0.1:0"},
 		{Name: "len", Protocol: "tcp", Addr: "127.0.0.1:0", Framing: framing.Config{Kind: framing.KindLength}},
+		{Protocol: "udp", Addr: "127.0.0.1:0"},
 	}
 	e := c.Effective()
 	// Effective resolves pid_file and log_file "" to the paths it means.
@@ -157,8 +160,11 @@ func TestDocumentedDefaults(t *testing.T) {
 		switch {
 		case r.section == "`listeners`" && r.table == "name": // a listener
 			path = "listeners[0]." + r.key
-			if strings.HasPrefix(r.meaning, "tcp only") {
+			switch {
+			case strings.HasPrefix(r.meaning, "tcp only"):
 				path = "listeners[1]." + r.key
+			case strings.HasPrefix(r.meaning, "udp only"):
+				path = "listeners[3]." + r.key
 			}
 		case r.section == "`listeners`" && r.table == "messages": // rate_limit
 			if r.key == "messages" {
@@ -170,6 +176,11 @@ func TestDocumentedDefaults(t *testing.T) {
 			if strings.HasPrefix(r.meaning, "length only") {
 				path = "listeners[2].framing." + r.key
 			}
+		case r.section == "`listeners`" && r.table == "enabled": // compression
+			if r.key == "enabled" {
+				continue // set above to show the others
+			}
+			path = "listeners[0].compression." + r.key
 		case r.section == "`listeners`" && r.table == "cert_file": // tls
 			path = "listeners[0].tls." + r.key
 		case r.section == "`http`" && r.table != "http.addr":
