@@ -97,8 +97,9 @@ var tls12Suites = []uint16{
 // maxHandshakes bounds the TLS handshakes a listener runs at once, each on
 // a goroutine of its own that ends with the handshake. A socket whose
 // ClientHello arrives while that many run waits in a queue for one to
-// end; its handshake timeout runs meanwhile.
-const maxHandshakes = 256
+// end; its handshake timeout runs meanwhile. A listener takes the value
+// when it starts (tests lower it).
+var maxHandshakes = 256
 
 // maxHandshakeInput bounds the bytes a client may send ahead of its
 // handshake (crypto/tls reads at most a 64 KiB handshake message, split
@@ -126,6 +127,7 @@ type tlsLayer struct {
 	// counts those goroutines, at most maxHandshakes.
 	queue   []*tlsSock
 	running int
+	max     int // maxHandshakes when the listener started
 	workers sync.WaitGroup
 	quit    chan struct{}
 	done    chan struct{}
@@ -146,6 +148,7 @@ func newTLSLayer(e *nbioEngine, h sockHandler) (*tlsLayer, error) {
 	return &tlsLayer{
 		e: e, h: h, certs: certs,
 		pending: make(map[*tlsSock]int64),
+		max:     maxHandshakes,
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}, nil
@@ -311,7 +314,7 @@ func (tl *tlsLayer) closed(nc *nbio.Conn, err error) {
 // maxHandshakes run, or else queues it.
 func (tl *tlsLayer) enqueue(ts *tlsSock) {
 	tl.mu.Lock()
-	if tl.running >= maxHandshakes {
+	if tl.running >= tl.max {
 		tl.queue = append(tl.queue, ts)
 		tl.mu.Unlock()
 		return

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -126,23 +125,13 @@ func (tlsDrained) Temporary() bool { return true }
 // errTLSDrained is returned by reads of a drained tlsSock.
 var errTLSDrained net.Error = tlsDrained{}
 
-// errTLSHandshake is returned by writes on a socket whose handshake is not
-// complete; the gateway never writes to one.
-var errTLSHandshake = errors.New("gateway: tls handshake not complete")
-
 // write encrypts b (whole frames) into records and hands them to the
 // engine. The connection's unsent count, raised by len(b) by the caller,
-// ends up raised by the record bytes instead (Write counts those).
+// ends up raised by the record bytes instead (Write counts those). The
+// handshake is complete: a socket has a transport, the only writer, once
+// it is.
 func (ts *tlsSock) write(s *sock, b []byte) error {
-	ts.mu.Lock()
-	open := ts.state == tlsOpen
-	ts.mu.Unlock()
-	var err error
-	if open {
-		_, err = ts.tc.Write(b)
-	} else {
-		err = errTLSHandshake
-	}
+	_, err := ts.tc.Write(b)
 	if c := s.c; c != nil {
 		c.unsent.Add(-int64(len(b)))
 	}
