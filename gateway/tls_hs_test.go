@@ -298,3 +298,38 @@ func TestTLSReloadUnderLoad(t *testing.T) {
 		t.Fatalf("handshakes per certificate %v: want several certificates and handshakes", seen)
 	}
 }
+
+// TestTLSPostQuantum: a client with Go's defaults gets the post-quantum
+// hybrid key exchange over wss and TCP+TLS; one that offers only X25519
+// still connects.
+func TestTLSPostQuantum(t *testing.T) {
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Name: "wss", Protocol: "ws", Addr: "127.0.0.1:0", TLS: tc},
+		{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc},
+	}})
+	ws, err := dialWSS(t, gw.Addr("wss"), &tls.Config{RootCAs: ca.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ws.UnderlyingConn().(*tls.Conn).ConnectionState().CurveID; got != tls.X25519MLKEM768 {
+		t.Fatalf("wss key exchange %v, want X25519MLKEM768", got)
+	}
+	wsEcho(t, ws, "post-quantum")
+	for _, curves := range [][]tls.CurveID{nil, {tls.X25519}} {
+		c, err := tls.Dial("tcp", gw.Addr("tls").String(), &tls.Config{RootCAs: ca.pool, CurvePreferences: curves})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tls.X25519MLKEM768
+		if curves != nil {
+			want = tls.X25519
+		}
+		if got := c.ConnectionState().CurveID; got != want {
+			t.Fatalf("curves %v: key exchange %v, want %v", curves, got, want)
+		}
+		tlsEchoLine(t, c, "curve")
+		_ = c.Close()
+	}
+}
