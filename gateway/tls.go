@@ -95,11 +95,12 @@ var tls12Suites = []uint16{
 }
 
 // maxHandshakes bounds the TLS handshakes a listener runs at once, each on
-// a goroutine of its own that ends with the handshake. A socket whose
-// ClientHello arrives while that many run waits in a queue for one to
-// end; its handshake timeout runs meanwhile. A listener takes the value
-// when it starts (tests lower it).
-var maxHandshakes = 256
+// a goroutine of its own (about 8–32 KiB of stack) that starts once the
+// first record of the ClientHello is complete and ends with the
+// handshake. A socket whose ClientHello arrives while that many run waits
+// in a queue for one to end; its handshake timeout runs meanwhile. A
+// listener takes the value when it starts (tests lower it).
+var maxHandshakes = 1024
 
 // maxHandshakeInput bounds the bytes a client may send ahead of its
 // handshake (crypto/tls reads at most a 64 KiB handshake message, split
@@ -247,8 +248,8 @@ func (tl *tlsLayer) data(nc *nbio.Conn, data []byte) {
 	switch ts.state {
 	case tlsDead:
 		ts.mu.Unlock()
-	case tlsNew:
-		if data[0] != recordTypeHandshake {
+	case tlsNew, tlsShaking:
+		if ts.state == tlsNew && len(ts.in) == 0 && data[0] != recordTypeHandshake {
 			ts.state = tlsDead
 			ts.mu.Unlock()
 			tl.fail(ts, nil)
@@ -258,28 +259,37 @@ func (tl *tlsLayer) data(nc *nbio.Conn, data []byte) {
 			_ = nc.Close()
 			return
 		}
-		ts.state = tlsShaking
-		ts.wake = sync.NewCond(&ts.mu)
-		ts.in = append([]byte(nil), data...)
-		ts.mu.Unlock()
-		tl.enqueue(ts)
-	case tlsShaking:
-		over := len(ts.in)+len(data) > maxHandshakeInput
-		if !over {
-			ts.in = append(ts.in, data...)
-			ts.wake.Signal()
-		}
-		ts.mu.Unlock()
-		if over {
+		if len(ts.in)+len(data) > maxHandshakeInput {
+			ts.mu.Unlock()
 			tl.fail(ts, errHandshakeInput)
 			_ = nc.Close()
+			return
 		}
+		ts.in = append(ts.in, data...)
+		if ts.state == tlsShaking {
+			ts.wake.Signal()
+			ts.mu.Unlock()
+			return
+		}
+		if !recordComplete(ts.in) {
+			ts.mu.Unlock() // a slow ClientHello holds no goroutine
+			return
+		}
+		ts.state = tlsShaking
+		ts.wake = sync.NewCond(&ts.mu)
+		ts.mu.Unlock()
+		tl.enqueue(ts)
 	default: // tlsOpen
 		ts.mu.Unlock()
 		ts.rmu.Lock()
 		tl.read(nc, ts, data)
 		ts.rmu.Unlock()
 	}
+}
+
+// recordComplete reports whether b starts with a whole TLS record.
+func recordComplete(b []byte) bool {
+	return len(b) >= 5 && len(b) >= 5+(int(b[3])<<8|int(b[4]))
 }
 
 // errHandshakeInput is a client that sent more than a handshake takes.

@@ -13,7 +13,7 @@ import (
 
 // TLS socket states, guarded by tlsSock.mu.
 const (
-	tlsNew     uint8 = iota // no byte arrived yet
+	tlsNew     uint8 = iota // the first record of the ClientHello is not complete
 	tlsShaking              // handshake queued or running
 	tlsOpen                 // handshake complete; the event loop reads
 	tlsDead                 // closed, or the handshake failed
