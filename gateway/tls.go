@@ -287,10 +287,20 @@ func (tl *tlsLayer) data(nc *nbio.Conn, data []byte) {
 	}
 }
 
-// recordComplete reports whether b starts with a whole TLS record.
+// recordComplete reports whether b starts with a whole TLS record, or
+// with the header of one longer than TLS allows (which crypto/tls then
+// refuses at once).
 func recordComplete(b []byte) bool {
-	return len(b) >= 5 && len(b) >= 5+(int(b[3])<<8|int(b[4]))
+	if len(b) < 5 {
+		return false
+	}
+	n := int(b[3])<<8 | int(b[4])
+	return n > maxRecordLen || len(b) >= 5+n
 }
+
+// maxRecordLen is the longest record payload TLS allows (RFC 5246 §6.2.3:
+// 2^14 plus 2048 of expansion).
+const maxRecordLen = 1<<14 + 2048
 
 // errHandshakeInput is a client that sent more than a handshake takes.
 var errHandshakeInput = errors.New("gateway: tls: too much input during the handshake")

@@ -155,6 +155,7 @@ func TestTLSSplitAndMalformedHello(t *testing.T) {
 		{"empty hello", []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00}},
 		{"truncated extensions", bytes.Clone(hello[:5+4+34+1])},
 		{"wrong message type", append([]byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00}, hello[9:]...)},
+		{"record longer than TLS allows", []byte{0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb}},
 	}
 	// The truncated hello says its true length in its headers but ends
 	// early: fix up the record and message lengths to what is there.
