@@ -153,6 +153,9 @@ func (e *nbioEngine) stop() {
 		time.Sleep(wait)
 	}
 	e.engine.Stop()
+	if e.tls != nil {
+		e.tls.workers.Wait() // every socket closed: the handshakes ended
+	}
 }
 
 // minEngineLife is how long an engine runs before it may be stopped; see
@@ -195,7 +198,7 @@ func (s *sock) close() { _ = s.nc.Close() }
 // a stranger's connection right after its 101).
 func (s *sock) closeWrite() {
 	if s.tls != nil {
-		s.tls.closeNotify(s)
+		s.tls.closeNotify()
 	}
 	rc, err := s.nc.SyscallConn()
 	if err != nil {
@@ -210,9 +213,29 @@ func (s *sock) closeWrite() {
 	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_WR) })
 }
 
+// setTransport makes t the protocol's transport of nc. The session of a
+// TLS listener's socket stays its *tlsSock, which carries t.
+func setTransport(nc *nbio.Conn, t any) {
+	if ts, ok := nc.Session().(*tlsSock); ok {
+		ts.proto.Store(t)
+		return
+	}
+	nc.SetSession(t)
+}
+
+// transportOf returns the protocol's transport of nc, nil before there
+// is one.
+func transportOf(nc *nbio.Conn) any {
+	x := nc.Session()
+	if ts, ok := x.(*tlsSock); ok {
+		return ts.proto.Load()
+	}
+	return x
+}
+
 // socketOf returns the shared part of a socket's transport.
 func socketOf(nc *nbio.Conn) *sock {
-	switch t := nc.Session().(type) {
+	switch t := transportOf(nc).(type) {
 	case *tcpTransport:
 		return &t.sock
 	case *wsTransport:

@@ -9,3 +9,11 @@ var (
 	// messages to their sender.
 	EchoWorker = echoWorker
 )
+
+// SetMaxTLSHandshakes sets the bound of concurrent TLS handshakes of the
+// listeners started from now on, until the test ends.
+func SetMaxTLSHandshakes(t interface{ Cleanup(func()) }, n int) {
+	old := maxHandshakes
+	maxHandshakes = n
+	t.Cleanup(func() { maxHandshakes = old })
+}

@@ -190,7 +190,7 @@ func (e *wsEngine) refuseOpen(nc *nbio.Conn, r refusal) {
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(refuseLinger).UnixNano()
 	e.hsMu.Unlock()
-	nc.SetSession(t)
+	setTransport(nc, t)
 	_ = t.write([]byte("HTTP/1.1 " + status + "\r\nRetry-After: 5\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
 	t.closeWrite()
 }

@@ -51,12 +51,12 @@ func (e *tcpEngine) open(nc *nbio.Conn) {
 	t := &tcpTransport{sock: newSock(nc, q), dec: dec}
 	c := s.newConn(e.l, t, remote)
 	t.c = c
-	nc.SetSession(t)
+	setTransport(nc, t)
 	s.register(c, nil, bus.Event{Type: bus.EventConnect})
 }
 
 func (e *tcpEngine) data(nc *nbio.Conn, data []byte) {
-	t, _ := nc.Session().(*tcpTransport)
+	t, _ := transportOf(nc).(*tcpTransport)
 	if t == nil {
 		return
 	}
@@ -81,7 +81,7 @@ func (e *tcpEngine) data(nc *nbio.Conn, data []byte) {
 }
 
 func (e *tcpEngine) closed(nc *nbio.Conn, err error) {
-	t, _ := nc.Session().(*tcpTransport)
+	t, _ := transportOf(nc).(*tcpTransport)
 	if t == nil {
 		return
 	}

@@ -2,20 +2,22 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
-	ltls "github.com/lesismal/llib/std/crypto/tls"
 	"github.com/lesismal/nbio"
 )
 
 // TLSConfig turns a listener into a TLS listener (wss:// for ws, TCP+TLS
-// for tcp). The certificate files are read when the listener starts and
-// again whenever they change (see ReloadInterval); the handshake runs on
-// the event loop like the rest of the protocol, with no goroutine per
+// for tcp), served by the Go standard library's crypto/tls. The
+// certificate files are read when the listener starts and again whenever
+// they change (see ReloadInterval). The handshake runs on a short-lived
+// goroutine (a bounded number of them per listener); records of an open
+// connection are decrypted on the event loop, with no goroutine per
 // connection.
 type TLSConfig struct {
 	// CertFile is the PEM certificate chain, leaf first; required.
@@ -78,25 +80,41 @@ func (t TLSConfig) CheckFiles() error {
 }
 
 // tlsVersions maps MinVersion to the protocol version.
-var tlsVersions = map[string]uint16{"1.2": ltls.VersionTLS12, "1.3": ltls.VersionTLS13}
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
 
-// tls12Suites are the TLS 1.2 cipher suites offered: forward secret and
-// authenticated encryption only (TLS 1.3's suites are all of that kind).
+// tls12Suites are the TLS 1.2 cipher suites offered: the forward secret,
+// authenticated encryption ones of Go's defaults (which also has CBC
+// suites); TLS 1.3's suites are all of that kind and not configurable.
 var tls12Suites = []uint16{
-	ltls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-	ltls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-	ltls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-	ltls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-	ltls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,
-	ltls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
 }
+
+// maxHandshakes bounds the TLS handshakes a listener runs at once, each on
+// a goroutine of its own (about 8–32 KiB of stack) that starts once the
+// first record of the ClientHello is complete and ends with the
+// handshake. A socket whose ClientHello arrives while that many run waits
+// in a queue for one to end; its handshake timeout runs meanwhile. A
+// listener takes the value when it starts (tests lower it).
+var maxHandshakes = 1024
+
+// maxHandshakeInput bounds the bytes a client may send ahead of its
+// handshake (crypto/tls reads at most a 64 KiB handshake message, split
+// into records); a client that sends more is closed.
+const maxHandshakeInput = 96 << 10
 
 // tlsLayer is a TLS listener's record layer between the socket engine and
 // the listener's protocol (WebSocket or framed TCP), which sees plain
-// bytes only and is the same code for plain and TLS listeners. It owns
-// the sockets whose TLS handshake is not complete (they carry a *tlsSock
-// as their session); once the handshake completes it opens them in the
-// protocol, whose transport takes the *tlsSock over (see newSock).
+// bytes only and is the same code for plain and TLS listeners. Every
+// socket of a TLS listener carries a *tlsSock as its session. The
+// handshake runs on a handshake goroutine reading what the event loop
+// feeds it; once it completes, that goroutine opens the socket in the
+// protocol (whose transport the tlsSock then carries, see setTransport),
+// and from then on the event loop decrypts the records as they arrive.
 type tlsLayer struct {
 	e     *nbioEngine
 	h     sockHandler
@@ -106,6 +124,12 @@ type tlsLayer struct {
 	// pending holds the handshakes in progress with their deadlines
 	// (unix ns); bounded by the open sockets, each for HandshakeTimeout.
 	pending map[*tlsSock]int64
+	// queue holds the sockets waiting for a handshake goroutine; running
+	// counts those goroutines, at most maxHandshakes.
+	queue   []*tlsSock
+	running int
+	max     int // maxHandshakes when the listener started
+	workers sync.WaitGroup
 	quit    chan struct{}
 	done    chan struct{}
 }
@@ -125,6 +149,7 @@ func newTLSLayer(e *nbioEngine, h sockHandler) (*tlsLayer, error) {
 	return &tlsLayer{
 		e: e, h: h, certs: certs,
 		pending: make(map[*tlsSock]int64),
+		max:     maxHandshakes,
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}, nil
@@ -161,7 +186,8 @@ func (tl *tlsLayer) stop() {
 	<-tl.done
 }
 
-// sweep closes the sockets whose TLS handshake outlived HandshakeTimeout.
+// sweep closes the sockets whose TLS handshake outlived HandshakeTimeout,
+// whether it waits for a handshake goroutine or for the client.
 func (tl *tlsLayer) sweep(now time.Time) {
 	var late []*tlsSock
 	tl.mu.Lock()
@@ -178,43 +204,29 @@ func (tl *tlsLayer) sweep(now time.Time) {
 	}
 }
 
-func (tl *tlsLayer) handshakeDone(ts *tlsSock) {
+// handshakeDone stops watching ts's handshake and reports whether it was
+// watched (not yet timed out or ended).
+func (tl *tlsLayer) handshakeDone(ts *tlsSock) bool {
 	tl.mu.Lock()
+	_, ok := tl.pending[ts]
 	delete(tl.pending, ts)
 	tl.mu.Unlock()
+	return ok
 }
 
-// open starts a server handshake on a new socket.
+// open sets up the TLS state of a new socket; the handshake starts when
+// its first bytes arrive.
 func (tl *tlsLayer) open(nc *nbio.Conn) {
 	if tl.e.l.s.closing.Load() {
 		_ = nc.Close()
 		return
 	}
 	ts := &tlsSock{Conn: nc}
-	ts.tc = ltls.NewConn(ts, tl.certs.base, false, true)
+	ts.tc = tls.Server(ts, tl.certs.base)
 	tl.mu.Lock()
 	tl.pending[ts] = time.Now().Add(tl.e.l.s.cfg.HandshakeTimeout).UnixNano()
 	tl.mu.Unlock()
 	nc.SetSession(ts)
-}
-
-// data decrypts what arrived and hands the plain bytes to the protocol.
-func (tl *tlsLayer) data(nc *nbio.Conn, data []byte) {
-	if ts, ok := nc.Session().(*tlsSock); ok {
-		tl.handshake(nc, ts, data)
-		return
-	}
-	if s := socketOf(nc); s != nil && s.tls != nil {
-		tl.read(nc, s, data)
-	}
-}
-
-func (tl *tlsLayer) closed(nc *nbio.Conn, err error) {
-	if ts, ok := nc.Session().(*tlsSock); ok {
-		tl.handshakeDone(ts)
-		return
-	}
-	tl.h.closed(nc, err)
 }
 
 // notTLS answers a client that spoke something else than TLS on a TLS
@@ -225,15 +237,21 @@ const notTLS = "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: t
 // recordTypeHandshake is the first byte of every TLS ClientHello.
 const recordTypeHandshake = 0x16
 
-// handshake feeds a socket's handshake; when it completes, the socket is
-// opened in the protocol and the rest of data goes to it.
-func (tl *tlsLayer) handshake(nc *nbio.Conn, ts *tlsSock, data []byte) {
-	if ts.failed {
+// data feeds what arrived to the handshake, or decrypts it and hands the
+// plain bytes to the protocol. It runs on the socket's poller.
+func (tl *tlsLayer) data(nc *nbio.Conn, data []byte) {
+	ts, _ := nc.Session().(*tlsSock)
+	if ts == nil || len(data) == 0 {
 		return
 	}
-	if !ts.started && len(data) > 0 {
-		ts.started = true
-		if data[0] != recordTypeHandshake {
+	ts.mu.Lock()
+	switch ts.state {
+	case tlsDead:
+		ts.mu.Unlock()
+	case tlsNew, tlsShaking:
+		if ts.state == tlsNew && len(ts.in) == 0 && data[0] != recordTypeHandshake {
+			ts.state = tlsDead
+			ts.mu.Unlock()
 			tl.fail(ts, nil)
 			if tl.e.l.cfg.Protocol == "ws" {
 				_, _ = nc.Write([]byte(notTLS))
@@ -241,39 +259,147 @@ func (tl *tlsLayer) handshake(nc *nbio.Conn, ts *tlsSock, data []byte) {
 			_ = nc.Close()
 			return
 		}
-	}
-	var done bool
-	_, _, err := ts.step(func() (int, error) {
-		_, _ = ts.tc.Append(data)
-		// A read of nothing runs the handshake as far as the input
-		// goes; it returns no error while more input is needed.
-		_, err := ts.tc.Read(nil)
-		ts.ready = err == nil && ts.tc.ConnectionState().HandshakeComplete
-		if ts.ready {
-			trimHandshake(ts.tc)
+		if len(ts.in)+len(data) > maxHandshakeInput {
+			ts.mu.Unlock()
+			tl.fail(ts, errHandshakeInput)
+			_ = nc.Close()
+			return
 		}
-		done = ts.ready
-		return 0, err
-	})
-	if err != nil {
-		tl.fail(ts, err)
-		_ = nc.Close()
-		return
-	}
-	if !done {
-		return // the rest of the handshake has yet to arrive
-	}
-	tl.handshakeDone(ts)
-	tl.h.open(nc) // the protocol's transport takes ts over (newSock)
-	if s := socketOf(nc); s != nil && s.tls == ts {
-		tl.read(nc, s, nil) // application data that came with the handshake
+		ts.in = append(ts.in, data...)
+		if ts.state == tlsShaking {
+			ts.wake.Signal()
+			ts.mu.Unlock()
+			return
+		}
+		if !recordComplete(ts.in) {
+			ts.mu.Unlock() // a slow ClientHello holds no goroutine
+			return
+		}
+		ts.state = tlsShaking
+		ts.wake = sync.NewCond(&ts.mu)
+		ts.mu.Unlock()
+		tl.enqueue(ts)
+	default: // tlsOpen
+		ts.mu.Unlock()
+		ts.rmu.Lock()
+		tl.read(nc, ts, data)
+		ts.rmu.Unlock()
 	}
 }
 
-// fail ends a handshake that cannot complete.
-func (tl *tlsLayer) fail(ts *tlsSock, err error) {
-	ts.failed = true
+// recordComplete reports whether b starts with a whole TLS record, or
+// with the header of one longer than TLS allows (which crypto/tls then
+// refuses at once).
+func recordComplete(b []byte) bool {
+	if len(b) < 5 {
+		return false
+	}
+	n := int(b[3])<<8 | int(b[4])
+	return n > maxRecordLen || len(b) >= 5+n
+}
+
+// maxRecordLen is the longest record payload TLS allows (RFC 5246 §6.2.3:
+// 2^14 plus 2048 of expansion).
+const maxRecordLen = 1<<14 + 2048
+
+// errHandshakeInput is a client that sent more than a handshake takes.
+var errHandshakeInput = errors.New("gateway: tls: too much input during the handshake")
+
+// closed ends a socket's handshake, or closes its connection.
+func (tl *tlsLayer) closed(nc *nbio.Conn, err error) {
+	ts, _ := nc.Session().(*tlsSock)
+	if ts == nil {
+		return
+	}
+	ts.mu.Lock()
+	st := ts.state
+	if st != tlsOpen {
+		ts.state = tlsDead
+		ts.in = nil
+		if ts.wake != nil {
+			ts.wake.Broadcast() // the handshake's read fails
+		}
+	}
+	ts.mu.Unlock()
+	if st != tlsOpen {
+		tl.handshakeDone(ts)
+		return
+	}
+	ts.rmu.Lock()
+	tl.h.closed(nc, err)
+	ts.rmu.Unlock()
+}
+
+// enqueue hands ts to a handshake goroutine, starting one if fewer than
+// maxHandshakes run, or else queues it.
+func (tl *tlsLayer) enqueue(ts *tlsSock) {
+	tl.mu.Lock()
+	if tl.running >= tl.max {
+		tl.queue = append(tl.queue, ts)
+		tl.mu.Unlock()
+		return
+	}
+	tl.running++
+	tl.workers.Add(1)
+	tl.mu.Unlock()
+	go tl.shake(ts)
+}
+
+// shake runs the handshake of ts, then those of the queued sockets, until
+// the queue is empty.
+func (tl *tlsLayer) shake(ts *tlsSock) {
+	defer tl.workers.Done()
+	for ts != nil {
+		tl.handshake(ts)
+		tl.mu.Lock()
+		ts = nil
+		if len(tl.queue) > 0 {
+			ts = tl.queue[0]
+			tl.queue[0] = nil
+			tl.queue = tl.queue[1:]
+		} else {
+			tl.queue = nil
+			tl.running--
+		}
+		tl.mu.Unlock()
+	}
+}
+
+// handshake runs the server handshake of ts on the calling goroutine,
+// which blocks reading until the event loop feeds the client's bytes, and
+// then opens the socket in the protocol with what followed the
+// handshake. A socket closed meanwhile is left alone.
+func (tl *tlsLayer) handshake(ts *tlsSock) {
+	if err := ts.tc.Handshake(); err != nil {
+		ts.mu.Lock()
+		ts.state, ts.in, ts.wake = tlsDead, nil, nil
+		ts.mu.Unlock()
+		tl.fail(ts, err)
+		_ = ts.Conn.Close()
+		return
+	}
+	ts.rmu.Lock()
+	defer ts.rmu.Unlock()
+	ts.mu.Lock()
+	if ts.state == tlsDead {
+		ts.mu.Unlock()
+		return // closed while the handshake ended
+	}
+	ts.state, ts.wake = tlsOpen, nil
+	ts.mu.Unlock()
 	tl.handshakeDone(ts)
+	tl.h.open(ts.Conn) // the protocol's transport takes ts over (newSock)
+	if s := socketOf(ts.Conn); s != nil && s.tls == ts {
+		tl.read(ts.Conn, ts, nil) // application data that came with the handshake
+	}
+}
+
+// fail counts and logs a handshake that cannot complete, unless it timed
+// out or the client left (counted or not counted elsewhere).
+func (tl *tlsLayer) fail(ts *tlsSock, err error) {
+	if !tl.handshakeDone(ts) {
+		return
+	}
 	tl.e.l.s.stats.refused[refusedTLSHandshake].Add(1)
 	if log := tl.e.l.s.log; err != nil && log.Enabled(context.Background(), slog.LevelDebug) {
 		log.Debug("tls handshake failed", "listener", tl.e.l.cfg.Name,
@@ -281,128 +407,31 @@ func (tl *tlsLayer) fail(ts *tlsSock, err error) {
 	}
 }
 
-// readBufs are the plaintext buffers of read: one per poller at a time.
+// readBufs are the plaintext buffers of read, one per reading goroutine
+// at a time; a record holds at most 16 KiB.
 var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
 
-// read appends data to the socket's TLS input and hands every decrypted
-// chunk to the protocol. The record layer lock is not held while the
-// protocol runs: it may write (a handshake answer, a pong) on this
-// goroutine.
-func (tl *tlsLayer) read(nc *nbio.Conn, s *sock, data []byte) {
-	ts := s.tls
+// read feeds data to the socket's TLS input and hands every decrypted
+// chunk to the protocol, until the input holds no complete record. The
+// caller holds ts.rmu. Decrypting may also write (an alert, a reply to a
+// TLS 1.3 KeyUpdate), as the protocol may (a pong).
+func (tl *tlsLayer) read(nc *nbio.Conn, ts *tlsSock, data []byte) {
+	ts.feed(data)
+	defer ts.keep()
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
-	if len(data) > 0 {
-		if _, _, err := ts.step(func() (int, error) { return ts.tc.Append(data) }); err != nil {
-			_ = nc.Close()
-			return
-		}
-	}
 	for {
-		n, alerts, err := ts.step(func() (int, error) { return ts.tc.Read(buf) })
-		if c := s.c; c != nil && alerts > 0 {
-			c.unsent.Add(alerts) // records the engine will report as written
-		}
+		n, err := ts.tc.Read(buf)
 		if n > 0 {
 			tl.h.data(nc, buf[:n])
 		}
 		if err != nil {
-			// A bad record, or the peer's close_notify: the stream ends.
-			_ = nc.Close()
+			if !errors.Is(err, errTLSDrained) {
+				// A bad record, or the peer's close_notify: the stream ends.
+				_ = nc.Close()
+			}
 			return
 		}
-		if n == 0 {
-			return
-		}
-	}
-}
-
-// errTLSHandshake is returned by writes on a socket whose handshake is not
-// complete; the gateway never writes to one.
-var errTLSHandshake = errors.New("gateway: tls handshake not complete")
-
-// tlsSock is one TLS connection's record layer. It is the net.Conn under
-// the TLS state machine: the state machine writes its records through
-// Write to the engine, which never blocks.
-type tlsSock struct {
-	*nbio.Conn
-
-	// mu serializes the TLS state between the poller (reads, alerts) and
-	// the shard's flusher (writes): the state machine has no locks of its
-	// own in non-blocking mode.
-	mu     sync.Mutex
-	tc     *ltls.Conn
-	sent   int64 // record bytes handed to the engine; guarded by mu
-	ready  bool  // the handshake is complete; guarded by mu
-	broken bool  // the state machine panicked; guarded by mu
-
-	// Owned by the poller goroutine during the handshake.
-	started bool // the first bytes arrived
-	failed  bool // the handshake failed; discard the rest
-}
-
-// Write hands records to the engine. Called by the TLS state machine with
-// mu held.
-func (ts *tlsSock) Write(b []byte) (int, error) {
-	ts.sent += int64(len(b))
-	return ts.Conn.Write(b)
-}
-
-// step runs f, one call into the TLS state machine, under mu, and also
-// returns the record bytes f handed to the engine. A panic in f (the state
-// machine is a fork of an old crypto/tls, run on a poller goroutine that
-// has no recover) becomes an error that ends this connection, not the
-// process; every later step then fails.
-func (ts *tlsSock) step(f func() (int, error)) (n int, records int64, err error) {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if ts.broken {
-		return 0, 0, errTLSBroken
-	}
-	sent := ts.sent
-	defer func() {
-		records = ts.sent - sent
-		if r := recover(); r != nil {
-			ts.broken = true
-			n, err = 0, fmt.Errorf("%w: %v", errTLSBroken, r)
-		}
-	}()
-	n, err = f()
-	return n, 0, err
-}
-
-// errTLSBroken is the error of a connection whose TLS state machine
-// panicked.
-var errTLSBroken = errors.New("gateway: tls state machine failed")
-
-// SetDeadline, SetReadDeadline and SetWriteDeadline do nothing: engine
-// writes never block, and the state machine's close_notify would
-// otherwise arm the engine's timers.
-func (ts *tlsSock) SetDeadline(time.Time) error      { return nil }
-func (ts *tlsSock) SetReadDeadline(time.Time) error  { return nil }
-func (ts *tlsSock) SetWriteDeadline(time.Time) error { return nil }
-
-// write encrypts b (whole frames) into records and hands them to the
-// engine. The connection's unsent count, raised by len(b) by the caller,
-// is corrected to the record bytes that the engine will report written.
-func (ts *tlsSock) write(s *sock, b []byte) error {
-	_, records, err := ts.step(func() (int, error) {
-		if !ts.ready {
-			return 0, errTLSHandshake
-		}
-		return ts.tc.Write(b)
-	})
-	if c := s.c; c != nil {
-		c.unsent.Add(records - int64(len(b)))
-	}
-	return err
-}
-
-// closeNotify sends the TLS close_notify alert, before a FIN.
-func (ts *tlsSock) closeNotify(s *sock) {
-	_, records, _ := ts.step(func() (int, error) { return 0, ts.tc.CloseWrite() })
-	if c := s.c; c != nil {
-		c.unsent.Add(records)
 	}
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -8,8 +9,6 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
-
-	ltls "github.com/lesismal/llib/std/crypto/tls"
 )
 
 // certStore holds a TLS listener's current certificate (and client CAs)
@@ -23,8 +22,8 @@ type certStore struct {
 
 	// base is the configuration every connection starts from: it picks
 	// the current set when the client's hello arrives.
-	base *ltls.Config
-	cur  atomic.Pointer[ltls.Config]
+	base *tls.Config
+	cur  atomic.Pointer[tls.Config]
 	// seen is the state of the files when they were last loaded or tried;
 	// owned by the reloading goroutine.
 	seen [3]fileStamp
@@ -48,8 +47,8 @@ func newCertStore(listener string, cfg TLSConfig, alpn []string, log *slog.Logge
 		return nil, err
 	}
 	cs.cur.Store(tc)
-	cs.base = &ltls.Config{
-		GetConfigForClient: func(*ltls.ClientHelloInfo) (*ltls.Config, error) { return cs.cur.Load(), nil },
+	cs.base = &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return cs.cur.Load(), nil },
 	}
 	return cs, nil
 }
@@ -98,7 +97,7 @@ func (cs *certStore) check() {
 
 // load reads and checks the files and returns the TLS configuration for
 // new connections.
-func (cs *certStore) load() (*ltls.Config, error) {
+func (cs *certStore) load() (*tls.Config, error) {
 	certPEM, err := os.ReadFile(cs.cfg.CertFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls.cert_file: %w", err)
@@ -107,15 +106,15 @@ func (cs *certStore) load() (*ltls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tls.key_file: %w", err)
 	}
-	pair, err := ltls.X509KeyPair(certPEM, keyPEM)
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("tls.cert_file: with tls.key_file: %w", err)
 	}
 	if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
 		return nil, fmt.Errorf("tls.cert_file: %w", err)
 	}
-	tc := &ltls.Config{
-		Certificates: []ltls.Certificate{pair},
+	tc := &tls.Config{
+		Certificates: []tls.Certificate{pair},
 		MinVersion:   tlsVersions[cs.cfg.MinVersion],
 		CipherSuites: tls12Suites,
 		NextProtos:   cs.alpn,
@@ -130,7 +129,7 @@ func (cs *certStore) load() (*ltls.Config, error) {
 			return nil, fmt.Errorf("tls.client_ca_file: %w", errNoPEMCerts)
 		}
 		tc.ClientCAs = pool
-		tc.ClientAuth = ltls.RequireAndVerifyClientCert
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
 }

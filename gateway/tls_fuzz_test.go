@@ -1,182 +1,79 @@
-package gateway
+package gateway_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
+	"bufio"
+	"bytes"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"io"
-	"log/slog"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
-	"reflect"
 	"testing"
 	"time"
 
-	ltls "github.com/lesismal/llib/std/crypto/tls"
+	"github.com/gatework/gatework/gateway"
 )
 
-// testCertStore writes a self-signed certificate into dir and loads it.
-func testCertStore(tb testing.TB, dir string) *certStore {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "fuzz"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	cfg := TLSConfig{CertFile: filepath.Join(dir, "c.pem"), KeyFile: filepath.Join(dir, "k.pem")}
-	_ = os.WriteFile(cfg.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	_ = os.WriteFile(cfg.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	cs, err := newCertStore("fuzz", cfg.WithDefaults(), []string{"http/1.1"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return cs
+// chunkConn splits every write into pieces of at most n bytes, each its
+// own write on the socket (and, with TCP_NODELAY, mostly its own segment).
+type chunkConn struct {
+	net.Conn
+	n int
 }
 
-// clientHello returns the first flight of a crypto/tls client offering at
-// most version max.
-func clientHello(tb testing.TB, maxVersion uint16) []byte {
-	tb.Helper()
-	c1, c2 := net.Pipe()
-	defer c1.Close()
-	defer c2.Close()
-	go func() {
-		_ = tls.Client(c1, &tls.Config{InsecureSkipVerify: true, MaxVersion: maxVersion, NextProtos: []string{"http/1.1"}}).Handshake()
-	}()
-	head := make([]byte, 5)
-	if _, err := io.ReadFull(c2, head); err != nil {
-		tb.Fatal(err)
+func (c chunkConn) Write(b []byte) (int, error) {
+	for off := 0; off < len(b); off += c.n {
+		if _, err := c.Conn.Write(b[off:min(off+c.n, len(b))]); err != nil {
+			return off, err
+		}
 	}
-	body := make([]byte, int(head[3])<<8|int(head[4]))
-	if _, err := io.ReadFull(c2, body); err != nil {
-		tb.Fatal(err)
-	}
-	return append(head, body...)
+	return len(b), nil
 }
 
-// discardConn is a net.Conn that accepts every write.
-type discardConn struct{ net.Conn }
-
-func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
-func (discardConn) SetDeadline(time.Time) error      { return nil }
-func (discardConn) SetWriteDeadline(time.Time) error { return nil }
-func (discardConn) Close() error                     { return nil }
-
-// FuzzTLSServerInput feeds arbitrary client bytes, in two chunks, to the
-// server side of the non-blocking TLS state machine the listeners use: it
-// must answer with an error or wait for more, never panic or spin.
+// FuzzTLSServerInput drives a gateway's TCP+TLS listener with fuzzed
+// input. With raw set, the bytes go to the port as they are, in two
+// writes: the gateway answers or closes, and never crashes. Otherwise a
+// crypto/tls client sends them as a line, its records cut into pieces of
+// chunk bytes (a ClientHello in 1-byte writes among them), and the echo
+// must come back whole: the event loop reassembles any split of records.
 func FuzzTLSServerInput(f *testing.F) {
-	cs := testCertStore(f, f.TempDir())
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		hello := clientHello(f, v)
-		f.Add(hello, uint16(len(hello)/2))
-		f.Add(append(hello, 0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3, 4, 5), uint16(len(hello)))
-	}
-	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), uint16(3))
-	f.Add([]byte{0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0xff, 0xff, 0xff}, uint16(5))
-	f.Fuzz(func(t *testing.T, data []byte, split uint16) {
-		tc := ltls.NewConn(discardConn{}, cs.base, false, true)
-		k := min(int(split), len(data))
-		buf := make([]byte, 16<<10)
-		for _, chunk := range [][]byte{data[:k], data[k:]} {
-			_, _ = tc.Append(chunk)
-			for range 64 {
-				n, err := tc.Read(buf)
-				if err != nil || n == 0 {
-					break
-				}
-			}
-		}
+	ca := newTestCA(f)
+	tc := tlsFiles(f, f.TempDir(), ca, "gw")
+	gw := startEchoOn(f, gateway.Config{
+		HandshakeTimeout: 2 * time.Second,
+		Listeners:        []gateway.ListenerConfig{{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc}},
 	})
-}
-
-// TestTLSStepRecovers: a panic in the TLS state machine fails the one
-// connection and leaves its lock free; later calls fail at once.
-func TestTLSStepRecovers(t *testing.T) {
-	ts := &tlsSock{}
-	_, _, err := ts.step(func() (int, error) { panic("boom") })
-	if !errors.Is(err, errTLSBroken) {
-		t.Fatalf("err = %v, want errTLSBroken", err)
-	}
-	called := false
-	_, _, err = ts.step(func() (int, error) { called = true; return 0, nil })
-	if !errors.Is(err, errTLSBroken) || called {
-		t.Fatalf("after a panic: err = %v, called = %v", err, called)
-	}
-}
-
-// TestTrimHandshake: the fields trimHandshake clears exist in the pinned
-// llib version, and a connection whose handshake state was dropped keeps
-// working (echo over TLS 1.2 and 1.3 is tested end to end in tls_test.go).
-func TestTrimHandshake(t *testing.T) {
-	if got, want := len(trimIndex), len(handshakeFields)+1; got != want {
-		t.Fatalf("found %d of the %d fields of llib's tls.Conn to trim: the llib version changed", got, want)
-	}
-	cs := testCertStore(t, t.TempDir())
-	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
-		c1, c2 := net.Pipe()
-		client := tls.Client(c1, &tls.Config{InsecureSkipVerify: true, MaxVersion: v})
-		hs := make(chan error, 1)
-		go func() { hs <- client.Handshake() }()
-		server := ltls.NewConn(c2, cs.base, false, true)
-		buf := make([]byte, 16<<10)
-		for !server.ConnectionState().HandshakeComplete {
-			n, err := c2.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = server.Append(buf[:n])
-			if _, err := server.Read(nil); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := <-hs; err != nil {
+	addr := gw.Addr("tls").String()
+	f.Add([]byte("hello"), uint16(1), false)
+	f.Add(bytes.Repeat([]byte("0123456789"), 2000), uint16(7), false)
+	f.Add([]byte("hello"), uint16(1000), false)
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), uint16(3), true)
+	f.Add([]byte{0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0xff, 0xff, 0xff}, uint16(5), true)
+	f.Add([]byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00, 0x17, 0x03, 0x03, 0x00, 0x01, 0x00}, uint16(9), true)
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint16, raw bool) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
 			t.Fatal(err)
 		}
-		trimHandshake(server)
-		sv := reflect.ValueOf(server).Elem()
-		for _, i := range trimIndex {
-			if f := sv.FieldByIndex(i); !f.IsNil() {
-				t.Errorf("version %x: %s not released", v, sv.Type().FieldByIndex(i).Name)
-			}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if raw {
+			k := min(int(chunk), len(data))
+			_, _ = c.Write(data[:k])
+			_, _ = c.Write(data[k:])
+			_ = c.(*net.TCPConn).CloseWrite()
+			_, _ = io.Copy(io.Discard, c) // an alert, then EOF
+			return
 		}
-		// The trimmed connection still reads and writes.
-		go func() { _, _ = client.Write([]byte("ping")) }()
-		got := ""
-		for got == "" {
-			n, err := c2.Read(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, _ = server.Append(buf[:n])
-			if n, err = server.Read(buf); err != nil {
-				t.Fatal(err)
-			}
-			got = string(buf[:n])
+		line := bytes.ReplaceAll(data, []byte("\n"), []byte(" "))
+		if len(line) > 32<<10 {
+			line = line[:32<<10]
 		}
-		go func() { _, _ = server.Write([]byte("pong")) }()
-		n, err := client.Read(buf)
-		if got != "ping" || err != nil || string(buf[:n]) != "pong" {
-			t.Fatalf("version %x: after the trim got %q, then %q, %v", v, got, buf[:n], err)
+		cc := tls.Client(chunkConn{c, 1 + int(chunk)%2048}, &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1"})
+		if _, err := cc.Write(append(line, '\n')); err != nil {
+			t.Fatalf("write: %v", err)
 		}
-		_ = c1.Close()
-		_ = c2.Close()
-	}
+		got, err := bufio.NewReader(cc).ReadBytes('\n')
+		if err != nil || !bytes.Equal(got[:len(got)-1], line) {
+			t.Fatalf("echo of %d bytes in %d-byte writes: got %d bytes, %v", len(line), 1+int(chunk)%2048, len(got), err)
+		}
+	})
 }

@@ -47,7 +47,7 @@ func nextSerial() *big.Int {
 	return big.NewInt(serial.n)
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -75,7 +75,7 @@ func newTestCA(t *testing.T) *testCA {
 
 // issue makes a leaf certificate for 127.0.0.1 named cn and returns its
 // PEM certificate and key.
-func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+func (ca *testCA) issue(t testing.TB, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -104,7 +104,7 @@ func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPE
 
 // writeFileAtomic replaces name the way certificate tools do: a new file
 // renamed over the old one.
-func writeFileAtomic(t *testing.T, name string, data []byte) {
+func writeFileAtomic(t testing.TB, name string, data []byte) {
 	t.Helper()
 	tmp := name + ".new"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -117,7 +117,7 @@ func writeFileAtomic(t *testing.T, name string, data []byte) {
 
 // tlsFiles writes a server certificate named cn, signed by ca, into dir
 // and returns the listener TLS configuration for it.
-func tlsFiles(t *testing.T, dir string, ca *testCA, cn string) *gateway.TLSConfig {
+func tlsFiles(t testing.TB, dir string, ca *testCA, cn string) *gateway.TLSConfig {
 	t.Helper()
 	certPEM, keyPEM := ca.issue(t, cn, x509.ExtKeyUsageServerAuth)
 	cfg := &gateway.TLSConfig{

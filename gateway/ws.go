@@ -127,11 +127,11 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
 	e.hsMu.Unlock()
-	nc.SetSession(t)
+	setTransport(nc, t)
 }
 
 func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
-	t, _ := nc.Session().(*wsTransport)
+	t, _ := transportOf(nc).(*wsTransport)
 	if t == nil {
 		return
 	}
@@ -151,7 +151,7 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 }
 
 func (e *wsEngine) closed(nc *nbio.Conn, err error) {
-	t, _ := nc.Session().(*wsTransport)
+	t, _ := transportOf(nc).(*wsTransport)
 	if t == nil {
 		return
 	}

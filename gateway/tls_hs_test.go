@@ -1,0 +1,358 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatework/gatework/gateway"
+)
+
+// goClientHello returns the first flight (the ClientHello record) of a
+// crypto/tls client with Go's defaults, post-quantum key share included.
+func goClientHello(t *testing.T) []byte {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	defer c2.Close()
+	go func() { _ = tls.Client(c1, &tls.Config{InsecureSkipVerify: true}).Handshake() }()
+	head := make([]byte, 5)
+	if _, err := io.ReadFull(c2, head); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(head[3])<<8|int(head[4]))
+	if _, err := io.ReadFull(c2, body); err != nil {
+		t.Fatal(err)
+	}
+	return append(head, body...)
+}
+
+// tlsEchoLine sends a line over a TCP+TLS client and checks its echo.
+func tlsEchoLine(t *testing.T, c *tls.Conn, line string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(line + "\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || got != line+"\n" {
+		t.Fatalf("echo: got %q, %v", got, err)
+	}
+}
+
+// TestTLSOpenSSL: Debian's openssl s_client is refused TLS 1.0 and 1.1
+// and gets TLS 1.2 (ECDHE with AEAD) and TLS 1.3 with ALPN http/1.1 on a
+// wss listener, and an echo on a TCP+TLS listener.
+func TestTLSOpenSSL(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("no openssl")
+	}
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeFileAtomic(t, caFile, ca.pem)
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Name: "wss", Protocol: "ws", Addr: "127.0.0.1:0", TLS: tc},
+		{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc},
+	}})
+	tests := []struct {
+		flag, listener string
+		ok             bool
+		want           []string // in the output of a successful session
+	}{
+		{"-tls1", "wss", false, nil},
+		{"-tls1_1", "wss", false, nil},
+		{"-tls1_2", "wss", true, []string{"TLSv1.2, Cipher is ECDHE-ECDSA-AES", "ALPN protocol: http/1.1", "Verify return code: 0 (ok)"}},
+		{"-tls1_3", "wss", true, []string{"TLSv1.3, Cipher is TLS_", "ALPN protocol: http/1.1", "Verify return code: 0 (ok)"}},
+		{"-tls1_2", "tls", true, []string{"echo-me"}},
+		{"-tls1_3", "tls", true, []string{"echo-me"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag+"_"+tt.listener, func(t *testing.T) {
+			args := []string{"s_client", "-connect", gw.Addr(tt.listener).String(), tt.flag,
+				"-CAfile", caFile, "-verify_return_error"}
+			if tt.listener == "wss" {
+				args = append(args, "-alpn", "http/1.1")
+			}
+			if tt.flag == "-tls1" || tt.flag == "-tls1_1" {
+				args = append(args, "-cipher", "DEFAULT@SECLEVEL=0")
+			}
+			cmd := exec.Command(openssl, args...)
+			in := ""
+			if tt.listener == "tls" {
+				in = "echo-me\n"
+			}
+			// A line "Q" ends the session, after a pause for the echo.
+			pr, pw := io.Pipe()
+			go func() {
+				_, _ = pw.Write([]byte(in))
+				time.Sleep(300 * time.Millisecond)
+				_, _ = pw.Write([]byte("Q\n"))
+				_ = pw.Close()
+			}()
+			cmd.Stdin = pr
+			done := make(chan struct{})
+			time.AfterFunc(10*time.Second, func() {
+				select {
+				case <-done:
+				default:
+					_ = cmd.Process.Kill()
+				}
+			})
+			out, err := cmd.CombinedOutput()
+			close(done)
+			if !tt.ok {
+				if err == nil || !strings.Contains(string(out), "alert protocol version") {
+					t.Fatalf("%s was not refused with a protocol_version alert: %v\n%s", tt.flag, err, out)
+				}
+				return
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(out), w) {
+					t.Fatalf("%s: output lacks %q:\n%s", tt.flag, w, out)
+				}
+			}
+		})
+	}
+}
+
+// TestTLSSplitAndMalformedHello: a ClientHello arriving in 1-byte writes
+// completes, over wss and TCP+TLS; a malformed ClientHello gets an alert
+// and is closed at once and counted as a failed handshake.
+func TestTLSSplitAndMalformedHello(t *testing.T) {
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc},
+	}})
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		raw, err := net.Dial("tcp", gw.Addr("tls").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = raw.(*net.TCPConn).SetNoDelay(true)
+		c := tls.Client(chunkConn{raw, 1}, &tls.Config{RootCAs: ca.pool, ServerName: "127.0.0.1", MaxVersion: v})
+		tlsEchoLine(t, c, fmt.Sprintf("split %x", v))
+		_ = c.Close()
+	}
+	hello := goClientHello(t)
+	bad := []struct {
+		name string
+		data []byte
+	}{
+		{"empty hello", []byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00}},
+		{"truncated extensions", bytes.Clone(hello[:5+4+34+1])},
+		{"wrong message type", append([]byte{0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00}, hello[9:]...)},
+		{"record longer than TLS allows", []byte{0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00, 0xff, 0xfb}},
+	}
+	// The truncated hello says its true length in its headers but ends
+	// early: fix up the record and message lengths to what is there.
+	tr := bad[1].data
+	tr[3], tr[4] = 0, byte(len(tr)-5)
+	tr[6], tr[7], tr[8] = 0, 0, byte(len(tr)-9)
+	before := gw.Stats().Refused["tls_handshake"]
+	for _, b := range bad {
+		c, err := net.Dial("tcp", gw.Addr("tls").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(b.data); err != nil {
+			t.Fatal(err)
+		}
+		all, err := io.ReadAll(c)
+		_ = c.Close()
+		if err != nil || len(all) == 0 || all[0] != 0x15 {
+			t.Fatalf("%s: got %q, %v; want an alert, then EOF", b.name, all, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("%s: closed after %v, not at once", b.name, d)
+		}
+	}
+	tlsWait(t, 5*time.Second, "the failed handshakes counted", func() bool {
+		return gw.Stats().Refused["tls_handshake"]-before == uint64(len(bad))
+	})
+}
+
+// TestTLSStalledHandshake: a client that sends its ClientHello and then
+// nothing holds a handshake goroutine until the handshake timeout closes
+// it. With the bound of concurrent handshakes at 1, a second client,
+// which came later, waits for the stalled one's timeout (its own runs
+// meanwhile but ends later), then completes. A client that sent half its
+// ClientHello holds no handshake goroutine.
+func TestTLSStalledHandshake(t *testing.T) {
+	gateway.SetMaxTLSHandshakes(t, 1)
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	const timeout = 2 * time.Second
+	gw := startEchoOn(t, gateway.Config{
+		HandshakeTimeout: timeout,
+		Listeners:        []gateway.ListenerConfig{{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc}},
+	})
+	hello := goClientHello(t)
+	slow, err := net.Dial("tcp", gw.Addr("tls").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write(hello[:len(hello)/2]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	t0 := time.Now()
+	first, err := tls.Dial("tcp", gw.Addr("tls").String(), &tls.Config{RootCAs: ca.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsEchoLine(t, first, "beside a slow hello")
+	_ = first.Close()
+	if d := time.Since(t0); d > timeout/2 {
+		t.Fatalf("a handshake beside a half ClientHello took %v: the slow client held the goroutine", d)
+	}
+
+	stalled, err := net.Dial("tcp", gw.Addr("tls").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	start := time.Now()
+	if _, err := stalled.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan time.Duration, 1)
+	go func() {
+		_ = stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.Copy(io.Discard, stalled) // the server's flight, then EOF
+		closed <- time.Since(start)
+	}()
+	time.Sleep(timeout / 2) // the stalled handshake holds the one goroutine
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", gw.Addr("tls").String(),
+		&tls.Config{RootCAs: ca.pool})
+	if err != nil {
+		t.Fatalf("the queued client: %v", err)
+	}
+	defer c.Close()
+	waited := time.Since(start)
+	tlsEchoLine(t, c, "after the queue")
+	d := <-closed
+	if d < timeout-100*time.Millisecond || d > timeout+2*time.Second {
+		t.Fatalf("the stalled client was closed after %v, want about %v", d, timeout)
+	}
+	if waited < timeout-100*time.Millisecond {
+		t.Fatalf("the second handshake completed after %v, while the bound's one goroutine was held", waited)
+	}
+	tlsWait(t, 5*time.Second, "the timeout counted", func() bool {
+		return gw.Stats().Refused["handshake_timeout"] >= 1
+	})
+}
+
+// TestTLSReloadUnderLoad: certificates rotated while clients connect in a
+// loop: every handshake completes, each with the old or the new
+// certificate, and the new one is served in the end.
+func TestTLSReloadUnderLoad(t *testing.T) {
+	ca := newTestCA(t)
+	dir := t.TempDir()
+	tc := tlsFiles(t, dir, ca, "gen0")
+	tc.ReloadInterval = 20 * time.Millisecond
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Name: "wss", Protocol: "ws", Addr: "127.0.0.1:0", TLS: tc},
+	}})
+	var stop atomic.Bool
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var failures []error
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				ws, err := dialWSS(t, gw.Addr("wss"), &tls.Config{RootCAs: ca.pool})
+				mu.Lock()
+				if err != nil {
+					failures = append(failures, err)
+				} else {
+					cs := ws.UnderlyingConn().(*tls.Conn).ConnectionState()
+					seen[cs.PeerCertificates[0].Subject.CommonName]++
+				}
+				mu.Unlock()
+				if ws != nil {
+					_ = ws.Close()
+				}
+			}
+		}()
+	}
+	for gen := 1; gen <= 5; gen++ {
+		time.Sleep(150 * time.Millisecond)
+		certPEM, keyPEM := ca.issue(t, fmt.Sprintf("gen%d", gen), x509.ExtKeyUsageServerAuth)
+		// Both files in one rename each, key first: a check between them
+		// sees a mismatch and keeps the previous pair.
+		writeFileAtomic(t, tc.KeyFile, keyPEM)
+		writeFileAtomic(t, tc.CertFile, certPEM)
+	}
+	tlsWait(t, 5*time.Second, "the last certificate", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["gen5"] > 0
+	})
+	stop.Store(true)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d handshakes failed during the rotation, first: %v", len(failures), failures[0])
+	}
+	total := 0
+	for _, n := range seen {
+		total += n
+	}
+	if len(seen) < 3 || total < 20 {
+		t.Fatalf("handshakes per certificate %v: want several certificates and handshakes", seen)
+	}
+}
+
+// TestTLSPostQuantum: a client with Go's defaults gets the post-quantum
+// hybrid key exchange over wss and TCP+TLS; one that offers only X25519
+// still connects.
+func TestTLSPostQuantum(t *testing.T) {
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Name: "wss", Protocol: "ws", Addr: "127.0.0.1:0", TLS: tc},
+		{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc},
+	}})
+	ws, err := dialWSS(t, gw.Addr("wss"), &tls.Config{RootCAs: ca.pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ws.UnderlyingConn().(*tls.Conn).ConnectionState().CurveID; got != tls.X25519MLKEM768 {
+		t.Fatalf("wss key exchange %v, want X25519MLKEM768", got)
+	}
+	wsEcho(t, ws, "post-quantum")
+	for _, curves := range [][]tls.CurveID{nil, {tls.X25519}} {
+		c, err := tls.Dial("tcp", gw.Addr("tls").String(), &tls.Config{RootCAs: ca.pool, CurvePreferences: curves})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tls.X25519MLKEM768
+		if curves != nil {
+			want = tls.X25519
+		}
+		if got := c.ConnectionState().CurveID; got != want {
+			t.Fatalf("curves %v: key exchange %v, want %v", curves, got, want)
+		}
+		tlsEchoLine(t, c, "curve")
+		_ = c.Close()
+	}
+}
