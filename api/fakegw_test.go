@@ -15,6 +15,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testwait"
 )
 
 // testBus is an embedded NATS for one test.
@@ -54,16 +55,10 @@ func (b *testBus) client(t testing.TB, cfg api.Config) *api.Client {
 	return c
 }
 
-// waitFor polls cond until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 // announce starts the gateways' heartbeats and waits until c knows

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/gatework/gatework/internal/testwait"
 )
 
 // TestPollClient runs the event-loop client against a hand-written server
@@ -107,13 +109,8 @@ func pollTestServer(ln net.Listener, pong chan<- []byte) error {
 	return err
 }
 
-// waitUntil polls cond for up to 5 s.
+// waitUntil polls cond for up to 5 s (testwait.For).
 func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, "the condition", cond)
 }

@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/gatework/gatework/internal/testwait"
 	"github.com/gatework/gatework/master"
 )
 
@@ -180,15 +181,10 @@ func (f *fixture) pids() map[int]bool {
 	return m
 }
 
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 func gone(pid int) bool { return syscall.Kill(pid, 0) != nil }

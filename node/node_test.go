@@ -18,6 +18,7 @@ import (
 	"github.com/gatework/gatework/apps/echo"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/testwait"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
 )
@@ -269,16 +270,10 @@ func TestNoWorkerThenRemote(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, timeout, "the condition", cond)
 }
 
 func TestStartFailsCleanly(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/testwait"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/webhook"
 )
@@ -185,15 +186,10 @@ func write(t *testing.T, ws *websocket.Conn, typ int, msg []byte) {
 	}
 }
 
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 func TestEchoByteExact(t *testing.T) {

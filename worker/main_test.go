@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testwait"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -175,16 +176,10 @@ func batch(delivery uint64, client string, events ...bus.Event) *bus.EventBatch 
 
 func msgEvent(s string) bus.Event { return bus.Event{Type: bus.EventMessage, Data: []byte(s)} }
 
-// waitFor polls cond until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

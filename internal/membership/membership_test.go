@@ -12,6 +12,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/membership"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -38,16 +39,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// waitFor polls cond until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 // startBus starts an embedded NATS and returns two connections to it: one

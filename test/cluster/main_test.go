@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatework/gatework/internal/testwait"
 )
 
 // Binaries built (or found) once per run by TestMain.
@@ -200,15 +202,8 @@ func (p *proc) logged() string {
 	return string(b)
 }
 
-// waitFor polls cond every 20 ms until it holds, failing the test after
-// timeout.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }

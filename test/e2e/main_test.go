@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/testwait"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/test/e2e/testapp"
 	"github.com/gatework/gatework/worker"
@@ -63,17 +64,10 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// waitFor polls cond every 10ms until it holds or timeout passes; then the
-// test fails with what.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 // ctxFor returns a context bounded by d, cancelled at the end of the test.

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/internal/testwait"
 )
 
 // binDir holds the opsapp binary; made by TestMain.
@@ -76,16 +77,10 @@ func binary(t *testing.T) string {
 	return bin
 }
 
-// waitFor polls cond until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (testwait.For).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, timeout, what, cond)
 }
 
 // running reports whether process pid exists and is not a zombie.
