@@ -12,8 +12,27 @@
 // to a per-connection buffer and written by the shard in one write per
 // connection per flush, coalescing whatever queued up meanwhile.
 //
-// Lock order: conn.evmu before shard.mu before Server.infMu. The socket
-// engine's own locks are taken last (inside transport calls) and never call
-// back into gateway code that takes a lock. A UDP listener's peer-map
-// lock (udpEngine.mu) is never held while calling into the shards.
+// # Lock order
+//
+// The gateway's locks, outermost first: code holding a lock takes only the
+// locks after it in its chain:
+//
+//   - tlsSock.rmu (what the protocol sees of one TLS socket: open, data,
+//     closed), then everything the protocol takes below.
+//   - conn.evmu (a connection's event pipeline), then shard.mu (a shard's
+//     connections and indexes), then Server.infMu (the in-flight event
+//     batches).
+//   - shard.mu, then interest.mu (the uid and group subscription counts);
+//     interest.syncMu (one subscription sync at a time), then
+//     interest.mu. syncMu is never taken under a shard lock: the NATS
+//     subscribe and unsubscribe happen outside the shard locks.
+//
+// Leaves, under which no other lock is taken: interest.flushMu,
+// interest.recentMu, ipTable.mu, workerTable.mu, nbioEngine.mu,
+// wsEngine.hsMu (late handshakes are closed after it is released),
+// tlsLayer.mu, tlsSock.mu (the handshake goroutine waits on its condition
+// variable holding nothing else) and udpEngine.mu (never held while
+// calling into the shards). The socket engine's own locks (nbio's, e.g.
+// the per-socket lock closeWrite takes) come last, inside transport
+// calls, and never call back into gateway code that takes a lock.
 package gateway

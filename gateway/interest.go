@@ -18,9 +18,7 @@ import (
 //
 // Counting happens inside the shard locks, at the shard index transitions
 // (a shard starts or stops indexing a name); the NATS subscribe and
-// unsubscribe happen outside them, in sync. Lock order: shard.mu, then
-// interest.mu; interest.syncMu, then interest.mu; syncMu is never taken
-// under a shard lock.
+// unsubscribe happen outside them, in sync (lock order: doc.go).
 //
 // Why an API answer needs no flush: sync issues the SUB on the gateway's
 // NATS connection before the caller publishes its reply (or, for a
