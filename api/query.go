@@ -144,9 +144,13 @@ func (c *Client) scatter(ctx context.Context, cmd *bus.Command, skip map[string]
 					"op", cmd.Op.String(), "gateway", gw, "max", maxExpected)
 				break
 			}
+			// A peer this client saw leave (or expire) is not waited for:
+			// the answering gateway may not have heard it leave yet.
+			if !c.members.Observe(p) {
+				continue
+			}
 			expected[p] = waiting
 			pending++
-			c.members.Observe(p)
 		}
 		if rep.ErrorCode != "" {
 			c.log.Warn("api: gateway failed a query", "op", cmd.Op.String(), "gateway", gw,

@@ -337,6 +337,33 @@ func TestPeersNamingUnknownGateways(t *testing.T) {
 	}
 }
 
+// TestPeerThatLeftNotAwaited: a gateway that said it was leaving is not
+// waited for when another gateway's peer list, not yet updated, still
+// names it (the e2e suite saw a clean stop reported as missing).
+func TestPeerThatLeftNotAwaited(t *testing.T) {
+	b := newTestBus(t)
+	g1 := startFakeGW(t, b, gw1)
+	g2 := startFakeGW(t, b, gw2)
+	g1.add("")
+	g1.set(func(g *fakeGW) { g.peers = []string{gw2} }) // stale: gw2 has left
+	c := b.client(t, api.Config{QueryTimeout: 3 * time.Second})
+	announce(t, c, g1, g2)
+
+	g2.stopHeartbeats()
+	g2.set(func(g *fakeGW) { g.mode = ignoreQueries })
+	g2.heartbeat(true)
+	waitFor(t, 5*time.Second, "gw2 gone", func() bool { return slices.Equal(c.Members(), []string{gw1}) })
+
+	start := time.Now()
+	n, err := c.GetClientCount(context.Background())
+	if err != nil || n.Value != 1 || n.Partial {
+		t.Fatalf("count = %+v, %v; want 1, complete", n, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("answered after %v: waited for the gateway that left", d)
+	}
+}
+
 func TestNobodyKnown(t *testing.T) {
 	b := newTestBus(t)
 	c := b.client(t, api.Config{QueryTimeout: 5 * time.Second})

@@ -164,36 +164,40 @@ func (m *Tracker) Live() []string {
 	return out
 }
 
-// Observe records gw as live because a peer said so (Reply.Peers). An
-// unknown gw is added and expires like the others unless it is heard from
-// itself; a gw already tracked is left as it is, and one that said Leaving
-// or expired recently (within ExpiryIntervals intervals) is ignored.
-// Malformed ids are ignored.
-func (m *Tracker) Observe(gw string) {
+// Observe records gw as live because a peer said so (Reply.Peers) and
+// reports whether it is tracked as live now. An unknown gw is added and
+// expires like the others unless it is heard from itself; a gw already
+// tracked is left as it is, and one that said Leaving or expired recently
+// (within ExpiryIntervals intervals) is ignored: a peer's list may lag
+// behind a leaving heartbeat, so a query must not wait for such a gw.
+// Malformed ids, the tracker's own id and a gw refused at the bound are
+// ignored too (false).
+func (m *Tracker) Observe(gw string) bool {
 	if gw == m.self || !clientid.ValidGateway(gw) {
-		return
+		return false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return
+		return false
 	}
 	now := m.now()
 	if _, ok := m.members[gw]; ok {
-		return
+		return true
 	}
 	if until, ok := m.left[gw]; ok && now.Before(until) {
-		return
+		return false
 	}
 	if len(m.members) >= m.max {
 		m.sweepLocked(now)
 		if len(m.members) >= m.max {
 			m.refuseLocked(gw)
-			return
+			return false
 		}
 	}
 	m.members[gw] = member{expires: now.Add(ExpiryIntervals * m.interval)}
 	m.changedLocked(gw, true)
+	return true
 }
 
 // OnChange sets fn to be called with the gateways that became live and

@@ -146,8 +146,11 @@ func TestMembershipLeaving(t *testing.T) {
 	publishHB(t, pub, bus.Heartbeat{Gateway: gwA, Leaving: true})
 	waitFor(t, 5*time.Second, "a gone", hasLive(m, gwB))
 
-	// A stale peer list does not bring a gateway that left back...
-	m.Observe(gwA)
+	// A stale peer list does not bring a gateway that left back (and a
+	// query does not wait for it)...
+	if m.Observe(gwA) {
+		t.Error("Observe of a gateway that left = true, want false")
+	}
 	if got := m.Live(); !slices.Equal(got, []string{gwB}) {
 		t.Fatalf("observe after leaving: Live = %v", got)
 	}
@@ -169,7 +172,9 @@ func TestMembershipExpiredNotRevived(t *testing.T) {
 	if got := m.Live(); len(got) != 0 {
 		t.Fatalf("expired: Live = %v", got)
 	}
-	m.Observe(gwA)
+	if m.Observe(gwA) {
+		t.Error("Observe right after expiry = true, want false")
+	}
 	if got := m.Live(); len(got) != 0 {
 		t.Fatalf("observed right after expiry: Live = %v, want none", got)
 	}
@@ -191,13 +196,16 @@ func TestMembershipObserve(t *testing.T) {
 	m := newMembership(t, sub, membership.Config{Now: clk.Now, Interval: 100 * time.Millisecond})
 
 	for _, bad := range []string{"", "short", "AAAAAAAAAA", "aaaaaaaaaaa", "a.b.c.d.e.", "gggggggggg"} {
-		m.Observe(bad)
+		if m.Observe(bad) {
+			t.Errorf("Observe(%q) = true", bad)
+		}
 	}
 	if got := m.Live(); len(got) != 0 {
 		t.Fatalf("malformed ids observed: %v", got)
 	}
-	m.Observe(gwB)
-	m.Observe(gwA)
+	if !m.Observe(gwB) || !m.Observe(gwA) {
+		t.Error("Observe of new gateways = false")
+	}
 	if got := m.Live(); !slices.Equal(got, []string{gwA, gwB}) {
 		t.Fatalf("Live = %v", got)
 	}
