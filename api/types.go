@@ -145,13 +145,23 @@ type API interface {
 	GetUIDListByGroup(ctx context.Context, group string, unique bool, page PageRequest) (Page, error)
 	// GetUIDCount counts distinct bound uids exactly when uniquePercent is 0;
 	// otherwise it returns the originals' cheap estimate: the sum of each
-	// gateway's distinct uids times uniquePercent (0 < uniquePercent ≤ 1).
+	// gateway's distinct uids times uniquePercent (0 < uniquePercent ≤ 1),
+	// truncated toward zero as the originals' intval.
 	GetUIDCount(ctx context.Context, uniquePercent float64) (Count, error)
 	GetUIDCountByGroup(ctx context.Context, group string) (Count, error)
 	GetGroupList(ctx context.Context, unique bool, page PageRequest) (Page, error)
 	GetClientSessionsByGroup(ctx context.Context, group string) (ClientSessions, error)
 
 	CloseClient(ctx context.Context, client string, force bool) error
+	// CloseClientWith closes client after a final message msg (GatewayWorker's
+	// closeClient($id, $message)): msg is queued last, flushed, then the
+	// connection closes; force drops what was queued before msg. An empty
+	// msg is CloseClient.
+	CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error
+	// CloseUID closes every connection bound to uid (imi's closeByFlag),
+	// each after msg when msg is non-empty; see CloseClientWith. It returns
+	// once the bus has taken the command.
+	CloseUID(ctx context.Context, uid string, force bool, msg []byte) error
 	BindUID(ctx context.Context, client, uid string) error
 	UnbindUID(ctx context.Context, client string) error
 	JoinGroup(ctx context.Context, client, group string) error

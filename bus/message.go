@@ -83,7 +83,10 @@ const (
 	OpGroupSessions      Op = 28
 	OpProtect            Op = 29 // Flag: on or off
 	OpStats              Op = 30 // a query: Reply.Stats
-	opMax                Op = 31
+
+	// Ops 50-69: calls of the GatewayWorker / imi ports (docs/api.md).
+
+	OpCloseUID Op = 50 // routed on the uid's subject; Arg: uid, Flag: force, Data: final message
 )
 
 var opNames = [...]string{
@@ -94,18 +97,21 @@ var opNames = [...]string{
 	"closeClient", "bindUid", "unbindUid", "joinGroup", "leaveGroup", "unGroup",
 	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
 	"protect", "getStats",
+	OpCloseUID: "closeUid",
 }
 
 // String returns the lowerCamel API method name of the op.
 func (o Op) String() string {
-	if o < 0 || o >= opMax {
+	if !o.Valid() {
 		return "unknown"
 	}
 	return opNames[o]
 }
 
 // Valid reports whether o is a known operation.
-func (o Op) Valid() bool { return o > OpUnknown && o < opMax }
+// The numbers are not dense: unassigned numbers below the largest are not
+// valid.
+func (o Op) Valid() bool { return o > OpUnknown && int(o) < len(opNames) && opNames[o] != "" }
 
 // Field bits of OpClientInfo (SPEC §4, GetClientInfo).
 const (

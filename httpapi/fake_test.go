@@ -164,6 +164,14 @@ func (f *fakeAPI) CloseClient(ctx context.Context, client string, force bool) er
 	return f.record(ctx, "CloseClient", client, force)
 }
 
+func (f *fakeAPI) CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error {
+	return f.record(ctx, "CloseClientWith", client, force, string(msg))
+}
+
+func (f *fakeAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
+	return f.record(ctx, "CloseUID", uid, force, string(msg))
+}
+
 func (f *fakeAPI) BindUID(ctx context.Context, client, uid string) error {
 	return f.record(ctx, "BindUID", client, uid)
 }

@@ -328,10 +328,8 @@ var methodTable = []*method{
 			}
 			return covered(out, cs.Coverage), err
 		}),
-	def("closeClient", resultNull, "Close a connection; unless force, its queued data is flushed first.",
-		func(ctx context.Context, a api.API, p *closeParams) (reply, error) {
-			return reply{}, a.CloseClient(ctx, p.Client, p.Force)
-		}),
+	closeClientMethod(),
+	closeUIDMethod(),
 	def("bindUid", resultNull, "Bind the connection to the uid (one uid per connection, the last bind wins).",
 		func(ctx context.Context, a api.API, p *bindParams) (reply, error) {
 			return reply{}, a.BindUID(ctx, p.Client, p.UID)

@@ -157,6 +157,16 @@ func (o *orderedAPI) CloseClient(ctx context.Context, client string, force bool)
 	return o.inner.CloseClient(ctx, client, force)
 }
 
+func (o *orderedAPI) CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error {
+	o.flush()
+	return o.inner.CloseClientWith(ctx, client, force, msg)
+}
+
+func (o *orderedAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
+	o.flush()
+	return o.inner.CloseUID(ctx, uid, force, msg)
+}
+
 func (o *orderedAPI) BindUID(ctx context.Context, client, uid string) error {
 	o.flush()
 	return o.inner.BindUID(ctx, client, uid)

@@ -272,6 +272,22 @@ func (h httpAPI) CloseClient(ctx context.Context, client string, force bool) err
 	return h.call(ctx, "closeClient", map[string]any{"client": client, "force": force}, nil, nil)
 }
 
+func (h httpAPI) CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error {
+	p := map[string]any{"client": client, "force": force}
+	if len(msg) > 0 {
+		p = messageParams(p, msg)
+	}
+	return h.call(ctx, "closeClient", p, nil, nil)
+}
+
+func (h httpAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
+	p := map[string]any{"uid": uid, "force": force}
+	if len(msg) > 0 {
+		p = messageParams(p, msg)
+	}
+	return h.call(ctx, "closeUid", p, nil, nil)
+}
+
 func (h httpAPI) BindUID(ctx context.Context, client, uid string) error {
 	return h.call(ctx, "bindUid", map[string]any{"client": client, "uid": uid}, nil, nil)
 }
