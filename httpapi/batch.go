@@ -59,5 +59,5 @@ func closeUIDMethod() *method {
 				return reply{}, err
 			}
 			return reply{}, a.CloseUID(ctx, p.UID, p.Force, msg)
-		}).alias("closeByFlag", "closeByUid")
+		}).alias("closeByFlag")
 }
