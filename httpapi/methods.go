@@ -179,7 +179,7 @@ type groupUIDListParams struct {
 }
 
 type uidCountParams struct {
-	UniquePercent float64 `json:"unique_percent" gt:"0" max:"1" doc:"absent: count distinct uids exactly; given: the cheap estimate, the sum of each gateway's distinct uids times unique_percent"`
+	UniquePercent float64 `json:"unique_percent" gt:"0" max:"1" doc:"absent: count distinct uids exactly; given: the cheap estimate, the sum of each gateway's distinct uids times unique_percent, truncated toward zero as the originals' intval"`
 }
 
 type closeParams struct {
