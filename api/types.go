@@ -162,6 +162,17 @@ type API interface {
 	// each after msg when msg is non-empty; see CloseClientWith. It returns
 	// once the bus has taken the command.
 	CloseUID(ctx context.Context, uid string, force bool, msg []byte) error
+	// SendToClients sends msg to each client once, one bus message per
+	// gateway (GatewayWorker's sendToAll($data, $client_ids)); at most
+	// MaxBatchNames clients.
+	SendToClients(ctx context.Context, clients []string, msg []byte) error
+	// IsUIDsOnline reports for each uid whether it has a connection, in one
+	// query round (GatewayClient's isUidsOnline); at most MaxBatchNames.
+	IsUIDsOnline(ctx context.Context, uids []string) (Bools, error)
+	// GetClientCountByGroups counts the members of each group, in one query
+	// round (GatewayClient's batchGetClientCountByGroup); at most
+	// MaxBatchNames.
+	GetClientCountByGroups(ctx context.Context, groups []string) (Counts, error)
 	BindUID(ctx context.Context, client, uid string) error
 	UnbindUID(ctx context.Context, client string) error
 	JoinGroup(ctx context.Context, client, group string) error

@@ -86,7 +86,9 @@ const (
 
 	// Ops 50-69: calls of the GatewayWorker / imi ports (docs/api.md).
 
-	OpCloseUID Op = 50 // routed on the uid's subject; Arg: uid, Flag: force, Data: final message
+	OpCloseUID            Op = 50 // routed on the uid's subject; Arg: uid, Flag: force, Data: final message
+	OpIsUIDsOnline        Op = 51 // a query: UIDs; Reply.Named: the uids with connections, Count = connections
+	OpClientCountByGroups Op = 52 // a query: Groups; Reply.Named: the groups with members, Count = members
 )
 
 var opNames = [...]string{
@@ -97,7 +99,7 @@ var opNames = [...]string{
 	"closeClient", "bindUid", "unbindUid", "joinGroup", "leaveGroup", "unGroup",
 	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
 	"protect", "getStats",
-	OpCloseUID: "closeUid",
+	OpCloseUID: "closeUid", OpIsUIDsOnline: "isUidsOnline", OpClientCountByGroups: "getClientCountByGroups",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -254,6 +256,15 @@ type Reply struct {
 	Peers     []string // query replies: live gateways the answering gateway knows
 	// Stats is OpStats' answer: a JSON object, GatewayStats.
 	Stats []byte
+	// Named is a batch query's answer: one entry per name asked for that
+	// the gateway has (ops 50-69).
+	Named []NameCount
+}
+
+// NameCount is a batch query's answer for one uid or group.
+type NameCount struct {
+	Name  string
+	Count uint64
 }
 
 // ClientSession pairs a client id with its session (a JSON object).

@@ -27,6 +27,39 @@ func (s *Server) closeUID(cmd *bus.Command) error {
 	return nil
 }
 
+// maxBatchNames bounds the uids or groups of one batch query (the API's
+// bound too).
+const maxBatchNames = 10000
+
+// batchQuery answers this gateway's share of a batch query: one NameCount
+// per distinct name asked for that this gateway has, in the order asked.
+func (s *Server) batchQuery(cmd *bus.Command, rep *bus.Reply) error {
+	names := cmd.UIDs
+	if cmd.Op == bus.OpClientCountByGroups {
+		names = cmd.Groups
+	}
+	if len(names) > maxBatchNames {
+		return codeErr(bus.ErrCodeInvalidRequest, "%s: %d names, at most %d", cmd.Op, len(names), maxBatchNames)
+	}
+	counts := make(map[string]uint64, len(names))
+	s.eachShard(func(sh *shard) {
+		for _, n := range names {
+			if cmd.Op == bus.OpIsUIDsOnline {
+				counts[n] += uint64(len(sh.uids[n]))
+			} else {
+				counts[n] += uint64(len(sh.groups[n]))
+			}
+		}
+	})
+	for _, n := range names {
+		if c := counts[n]; c > 0 {
+			rep.Named = append(rep.Named, bus.NameCount{Name: n, Count: c})
+			delete(counts, n)
+		}
+	}
+	return nil
+}
+
 // closeConnLocked closes c, after msg when it is non-empty. Caller holds
 // c.sh.mu.
 func (s *Server) closeConnLocked(c *conn, msg []byte, force bool) {

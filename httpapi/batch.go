@@ -61,3 +61,56 @@ func closeUIDMethod() *method {
 			return reply{}, a.CloseUID(ctx, p.UID, p.Force, msg)
 		}).alias("closeByFlag")
 }
+
+type sendToClientsParams struct {
+	Clients []string `json:"clients" required:"true" doc:"client ids; each gets the message once (repeats dropped); at most 10000"`
+	messageParams
+}
+
+type uidsParams struct {
+	UIDs []string `json:"uids" required:"true" doc:"user ids (repeats dropped); at most 10000"`
+}
+
+type groupsParams struct {
+	Groups []string `json:"groups" required:"true" doc:"group names (repeats dropped); at most 10000"`
+}
+
+// sendToClientsMethod is sendToClients: GatewayWorker's sendToAll($data,
+// $client_ids), imi's send($data, [$ids]).
+func sendToClientsMethod() *method {
+	return def("sendToClients", resultNull, "Send the message to each of the clients once: one bus message per gateway.",
+		func(ctx context.Context, a api.API, p *sendToClientsParams) (reply, error) {
+			msg, err := p.bytes()
+			if err != nil {
+				return reply{}, err
+			}
+			return reply{}, a.SendToClients(ctx, p.Clients, msg)
+		})
+}
+
+// isUIDsOnlineMethod is isUidsOnline (GatewayClient).
+func isUIDsOnlineMethod() *method {
+	return def("isUidsOnline", resultCoveredBoolMap, "Whether each uid has a connection, by uid, in one query round.",
+		func(ctx context.Context, a api.API, p *uidsParams) (reply, error) {
+			b, err := a.IsUIDsOnline(ctx, p.UIDs)
+			return covered(nonNilMap(b.Values), b.Coverage), err
+		})
+}
+
+// getClientCountByGroupsMethod is getClientCountByGroups (GatewayClient's
+// batchGetClientCountByGroup).
+func getClientCountByGroupsMethod() *method {
+	return def("getClientCountByGroups", resultCoveredCountMap, "The number of members of each group, by group, in one query round.",
+		func(ctx context.Context, a api.API, p *groupsParams) (reply, error) {
+			c, err := a.GetClientCountByGroups(ctx, p.Groups)
+			return covered(nonNilMap(c.Values), c.Coverage), err
+		}).alias("batchGetClientCountByGroup")
+}
+
+// nonNilMap returns m, or an empty map for nil (so it encodes as {}).
+func nonNilMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return m
+}

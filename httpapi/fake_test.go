@@ -168,6 +168,26 @@ func (f *fakeAPI) CloseClientWith(ctx context.Context, client string, force bool
 	return f.record(ctx, "CloseClientWith", client, force, string(msg))
 }
 
+func (f *fakeAPI) SendToClients(ctx context.Context, clients []string, msg []byte) error {
+	return f.record(ctx, "SendToClients", clients, msg)
+}
+
+func (f *fakeAPI) IsUIDsOnline(ctx context.Context, uids []string) (api.Bools, error) {
+	v := map[string]bool{}
+	for i, u := range uids {
+		v[u] = i%2 == 0
+	}
+	return api.Bools{Values: v}, f.record(ctx, "IsUIDsOnline", uids)
+}
+
+func (f *fakeAPI) GetClientCountByGroups(ctx context.Context, groups []string) (api.Counts, error) {
+	v := map[string]int{}
+	for i, g := range groups {
+		v[g] = i
+	}
+	return api.Counts{Values: v}, f.record(ctx, "GetClientCountByGroups", groups)
+}
+
 func (f *fakeAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
 	return f.record(ctx, "CloseUID", uid, force, string(msg))
 }

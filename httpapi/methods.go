@@ -36,6 +36,8 @@ const (
 	resultSession                           // a session object
 	resultCoveredSessions                   // {client: session}, with partial/missing beside result
 	resultCoveredStats                      // api.Stats, with partial/missing beside result
+	resultCoveredBoolMap                    // {name: boolean}, with partial/missing beside result
+	resultCoveredCountMap                   // {name: integer}, with partial/missing beside result
 )
 
 // reply is a method's success: result, plus coverage for cluster-wide
@@ -330,6 +332,9 @@ var methodTable = []*method{
 		}),
 	closeClientMethod(),
 	closeUIDMethod(),
+	sendToClientsMethod(),
+	isUIDsOnlineMethod(),
+	getClientCountByGroupsMethod(),
 	def("bindUid", resultNull, "Bind the connection to the uid (one uid per connection, the last bind wins).",
 		func(ctx context.Context, a api.API, p *bindParams) (reply, error) {
 			return reply{}, a.BindUID(ctx, p.Client, p.UID)

@@ -167,6 +167,21 @@ func (o *orderedAPI) CloseUID(ctx context.Context, uid string, force bool, msg [
 	return o.inner.CloseUID(ctx, uid, force, msg)
 }
 
+func (o *orderedAPI) SendToClients(ctx context.Context, clients []string, msg []byte) error {
+	o.flush()
+	return o.inner.SendToClients(ctx, clients, msg)
+}
+
+func (o *orderedAPI) IsUIDsOnline(ctx context.Context, uids []string) (api.Bools, error) {
+	o.flush()
+	return o.inner.IsUIDsOnline(ctx, uids)
+}
+
+func (o *orderedAPI) GetClientCountByGroups(ctx context.Context, groups []string) (api.Counts, error) {
+	o.flush()
+	return o.inner.GetClientCountByGroups(ctx, groups)
+}
+
 func (o *orderedAPI) BindUID(ctx context.Context, client, uid string) error {
 	o.flush()
 	return o.inner.BindUID(ctx, client, uid)
