@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gatework/gatework/bus"
 )
@@ -170,4 +171,50 @@ func (c *Client) GetClientCountByGroups(ctx context.Context, groups []string) (C
 		out[n] = clampInt(s)
 	}
 	return Counts{Values: out, Coverage: cov}, nil
+}
+
+// ClientLists maps each uid asked for to its client ids, with the gateways
+// that did not answer.
+type ClientLists struct {
+	Values map[string][]string
+	Coverage
+}
+
+// GetClientListByUIDs returns the client ids of each of uids, ascending
+// (GatewayClient's batchGetClientIdByUid), in one query round: every uid
+// asked for is in Values, with an empty list when it has no connection. A
+// gateway answers at most MaxLimit ids per uid.
+func (c *Client) GetClientListByUIDs(ctx context.Context, uids []string) (ClientLists, error) {
+	names, err := checkBatch("uid", uids)
+	if err != nil {
+		return ClientLists{}, err
+	}
+	cmd := bus.Command{Version: bus.Version, Op: bus.OpClientListByUIDs, UIDs: names}
+	out := make(map[string][]string, len(names))
+	for _, n := range names {
+		out[n] = []string{}
+	}
+	cov, err := c.scatter(ctx, &cmd, nil, func(r *bus.Reply) (bool, error) {
+		// A reply with a malformed id counts as missing, all of it.
+		for _, nc := range r.Named {
+			for _, id := range nc.Items {
+				if _, err := gatewayOf(id); err != nil {
+					return false, err
+				}
+			}
+		}
+		for _, nc := range r.Named {
+			if list, asked := out[nc.Name]; asked {
+				out[nc.Name] = append(list, nc.Items...)
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return ClientLists{}, err
+	}
+	for _, list := range out {
+		slices.Sort(list)
+	}
+	return ClientLists{Values: out, Coverage: cov}, nil
 }

@@ -173,6 +173,9 @@ type API interface {
 	// round (GatewayClient's batchGetClientCountByGroup); at most
 	// MaxBatchNames.
 	GetClientCountByGroups(ctx context.Context, groups []string) (Counts, error)
+	// GetClientListByUIDs returns the client ids of each uid, in one query
+	// round (GatewayClient's batchGetClientIdByUid); at most MaxBatchNames.
+	GetClientListByUIDs(ctx context.Context, uids []string) (ClientLists, error)
 	BindUID(ctx context.Context, client, uid string) error
 	UnbindUID(ctx context.Context, client string) error
 	JoinGroup(ctx context.Context, client, group string) error

@@ -89,6 +89,7 @@ const (
 	OpCloseUID            Op = 50 // routed on the uid's subject; Arg: uid, Flag: force, Data: final message
 	OpIsUIDsOnline        Op = 51 // a query: UIDs; Reply.Named: the uids with connections, Count = connections
 	OpClientCountByGroups Op = 52 // a query: Groups; Reply.Named: the groups with members, Count = members
+	OpClientListByUIDs    Op = 53 // a query: UIDs; Reply.Named: the uids with connections, Items = client ids
 )
 
 var opNames = [...]string{
@@ -100,6 +101,7 @@ var opNames = [...]string{
 	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
 	"protect", "getStats",
 	OpCloseUID: "closeUid", OpIsUIDsOnline: "isUidsOnline", OpClientCountByGroups: "getClientCountByGroups",
+	OpClientListByUIDs: "getClientListByUids",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -265,6 +267,7 @@ type Reply struct {
 type NameCount struct {
 	Name  string
 	Count uint64
+	Items []string // OpClientListByUIDs: the uid's client ids, sorted
 }
 
 // ClientSession pairs a client id with its session (a JSON object).

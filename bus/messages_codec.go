@@ -373,7 +373,8 @@ func AppendReply(b []byte, m *Reply) []byte {
 		n := &m.Named[i]
 		b = appendMessage(b, 30, func(b []byte) []byte {
 			b = appendString(b, 1, n.Name)
-			return appendVarint(b, 2, n.Count)
+			b = appendVarint(b, 2, n.Count)
+			return appendStrings(b, 3, n.Items)
 		})
 	}
 	return b
@@ -453,6 +454,8 @@ func decodeNameCount(f field, dst *[]NameCount) error {
 			return f.str(&n.Name)
 		case 2:
 			return f.u64(&n.Count)
+		case 3:
+			return f.appendStr(&n.Items)
 		}
 		return nil
 	})

@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"slices"
+
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/clientid"
 )
 
 // This file holds the commands of the GatewayWorker / imi ports
@@ -41,6 +44,10 @@ func (s *Server) batchQuery(cmd *bus.Command, rep *bus.Reply) error {
 	if len(names) > maxBatchNames {
 		return codeErr(bus.ErrCodeInvalidRequest, "%s: %d names, at most %d", cmd.Op, len(names), maxBatchNames)
 	}
+	if cmd.Op == bus.OpClientListByUIDs {
+		s.clientsByUIDs(names, rep)
+		return nil
+	}
 	counts := make(map[string]uint64, len(names))
 	s.eachShard(func(sh *shard) {
 		for _, n := range names {
@@ -58,6 +65,43 @@ func (s *Server) batchQuery(cmd *bus.Command, rep *bus.Reply) error {
 		}
 	}
 	return nil
+}
+
+// maxIDsPerUID bounds the client ids of one uid in an
+// OpClientListByUIDs answer (the page bound of list queries).
+const maxIDsPerUID = maxLimit
+
+// clientsByUIDs answers OpClientListByUIDs: for each distinct uid asked
+// for that has connections here, its client ids, ascending, at most
+// maxIDsPerUID.
+func (s *Server) clientsByUIDs(uids []string, rep *bus.Reply) {
+	seqs := make(map[string][]uint64, len(uids))
+	s.eachShard(func(sh *shard) {
+		for _, u := range uids {
+			for _, c := range sh.uids[u] {
+				if c.state != stateClosed {
+					seqs[u] = append(seqs[u], c.seq)
+				}
+			}
+		}
+	})
+	for _, u := range uids {
+		list, ok := seqs[u]
+		if !ok || len(list) == 0 {
+			continue
+		}
+		delete(seqs, u)
+		slices.Sort(list)
+		list = slices.Compact(list)
+		if len(list) > maxIDsPerUID {
+			list = list[:maxIDsPerUID]
+		}
+		ids := make([]string, len(list))
+		for i, q := range list {
+			ids[i] = clientid.Make(s.id, q)
+		}
+		rep.Named = append(rep.Named, bus.NameCount{Name: u, Count: uint64(len(ids)), Items: ids})
+	}
 }
 
 // closeConnLocked closes c, after msg when it is non-empty. Caller holds

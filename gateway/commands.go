@@ -102,7 +102,7 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 		return nil
 	case bus.OpCloseUID:
 		return s.closeUID(cmd)
-	case bus.OpIsUIDsOnline, bus.OpClientCountByGroups:
+	case bus.OpIsUIDsOnline, bus.OpClientCountByGroups, bus.OpClientListByUIDs:
 		return s.batchQuery(cmd, rep)
 	case bus.OpIsOnline, bus.OpClientInfo, bus.OpCloseClient, bus.OpBindUID, bus.OpUnbindUID,
 		bus.OpJoinGroup, bus.OpLeaveGroup, bus.OpSetSession, bus.OpUpdateSession,

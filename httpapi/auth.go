@@ -71,6 +71,7 @@ var methodScopes = map[string]Scope{
 
 	// The GatewayWorker / imi ports (batch.go); closeUid stays admin.
 	"sendToClients": ScopeSend, "isUidsOnline": ScopeRead, "getClientCountByGroups": ScopeRead,
+	"getClientListByUids": ScopeRead,
 }
 
 // scopeOf returns the scope method m needs.

@@ -107,6 +107,16 @@ func getClientCountByGroupsMethod() *method {
 		}).alias("batchGetClientCountByGroup")
 }
 
+// getClientListByUIDsMethod is getClientListByUids (GatewayClient's
+// batchGetClientIdByUid).
+func getClientListByUIDsMethod() *method {
+	return def("getClientListByUids", resultCoveredListMap, "The client ids of each uid, by uid, in one query round.",
+		func(ctx context.Context, a api.API, p *uidsParams) (reply, error) {
+			l, err := a.GetClientListByUIDs(ctx, p.UIDs)
+			return covered(nonNilMap(l.Values), l.Coverage), err
+		}).alias("batchGetClientIdByUid")
+}
+
 // nonNilMap returns m, or an empty map for nil (so it encodes as {}).
 func nonNilMap[V any](m map[string]V) map[string]V {
 	if m == nil {

@@ -188,6 +188,17 @@ func (f *fakeAPI) GetClientCountByGroups(ctx context.Context, groups []string) (
 	return api.Counts{Values: v}, f.record(ctx, "GetClientCountByGroups", groups)
 }
 
+func (f *fakeAPI) GetClientListByUIDs(ctx context.Context, uids []string) (api.ClientLists, error) {
+	v := map[string][]string{}
+	for i, u := range uids {
+		v[u] = []string{}
+		if i == 0 {
+			v[u] = []string{"c1", "c2"}
+		}
+	}
+	return api.ClientLists{Values: v}, f.record(ctx, "GetClientListByUIDs", uids)
+}
+
 func (f *fakeAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
 	return f.record(ctx, "CloseUID", uid, force, string(msg))
 }

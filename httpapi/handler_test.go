@@ -149,6 +149,8 @@ var methodCases = []methodCase{
 	{"sendToClients", `{"clients":["c1","c2"],"message":"hi"}`, call{"SendToClients", []any{[]string{"c1", "c2"}, []byte("hi")}}, null},
 	{"isUidsOnline", `{"uids":["u1","u2"]}`, call{"IsUIDsOnline", []any{[]string{"u1", "u2"}}}, `{"result":{"u1":true,"u2":false},"partial":false,"missing":[]}`},
 	{"getClientCountByGroups", `{"groups":["g0","g1"]}`, call{"GetClientCountByGroups", []any{[]string{"g0", "g1"}}}, `{"result":{"g0":0,"g1":1},"partial":false,"missing":[]}`},
+	{"getClientListByUids", `{"uids":["u1","u2"]}`, call{"GetClientListByUIDs", []any{[]string{"u1", "u2"}}}, `{"result":{"u1":["c1","c2"],"u2":[]},"partial":false,"missing":[]}`},
+	{"batchGetClientIdByUid", `{"uids":["u1"]}`, call{"GetClientListByUIDs", []any{[]string{"u1"}}}, `{"result":{"u1":["c1","c2"]},"partial":false,"missing":[]}`},
 	{"batchGetClientCountByGroup", `{"groups":["g0"]}`, call{"GetClientCountByGroups", []any{[]string{"g0"}}}, `{"result":{"g0":0},"partial":false,"missing":[]}`},
 	{"protect", `{"client":"c1"}`, call{"Protect", []any{"c1", true}}, null},
 	{"protect", `{"client":"c1","protect":false}`, call{"Protect", []any{"c1", false}}, null},

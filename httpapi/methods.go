@@ -38,6 +38,7 @@ const (
 	resultCoveredStats                      // api.Stats, with partial/missing beside result
 	resultCoveredBoolMap                    // {name: boolean}, with partial/missing beside result
 	resultCoveredCountMap                   // {name: integer}, with partial/missing beside result
+	resultCoveredListMap                    // {name: [string]}, with partial/missing beside result
 )
 
 // reply is a method's success: result, plus coverage for cluster-wide
@@ -335,6 +336,7 @@ var methodTable = []*method{
 	sendToClientsMethod(),
 	isUIDsOnlineMethod(),
 	getClientCountByGroupsMethod(),
+	getClientListByUIDsMethod(),
 	def("bindUid", resultNull, "Bind the connection to the uid (one uid per connection, the last bind wins).",
 		func(ctx context.Context, a api.API, p *bindParams) (reply, error) {
 			return reply{}, a.BindUID(ctx, p.Client, p.UID)

@@ -182,6 +182,11 @@ func (o *orderedAPI) GetClientCountByGroups(ctx context.Context, groups []string
 	return o.inner.GetClientCountByGroups(ctx, groups)
 }
 
+func (o *orderedAPI) GetClientListByUIDs(ctx context.Context, uids []string) (api.ClientLists, error) {
+	o.flush()
+	return o.inner.GetClientListByUIDs(ctx, uids)
+}
+
 func (o *orderedAPI) BindUID(ctx context.Context, client, uid string) error {
 	o.flush()
 	return o.inner.BindUID(ctx, client, uid)

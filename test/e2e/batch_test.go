@@ -48,7 +48,8 @@ func TestSendToClientsOneMessagePerGateway(t *testing.T) {
 	}
 }
 
-// TestBatchQueries: isUidsOnline and getClientCountByGroups answer every
+// TestBatchQueries: isUidsOnline, getClientCountByGroups and
+// getClientListByUids answer every
 // name asked for in one query round across three gateways; with a gateway
 // gone silent they answer what the others said, partial, naming it; the
 // inputs are bounded.
@@ -72,6 +73,14 @@ func TestBatchQueries(t *testing.T) {
 		want    any
 		missing []string
 	}
+	lists := func(uids ...string) func() (any, api.Coverage, error) {
+		return func() (any, api.Coverage, error) {
+			l, err := a.GetClientListByUIDs(ctx, uids)
+			return l.Values, l.Coverage, err
+		}
+	}
+	u2 := []string{cs[2].id, cs[3].id}
+	slices.Sort(u2)
 	online := func(uids ...string) func() (any, api.Coverage, error) {
 		return func() (any, api.Coverage, error) {
 			b, err := a.IsUIDsOnline(ctx, uids)
@@ -100,6 +109,7 @@ func TestBatchQueries(t *testing.T) {
 		{"isUidsOnline", online("u0", "u2", "nobody", "u0"), map[string]bool{"nobody": false, "u0": true, "u2": true}, nil},
 		{"isUidsOnline none", online("x", "y"), map[string]bool{"x": false, "y": false}, nil},
 		{"getClientCountByGroups", counts("ga", "gc", "none"), map[string]int{"ga": 3, "gc": 1, "none": 0}, nil},
+		{"getClientListByUids", lists("u2", "u0", "none"), map[string][]string{"none": {}, "u0": {cs[0].id}, "u2": u2}, nil},
 	})
 
 	// Bounds and bad input: refused before touching the bus.
@@ -115,6 +125,7 @@ func TestBatchQueries(t *testing.T) {
 		{"isUidsOnline too many", func() error { _, err := a.IsUIDsOnline(ctx, tooMany); return err }(), api.ErrInvalidArgument},
 		{"isUidsOnline empty", func() error { _, err := a.IsUIDsOnline(ctx, nil); return err }(), api.ErrInvalidArgument},
 		{"isUidsOnline empty uid", func() error { _, err := a.IsUIDsOnline(ctx, []string{"u0", ""}); return err }(), api.ErrInvalidArgument},
+		{"getClientListByUids too many", func() error { _, err := a.GetClientListByUIDs(ctx, tooMany); return err }(), api.ErrInvalidArgument},
 		{"getClientCountByGroups too many", func() error { _, err := a.GetClientCountByGroups(ctx, tooMany); return err }(), api.ErrInvalidArgument},
 		{"sendToClients too many", a.SendToClients(ctx, tooMany, []byte("x")), api.ErrInvalidArgument},
 		{"sendToClients malformed", a.SendToClients(ctx, []string{cs[0].id, "nope"}, []byte("x")), api.ErrInvalidClient},
@@ -142,5 +153,6 @@ func TestBatchQueries(t *testing.T) {
 	run([]check{
 		{"isUidsOnline gateway gone", online("u0", "u2"), map[string]bool{"u0": true, "u2": false}, gone},
 		{"getClientCountByGroups gateway gone", counts("ga", "gc"), map[string]int{"ga": 2, "gc": 0}, gone},
+		{"getClientListByUids gateway gone", lists("u0", "u2"), map[string][]string{"u0": {cs[0].id}, "u2": {}}, gone},
 	})
 }

@@ -304,6 +304,12 @@ func (h httpAPI) GetClientCountByGroups(ctx context.Context, groups []string) (a
 	return c, err
 }
 
+func (h httpAPI) GetClientListByUIDs(ctx context.Context, uids []string) (api.ClientLists, error) {
+	var l api.ClientLists
+	err := h.call(ctx, "getClientListByUids", map[string]any{"uids": uids}, &l.Values, &l.Coverage)
+	return l, err
+}
+
 func (h httpAPI) BindUID(ctx context.Context, client, uid string) error {
 	return h.call(ctx, "bindUid", map[string]any{"client": client, "uid": uid}, nil, nil)
 }
