@@ -387,7 +387,8 @@ func (c *Client) GetGroupList(ctx context.Context, unique bool, page PageRequest
 
 // GetUIDCount counts distinct bound uids: exactly when uniquePercent is 0,
 // else as the sum of each gateway's distinct uids times uniquePercent
-// (0 < uniquePercent ≤ 1, rounded). The exact count asks each gateway for
+// (0 < uniquePercent ≤ 1), truncated toward zero as GatewayWorker and imi
+// do (PHP intval): 10 uids at 0.55 count 5, not 6. The exact count asks each gateway for
 // its count first and is done if at most one gateway has uids; otherwise it
 // walks the unique uid list a page of MaxLimit at a time (memory bounded by
 // one page per gateway, one query round per page).
@@ -402,8 +403,14 @@ func (c *Client) GetUIDCount(ctx context.Context, uniquePercent float64) (Count,
 	if err != nil {
 		return Count{}, err
 	}
-	n.Value = int(math.Round(float64(n.Value) * uniquePercent))
+	n.Value = estimateUIDs(n.Value, uniquePercent)
 	return n, nil
+}
+
+// estimateUIDs returns n times uniquePercent truncated toward zero, as the
+// originals' intval(count * percent).
+func estimateUIDs(n int, uniquePercent float64) int {
+	return int(float64(n) * uniquePercent)
 }
 
 // GetUIDCountByGroup counts the distinct uids bound to members of group,

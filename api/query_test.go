@@ -489,7 +489,9 @@ func TestUIDCount(t *testing.T) {
 	for _, tc := range []struct {
 		p    float64
 		want int
-	}{{1, 25000}, {0.5, 12500}, {0.3333, 8333}, {1e-9, 0}} {
+	}{{1, 25000}, {0.5, 12500}, {0.3333, 8332}, {1e-9, 0},
+		// Truncated as GatewayWorker and imi do (intval), not rounded.
+		{0.99999, 24999}, {0.00007, 1}} {
 		n, err := cl.c.GetUIDCount(ctx, tc.p)
 		if err != nil || n.Value != tc.want {
 			t.Errorf("GetUIDCount(%v) = %+v, %v; want %d", tc.p, n, err, tc.want)

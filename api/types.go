@@ -145,13 +145,37 @@ type API interface {
 	GetUIDListByGroup(ctx context.Context, group string, unique bool, page PageRequest) (Page, error)
 	// GetUIDCount counts distinct bound uids exactly when uniquePercent is 0;
 	// otherwise it returns the originals' cheap estimate: the sum of each
-	// gateway's distinct uids times uniquePercent (0 < uniquePercent ≤ 1).
+	// gateway's distinct uids times uniquePercent (0 < uniquePercent ≤ 1),
+	// truncated toward zero as the originals' intval.
 	GetUIDCount(ctx context.Context, uniquePercent float64) (Count, error)
 	GetUIDCountByGroup(ctx context.Context, group string) (Count, error)
 	GetGroupList(ctx context.Context, unique bool, page PageRequest) (Page, error)
 	GetClientSessionsByGroup(ctx context.Context, group string) (ClientSessions, error)
 
 	CloseClient(ctx context.Context, client string, force bool) error
+	// CloseClientWith closes client after a final message msg (GatewayWorker's
+	// closeClient($id, $message)): msg is queued last, flushed, then the
+	// connection closes; force drops what was queued before msg. An empty
+	// msg is CloseClient.
+	CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error
+	// CloseUID closes every connection bound to uid (imi's closeByFlag),
+	// each after msg when msg is non-empty; see CloseClientWith. It returns
+	// once the bus has taken the command.
+	CloseUID(ctx context.Context, uid string, force bool, msg []byte) error
+	// SendToClients sends msg to each client once, one bus message per
+	// gateway (GatewayWorker's sendToAll($data, $client_ids)); at most
+	// MaxBatchNames clients.
+	SendToClients(ctx context.Context, clients []string, msg []byte) error
+	// IsUIDsOnline reports for each uid whether it has a connection, in one
+	// query round (GatewayClient's isUidsOnline); at most MaxBatchNames.
+	IsUIDsOnline(ctx context.Context, uids []string) (Bools, error)
+	// GetClientCountByGroups counts the members of each group, in one query
+	// round (GatewayClient's batchGetClientCountByGroup); at most
+	// MaxBatchNames.
+	GetClientCountByGroups(ctx context.Context, groups []string) (Counts, error)
+	// GetClientListByUIDs returns the client ids of each uid, in one query
+	// round (GatewayClient's batchGetClientIdByUid); at most MaxBatchNames.
+	GetClientListByUIDs(ctx context.Context, uids []string) (ClientLists, error)
 	BindUID(ctx context.Context, client, uid string) error
 	UnbindUID(ctx context.Context, client string) error
 	JoinGroup(ctx context.Context, client, group string) error

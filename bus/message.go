@@ -83,7 +83,13 @@ const (
 	OpGroupSessions      Op = 28
 	OpProtect            Op = 29 // Flag: on or off
 	OpStats              Op = 30 // a query: Reply.Stats
-	opMax                Op = 31
+
+	// Ops 50-69: calls of the GatewayWorker / imi ports (docs/api.md).
+
+	OpCloseUID            Op = 50 // routed on the uid's subject; Arg: uid, Flag: force, Data: final message
+	OpIsUIDsOnline        Op = 51 // a query: UIDs; Reply.Named: the uids with connections, Count = connections
+	OpClientCountByGroups Op = 52 // a query: Groups; Reply.Named: the groups with members, Count = members
+	OpClientListByUIDs    Op = 53 // a query: UIDs; Reply.Named: the uids with connections, Items = client ids
 )
 
 var opNames = [...]string{
@@ -94,18 +100,22 @@ var opNames = [...]string{
 	"closeClient", "bindUid", "unbindUid", "joinGroup", "leaveGroup", "unGroup",
 	"setSession", "updateSession", "deleteSession", "getSession", "getClientSessionsByGroup",
 	"protect", "getStats",
+	OpCloseUID: "closeUid", OpIsUIDsOnline: "isUidsOnline", OpClientCountByGroups: "getClientCountByGroups",
+	OpClientListByUIDs: "getClientListByUids",
 }
 
 // String returns the lowerCamel API method name of the op.
 func (o Op) String() string {
-	if o < 0 || o >= opMax {
+	if !o.Valid() {
 		return "unknown"
 	}
 	return opNames[o]
 }
 
 // Valid reports whether o is a known operation.
-func (o Op) Valid() bool { return o > OpUnknown && o < opMax }
+// The numbers are not dense: unassigned numbers below the largest are not
+// valid.
+func (o Op) Valid() bool { return o > OpUnknown && int(o) < len(opNames) && opNames[o] != "" }
 
 // Field bits of OpClientInfo (SPEC §4, GetClientInfo).
 const (
@@ -248,6 +258,16 @@ type Reply struct {
 	Peers     []string // query replies: live gateways the answering gateway knows
 	// Stats is OpStats' answer: a JSON object, GatewayStats.
 	Stats []byte
+	// Named is a batch query's answer: one entry per name asked for that
+	// the gateway has (ops 50-69).
+	Named []NameCount
+}
+
+// NameCount is a batch query's answer for one uid or group.
+type NameCount struct {
+	Name  string
+	Count uint64
+	Items []string // OpClientListByUIDs: the uid's client ids, sorted
 }
 
 // ClientSession pairs a client id with its session (a JSON object).

@@ -369,6 +369,14 @@ func AppendReply(b []byte, m *Reply) []byte {
 	}
 	b = appendStrings(b, 11, m.Peers)
 	b = appendBytes(b, 12, m.Stats)
+	for i := range m.Named {
+		n := &m.Named[i]
+		b = appendMessage(b, 30, func(b []byte) []byte {
+			b = appendString(b, 1, n.Name)
+			b = appendVarint(b, 2, n.Count)
+			return appendStrings(b, 3, n.Items)
+		})
+	}
 	return b
 }
 
@@ -424,9 +432,35 @@ func DecodeReply(buf []byte, m *Reply) error {
 			return f.appendStr(&m.Peers)
 		case 12:
 			return f.bytes(&m.Stats)
+		case 30:
+			return decodeNameCount(f, &m.Named)
 		}
 		return nil
 	})
+}
+
+// decodeNameCount appends the NameCount in f to dst.
+func decodeNameCount(f field, dst *[]NameCount) error {
+	if err := f.want(protowire.BytesType); err != nil {
+		return err
+	}
+	if len(*dst) >= MaxListItems {
+		return fmt.Errorf("%w: too many named counts", ErrMalformed)
+	}
+	var n NameCount
+	err := walk(f.b, func(f field) error {
+		switch f.num {
+		case 1:
+			return f.str(&n.Name)
+		case 2:
+			return f.u64(&n.Count)
+		case 3:
+			return f.appendStr(&n.Items)
+		}
+		return nil
+	})
+	*dst = append(*dst, n)
+	return err
 }
 
 // AppendHeartbeat appends the encoding of m to b.

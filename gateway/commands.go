@@ -100,6 +100,10 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 			}
 		}
 		return nil
+	case bus.OpCloseUID:
+		return s.closeUID(cmd)
+	case bus.OpIsUIDsOnline, bus.OpClientCountByGroups, bus.OpClientListByUIDs:
+		return s.batchQuery(cmd, rep)
 	case bus.OpIsOnline, bus.OpClientInfo, bus.OpCloseClient, bus.OpBindUID, bus.OpUnbindUID,
 		bus.OpJoinGroup, bus.OpLeaveGroup, bus.OpSetSession, bus.OpUpdateSession,
 		bus.OpDeleteSession, bus.OpGetSession, bus.OpProtect:
@@ -170,7 +174,7 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 		rep.State = &st
 		rep.Found = true
 	case bus.OpCloseClient:
-		sh.closeLocked(c, ReasonCloseRequested, cmd.Flag)
+		s.closeConnLocked(c, cmd.Data, cmd.Flag)
 	case bus.OpBindUID:
 		if cmd.Arg == "" {
 			return codeErr(bus.ErrCodeInvalidRequest, "uid must not be empty")

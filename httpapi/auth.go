@@ -68,6 +68,10 @@ var methodScopes = map[string]Scope{
 	"getClientInfo": ScopeRead, "getUidList": ScopeRead, "getUidListByGroup": ScopeRead,
 	"getUidCount": ScopeRead, "getUidCountByGroup": ScopeRead, "getGroupList": ScopeRead,
 	"getClientSessionsByGroup": ScopeRead, "getSession": ScopeRead, "getStats": ScopeRead,
+
+	// The GatewayWorker / imi ports (batch.go); closeUid stays admin.
+	"sendToClients": ScopeSend, "isUidsOnline": ScopeRead, "getClientCountByGroups": ScopeRead,
+	"getClientListByUids": ScopeRead,
 }
 
 // scopeOf returns the scope method m needs.

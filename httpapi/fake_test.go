@@ -164,6 +164,45 @@ func (f *fakeAPI) CloseClient(ctx context.Context, client string, force bool) er
 	return f.record(ctx, "CloseClient", client, force)
 }
 
+func (f *fakeAPI) CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error {
+	return f.record(ctx, "CloseClientWith", client, force, string(msg))
+}
+
+func (f *fakeAPI) SendToClients(ctx context.Context, clients []string, msg []byte) error {
+	return f.record(ctx, "SendToClients", clients, msg)
+}
+
+func (f *fakeAPI) IsUIDsOnline(ctx context.Context, uids []string) (api.Bools, error) {
+	v := map[string]bool{}
+	for i, u := range uids {
+		v[u] = i%2 == 0
+	}
+	return api.Bools{Values: v}, f.record(ctx, "IsUIDsOnline", uids)
+}
+
+func (f *fakeAPI) GetClientCountByGroups(ctx context.Context, groups []string) (api.Counts, error) {
+	v := map[string]int{}
+	for i, g := range groups {
+		v[g] = i
+	}
+	return api.Counts{Values: v}, f.record(ctx, "GetClientCountByGroups", groups)
+}
+
+func (f *fakeAPI) GetClientListByUIDs(ctx context.Context, uids []string) (api.ClientLists, error) {
+	v := map[string][]string{}
+	for i, u := range uids {
+		v[u] = []string{}
+		if i == 0 {
+			v[u] = []string{"c1", "c2"}
+		}
+	}
+	return api.ClientLists{Values: v}, f.record(ctx, "GetClientListByUIDs", uids)
+}
+
+func (f *fakeAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
+	return f.record(ctx, "CloseUID", uid, force, string(msg))
+}
+
 func (f *fakeAPI) BindUID(ctx context.Context, client, uid string) error {
 	return f.record(ctx, "BindUID", client, uid)
 }

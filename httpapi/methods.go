@@ -36,6 +36,9 @@ const (
 	resultSession                           // a session object
 	resultCoveredSessions                   // {client: session}, with partial/missing beside result
 	resultCoveredStats                      // api.Stats, with partial/missing beside result
+	resultCoveredBoolMap                    // {name: boolean}, with partial/missing beside result
+	resultCoveredCountMap                   // {name: integer}, with partial/missing beside result
+	resultCoveredListMap                    // {name: [string]}, with partial/missing beside result
 )
 
 // reply is a method's success: result, plus coverage for cluster-wide
@@ -179,7 +182,7 @@ type groupUIDListParams struct {
 }
 
 type uidCountParams struct {
-	UniquePercent float64 `json:"unique_percent" gt:"0" max:"1" doc:"absent: count distinct uids exactly; given: the cheap estimate, the sum of each gateway's distinct uids times unique_percent"`
+	UniquePercent float64 `json:"unique_percent" gt:"0" max:"1" doc:"absent: count distinct uids exactly; given: the cheap estimate, the sum of each gateway's distinct uids times unique_percent, truncated toward zero as the originals' intval"`
 }
 
 type closeParams struct {
@@ -328,10 +331,12 @@ var methodTable = []*method{
 			}
 			return covered(out, cs.Coverage), err
 		}),
-	def("closeClient", resultNull, "Close a connection; unless force, its queued data is flushed first.",
-		func(ctx context.Context, a api.API, p *closeParams) (reply, error) {
-			return reply{}, a.CloseClient(ctx, p.Client, p.Force)
-		}),
+	closeClientMethod(),
+	closeUIDMethod(),
+	sendToClientsMethod(),
+	isUIDsOnlineMethod(),
+	getClientCountByGroupsMethod(),
+	getClientListByUIDsMethod(),
 	def("bindUid", resultNull, "Bind the connection to the uid (one uid per connection, the last bind wins).",
 		func(ctx context.Context, a api.API, p *bindParams) (reply, error) {
 			return reply{}, a.BindUID(ctx, p.Client, p.UID)

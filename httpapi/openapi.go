@@ -28,6 +28,9 @@ var resultText = map[resultKind]string{
 	resultSession:         "session object",
 	resultCoveredSessions: "object {client id: session}, with partial and missing beside result",
 	resultCoveredStats:    "stats {time_unix_ms, totals, gateways, workers}, with partial and missing beside result",
+	resultCoveredBoolMap:  "object {name: boolean}, with partial and missing beside result",
+	resultCoveredCountMap: "object {name: integer}, with partial and missing beside result",
+	resultCoveredListMap:  "object {name: [client id]}, with partial and missing beside result",
 }
 
 // listingJSON is the body of GET /api.
@@ -345,6 +348,12 @@ func successSchema(kind resultKind) obj {
 		return coveredSchema(obj{"type": "object", "additionalProperties": ref("#/components/schemas/Session")})
 	case resultCoveredStats:
 		return coveredSchema(ref("#/components/schemas/Stats"))
+	case resultCoveredBoolMap:
+		return coveredSchema(obj{"type": "object", "additionalProperties": obj{"type": "boolean"}})
+	case resultCoveredListMap:
+		return coveredSchema(obj{"type": "object", "additionalProperties": obj{"type": "array", "items": obj{"type": "string"}}})
+	case resultCoveredCountMap:
+		return coveredSchema(obj{"type": "object", "additionalProperties": obj{"type": "integer", "minimum": 0}})
 	default:
 		return plain(obj{"type": "null"})
 	}

@@ -157,6 +157,36 @@ func (o *orderedAPI) CloseClient(ctx context.Context, client string, force bool)
 	return o.inner.CloseClient(ctx, client, force)
 }
 
+func (o *orderedAPI) CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error {
+	o.flush()
+	return o.inner.CloseClientWith(ctx, client, force, msg)
+}
+
+func (o *orderedAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
+	o.flush()
+	return o.inner.CloseUID(ctx, uid, force, msg)
+}
+
+func (o *orderedAPI) SendToClients(ctx context.Context, clients []string, msg []byte) error {
+	o.flush()
+	return o.inner.SendToClients(ctx, clients, msg)
+}
+
+func (o *orderedAPI) IsUIDsOnline(ctx context.Context, uids []string) (api.Bools, error) {
+	o.flush()
+	return o.inner.IsUIDsOnline(ctx, uids)
+}
+
+func (o *orderedAPI) GetClientCountByGroups(ctx context.Context, groups []string) (api.Counts, error) {
+	o.flush()
+	return o.inner.GetClientCountByGroups(ctx, groups)
+}
+
+func (o *orderedAPI) GetClientListByUIDs(ctx context.Context, uids []string) (api.ClientLists, error) {
+	o.flush()
+	return o.inner.GetClientListByUIDs(ctx, uids)
+}
+
 func (o *orderedAPI) BindUID(ctx context.Context, client, uid string) error {
 	o.flush()
 	return o.inner.BindUID(ctx, client, uid)

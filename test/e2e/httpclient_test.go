@@ -272,6 +272,44 @@ func (h httpAPI) CloseClient(ctx context.Context, client string, force bool) err
 	return h.call(ctx, "closeClient", map[string]any{"client": client, "force": force}, nil, nil)
 }
 
+func (h httpAPI) CloseClientWith(ctx context.Context, client string, force bool, msg []byte) error {
+	p := map[string]any{"client": client, "force": force}
+	if len(msg) > 0 {
+		p = messageParams(p, msg)
+	}
+	return h.call(ctx, "closeClient", p, nil, nil)
+}
+
+func (h httpAPI) CloseUID(ctx context.Context, uid string, force bool, msg []byte) error {
+	p := map[string]any{"uid": uid, "force": force}
+	if len(msg) > 0 {
+		p = messageParams(p, msg)
+	}
+	return h.call(ctx, "closeUid", p, nil, nil)
+}
+
+func (h httpAPI) SendToClients(ctx context.Context, clients []string, msg []byte) error {
+	return h.call(ctx, "sendToClients", messageParams(map[string]any{"clients": clients}, msg), nil, nil)
+}
+
+func (h httpAPI) IsUIDsOnline(ctx context.Context, uids []string) (api.Bools, error) {
+	var b api.Bools
+	err := h.call(ctx, "isUidsOnline", map[string]any{"uids": uids}, &b.Values, &b.Coverage)
+	return b, err
+}
+
+func (h httpAPI) GetClientCountByGroups(ctx context.Context, groups []string) (api.Counts, error) {
+	var c api.Counts
+	err := h.call(ctx, "getClientCountByGroups", map[string]any{"groups": groups}, &c.Values, &c.Coverage)
+	return c, err
+}
+
+func (h httpAPI) GetClientListByUIDs(ctx context.Context, uids []string) (api.ClientLists, error) {
+	var l api.ClientLists
+	err := h.call(ctx, "getClientListByUids", map[string]any{"uids": uids}, &l.Values, &l.Coverage)
+	return l, err
+}
+
 func (h httpAPI) BindUID(ctx context.Context, client, uid string) error {
 	return h.call(ctx, "bindUid", map[string]any{"client": client, "uid": uid}, nil, nil)
 }

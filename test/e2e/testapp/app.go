@@ -26,6 +26,8 @@
 //	/worker              reply "worker <Config.WorkerID>"
 //	/count               reply "count <n>" from API.GetClientCount
 //	/tell <uid> <msg>    API.SendToUID
+//	/closeuid <uid> <msg> API.CloseUID (graceful), msg last
+//	/closeclient <id> <msg> API.CloseClientWith (graceful), msg last
 //	/sleep <ms> <text>   sleep, then reply "<text> attempt=<n>"
 //	/block               attempt 1: API.SendToClient(self, "blocking"), then
 //	                     block until the worker gives up its handlers;
@@ -247,6 +249,19 @@ func onMessage(c *worker.Context, msg []byte) {
 	case "tell":
 		uid, text, _ := strings.Cut(arg, " ")
 		if err := c.API().SendToUID(c.Context(), []string{uid}, []byte(text)); err != nil {
+			c.Send([]byte("error " + err.Error()))
+		}
+	case "closeclient", "closeuid":
+		// The API's closes with a final message, from a handler: "/closeuid
+		// <uid> <message>", "/closeclient <client id> <message>".
+		who, text, _ := strings.Cut(arg, " ")
+		var err error
+		if cmd == "closeuid" {
+			err = c.API().CloseUID(c.Context(), who, false, []byte(text))
+		} else {
+			err = c.API().CloseClientWith(c.Context(), who, false, []byte(text))
+		}
+		if err != nil {
 			c.Send([]byte("error " + err.Error()))
 		}
 	case "sleep":
