@@ -593,10 +593,13 @@ func FuzzProtobufDecode(f *testing.F) {
 				t.Fatalf("%s: hand decoder\n%v\nprotobuf-go\n%v", name, prototext.Format(a), prototext.Format(b))
 			}
 		case handErr == nil:
-			// The decoded value must hold a string that is not UTF-8:
-			// protobuf-go refuses to encode it for the same reason.
-			_, err := proto.Marshal(s.toDynamic(reflect.ValueOf(g).Elem(), md))
-			if !strings.Contains(pbErr.Error(), "UTF-8") || err == nil || !strings.Contains(err.Error(), "UTF-8") {
+			// The one leniency: the hand decoder does not check that
+			// string fields are UTF-8 (the gateway passes names through as
+			// bytes; docs/bus-protocol.md asks senders for UTF-8). The
+			// string may even be gone from the result: a scalar field seen
+			// twice keeps the last value, while protobuf-go refuses the
+			// first.
+			if !strings.Contains(pbErr.Error(), "UTF-8") {
 				t.Fatalf("%s: the hand decoder accepts what protobuf-go refuses: %v", name, pbErr)
 			}
 		}
