@@ -141,58 +141,98 @@ const (
 // EventBatch carries events of one client from a gateway to a worker.
 // Fields of type []byte and string decoded from a buffer may alias it.
 type EventBatch struct {
-	Version  uint32
-	Gateway  string
+	// Version is the protocol version of the gateway that sent it
+	// (Version; 1 from gateways without nacks and dead letters).
+	Version uint32
+	// Gateway is the id of the gateway that owns the client.
+	Gateway string
+	// Delivery names the batch at its gateway; every Ack echoes it.
 	Delivery uint64
-	Client   string
-	State    ClientState
-	Events   []Event
-	Attempt  uint32
+	// Client is the client id.
+	Client string
+	// State is the client as of this batch (uid, groups, session, ...).
+	State ClientState
+	// Events are the client's events in the order they happened; never
+	// empty.
+	Events []Event
+	// Attempt is 1 on the first delivery, one more on each redelivery.
+	Attempt uint32
 }
 
 // ClientState is what a gateway knows of a client.
 type ClientState struct {
-	RemoteIP         string
-	RemotePort       uint32
-	UID              string
-	Groups           []string
-	Session          []byte // JSON object; nil when there is no session
-	Listener         string
-	Protocol         string
+	// RemoteIP and RemotePort are the client's address as the gateway
+	// sees it.
+	RemoteIP   string
+	RemotePort uint32
+	// UID is the bound uid; empty when not bound.
+	UID string
+	// Groups are the client's groups, sorted.
+	Groups []string
+	// Session is a JSON object; nil when there is no session.
+	Session []byte
+	// Listener is the name of the listener that accepted the client.
+	Listener string
+	// Protocol is the listener's protocol: "ws", "tcp" or "udp".
+	Protocol string
+	// ConnectedUnixMs is when the connection opened; LastActiveUnixMs
+	// when the gateway last received from it (Unix milliseconds).
 	ConnectedUnixMs  int64
 	LastActiveUnixMs int64
-	BytesIn          uint64
-	BytesOut         uint64
-	MessagesIn       uint64
-	MessagesOut      uint64
-	Gateway          string
-	Protected        bool // exempt from pings and the idle timeout
+	// BytesIn, BytesOut, MessagesIn and MessagesOut count the client's
+	// traffic since it connected.
+	BytesIn     uint64
+	BytesOut    uint64
+	MessagesIn  uint64
+	MessagesOut uint64
+	// Gateway is the id of the gateway that holds the client.
+	Gateway string
+	// Protected exempts the client from pings and the idle timeout
+	// (ActionProtect, OpProtect).
+	Protected bool
 }
 
 // Event is one thing that happened to a client.
 type Event struct {
-	Type        EventType
-	Data        []byte
-	Binary      bool
-	Request     *HTTPRequest
+	// Type says which event it is.
+	Type EventType
+	// Data is, for EventMessage, the payload, untouched.
+	Data []byte
+	// Binary is, for EventMessage, whether it arrived as a WebSocket
+	// binary frame.
+	Binary bool
+	// Request is, for EventWebSocketConnect, the upgrade request; nil
+	// otherwise.
+	Request *HTTPRequest
+	// CloseReason is, for EventClose, why the connection closed (a
+	// gateway close reason such as "client_closed" or "idle_timeout").
 	CloseReason string
-	TimeUnixMs  int64
+	// TimeUnixMs is when the gateway saw the event (Unix milliseconds).
+	TimeUnixMs int64
 }
 
 // HTTPRequest is a WebSocket upgrade request as seen by the gateway. Its
 // strings hold the raw bytes the client sent, not necessarily UTF-8; on
 // the wire they are bytes fields.
 type HTTPRequest struct {
-	Method  string
-	Path    string
-	Query   string
+	// Method is the request method ("GET").
+	Method string
+	// Path is the request target's path.
+	Path string
+	// Query is the raw query, without '?'.
+	Query string
+	// Headers are the header lines in the order received, Cookie
+	// included.
 	Headers []Header
-	Host    string
+	// Host is the Host header's value.
+	Host string
 }
 
 // Header is one HTTP header line, raw bytes (see HTTPRequest).
 type Header struct {
-	Name  string
+	// Name is the header's name as sent (any case).
+	Name string
+	// Value is its value, without the leading and trailing blanks.
 	Value string
 }
 
@@ -201,11 +241,20 @@ type Header struct {
 // that refuses the delivery so that the gateway publishes the batch again
 // at once (or dead-letters it after its last delivery).
 type Ack struct {
+	// Delivery is the EventBatch.Delivery answered.
 	Delivery uint64
+	// Progress marks a progress report: the batch is still being
+	// handled (it extends its deadline); its Actions are applied at once.
 	Progress bool
-	Actions  []Action
-	Worker   string
-	Nack     bool
+	// Actions are changes to the batch's own client, applied in order
+	// before the client's next batch is sent.
+	Actions []Action
+	// Worker is the worker's id, for logs and metrics.
+	Worker string
+	// Nack refuses the delivery: the gateway publishes the batch again at
+	// once (or dead-letters it after its last delivery); Actions are
+	// ignored.
+	Nack bool
 	// Attempt is, in a nack, the EventBatch.Attempt refused; 0 means
 	// unknown (the batch could not be decoded). A gateway ignores a nack
 	// of an attempt other than its latest.
@@ -216,27 +265,51 @@ type Ack struct {
 
 // Action is a change a worker asks for on the batch's own client.
 type Action struct {
+	// Type says which change; the fields below mean what the ActionType
+	// constants say for it.
 	Type ActionType
+	// Data is the message (ActionSend, ActionClose's last message) or
+	// the session JSON object (ActionSetSession, ActionUpdateSession).
 	Data []byte
-	Arg  string
+	// Arg is the uid (ActionBindUID), the group (ActionJoinGroup,
+	// ActionLeaveGroup) or the reason (ActionReject).
+	Arg string
+	// Flag is binary (ActionSend), force (ActionClose) or on
+	// (ActionProtect).
 	Flag bool
+	// Code is ActionReject's status (the close code is 4000 + Code).
 	Code uint32
 }
 
 // Command asks one gateway (or all) to do or answer something.
 type Command struct {
+	// Version is the protocol version of the caller.
 	Version uint32
-	Op      Op
+	// Op says what to do; the fields below mean what the Op constants say
+	// for it.
+	Op Op
+	// Clients, UIDs and Groups are the client ids, uids and groups the
+	// command names.
 	Clients []string
 	UIDs    []string
 	Groups  []string
-	Data    []byte
+	// Data is the message of a send or close, or a session JSON object.
+	Data []byte
+	// Without are client ids excluded from a send.
 	Without []string
-	Cursor  string
-	Limit   uint32
-	Fields  uint32
-	Flag    bool
-	Arg     string
+	// Cursor is, for list ops, where the page starts: only items after
+	// it (byte order).
+	Cursor string
+	// Limit is, for list ops, the most items in the page.
+	Limit uint32
+	// Fields are OpClientInfo's field bits (FieldAll for all).
+	Fields uint32
+	// Flag is force (OpCloseClient, OpCloseUID), binary (sends), on
+	// (OpProtect) or unique (uid and group lists).
+	Flag bool
+	// Arg is the uid (OpBindUID, OpCloseUID) or the group (OpJoinGroup,
+	// OpLeaveGroup).
+	Arg string
 	// MsgID, when not 0, names a send published on several uid or group
 	// subjects: a gateway executes the first copy it receives and drops
 	// later ones with the same MsgID (see docs/bus-protocol.md).
@@ -245,17 +318,30 @@ type Command struct {
 
 // Reply is a gateway's answer to a Command.
 type Reply struct {
-	Gateway   string
+	// Gateway is the id of the gateway that answers.
+	Gateway string
+	// ErrorCode is empty on success, else one of the ErrCode constants;
+	// Error says more.
 	ErrorCode string
 	Error     string
-	Found     bool
-	Count     uint64
-	Items     []string
-	State     *ClientState
-	Session   []byte
-	More      bool
-	Sessions  []ClientSession
-	Peers     []string // query replies: live gateways the answering gateway knows
+	// Found says the client or uid exists on this gateway.
+	Found bool
+	// Count is a count op's answer.
+	Count uint64
+	// Items are a list op's page: sorted, all after the cursor, at most
+	// the limit.
+	Items []string
+	// State is OpClientInfo's answer; fields not asked for are empty.
+	State *ClientState
+	// Session is OpGetSession's answer, a JSON object.
+	Session []byte
+	// More says a list op has items after the last one.
+	More bool
+	// Sessions are OpGroupSessions' answer.
+	Sessions []ClientSession
+	// Peers are, in query replies, the live gateways the answering
+	// gateway knows, itself included.
+	Peers []string
 	// Stats is OpStats' answer: a JSON object, GatewayStats.
 	Stats []byte
 	// Named is a batch query's answer: one entry per name asked for that
@@ -265,14 +351,19 @@ type Reply struct {
 
 // NameCount is a batch query's answer for one uid or group.
 type NameCount struct {
-	Name  string
+	// Name is the uid or group.
+	Name string
+	// Count is its count on the answering gateway.
 	Count uint64
-	Items []string // OpClientListByUIDs: the uid's client ids, sorted
+	// Items are, for OpClientListByUIDs, the uid's client ids, sorted.
+	Items []string
 }
 
 // ClientSession pairs a client id with its session (a JSON object).
 type ClientSession struct {
-	Client  string
+	// Client is the client id.
+	Client string
+	// Session is its session, a JSON object.
 	Session []byte
 }
 
@@ -285,19 +376,32 @@ const (
 // DeadLetter is what a gateway publishes on Subjects.DeadLetter when it
 // gives up on an event batch after its last delivery.
 type DeadLetter struct {
-	Version    uint32
-	Batch      EventBatch // as last published; Attempt is the deliveries made
-	Reason     string     // DeadLetterTimeout or DeadLetterNack
-	Error      string     // the nack's error, if any
-	Worker     string     // the worker of the last nack or progress ack, if any
+	// Version is the gateway's protocol version.
+	Version uint32
+	// Batch is the batch as last published; its Attempt is the
+	// deliveries made.
+	Batch EventBatch
+	// Reason is DeadLetterTimeout or DeadLetterNack.
+	Reason string
+	// Error is the last nack's error, if any.
+	Error string
+	// Worker is the worker of the last nack or progress ack, if any.
+	Worker string
+	// TimeUnixMs is when the gateway gave up (Unix milliseconds).
 	TimeUnixMs int64
 }
 
 // Heartbeat announces a gateway on the bus.
 type Heartbeat struct {
-	Gateway       string
-	Leaving       bool
-	IntervalMs    uint32
+	// Gateway is the gateway's id.
+	Gateway string
+	// Leaving says the gateway is stopping: forget it at once.
+	Leaving bool
+	// IntervalMs is how often the gateway publishes a heartbeat; it
+	// expires after membership.ExpiryIntervals of them without one.
+	IntervalMs uint32
+	// StartedUnixMs is when the gateway started (Unix milliseconds).
 	StartedUnixMs int64
-	Clients       uint64
+	// Clients is its open connections.
+	Clients uint64
 }
