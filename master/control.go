@@ -42,7 +42,8 @@ type ControlServer struct {
 }
 
 // ListenControl opens the control socket at path (replacing a stale one,
-// only its owner may use it) and serves it until Close: handle answers
+// only its owner may use it: mode 0600, and on Linux every connection's
+// peer must run as the master's user or root) and serves it until Close: handle answers
 // each request, with a context cancelled by Close; at most
 // maxControlConns connections at once, each bounded in time and size.
 func ListenControl(path string, handle func(context.Context, ControlRequest) ControlResponse) (*ControlServer, error) {
@@ -94,7 +95,9 @@ func (s *ControlServer) serveConn(c net.Conn) {
 	}
 	var req ControlRequest
 	var resp ControlResponse
-	if err := json.Unmarshal(line, &req); err != nil {
+	if err := peerAllowed(c); err != nil {
+		resp.Error = err.Error()
+	} else if err := json.Unmarshal(line, &req); err != nil {
 		resp.Error = "bad request: " + err.Error()
 	} else {
 		resp = s.handle(s.ctx, req)

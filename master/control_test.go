@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,5 +75,84 @@ func TestControlSocket(t *testing.T) {
 	}
 	if _, err := master.CallControl(path, master.ControlRequest{Cmd: "status"}, time.Second); err == nil {
 		t.Error("a call after Close succeeded")
+	}
+}
+
+// envDialControl names a control socket the test binary, run as a child,
+// calls (status) and prints the answer of.
+const envDialControl = "MASTER_TEST_DIAL_CONTROL"
+
+func dialControl(path string) int {
+	resp, err := master.CallControl(path, master.ControlRequest{Cmd: "status"}, 5*time.Second)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 0
+	}
+	b, _ := json.Marshal(resp)
+	fmt.Println(string(b))
+	return 0
+}
+
+// TestControlSocketPeerCheck: a process of another user that can open the
+// socket (its mode loosened, as a umask of 0 would leave it for a moment
+// between listen and chmod) is refused by the peer credentials check; the
+// master's own user is served.
+func TestControlSocketPeerCheck(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a child as another user")
+	}
+	dir, err := os.MkdirTemp("", "gw-peer-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := master.SocketPath(filepath.Join(dir, "gw.pid"))
+	srv, err := master.ListenControl(path, func(context.Context, master.ControlRequest) master.ControlResponse {
+		return master.ControlResponse{OK: true, Status: json.RawMessage(`{"secret":1}`)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := os.Chmod(path, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// The test binary's own directory is private: run a copy from dir.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "master.test")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		cred *syscall.Credential
+		want string
+	}{
+		{"nobody", &syscall.Credential{Uid: 65534, Gid: 65534}, `forbidden: peer uid 65534`},
+		{"owner", nil, `"secret":1`},
+	} {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), envDialControl+"="+path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tt.cred}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", tt.name, err, out)
+		}
+		if !strings.Contains(string(out), tt.want) {
+			t.Errorf("%s: got %q, want it to contain %q", tt.name, out, tt.want)
+		}
+		if tt.cred != nil && strings.Contains(string(out), "secret") {
+			t.Errorf("%s read the master's status: %q", tt.name, out)
+		}
 	}
 }

@@ -33,6 +33,9 @@ func TestMain(m *testing.M) {
 	if f := os.Getenv(envMode); f != "" {
 		os.Exit(child(f))
 	}
+	if p := os.Getenv(envDialControl); p != "" {
+		os.Exit(dialControl(p))
+	}
 	goleak.VerifyTestMain(m)
 }
 
