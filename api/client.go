@@ -38,8 +38,11 @@ type Config struct {
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// Logger receives warnings about gateways that answered a query with
-	// an error or with garbage; nil discards them.
+	// an error or with garbage, and about tasks published again or given
+	// up; nil discards them.
 	Logger *slog.Logger
+	// Tasks configures the task submitter (SubmitTask, TaskWait).
+	Tasks TaskConfig
 }
 
 // Client implements API over the bus. It is safe for concurrent use by any
@@ -62,6 +65,10 @@ type Client struct {
 	ctx    context.Context // canceled by Close: releases calls in flight
 	cancel context.CancelFunc
 	closed atomic.Bool
+
+	taskOnce sync.Once                 // makes the task submitter on first use
+	taskErr  error                     // why it could not be made; set in taskOnce
+	taskSub  atomic.Pointer[submitter] // the task submitter, once made
 }
 
 var _ API = (*Client)(nil)
@@ -140,6 +147,12 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.cancel()
+	// No submitter can be made from now on (checkOpen): close the one
+	// there is.
+	c.taskOnce.Do(func() { c.taskErr = ErrClosed })
+	if s := c.taskSub.Load(); s != nil {
+		s.close()
+	}
 	err := c.members.Close()
 	if c.ownConn {
 		if ferr := c.nc.FlushTimeout(c.cfg.RequestTimeout); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {

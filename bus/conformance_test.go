@@ -56,10 +56,23 @@ var codecs = map[protoreflect.Name]codec{
 	"DeadLetter": {reflect.TypeFor[bus.DeadLetter](),
 		func(v any) []byte { return bus.AppendDeadLetter(nil, v.(*bus.DeadLetter)) },
 		func(b []byte) (any, error) { m := new(bus.DeadLetter); return m, bus.DecodeDeadLetter(b, m) }},
+	"Task": {reflect.TypeFor[bus.Task](),
+		func(v any) []byte { return bus.AppendTask(nil, v.(*bus.Task)) },
+		func(b []byte) (any, error) { m := new(bus.Task); return m, bus.DecodeTask(b, m) }},
+	"TaskReply": {reflect.TypeFor[bus.TaskReply](),
+		func(v any) []byte { return bus.AppendTaskReply(nil, v.(*bus.TaskReply)) },
+		func(b []byte) (any, error) { m := new(bus.TaskReply); return m, bus.DecodeTaskReply(b, m) }},
+	"WorkerInfo": {reflect.TypeFor[bus.WorkerInfo](),
+		func(v any) []byte { return bus.AppendWorkerInfo(nil, v.(*bus.WorkerInfo)) },
+		func(b []byte) (any, error) { m := new(bus.WorkerInfo); return m, bus.DecodeWorkerInfo(b, m) }},
+	"WorkerMessage": {reflect.TypeFor[bus.WorkerMessage](),
+		func(v any) []byte { return bus.AppendWorkerMessage(nil, v.(*bus.WorkerMessage)) },
+		func(b []byte) (any, error) { m := new(bus.WorkerMessage); return m, bus.DecodeWorkerMessage(b, m) }},
 }
 
 // codecNames is codecs' keys in a fixed order (fuzz inputs pick by index).
-var codecNames = []protoreflect.Name{"EventBatch", "ClientState", "Ack", "Command", "Reply", "Heartbeat", "DeadLetter"}
+var codecNames = []protoreflect.Name{"EventBatch", "ClientState", "Ack", "Command", "Reply", "Heartbeat", "DeadLetter",
+	"Task", "TaskReply", "WorkerInfo", "WorkerMessage"}
 
 // fieldMap pairs a .proto field with the index of its Go struct field.
 type fieldMap struct {

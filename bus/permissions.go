@@ -22,13 +22,17 @@ const (
 	// group Subjects.WorkersQueue, acknowledges them, and does what
 	// RoleAPI does. Workers are trusted business code: they may act on
 	// any client of the cluster through the API (send, close, bind, set
-	// sessions, query), but they cannot read what the bus carries to
-	// gateways or to other roles' inboxes, nor events outside the queue
-	// group, nor pose as a gateway.
+	// sessions, query), submit and take tasks (the latter only inside
+	// the queue group Subjects.TaskQueue), answer tasks in any role's
+	// inbox below ".task.", and message other workers; but they cannot
+	// read what the bus carries to gateways or to other roles' inboxes,
+	// nor events or tasks outside their queue groups, nor pose as a
+	// gateway.
 	RoleWorker Role = "worker"
 	// RoleAPI calls the API (gatework api, the Go package api, the HTTP
-	// API of a node that runs no gateway): it publishes commands, sends
-	// and queries and reads its replies and the heartbeats.
+	// API of a node that runs no gateway): it publishes commands, sends,
+	// queries and tasks and reads its replies (task results included)
+	// and the heartbeats. It cannot take tasks nor talk to workers.
 	RoleAPI Role = "api"
 	// RoleNode is a node doing every job at once (gatework start on an
 	// external NATS, and the worker processes of its master, which use the
@@ -70,8 +74,15 @@ func Permissions(s Subjects, role Role) *Rules {
 		// subscription outside it would copy every client message.
 		eventsQueue = s.Events() + " " + s.WorkersQueue()
 		gwSub       = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat()}
-		pub, sub    []string
-		responses   bool
+		// Tasks: taken only inside the task workers' queue group (a
+		// subscription outside it would copy every task); the results go
+		// to the submitters' inboxes, below ".task." only.
+		taskQueue = s.Tasks() + " " + s.TaskQueue()
+		// Worker messages and announcements: among workers only.
+		wkPub     = []string{s.AllTaskReplies(), s.WorkerAnnounce(), s.AllWorkerInboxes(), s.WorkerBroadcast()}
+		wkSub     = []string{taskQueue, s.WorkerAnnounce(), s.AllWorkerInboxes(), s.WorkerBroadcast()}
+		pub, sub  []string
+		responses bool
 	)
 	switch role {
 	case RoleGateway:
@@ -79,15 +90,15 @@ func Permissions(s Subjects, role Role) *Rules {
 		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
-		pub = append(apiPub, ack)
+		pub = append(append(apiPub, s.Tasks(), ack), wkPub...)
 		// Dead letters carry events, which workers see anyway.
-		sub = []string{eventsQueue, s.Heartbeat(), s.DeadLetter(), s.Inbox(role) + ".>"}
+		sub = append([]string{eventsQueue, s.Heartbeat(), s.DeadLetter(), s.Inbox(role) + ".>"}, wkSub...)
 	case RoleAPI:
-		pub = apiPub
+		pub = append(apiPub, s.Tasks())
 		sub = []string{s.Heartbeat(), s.Inbox(role) + ".>"}
 	case RoleNode:
-		pub = append([]string{s.Events(), s.Heartbeat(), s.DeadLetter()}, append(apiPub, ack)...)
-		sub = append(slices.Clone(gwSub), eventsQueue, s.DeadLetter(), s.Inbox(role)+".>")
+		pub = append([]string{s.Events(), s.Heartbeat(), s.DeadLetter()}, append(append(apiPub, s.Tasks(), ack), wkPub...)...)
+		sub = append(append(slices.Clone(gwSub), eventsQueue, s.DeadLetter(), s.Inbox(role)+".>"), wkSub...)
 		responses = true
 	default:
 		return nil

@@ -25,6 +25,7 @@ type permRule struct {
 	sample    string // a message subject a subscription to subject gets; "" means subject
 	pub       []bus.Role
 	sub, qsub []bus.Role
+	queue     string // the queue group of the qsub column; "" means the workers'
 }
 
 const testGateway = "0123456789"
@@ -34,6 +35,7 @@ var (
 	callers  = []bus.Role{bus.RoleWorker, bus.RoleAPI, bus.RoleNode}
 	everyone = bus.Roles
 	nobody   = []bus.Role{}
+	workers  = []bus.Role{bus.RoleWorker, bus.RoleNode}
 )
 
 // subjectRules returns the rule of every subject family of s, keyed by
@@ -41,14 +43,29 @@ var (
 // that must reach nothing they should not.
 func subjectRules(s bus.Subjects) (families map[string][]permRule, wildcards []permRule) {
 	inboxes := make([]permRule, 0, len(bus.Roles))
+	taskReplies := make([]permRule, 0, len(bus.Roles)+1)
 	for _, r := range bus.Roles {
 		// Only the role itself reads its replies; nobody publishes to an
 		// inbox except as the answer to a request (allow_responses,
 		// TestResponsePermissions).
 		own := []bus.Role{r}
 		inboxes = append(inboxes, permRule{subject: s.Inbox(r) + ".x1", pub: nobody, sub: own, qsub: own})
+		// Task workers answer tasks in any submitter's inbox, below
+		// ".task." only.
+		taskReplies = append(taskReplies, permRule{subject: bus.TaskReplies(s.Inbox(r), "x3"), pub: workers, sub: own, qsub: own})
 	}
+	taskReplies = append(taskReplies, permRule{subject: s.AllTaskReplies(), sample: bus.TaskReplies(s.Inbox(bus.RoleAPI), "x4"),
+		sub: nobody, qsub: nobody})
 	families = map[string][]permRule{
+		// Only workers take tasks, inside their queue group only; workers
+		// and API callers submit them.
+		"Tasks":            {{subject: s.Tasks(), pub: callers, sub: nobody, qsub: workers, queue: s.TaskQueue()}},
+		"TaskQueue":        nil, // a queue group: the Tasks rule uses it
+		"AllTaskReplies":   taskReplies,
+		"WorkerAnnounce":   {{subject: s.WorkerAnnounce(), pub: workers, sub: workers, qsub: workers}},
+		"WorkerInbox":      {{subject: s.WorkerInbox("w-1"), pub: workers, sub: workers, qsub: workers}},
+		"AllWorkerInboxes": {{subject: s.AllWorkerInboxes(), sample: s.WorkerInbox("w-2"), sub: workers, qsub: workers}},
+		"WorkerBroadcast":  {{subject: s.WorkerBroadcast(), pub: workers, sub: workers, qsub: workers}},
 		"Events": {{subject: s.Events(), pub: gwOnly, sub: nobody,
 			qsub: []bus.Role{bus.RoleWorker, bus.RoleNode}}},
 		"WorkersQueue": nil, // a queue group, not a subject: the qsub column uses it
@@ -287,12 +304,19 @@ func checkRules(t *testing.T, s bus.Subjects, observer *nats.Conn, rules []permR
 			}
 			got := subscribed(t, observer, u.nc, r.subject, r.sample, "")
 			expect(t, u, "subscribe to", r.subject, allowed(r.sub), got, "Subscription")
-			got = subscribed(t, observer, u.nc, r.subject, r.sample, s.WorkersQueue())
-			expect(t, u, "queue-subscribe ("+s.WorkersQueue()+") to", r.subject, allowed(r.qsub), got, "Subscription")
+			queue := r.queue
+			if queue == "" {
+				queue = s.WorkersQueue()
+			}
+			got = subscribed(t, observer, u.nc, r.subject, r.sample, queue)
+			expect(t, u, "queue-subscribe ("+queue+") to", r.subject, allowed(r.qsub), got, "Subscription")
 		}
-		// The events, in any other queue group, would be a copy.
-		got := subscribed(t, observer, u.nc, s.Events(), "", "spy")
-		expect(t, u, "queue-subscribe (spy) to", s.Events(), full, got, "Subscription")
+		// The events or the tasks, in any other queue group, would be a
+		// copy.
+		for _, subj := range []string{s.Events(), s.Tasks()} {
+			got := subscribed(t, observer, u.nc, subj, "", "spy")
+			expect(t, u, "queue-subscribe (spy) to", subj, full, got, "Subscription")
+		}
 		if !full {
 			continue
 		}

@@ -128,6 +128,21 @@ type WorkerConfig struct {
 	Processes int `yaml:"processes"`
 	// Concurrency is how many events run at once; 0 means 64×GOMAXPROCS.
 	Concurrency int `yaml:"concurrency"`
+	// TaskProcesses is how many dedicated task processes the master runs
+	// besides the worker processes (Swoole's task_worker_num): they run
+	// the app's OnTask only, and the worker processes no longer take
+	// tasks. 0 means the worker processes run OnTask themselves. Needs
+	// worker processes (Processes > 0).
+	TaskProcesses int `yaml:"task_processes"`
+	// TaskConcurrency is how many tasks run at once in each process
+	// that takes tasks; 0 means 16.
+	TaskConcurrency int `yaml:"task_concurrency"`
+	// TaskMaxAttempts is how many times a task runs at most when the
+	// task workers running it are lost; 0 means 2 (one retry).
+	TaskMaxAttempts int `yaml:"task_max_attempts"`
+	// TaskMaxPayload is the largest task payload in bytes; 0 means
+	// 512 KiB.
+	TaskMaxPayload int `yaml:"task_max_payload"`
 	// Webhook, when its url is set, serves the events with an HTTP
 	// backend instead of an app (docs/webhook.md): `start` runs it in
 	// the master (no worker processes, worker.app is not used), `worker`

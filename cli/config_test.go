@@ -186,6 +186,17 @@ func TestLoadYAML(t *testing.T) {
 		{name: "unknown app", yaml: "worker:\n  app: pong\n",
 			want: []string{`gatework.yaml:2: worker.app: unknown app "pong": echo, chat or none`}},
 		{name: "app none", yaml: "worker:\n  app: none\n"},
+		{name: "task processes", yaml: "worker:\n  processes: 2\n  task_processes: 3\n  task_concurrency: 4\n  task_max_attempts: 3\n  task_max_payload: 1000\n",
+			check: func(t *testing.T, c cli.Config) {
+				if w := c.Worker; w.TaskProcesses != 3 || w.TaskConcurrency != 4 || w.TaskMaxAttempts != 3 || w.TaskMaxPayload != 1000 {
+					t.Errorf("worker %+v", w)
+				}
+			}},
+		{name: "task processes without workers", yaml: "worker:\n  processes: 0\n  task_processes: 2\n  task_max_attempts: -1\n",
+			want: []string{
+				"gatework.yaml:3: worker.task_processes: needs worker processes running an app (worker.processes > 0, worker.app not none, no webhook)",
+				"gatework.yaml:4: worker.task_max_attempts: must not be negative, got -1",
+			}},
 		{name: "nats inconsistent with url", yaml: "nats:\n  url: nats://127.0.0.1:4222\n  listen: 127.0.0.1:4333\n  password: x\n  token: t\n",
 			want: []string{
 				"gatework.yaml:3: nats.listen: only for the embedded NATS, but nats.url is set",

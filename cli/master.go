@@ -19,6 +19,7 @@ import (
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/node"
+	"github.com/gatework/gatework/worker"
 )
 
 // defaultShutdownTimeout applies when shutdown_timeout is 0.
@@ -39,6 +40,8 @@ type masterRun struct {
 	nc   node.Config
 	node *node.Node
 	sup  *master.Supervisor // set by start when children is set
+	// taskSup runs the dedicated task processes (worker.task_processes).
+	taskSup *master.Supervisor
 	// supRef is sup for the gateway's stats answers, which may come
 	// before start sets sup.
 	supRef atomic.Pointer[master.Supervisor]
@@ -193,6 +196,14 @@ func (m *masterRun) processes() int {
 	return m.cfg.Worker.Processes
 }
 
+// taskProcesses returns how many dedicated task processes the master runs.
+func (m *masterRun) taskProcesses() int {
+	if !m.children {
+		return 0
+	}
+	return m.cfg.Worker.TaskProcesses
+}
+
 // start starts the node, then the worker processes, and returns once they
 // are all ready. Children's logs go to stderr.
 func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
@@ -248,6 +259,28 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 	if err := sup.Start(ctx); err != nil {
 		return fail(fmt.Errorf("worker processes: %w", err))
 	}
+	if n := m.cfg.Worker.TaskProcesses; n > 0 {
+		spec.Kind, spec.NoTasks = string(worker.KindTask), false
+		tb, err := json.Marshal(spec)
+		if err != nil {
+			return fail(fmt.Errorf("task processes: %w", err))
+		}
+		tsup, err := master.New(master.Config{
+			Path: exe, Args: []string{"worker", "--app", m.cfg.Worker.App}, Env: env, Handoff: tb,
+			Processes: n, StopTimeout: m.shutdownTimeout(), Stderr: stderr,
+			Logger: m.log.With("component", "master", "kind", "task"),
+		})
+		if err != nil {
+			return fail(fmt.Errorf("task processes: %w", err))
+		}
+		m.taskSup = tsup
+		if err := tsup.Start(ctx); err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = sup.Stop(sctx)
+			cancel()
+			return fail(fmt.Errorf("task processes: %w", err))
+		}
+	}
 	return nil
 }
 
@@ -277,6 +310,12 @@ func (m *masterRun) childSpec() childSpec {
 		ReqTimeout:     time.Duration(c.API.RequestTimeout),
 		Log:            c.Log,
 		WorkerIDPrefix: m.workerIDPrefix,
+		// With dedicated task processes, the worker processes only
+		// submit tasks.
+		NoTasks:         c.Worker.TaskProcesses > 0,
+		TaskConcurrency: c.Worker.TaskConcurrency,
+		TaskMaxAttempts: c.Worker.TaskMaxAttempts,
+		TaskMaxPayload:  c.Worker.TaskMaxPayload,
 	}
 }
 
@@ -296,7 +335,15 @@ func (m *masterRun) reload(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	return m.sup.Reload(ctx)
+	if err := m.sup.Reload(ctx); err != nil {
+		return err
+	}
+	if m.taskSup != nil {
+		// Tasks in flight on the old task processes finish there, or
+		// are abandoned and published again by their submitters.
+		return m.taskSup.Reload(ctx)
+	}
+	return nil
 }
 
 // shutdown stops the node gracefully: the gateway first (its close events
@@ -313,6 +360,11 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 		_ = m.node.Gateway().Shutdown(sctx)
 		if err := m.sup.Stop(sctx); err != nil {
 			errs = append(errs, err)
+		}
+		if m.taskSup != nil {
+			if err := m.taskSup.Stop(sctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 		m.childCache.wg.Wait() // bounded by statsTimeout
 	}
@@ -371,9 +423,24 @@ func (m *masterRun) status() statusReport {
 	stats := m.sup.Stats(statsTimeout)
 	ps, counters := m.sup.Status()
 	rep.Workers = &counters
+	roles := make(map[int]string, len(ps))
+	if m.taskSup != nil {
+		for pid, js := range m.taskSup.Stats(statsTimeout) {
+			stats[pid] = js
+		}
+		tps, _ := m.taskSup.Status()
+		for _, p := range tps {
+			roles[p.PID] = "task"
+		}
+		ps = append(ps, tps...)
+	}
 	for _, p := range ps {
 		r, _ := master.RSS(p.PID)
-		w := proc("worker", p.PID, now.Sub(p.Started), r)
+		role := roles[p.PID]
+		if role == "" {
+			role = "worker"
+		}
+		w := proc(role, p.PID, now.Sub(p.Started), r)
 		w.Slot, w.Generation, w.Ready, w.Restarts = &p.Slot, &p.Generation, &p.Ready, &p.Restarts
 		var cs childStats
 		if js, ok := stats[p.PID]; ok && json.Unmarshal(js, &cs) == nil {

@@ -89,6 +89,8 @@ func (c Config) NodeConfig(log *slog.Logger, apps ...App) (node.Config, error) {
 		API: api.Config{
 			QueryTimeout:   time.Duration(c.API.QueryTimeout),
 			RequestTimeout: time.Duration(c.API.RequestTimeout),
+			// The HTTP API's task submitter (task, taskWait).
+			Tasks: api.TaskConfig{MaxAttempts: c.Worker.TaskMaxAttempts, MaxPayload: c.Worker.TaskMaxPayload},
 		},
 		HTTP: node.HTTPConfig{
 			Addr:              c.HTTP.Addr,

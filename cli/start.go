@@ -82,7 +82,7 @@ func (r *runner) start(cmd *cobra.Command) error {
 		app = "webhook" // the webhook worker logs its URL when it starts
 	}
 	log.Info("gatework starting", "version", version(), "config", src, "app", app,
-		"worker_processes", m.processes())
+		"worker_processes", m.processes(), "task_processes", m.taskProcesses())
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}

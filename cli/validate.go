@@ -297,6 +297,9 @@ func (v *validator) worker(apps []string) {
 	if app := v.c.Worker.App; app != appNone && !slices.Contains(apps, app) {
 		v.bad("worker.app", "unknown app %q: %s or %s", app, strings.Join(apps, ", "), appNone)
 	}
+	if w := v.c.Worker; w.TaskProcesses > 0 && (w.Processes == 0 || w.App == appNone || w.Webhook.URL != "") {
+		v.bad("worker.task_processes", "needs worker processes running an app (worker.processes > 0, worker.app not none, no webhook)")
+	}
 	wh := v.c.Worker.Webhook
 	if wh.URL == "" {
 		return

@@ -61,6 +61,16 @@ type childSpec struct {
 	// which the master names its children in stats answers. Empty means
 	// a random id.
 	WorkerIDPrefix string `json:"worker_id_prefix,omitempty"`
+	// Kind is "task" for a dedicated task process, "" for a worker
+	// process.
+	Kind string `json:"kind,omitempty"`
+	// NoTasks keeps a worker process from taking tasks (task processes
+	// run them).
+	NoTasks bool `json:"no_tasks,omitempty"`
+	// The task settings (worker.task_*).
+	TaskConcurrency int `json:"task_concurrency,omitempty"`
+	TaskMaxAttempts int `json:"task_max_attempts,omitempty"`
+	TaskMaxPayload  int `json:"task_max_payload,omitempty"`
 	// Webhook, when its URL is set, makes the process a webhook worker
 	// (package webhook) instead of an app's.
 	Webhook WebhookConfig `json:"webhook,omitempty"`
@@ -107,6 +117,8 @@ func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
 		Prefix: c.Prefix, Concurrency: c.Worker.Concurrency,
 		QueryTimeout: time.Duration(c.API.QueryTimeout), ReqTimeout: time.Duration(c.API.RequestTimeout),
 		Log: c.Log, Webhook: c.Worker.Webhook,
+		TaskConcurrency: c.Worker.TaskConcurrency, TaskMaxAttempts: c.Worker.TaskMaxAttempts,
+		TaskMaxPayload: c.Worker.TaskMaxPayload,
 	}, c.Worker.App, nil
 }
 
@@ -197,6 +209,7 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		Worker: worker.Config{
 			ID:     workerID,
 			Prefix: spec.Prefix, Concurrency: spec.Concurrency,
+			Kind: worker.Kind(spec.Kind), NoTasks: spec.NoTasks, TaskConcurrency: spec.TaskConcurrency,
 			Logger: log.With("app", app),
 			// This process only runs the worker: after a burst of events
 			// (a wave of connects), its memory goes back to the system.
@@ -205,6 +218,7 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		API: api.Config{
 			QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,
 			Logger: log.With("component", "api"),
+			Tasks:  api.TaskConfig{MaxAttempts: spec.TaskMaxAttempts, MaxPayload: spec.TaskMaxPayload},
 		},
 		DrainTimeout: childStopTimeout,
 		Ready: func(w *worker.Worker, nc *nats.Conn) error {

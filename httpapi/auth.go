@@ -27,8 +27,8 @@ const (
 	// getClientInfo, getSession, getClientSessionsByGroup, getStats), GET
 	// /api and its OpenAPI document.
 	ScopeRead
-	// ScopeSend: read, plus sendToClient, sendToUid, sendToGroup and
-	// sendToAll.
+	// ScopeSend: read, plus sendToClient, sendToUid, sendToGroup,
+	// sendToAll, sendToClients, task and taskWait.
 	ScopeSend
 	// ScopeAdmin: everything, including closeClient, bindUid, unbindUid,
 	// joinGroup, leaveGroup, unGroup and the session mutations.
@@ -72,6 +72,10 @@ var methodScopes = map[string]Scope{
 	// The GatewayWorker / imi ports (batch.go); closeUid stays admin.
 	"sendToClients": ScopeSend, "isUidsOnline": ScopeRead, "getClientCountByGroups": ScopeRead,
 	"getClientListByUids": ScopeRead,
+
+	// Tasks run business code with the caller's payload: a write, like
+	// the sends.
+	"task": ScopeSend, "taskWait": ScopeSend,
 }
 
 // scopeOf returns the scope method m needs.

@@ -123,6 +123,12 @@ func classify(err error) (he *httpError, internal bool) {
 		return newError(http.StatusBadRequest, CodeInvalidClient, "%s", err), false
 	case errors.Is(err, api.ErrNotFound):
 		return newError(http.StatusNotFound, CodeNotFound, "%s", err), false
+	case errors.Is(err, api.ErrTaskPayloadTooLarge):
+		return newError(http.StatusRequestEntityTooLarge, CodeInvalidRequest, "%s", err), false
+	case errors.Is(err, api.ErrNoTaskWorker), errors.Is(err, api.ErrTaskTimeout):
+		return newError(http.StatusGatewayTimeout, CodeTimeout, "%s", err), false
+	case errors.Is(err, api.ErrTaskLost), errors.Is(err, api.ErrTooManyTasks):
+		return newError(http.StatusServiceUnavailable, CodeUnavailable, "%s", err), false
 	case errors.Is(err, api.ErrInvalidArgument):
 		return newError(http.StatusBadRequest, CodeInvalidRequest, "%s", err), false
 	case errors.Is(err, api.ErrTimeout), errors.Is(err, context.DeadlineExceeded):

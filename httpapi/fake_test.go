@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -251,6 +252,25 @@ func (f *fakeAPI) GetStats(ctx context.Context) (api.Stats, error) {
 		Workers:    []api.WorkerStats{{ID: "w1", Events: 3}},
 		Coverage:   cannedCoverage,
 	}, f.record(ctx, "GetStats")
+}
+
+// SubmitTask records the call and returns a fixed id.
+func (f *fakeAPI) SubmitTask(ctx context.Context, payload []byte, timeout time.Duration, _ func(api.TaskResult)) (api.TaskID, error) {
+	return "t.1", f.record(ctx, "SubmitTask", clone(payload), timeout)
+}
+
+// TaskWait records the call; payload "fail" gets a handler error, any
+// other its own bytes reversed.
+func (f *fakeAPI) TaskWait(ctx context.Context, payload []byte, timeout time.Duration) ([]byte, error) {
+	if err := f.record(ctx, "TaskWait", clone(payload), timeout); err != nil {
+		return nil, err
+	}
+	if string(payload) == "fail" {
+		return nil, &api.TaskError{Task: "t.1", Worker: "w1", Message: "it failed"}
+	}
+	out := clone(payload)
+	slices.Reverse(out)
+	return out, nil
 }
 
 // clone copies msg: the API contract lets the caller reuse it after the call.

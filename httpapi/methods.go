@@ -39,6 +39,8 @@ const (
 	resultCoveredBoolMap                    // {name: boolean}, with partial/missing beside result
 	resultCoveredCountMap                   // {name: integer}, with partial/missing beside result
 	resultCoveredListMap                    // {name: [string]}, with partial/missing beside result
+	resultTaskID                            // a task id (string)
+	resultTaskOutcome                       // {result, result_base64, error}
 )
 
 // reply is a method's success: result, plus coverage for cluster-wide
@@ -334,6 +336,8 @@ var methodTable = []*method{
 	closeClientMethod(),
 	closeUIDMethod(),
 	sendToClientsMethod(),
+	taskMethod(),
+	taskWaitMethod(),
 	isUIDsOnlineMethod(),
 	getClientCountByGroupsMethod(),
 	getClientListByUIDsMethod(),

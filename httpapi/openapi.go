@@ -31,6 +31,8 @@ var resultText = map[resultKind]string{
 	resultCoveredBoolMap:  "object {name: boolean}, with partial and missing beside result",
 	resultCoveredCountMap: "object {name: integer}, with partial and missing beside result",
 	resultCoveredListMap:  "object {name: [client id]}, with partial and missing beside result",
+	resultTaskID:          "task id (string)",
+	resultTaskOutcome:     "object {result, result_base64, error}",
 }
 
 // listingJSON is the body of GET /api.
@@ -354,6 +356,16 @@ func successSchema(kind resultKind) obj {
 		return coveredSchema(obj{"type": "object", "additionalProperties": obj{"type": "array", "items": obj{"type": "string"}}})
 	case resultCoveredCountMap:
 		return coveredSchema(obj{"type": "object", "additionalProperties": obj{"type": "integer", "minimum": 0}})
+	case resultTaskID:
+		return plain(obj{"type": "string"})
+	case resultTaskOutcome:
+		return plain(obj{"type": "object", "additionalProperties": false,
+			"required": []string{"result", "result_base64", "error"},
+			"properties": obj{
+				"result":        obj{"type": []string{"string", "null"}, "description": "the handler's result when it is UTF-8"},
+				"result_base64": obj{"type": "string", "description": "the handler's result, base64"},
+				"error":         obj{"type": []string{"string", "null"}, "description": "the handler's error"},
+			}})
 	default:
 		return plain(obj{"type": "null"})
 	}

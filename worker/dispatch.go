@@ -300,6 +300,8 @@ func (w *Worker) monitor() {
 			return
 		case now := <-t.C:
 			buf = w.sendProgress(now, buf)
+			w.sendTaskProgress()
+			w.announceTick(now)
 			reported = w.reportDrops(reported)
 			if w.cfg.ReleaseMemory {
 				w.releaseIfIdle(&rel, now)
@@ -378,6 +380,9 @@ func (w *Worker) reportDrops(reported uint64) uint64 {
 	w.mu.Lock()
 	sub := w.sub
 	w.mu.Unlock()
+	if sub == nil {
+		return 0 // a task worker: no events
+	}
 	if n, err := sub.Dropped(); err == nil && n >= 0 {
 		w.stats.natsDropped.Store(uint64(n))
 	}

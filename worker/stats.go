@@ -30,9 +30,40 @@ type Stats struct {
 	// (Config.ReleaseMemory).
 	MemoryReleases uint64
 
+	// Tasks are this process's task counters (see TaskStats).
+	Tasks TaskStats
+	// WorkerMessages are its worker-message counters.
+	WorkerMessages MessageStats
+
 	Busy    int // batches whose handlers run now
 	Waiting int // batches in hand waiting for a free goroutine
 	Pool    int // goroutines in the pool now (at most Config.Concurrency)
+}
+
+// TaskStats are a worker's task counters since New, and its gauges now.
+type TaskStats struct {
+	// The task-worker side (Handlers.OnTask).
+	Queued    int    // tasks taken, waiting for a task goroutine now
+	Running   int    // tasks whose handler runs now
+	Taken     uint64 // tasks taken (accepted)
+	Done      uint64 // tasks whose handler returned a result
+	Failed    uint64 // tasks whose handler returned an error or panicked
+	Retried   uint64 // tasks taken on an attempt after the first
+	Refused   uint64 // tasks refused as busy (the pool and backlog were full; their submitters publish them again)
+	Abandoned uint64 // tasks given up by Stop's deadline (their submitters publish them again)
+	Expired   uint64 // tasks dropped because their submitter's deadline had passed
+	// The submitter side (Task, TaskWait, TaskWaitMulti, TaskCo).
+	Submitted    uint64 // tasks submitted
+	SubmitFailed uint64 // Task calls that failed (payload too large, closed…)
+	Finished     uint64 // outcomes of Task handed to OnFinish (errors included)
+}
+
+// MessageStats are a worker's worker-message counters since New.
+type MessageStats struct {
+	Sent     uint64 // SendMessage and SendMessageToAll calls that published
+	Received uint64 // messages received (the broadcasts it sent itself included)
+	Unknown  uint64 // SendMessage calls refused: unknown worker id
+	Peers    int    // other workers it knows now (GetWorkerList minus itself)
 }
 
 // counters are the atomic counters behind Stats.
@@ -66,5 +97,18 @@ func (w *Worker) Stats() Stats {
 	s.Abandoned = c.abandoned.Load()
 	s.AckErrors = c.ackErrors.Load()
 	s.MemoryReleases = c.memoryReleases.Load()
+	t := &w.tasks
+	s.Tasks = TaskStats{
+		Queued: int(t.queued.Load()), Running: int(t.running.Load()),
+		Taken: t.taken.Load(), Done: t.done.Load(), Failed: t.failed.Load(), Retried: t.retried.Load(),
+		Refused: t.refused.Load(), Abandoned: t.abandoned.Load(), Expired: t.expired.Load(),
+		Submitted: t.submitted.Load(), SubmitFailed: t.submitFailed.Load(), Finished: t.finished.Load(),
+	}
+	m := &w.msgs
+	m.peers.mu.Lock()
+	peers := len(m.peers.known)
+	m.peers.mu.Unlock()
+	s.WorkerMessages = MessageStats{Sent: m.sent.Load(), Received: m.received.Load(),
+		Unknown: m.unknownSent.Load(), Peers: peers}
 	return s
 }

@@ -60,6 +60,27 @@ type Handlers struct {
 	// groups and session the client had; actions that send or change the
 	// client have no effect any more.
 	OnClose func(c *Context)
+
+	// OnTask runs a task (Swoole's onTask) that some worker or API client
+	// submitted, on the worker's task pool (Config.TaskConcurrency at
+	// once); its result, or its error, goes back to the submitter. A
+	// worker with OnTask takes tasks unless Config.NoTasks (dedicated
+	// task processes run them). Delivery is at least once: tc.Attempt()
+	// is more than 1 when an earlier run's task worker was lost. A panic
+	// is recovered and reported to the submitter as the task's error.
+	OnTask func(tc *TaskContext, payload []byte) ([]byte, error)
+	// OnFinish gets the outcome of a task this worker submitted with
+	// Worker.Task (Swoole's onFinish), on a goroutine of its own: its
+	// result, or an error (the handler's *api.TaskError, or the
+	// submitter's api.ErrTaskTimeout, ErrNoTaskWorker, ErrTaskLost).
+	OnFinish func(w *Worker, r TaskResult)
+	// OnWorkerMessage gets a message another worker (or this one) sent
+	// with SendMessage or SendMessageToAll (Swoole's onPipeMessage);
+	// from is the sender's id. Messages sent to this worker and the
+	// broadcasts are handled one at a time each, in arrival order, on
+	// the NATS subscription's goroutine: a slow handler delays the next.
+	// payload belongs to the handler.
+	OnWorkerMessage func(w *Worker, from string, payload []byte)
 }
 
 // Config configures a Worker. The zero value works.
@@ -99,6 +120,27 @@ type Config struct {
 	// the memory to the Go runtime, which keeps most of a burst's heap in
 	// the process and returns it only slowly.
 	ReleaseMemory bool
+	// Kind is what the worker serves: "" or KindEvent, client events
+	// (and tasks, see NoTasks); KindTask, tasks only (a dedicated task
+	// process; Handlers.OnTask is then required).
+	Kind Kind
+	// NoTasks, when true, keeps an event worker from taking tasks even
+	// though it has Handlers.OnTask (dedicated task processes run them:
+	// worker.task_processes > 0). It can still submit tasks.
+	NoTasks bool
+	// TaskConcurrency is how many tasks run at once in this process;
+	// 0 means DefaultTaskConcurrency (16).
+	TaskConcurrency int
+	// TaskBacklog is how many more tasks may wait in this process for
+	// a free task goroutine (they are reported in progress to their
+	// submitters); a task that arrives when the pool and the backlog are
+	// full is refused as busy, and its submitter publishes it again after
+	// a back-off (flow control: nothing is dropped). 0 means
+	// TaskConcurrency.
+	TaskBacklog int
+	// MaxMessage bounds the payload of SendMessage and SendMessageToAll;
+	// 0 means 512 KiB.
+	MaxMessage int
 	// Logger receives the worker's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -161,7 +203,10 @@ type Worker struct {
 	runnersDone  chan struct{}     // closed when closed and runners == 0
 	doneClosed   bool              // runnersDone is closed
 
-	stats counters
+	stats       counters
+	tasks       taskRunner     // the task-worker side; its inHand, closed under mu
+	msgs        messenger      // worker messages and the worker list
+	outstanding sync.WaitGroup // tasks submitted by Task whose OnFinish has not returned
 }
 
 // New makes a Worker that will serve events from nc for the cluster named by
@@ -197,6 +242,21 @@ func newWorker(a api.API, cfg Config, h Handlers) (*Worker, error) {
 		return nil, fmt.Errorf("worker: negative BacklogBytes %d", cfg.BacklogBytes)
 	case cfg.ProgressInterval < 0:
 		return nil, fmt.Errorf("worker: negative ProgressInterval %v", cfg.ProgressInterval)
+	case cfg.TaskConcurrency < 0 || cfg.TaskBacklog < 0 || cfg.MaxMessage < 0:
+		return nil, errors.New("worker: negative TaskConcurrency, TaskBacklog or MaxMessage")
+	case cfg.Kind != "" && cfg.Kind != KindEvent && cfg.Kind != KindTask:
+		return nil, fmt.Errorf("worker: unknown Kind %q", cfg.Kind)
+	case cfg.Kind == KindTask && h.OnTask == nil:
+		return nil, errors.New("worker: a task worker (Kind task) needs Handlers.OnTask")
+	}
+	if cfg.TaskConcurrency == 0 {
+		cfg.TaskConcurrency = DefaultTaskConcurrency
+	}
+	if cfg.TaskBacklog == 0 {
+		cfg.TaskBacklog = cfg.TaskConcurrency
+	}
+	if cfg.MaxMessage == 0 {
+		cfg.MaxMessage = 512 << 10
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 64 * runtime.GOMAXPROCS(0)
@@ -217,7 +277,7 @@ func newWorker(a api.API, cfg Config, h Handlers) (*Worker, error) {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Worker{
+	w := &Worker{
 		api:         a,
 		cfg:         cfg,
 		h:           h,
@@ -232,7 +292,9 @@ func newWorker(a api.API, cfg Config, h Handlers) (*Worker, error) {
 		runnersDone: make(chan struct{}),
 		monStop:     make(chan struct{}),
 		monDone:     make(chan struct{}),
-	}, nil
+	}
+	w.initMessages()
+	return w, nil
 }
 
 // ID returns the worker's id, as sent in its Acks.
@@ -263,11 +325,13 @@ func (w *Worker) Start() error {
 		w.finishStop(nil)
 		return err
 	}
-	if err := w.subscribe(); err != nil {
+	if err := w.subscribeAll(); err != nil {
 		// Batches taken before the failure still run and are acked.
 		w.mu.Lock()
 		w.closeQueueLocked()
 		w.mu.Unlock()
+		w.stopTaking()
+		w.stopMessages(false)
 		err = errors.Join(err, w.callLifecycle("OnWorkerStop", w.h.OnWorkerStop))
 		w.finishStop(nil)
 		return err
@@ -276,8 +340,31 @@ func (w *Worker) Start() error {
 	w.mu.Lock()
 	w.state = StateRunning
 	w.mu.Unlock()
-	w.log.Info("worker started", "subject", w.subj.Events(), "queue", w.subj.WorkersQueue(),
-		"concurrency", w.cfg.Concurrency, "backlog", w.cfg.Backlog)
+	w.log.Info("worker started", "kind", w.kind(), "events", w.cfg.Kind != KindTask, "queue", w.subj.WorkersQueue(),
+		"concurrency", w.cfg.Concurrency, "backlog", w.cfg.Backlog, "tasks", w.takesTasks(),
+		"task_concurrency", w.cfg.TaskConcurrency)
+	return nil
+}
+
+// subscribeAll subscribes to the worker messages, the events (unless a
+// task worker) and the tasks (when it takes them).
+func (w *Worker) subscribeAll() error {
+	if err := w.startMessages(); err != nil {
+		return err
+	}
+	if w.cfg.Kind == KindTask {
+		close(w.subClosed) // no events subscription
+	} else if err := w.subscribe(); err != nil {
+		return err
+	}
+	if w.takesTasks() {
+		if err := w.startTasks(); err != nil {
+			return err
+		}
+		if err := w.nc.Flush(); err != nil {
+			return fmt.Errorf("worker: subscribe %s: %w", w.subj.Tasks(), err)
+		}
+	}
 	return nil
 }
 
@@ -333,12 +420,16 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 	}
 	var errs []error
-	if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		// Cannot drain (the subscription is gone or the connection
-		// closing): drop what NATS still holds, the gateway redelivers.
-		errs = append(errs, fmt.Errorf("worker: drain: %w", err))
-		_ = sub.Unsubscribe()
+	if sub != nil {
+		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			// Cannot drain (the subscription is gone or the connection
+			// closing): drop what NATS still holds, the gateway redelivers.
+			errs = append(errs, fmt.Errorf("worker: drain: %w", err))
+			_ = sub.Unsubscribe()
+		}
 	}
+	// No new task; the waiting ones go back to their submitters.
+	w.stopTaking()
 	w.mu.Lock()
 	w.state = StateDraining
 	w.mu.Unlock()
@@ -363,8 +454,15 @@ func (w *Worker) Stop(ctx context.Context) error {
 		n := w.abort(sub)
 		errs = append(errs, fmt.Errorf("worker: stop: %d batches abandoned: %w", n, ctx.Err()))
 	}
+	if n := w.waitTasks(ctx); n > 0 {
+		errs = append(errs, fmt.Errorf("worker: stop: %d tasks abandoned (their submitters publish them again): %w", n, ctx.Err()))
+	}
+	if !w.waitOutstanding(ctx) {
+		errs = append(errs, fmt.Errorf("worker: stop: outcomes of submitted tasks not all in: %w", ctx.Err()))
+	}
 	close(w.monStop)
 	<-w.monDone
+	w.stopMessages(true)
 	errs = append(errs, w.callLifecycle("OnWorkerStop", w.h.OnWorkerStop))
 	err := errors.Join(errs...)
 	w.finishStop(err)
@@ -393,7 +491,9 @@ func (w *Worker) abort(sub *nats.Subscription) int {
 	}
 	// Stop the drain: what NATS still holds for us is dropped, and the
 	// gateway redelivers it.
-	_ = sub.Unsubscribe()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
 	return n
 }
 
@@ -440,6 +540,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultDrainTimeout)
 	defer cancel()
 	return w.Stop(sctx)
+}
+
+// waitOutstanding waits until the outcomes of the tasks this worker
+// submitted with Task were handed to OnFinish, or ctx is done (false).
+func (w *Worker) waitOutstanding(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { w.outstanding.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // callLifecycle runs OnWorkerStart or OnWorkerStop, turning a panic into an

@@ -290,6 +290,9 @@ type status struct {
 		Bus         string `json:"bus"`
 		Worker      *struct {
 			Messages uint64 `json:"Messages"`
+			Tasks    struct {
+				Taken uint64 `json:"Taken"`
+			} `json:"Tasks"`
 		} `json:"worker"`
 		Gateway *struct {
 			Redelivered uint64 `json:"redelivered"`
