@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 // permRule says which roles may publish to a subject family, subscribe to
@@ -212,12 +213,7 @@ func startConfigured(t *testing.T, s bus.Subjects) string {
 // startEmbedded starts a natsembed.Server for the test.
 func startEmbedded(t *testing.T, cfg natsembed.Config) *natsembed.Server {
 	t.Helper()
-	e, err := natsembed.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	return e
+	return testbus.Start(t, cfg)
 }
 
 // violations collects the asynchronous permission errors of a connection.
