@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -16,9 +17,11 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/testwait"
+	"github.com/gatework/gatework/worker"
 )
 
 // hookWorker is a bare bus worker for the upgrade hook tests. For an
@@ -59,6 +62,11 @@ func (w *hookWorker) serve(t *testing.T, nc *nats.Conn) {
 					w.record(name)
 					return
 				}
+				if q.Has("nack") {
+					w.record(name)
+					_ = m.Respond(bus.AppendAck(nil, &bus.Ack{Delivery: b.Delivery, Nack: true, Attempt: b.Attempt, Error: "no"}))
+					return
+				}
 				if code := q.Get("reject"); code != "" {
 					n, _ := strconv.Atoi(code)
 					ack.Actions = append(ack.Actions, bus.Action{Type: bus.ActionReject, Code: uint32(n), Arg: q.Get("body")})
@@ -96,8 +104,16 @@ func startHook(t *testing.T, w *hookWorker, l gateway.ListenerConfig) *gateway.S
 	if w != nil {
 		w.serve(t, nc)
 	}
+	return startHookOn(t, nc, gateway.Config{}, l)
+}
+
+// startHookOn starts a gateway on nc with cfg and one ws listener l with
+// the upgrade hook.
+func startHookOn(t *testing.T, nc *nats.Conn, cfg gateway.Config, l gateway.ListenerConfig) *gateway.Server {
+	t.Helper()
 	l.Protocol, l.Addr, l.UpgradeHook = "ws", "127.0.0.1:0", true
-	gw, err := gateway.New(nc, gateway.Config{Listeners: []gateway.ListenerConfig{l}, Logger: slog.New(slog.DiscardHandler)})
+	cfg.Listeners, cfg.Logger = []gateway.ListenerConfig{l}, slog.New(slog.DiscardHandler)
+	gw, err := gateway.New(nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +263,92 @@ func TestUpgradeHookTimeout(t *testing.T) {
 				t.Fatalf("Refused[upgrade_timeout] = %d, want 1", got)
 			}
 		})
+	}
+}
+
+// TestUpgradeHookDeadLetter: a batch given up (nacked at its last
+// delivery) is an upgrade nobody answered: 503 at once, not after
+// upgrade_timeout.
+func TestUpgradeHookDeadLetter(t *testing.T) {
+	nc := gateway.StartTestBus(t)
+	(&hookWorker{}).serve(t, nc)
+	gw := startHookOn(t, nc, gateway.Config{MaxDeliveries: 1}, gateway.ListenerConfig{UpgradeTimeout: 30 * time.Second})
+	start := time.Now()
+	_, r := rawUpgrade(t, gw, "/?nack", "")
+	if resp, _ := readResponse(t, r); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %v: the dead letter did not settle the upgrade", d)
+	}
+	st := gw.Stats()
+	if st.Refused["upgrade_timeout"] != 1 || st.Connections != 0 || st.InFlight != 0 {
+		t.Fatalf("refused %v, connections %d, in flight %d; want upgrade_timeout 1, 0, 0", st.Refused, st.Connections, st.InFlight)
+	}
+}
+
+// TestUpgradeHookGoWorker: the Go worker before the upgrade. Actions that
+// a handler's API call flushes early (a progress ack) are kept and applied
+// on accept, with the final ack's; OnConnect runs after, seeing them; a
+// reject answers 403 with its body.
+func TestUpgradeHookGoWorker(t *testing.T) {
+	nc := gateway.StartTestBus(t)
+	cl, err := api.New(nc, api.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Close() })
+	w, err := worker.New(nc, cl, worker.Config{Logger: slog.New(slog.DiscardHandler)}, worker.Handlers{
+		OnWebSocketConnect: func(c *worker.Context, r *worker.Request) {
+			if !c.BeforeUpgrade() {
+				c.Send([]byte("not before the upgrade"))
+				return
+			}
+			if r.Query.Has("deny") {
+				if err := c.Reject(200, "out of range"); err == nil {
+					c.Send([]byte("Reject(200) gave no error"))
+				}
+				_ = c.Reject(403, "denied")
+				return
+			}
+			c.BindUID(r.Query.Get("uid"))
+			c.Send([]byte("early"))
+			// An API call: the actions so far go first, in a progress ack.
+			if _, err := c.API().IsUIDOnline(context.Background(), "nobody"); err != nil {
+				c.Send([]byte(err.Error()))
+			}
+			c.JoinGroup("late")
+		},
+		OnConnect: func(c *worker.Context) {
+			c.Send([]byte("connected " + c.UID() + " " + strings.Join(c.Groups(), ",")))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	gw := startHookOn(t, nc, gateway.Config{}, gateway.ListenerConfig{})
+	url := "ws://" + gw.Addr("ws").String()
+	_, resp, err := websocket.DefaultDialer.Dial(url+"/?deny", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied upgrade: %v, %+v; want HTTP 403", err, resp)
+	}
+	if body, _ := io.ReadAll(resp.Body); string(body) != "denied" {
+		t.Fatalf("403 body %q, want denied", body)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(url+"/?uid=dora", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"early", "connected dora late"} {
+		if _, got, err := ws.ReadMessage(); err != nil || string(got) != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
 	}
 }
 
