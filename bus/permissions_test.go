@@ -197,17 +197,7 @@ func startConfigured(t *testing.T, s bus.Subjects) string {
 		}
 	}
 	opts.Users = append(opts.Users, &server.User{Username: "observer", Password: "observer-pw"})
-	opts.NoLog, opts.NoSigs = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv.ClientURL()
+	return testbus.StartServer(t, opts).ClientURL()
 }
 
 // startEmbedded starts a natsembed.Server for the test.

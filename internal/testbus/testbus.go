@@ -1,13 +1,15 @@
 // Package testbus is the tests' one way to run an embedded bus: an
-// in-process NATS server (internal/natsembed) that stops when the test
-// ends, and connections to it, closed when the test ends, made the way
-// the programs make theirs (bus.Connect). A failure to start or connect
-// fails the test.
+// in-process NATS server (internal/natsembed, or a bare nats-server with
+// options of its own) that stops when the test ends, and connections to
+// it, closed when the test ends, made the way the programs make theirs
+// (bus.Connect). A failure to start or connect fails the test.
 package testbus
 
 import (
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
@@ -35,6 +37,26 @@ func Conn(t testing.TB, e *natsembed.Server, name string) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// StartServer runs a nats-server with opts (a configuration file's, a
+// cluster node's: what natsembed does not cover), logging and signal
+// handling off, waits until it accepts connections and shuts it down when
+// t ends.
+func StartServer(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.NoLog, opts.NoSigs = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("testbus: nats-server: %v", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		t.Fatalf("testbus: nats-server %s not ready after 10s", opts.ServerName)
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv
 }
 
 // New starts an embedded NATS server with no listener and returns one
