@@ -15,6 +15,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 	"github.com/gatework/gatework/internal/testwait"
 )
 
@@ -25,23 +26,13 @@ type testBus struct {
 
 func newTestBus(t testing.TB) *testBus {
 	t.Helper()
-	e, err := natsembed.Start(natsembed.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	return &testBus{e: e}
+	return &testBus{e: testbus.Start(t, natsembed.Config{})}
 }
 
 // conn returns a new connection, closed at the end of the test.
 func (b *testBus) conn(t testing.TB, name string) *nats.Conn {
 	t.Helper()
-	nc, err := bus.Connect(b.e.ConnectOptions(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return testbus.Conn(t, b.e, name)
 }
 
 // client returns an api.Client on its own connection.

@@ -20,7 +20,7 @@ func sampleBatch() *EventBatch {
 		Events: []Event{
 			{Type: EventConnect, TimeUnixMs: 5},
 			{Type: EventWebSocketConnect, Request: &HTTPRequest{Method: "GET", Path: "/ws", Query: "a=1",
-				Headers: []Header{{Name: "Cookie", Value: "x=y"}}, Host: "h"}},
+				Headers: []Header{{Name: "Cookie", Value: "x=y"}}, Host: "h"}, BeforeUpgrade: true},
 			{Type: EventMessage, Data: []byte("bin\x00 \r\n "), Binary: true},
 			{Type: EventClose, CloseReason: "client_closed"},
 		},

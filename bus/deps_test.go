@@ -10,7 +10,8 @@ import (
 const natsServerPkg = "github.com/nats-io/nats-server/"
 
 // TestNoServerInClientPrograms: the packages a program imports to talk to
-// the bus (bus, the Go client library api, worker) do not link
+// the bus (bus, the Go client library api, worker, and cli/workerflag for
+// a worker binary's flags) and the example worker binaries do not link
 // nats-server; only node does, through internal/natsembed. It runs
 // `go list -deps` and skips only when the go tool is missing.
 func TestNoServerInClientPrograms(t *testing.T) {
@@ -38,7 +39,7 @@ func TestNoServerInClientPrograms(t *testing.T) {
 	if len(server(deps("github.com/gatework/gatework/node"))) == 0 {
 		t.Fatalf("go list -deps node shows no %s package: the check below could not fail", natsServerPkg)
 	}
-	for _, pkg := range []string{"bus", "api", "worker"} {
+	for _, pkg := range []string{"bus", "api", "worker", "cli/workerflag", "examples/echo", "examples/chat"} {
 		if found := server(deps("github.com/gatework/gatework/" + pkg)); len(found) > 0 {
 			t.Errorf("%s links nats-server (%d packages, e.g. %s): it must only need the NATS client", pkg, len(found), found[0])
 		}

@@ -209,6 +209,12 @@ type Event struct {
 	CloseReason string
 	// TimeUnixMs is when the gateway saw the event (Unix milliseconds).
 	TimeUnixMs int64
+	// BeforeUpgrade is, for EventWebSocketConnect, whether the gateway
+	// holds the upgrade until the batch's final ack (a listener with
+	// upgrade_hook): ActionReject then answers the HTTP status Code
+	// (400-599) with Arg as the body instead of a close code, any other
+	// answer accepts, and EventConnect follows only once accepted.
+	BeforeUpgrade bool
 }
 
 // HTTPRequest is a WebSocket upgrade request as seen by the gateway. Its
@@ -272,12 +278,14 @@ type Action struct {
 	// the session JSON object (ActionSetSession, ActionUpdateSession).
 	Data []byte
 	// Arg is the uid (ActionBindUID), the group (ActionJoinGroup,
-	// ActionLeaveGroup) or the reason (ActionReject).
+	// ActionLeaveGroup) or the reason (ActionReject; before the upgrade
+	// the response body).
 	Arg string
 	// Flag is binary (ActionSend), force (ActionClose) or on
 	// (ActionProtect).
 	Flag bool
-	// Code is ActionReject's status (the close code is 4000 + Code).
+	// Code is ActionReject's status (the close code is 4000 + Code; before
+	// the upgrade, see Event.BeforeUpgrade, the HTTP status, 400-599).
 	Code uint32
 }
 

@@ -137,6 +137,7 @@ func appendEvent(b []byte, e *Event) []byte {
 	}
 	b = appendString(b, 5, e.CloseReason)
 	b = appendVarint(b, 6, uint64(e.TimeUnixMs))
+	b = appendBool(b, 45, e.BeforeUpgrade)
 	return b
 }
 
@@ -164,6 +165,8 @@ func decodeEvent(buf []byte, e *Event) error {
 			return f.str(&e.CloseReason)
 		case 6:
 			return f.i64(&e.TimeUnixMs)
+		case 45:
+			return f.boolean(&e.BeforeUpgrade)
 		}
 		return nil
 	})

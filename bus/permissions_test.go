@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 // permRule says which roles may publish to a subject family, subscribe to
@@ -213,28 +214,13 @@ func startConfigured(t *testing.T, s bus.Subjects) string {
 		}
 	}
 	opts.Users = append(opts.Users, &server.User{Username: "observer", Password: "observer-pw"})
-	opts.NoLog, opts.NoSigs = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv.ClientURL()
+	return testbus.StartServer(t, opts).ClientURL()
 }
 
 // startEmbedded starts a natsembed.Server for the test.
 func startEmbedded(t *testing.T, cfg natsembed.Config) *natsembed.Server {
 	t.Helper()
-	e, err := natsembed.Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	return e
+	return testbus.Start(t, cfg)
 }
 
 // violations collects the asynchronous permission errors of a connection.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/cli/workerflag"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/node"
@@ -219,13 +220,8 @@ type APIConfig struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 }
 
-// LogConfig is the `log` section.
-type LogConfig struct {
-	// Level is debug, info, warn or error.
-	Level string `yaml:"level"`
-	// Format is text or json.
-	Format string `yaml:"format"`
-}
+// LogConfig is the `log` section (workerflag.LogConfig).
+type LogConfig = workerflag.LogConfig
 
 // Default addresses (SPEC §7).
 const (

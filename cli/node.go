@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/cli/workerflag"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/httpapi"
 	"github.com/gatework/gatework/node"
@@ -148,21 +148,4 @@ func (h HTTPConfig) apiTokens() []httpapi.Token {
 
 // NewLogger returns the logger described by l, writing to w. An unknown
 // level means info, an unknown format text (Validate reports both).
-func NewLogger(l LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	switch strings.ToLower(l.Level) {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn", "warning":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	default:
-		level = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if l.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
+func NewLogger(l LogConfig, w io.Writer) *slog.Logger { return workerflag.NewLogger(l, w) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatework/gatework/cli"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 func TestRoleCommandsNeedNATS(t *testing.T) {
@@ -86,11 +87,8 @@ func startRole(t *testing.T, ctx context.Context, want string, args ...string) m
 // is echoed by the worker and counted by the API; the gateway's HTTP server
 // answers /healthz only.
 func TestRoles(t *testing.T) {
-	e, err := natsembed.Start(natsembed.Config{Listen: "127.0.0.1:0", User: "gw", Password: "s3cret"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown) // after the commands stopped (cleanups run last first)
+	// Shut down after the commands stopped (cleanups run last first).
+	e := testbus.Start(t, natsembed.Config{Listen: "127.0.0.1:0", User: "gw", Password: "s3cret"})
 	t.Setenv("GATEWORK_NATS_USER", "gw")
 	t.Setenv("GATEWORK_NATS_PASSWORD", "s3cret")
 	url := e.ClientURL()

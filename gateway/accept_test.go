@@ -14,8 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
-	"github.com/gatework/gatework/bus"
-	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 func cpuTime(t *testing.T) time.Duration {
@@ -31,17 +30,7 @@ func cpuTime(t *testing.T) time.Duration {
 // to it; both stop when the test ends.
 func testBus(t testing.TB) *nats.Conn {
 	t.Helper()
-	e, err := natsembed.Start(natsembed.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := bus.Connect(e.ConnectOptions("gw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return testbus.New(t, "gw")
 }
 
 // startServer starts a gateway with listeners on nc.

@@ -257,7 +257,31 @@ type ListenerConfig struct {
 	// Compression configures permessage-deflate (RFC 7692); the zero
 	// value is off. ws only. See Compression.
 	Compression Compression `yaml:"compression,omitempty"`
+	// UpgradeHook makes the workers' OnWebSocketConnect run before the
+	// 101 is written: the upgrade waits for the handler's answer (at most
+	// UpgradeTimeout), a Reject answers its HTTP status (400-599) and
+	// body, anything else accepts; OnConnect follows once accepted. false
+	// keeps the handshake local (a Reject closes with 4000 + status after
+	// the 101). ws only. See upgrade.go.
+	UpgradeHook bool `yaml:"upgrade_hook"`
+	// UpgradeTimeout bounds the wait for the workers with UpgradeHook:
+	// without an answer the client gets HTTP 503, counted in
+	// Stats.Refused["upgrade_timeout"]. 0 means 2s. ws only.
+	UpgradeTimeout time.Duration `yaml:"upgrade_timeout"`
+	// UpgradeMaxPending bounds the upgrades of this listener waiting for
+	// the workers with UpgradeHook; one more gets HTTP 503 at once,
+	// counted in Stats.Refused["upgrade_busy"]. 0 means 1024. ws only.
+	UpgradeMaxPending int `yaml:"upgrade_max_pending"`
 }
+
+// Defaults of the upgrade hook (ListenerConfig.UpgradeHook).
+const (
+	// DefaultUpgradeTimeout is ListenerConfig.UpgradeTimeout's default.
+	DefaultUpgradeTimeout = 2 * time.Second
+	// DefaultUpgradeMaxPending is ListenerConfig.UpgradeMaxPending's
+	// default.
+	DefaultUpgradeMaxPending = 1024
+)
 
 // applyDefaults sets c's zero fields to their defaults (WithDefaults).
 func (c *Config) applyDefaults() { *c = c.WithDefaults() }
@@ -339,7 +363,7 @@ func (c Config) WithDefaults() Config {
 // protocol set to its documented default: name (the protocol),
 // max_message, max_queue_bytes, queue_policy, ping_interval and
 // idle_timeout (ws, udp, or tcp with ping_data), message_type and
-// compression (ws), max_peers (udp), framing (tcp and udp, its
+// compression, upgrade_timeout and upgrade_max_pending (ws), max_peers (udp), framing (tcp and udp, its
 // max_message that of the listener), the rate limit's per,
 // burst and policy when it has a budget, and the TLS defaults (a copy).
 // It does not validate.
@@ -375,6 +399,12 @@ func (l ListenerConfig) WithDefaults() ListenerConfig {
 		}
 		if l.Compression.Enabled {
 			l.Compression = l.Compression.withDefaults()
+		}
+		if l.UpgradeTimeout <= 0 {
+			l.UpgradeTimeout = DefaultUpgradeTimeout
+		}
+		if l.UpgradeMaxPending <= 0 {
+			l.UpgradeMaxPending = DefaultUpgradeMaxPending
 		}
 	case "tcp", "udp":
 		if l.Protocol == "udp" {

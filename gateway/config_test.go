@@ -57,6 +57,13 @@ func TestConfigValidate(t *testing.T) {
 		{"compression", []ListenerConfig{with(ws, func(l *ListenerConfig) {
 			l.Compression = Compression{Enabled: true, Level: 9, MinSize: 1, ClientMaxWindowBits: 8}
 		})}, "", ""},
+		{"upgrade hook", []ListenerConfig{with(ws, func(l *ListenerConfig) {
+			l.UpgradeHook, l.UpgradeTimeout, l.UpgradeMaxPending = true, time.Second, 8
+		})}, "", ""},
+		{"upgrade_hook on tcp", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.UpgradeHook = true })}, "", "listeners[0].upgrade_hook"},
+		{"upgrade_timeout on udp", []ListenerConfig{with(udp, func(l *ListenerConfig) { l.UpgradeTimeout = time.Second })}, "", "listeners[0].upgrade_timeout"},
+		{"negative upgrade_timeout", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.UpgradeTimeout = -time.Second })}, "", "listeners[0].upgrade_timeout"},
+		{"negative upgrade_max_pending", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.UpgradeMaxPending = -1 })}, "", "listeners[0].upgrade_max_pending"},
 		{"compression on tcp", []ListenerConfig{with(tcp, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true} })}, "", "listeners[0].compression"},
 		{"compression level 10", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true, Level: 10} })}, "", "listeners[0].compression.level"},
 		{"compression negative min_size", []ListenerConfig{with(ws, func(l *ListenerConfig) { l.Compression = Compression{Enabled: true, MinSize: -1} })}, "", "listeners[0].compression.min_size"},

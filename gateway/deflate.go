@@ -89,9 +89,23 @@ func (l ListenerConfig) validateProtocolKeys(key func(string) string) error {
 	if l.MaxPeers < 0 {
 		return fmt.Errorf("gateway: %s: negative", key("max_peers"))
 	}
+	if l.UpgradeTimeout < 0 {
+		return fmt.Errorf("gateway: %s: negative", key("upgrade_timeout"))
+	}
+	if l.UpgradeMaxPending < 0 {
+		return fmt.Errorf("gateway: %s: negative", key("upgrade_max_pending"))
+	}
 	if l.Protocol != "ws" {
 		if l.Compression != (Compression{}) {
 			return fmt.Errorf("gateway: %s: only for ws listeners", key("compression"))
+		}
+		switch {
+		case l.UpgradeHook:
+			return fmt.Errorf("gateway: %s: only for ws listeners", key("upgrade_hook"))
+		case l.UpgradeTimeout != 0:
+			return fmt.Errorf("gateway: %s: only for ws listeners", key("upgrade_timeout"))
+		case l.UpgradeMaxPending != 0:
+			return fmt.Errorf("gateway: %s: only for ws listeners", key("upgrade_max_pending"))
 		}
 		return nil
 	}

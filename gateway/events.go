@@ -37,6 +37,9 @@ type delivery struct {
 	// published is when the latest attempt was published (unix
 	// nanoseconds), for Stats.AckLatency.
 	published atomic.Int64
+	// upgrade is, for the batch of an upgrade held for the workers, the
+	// upgrade (upgrade.go); set before the first publish.
+	upgrade *pendingUpgrade
 }
 
 // pushEvent queues ev for c's workers and dispatches it now if c has no
@@ -170,6 +173,11 @@ func (s *Server) onAck(m *nats.Msg) {
 		s.infMu.Unlock()
 		// A worker flushing its handler's actions before an API call:
 		// they apply now, in order, before the rest of the batch's.
+		if d.upgrade != nil {
+			s.upgradeProgress(d.upgrade, ack.Actions) // kept for the 101
+			s.answerAck(m)
+			return
+		}
 		s.applyActions(d.c, ack.Actions, func() { s.answerAck(m) })
 		return
 	}
@@ -186,7 +194,11 @@ func (s *Server) onAck(m *nats.Msg) {
 	s.recordAck(d, ack.Worker)
 
 	c := d.c
-	s.applyActions(c, ack.Actions, func() { s.acked(c, d) })
+	if d.upgrade != nil {
+		s.upgradeAnswered(d.upgrade, ack.Actions)
+	} else {
+		s.applyActions(c, ack.Actions, func() { s.acked(c, d) })
+	}
 	// A worker answered, so batches parked for lack of one can go now.
 	s.resume(unpark)
 }

@@ -28,10 +28,14 @@ const (
 	refusedTLSHandshake             // a TLS handshake that failed (not TLS, no common version or suite, bad client certificate…)
 	refusedPeers                    // a UDP listener's peer table (max_peers) is full
 	refusedDatagram                 // a datagram from a new UDP peer that is not a valid message (too large, bad framing)
+	refusedUpgradeRejected          // a worker rejected the upgrade before the 101 (upgrade_hook)
+	refusedUpgradeTimeout           // no worker answered the upgrade within upgrade_timeout (503)
+	refusedUpgradeBusy              // upgrade_max_pending upgrades already waited for the workers (503)
 	refusalCount
 )
 
-var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout", "tls_handshake", "peers", "bad_datagram"}
+var refusalNames = [refusalCount]string{"", "rate", "total", "per_ip", "ip_table", "origin", "bad_handshake", "handshake_timeout", "tls_handshake", "peers", "bad_datagram",
+	"upgrade_rejected", "upgrade_timeout", "upgrade_busy"}
 
 // DefaultMaxIPs is Config.MaxIPs's default.
 const DefaultMaxIPs = 65536

@@ -253,6 +253,16 @@ func (s *Server) deadLetter(g givenUp) {
 		"deliveries", g.attempt, "events", len(g.d.events), "reason", g.reason, "worker", g.worker, "error", g.err,
 		"subject", s.subj.DeadLetter())
 	c := g.d.c
+	if u := g.d.upgrade; u != nil {
+		// Not accepted: answered 503 like an upgrade nobody answered.
+		u.e.hsMu.Lock()
+		u = u.e.takeUpgradeLocked(u.t)
+		u.e.hsMu.Unlock()
+		if u != nil {
+			u.e.upgradeFailed(u)
+		}
+		return
+	}
 	if s.cfg.DeadLetterPolicy == DeadLetterClose {
 		s.close(c, ReasonEventFailed, false)
 	}

@@ -125,7 +125,10 @@ type Stats struct {
 	// time), tls_handshake (a TLS handshake that failed), peers (a
 	// datagram from a new UDP peer while the listener's peer table is
 	// full), bad_datagram (a datagram from a new UDP peer over max_message
-	// or not one frame). A UDP peer counts as a socket for the limits.
+	// or not one frame), upgrade_rejected / upgrade_timeout /
+	// upgrade_busy (a listener with UpgradeHook: a worker rejected the
+	// upgrade; nobody answered in time; too many upgrades waited). A UDP
+	// peer counts as a socket for the limits.
 	Refused map[string]uint64 `json:"refused"`
 	// Listeners holds each listener's connections, by listener name.
 	Listeners map[string]ListenerStats `json:"listeners"`

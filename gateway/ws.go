@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -30,12 +31,16 @@ type wsEngine struct {
 	// (unix nanoseconds); one sweeper closes the late ones.
 	hsMu    sync.Mutex
 	pending map[*wsTransport]int64
-	hsQuit  chan struct{}
-	hsDone  chan struct{}
+	// upgrades are the upgrade requests waiting for the workers
+	// (ListenerConfig.UpgradeHook; see upgrade.go). Guarded by hsMu.
+	upgrades map[*wsTransport]*pendingUpgrade
+	hsQuit   chan struct{}
+	hsDone   chan struct{}
 }
 
 func newWSEngine(l *listener) *wsEngine {
-	return &wsEngine{nbioEngine: nbioEngine{l: l}, pending: make(map[*wsTransport]int64)}
+	return &wsEngine{nbioEngine: nbioEngine{l: l}, pending: make(map[*wsTransport]int64),
+		upgrades: make(map[*wsTransport]*pendingUpgrade)}
 }
 
 func (e *wsEngine) start() (net.Addr, error) {
@@ -61,10 +66,16 @@ func (e *wsEngine) stop() {
 }
 
 // sweepHandshakes closes, twice a second, the sockets whose upgrade did
-// not complete within HandshakeTimeout.
+// not complete within HandshakeTimeout, and answers 503 to the upgrades
+// that waited UpgradeTimeout for the workers (checked four times per
+// UpgradeTimeout when that is shorter than 2 s).
 func (e *wsEngine) sweepHandshakes() {
 	defer close(e.hsDone)
-	tick := time.NewTicker(500 * time.Millisecond)
+	every := 500 * time.Millisecond
+	if e.l.cfg.UpgradeHook {
+		every = max(min(every, e.l.cfg.UpgradeTimeout/4), 10*time.Millisecond)
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
@@ -84,6 +95,7 @@ func (e *wsEngine) sweepHandshakes() {
 			for _, t := range late {
 				_ = t.nc.Close()
 			}
+			e.sweepUpgrades(now)
 		}
 	}
 }
@@ -111,6 +123,9 @@ type wsTransport struct {
 	// message); msgZ: the message being assembled is compressed.
 	deflate bool
 	msgZ    bool
+	// hold is the upgrade hook's state (holdNone, holdWaiting,
+	// holdEnded: see upgrade.go), set off the event loop too.
+	hold atomic.Uint32
 }
 
 func (e *wsEngine) open(nc *nbio.Conn) {
@@ -142,6 +157,12 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 		e.handshake(t, data)
 		return
 	}
+	if h := t.hold.Load(); h != holdNone {
+		if h == holdWaiting {
+			e.earlyData(t)
+		}
+		return
+	}
 	t.c.sync()
 	if t.c.closing() {
 		return // lingering after a close: discard
@@ -158,6 +179,9 @@ func (e *wsEngine) closed(nc *nbio.Conn, err error) {
 	if t.c == nil {
 		e.handshakeDone(t)
 		return
+	}
+	if t.hold.Load() != holdNone && e.upgradeClosed(t) {
+		return // never joined the hub
 	}
 	e.l.s.closed(t.c, ReasonClientClosed)
 }
@@ -216,6 +240,10 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 			why = refusedOrigin
 		}
 		e.refuse(t, resp.Bytes(), why)
+		return
+	}
+	if e.l.cfg.UpgradeHook {
+		e.holdUpgrade(t, resp.Bytes(), rest, req, offer)
 		return
 	}
 	e.handshakeDone(t)

@@ -106,7 +106,7 @@ var (
 	gwDupes       = desc("gateway_routed_duplicates_total", "Copies of a routed send (to several uids or groups, or caught while the gateway swaps to a wildcard subscription) dropped because the gateway had delivered it already.")
 	gwDropped     = desc("gateway_dropped_messages_total", "Outbound messages dropped at a connection's queue bound, by queue policy (drop_oldest, drop_newest; disconnect counts the message that closed the connection); pongs and heartbeat pings dropped there count too.", "policy")
 	gwBusSlow     = desc("gateway_bus_slow_consumers_total", "Slow consumers the NATS client reported on the gateway's bus connection: a subscription (commands, broadcasts, queries, acks, uid and group subjects) fell behind its bound and its messages began to be dropped.")
-	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout, tls_handshake, peers, bad_datagram).", "cause")
+	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout, tls_handshake, peers, bad_datagram, upgrade_rejected, upgrade_timeout, upgrade_busy).", "cause")
 	wkBatches     = desc("worker_batches_acked_total", "Event batches acknowledged, by worker id, as seen by this gateway.", "worker")
 	wkEvents      = desc("worker_events_acked_total", "Events in the batches acknowledged, by worker id, as seen by this gateway.", "worker")
 	busAck        = desc("bus_event_ack_seconds", "Time from publishing an event batch to the bus to its final ack (bus both ways plus the worker's handling).")

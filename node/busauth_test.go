@@ -14,6 +14,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 	"github.com/gatework/gatework/internal/testpki"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
@@ -156,11 +157,7 @@ func TestBusAuthByDefault(t *testing.T) {
 // configuration unless InsecureNoAuth says otherwise; wrong ones fail the
 // start without showing the password.
 func TestExternalNATSCredentials(t *testing.T) {
-	ext, err := natsembed.Start(natsembed.Config{Listen: "127.0.0.1:0", User: "ops", Password: "right-pw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ext.Shutdown()
+	ext := testbus.Start(t, natsembed.Config{Listen: "127.0.0.1:0", User: "ops", Password: "right-pw"})
 	url := ext.ClientURL()
 	withCreds := "nats://ops:right-pw@" + strings.TrimPrefix(url, "nats://")
 	tests := []struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/apps/chat"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/testbus"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
 )
@@ -37,17 +38,7 @@ func startOperatorNATS(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.NoLog, opts.NoSigs = true, true
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv.ClientURL()
+	return testbus.StartServer(t, opts).ClientURL()
 }
 
 // runRemoteApp runs h with an API client on one connection made with o,

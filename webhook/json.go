@@ -57,6 +57,10 @@ type Event struct {
 	Binary      bool     `json:"binary,omitempty"`
 	Request     *Request `json:"request,omitempty"`
 	CloseReason string   `json:"close_reason,omitempty"`
+	// BeforeUpgrade marks a "websocket_connect" whose 101 the gateway
+	// holds for the answer (a listener with upgrade_hook): a "reject"
+	// answers the HTTP status code (400-599) with reason as the body.
+	BeforeUpgrade bool `json:"before_upgrade,omitempty"`
 }
 
 // Request is the WebSocket upgrade request of a "websocket_connect" event.
@@ -100,7 +104,7 @@ func newBatch(b *bus.EventBatch) Batch {
 	}
 	for i := range b.Events {
 		ev := &b.Events[i]
-		e := Event{Type: ev.Type.String(), TimeUnixMs: ev.TimeUnixMs, CloseReason: ev.CloseReason}
+		e := Event{Type: ev.Type.String(), TimeUnixMs: ev.TimeUnixMs, CloseReason: ev.CloseReason, BeforeUpgrade: ev.BeforeUpgrade}
 		if ev.Type == bus.EventMessage {
 			e.Binary = ev.Binary
 			if !ev.Binary && utf8.Valid(ev.Data) {

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/gatework/gatework/bus"
@@ -94,4 +95,27 @@ func FuzzParseAnswer(f *testing.F) {
 			t.Fatalf("ack round trip: %v", err)
 		}
 	})
+}
+
+// TestBeforeUpgradeJSON: a websocket_connect held before the upgrade
+// carries "before_upgrade":true; other events leave the field out.
+func TestBeforeUpgradeJSON(t *testing.T) {
+	for _, tc := range []struct {
+		before bool
+		want   string
+	}{
+		{true, `"before_upgrade":true`},
+		{false, ""},
+	} {
+		b := newBatch(&bus.EventBatch{Client: "c", Events: []bus.Event{
+			{Type: bus.EventWebSocketConnect, Request: &bus.HTTPRequest{Method: "GET"}, BeforeUpgrade: tc.before}}})
+		out, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := strings.Contains(string(out), `"before_upgrade"`)
+		if tc.want != "" && !strings.Contains(string(out), tc.want) || tc.want == "" && has {
+			t.Errorf("before_upgrade %v: %s", tc.before, out)
+		}
+	}
 }

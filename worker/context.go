@@ -259,17 +259,38 @@ func (c *Context) Protect(on bool) {
 	c.add(bus.Action{Type: bus.ActionProtect, Flag: on})
 }
 
-// Reject refuses the client: the gateway closes it, a WebSocket with close
-// code 4000+status and reason. It is meant for OnConnect and
-// OnWebSocketConnect (an HTTP-like status such as 401 or 403); a status
-// outside 100–999 becomes 403. Later events of the same batch, if any, are
-// still handled.
-func (c *Context) Reject(status int, reason string) {
-	if status < 100 || status > 999 {
+// Reject refuses the client. It is meant for OnConnect and
+// OnWebSocketConnect, with an HTTP status such as 401 or 403.
+//
+// Before the upgrade (BeforeUpgrade: a listener with upgrade_hook), the
+// gateway answers the upgrade request with that HTTP status and reason as
+// the response body, and the client never connects; the status must be
+// 400–599, else Reject returns an error and queues nothing (the upgrade
+// is accepted unless the handler rejects it properly).
+//
+// Otherwise the gateway closes the client, a WebSocket with close code
+// 4000+status and reason; a status outside 100–999 becomes 403, and the
+// error is nil.
+//
+// Later events of the same batch, if any, are still handled.
+func (c *Context) Reject(status int, reason string) error {
+	if c.BeforeUpgrade() {
+		if status < 400 || status > 599 {
+			return fmt.Errorf("worker: reject before the upgrade: HTTP status %d not in 400-599", status)
+		}
+	} else if status < 100 || status > 999 {
 		status = 403
 	}
 	c.add(bus.Action{Type: bus.ActionReject, Code: uint32(status), Arg: reason})
+	return nil
 }
+
+// BeforeUpgrade reports whether the event is an OnWebSocketConnect whose
+// 101 the gateway holds until the handler returns (a listener with
+// upgrade_hook): Reject then answers an HTTP error, and the client's
+// OnConnect comes only after, once accepted. Messages sent now reach the
+// client right after the 101.
+func (c *Context) BeforeUpgrade() bool { return c.ev.BeforeUpgrade }
 
 // API returns the cluster API, for anything beyond the current client: other
 // clients, uids, groups, counts and lists. Its calls act at once. It is nil

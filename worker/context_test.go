@@ -271,6 +271,51 @@ func TestActionsAndLocalView(t *testing.T) {
 	}
 }
 
+// TestRejectBeforeUpgrade: in an OnWebSocketConnect before the upgrade,
+// Reject takes HTTP statuses 400-599 and returns an error (queuing
+// nothing) for any other; after the upgrade it keeps mapping a status
+// outside 100-999 to 403.
+func TestRejectBeforeUpgrade(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		before  bool
+		status  int
+		wantErr bool
+		want    []bus.Action
+	}{
+		{"403 before", true, 403, false, []bus.Action{{Type: bus.ActionReject, Code: 403, Arg: "r"}}},
+		{"400 before", true, 400, false, []bus.Action{{Type: bus.ActionReject, Code: 400, Arg: "r"}}},
+		{"599 before", true, 599, false, []bus.Action{{Type: bus.ActionReject, Code: 599, Arg: "r"}}},
+		{"399 before", true, 399, true, nil},
+		{"600 before", true, 600, true, nil},
+		{"4403 before", true, 4403, true, nil},
+		{"200 after", false, 200, false, []bus.Action{{Type: bus.ActionReject, Code: 200, Arg: "r"}}},
+		{"7 after", false, 7, false, []bus.Action{{Type: bus.ActionReject, Code: 403, Arg: "r"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			got := make(chan [2]any, 1)
+			e.start(worker.Config{}, worker.Handlers{
+				OnWebSocketConnect: func(c *worker.Context, r *worker.Request) {
+					got <- [2]any{c.BeforeUpgrade(), c.Reject(tc.status, "r")}
+				},
+			})
+			e.publish(batch(1, "c1", bus.Event{Type: bus.EventWebSocketConnect, Request: &bus.HTTPRequest{}, BeforeUpgrade: tc.before}))
+			a := e.final()
+			r := <-got
+			if r[0] != tc.before {
+				t.Errorf("BeforeUpgrade() = %v, want %v", r[0], tc.before)
+			}
+			if err, _ := r[1].(error); (err != nil) != tc.wantErr {
+				t.Errorf("Reject(%d) = %v, want error %v", tc.status, err, tc.wantErr)
+			}
+			if !reflect.DeepEqual(a.Actions, tc.want) {
+				t.Errorf("actions %+v, want %+v", a.Actions, tc.want)
+			}
+		})
+	}
+}
+
 func TestSessionEdgeCases(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 	"github.com/gatework/gatework/internal/testwait"
 	"github.com/gatework/gatework/worker"
 )
@@ -35,16 +36,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e, err := natsembed.Start(natsembed.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	gw, err := bus.Connect(e.ConnectOptions("gateway"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gw.Close)
+	e := testbus.Start(t, natsembed.Config{})
+	gw := testbus.Conn(t, e, "gateway")
 	subj, _ := bus.NewSubjects("")
 	inbox := nats.NewInbox()
 	acks, err := gw.SubscribeSync(inbox)
@@ -57,12 +50,7 @@ func newEnv(t *testing.T) *env {
 // conn returns a new connection to the bus, closed at the end of the test.
 func (e *env) conn(name string) *nats.Conn {
 	e.t.Helper()
-	nc, err := bus.Connect(e.e.ConnectOptions(name))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(nc.Close)
-	return nc
+	return testbus.Conn(e.t, e.e, name)
 }
 
 // worker makes a worker on its own connection; stopped at the end of the

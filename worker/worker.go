@@ -44,13 +44,19 @@ type Handlers struct {
 	OnWorkerStop func(w *Worker)
 	// OnConnect runs when a client connected; for WebSocket after the
 	// upgrade was answered (the client has its 101 already), and before
-	// OnWebSocketConnect. Messages it sends reach the client after the
+	// OnWebSocketConnect, except on a listener with upgrade_hook, where
+	// OnWebSocketConnect comes first (before the 101) and OnConnect only
+	// for an accepted client. Messages it sends reach the client after the
 	// handshake.
 	OnConnect func(c *Context)
 	// OnWebSocketConnect runs after the WebSocket upgrade of a client, with
 	// its HTTP request. c.Reject(status, reason) refuses the client: the
-	// gateway closes it with WebSocket close code 4000+status. r belongs to
-	// the handler and may be retained.
+	// gateway closes it with WebSocket close code 4000+status. On a
+	// listener with upgrade_hook it runs before the 101 instead
+	// (c.BeforeUpgrade() is true): the gateway answers the upgrade when it
+	// returns, and c.Reject(status, body) answers that HTTP status
+	// (400-599) with body, so the client sees an ordinary HTTP error. r
+	// belongs to the handler and may be retained.
 	OnWebSocketConnect func(c *Context, r *Request)
 	// OnMessage runs for every message of a client. msg belongs to the
 	// handler: the worker never reads or reuses it afterwards, so the

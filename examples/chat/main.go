@@ -17,7 +17,7 @@ import (
 
 	"github.com/gatework/gatework/apps/chat"
 	"github.com/gatework/gatework/bus"
-	"github.com/gatework/gatework/cli"
+	"github.com/gatework/gatework/cli/workerflag"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -25,10 +25,10 @@ func main() {
 	// The bus flags (-nats, -user, …, -prefix) default to the node's
 	// GATEWORK_* variables; the log settings are GATEWORK_LOG_FORMAT (text
 	// or json) and GATEWORK_LOG_LEVEL (debug, info, warn or error).
-	var f cli.WorkerFlags
+	var f workerflag.Flags
 	f.Register(flag.CommandLine)
 	flag.Parse()
-	slog.SetDefault(cli.NewLogger(f.Log, os.Stderr))
+	slog.SetDefault(workerflag.NewLogger(f.Log, os.Stderr))
 	f.Bus.Name = "chat-example"
 	// SIGINT or SIGTERM stops it gracefully: the events in hand finish.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

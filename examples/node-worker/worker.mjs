@@ -7,6 +7,10 @@
 // conformance kit, test/workerkit):
 //   connect            join group "kit", set session {"n":0}
 //   websocket_connect  path /reject: reject with 403; query uid=<uid>: bind it
+//                      (on a listener with upgrade_hook the event has
+//                      beforeUpgrade set and comes before connect: the
+//                      reject is the client's HTTP 403, the bind applies
+//                      as the 101 goes out)
 //   message "cmd:bind:<uid>"  bind uid, answer "bound:<uid>"
 //   message "cmd:state"       answer {"uid","groups","session"} as the worker sees them
 //   message "cmd:count"       session n+1 (update), answer "n=<n>"

@@ -12,6 +12,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/membership"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 	"github.com/gatework/gatework/internal/testwait"
 )
 
@@ -49,21 +50,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // for the Membership and one for publishing heartbeats.
 func startBus(t *testing.T) (sub, pub *nats.Conn) {
 	t.Helper()
-	e, err := natsembed.Start(natsembed.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	conns := make([]*nats.Conn, 2)
-	for i := range conns {
-		nc, err := bus.Connect(e.ConnectOptions("membership-test"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		conns[i] = nc
-	}
-	return conns[0], conns[1]
+	e := testbus.Start(t, natsembed.Config{})
+	return testbus.Conn(t, e, "membership-test"), testbus.Conn(t, e, "membership-test")
 }
 
 func newMembership(t *testing.T, nc *nats.Conn, cfg membership.Config) *membership.Tracker {

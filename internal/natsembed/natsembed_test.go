@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 	"github.com/gatework/gatework/internal/testpki"
 )
 
@@ -221,19 +222,11 @@ func TestClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+	srv := testbus.StartServer(t, &server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT,
 		TLSConfig: tc, TLS: true, TLSVerify: true, TLSTimeout: 5,
 		Username: "ext", Password: "ext-pw",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
 	o := bus.Options{URL: srv.ClientURL(), User: "ext", Password: "ext-pw", CAFile: ca, Name: "mtls"}
 	if nc, err := bus.Connect(o); err == nil {
 		nc.Close()

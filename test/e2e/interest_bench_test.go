@@ -16,6 +16,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 // benchCluster is n gateways on one embedded NATS with a worker that
@@ -28,19 +29,8 @@ type benchCluster struct {
 
 func startBenchCluster(b *testing.B, n int, joinOnConnect bool) *benchCluster {
 	b.Helper()
-	e, err := natsembed.Start(natsembed.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(e.Shutdown)
-	conn := func(name string) *nats.Conn {
-		nc, err := bus.Connect(e.ConnectOptions(name))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(nc.Close)
-		return nc
-	}
+	e := testbus.Start(b, natsembed.Config{})
+	conn := func(name string) *nats.Conn { return testbus.Conn(b, e, name) }
 	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
 	wc := conn("worker")
 	if _, err := wc.QueueSubscribe(subj.Events(), subj.WorkersQueue(), func(m *nats.Msg) {
@@ -84,6 +74,7 @@ func startBenchCluster(b *testing.B, n int, joinOnConnect bool) *benchCluster {
 		})
 		bc.gws = append(bc.gws, gw)
 	}
+	var err error
 	bc.api, err = api.New(conn("api"), api.Config{})
 	if err != nil {
 		b.Fatal(err)

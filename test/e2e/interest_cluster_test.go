@@ -14,6 +14,7 @@ import (
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 // startRoutedPair starts two nats-servers in one cluster, routed over
@@ -21,20 +22,11 @@ import (
 func startRoutedPair(t *testing.T) (a, b *server.Server) {
 	t.Helper()
 	start := func(name string, routes []*url.URL) *server.Server {
-		s, err := server.NewServer(&server.Options{
-			ServerName: name, Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
+		return testbus.StartServer(t, &server.Options{
+			ServerName: name, Host: "127.0.0.1", Port: -1,
 			Cluster: server.ClusterOpts{Name: "interest", Host: "127.0.0.1", Port: -1},
 			Routes:  routes,
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("%s not ready", name)
-		}
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		return s
 	}
 	a = start("a", nil)
 	u, err := url.Parse("nats-route://" + a.ClusterAddr().String())

@@ -16,6 +16,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/natsembed"
+	"github.com/gatework/gatework/internal/testbus"
 )
 
 // trio is three gateways in this process on one embedded NATS, each with
@@ -31,12 +32,7 @@ type trio struct {
 
 func startTrio(t *testing.T, cfg gateway.Config) *trio {
 	t.Helper()
-	e, err := natsembed.Start(natsembed.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	tr := &trio{e: e, subj: bus.Subjects{Prefix: bus.DefaultPrefix}}
+	tr := &trio{e: testbus.Start(t, natsembed.Config{}), subj: bus.Subjects{Prefix: bus.DefaultPrefix}}
 	startIDWorker(t, tr.conn(t, "worker"))
 	for i := range 3 {
 		nc := tr.conn(t, fmt.Sprintf("gw%d", i))
@@ -64,12 +60,7 @@ func startTrio(t *testing.T, cfg gateway.Config) *trio {
 // conn returns a new NATS connection, closed when the test ends.
 func (tr *trio) conn(t *testing.T, name string) *nats.Conn {
 	t.Helper()
-	nc, err := bus.Connect(tr.e.ConnectOptions(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return testbus.Conn(t, tr.e, name)
 }
 
 // client returns an API client on its own NATS connection.

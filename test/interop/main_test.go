@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -46,8 +47,18 @@ var badUTF8 = []byte{0xff, 0xfe, 'o', 'k'}
 //	close       answers "closing", then closes the client (close 1000)
 //
 // Anything else is echoed byte for byte, text as text, binary as binary.
+// An upgrade whose query has deny=<status> is rejected with that status
+// and the reason "denied by the app" (an HTTP answer on the hook
+// listener, a close code 4000+status on the others).
 func testApp() worker.Handlers {
-	return worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) {
+	return worker.Handlers{OnWebSocketConnect: func(c *worker.Context, r *worker.Request) {
+		if s := r.Query.Get("deny"); s != "" {
+			n, _ := strconv.Atoi(s)
+			if err := c.Reject(n, "denied by the app"); err != nil {
+				c.Send([]byte(err.Error()))
+			}
+		}
+	}, OnMessage: func(c *worker.Context, msg []byte) {
 		if c.Binary() {
 			c.SendBinary(msg)
 			return
@@ -71,8 +82,9 @@ func testApp() worker.Handlers {
 	}}
 }
 
-// startNode starts a node running testApp with two WebSocket listeners,
-// ws and wsz (permessage-deflate on), and the HTTP API, all on 127.0.0.1;
+// startNode starts a node running testApp with three WebSocket listeners,
+// ws, wsz (permessage-deflate on) and hook (upgrade_hook on), and the
+// HTTP API, all on 127.0.0.1;
 // it is shut down when the test ends.
 func startNode(t *testing.T) *node.Node {
 	t.Helper()
@@ -86,6 +98,8 @@ func startNode(t *testing.T) *node.Node {
 		}, {
 			Name: "wsz", Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: maxMessage,
 			Compression: gateway.Compression{Enabled: true},
+		}, {
+			Name: "hook", Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: maxMessage, UpgradeHook: true,
 		}}},
 		HTTP:   node.HTTPConfig{Addr: "127.0.0.1:0"},
 		Worker: node.WorkerConfig{Handlers: &h, App: "interop"},

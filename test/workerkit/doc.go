@@ -6,8 +6,10 @@
 // at-least-once delivery after the worker is killed with SIGKILL, a
 // graceful drain on SIGTERM, session visibility across events, the close
 // event's contents, the actions of acks (bind on connect and later, join,
-// session, close with a final message, reject) and progress acks of a
-// slow handler.
+// session, close with a final message, reject), a reject before the
+// upgrade on a listener with upgrade_hook (an HTTP 403 with the reason as
+// the body; an accepted upgrade has its bind applied before the connect
+// event) and progress acks of a slow handler.
 //
 // The worker under test serves the kit's app, described at the top of
 // examples/node-worker/worker.mjs. Its command line comes from

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -136,6 +137,8 @@ func startKit(t *testing.T, tg target) *kit {
 			Listeners: []gateway.ListenerConfig{
 				{Protocol: "ws", Addr: "127.0.0.1:0"},
 				{Protocol: "tcp", Addr: "127.0.0.1:0"},
+				// OnWebSocketConnect before the 101 (upgrade_hook).
+				{Name: "hook", Protocol: "ws", Addr: "127.0.0.1:0", UpgradeHook: true, UpgradeTimeout: 10 * time.Second},
 			},
 			// Short for the redelivery checks, yet above 1.5 progress
 			// intervals (1s): the first progress ack of a batch comes
@@ -303,6 +306,7 @@ func TestConformance(t *testing.T) {
 			t.Run("session", k.checkSession)
 			t.Run("close", k.checkClose)
 			t.Run("reject", k.checkReject)
+			t.Run("upgrade_hook", k.checkUpgradeHook)
 			t.Run("progress", k.checkProgress)
 			t.Run("drain", k.checkDrain)
 			t.Run("sigkill", k.checkKill)
@@ -492,6 +496,44 @@ func (k *kit) checkReject(t *testing.T) {
 	_, _, err := ws.ReadMessage()
 	if !websocket.IsCloseError(err, 4403) {
 		t.Fatalf("rejected client: %v, want close code 4403", err)
+	}
+}
+
+// checkUpgradeHook: on a listener with upgrade_hook, ACTION_REJECT of the
+// WebSocket connect event (marked before_upgrade) answers the upgrade
+// request with its HTTP status and reason as the body; any other answer
+// accepts, with the event's actions applied (the uid bound) before the
+// connect event (group kit, session n=0).
+func (k *kit) checkUpgradeHook(t *testing.T) {
+	k.t = t
+	url := "ws://" + k.n.Addr("hook").String()
+	ws, resp, err := websocket.DefaultDialer.Dial(url+"/reject", nil)
+	if err == nil {
+		_ = ws.Close()
+		t.Fatal("upgrade of /reject accepted, want HTTP 403")
+	}
+	if resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("upgrade of /reject: %v, response %+v; want HTTP 403", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.HasPrefix(string(body), "rejected by") {
+		t.Errorf("403 body %q, want the reject reason", body)
+	}
+	ws, _, err = websocket.DefaultDialer.Dial(url+"/?uid=hooked", nil)
+	if err != nil {
+		t.Fatalf("upgrade with the hook: %v", err)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	var st struct {
+		UID     string         `json:"uid"`
+		Groups  []string       `json:"groups"`
+		Session map[string]any `json:"session"`
+	}
+	if err := json.Unmarshal([]byte(k.ask(ws, "cmd:state")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.UID != "hooked" || len(st.Groups) != 1 || st.Groups[0] != "kit" || st.Session["n"] != float64(0) {
+		t.Errorf("state %+v: want uid hooked, groups [kit], session n=0", st)
 	}
 }
 

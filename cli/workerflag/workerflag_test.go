@@ -1,4 +1,4 @@
-package cli_test
+package workerflag_test
 
 import (
 	"flag"
@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/gatework/gatework/bus"
-	"github.com/gatework/gatework/cli"
+	"github.com/gatework/gatework/cli/workerflag"
 )
 
 func TestWorkerFlags(t *testing.T) {
@@ -16,24 +16,24 @@ func TestWorkerFlags(t *testing.T) {
 		args       []string
 		want       bus.Options
 		wantPrefix string
-		wantLog    cli.LogConfig
+		wantLog    workerflag.LogConfig
 	}{
-		{name: "defaults", want: bus.Options{URL: cli.DefaultWorkerURL, InboxPrefix: "gw.inbox.worker"}, wantPrefix: bus.DefaultPrefix},
+		{name: "defaults", want: bus.Options{URL: workerflag.DefaultWorkerURL, InboxPrefix: "gw.inbox.worker"}, wantPrefix: bus.DefaultPrefix},
 		{name: "environment",
 			env: map[string]string{"GATEWORK_NATS_URL": "nats://a:1", "GATEWORK_NATS_USER": "u",
 				"GATEWORK_NATS_PASSWORD": "p", "GATEWORK_NATS_TLS_CA_FILE": "ca.pem", "GATEWORK_PREFIX": "app",
 				"GATEWORK_LOG_LEVEL": "debug", "GATEWORK_LOG_FORMAT": "json"},
-			wantLog:    cli.LogConfig{Level: "debug", Format: "json"},
+			wantLog:    workerflag.LogConfig{Level: "debug", Format: "json"},
 			want:       bus.Options{URL: "nats://a:1", User: "u", Password: "p", CAFile: "ca.pem", InboxPrefix: "app.inbox.worker"},
 			wantPrefix: "app"},
 		{name: "inbox prefix follows the prefix flag",
 			env:        map[string]string{"GATEWORK_PREFIX": "app"},
 			args:       []string{"-prefix", "b"},
-			want:       bus.Options{URL: cli.DefaultWorkerURL, InboxPrefix: "b.inbox.worker"},
+			want:       bus.Options{URL: workerflag.DefaultWorkerURL, InboxPrefix: "b.inbox.worker"},
 			wantPrefix: "b"},
 		{name: "inbox prefix flag",
 			args:       []string{"-inbox-prefix", "my.inbox", "-prefix", "c"},
-			want:       bus.Options{URL: cli.DefaultWorkerURL, InboxPrefix: "my.inbox"},
+			want:       bus.Options{URL: workerflag.DefaultWorkerURL, InboxPrefix: "my.inbox"},
 			wantPrefix: "c"},
 		{name: "flags over environment",
 			env:        map[string]string{"GATEWORK_NATS_USER": "u", "GATEWORK_NATS_TOKEN": "t"},
@@ -48,7 +48,7 @@ func TestWorkerFlags(t *testing.T) {
 			}
 			fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 			fs.SetOutput(io.Discard)
-			var f cli.WorkerFlags
+			var f workerflag.Flags
 			f.Register(fs)
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)
