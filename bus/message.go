@@ -116,7 +116,7 @@ var opNames = [...]string{
 	"protect", "getStats",
 	OpCloseUID: "closeUid", OpIsUIDsOnline: "isUidsOnline", OpClientCountByGroups: "getClientCountByGroups",
 	OpClientListByUIDs: "getClientListByUids",
-	OpPauseRecv: "pauseRecv", OpResumeRecv: "resumeRecv", OpConfirm: "confirm", OpSetBinary: "setBinary",
+	OpPauseRecv:        "pauseRecv", OpResumeRecv: "resumeRecv", OpConfirm: "confirm", OpSetBinary: "setBinary",
 }
 
 // String returns the lowerCamel API method name of the op.
