@@ -264,7 +264,7 @@ type ListenerConfig struct {
 	DelayReceive bool `yaml:"delay_receive"`
 	// ConfirmTimeout closes a DelayReceive connection not confirmed this
 	// long after it was registered, with reason confirm_timeout
-	// (WebSocket close code 1001). 0 means 30s (with DelayReceive).
+	// (WebSocket close code 1001). 0 means 30s.
 	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
 }
 
@@ -351,7 +351,7 @@ func (c Config) WithDefaults() Config {
 // protocol set to its documented default: name (the protocol),
 // max_message, max_queue_bytes, queue_policy, ping_interval and
 // idle_timeout (ws, udp, or tcp with ping_data), message_type and
-// compression (ws), confirm_timeout (with delay_receive), max_peers (udp), framing (tcp and udp, its
+// compression (ws), confirm_timeout, max_peers (udp), framing (tcp and udp, its
 // max_message that of the listener), the rate limit's per,
 // burst and policy when it has a budget, and the TLS defaults (a copy).
 // It does not validate.
@@ -380,7 +380,7 @@ func (l ListenerConfig) WithDefaults() ListenerConfig {
 		l.QueuePolicy = QueueDisconnect
 	}
 	l.applyHeartbeatDefaults()
-	if l.DelayReceive && l.ConfirmTimeout <= 0 {
+	if l.ConfirmTimeout <= 0 {
 		l.ConfirmTimeout = DefaultConfirmTimeout
 	}
 	switch l.Protocol {
