@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,6 +147,25 @@ func (c *rxClient) send(msg string, d time.Duration) error {
 	return err
 }
 
+// recv reads one message.
+func (c *rxClient) recv(t *testing.T) string {
+	t.Helper()
+	if c.ws != nil {
+		_ = c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	_ = c.tcp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := c.rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
 // rxConfig is a gateway with one listener of protocol.
 func rxConfig(protocol string) Config {
 	l := ListenerConfig{Protocol: protocol, Addr: "127.0.0.1:0"}
@@ -172,18 +192,28 @@ func startRx(t *testing.T, cfg Config, actionsOf func(client, msg string) []bus.
 // writes stall (TCP flow control) while the gateway holds at most what
 // its socket had already read (HeldBytes, bounded by maxStash) and
 // delivers nothing; after ResumeRecv every message arrives, in order.
-// Pings and the idle timeout leave the paused client alone.
+// Sends to the paused client still go out, also when they fill its
+// socket (the engine then turns reading back on, and the gateway off
+// again); pings and the idle timeout leave the paused client alone.
 func TestPauseResumeFlood(t *testing.T) {
 	const (
 		size  = 4 << 10
 		total = 24 << 20 // far more than the kernel buffers of both ends
+		// With blocked sends: 512 KiB to the client (small socket buffers) before it floods, which
+		// it reads only once its writes stalled.
+		outSize = 64 << 10
+		outN    = 8
 	)
-	for _, protocol := range []string{"ws", "tcp"} {
-		t.Run(protocol, func(t *testing.T) {
-			cfg := rxConfig(protocol)
+	for _, tc := range []struct {
+		protocol string
+		blocked  bool
+	}{{"ws", false}, {"tcp", false}, {"ws", true}, {"tcp", true}} {
+		t.Run(fmt.Sprintf("%s/blocked_sends=%v", tc.protocol, tc.blocked), func(t *testing.T) {
+			cfg := rxConfig(tc.protocol)
 			cfg.Listeners[0].IdleTimeout = 300 * time.Millisecond
+			cfg.Listeners[0].MaxQueueBytes = 64 << 20
 			s, w, nc := startRx(t, cfg, nil)
-			cl := dialRx(t, s, protocol)
+			cl := dialRx(t, s, tc.protocol)
 			if err := cl.send("first", time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -195,6 +225,30 @@ func TestPauseResumeFlood(t *testing.T) {
 			c, err := s.lookup(id)
 			if err != nil {
 				t.Fatal(err)
+			}
+			out := strings.Repeat("o", outSize)
+			if tc.blocked {
+				// Small socket buffers on both ends, so that 512 KiB blocks.
+				rc, err := c.sock().nc.SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = rc.Control(func(fd uintptr) {
+					_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096)
+				})
+				sock := cl.tcp
+				if cl.ws != nil {
+					sock = cl.ws.UnderlyingConn()
+				}
+				if err := sock.(*net.TCPConn).SetReadBuffer(32 << 10); err != nil {
+					t.Fatal(err)
+				}
+				for range outN {
+					if code := command(t, nc, s, bus.Command{Op: bus.OpSendToClient, Clients: []string{id}, Data: []byte(out)}); code != "" {
+						t.Fatal(code)
+					}
+				}
+				waitFor(t, 5*time.Second, "a blocked write to the client", func() bool { return c.unsent.Load() > 0 })
 			}
 
 			// Flood until a write stalls for a second: the gateway
@@ -214,6 +268,20 @@ func TestPauseResumeFlood(t *testing.T) {
 			if sent*size >= total {
 				t.Fatalf("all %d bytes were taken while paused", total)
 			}
+			if tc.blocked {
+				for i := range outN {
+					if got := cl.recv(t); got != out {
+						t.Fatalf("send %d to the paused client: %d bytes", i, len(got))
+					}
+				}
+			}
+			// Sends to a paused client still go out.
+			if code := command(t, nc, s, bus.Command{Op: bus.OpSendToClient, Clients: []string{id}, Data: []byte("while paused")}); code != "" {
+				t.Fatal(code)
+			}
+			if got := cl.recv(t); got != "while paused" {
+				t.Fatalf("a paused client got %q", got)
+			}
 			// The idle timeout is 300 ms: the paused client outlives it.
 			time.Sleep(500 * time.Millisecond)
 			if got := len(w.messages(id)); got != 1 {
@@ -226,7 +294,7 @@ func TestPauseResumeFlood(t *testing.T) {
 			if held > maxStash || pending != 0 || c.closing() {
 				t.Fatalf("paused client: %d bytes held, %d pending, closing %v", held, pending, c.closing())
 			}
-			t.Logf("%s: %d KiB written before the writes stalled, %d KiB held by the gateway", protocol, sent*size>>10, held>>10)
+			t.Logf("%d KiB written before the writes stalled, %d KiB held by the gateway", sent*size>>10, held>>10)
 
 			// A write that timed out may have left part of a message in
 			// the kernel (WebSocket: the connection is then unusable for
@@ -234,7 +302,7 @@ func TestPauseResumeFlood(t *testing.T) {
 			if code := command(t, nc, s, bus.Command{Op: bus.OpResumeRecv, Clients: []string{id}}); code != "" {
 				t.Fatal(code)
 			}
-			waitFor(t, 20*time.Second, "every flooded message", func() bool { return len(w.messages(id)) >= 1+sent })
+			waitFor(t, 30*time.Second, "every flooded message", func() bool { return len(w.messages(id)) >= 1+sent })
 			got := w.messages(id)[1 : 1+sent]
 			for i, m := range got {
 				if !strings.HasPrefix(m, fmt.Sprintf("%08d", i)) || len(m) != size-8 {
