@@ -306,7 +306,11 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 			s.stats.badAcks.Add(1)
 			continue
 		}
-		eff, err := s.mutateLocked(c, &m)
+		err := m.check()
+		var eff uint8
+		if err == nil {
+			eff, err = s.mutateLocked(c, &m)
+		}
 		if err != nil {
 			s.log.Warn("action not applied", "client", c.id(s.id), "action", int32(a.Type), "err", err)
 		}

@@ -168,16 +168,13 @@ const (
 	effRx
 )
 
-// mutateLocked checks m and applies it to c. It returns the effects left
-// to complete once the lock is released. A client that is closing or
+// mutateLocked applies m, which passed m.check, to c. It returns the
+// effects left to complete once the lock is released. A client that is closing or
 // closed still takes uid, group and session changes (the close event must
 // see them); a forced close cuts a graceful one short. Which states a caller accepts is the caller's: an API command
 // answers not_found for a closed client, a worker's action applies (see
 // Server.clientOp and Server.applyActions). Caller holds c.sh.mu.
 func (s *Server) mutateLocked(c *conn, m *mutation) (uint8, error) {
-	if err := m.check(); err != nil {
-		return 0, err
-	}
 	sh := c.sh
 	switch m.kind {
 	case mutBind:

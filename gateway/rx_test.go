@@ -501,3 +501,31 @@ func TestConnControlBadInput(t *testing.T) {
 		t.Fatalf("confirm_timeout reason %q, code %d", ReasonConfirmTimeout, ReasonConfirmTimeout.wsCode())
 	}
 }
+
+// TestCloseWhilePaused: a paused client closed by the API gets its close
+// frame and goes at once (the gateway sees the client's FIN although it
+// does not read), not after close_timeout; its close event says why.
+func TestCloseWhilePaused(t *testing.T) {
+	cfg := rxConfig("ws")
+	cfg.CloseTimeout = 10 * time.Second
+	s, w, nc := startRx(t, cfg, nil)
+	cl := dialRx(t, s, "ws")
+	if err := cl.send("x", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	id := w.client(t, 0)
+	if code := command(t, nc, s, bus.Command{Op: bus.OpPauseRecv, Clients: []string{id}}); code != "" {
+		t.Fatal(code)
+	}
+	start := time.Now()
+	if code := command(t, nc, s, bus.Command{Op: bus.OpCloseClient, Clients: []string{id}}); code != "" {
+		t.Fatal(code)
+	}
+	if code, err := readUntilClose(cl.ws, 5*time.Second); code != websocket.CloseNormalClosure {
+		t.Fatalf("close code %d (%v)", code, err)
+	}
+	waitFor(t, 5*time.Second, "the close event", func() bool { return w.closeReason(id) != "" })
+	if r, d := w.closeReason(id), time.Since(start); r != "close_requested" || d > 3*time.Second {
+		t.Fatalf("close reason %q after %v", r, d)
+	}
+}
