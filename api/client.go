@@ -660,6 +660,33 @@ func (c *Client) Protect(ctx context.Context, client string, on bool) error {
 	return c.mutate(ctx, &cmd)
 }
 
+// PauseRecv stops reading client until ResumeRecv; it returns once the
+// gateway has applied it. See API.PauseRecv.
+func (c *Client) PauseRecv(ctx context.Context, client string) error {
+	cmd := clientCmd(bus.OpPauseRecv, client)
+	return c.mutate(ctx, &cmd)
+}
+
+// ResumeRecv reads client again, from where PauseRecv stopped it.
+func (c *Client) ResumeRecv(ctx context.Context, client string) error {
+	cmd := clientCmd(bus.OpResumeRecv, client)
+	return c.mutate(ctx, &cmd)
+}
+
+// Confirm starts reading a client of a delay_receive listener.
+func (c *Client) Confirm(ctx context.Context, client string) error {
+	cmd := clientCmd(bus.OpConfirm, client)
+	return c.mutate(ctx, &cmd)
+}
+
+// SetBinary makes every later send to client a binary frame (on), or ends
+// that (off). See API.SetBinary.
+func (c *Client) SetBinary(ctx context.Context, client string, on bool) error {
+	cmd := clientCmd(bus.OpSetBinary, client)
+	cmd.Flag = on
+	return c.mutate(ctx, &cmd)
+}
+
 // DeleteSession clears client's session.
 func (c *Client) DeleteSession(ctx context.Context, client string) error {
 	cmd := clientCmd(bus.OpDeleteSession, client)

@@ -190,4 +190,19 @@ type API interface {
 	// (on) or ends the exemption (off, which restarts its idle clock).
 	// SPEC §8 "protect".
 	Protect(ctx context.Context, client string, on bool) error
+
+	// PauseRecv stops reading client: what it sends waits in its socket
+	// and TCP flow control holds it back; pings and the idle timeout
+	// leave it alone. ResumeRecv reads it again from where it stopped,
+	// nothing lost. A UDP client cannot pause (ErrInvalidArgument).
+	PauseRecv(ctx context.Context, client string) error
+	ResumeRecv(ctx context.Context, client string) error
+	// Confirm starts reading a client of a delay_receive listener (it is
+	// closed with reason confirm_timeout if not confirmed in time); on
+	// any other client it does nothing.
+	Confirm(ctx context.Context, client string) error
+	// SetBinary makes every later send to client a WebSocket binary
+	// frame, whatever the message holds and whatever the send asks (on),
+	// or ends that (off). No effect on TCP and UDP clients.
+	SetBinary(ctx context.Context, client string, on bool) error
 }

@@ -45,6 +45,13 @@ const (
 	ActionDeleteSession ActionType = 9
 	ActionReject        ActionType = 10
 	ActionProtect       ActionType = 11 // Flag: on or off
+
+	// Actions 20-25: connection control (docs/bus-protocol.md).
+
+	ActionPauseRecv  ActionType = 20 // stop reading the client until ActionResumeRecv
+	ActionResumeRecv ActionType = 21 // read the client again, from where it stopped
+	ActionConfirm    ActionType = 22 // start reading a client of a delay_receive listener
+	ActionSetBinary  ActionType = 23 // Flag: every later send to the client is a binary frame (on) or as usual (off)
 )
 
 // Op is the operation of a Command.
@@ -90,6 +97,13 @@ const (
 	OpIsUIDsOnline        Op = 51 // a query: UIDs; Reply.Named: the uids with connections, Count = connections
 	OpClientCountByGroups Op = 52 // a query: Groups; Reply.Named: the groups with members, Count = members
 	OpClientListByUIDs    Op = 53 // a query: UIDs; Reply.Named: the uids with connections, Items = client ids
+
+	// Ops 40-45: connection control, as the actions of the same name.
+
+	OpPauseRecv  Op = 40 // Clients: one client
+	OpResumeRecv Op = 41 // Clients: one client
+	OpConfirm    Op = 42 // Clients: one client
+	OpSetBinary  Op = 43 // Clients: one client; Flag: on or off
 )
 
 var opNames = [...]string{
@@ -102,6 +116,7 @@ var opNames = [...]string{
 	"protect", "getStats",
 	OpCloseUID: "closeUid", OpIsUIDsOnline: "isUidsOnline", OpClientCountByGroups: "getClientCountByGroups",
 	OpClientListByUIDs: "getClientListByUids",
+	OpPauseRecv:        "pauseRecv", OpResumeRecv: "resumeRecv", OpConfirm: "confirm", OpSetBinary: "setBinary",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -282,7 +297,7 @@ type Action struct {
 	// the response body).
 	Arg string
 	// Flag is binary (ActionSend), force (ActionClose) or on
-	// (ActionProtect).
+	// (ActionProtect, ActionSetBinary).
 	Flag bool
 	// Code is ActionReject's status (the close code is 4000 + Code; before
 	// the upgrade, see Event.BeforeUpgrade, the HTTP status, 400-599).

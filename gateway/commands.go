@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -106,7 +104,8 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 		return s.batchQuery(cmd, rep)
 	case bus.OpIsOnline, bus.OpClientInfo, bus.OpCloseClient, bus.OpBindUID, bus.OpUnbindUID,
 		bus.OpJoinGroup, bus.OpLeaveGroup, bus.OpSetSession, bus.OpUpdateSession,
-		bus.OpDeleteSession, bus.OpGetSession, bus.OpProtect:
+		bus.OpDeleteSession, bus.OpGetSession, bus.OpProtect,
+		bus.OpPauseRecv, bus.OpResumeRecv, bus.OpConfirm, bus.OpSetBinary:
 		return s.clientOp(cmd, rep)
 	}
 	return s.query(cmd, rep)
@@ -139,10 +138,18 @@ func (s *Server) lookup(id string) (*conn, error) {
 	return c, nil
 }
 
-// clientOp runs an operation on one client of this gateway.
+// clientOp runs an operation on one client of this gateway: a query of
+// it, or a mutation (mutate.go, the same as a worker's action).
 func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 	if len(cmd.Clients) != 1 {
 		return codeErr(bus.ErrCodeInvalidRequest, "%s needs exactly one client", cmd.Op)
+	}
+	m, isMutation := mutationOfCommand(cmd)
+	if isMutation {
+		// Bad input is answered as such whatever the client's state.
+		if err := m.check(); err != nil {
+			return err
+		}
 	}
 	c, err := s.lookup(cmd.Clients[0])
 	if err != nil {
@@ -153,15 +160,25 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 	}
 	sh := c.sh
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if c.state != stateOpen {
+	if c.state != stateOpen && cmd.Op != bus.OpCloseClient {
+		// A closing client still takes a close (a forced one cuts its
+		// graceful close short); nothing else.
+		sh.mu.Unlock()
 		if cmd.Op == bus.OpIsOnline {
 			return nil
 		}
-		if cmd.Op != bus.OpCloseClient {
-			return errNotFound
-		}
+		return errNotFound
 	}
+	if isMutation {
+		eff, err := s.mutateLocked(c, &m)
+		sh.mu.Unlock()
+		sh.signal()
+		if eff&effRx != 0 {
+			s.applyRx(c)
+		}
+		return err
+	}
+	defer sh.mu.Unlock()
 	switch cmd.Op {
 	case bus.OpIsOnline:
 		rep.Found = true
@@ -173,96 +190,11 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 		st := c.snapshot(s.id, fields)
 		rep.State = &st
 		rep.Found = true
-	case bus.OpCloseClient:
-		s.closeConnLocked(c, cmd.Data, cmd.Flag)
-	case bus.OpBindUID:
-		if cmd.Arg == "" {
-			return codeErr(bus.ErrCodeInvalidRequest, "uid must not be empty")
-		}
-		sh.bindLocked(c, cmd.Arg)
-	case bus.OpUnbindUID:
-		sh.bindLocked(c, "")
-	case bus.OpJoinGroup:
-		if cmd.Arg == "" {
-			return codeErr(bus.ErrCodeInvalidRequest, "group must not be empty")
-		}
-		if err := s.checkJoin(c, cmd.Arg); err != nil {
-			return err
-		}
-		sh.joinLocked(c, cmd.Arg)
-	case bus.OpLeaveGroup:
-		if cmd.Arg == "" {
-			return codeErr(bus.ErrCodeInvalidRequest, "group must not be empty")
-		}
-		sh.leaveLocked(c, cmd.Arg)
-	case bus.OpSetSession:
-		return setSessionLocked(c, cmd.Data)
-	case bus.OpUpdateSession:
-		return updateSessionLocked(c, cmd.Data)
-	case bus.OpDeleteSession:
-		c.session = nil
 	case bus.OpGetSession:
 		rep.Found = true
 		rep.Session = c.session
-	case bus.OpProtect:
-		c.protectLocked(cmd.Flag)
 	}
 	return nil
-}
-
-// setSessionLocked replaces c's session with the JSON object data.
-func setSessionLocked(c *conn, data []byte) error {
-	obj, err := decodeObject(data)
-	if err != nil {
-		return err
-	}
-	if len(obj) == 0 {
-		c.session = nil
-		return nil
-	}
-	c.session = bytes.Clone(bytes.TrimSpace(data))
-	return nil
-}
-
-// updateSessionLocked shallow-merges the JSON object data into c's session.
-func updateSessionLocked(c *conn, data []byte) error {
-	upd, err := decodeObject(data)
-	if err != nil {
-		return err
-	}
-	if len(upd) == 0 {
-		return nil
-	}
-	cur, err := decodeObject(c.session)
-	if err != nil {
-		cur = map[string]json.RawMessage{}
-	}
-	if cur == nil {
-		cur = make(map[string]json.RawMessage, len(upd))
-	}
-	for k, v := range upd {
-		cur[k] = v
-	}
-	out, err := json.Marshal(cur)
-	if err != nil {
-		return codeErr(bus.ErrCodeInternal, "session: %v", err)
-	}
-	c.session = out
-	return nil
-}
-
-func decodeObject(data []byte) (map[string]json.RawMessage, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, nil
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, codeErr(bus.ErrCodeInvalidRequest, "session must be a JSON object: %v", err)
-	}
-	if m == nil {
-		return nil, codeErr(bus.ErrCodeInvalidRequest, "session must be a JSON object, not null")
-	}
-	return m, nil
 }
 
 // frameCache encodes a message once per listener and compression window
@@ -277,14 +209,15 @@ type frameCache struct {
 }
 
 type frameKey struct {
-	l    *listener
-	bits uint8 // deflate window bits; 0: uncompressed
+	l      *listener
+	bits   uint8 // deflate window bits; 0: uncompressed
+	binary bool  // a binary frame whatever the message holds (SetBinary)
 }
 
 // get returns c's frame of the message, nil when it cannot be encoded for
 // c's listener (the error is kept in fc.err). Caller holds c.sh.mu.
 func (fc *frameCache) get(c *conn) []byte {
-	k := frameKey{l: c.l, bits: c.deflateBits(len(fc.msg))}
+	k := frameKey{l: c.l, bits: c.deflateBits(len(fc.msg)), binary: fc.binary || c.binary}
 	for i, x := range fc.keys {
 		if x == k {
 			return fc.frames[i]
@@ -293,9 +226,9 @@ func (fc *frameCache) get(c *conn) []byte {
 	var f []byte
 	var err error
 	if k.bits != 0 {
-		f, err = k.l.deflateFrame(fc.msg, fc.binary, k.bits)
+		f, err = k.l.deflateFrame(fc.msg, k.binary, k.bits)
 	} else {
-		f, err = k.l.frame(fc.msg, fc.binary)
+		f, err = k.l.frame(fc.msg, k.binary)
 	}
 	if err != nil {
 		fc.err = err

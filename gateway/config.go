@@ -272,6 +272,15 @@ type ListenerConfig struct {
 	// the workers with UpgradeHook; one more gets HTTP 503 at once,
 	// counted in Stats.Refused["upgrade_busy"]. 0 means 1024. ws only.
 	UpgradeMaxPending int `yaml:"upgrade_max_pending"`
+	// DelayReceive accepts and registers each connection (OnConnect
+	// fires; a WebSocket's upgrade is answered) but reads nothing from it
+	// until Confirm: what the client sends waits in its socket (TCP flow
+	// control holds the client back). ws and tcp only.
+	DelayReceive bool `yaml:"delay_receive"`
+	// ConfirmTimeout closes a DelayReceive connection not confirmed this
+	// long after it was registered, with reason confirm_timeout
+	// (WebSocket close code 1001). 0 means 30s.
+	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
 }
 
 // Defaults of the upgrade hook (ListenerConfig.UpgradeHook).
@@ -282,6 +291,9 @@ const (
 	// default.
 	DefaultUpgradeMaxPending = 1024
 )
+
+// DefaultConfirmTimeout is ListenerConfig.ConfirmTimeout's default.
+const DefaultConfirmTimeout = 30 * time.Second
 
 // applyDefaults sets c's zero fields to their defaults (WithDefaults).
 func (c *Config) applyDefaults() { *c = c.WithDefaults() }
@@ -363,7 +375,7 @@ func (c Config) WithDefaults() Config {
 // protocol set to its documented default: name (the protocol),
 // max_message, max_queue_bytes, queue_policy, ping_interval and
 // idle_timeout (ws, udp, or tcp with ping_data), message_type and
-// compression, upgrade_timeout and upgrade_max_pending (ws), max_peers (udp), framing (tcp and udp, its
+// compression, upgrade_timeout and upgrade_max_pending (ws), confirm_timeout, max_peers (udp), framing (tcp and udp, its
 // max_message that of the listener), the rate limit's per,
 // burst and policy when it has a budget, and the TLS defaults (a copy).
 // It does not validate.
@@ -392,6 +404,9 @@ func (l ListenerConfig) WithDefaults() ListenerConfig {
 		l.QueuePolicy = QueueDisconnect
 	}
 	l.applyHeartbeatDefaults()
+	if l.ConfirmTimeout <= 0 {
+		l.ConfirmTimeout = DefaultConfirmTimeout
+	}
 	switch l.Protocol {
 	case "ws":
 		if l.MessageType == "" {

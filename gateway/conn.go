@@ -52,6 +52,10 @@ type conn struct {
 	// shut is set once the connection leaves stateOpen, for the read path,
 	// which then discards input without taking the shard lock.
 	shut atomic.Bool
+	// rx holds the connection's receive holds (rx.go): 0 while it is read
+	// as usual, which is all the read path looks at. It fills what would
+	// be padding after shut.
+	rx atomic.Uint32
 
 	// Guarded by sh.mu. uid, groups and session are replaced, never
 	// modified in place, so a reader may keep a snapshot outside the lock.
@@ -68,6 +72,8 @@ type conn struct {
 	reason  CloseReason
 	// protected exempts c from pings and the idle timeout (Protect).
 	protected bool
+	// binary: every message sent to c goes as a binary frame (SetBinary).
+	binary bool
 	// held: c's frames wait in out until the socket has written what it
 	// holds (drop_oldest; see queue.go).
 	held bool

@@ -74,9 +74,15 @@ func (c Compression) validate(key func(string) string) error {
 // validateProtocolKeys refuses the keys that do not belong to the
 // listener's protocol.
 func (l ListenerConfig) validateProtocolKeys(key func(string) string) error {
+	if l.ConfirmTimeout < 0 {
+		return fmt.Errorf("gateway: %s: negative", key("confirm_timeout"))
+	}
 	if l.Protocol == "udp" {
 		if l.TLS != nil {
 			return fmt.Errorf("gateway: %s: not for udp listeners", key("tls"))
+		}
+		if l.DelayReceive {
+			return fmt.Errorf("gateway: %s: not for udp listeners (a peer's datagrams share the listener's socket)", key("delay_receive"))
 		}
 		switch l.Framing.Kind {
 		case "", framing.KindRaw, framing.KindLength:
@@ -260,8 +266,11 @@ func (c *conn) deflateBits(n int) uint8 {
 }
 
 // frame encodes msg for c: compressed when c negotiated permessage-deflate
-// and msg is at least min_size bytes, else as its listener frames it.
+// and msg is at least min_size bytes, else as its listener frames it; a
+// binary frame when forceBinary or c opted for binary (SetBinary). Caller
+// holds c.sh.mu.
 func (c *conn) frame(msg []byte, forceBinary bool) ([]byte, error) {
+	forceBinary = forceBinary || c.binary
 	if bits := c.deflateBits(len(msg)); bits != 0 {
 		return c.l.deflateFrame(msg, forceBinary, bits)
 	}

@@ -18,7 +18,11 @@
 // locks after it in its chain:
 //
 //   - tlsSock.rmu (what the protocol sees of one TLS socket: open, data,
-//     closed), then everything the protocol takes below.
+//     closed), then shard.rxmu (the input of connections with a receive
+//     hold: Server.applyRx and the read path of a held connection, rx.go),
+//     then everything the protocol takes below. applyRx runs with no
+//     shard lock held: a mutation under shard.mu only changes the hold
+//     bits and leaves the socket to applyRx once the lock is released.
 //   - conn.evmu (a connection's event pipeline), then shard.mu (a shard's
 //     connections and indexes), then Server.infMu (the in-flight event
 //     batches).
@@ -27,12 +31,14 @@
 //     interest.mu. syncMu is never taken under a shard lock: the NATS
 //     subscribe and unsubscribe happen outside the shard locks.
 //
-// Leaves, under which no other lock is taken: interest.flushMu,
+// Leaves, under which no other lock is taken: shard.heldMu, interest.flushMu,
 // interest.recentMu, ipTable.mu, workerTable.mu, nbioEngine.mu,
 // wsEngine.hsMu (late handshakes are closed after it is released),
 // tlsLayer.mu, tlsSock.mu (the handshake goroutine waits on its condition
 // variable holding nothing else) and udpEngine.mu (never held while
 // calling into the shards). The socket engine's own locks (nbio's, e.g.
 // the per-socket lock closeWrite takes) come last, inside transport
-// calls, and never call back into gateway code that takes a lock.
+// calls, and never call back into gateway code that takes a lock
+// (setSocketReading takes the socket's nbio lock, under shard.rxmu or
+// under no gateway lock).
 package gateway

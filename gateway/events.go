@@ -280,6 +280,7 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 	// changes (its later events, the close event included, must see
 	// them); sends and closes to it are no-ops.
 	joined := false // a bind or join whose subscription is not issued yet
+	rx := false     // a receive hold changed: applyRx once unlocked
 	for i := range actions {
 		a := &actions[i]
 		if joined && (a.Type == bus.ActionSend || a.Type == bus.ActionClose || a.Type == bus.ActionReject) {
@@ -287,6 +288,10 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 			// overtake its subscription: see interest.go.
 			sh.mu.Unlock()
 			sh.signal()
+			if rx {
+				s.applyRx(c)
+				rx = false
+			}
 			s.interest.sync()
 			if s.interest.needsFlush() {
 				rest := actions[i:]
@@ -303,49 +308,34 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 			} else {
 				s.log.Warn("message not sent", "client", c.id(s.id), "err", err)
 			}
-		case bus.ActionClose:
-			if len(a.Data) > 0 {
-				s.closeAfterLocked(c, a.Data, a.Flag)
-			} else {
-				sh.closeLocked(c, ReasonCloseRequested, a.Flag)
-			}
+			continue
 		case bus.ActionReject:
 			s.rejectLocked(c, int(a.Code), a.Arg)
-		case bus.ActionBindUID:
-			sh.bindLocked(c, a.Arg)
-			joined = true
-		case bus.ActionUnbindUID:
-			sh.bindLocked(c, "")
-		case bus.ActionJoinGroup:
-			if a.Arg == "" {
-				break
-			}
-			joined = true
-			if err := s.checkJoin(c, a.Arg); err != nil {
-				s.log.Warn("group not joined", "client", c.id(s.id), "err", err)
-			} else {
-				sh.joinLocked(c, a.Arg)
-			}
-		case bus.ActionLeaveGroup:
-			sh.leaveLocked(c, a.Arg)
-		case bus.ActionSetSession:
-			if err := setSessionLocked(c, a.Data); err != nil {
-				s.log.Warn("session not set", "client", c.id(s.id), "err", err)
-			}
-		case bus.ActionUpdateSession:
-			if err := updateSessionLocked(c, a.Data); err != nil {
-				s.log.Warn("session not updated", "client", c.id(s.id), "err", err)
-			}
-		case bus.ActionDeleteSession:
-			c.session = nil
-		case bus.ActionProtect:
-			c.protectLocked(a.Flag)
-		default:
-			s.stats.badAcks.Add(1)
+			continue
 		}
+		m, ok := mutationOfAction(a)
+		if !ok {
+			s.stats.badAcks.Add(1)
+			continue
+		}
+		err := m.check()
+		var eff uint8
+		if err == nil {
+			eff, err = s.mutateLocked(c, &m)
+		}
+		if err != nil {
+			s.log.Warn("action not applied", "client", c.id(s.id), "action", int32(a.Type), "err", err)
+		}
+		if eff&effSubscribe != 0 {
+			joined = true
+		}
+		rx = rx || eff&effRx != 0
 	}
 	sh.mu.Unlock()
 	sh.signal()
+	if rx {
+		s.applyRx(c)
+	}
 	// Before the client's next event goes out on the same connection: see
 	// interest.go.
 	s.interest.sync()

@@ -173,8 +173,8 @@ func (sh *shard) sweepFromLocked(next uint64, nowMs, prevMs int64) (uint64, bool
 // the previous sweep having run at prevMs; it reports whether it queued a
 // ping. Caller holds sh.mu.
 func (sh *shard) sweepConnLocked(c *conn, nowMs, prevMs int64) bool {
-	if c.state != stateOpen || c.protected {
-		return false
+	if c.state != stateOpen || c.protected || c.rx.Load() != 0 {
+		return false // exempt; a held (paused, unconfirmed) client is not read: its silence is ours
 	}
 	last := c.lastActiveMs.Load()
 	quiet := nowMs - last

@@ -18,6 +18,7 @@ const (
 	ReasonThrottled                          // over a message rate limit with a close policy
 	ReasonIdleTimeout                        // nothing received for idle_timeout
 	ReasonEventFailed                        // an event batch was dead-lettered (DeadLetterPolicy close)
+	ReasonConfirmTimeout                     // a delay_receive connection not confirmed within confirm_timeout
 	reasonCount
 )
 
@@ -27,6 +28,7 @@ var reasonNames = [reasonCount]string{
 	"throttled",
 	"idle_timeout",
 	"event_failed",
+	"confirm_timeout",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -50,7 +52,7 @@ func (r CloseReason) wsCode() int {
 		return 1008
 	case ReasonEventBacklog:
 		return 1013
-	case ReasonShutdown, ReasonIdleTimeout:
+	case ReasonShutdown, ReasonIdleTimeout, ReasonConfirmTimeout:
 		return 1001
 	case ReasonEventFailed:
 		return 1011

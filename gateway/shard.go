@@ -40,6 +40,15 @@ type shard struct {
 	// idle connection holds none and a busy one allocates none.
 	free [][]byte
 
+	// rxmu orders the input of held connections (rx.go): the read path
+	// of a connection with a hold and Server.applyRx run under it, so
+	// that a stash reaches the protocol before what is read after it.
+	rxmu sync.Mutex
+	// holds are the connections with a receive hold that have a stash or
+	// a confirm timer, guarded by heldMu (a leaf); nil until the first.
+	heldMu sync.Mutex
+	holds  map[*conn]*rxHold
+
 	// Counters for Stats: msgsOut is guarded by mu; the others are written
 	// by one goroutine at a time (poller, flusher) and read by Stats.
 	msgsOut  uint64
@@ -178,6 +187,9 @@ func (sh *shard) remove(c *conn, reason CloseReason) bool {
 	}
 	c.state = stateClosed
 	c.shut.Store(true)
+	if c.rx.Load() != 0 {
+		sh.dropHold(c)
+	}
 	delete(sh.conns, c.seq)
 	sh.holes++
 	if sh.holes > 64 && sh.holes > len(sh.order)/2 {

@@ -52,6 +52,9 @@ func (e *tcpEngine) open(nc *nbio.Conn) {
 	c := s.newConn(e.l, t, remote)
 	t.c = c
 	setTransport(nc, t)
+	if e.l.cfg.DelayReceive {
+		s.holdNew(c)
+	}
 	s.register(c, nil, bus.Event{Type: bus.EventConnect})
 }
 
@@ -65,8 +68,16 @@ func (e *tcpEngine) data(nc *nbio.Conn, data []byte) {
 	if c.closing() {
 		return // lingering after a close: discard
 	}
+	if c.rx.Load() != 0 && e.l.s.holdInput(c, data) {
+		return // paused or not confirmed yet
+	}
 	c.lastActiveMs.Store(nowMs()) // any inbound byte counts (idle timeout)
-	s := e.l.s
+	e.input(t, data)
+}
+
+// input decodes the messages in data and hands them to the gateway.
+func (e *tcpEngine) input(t *tcpTransport, data []byte) {
+	c, s := t.c, e.l.s
 	err := t.dec.Feed(data, func(msg []byte) error {
 		s.received(c, msg, false)
 		return nil

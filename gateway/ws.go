@@ -167,6 +167,9 @@ func (e *wsEngine) data(nc *nbio.Conn, data []byte) {
 	if t.c.closing() {
 		return // lingering after a close: discard
 	}
+	if t.c.rx.Load() != 0 && e.l.s.holdInput(t.c, data) {
+		return // paused or not confirmed yet
+	}
 	t.c.lastActiveMs.Store(nowMs()) // any inbound byte counts (idle timeout)
 	e.frames(t, data)
 }
@@ -256,6 +259,9 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	}
 	leftover := bytes.Clone(rest)
 	t.in = nil
+	if e.l.cfg.DelayReceive {
+		s.holdNew(c)
+	}
 	// The 101 goes out as c joins its shard, under the shard's lock: a
 	// query answered after the client saw the 101 counts c, and no frame
 	// queued for c can reach the socket before the 101.
@@ -263,7 +269,7 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 		_ = t.write(resp.Bytes())
 		t.c = c
 	}, bus.Event{Type: bus.EventConnect}, bus.Event{Type: bus.EventWebSocketConnect, Request: req})
-	if len(leftover) > 0 {
+	if len(leftover) > 0 && (c.rx.Load() == 0 || !s.holdInput(c, leftover)) {
 		e.frames(t, leftover)
 	}
 }

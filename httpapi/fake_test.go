@@ -244,6 +244,22 @@ func (f *fakeAPI) Protect(ctx context.Context, client string, on bool) error {
 	return f.record(ctx, "Protect", client, on)
 }
 
+func (f *fakeAPI) PauseRecv(ctx context.Context, client string) error {
+	return f.record(ctx, "PauseRecv", client)
+}
+
+func (f *fakeAPI) ResumeRecv(ctx context.Context, client string) error {
+	return f.record(ctx, "ResumeRecv", client)
+}
+
+func (f *fakeAPI) Confirm(ctx context.Context, client string) error {
+	return f.record(ctx, "Confirm", client)
+}
+
+func (f *fakeAPI) SetBinary(ctx context.Context, client string, on bool) error {
+	return f.record(ctx, "SetBinary", client, on)
+}
+
 func (f *fakeAPI) GetStats(ctx context.Context) (api.Stats, error) {
 	return api.Stats{
 		TimeUnixMs: 1000,

@@ -197,6 +197,11 @@ type protectParams struct {
 	Protect bool `json:"protect" default:"true" doc:"true exempts the connection from pings and the idle timeout; false ends the exemption (its idle clock starts over)"`
 }
 
+type binaryParams struct {
+	clientParams
+	Binary bool `json:"binary" default:"true" doc:"true: every later send to the connection is a WebSocket binary frame, whatever the message holds; false: as its listener's message_type says. No effect on tcp and udp connections"`
+}
+
 type bindParams struct {
 	clientParams
 	uidParams
@@ -392,6 +397,24 @@ var methodTable = []*method{
 	def("protect", resultNull, "Exempt the connection from pings and the idle timeout, or end the exemption.",
 		func(ctx context.Context, a api.API, p *protectParams) (reply, error) {
 			return reply{}, a.Protect(ctx, p.Client, p.Protect)
+		}),
+	def("pauseRecv", resultNull, "Stop reading the connection: what it sends waits in its socket (TCP flow control holds the client back), "+
+		"and pings and the idle timeout leave it alone, until resumeRecv. Not for udp connections (400).",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			return reply{}, a.PauseRecv(ctx, p.Client)
+		}),
+	def("resumeRecv", resultNull, "Read the connection again after pauseRecv, from where it stopped: nothing is lost.",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			return reply{}, a.ResumeRecv(ctx, p.Client)
+		}),
+	def("confirm", resultNull, "Start reading a connection of a delay_receive listener (unconfirmed ones close at confirm_timeout); "+
+		"does nothing to other connections.",
+		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
+			return reply{}, a.Confirm(ctx, p.Client)
+		}),
+	def("setBinary", resultNull, "Make every later send to the connection a WebSocket binary frame, or end that.",
+		func(ctx context.Context, a api.API, p *binaryParams) (reply, error) {
+			return reply{}, a.SetBinary(ctx, p.Client, p.Binary)
 		}),
 }
 

@@ -250,6 +250,14 @@ func (a *Action) toBus() (bus.Action, error) {
 		}
 	case "protect":
 		out.Type, out.Flag = bus.ActionProtect, a.On
+	case "pause_recv":
+		out.Type = bus.ActionPauseRecv
+	case "resume_recv":
+		out.Type = bus.ActionResumeRecv
+	case "confirm":
+		out.Type = bus.ActionConfirm
+	case "set_binary":
+		out.Type, out.Flag = bus.ActionSetBinary, a.On
 	default:
 		err = fmt.Errorf("unknown action type %q", a.Type)
 	}

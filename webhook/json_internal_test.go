@@ -24,13 +24,16 @@ func TestParseAnswer(t *testing.T) {
 			{"type":"close","force":true,"data":"bye"},{"type":"bind","uid":"u"},{"type":"unbind"},
 			{"type":"join","group":"g"},{"type":"leave","group":"g"},
 			{"type":"session_set","session":{"a":1}},{"type":"session_update","session":{"b":2}},
-			{"type":"session_delete"},{"type":"reject","code":403,"reason":"no"},{"type":"protect","on":true}]}`,
+			{"type":"session_delete"},{"type":"reject","code":403,"reason":"no"},{"type":"protect","on":true},
+			{"type":"pause_recv"},{"type":"resume_recv"},{"type":"confirm"},{"type":"set_binary","on":true}]}`,
 			[]bus.Action{
 				{Type: bus.ActionSend, Data: []byte("hi")}, {Type: bus.ActionSend, Data: []byte{0, 1, 0xff}, Flag: true},
 				{Type: bus.ActionClose, Flag: true, Data: []byte("bye")}, {Type: bus.ActionBindUID, Arg: "u"},
 				{Type: bus.ActionUnbindUID}, {Type: bus.ActionJoinGroup, Arg: "g"}, {Type: bus.ActionLeaveGroup, Arg: "g"},
 				{Type: bus.ActionSetSession, Data: []byte(`{"a":1}`)}, {Type: bus.ActionUpdateSession, Data: []byte(`{"b":2}`)},
 				{Type: bus.ActionDeleteSession}, {Type: bus.ActionReject, Code: 403, Arg: "no"}, {Type: bus.ActionProtect, Flag: true},
+				{Type: bus.ActionPauseRecv}, {Type: bus.ActionResumeRecv}, {Type: bus.ActionConfirm},
+				{Type: bus.ActionSetBinary, Flag: true},
 			}, false},
 		{"empty send", `{"actions":[{"type":"send","data":""}]}`, []bus.Action{{Type: bus.ActionSend, Data: []byte{}}}, false},
 		{"not JSON", `<html>`, nil, true},
@@ -83,7 +86,7 @@ func FuzzParseAnswer(f *testing.F) {
 			return
 		}
 		for _, a := range acts {
-			if a.Type <= bus.ActionUnknown || a.Type > bus.ActionProtect {
+			if a.Type <= bus.ActionUnknown || (a.Type > bus.ActionProtect && (a.Type < bus.ActionPauseRecv || a.Type > bus.ActionSetBinary)) {
 				t.Fatalf("action type %d", a.Type)
 			}
 			if (a.Type == bus.ActionSetSession || a.Type == bus.ActionUpdateSession) && !json.Valid(a.Data) {

@@ -259,6 +259,28 @@ func (c *Context) Protect(on bool) {
 	c.add(bus.Action{Type: bus.ActionProtect, Flag: on})
 }
 
+// PauseRecv stops reading the client: what it sends waits in its socket
+// (TCP flow control holds it back), and pings and the idle timeout leave
+// it alone, until ResumeRecv, which reads on from where it stopped,
+// nothing lost. The messages already delivered to the worker are still
+// handled. Applied when the handler returns, like the other actions; a
+// UDP client cannot pause (the gateway logs and drops the action).
+func (c *Context) PauseRecv() { c.add(bus.Action{Type: bus.ActionPauseRecv}) }
+
+// ResumeRecv reads the client again after PauseRecv.
+func (c *Context) ResumeRecv() { c.add(bus.Action{Type: bus.ActionResumeRecv}) }
+
+// Confirm starts reading a client of a delay_receive listener, typically
+// from OnConnect once it is accepted; an unconfirmed client is closed
+// with reason confirm_timeout. On any other client it does nothing.
+func (c *Context) Confirm() { c.add(bus.Action{Type: bus.ActionConfirm}) }
+
+// SetBinary makes every later message sent to the client (by any handler
+// or API call) a WebSocket binary frame, whatever it holds (on), or ends
+// that (off: text when valid UTF-8, as the listener says). No effect on
+// TCP and UDP clients.
+func (c *Context) SetBinary(on bool) { c.add(bus.Action{Type: bus.ActionSetBinary, Flag: on}) }
+
 // Reject refuses the client. It is meant for OnConnect and
 // OnWebSocketConnect, with an HTTP status such as 401 or 403.
 //

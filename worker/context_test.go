@@ -217,6 +217,10 @@ func TestActionsAndLocalView(t *testing.T) {
 			msg[0] = 'X' // Send copied it
 			c.SendBinary([]byte{1, 2})
 			c.Protect(true)
+			c.PauseRecv()
+			c.ResumeRecv()
+			c.Confirm()
+			c.SetBinary(true)
 		},
 		OnMessage: func(c *worker.Context, msg []byte) {
 			check("uid in next event", c.UID(), "u1")
@@ -256,6 +260,10 @@ func TestActionsAndLocalView(t *testing.T) {
 		{Type: bus.ActionSend, Data: []byte("hi")},
 		{Type: bus.ActionSend, Data: []byte{1, 2}, Flag: true},
 		{Type: bus.ActionProtect, Flag: true},
+		{Type: bus.ActionPauseRecv},
+		{Type: bus.ActionResumeRecv},
+		{Type: bus.ActionConfirm},
+		{Type: bus.ActionSetBinary, Flag: true},
 		{Type: bus.ActionUnbindUID},
 		{Type: bus.ActionUnbindUID},
 		{Type: bus.ActionDeleteSession},

@@ -236,3 +236,23 @@ func (o *orderedAPI) Protect(ctx context.Context, client string, on bool) error 
 	o.flush()
 	return o.inner.Protect(ctx, client, on)
 }
+
+func (o *orderedAPI) PauseRecv(ctx context.Context, client string) error {
+	o.flush()
+	return o.inner.PauseRecv(ctx, client)
+}
+
+func (o *orderedAPI) ResumeRecv(ctx context.Context, client string) error {
+	o.flush()
+	return o.inner.ResumeRecv(ctx, client)
+}
+
+func (o *orderedAPI) Confirm(ctx context.Context, client string) error {
+	o.flush()
+	return o.inner.Confirm(ctx, client)
+}
+
+func (o *orderedAPI) SetBinary(ctx context.Context, client string, on bool) error {
+	o.flush()
+	return o.inner.SetBinary(ctx, client, on)
+}

@@ -346,6 +346,22 @@ func (h httpAPI) Protect(ctx context.Context, client string, on bool) error {
 	return h.call(ctx, "protect", map[string]any{"client": client, "protect": on}, nil, nil)
 }
 
+func (h httpAPI) PauseRecv(ctx context.Context, client string) error {
+	return h.call(ctx, "pauseRecv", map[string]any{"client": client}, nil, nil)
+}
+
+func (h httpAPI) ResumeRecv(ctx context.Context, client string) error {
+	return h.call(ctx, "resumeRecv", map[string]any{"client": client}, nil, nil)
+}
+
+func (h httpAPI) Confirm(ctx context.Context, client string) error {
+	return h.call(ctx, "confirm", map[string]any{"client": client}, nil, nil)
+}
+
+func (h httpAPI) SetBinary(ctx context.Context, client string, on bool) error {
+	return h.call(ctx, "setBinary", map[string]any{"client": client, "binary": on}, nil, nil)
+}
+
 func (h httpAPI) GetSession(ctx context.Context, client string) (api.Session, error) {
 	var s api.Session
 	err := h.call(ctx, "getSession", map[string]any{"client": client}, &s, nil)
