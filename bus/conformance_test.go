@@ -513,7 +513,8 @@ func TestEnumsMatchProto(t *testing.T) {
 	actions := s.file.Enums().ByName("ActionType").Values()
 	goActions := []bus.ActionType{bus.ActionUnknown, bus.ActionSend, bus.ActionClose, bus.ActionBindUID,
 		bus.ActionUnbindUID, bus.ActionJoinGroup, bus.ActionLeaveGroup, bus.ActionSetSession,
-		bus.ActionUpdateSession, bus.ActionDeleteSession, bus.ActionReject, bus.ActionProtect}
+		bus.ActionUpdateSession, bus.ActionDeleteSession, bus.ActionReject, bus.ActionProtect,
+		bus.ActionSendValue}
 	if actions.Len() != len(goActions) {
 		t.Fatalf("%d action types in the .proto, %d in Go", actions.Len(), len(goActions))
 	}
