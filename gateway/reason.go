@@ -18,6 +18,7 @@ const (
 	ReasonThrottled                          // over a message rate limit with a close policy
 	ReasonIdleTimeout                        // nothing received for idle_timeout
 	ReasonEventFailed                        // an event batch was dead-lettered (DeadLetterPolicy close)
+	ReasonDecodeError                        // a message the listener's codec could not decode (decode_error close)
 	reasonCount
 )
 
@@ -27,6 +28,7 @@ var reasonNames = [reasonCount]string{
 	"throttled",
 	"idle_timeout",
 	"event_failed",
+	"decode_error",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -42,7 +44,7 @@ func (r CloseReason) wsCode() int {
 	switch r {
 	case ReasonMessageTooLarge:
 		return 1009
-	case ReasonInvalidUTF8:
+	case ReasonInvalidUTF8, ReasonDecodeError:
 		return 1007
 	case ReasonProtocolError:
 		return 1002
