@@ -60,6 +60,12 @@ type Handlers struct {
 	// groups and session the client had; actions that send or change the
 	// client have no effect any more.
 	OnClose func(c *Context)
+	// OnDecodeError runs, instead of OnMessage, for a message that the
+	// listener's codec could not decode, when the listener's decode_error
+	// is "event" (with "close", the default, the gateway closes the
+	// client instead: OnClose sees reason decode_error). msg is the
+	// message as received (the handler's, as in OnMessage); err says why.
+	OnDecodeError func(c *Context, msg []byte, err *DecodeError)
 }
 
 // Config configures a Worker. The zero value works.
