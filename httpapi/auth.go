@@ -71,7 +71,8 @@ var methodScopes = map[string]Scope{
 
 	// The GatewayWorker / imi ports (batch.go); closeUid stays admin.
 	"sendToClients": ScopeSend, "isUidsOnline": ScopeRead, "getClientCountByGroups": ScopeRead,
-	"getClientListByUids": ScopeRead,
+	"getClientListByUids": ScopeRead, "getAllClientSessions": ScopeRead, "getAllGroupClientIdCount": ScopeRead,
+	"getAllGroupUidCount": ScopeRead, "getAllGroupClientIdList": ScopeRead,
 }
 
 // scopeOf returns the scope method m needs.
