@@ -51,8 +51,8 @@ func (c Config) validateCodecs() error {
 		default:
 			return fmt.Errorf("gateway: listeners[%d].decode_error: %q is not close or event", i, l.DecodeError)
 		}
-		if l.DecodeError != "" && (l.Codec == "" || l.Codec == codec.Raw) {
-			return fmt.Errorf("gateway: listeners[%d].decode_error: only with a codec (raw messages are not decoded)", i)
+		if l.DecodeError == DecodeErrorEvent && (l.Codec == "" || l.Codec == codec.Raw) {
+			return fmt.Errorf("gateway: listeners[%d].decode_error: event only with a codec (raw messages are not decoded)", i)
 		}
 	}
 	return nil

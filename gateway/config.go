@@ -386,6 +386,12 @@ func (l ListenerConfig) WithDefaults() ListenerConfig {
 	if l.QueuePolicy == "" {
 		l.QueuePolicy = QueueDisconnect
 	}
+	if l.Codec == "" {
+		l.Codec = codec.Raw
+	}
+	if l.DecodeError == "" {
+		l.DecodeError = DecodeErrorClose
+	}
 	l.applyHeartbeatDefaults()
 	switch l.Protocol {
 	case "ws":
