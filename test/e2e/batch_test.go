@@ -43,4 +43,3 @@ func TestSendToClientsOneMessagePerGateway(t *testing.T) {
 		c.expect("mark")
 	}
 }
-

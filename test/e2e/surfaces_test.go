@@ -263,7 +263,10 @@ func TestAPISurfaces(t *testing.T) {
 		}
 	}
 	online := func(uids ...string) func(api.API) (any, api.Coverage, error) {
-		return func(a api.API) (any, api.Coverage, error) { b, err := a.IsUIDsOnline(ctx, uids); return b.Values, b.Coverage, err }
+		return func(a api.API) (any, api.Coverage, error) {
+			b, err := a.IsUIDsOnline(ctx, uids)
+			return b.Values, b.Coverage, err
+		}
 	}
 	countsBy := func(groups ...string) func(api.API) (any, api.Coverage, error) {
 		return func(a api.API) (any, api.Coverage, error) {
@@ -325,7 +328,10 @@ func TestAPISurfaces(t *testing.T) {
 	dev := func(f func(api.API) (any, api.Coverage, error)) func(api.API) (any, api.Coverage, error) {
 		return func(a api.API) (any, api.Coverage, error) { return f(a.OnListeners("dev")) }
 	}
-	count := func(a api.API) (any, api.Coverage, error) { c, err := a.GetClientCount(ctx); return c.Value, c.Coverage, err }
+	count := func(a api.API) (any, api.Coverage, error) {
+		c, err := a.GetClientCount(ctx)
+		return c.Value, c.Coverage, err
+	}
 
 	t.Run("answers", func(t *testing.T) {
 		run(t, []check{
