@@ -352,6 +352,14 @@ func TestAPISurfaces(t *testing.T) {
 			{"scoped getAllGroupUidCount", dev(groupUIDs), fmt.Sprint(map[string]int{"ga": 1}, false), false},
 			{"scoped getAllClientSessions", dev(sessions(0)), fmt.Sprint(map[string]api.Session{d0.id: empty}, " pages ", 1), false},
 			{"scoped getAllGroupClientIdList", dev(groupLists(0)), fmt.Sprint(map[string][]string{"ga": {d0.id}}, " pages ", 1), false},
+			{"scoped isOnline, other listener", dev(func(a api.API) (any, api.Coverage, error) {
+				ok, err := a.IsOnline(ctx, cs0.id)
+				return ok, api.Coverage{}, err
+			}), false, false},
+			{"scoped isOnline, its listener", dev(func(a api.API) (any, api.Coverage, error) {
+				ok, err := a.IsOnline(ctx, d0.id)
+				return ok, api.Coverage{}, err
+			}), true, false},
 			{"scoped to two listeners", func(a api.API) (any, api.Coverage, error) { return count(a.OnListeners("dev", "kv")) }, 2, false},
 		})
 	})
@@ -374,6 +382,7 @@ func TestAPISurfaces(t *testing.T) {
 				{"sendToClients too many", func(a api.API) error { return a.SendToClients(ctx, tooMany, []byte("x")) }, api.ErrInvalidArgument},
 				{"sendToClients malformed", func(a api.API) error { return a.SendToClients(ctx, []string{cs0.id, "nope"}, []byte("x")) }, api.ErrInvalidClient},
 				{"send value too many", func(a api.API) error { return a.SendValue(ctx, api.Target{Clients: tooMany}, 1) }, api.ErrInvalidArgument},
+				{"scoped getSession, other listener", func(a api.API) error { _, err := a.OnListeners("dev").GetSession(ctx, cs0.id); return err }, api.ErrNotFound},
 				{"unknown listener count", func(a api.API) error { _, err := a.OnListeners("nope").GetClientCount(ctx); return err }, api.ErrUnknownListener},
 				{"unknown listener send", func(a api.API) error { return a.OnListeners("dev", "nope").SendToAll(ctx, []byte("x")) }, api.ErrUnknownListener},
 				{"unknown listener batch", func(a api.API) error { _, err := a.OnListeners("nope").GetAllGroupUIDCount(ctx); return err }, api.ErrUnknownListener},
