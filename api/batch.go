@@ -82,6 +82,12 @@ func checkBatch(what string, names []string) ([]string, error) {
 // the bus has taken the messages, except that a message over
 // CheckedSendSize waits for each gateway's answer.
 func (c *Client) SendToClients(ctx context.Context, clients []string, msg []byte) error {
+	return c.sendClients(ctx, clients, msg, false)
+}
+
+// sendClients is SendToClients, of a structured value's neutral form when
+// structured.
+func (c *Client) sendClients(ctx context.Context, clients []string, msg []byte, structured bool) error {
 	ids, err := checkBatch("client", clients)
 	if err != nil {
 		return err
@@ -99,7 +105,7 @@ func (c *Client) SendToClients(ctx context.Context, clients []string, msg []byte
 		byGW[gw] = append(byGW[gw], id)
 	}
 	for _, gw := range order {
-		cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: byGW[gw], Data: msg}
+		cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: byGW[gw], Data: msg, Structured: structured}
 		if len(msg) > CheckedSendSize {
 			if _, err := c.request(ctx, &cmd); err != nil && !errors.Is(err, errGatewayGone) {
 				return err
@@ -217,4 +223,192 @@ func (c *Client) GetClientListByUIDs(ctx context.Context, uids []string) (Client
 		slices.Sort(list)
 	}
 	return ClientLists{Values: out, Coverage: cov}, nil
+}
+
+// SessionPage is one page of getAllClientSessions: the sessions of the
+// page's clients by client id (an empty session for a client without
+// one). Pages are walked as Page's are: by client id, ascending.
+type SessionPage struct {
+	Sessions   map[string]Session
+	NextCursor string
+	Coverage
+}
+
+// GetAllClientSessions returns one page of the sessions of every open
+// connection, by client id (GatewayWorker's getAllClientSessions, which
+// returns them all at once), in one query round per page. The cursor is a
+// client id or empty; a gateway cuts its share of a page at 512 KiB of
+// sessions (the page then ends earlier, and NextCursor goes on from it).
+func (c *Client) GetAllClientSessions(ctx context.Context, page PageRequest) (SessionPage, error) {
+	if page.Cursor != "" {
+		if _, err := gatewayOf(page.Cursor); err != nil {
+			return SessionPage{}, fmt.Errorf("%w: cursor: %v", ErrInvalidArgument, err)
+		}
+	}
+	got := make(map[string]Session)
+	p, err := c.listWith(ctx, queryCmd(bus.OpClientSessions, "", ""), true, page, nil, func(r *bus.Reply) (bool, error) {
+		decoded := make([]Session, len(r.Sessions))
+		for i, cs := range r.Sessions {
+			if _, err := gatewayOf(cs.Client); err != nil {
+				return false, err
+			}
+			s, err := decodeSession(cs.Session)
+			if err != nil {
+				return false, fmt.Errorf("client %s: %w", cs.Client, err)
+			}
+			decoded[i] = s
+		}
+		for i, cs := range r.Sessions {
+			got[cs.Client] = decoded[i]
+		}
+		return false, nil
+	})
+	if err != nil {
+		return SessionPage{}, err
+	}
+	out := SessionPage{Sessions: make(map[string]Session, len(p.Items)), NextCursor: p.NextCursor, Coverage: p.Coverage}
+	for _, id := range p.Items {
+		s := got[id]
+		if s == nil {
+			s = Session{}
+		}
+		out.Sessions[id] = s
+	}
+	return out, nil
+}
+
+// GroupCounts maps every group to a count, with the gateways that did not
+// answer. Truncated says the map is incomplete or a count is an upper
+// bound: a gateway had more groups than it answers at once (MaxLimit, or
+// 512 KiB of names), or, for GetAllGroupUIDCount, more uids in its
+// groups than it lists at once (see there).
+type GroupCounts struct {
+	Values    map[string]int
+	Truncated bool
+	Coverage
+}
+
+// GetAllGroupClientIDCount counts the members of every group that has one
+// (GatewayWorker's getAllGroupClientIdCount), in one query round. Each
+// gateway answers at most MaxLimit groups (the first by name); past that
+// Truncated is set: walk GetGroupList and use GetClientCountByGroups.
+func (c *Client) GetAllGroupClientIDCount(ctx context.Context) (GroupCounts, error) {
+	cmd := queryCmd(bus.OpGroupClientCounts, "", "")
+	sums := make(map[string]uint64)
+	truncated := false
+	cov, err := c.scatter(ctx, &cmd, nil, func(r *bus.Reply) (bool, error) {
+		if len(r.Named) > MaxLimit {
+			return false, fmt.Errorf("%d groups in one answer, at most %d", len(r.Named), MaxLimit)
+		}
+		for _, nc := range r.Named {
+			sums[nc.Name] = addSat(sums[nc.Name], nc.Count)
+		}
+		truncated = truncated || r.More
+		return false, nil
+	})
+	if err != nil {
+		return GroupCounts{}, err
+	}
+	out := GroupCounts{Values: make(map[string]int, len(sums)), Truncated: truncated, Coverage: cov}
+	for g, n := range sums {
+		out.Values[g] = clampInt(n)
+	}
+	return out, nil
+}
+
+// GetAllGroupUIDCount counts the distinct uids bound to the members of
+// every group that has a bound member (GatewayWorker's
+// getAllGroupUidCount), in one query round: each gateway lists the uids
+// of its groups, so a uid connected to several gateways counts once. A
+// gateway lists at most 512 KiB of uids; past that it sends only its
+// count for the remaining groups, which is then added as is (a uid also
+// on another gateway may count twice: an upper bound) and Truncated is
+// set; GetUIDCountByGroup is exact for one group.
+func (c *Client) GetAllGroupUIDCount(ctx context.Context) (GroupCounts, error) {
+	cmd := queryCmd(bus.OpGroupUIDCounts, "", "")
+	sets := make(map[string]map[string]struct{})
+	unlisted := make(map[string]uint64)
+	truncated := false
+	cov, err := c.scatter(ctx, &cmd, nil, func(r *bus.Reply) (bool, error) {
+		if len(r.Named) > MaxLimit {
+			return false, fmt.Errorf("%d groups in one answer, at most %d", len(r.Named), MaxLimit)
+		}
+		for _, nc := range r.Named {
+			if len(nc.Items) == 0 {
+				if nc.Count > 0 {
+					unlisted[nc.Name] = addSat(unlisted[nc.Name], nc.Count)
+					truncated = true
+				}
+				continue
+			}
+			set := sets[nc.Name]
+			if set == nil {
+				set = make(map[string]struct{}, len(nc.Items))
+				sets[nc.Name] = set
+			}
+			for _, u := range nc.Items {
+				set[u] = struct{}{}
+			}
+		}
+		truncated = truncated || r.More
+		return false, nil
+	})
+	if err != nil {
+		return GroupCounts{}, err
+	}
+	out := GroupCounts{Values: make(map[string]int, len(sets)+len(unlisted)), Truncated: truncated, Coverage: cov}
+	for g, set := range sets {
+		out.Values[g] = clampInt(uint64(len(set)))
+	}
+	for g, n := range unlisted {
+		out.Values[g] = clampInt(addSat(uint64(out.Values[g]), n))
+	}
+	return out, nil
+}
+
+// GroupLists is one page of getAllGroupClientIdList: the client ids of
+// each group of the page, ascending. Pages are walked by group name,
+// ascending, as Page's are.
+type GroupLists struct {
+	Values     map[string][]string
+	NextCursor string
+	Coverage
+}
+
+// GetAllGroupClientIDList returns one page of the groups and the client
+// ids of each (GatewayWorker's getAllGroupClientIdList, which returns
+// them all at once), in one query round per page: page.Limit counts
+// groups; a gateway lists at most MaxLimit ids per group and cuts its
+// share of a page at 512 KiB of ids (the page then ends earlier).
+func (c *Client) GetAllGroupClientIDList(ctx context.Context, page PageRequest) (GroupLists, error) {
+	got := make(map[string][]string)
+	p, err := c.listWith(ctx, queryCmd(bus.OpGroupClientLists, "", ""), true, page, nil, func(r *bus.Reply) (bool, error) {
+		for _, nc := range r.Named {
+			if len(nc.Items) > MaxLimit {
+				return false, fmt.Errorf("group %s: %d ids, at most %d", nc.Name, len(nc.Items), MaxLimit)
+			}
+			for _, id := range nc.Items {
+				if _, err := gatewayOf(id); err != nil {
+					return false, err
+				}
+			}
+		}
+		for _, nc := range r.Named {
+			got[nc.Name] = append(got[nc.Name], nc.Items...)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return GroupLists{}, err
+	}
+	out := GroupLists{Values: make(map[string][]string, len(p.Items)), NextCursor: p.NextCursor, Coverage: p.Coverage}
+	for _, g := range p.Items {
+		ids := got[g]
+		if ids == nil {
+			ids = []string{}
+		}
+		slices.Sort(ids)
+		out.Values[g] = slices.Compact(ids)
+	}
+	return out, nil
 }

@@ -50,6 +50,13 @@ type Config struct {
 // deadline, QueryTimeout (queries) or RequestTimeout (one-gateway calls),
 // and return ErrClosed after Close.
 type Client struct {
+	*core
+	// scope are the listener names of OnListeners; nil: every listener.
+	scope []string
+}
+
+// core is what a Client and its listener-scoped views share.
+type core struct {
 	nc      *nats.Conn
 	ownConn bool
 	subj    bus.Subjects
@@ -125,7 +132,7 @@ func New(nc *nats.Conn, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
-	c := &Client{
+	c := &Client{core: &core{
 		nc:        nc,
 		subj:      subj,
 		cfg:       cfg,
@@ -133,7 +140,7 @@ func New(nc *nats.Conn, cfg Config) (*Client, error) {
 		members:   members,
 		bcastSubj: subj.Broadcast(),
 		querySubj: subj.Query(),
-	}
+	}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -272,6 +279,9 @@ func (c *Client) publish(ctx context.Context, subject string, cmd *bus.Command) 
 	if err := c.checkOpen(ctx); err != nil {
 		return err
 	}
+	if err := c.applyScope(cmd); err != nil {
+		return err
+	}
 	bp := getBuf()
 	b := bus.AppendCommand((*bp)[:0], cmd)
 	err := c.nc.Publish(subject, b)
@@ -304,6 +314,9 @@ func (c *Client) request(ctx context.Context, cmd *bus.Command) (*bus.Reply, err
 		return nil, err
 	}
 	if err := c.checkOpen(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.applyScope(cmd); err != nil {
 		return nil, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
@@ -361,12 +374,18 @@ func clientCmd(op bus.Op, client string) bus.Command {
 // refusal by the client's listener (a UDP client takes at most one
 // datagram) is returned, as ErrInvalidArgument.
 func (c *Client) SendToClient(ctx context.Context, client string, msg []byte) error {
+	return c.sendClient(ctx, client, msg, false)
+}
+
+// sendClient is SendToClient, of a structured value's neutral form when
+// structured.
+func (c *Client) sendClient(ctx context.Context, client string, msg []byte, structured bool) error {
 	gw, err := gatewayOf(client)
 	if err != nil {
 		return err
 	}
 	one := [1]string{client}
-	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: one[:], Data: msg}
+	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: one[:], Data: msg, Structured: structured}
 	if len(msg) > CheckedSendSize {
 		_, err := c.request(ctx, &cmd)
 		if errors.Is(err, errGatewayGone) {
@@ -402,6 +421,9 @@ func (c *Client) publishRouted(ctx context.Context, cmd *bus.Command, names []st
 		}
 	}
 	if err := c.checkOpen(ctx); err != nil {
+		return err
+	}
+	if err := c.applyScope(cmd); err != nil {
 		return err
 	}
 	// Every routed send carries an id, also on one subject: a gateway

@@ -58,6 +58,9 @@ func (c *Client) scatter(ctx context.Context, cmd *bus.Command, skip map[string]
 	if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return Coverage{}, fmt.Errorf("api: %s: %w", cmd.Op, err)
 	}
+	if err := c.applyScope(cmd); err != nil {
+		return Coverage{}, err
+	}
 	deadline := time.Now().Add(c.cfg.QueryTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -274,6 +277,14 @@ func pageLimit(limit int) (int, error) {
 // fit in its own page (so the next page, which starts after NextCursor,
 // skips nothing).
 func (c *Client) list(ctx context.Context, cmd bus.Command, unique bool, pr PageRequest, skip map[string]bool) (Page, error) {
+	return c.listWith(ctx, cmd, unique, pr, skip, nil)
+}
+
+// listWith is list, handing each successful reply also to extra (when not
+// nil) before its items are taken: extra collects what comes with the
+// items (sessions, group members); its error counts the gateway as
+// missing and must leave what it collected unchanged.
+func (c *Client) listWith(ctx context.Context, cmd bus.Command, unique bool, pr PageRequest, skip map[string]bool, extra eachReply) (Page, error) {
 	limit, err := pageLimit(pr.Limit)
 	if err != nil {
 		return Page{}, err
@@ -286,6 +297,11 @@ func (c *Client) list(ctx context.Context, cmd bus.Command, unique bool, pr Page
 		bounded bool
 	)
 	cov, err := c.scatter(ctx, &cmd, skip, func(r *bus.Reply) (bool, error) {
+		if extra != nil {
+			if _, err := extra(r); err != nil {
+				return false, err
+			}
+		}
 		its := r.Items
 		if !slices.IsSorted(its) {
 			slices.Sort(its)

@@ -176,6 +176,27 @@ type API interface {
 	// GetClientListByUIDs returns the client ids of each uid, in one query
 	// round (GatewayClient's batchGetClientIdByUid); at most MaxBatchNames.
 	GetClientListByUIDs(ctx context.Context, uids []string) (ClientLists, error)
+	// GetAllClientSessions returns one page of every connection's session
+	// by client id (GatewayWorker's getAllClientSessions), one query
+	// round per page.
+	GetAllClientSessions(ctx context.Context, page PageRequest) (SessionPage, error)
+	// GetAllGroupClientIDCount counts the members of every group
+	// (getAllGroupClientIdCount), in one query round.
+	GetAllGroupClientIDCount(ctx context.Context) (GroupCounts, error)
+	// GetAllGroupUIDCount counts the distinct uids of every group
+	// (getAllGroupUidCount), in one query round.
+	GetAllGroupUIDCount(ctx context.Context) (GroupCounts, error)
+	// GetAllGroupClientIDList returns one page of groups with their
+	// client ids (getAllGroupClientIdList), one query round per page.
+	GetAllGroupClientIDList(ctx context.Context, page PageRequest) (GroupLists, error)
+
+	// SendValue sends a structured value, encoded by each recipient's
+	// listener codec once per codec (imi's send beside sendRaw).
+	SendValue(ctx context.Context, to Target, v any) error
+	// OnListeners returns a view of the API that sees only the
+	// connections of the named listeners (imi's server name argument);
+	// an unknown name fails each call with ErrUnknownListener.
+	OnListeners(names ...string) API
 	BindUID(ctx context.Context, client, uid string) error
 	UnbindUID(ctx context.Context, client string) error
 	JoinGroup(ctx context.Context, client, group string) error

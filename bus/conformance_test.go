@@ -527,7 +527,8 @@ func TestEnumsMatchProto(t *testing.T) {
 	goActions := []bus.ActionType{bus.ActionUnknown, bus.ActionSend, bus.ActionClose, bus.ActionBindUID,
 		bus.ActionUnbindUID, bus.ActionJoinGroup, bus.ActionLeaveGroup, bus.ActionSetSession,
 		bus.ActionUpdateSession, bus.ActionDeleteSession, bus.ActionReject, bus.ActionProtect,
-		bus.ActionPauseRecv, bus.ActionResumeRecv, bus.ActionConfirm, bus.ActionSetBinary}
+		bus.ActionPauseRecv, bus.ActionResumeRecv, bus.ActionConfirm, bus.ActionSetBinary,
+		bus.ActionSendValue}
 	if actions.Len() != len(goActions) {
 		t.Fatalf("%d action types in the .proto, %d in Go", actions.Len(), len(goActions))
 	}

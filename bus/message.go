@@ -16,13 +16,20 @@ const (
 	EventWebSocketConnect EventType = 2
 	EventMessage          EventType = 3
 	EventClose            EventType = 4
+
+	// EventDecodeError: a message that the listener's codec could not
+	// decode, delivered instead of EventMessage when the listener's
+	// decode_error policy is "event": Data is the message as received,
+	// Error the codec's error.
+	EventDecodeError EventType = 14
 )
 
-var eventTypeNames = [...]string{"unknown", "connect", "websocket_connect", "message", "close"}
+var eventTypeNames = [...]string{"unknown", "connect", "websocket_connect", "message", "close",
+	EventDecodeError: "decode_error"}
 
 // String returns the lower-case name of the event type.
 func (t EventType) String() string {
-	if t < 0 || int(t) >= len(eventTypeNames) {
+	if t < 0 || int(t) >= len(eventTypeNames) || eventTypeNames[t] == "" {
 		return "unknown"
 	}
 	return eventTypeNames[t]
@@ -52,6 +59,10 @@ const (
 	ActionResumeRecv ActionType = 21 // read the client again, from where it stopped
 	ActionConfirm    ActionType = 22 // start reading a client of a delay_receive listener
 	ActionSetBinary  ActionType = 23 // Flag: every later send to the client is a binary frame (on) or as usual (off)
+	// ActionSendValue sends a structured value: Data is its neutral form
+	// (JSON), which the gateway encodes with the client's listener codec
+	// (docs/api.md, "Codecs").
+	ActionSendValue ActionType = 30
 )
 
 // Op is the operation of a Command.
@@ -100,10 +111,14 @@ const (
 
 	// Ops 40-45: connection control, as the actions of the same name.
 
-	OpPauseRecv  Op = 40 // Clients: one client
-	OpResumeRecv Op = 41 // Clients: one client
-	OpConfirm    Op = 42 // Clients: one client
-	OpSetBinary  Op = 43 // Clients: one client; Flag: on or off
+	OpPauseRecv         Op = 40 // Clients: one client
+	OpResumeRecv        Op = 41 // Clients: one client
+	OpConfirm           Op = 42 // Clients: one client
+	OpSetBinary         Op = 43 // Clients: one client; Flag: on or off
+	OpClientSessions    Op = 54 // a list query: Items = client ids after Cursor, Sessions = theirs
+	OpGroupClientCounts Op = 55 // a query: Reply.Named = every group with members, Count = members; More past the bound
+	OpGroupUIDCounts    Op = 56 // a query: Reply.Named = every group with bound members, Count = distinct uids, Items = the uids
+	OpGroupClientLists  Op = 57 // a list query over groups: Items = group names after Cursor, Named = their client ids
 )
 
 var opNames = [...]string{
@@ -117,6 +132,9 @@ var opNames = [...]string{
 	OpCloseUID: "closeUid", OpIsUIDsOnline: "isUidsOnline", OpClientCountByGroups: "getClientCountByGroups",
 	OpClientListByUIDs: "getClientListByUids",
 	OpPauseRecv:        "pauseRecv", OpResumeRecv: "resumeRecv", OpConfirm: "confirm", OpSetBinary: "setBinary",
+	OpClientSessions:    "getAllClientSessions",
+	OpGroupClientCounts: "getAllGroupClientIdCount", OpGroupUIDCounts: "getAllGroupUidCount",
+	OpGroupClientLists: "getAllGroupClientIdList",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -205,6 +223,10 @@ type ClientState struct {
 	// Protected exempts the client from pings and the idle timeout
 	// (ActionProtect, OpProtect).
 	Protected bool
+	// Codec is the listener's codec: "" (raw), "json" or a registered
+	// name. With a codec, messages arrive also as a structured value
+	// (Event.Value) and ActionSendValue encodes with it.
+	Codec string
 }
 
 // Event is one thing that happened to a client.
@@ -230,6 +252,12 @@ type Event struct {
 	// (400-599) with Arg as the body instead of a close code, any other
 	// answer accepts, and EventConnect follows only once accepted.
 	BeforeUpgrade bool
+	// Value is, for EventMessage on a listener whose codec is neither
+	// raw nor json, the decoded message in the neutral form (JSON); on a
+	// json listener Data is already that form and Value is empty.
+	Value []byte
+	// Error is, for EventDecodeError, why the codec refused Data.
+	Error string
 }
 
 // HTTPRequest is a WebSocket upgrade request as seen by the gateway. Its
@@ -337,6 +365,13 @@ type Command struct {
 	// subjects: a gateway executes the first copy it receives and drops
 	// later ones with the same MsgID (see docs/bus-protocol.md).
 	MsgID uint64
+	// Listeners, when not empty, scope the command to the connections
+	// accepted by the listeners of these names: the others are left out
+	// of sends, counts and lists, and are not found by client commands.
+	Listeners []string
+	// Structured marks a send whose Data is a structured value in the
+	// neutral form (JSON), encoded by each listener's codec.
+	Structured bool
 }
 
 // Reply is a gateway's answer to a Command.
@@ -427,4 +462,7 @@ type Heartbeat struct {
 	StartedUnixMs int64
 	// Clients is its open connections.
 	Clients uint64
+	// Listeners are the names of its listeners, sorted (API clients
+	// check a listener scope against them).
+	Listeners []string
 }

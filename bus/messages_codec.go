@@ -78,6 +78,7 @@ func AppendClientState(b []byte, s *ClientState) []byte {
 	b = appendVarint(b, 13, s.MessagesOut)
 	b = appendString(b, 14, s.Gateway)
 	b = appendBool(b, 15, s.Protected)
+	b = appendString(b, 50, s.Codec)
 	return b
 }
 
@@ -122,6 +123,8 @@ func mergeClientState(buf []byte, s *ClientState) error {
 			return f.str(&s.Gateway)
 		case 15:
 			return f.boolean(&s.Protected)
+		case 50:
+			return f.str(&s.Codec)
 		}
 		return nil
 	})
@@ -138,6 +141,8 @@ func appendEvent(b []byte, e *Event) []byte {
 	b = appendString(b, 5, e.CloseReason)
 	b = appendVarint(b, 6, uint64(e.TimeUnixMs))
 	b = appendBool(b, 45, e.BeforeUpgrade)
+	b = appendBytes(b, 50, e.Value)
+	b = appendString(b, 51, e.Error)
 	return b
 }
 
@@ -167,6 +172,10 @@ func decodeEvent(buf []byte, e *Event) error {
 			return f.i64(&e.TimeUnixMs)
 		case 45:
 			return f.boolean(&e.BeforeUpgrade)
+		case 50:
+			return f.bytes(&e.Value)
+		case 51:
+			return f.str(&e.Error)
 		}
 		return nil
 	})
@@ -308,6 +317,8 @@ func AppendCommand(b []byte, m *Command) []byte {
 	b = appendBool(b, 11, m.Flag)
 	b = appendString(b, 12, m.Arg)
 	b = appendVarint(b, 13, m.MsgID)
+	b = appendStrings(b, 50, m.Listeners)
+	b = appendBool(b, 51, m.Structured)
 	return b
 }
 
@@ -345,6 +356,10 @@ func DecodeCommand(buf []byte, m *Command) error {
 			return f.str(&m.Arg)
 		case 13:
 			return f.u64(&m.MsgID)
+		case 50:
+			return f.appendStr(&m.Listeners)
+		case 51:
+			return f.boolean(&m.Structured)
 		}
 		return nil
 	})
@@ -473,6 +488,7 @@ func AppendHeartbeat(b []byte, m *Heartbeat) []byte {
 	b = appendVarint(b, 3, uint64(m.IntervalMs))
 	b = appendVarint(b, 4, uint64(m.StartedUnixMs))
 	b = appendVarint(b, 5, m.Clients)
+	b = appendStrings(b, 50, m.Listeners)
 	return b
 }
 
@@ -491,6 +507,8 @@ func DecodeHeartbeat(buf []byte, m *Heartbeat) error {
 			return f.i64(&m.StartedUnixMs)
 		case 5:
 			return f.u64(&m.Clients)
+		case 50:
+			return f.appendStr(&m.Listeners)
 		}
 		return nil
 	})

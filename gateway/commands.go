@@ -90,10 +90,19 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 		}
 		return s.broadcast(cmd)
 	case bus.OpUngroup:
+		sc := s.scopeOf(cmd)
 		for _, g := range groupsOf(cmd) {
 			for _, sh := range s.shards {
 				sh.mu.Lock()
-				sh.ungroupLocked(g)
+				if sc.on {
+					for c := range sh.groups[g] {
+						if sc.has(c) {
+							sh.leaveLocked(c, g)
+						}
+					}
+				} else {
+					sh.ungroupLocked(g)
+				}
 				sh.mu.Unlock()
 			}
 		}
@@ -102,6 +111,8 @@ func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 		return s.closeUID(cmd)
 	case bus.OpIsUIDsOnline, bus.OpClientCountByGroups, bus.OpClientListByUIDs:
 		return s.batchQuery(cmd, rep)
+	case bus.OpClientSessions, bus.OpGroupClientCounts, bus.OpGroupUIDCounts, bus.OpGroupClientLists:
+		return s.allQuery(cmd, rep)
 	case bus.OpIsOnline, bus.OpClientInfo, bus.OpCloseClient, bus.OpBindUID, bus.OpUnbindUID,
 		bus.OpJoinGroup, bus.OpLeaveGroup, bus.OpSetSession, bus.OpUpdateSession,
 		bus.OpDeleteSession, bus.OpGetSession, bus.OpProtect,
@@ -160,6 +171,14 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 	}
 	sh := c.sh
 	sh.mu.Lock()
+	if !s.scopeOf(cmd).has(c) {
+		// Out of the command's listener scope: as if it did not exist.
+		sh.mu.Unlock()
+		if cmd.Op == bus.OpIsOnline {
+			return nil
+		}
+		return errNotFound
+	}
 	if c.state != stateOpen && cmd.Op != bus.OpCloseClient {
 		// A closing client still takes a close (a forced one cuts its
 		// graceful close short); nothing else.
@@ -199,13 +218,24 @@ func (s *Server) clientOp(cmd *bus.Command, rep *bus.Reply) error {
 
 // frameCache encodes a message once per listener and compression window
 // during a fan-out: without context takeover a compressed message is the
-// same bytes for every connection with the same window.
+// same bytes for every connection with the same window. A structured
+// send's value is encoded once per codec first (valueCache).
 type frameCache struct {
 	msg    []byte
 	binary bool
+	value  *valueCache // structured sends only
 	keys   []frameKey
 	frames [][]byte
 	err    error
+}
+
+// newFrameCache returns the frame cache of a send command.
+func (s *Server) newFrameCache(cmd *bus.Command) frameCache {
+	fc := frameCache{msg: cmd.Data, binary: cmd.Flag}
+	if cmd.Structured {
+		fc.value = &valueCache{neutral: cmd.Data}
+	}
+	return fc
 }
 
 type frameKey struct {
@@ -217,7 +247,16 @@ type frameKey struct {
 // get returns c's frame of the message, nil when it cannot be encoded for
 // c's listener (the error is kept in fc.err). Caller holds c.sh.mu.
 func (fc *frameCache) get(c *conn) []byte {
-	k := frameKey{l: c.l, bits: c.deflateBits(len(fc.msg)), binary: fc.binary || c.binary}
+	msg := fc.msg
+	if fc.value != nil {
+		m, err := fc.value.forListener(c.l)
+		if err != nil {
+			fc.err = err
+			return nil
+		}
+		msg = m
+	}
+	k := frameKey{l: c.l, bits: c.deflateBits(len(msg)), binary: fc.binary || c.binary}
 	for i, x := range fc.keys {
 		if x == k {
 			return fc.frames[i]
@@ -226,9 +265,9 @@ func (fc *frameCache) get(c *conn) []byte {
 	var f []byte
 	var err error
 	if k.bits != 0 {
-		f, err = k.l.deflateFrame(fc.msg, k.binary, k.bits)
+		f, err = k.l.deflateFrame(msg, k.binary, k.bits)
 	} else {
-		f, err = k.l.frame(fc.msg, k.binary)
+		f, err = k.l.frame(msg, k.binary)
 	}
 	if err != nil {
 		fc.err = err
@@ -239,7 +278,8 @@ func (fc *frameCache) get(c *conn) []byte {
 }
 
 func (s *Server) sendToClients(cmd *bus.Command) error {
-	fc := frameCache{msg: cmd.Data, binary: cmd.Flag}
+	fc := s.newFrameCache(cmd)
+	sc := s.scopeOf(cmd)
 	for _, id := range cmd.Clients {
 		c, err := s.lookup(id)
 		if err != nil {
@@ -247,6 +287,10 @@ func (s *Server) sendToClients(cmd *bus.Command) error {
 		}
 		sh := c.sh
 		sh.mu.Lock()
+		if !sc.has(c) {
+			sh.mu.Unlock()
+			continue
+		}
 		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
 		}
@@ -272,9 +316,13 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 			without[seq] = struct{}{}
 		}
 	}
-	fc := frameCache{msg: cmd.Data, binary: cmd.Flag}
+	fc := s.newFrameCache(cmd)
+	sc := s.scopeOf(cmd)
+	if sc.none() {
+		return nil
+	}
 	send := func(sh *shard, c *conn) {
-		if _, skip := without[c.seq]; skip {
+		if _, skip := without[c.seq]; skip || !sc.has(c) {
 			return
 		}
 		if f := fc.get(c); f != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/codec"
 	"github.com/gatework/gatework/internal/framing"
 )
 
@@ -168,6 +169,11 @@ type Config struct {
 	// must not call the gateway. nil means none are known; workers are
 	// then reported only from their acks.
 	LocalWorkers func() []bus.WorkerStats
+	// Codecs are the codecs listeners may name besides "raw" and "json"
+	// (ListenerConfig.Codec), by name; nil means none. Set in Go by the
+	// program that runs the gateway; there is no config-file key. The
+	// codecs are used from many goroutines at once.
+	Codecs map[string]codec.Codec `yaml:"-"`
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -281,6 +287,19 @@ type ListenerConfig struct {
 	// long after it was registered, with reason confirm_timeout
 	// (WebSocket close code 1001). 0 means 30s.
 	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
+	// Codec is how structured values become this listener's messages and
+	// back (package codec): "raw" (bytes as sent: a structured send
+	// delivers the value's JSON text, messages are not decoded), "json"
+	// (messages must be JSON texts), or a name in Config.Codecs. "" means
+	// raw. See docs/api.md, "Codecs".
+	Codec string `yaml:"codec"`
+	// DecodeError is what happens to a message that the codec cannot
+	// decode: DecodeErrorClose (the client is closed with reason
+	// decode_error, WebSocket close code 1007) or DecodeErrorEvent (the
+	// client stays; workers get a bus.EventDecodeError with the message
+	// and the codec's error instead of the message). "" means close.
+	// Only with a codec other than raw.
+	DecodeError string `yaml:"decode_error"`
 }
 
 // Defaults of the upgrade hook (ListenerConfig.UpgradeHook).
@@ -402,6 +421,12 @@ func (l ListenerConfig) WithDefaults() ListenerConfig {
 	}
 	if l.QueuePolicy == "" {
 		l.QueuePolicy = QueueDisconnect
+	}
+	if l.Codec == "" {
+		l.Codec = codec.Raw
+	}
+	if l.DecodeError == "" {
+		l.DecodeError = DecodeErrorClose
 	}
 	l.applyHeartbeatDefaults()
 	if l.ConfirmTimeout <= 0 {
@@ -552,6 +577,9 @@ func (c Config) Validate() error {
 	case "", DeadLetterContinue, DeadLetterClose:
 	default:
 		return fmt.Errorf("gateway: dead_letter_policy: %q is not continue or close", c.DeadLetterPolicy)
+	}
+	if err := c.validateCodecs(); err != nil {
+		return err
 	}
 	return c.validateLimits()
 }

@@ -122,6 +122,7 @@ func (c *conn) snapshot(gw string, fields uint32) bus.ClientState {
 	if fields&bus.FieldSystem != 0 {
 		st.Listener = c.l.cfg.Name
 		st.Protocol = c.l.cfg.Protocol
+		st.Codec = c.l.codecName()
 		st.ConnectedUnixMs = c.connectedMs
 		st.LastActiveUnixMs = c.lastActiveMs.Load()
 		st.BytesIn = c.bytesIn.Load()

@@ -283,7 +283,7 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 	rx := false     // a receive hold changed: applyRx once unlocked
 	for i := range actions {
 		a := &actions[i]
-		if joined && (a.Type == bus.ActionSend || a.Type == bus.ActionClose || a.Type == bus.ActionReject) {
+		if joined && (a.Type == bus.ActionSend || a.Type == bus.ActionSendValue || a.Type == bus.ActionClose || a.Type == bus.ActionReject) {
 			// What the client sees after a bind or join must not
 			// overtake its subscription: see interest.go.
 			sh.mu.Unlock()
@@ -302,11 +302,15 @@ func (s *Server) applyActions(c *conn, actions []bus.Action, done func()) {
 			joined = false
 		}
 		switch a.Type {
-		case bus.ActionSend:
-			if frame, err := c.frame(a.Data, a.Flag); err == nil {
+		case bus.ActionSend, bus.ActionSendValue:
+			fc := frameCache{msg: a.Data, binary: a.Flag}
+			if a.Type == bus.ActionSendValue {
+				fc.value = &valueCache{neutral: a.Data}
+			}
+			if frame := fc.get(c); frame != nil {
 				sh.enqueueLocked(c, frame)
 			} else {
-				s.log.Warn("message not sent", "client", c.id(s.id), "err", err)
+				s.log.Warn("message not sent", "client", c.id(s.id), "err", fc.err)
 			}
 			continue
 		case bus.ActionReject:

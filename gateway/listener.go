@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/gatework/gatework/codec"
 	"github.com/gatework/gatework/internal/framing"
 )
 
@@ -28,6 +29,8 @@ type listener struct {
 	eng  engine
 	addr net.Addr
 	ping []byte // the frame a quiet connection is pinged with; nil: none
+	// codec is the listener's codec (codec.go); nil: raw.
+	codec codec.Codec
 
 	// For Stats: connections registered since Start and open now.
 	accepted atomic.Uint64
@@ -35,7 +38,7 @@ type listener struct {
 }
 
 func newListener(s *Server, cfg ListenerConfig) *listener {
-	l := &listener{s: s, cfg: cfg}
+	l := &listener{s: s, cfg: cfg, codec: listenerCodec(&s.cfg, cfg)}
 	l.ping = l.pingFrame()
 	switch cfg.Protocol {
 	case "ws":

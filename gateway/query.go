@@ -30,33 +30,39 @@ func (s *Server) query(cmd *bus.Command, rep *bus.Reply) error {
 	if uid == "" && len(cmd.UIDs) > 0 {
 		uid = cmd.UIDs[0]
 	}
+	sc := s.scopeOf(cmd)
+	if sc.none() && cmd.Op != bus.OpStats {
+		return nil // no listener of the scope here: nothing to count or list
+	}
 	switch cmd.Op {
 	case bus.OpClientCount:
-		rep.Count = uint64(s.connCount())
+		rep.Count = uint64(s.scopedConnCount(sc))
 	case bus.OpClientCountByGroup:
-		s.eachShard(func(sh *shard) { rep.Count += uint64(len(sh.groups[group])) })
+		s.eachShard(func(sh *shard) { rep.Count += uint64(sc.inSet(sh.groups[group])) })
 	case bus.OpIsUIDOnline:
-		s.eachShard(func(sh *shard) { rep.Found = rep.Found || len(sh.uids[uid]) > 0 })
+		s.eachShard(func(sh *shard) { rep.Found = rep.Found || sc.anyInList(sh.uids[uid]) })
 	case bus.OpUIDCount:
 		rep.Count = uint64(len(s.distinct(func(sh *shard, add func(string)) {
-			for u := range sh.uids {
-				add(u)
+			for u, list := range sh.uids {
+				if sc.anyInList(list) {
+					add(u)
+				}
 			}
 		})))
 	case bus.OpUIDCountByGroup:
 		rep.Count = uint64(len(s.distinct(func(sh *shard, add func(string)) {
 			for c := range sh.groups[group] {
-				if c.uid != "" {
+				if c.uid != "" && sc.has(c) {
 					add(c.uid)
 				}
 			}
 		})))
 	case bus.OpClientList, bus.OpClientListByGroup, bus.OpClientListByUID:
-		return s.listClients(cmd.Op, group, uid, cmd.Cursor, limit, rep)
+		return s.listClients(cmd.Op, sc, group, uid, cmd.Cursor, limit, rep)
 	case bus.OpUIDList:
 		page(s.distinct(func(sh *shard, add func(string)) {
-			for u := range sh.uids {
-				if u > cmd.Cursor {
+			for u, list := range sh.uids {
+				if u > cmd.Cursor && sc.anyInList(list) {
 					add(u)
 				}
 			}
@@ -64,15 +70,15 @@ func (s *Server) query(cmd *bus.Command, rep *bus.Reply) error {
 	case bus.OpUIDListByGroup:
 		page(s.distinct(func(sh *shard, add func(string)) {
 			for c := range sh.groups[group] {
-				if c.uid != "" && c.uid > cmd.Cursor {
+				if c.uid != "" && c.uid > cmd.Cursor && sc.has(c) {
 					add(c.uid)
 				}
 			}
 		}), limit, rep)
 	case bus.OpGroupList:
 		page(s.distinct(func(sh *shard, add func(string)) {
-			for g := range sh.groups {
-				if g > cmd.Cursor {
+			for g, set := range sh.groups {
+				if g > cmd.Cursor && sc.anyInSet(set) {
 					add(g)
 				}
 			}
@@ -80,7 +86,9 @@ func (s *Server) query(cmd *bus.Command, rep *bus.Reply) error {
 	case bus.OpGroupSessions:
 		s.eachShard(func(sh *shard) {
 			for c := range sh.groups[group] {
-				rep.Sessions = append(rep.Sessions, bus.ClientSession{Client: c.id(s.id), Session: c.session})
+				if sc.has(c) {
+					rep.Sessions = append(rep.Sessions, bus.ClientSession{Client: c.id(s.id), Session: c.session})
+				}
 			}
 		})
 	case bus.OpStats:
@@ -127,7 +135,7 @@ func page(set map[string]struct{}, limit int, rep *bus.Reply) {
 }
 
 // listClients answers a client-id page: ids after cursor, ascending.
-func (s *Server) listClients(op bus.Op, group, uid, cursor string, limit int, rep *bus.Reply) error {
+func (s *Server) listClients(op bus.Op, sc scope, group, uid, cursor string, limit int, rep *bus.Reply) error {
 	after := uint64(0)
 	if cursor != "" {
 		gw, seq, err := clientid.Parse(cursor)
@@ -145,7 +153,7 @@ func (s *Server) listClients(op bus.Op, group, uid, cursor string, limit int, re
 	s.eachShard(func(sh *shard) {
 		n := 0
 		take := func(c *conn) bool {
-			if c.state == stateClosed || c.seq <= after {
+			if c.state == stateClosed || c.seq <= after || !sc.has(c) {
 				return true
 			}
 			seqs = append(seqs, c.seq)

@@ -19,6 +19,7 @@ const (
 	ReasonIdleTimeout                        // nothing received for idle_timeout
 	ReasonEventFailed                        // an event batch was dead-lettered (DeadLetterPolicy close)
 	ReasonConfirmTimeout                     // a delay_receive connection not confirmed within confirm_timeout
+	ReasonDecodeError                        // a message the listener's codec could not decode (decode_error close)
 	reasonCount
 )
 
@@ -29,6 +30,7 @@ var reasonNames = [reasonCount]string{
 	"idle_timeout",
 	"event_failed",
 	"confirm_timeout",
+	"decode_error",
 }
 
 // String returns the snake_case name used in logs, metrics and events.
@@ -44,7 +46,7 @@ func (r CloseReason) wsCode() int {
 	switch r {
 	case ReasonMessageTooLarge:
 		return 1009
-	case ReasonInvalidUTF8:
+	case ReasonInvalidUTF8, ReasonDecodeError:
 		return 1007
 	case ReasonProtocolError:
 		return 1002

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,8 +43,9 @@ type Server struct {
 	shards []*shard
 	seq    atomic.Uint64
 
-	listeners []*listener
-	subs      []*nats.Subscription
+	listeners     []*listener
+	listenerNames []string // sorted, for heartbeats
+	subs          []*nats.Subscription
 	// cmdQueueLen is the bound of the ordered command channel; 0 until
 	// Start means cmdQueue.
 	cmdQueueLen int
@@ -201,7 +203,10 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	}
 	for i := range cfg.Listeners {
 		s.listeners = append(s.listeners, newListener(s, cfg.Listeners[i]))
+		s.listenerNames = append(s.listenerNames, cfg.Listeners[i].Name)
 	}
+	slices.Sort(s.listenerNames)
+	s.listenerNames = slices.Compact(s.listenerNames)
 	s.sweepEvery = s.sweepPeriod()
 	return s, nil
 }
@@ -519,6 +524,7 @@ func (s *Server) heartbeat(leaving bool) {
 		IntervalMs:    uint32(s.cfg.HeartbeatInterval / time.Millisecond),
 		StartedUnixMs: s.started.UnixMilli(),
 		Clients:       uint64(s.connCount()),
+		Listeners:     s.listenerNames,
 	}
 	if err := s.nc.Publish(s.subj.Heartbeat(), bus.AppendHeartbeat(nil, &hb)); err != nil {
 		s.log.Warn("heartbeat not sent", "err", err)
@@ -565,10 +571,22 @@ func (s *Server) received(c *conn, data []byte, binary bool) {
 	c.bytesIn.Add(uint64(len(data)))
 	c.sh.msgsIn.Add(1)
 	c.sh.bytesIn.Add(uint64(len(data)))
+	var value []byte
+	if c.l.codec != nil {
+		v, err := c.l.decodeInbound(data)
+		if err != nil {
+			if ev, ok := s.decodeFailed(c, data, binary, err, now); ok {
+				s.pushEvent(c, ev)
+			}
+			return
+		}
+		value = v
+	}
 	s.pushEvent(c, bus.Event{
 		Type:       bus.EventMessage,
 		Data:       append([]byte(nil), data...),
 		Binary:     binary,
+		Value:      value,
 		TimeUnixMs: now,
 	})
 }

@@ -71,7 +71,8 @@ var methodScopes = map[string]Scope{
 
 	// The GatewayWorker / imi ports (batch.go); closeUid stays admin.
 	"sendToClients": ScopeSend, "isUidsOnline": ScopeRead, "getClientCountByGroups": ScopeRead,
-	"getClientListByUids": ScopeRead,
+	"getClientListByUids": ScopeRead, "getAllClientSessions": ScopeRead, "getAllGroupClientIdCount": ScopeRead,
+	"getAllGroupUidCount": ScopeRead, "getAllGroupClientIdList": ScopeRead,
 
 	// Tasks run business code with the caller's payload: a write, like
 	// the sends.

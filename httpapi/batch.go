@@ -80,11 +80,9 @@ type groupsParams struct {
 func sendToClientsMethod() *method {
 	return def("sendToClients", resultNull, "Send the message to each of the clients once: one bus message per gateway.",
 		func(ctx context.Context, a api.API, p *sendToClientsParams) (reply, error) {
-			msg, err := p.bytes()
-			if err != nil {
-				return reply{}, err
-			}
-			return reply{}, a.SendToClients(ctx, p.Clients, msg)
+			return reply{}, p.send(
+				func(msg []byte) error { return a.SendToClients(ctx, p.Clients, msg) },
+				func(v any) error { return a.SendValue(ctx, api.Target{Clients: p.Clients}, v) })
 		})
 }
 
@@ -115,6 +113,85 @@ func getClientListByUIDsMethod() *method {
 			l, err := a.GetClientListByUIDs(ctx, p.UIDs)
 			return covered(nonNilMap(l.Values), l.Coverage), err
 		}).alias("batchGetClientIdByUid")
+}
+
+// getAllClientSessionsMethod is getAllClientSessions (GatewayWorker).
+func getAllClientSessionsMethod() *method {
+	return def("getAllClientSessions", resultSessionPage, "The session of every connection by client id, one page at a time.",
+		func(ctx context.Context, a api.API, p *pageParams) (reply, error) {
+			sp, err := a.GetAllClientSessions(ctx, p.page())
+			out := make(map[string]api.Session, len(sp.Sessions))
+			for c, s := range sp.Sessions {
+				out[c] = nonNilSession(s)
+			}
+			return reply{result: sessionPageJSON{Sessions: out, NextCursor: sp.NextCursor,
+				Partial: sp.Partial, Missing: nonNilSlice(sp.Missing)}}, err
+		})
+}
+
+// getAllGroupClientIDCountMethod is getAllGroupClientIdCount
+// (GatewayWorker).
+func getAllGroupClientIDCountMethod() *method {
+	return def("getAllGroupClientIdCount", resultGroupCounts, "The number of members of every group, by group, in one query round.",
+		func(ctx context.Context, a api.API, _ *noParams) (reply, error) {
+			gc, err := a.GetAllGroupClientIDCount(ctx)
+			return groupCountsReply(gc), err
+		})
+}
+
+// getAllGroupUIDCountMethod is getAllGroupUidCount (GatewayWorker).
+func getAllGroupUIDCountMethod() *method {
+	return def("getAllGroupUidCount", resultGroupCounts, "The number of distinct uids among the members of every group, by group, in one query round.",
+		func(ctx context.Context, a api.API, _ *noParams) (reply, error) {
+			gc, err := a.GetAllGroupUIDCount(ctx)
+			return groupCountsReply(gc), err
+		})
+}
+
+// getAllGroupClientIDListMethod is getAllGroupClientIdList
+// (GatewayWorker).
+func getAllGroupClientIDListMethod() *method {
+	return def("getAllGroupClientIdList", resultGroupListPage, "The client ids of every group, by group, one page of groups at a time (limit counts groups).",
+		func(ctx context.Context, a api.API, p *pageParams) (reply, error) {
+			gl, err := a.GetAllGroupClientIDList(ctx, p.page())
+			return reply{result: groupListPageJSON{Groups: nonNilMap(gl.Values), NextCursor: gl.NextCursor,
+				Partial: gl.Partial, Missing: nonNilSlice(gl.Missing)}}, err
+		})
+}
+
+// sessionPageJSON is getAllClientSessions' result.
+type sessionPageJSON struct {
+	Sessions   map[string]api.Session `json:"sessions"`
+	NextCursor string                 `json:"next_cursor"`
+	Partial    bool                   `json:"partial"`
+	Missing    []string               `json:"missing"`
+}
+
+// groupListPageJSON is getAllGroupClientIdList's result.
+type groupListPageJSON struct {
+	Groups     map[string][]string `json:"groups"`
+	NextCursor string              `json:"next_cursor"`
+	Partial    bool                `json:"partial"`
+	Missing    []string            `json:"missing"`
+}
+
+// groupCountsJSON is the result of getAllGroupClientIdCount and
+// getAllGroupUidCount.
+type groupCountsJSON struct {
+	Counts    map[string]int `json:"counts"`
+	Truncated bool           `json:"truncated"`
+}
+
+func groupCountsReply(gc api.GroupCounts) reply {
+	return covered(groupCountsJSON{Counts: nonNilMap(gc.Values), Truncated: gc.Truncated}, gc.Coverage)
+}
+
+// nonNilSlice returns s, or an empty slice for nil (so it encodes as []).
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // nonNilMap returns m, or an empty map for nil (so it encodes as {}).

@@ -20,6 +20,9 @@ const (
 	CodeInvalidRequest = "invalid_request"
 	// CodeInvalidClient (400): a client id is malformed (api.ErrInvalidClient).
 	CodeInvalidClient = "invalid_client"
+	// CodeUnknownListener (400): listener or listeners names a listener
+	// that no live gateway has (api.ErrUnknownListener).
+	CodeUnknownListener = "unknown_listener"
 	// CodeNotFound (404): the client is not connected (api.ErrNotFound), or
 	// the path is not part of the API.
 	CodeNotFound = "not_found"
@@ -119,6 +122,8 @@ func classify(err error) (he *httpError, internal bool) {
 		return he, false
 	}
 	switch {
+	case errors.Is(err, api.ErrUnknownListener):
+		return newError(http.StatusBadRequest, CodeUnknownListener, "%s", err), false
 	case errors.Is(err, api.ErrInvalidClient):
 		return newError(http.StatusBadRequest, CodeInvalidClient, "%s", err), false
 	case errors.Is(err, api.ErrNotFound):

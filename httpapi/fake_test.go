@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"slices"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -295,4 +296,35 @@ func clone(msg []byte) []byte {
 		return nil
 	}
 	return append([]byte{}, msg...)
+}
+
+func (f *fakeAPI) GetAllClientSessions(ctx context.Context, page api.PageRequest) (api.SessionPage, error) {
+	return api.SessionPage{Sessions: map[string]api.Session{"c1": {"k": "v"}, "c2": nil}, NextCursor: "c2", Coverage: cannedCoverage},
+		f.record(ctx, "GetAllClientSessions", page)
+}
+
+func (f *fakeAPI) GetAllGroupClientIDCount(ctx context.Context) (api.GroupCounts, error) {
+	return api.GroupCounts{Values: map[string]int{"g1": 2}}, f.record(ctx, "GetAllGroupClientIDCount")
+}
+
+func (f *fakeAPI) GetAllGroupUIDCount(ctx context.Context) (api.GroupCounts, error) {
+	return api.GroupCounts{Values: map[string]int{"g1": 1}, Truncated: true}, f.record(ctx, "GetAllGroupUIDCount")
+}
+
+func (f *fakeAPI) GetAllGroupClientIDList(ctx context.Context, page api.PageRequest) (api.GroupLists, error) {
+	return api.GroupLists{Values: map[string][]string{"g1": {"c1", "c2"}}}, f.record(ctx, "GetAllGroupClientIDList", page)
+}
+
+func (f *fakeAPI) SendValue(ctx context.Context, to api.Target, v any) error {
+	if raw, ok := v.(json.RawMessage); ok {
+		v = string(raw)
+	}
+	return f.record(ctx, "SendValue", to, v)
+}
+
+// OnListeners records the scope and answers with f itself, so the call
+// that follows is recorded next.
+func (f *fakeAPI) OnListeners(names ...string) api.API {
+	_ = f.record(context.Background(), "OnListeners", names)
+	return f
 }

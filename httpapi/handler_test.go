@@ -154,6 +154,18 @@ var methodCases = []methodCase{
 		`{"result":{"result":null,"result_base64":"/wA=","error":null}}`},
 	{"taskWait", `{"payload":"fail"}`, call{"TaskWait", []any{[]byte("fail"), 5 * time.Second}},
 		`{"result":{"result":null,"result_base64":"","error":"it failed"}}`},
+	{"sendToClients", `{"clients":["c1","c2"],"data":{"a":[1,"x"]},"listener":"ws"}`, call{"SendValue", []any{api.Target{Clients: []string{"c1", "c2"}}, `{"a":[1,"x"]}`}}, null},
+	{"sendToClient", `{"client":"c1","data":"text","listeners":["ws","tcp"]}`, call{"SendValue", []any{api.Target{Clients: []string{"c1"}}, `"text"`}}, null},
+	{"sendToUid", `{"uids":["u1"],"data":7,"without":["c3"]}`, call{"SendValue", []any{api.Target{UIDs: []string{"u1"}, Without: []string{"c3"}}, `7`}}, null},
+	{"sendToGroup", `{"group":"g","data":[true]}`, call{"SendValue", []any{api.Target{Groups: []string{"g"}}, `[true]`}}, null},
+	{"sendToAll", `{"data":{"k":null},"without":["c1"]}`, call{"SendValue", []any{api.Target{All: true, Without: []string{"c1"}}, `{"k":null}`}}, null},
+	{"getClientCount", `{"listener":"ws","listeners":["tcp","ws"]}`, call{"GetClientCount", nil}, `{"result":12,"partial":false,"missing":[]}`},
+	{"getAllClientSessions", `{"limit":2}`, call{"GetAllClientSessions", []any{api.PageRequest{Limit: 2}}},
+		`{"result":{"sessions":{"c1":{"k":"v"},"c2":{}},"next_cursor":"c2","partial":true,"missing":["gw2"]}}`},
+	{"getAllGroupClientIdCount", ``, call{"GetAllGroupClientIDCount", nil}, `{"result":{"counts":{"g1":2},"truncated":false},"partial":false,"missing":[]}`},
+	{"getAllGroupUidCount", `{"listener":"ws"}`, call{"GetAllGroupUIDCount", nil}, `{"result":{"counts":{"g1":1},"truncated":true},"partial":false,"missing":[]}`},
+	{"getAllGroupClientIdList", `{"cursor":"g0"}`, call{"GetAllGroupClientIDList", []any{api.PageRequest{Cursor: "g0"}}},
+		`{"result":{"groups":{"g1":["c1","c2"]},"next_cursor":"","partial":false,"missing":[]}}`},
 	{"isUidsOnline", `{"uids":["u1","u2"]}`, call{"IsUIDsOnline", []any{[]string{"u1", "u2"}}}, `{"result":{"u1":true,"u2":false},"partial":false,"missing":[]}`},
 	{"getClientCountByGroups", `{"groups":["g0","g1"]}`, call{"GetClientCountByGroups", []any{[]string{"g0", "g1"}}}, `{"result":{"g0":0,"g1":1},"partial":false,"missing":[]}`},
 	{"getClientListByUids", `{"uids":["u1","u2"]}`, call{"GetClientListByUIDs", []any{[]string{"u1", "u2"}}}, `{"result":{"u1":["c1","c2"],"u2":[]},"partial":false,"missing":[]}`},
@@ -293,7 +305,12 @@ func TestErrors(t *testing.T) {
 		{name: "closeUid no uid", path: "closeUid", body: `{"force":true}`, status: 400, code: "invalid_request", msg: `field "uid": required`},
 		{name: "duplicate", path: "isOnline", body: `{"client":"a","client":"b"}`, status: 400, code: "invalid_request", msg: `field "client": given more than once`},
 		{name: "both messages", path: "sendToAll", body: `{"message":"a","message_base64":"YQ=="}`, status: 400, code: "invalid_request", msg: "only one of"},
-		{name: "no message", path: "sendToAll", body: `{}`, status: 400, code: "invalid_request", msg: `one of "message" and "message_base64" is required`},
+		{name: "no message", path: "sendToAll", body: `{}`, status: 400, code: "invalid_request", msg: `one of "message" and "message_base64" and "data" is required`},
+		{name: "message and data", path: "sendToAll", body: `{"message":"a","data":{}}`, status: 400, code: "invalid_request", msg: "only one of"},
+		{name: "empty listener", path: "getClientCount", body: `{"listeners":["ws",""]}`, status: 400, code: "invalid_request", msg: `field "listeners": empty listener name`},
+		{name: "listener not a string", path: "getClientCount", body: `{"listener":["ws"]}`, status: 400, code: "invalid_request", msg: `field "listener": want string, got array`},
+		{name: "getStats has no scope", path: "getStats", body: `{"listener":"ws"}`, status: 400, code: "invalid_request", msg: `unknown field "listener"`},
+		{name: "unknown listener", apiErr: &api.UnknownListenerError{Name: "nope", Known: []string{"tcp", "ws"}}, path: "sendToAll", body: `{"message":"x","listener":"nope"}`, status: 400, code: "unknown_listener", msg: `unknown listener "nope"`},
 		{name: "null message", path: "sendToClient", body: `{"client":"c","message":null}`, status: 400, code: "invalid_request", msg: "is required"},
 		{name: "bad base64", path: "sendToAll", body: `{"message_base64":"YQ=!"}`, status: 400, code: "invalid_request", msg: `field "message_base64": invalid base64`},
 		{name: "no uid", path: "sendToUid", body: `{"message":"x"}`, status: 400, code: "invalid_request", msg: `one of "uid" and "uids" is required`},
@@ -586,6 +603,42 @@ func TestRealSocket(t *testing.T) {
 			}
 			if resp.StatusCode != wantStatus || !json.Valid(got) {
 				t.Errorf("GET openapi.json: status %d, valid JSON %v", resp.StatusCode, json.Valid(got))
+			}
+		})
+	}
+}
+
+// TestListenerScope: listener and listeners (combined, repeats dropped)
+// scope the call through api.API.OnListeners; without them there is no
+// scope.
+func TestListenerScope(t *testing.T) {
+	for _, tc := range []struct {
+		path, body string
+		want       []string // nil: no OnListeners call
+	}{
+		{"getClientCount", `{"listener":"ws","listeners":["tcp","ws"]}`, []string{"ws", "tcp"}},
+		{"sendToAll", `{"message":"x","listeners":["devices"]}`, []string{"devices"}},
+		{"closeClient", `{"client":"c1","listener":"ws"}`, []string{"ws"}},
+		{"getClientList", `{"limit":3}`, nil},
+		{"getClientList", `{"listeners":[]}`, nil},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			h, f := newHandler(t, httpapi.Config{})
+			w := do(h, http.MethodPost, "/api/"+tc.path, tc.body, map[string]string{"Content-Type": "application/json"})
+			if w.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			f.mu.Lock()
+			calls := slices.Clone(f.calls)
+			f.mu.Unlock()
+			var scoped []string
+			for _, c := range calls {
+				if c.Method == "OnListeners" {
+					scoped = c.Args[0].([]string)
+				}
+			}
+			if !slices.Equal(scoped, tc.want) {
+				t.Errorf("OnListeners(%v), want %v (calls %v)", scoped, tc.want, calls)
 			}
 		})
 	}

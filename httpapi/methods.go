@@ -3,9 +3,11 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
 
 	"github.com/gatework/gatework/api"
 )
@@ -41,6 +43,9 @@ const (
 	resultCoveredListMap                    // {name: [string]}, with partial/missing beside result
 	resultTaskID                            // a task id (string)
 	resultTaskOutcome                       // {result, result_base64, error}
+	resultSessionPage                       // {sessions, next_cursor, partial, missing}
+	resultGroupCounts                       // {counts, truncated}, with partial/missing beside result
+	resultGroupListPage                     // {groups, next_cursor, partial, missing}
 )
 
 // reply is a method's success: result, plus coverage for cluster-wide
@@ -50,21 +55,60 @@ type reply struct {
 	coverage *api.Coverage
 }
 
-// def builds a table entry whose params are the fields of P.
+// def builds a table entry whose params are the fields of P and the
+// listener scope (listener, listeners: the call goes to
+// api.API.OnListeners of them).
 func def[P any](name string, kind resultKind, summary string, call func(ctx context.Context, a api.API, p *P) (reply, error)) *method {
+	return define(name, kind, summary, true, call)
+}
+
+// defUnscoped is def without the listener scope.
+func defUnscoped[P any](name string, kind resultKind, summary string, call func(ctx context.Context, a api.API, p *P) (reply, error)) *method {
+	return define(name, kind, summary, false, call)
+}
+
+// scopeParams is the listener scope every scoped method takes.
+type scopeParams struct {
+	Listener  *string  `json:"listener" doc:"limit the call to the connections of this listener (its name in the gateways' config); combined with listeners; a name no live gateway has is 400 unknown_listener"`
+	Listeners []string `json:"listeners" doc:"limit the call to the connections of these listeners; combined with listener"`
+}
+
+var scopeParamList = paramsOf(reflect.TypeFor[scopeParams]())
+
+func define[P any](name string, kind resultKind, summary string, scoped bool, call func(ctx context.Context, a api.API, p *P) (reply, error)) *method {
 	ps := paramsOf(reflect.TypeFor[P]())
 	proto := new(P)
 	setDefaults(reflect.ValueOf(proto), ps)
+	all := ps
+	if scoped {
+		all = append(slices.Clip(ps), scopeParamList...)
+	}
 	return &method{
 		name:    name,
 		summary: summary,
 		result:  kind,
-		params:  ps,
+		params:  all,
 		invoke: func(ctx context.Context, a api.API, body []byte) (reply, error) {
 			p := new(P)
 			*p = *proto
-			if err := decodeParams(body, ps, p); err != nil {
+			if !scoped {
+				if err := decodeParams(body, ps, p); err != nil {
+					return reply{}, err
+				}
+				return call(ctx, a, p)
+			}
+			var sp scopeParams
+			if err := decodeInto(body, paramSet{ps, p}, paramSet{scopeParamList, &sp}); err != nil {
 				return reply{}, err
+			}
+			if names := combine(sp.Listener, sp.Listeners); len(names) > 0 {
+				if slices.Contains(names, "") {
+					return reply{}, fieldError("listeners", "empty listener name")
+				}
+				if len(names) > api.MaxScopeListeners {
+					return reply{}, fieldError("listeners", "%d names, at most %d", len(names), api.MaxScopeListeners)
+				}
+				a = a.OnListeners(names...)
 			}
 			return call(ctx, a, p)
 		},
@@ -93,8 +137,28 @@ type uidParams struct {
 }
 
 type messageParams struct {
-	Message       *string `json:"message" oneof:"message" doc:"the message as a UTF-8 string, sent as is; exactly one of message and message_base64"`
-	MessageBase64 *string `json:"message_base64" oneof:"message" doc:"the message as standard base64 (RFC 4648, padded) for arbitrary bytes; exactly one of message and message_base64"`
+	Message       *string `json:"message" oneof:"message" doc:"the message as a UTF-8 string, sent as is; exactly one of message, message_base64 and data"`
+	MessageBase64 *string `json:"message_base64" oneof:"message" doc:"the message as standard base64 (RFC 4648, padded) for arbitrary bytes; exactly one of message, message_base64 and data"`
+	Data          anyJSON `json:"data" oneof:"message" doc:"a structured value (any JSON value), encoded by each recipient's listener codec once per codec: a raw or json listener gets its JSON text; exactly one of message, message_base64 and data"`
+}
+
+// anyJSON is a request field that holds any JSON value, kept as its text;
+// absent or null is nil.
+type anyJSON = json.RawMessage
+
+// send calls raw with the message, or value with the structured data.
+func (m *messageParams) send(raw func(msg []byte) error, value func(v any) error) error {
+	if m.Data != nil && string(m.Data) != "null" {
+		if m.Message != nil || m.MessageBase64 != nil {
+			return invalidRequest(`give only one of "message", "message_base64" and "data"`)
+		}
+		return value(m.Data)
+	}
+	msg, err := m.bytes()
+	if err != nil {
+		return err
+	}
+	return raw(msg)
 }
 
 // bytes is the message to send.
@@ -115,7 +179,7 @@ func (m *messageParams) bytes() ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, invalidRequest(`one of "message" and "message_base64" is required`)
+	return nil, invalidRequest(`one of "message", "message_base64" and "data" is required`)
 }
 
 type withoutParams struct {
@@ -222,11 +286,9 @@ type sessionParams struct {
 var methodTable = []*method{
 	def("sendToClient", resultNull, "Send a message to one connection. A message over 65,507 bytes waits for the gateway's answer: invalid_request when the connection cannot take it (a UDP client: one datagram per message).",
 		func(ctx context.Context, a api.API, p *sendToClientParams) (reply, error) {
-			msg, err := p.bytes()
-			if err != nil {
-				return reply{}, err
-			}
-			return reply{}, a.SendToClient(ctx, p.Client, msg)
+			return reply{}, p.send(
+				func(msg []byte) error { return a.SendToClient(ctx, p.Client, msg) },
+				func(v any) error { return a.SendValue(ctx, api.Target{Clients: []string{p.Client}}, v) })
 		}),
 	def("sendToUid", resultNull, "Send a message to every connection bound to the uid(s), except the ids in without.",
 		func(ctx context.Context, a api.API, p *sendToUIDParams) (reply, error) {
@@ -234,11 +296,9 @@ var methodTable = []*method{
 			if len(uids) == 0 {
 				return reply{}, fieldError("uids", "want at least one uid")
 			}
-			msg, err := p.bytes()
-			if err != nil {
-				return reply{}, err
-			}
-			return reply{}, a.SendToUID(ctx, uids, msg, p.Without...)
+			return reply{}, p.send(
+				func(msg []byte) error { return a.SendToUID(ctx, uids, msg, p.Without...) },
+				func(v any) error { return a.SendValue(ctx, api.Target{UIDs: uids, Without: p.Without}, v) })
 		}),
 	def("sendToGroup", resultNull, "Send a message to every member of the group(s), each connection once, except the ids in without.",
 		func(ctx context.Context, a api.API, p *sendToGroupParams) (reply, error) {
@@ -246,19 +306,15 @@ var methodTable = []*method{
 			if len(groups) == 0 {
 				return reply{}, fieldError("groups", "want at least one group")
 			}
-			msg, err := p.bytes()
-			if err != nil {
-				return reply{}, err
-			}
-			return reply{}, a.SendToGroup(ctx, groups, msg, p.Without...)
+			return reply{}, p.send(
+				func(msg []byte) error { return a.SendToGroup(ctx, groups, msg, p.Without...) },
+				func(v any) error { return a.SendValue(ctx, api.Target{Groups: groups, Without: p.Without}, v) })
 		}),
 	def("sendToAll", resultNull, "Send a message to every connection on every gateway, except the ids in without.",
 		func(ctx context.Context, a api.API, p *sendToAllParams) (reply, error) {
-			msg, err := p.bytes()
-			if err != nil {
-				return reply{}, err
-			}
-			return reply{}, a.SendToAll(ctx, msg, p.Without...)
+			return reply{}, p.send(
+				func(msg []byte) error { return a.SendToAll(ctx, msg, p.Without...) },
+				func(v any) error { return a.SendValue(ctx, api.Target{All: true, Without: p.Without}, v) })
 		}),
 	def("isOnline", resultBool, "Whether the connection is open.",
 		func(ctx context.Context, a api.API, p *clientParams) (reply, error) {
@@ -346,6 +402,10 @@ var methodTable = []*method{
 	isUIDsOnlineMethod(),
 	getClientCountByGroupsMethod(),
 	getClientListByUIDsMethod(),
+	getAllClientSessionsMethod(),
+	getAllGroupClientIDCountMethod(),
+	getAllGroupUIDCountMethod(),
+	getAllGroupClientIDListMethod(),
 	def("bindUid", resultNull, "Bind the connection to the uid (one uid per connection, the last bind wins).",
 		func(ctx context.Context, a api.API, p *bindParams) (reply, error) {
 			return reply{}, a.BindUID(ctx, p.Client, p.UID)
@@ -383,7 +443,7 @@ var methodTable = []*method{
 			s, err := a.GetSession(ctx, p.Client)
 			return reply{result: nonNilSession(s)}, err
 		}),
-	def("getStats", resultCoveredStats, "Every gateway's process and traffic counters (pid, uptime, memory, bus state, "+
+	defUnscoped("getStats", resultCoveredStats, "Every gateway's process and traffic counters (pid, uptime, memory, bus state, "+
 		"connections, uids, groups, messages and bytes in and out, events), the workers they know, and the totals. "+
 		"Counters only grow: poll it and take differences for rates (the web console does, once a second).",
 		func(ctx context.Context, a api.API, _ *noParams) (reply, error) {

@@ -33,6 +33,9 @@ var resultText = map[resultKind]string{
 	resultCoveredListMap:  "object {name: [client id]}, with partial and missing beside result",
 	resultTaskID:          "task id (string)",
 	resultTaskOutcome:     "object {result, result_base64, error}",
+	resultSessionPage:     "page {sessions: {client id: session}, next_cursor, partial, missing}",
+	resultGroupCounts:     "object {counts: {group: integer}, truncated}, with partial and missing beside result",
+	resultGroupListPage:   "page {groups: {group: [client id]}, next_cursor, partial, missing}",
 }
 
 // listingJSON is the body of GET /api.
@@ -247,6 +250,9 @@ func requestSchema(ps []param) (obj, bool) {
 // paramSchema is the schema of one request field. Optional fields also
 // accept null, which means absent.
 func paramSchema(p param) obj {
+	if p.typ == anyJSONType {
+		return obj{"description": p.doc} // any JSON value
+	}
 	s := typeSchema(p.typ)
 	if !p.required {
 		s["type"] = []string{s["type"].(string), "null"}
@@ -272,7 +278,10 @@ func paramSchema(p param) obj {
 	return s
 }
 
-var timeType = reflect.TypeFor[time.Time]()
+var (
+	timeType    = reflect.TypeFor[time.Time]()
+	anyJSONType = reflect.TypeFor[anyJSON]()
+)
 
 // typeSchema is the schema of a Go type: scalars, slices, maps of any,
 // time.Time and structs with json tags.
@@ -366,8 +375,39 @@ func successSchema(kind resultKind) obj {
 				"result_base64": obj{"type": "string", "description": "the handler's result, base64"},
 				"error":         obj{"type": []string{"string", "null"}, "description": "the handler's error"},
 			}})
+	case resultSessionPage:
+		return plain(pageSchema("sessions", obj{"type": "object", "additionalProperties": ref("#/components/schemas/Session"),
+			"description": "the session of each client of the page, by client id"}))
+	case resultGroupListPage:
+		return plain(pageSchema("groups", obj{"type": "object", "additionalProperties": obj{"type": "array", "items": obj{"type": "string"}},
+			"description": "the client ids of each group of the page, ascending, by group"}))
+	case resultGroupCounts:
+		return coveredSchema(obj{
+			"type":     "object",
+			"required": []string{"counts", "truncated"},
+			"properties": obj{
+				"counts":    obj{"type": "object", "additionalProperties": obj{"type": "integer", "minimum": 0}},
+				"truncated": obj{"type": "boolean", "description": "true when a gateway had more groups (or uids) than it answers at once: counts is incomplete or an upper bound"},
+			},
+			"additionalProperties": false,
+		})
 	default:
 		return plain(obj{"type": "null"})
+	}
+}
+
+// pageSchema is a page whose items are the object key holds.
+func pageSchema(key string, items obj) obj {
+	return obj{
+		"type":     "object",
+		"required": []string{key, "next_cursor", "partial", "missing"},
+		"properties": obj{
+			key:           items,
+			"next_cursor": obj{"type": "string", "description": "cursor of the next page; empty on the last page"},
+			"partial":     obj{"type": "boolean", "description": "true when some gateway did not answer in time"},
+			"missing":     obj{"type": "array", "items": obj{"type": "string"}, "description": "ids of the gateways that did not answer, sorted"},
+		},
+		"additionalProperties": false,
 	}
 }
 
@@ -432,7 +472,7 @@ var errorCodes = []string{
 	CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient, CodeNotFound, CodeUnknownMethod,
 	CodeMethodNotAllowed, CodeTooLarge, CodeUnsupportedMediaType, CodeRequestTimeout, CodeUnauthorized,
 	CodeForbidden, CodeForbiddenHost, CodeForbiddenOrigin, CodeInsufficientScope, CodeTimeout,
-	CodeUnavailable, CodeTooManyConnections, CodeInternal,
+	CodeUnavailable, CodeTooManyConnections, CodeInternal, CodeUnknownListener,
 }
 
 func errorResponses() obj {
@@ -448,7 +488,7 @@ func errorResponses() obj {
 		return jsonResponse(desc, ref("#/components/schemas/Error"))
 	}
 	out := obj{
-		"BadRequest":           errResp(http.StatusBadRequest, CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient),
+		"BadRequest":           errResp(http.StatusBadRequest, CodeInvalidJSON, CodeInvalidRequest, CodeInvalidClient, CodeUnknownListener),
 		"Unauthorized":         errResp(http.StatusUnauthorized, CodeUnauthorized),
 		"Forbidden":            errResp(http.StatusForbidden, CodeForbidden, CodeForbiddenHost, CodeForbiddenOrigin, CodeInsufficientScope),
 		"RequestTimeout":       errResp(http.StatusRequestTimeout, CodeRequestTimeout),

@@ -120,6 +120,9 @@ func jsonType(t reflect.Type) string {
 
 // describeType is jsonType with the element type of arrays spelled out.
 func describeType(t reflect.Type) string {
+	if t == anyJSONType {
+		return "any JSON value"
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -147,24 +150,52 @@ func setDefaults(v reflect.Value, ps []param) {
 // An empty body (or one of JSON whitespace only) is {}. Every error is an
 // *httpError: invalid_json for malformed JSON, invalid_request otherwise.
 func decodeParams(body []byte, ps []param, dst any) error {
+	return decodeInto(body, paramSet{ps, dst})
+}
+
+// paramSet is one struct a request body is decoded into, with its params.
+type paramSet struct {
+	ps  []param
+	dst any // pointer to the struct
+}
+
+// decodeInto is decodeParams for a body whose fields are spread over
+// several structs (a method's params and the listener scope): each key
+// must belong to one of them.
+func decodeInto(body []byte, sets ...paramSet) error {
 	body = bytes.Trim(body, " \t\r\n")
+	var all []param
+	for _, s := range sets {
+		all = append(all, s.ps...)
+	}
 	var present map[string]bool
 	if len(body) > 0 {
 		if !utf8.Valid(body) {
 			return invalidJSON("body is not valid UTF-8")
 		}
 		var err error
-		if present, err = scanObject(body, ps); err != nil {
+		// scanObject refuses every key that is not exactly a param of
+		// one of the sets, so each decode may ignore the others' keys.
+		if present, err = scanObject(body, all); err != nil {
 			return err
 		}
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.DisallowUnknownFields()
-		dec.UseNumber() // session values keep their exact numbers
-		if err := dec.Decode(dst); err != nil {
-			return decodeError(err, ps)
+		for _, s := range sets {
+			dec := json.NewDecoder(bytes.NewReader(body))
+			if len(sets) == 1 {
+				dec.DisallowUnknownFields()
+			}
+			dec.UseNumber() // session values keep their exact numbers
+			if err := dec.Decode(s.dst); err != nil {
+				return decodeError(err, all)
+			}
 		}
 	}
-	return validate(reflect.ValueOf(dst).Elem(), ps, present)
+	for _, s := range sets {
+		if err := validate(reflect.ValueOf(s.dst).Elem(), s.ps, present); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scanObject checks the shape of the body before it is decoded: one JSON

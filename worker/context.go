@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/codec"
 )
 
 // Context is one event of one client, as handed to a handler.
@@ -389,4 +391,61 @@ func unixMilli(ms int64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMilli(ms)
+}
+
+// SendValue queues the structured value v for the client: it travels as
+// JSON (encoding/json) and the gateway encodes it with the codec of the
+// client's listener (a raw or json listener sends the JSON text). It
+// returns an error, and queues nothing, if v does not encode to JSON.
+func (c *Context) SendValue(v any) error {
+	data, err := codec.ToNeutral(v)
+	if err != nil {
+		return fmt.Errorf("worker: send value: %w", err)
+	}
+	c.add(bus.Action{Type: bus.ActionSendValue, Data: data})
+	return nil
+}
+
+// Codec returns the codec of the client's listener: "" (raw), "json" or
+// a name registered on the gateway.
+func (c *Context) Codec() string { return c.j.batch.State.Codec }
+
+// ErrNoCodec is returned by Decode for a message of a listener without a
+// codec (raw): its messages are bytes, not values.
+var ErrNoCodec = errors.New("worker: the listener has no codec (raw)")
+
+// Decode decodes the message being handled (OnMessage) into v, as
+// encoding/json decodes into v, from the value the listener's codec
+// decoded on the gateway: on a json listener the message itself, with
+// another codec the value the gateway decoded (carried as JSON). It
+// returns ErrNoCodec on a raw listener, and an error for an event that is
+// not a message.
+func (c *Context) Decode(v any) error {
+	if c.ev.Type != bus.EventMessage {
+		return fmt.Errorf("worker: decode: a %s event has no message", c.ev.Type)
+	}
+	src := c.ev.Value
+	if len(src) == 0 {
+		if c.Codec() != codec.JSON {
+			return ErrNoCodec
+		}
+		src = c.ev.Data
+	}
+	if err := json.Unmarshal(src, v); err != nil {
+		return fmt.Errorf("worker: decode: %w", err)
+	}
+	return nil
+}
+
+// DecodeError is a message that the listener's codec could not decode
+// (Handlers.OnDecodeError).
+type DecodeError struct {
+	Listener string // the client's listener
+	Codec    string // its codec
+	Reason   string // the codec's error, as the gateway reported it
+}
+
+// Error describes the failure.
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("worker: listener %s: codec %s: %s", e.Listener, e.Codec, e.Reason)
 }

@@ -280,6 +280,11 @@ func (w *Worker) dispatchEvent(c *Context, ev *bus.Event) {
 		if h := w.h.OnClose; h != nil {
 			h(c)
 		}
+	case bus.EventDecodeError:
+		w.stats.messages.Add(1)
+		if h := w.h.OnDecodeError; h != nil {
+			h(c, ev.Data[:len(ev.Data):len(ev.Data)], &DecodeError{Listener: c.j.batch.State.Listener, Codec: c.j.batch.State.Codec, Reason: ev.Error})
+		}
 	default:
 		w.stats.unknownEvents.Add(1)
 	}

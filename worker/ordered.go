@@ -27,6 +27,9 @@ type orderedAPI struct {
 	w     *Worker
 	mu    sync.Mutex // guards j and, while j is set, j.actions and j.flushed
 	j     *job       // nil once the batch's final Ack is built
+	// root is, in a listener-scoped view (OnListeners), the Context's
+	// orderedAPI, whose mu and j the view uses; nil in that one.
+	root *orderedAPI
 }
 
 var _ api.API = (*orderedAPI)(nil)
@@ -37,6 +40,9 @@ var _ api.API = (*orderedAPI)(nil)
 // before the call). A failure is logged and the call goes on: the actions
 // may or may not have been applied, and are not sent again.
 func (o *orderedAPI) flush() {
+	if o.root != nil {
+		o = o.root
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	j := o.j
@@ -255,4 +261,39 @@ func (o *orderedAPI) Confirm(ctx context.Context, client string) error {
 func (o *orderedAPI) SetBinary(ctx context.Context, client string, on bool) error {
 	o.flush()
 	return o.inner.SetBinary(ctx, client, on)
+}
+
+func (o *orderedAPI) GetAllClientSessions(ctx context.Context, page api.PageRequest) (api.SessionPage, error) {
+	o.flush()
+	return o.inner.GetAllClientSessions(ctx, page)
+}
+
+func (o *orderedAPI) GetAllGroupClientIDCount(ctx context.Context) (api.GroupCounts, error) {
+	o.flush()
+	return o.inner.GetAllGroupClientIDCount(ctx)
+}
+
+func (o *orderedAPI) GetAllGroupUIDCount(ctx context.Context) (api.GroupCounts, error) {
+	o.flush()
+	return o.inner.GetAllGroupUIDCount(ctx)
+}
+
+func (o *orderedAPI) GetAllGroupClientIDList(ctx context.Context, page api.PageRequest) (api.GroupLists, error) {
+	o.flush()
+	return o.inner.GetAllGroupClientIDList(ctx, page)
+}
+
+func (o *orderedAPI) SendValue(ctx context.Context, to api.Target, v any) error {
+	o.flush()
+	return o.inner.SendValue(ctx, to, v)
+}
+
+// OnListeners returns the listener-scoped view of the worker's API, its
+// calls ordered with the handler's actions as this one's.
+func (o *orderedAPI) OnListeners(names ...string) api.API {
+	root := o
+	if o.root != nil {
+		root = o.root
+	}
+	return &orderedAPI{inner: o.inner.OnListeners(names...), w: o.w, root: root}
 }

@@ -87,6 +87,12 @@ type Handlers struct {
 	// the NATS subscription's goroutine: a slow handler delays the next.
 	// payload belongs to the handler.
 	OnWorkerMessage func(w *Worker, from string, payload []byte)
+	// OnDecodeError runs, instead of OnMessage, for a message that the
+	// listener's codec could not decode, when the listener's decode_error
+	// is "event" (with "close", the default, the gateway closes the
+	// client instead: OnClose sees reason decode_error). msg is the
+	// message as received (the handler's, as in OnMessage); err says why.
+	OnDecodeError func(c *Context, msg []byte, err *DecodeError)
 }
 
 // Config configures a Worker. The zero value works.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,9 +63,17 @@ type Config struct {
 
 // member is one tracked gateway.
 type member struct {
-	expires time.Time
-	heard   bool // announced itself with a heartbeat (not only learned from peers)
+	expires   time.Time
+	heard     bool     // announced itself with a heartbeat (not only learned from peers)
+	listeners []string // listener names of its last heartbeat, at most maxListeners
 }
+
+// Bounds of the listener names kept per gateway: a heartbeat naming more,
+// or longer ones, has the rest ignored.
+const (
+	maxListeners    = 256
+	maxListenerName = 256
+)
 
 // Tracker tracks the live gateways of a cluster from their heartbeats on
 // bus.Subjects.Heartbeat(). A gateway is live from its first heartbeat until it
@@ -282,8 +291,9 @@ func (m *Tracker) Heard(hb bus.Heartbeat) {
 	}
 	delete(m.left, gw)
 	expires := now.Add(ExpiryIntervals * interval)
+	names := keptListeners(hb.Listeners)
 	if _, ok := m.members[gw]; ok {
-		m.members[gw] = member{expires: expires, heard: true}
+		m.members[gw] = member{expires: expires, heard: true, listeners: names}
 		return
 	}
 	if len(m.members) >= m.max {
@@ -293,8 +303,47 @@ func (m *Tracker) Heard(hb bus.Heartbeat) {
 		m.refuseLocked(gw)
 		return
 	}
-	m.members[gw] = member{expires: expires, heard: true}
+	m.members[gw] = member{expires: expires, heard: true, listeners: names}
 	m.changedLocked(gw, true)
+}
+
+// keptListeners copies the listener names of a heartbeat within the
+// bounds (the heartbeat's strings may alias a reused buffer).
+func keptListeners(names []string) []string {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]string, 0, min(len(names), maxListeners))
+	for _, n := range names {
+		if len(out) == maxListeners {
+			break
+		}
+		if n != "" && len(n) <= maxListenerName {
+			out = append(out, strings.Clone(n))
+		}
+	}
+	return out
+}
+
+// Listeners returns the union of the listener names the live gateways
+// stated in their last heartbeat, sorted, and reports whether any live
+// gateway stated names at all (false when no gateway is live, or only
+// gateways learned from peers or too old to state them are: then nobody
+// knows the names). The slice is the caller's.
+func (m *Tracker) Listeners() (names []string, known bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweepLocked(m.now())
+	set := make(map[string]struct{})
+	for _, mb := range m.members {
+		if len(mb.listeners) > 0 {
+			known = true
+		}
+		for _, n := range mb.listeners {
+			set[n] = struct{}{}
+		}
+	}
+	return sortedKeys(set), known
 }
 
 // evictObservedLocked removes the gateway learned only from peers that

@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -377,4 +378,39 @@ func TestMembershipCloseIdempotent(t *testing.T) {
 	if err := m2.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMembershipListeners: Listeners is the union of the listener names
+// the live gateways stated in their last heartbeat; it is not known while
+// no live gateway stated any (none live, only observed ones, or gateways
+// that state none), and names leave with their gateway.
+func TestMembershipListeners(t *testing.T) {
+	sub, _ := startBus(t)
+	clk := newFakeClock()
+	m := newMembership(t, sub, membership.Config{Now: clk.Now})
+	type want struct {
+		names []string
+		known bool
+	}
+	check := func(step string, w want) {
+		t.Helper()
+		names, known := m.Listeners()
+		if !slices.Equal(names, w.names) || known != w.known {
+			t.Errorf("%s: Listeners = %v, %v; want %v, %v", step, names, known, w.names, w.known)
+		}
+	}
+	check("nobody", want{nil, false})
+	m.Observe(gwA)
+	check("observed only", want{nil, false})
+	m.Heard(bus.Heartbeat{Gateway: gwA})
+	check("heard, no names", want{nil, false})
+	m.Heard(bus.Heartbeat{Gateway: gwB, Listeners: []string{"ws", "devices"}})
+	m.Heard(bus.Heartbeat{Gateway: gwC, Listeners: []string{"tcp", "ws", "", strings.Repeat("x", 300)}})
+	check("two stated", want{[]string{"devices", "tcp", "ws"}, true})
+	m.Heard(bus.Heartbeat{Gateway: gwB, Listeners: []string{"ws"}})
+	check("b changed its names", want{[]string{"tcp", "ws"}, true})
+	m.Heard(bus.Heartbeat{Gateway: gwC, Leaving: true})
+	check("c left", want{[]string{"ws"}, true})
+	clk.Advance(time.Hour)
+	check("all expired", want{nil, false})
 }

@@ -20,6 +20,11 @@ import (
 type httpAPI struct {
 	c     *cluster
 	token string
+	// url is, when c is nil, the base URL of the HTTP API (an httptest
+	// server in front of an api.Client).
+	url string
+	// scope is the listeners of OnListeners, sent as "listeners".
+	scope []string
 }
 
 var _ api.API = httpAPI{}
@@ -45,6 +50,8 @@ func (e *apiError) Unwrap() error {
 		return api.ErrInvalidArgument
 	case "timeout":
 		return api.ErrTimeout
+	case "unknown_listener":
+		return api.ErrUnknownListener
 	}
 	return nil
 }
@@ -59,6 +66,11 @@ type httpReply struct {
 // post sends body (raw bytes, or anything else encoded as JSON) to
 // /api/<method> with the bearer token (none when token is "").
 func (c *cluster) post(ctx context.Context, method, token string, body any) (httpReply, error) {
+	return postURL(ctx, c.hc, "http://"+c.n.HTTPAddr().String()+"/api/"+method, token, body)
+}
+
+// postURL posts body (as cluster.post) to url.
+func postURL(ctx context.Context, hc *http.Client, url, token string, body any) (httpReply, error) {
 	var raw []byte
 	switch b := body.(type) {
 	case []byte:
@@ -71,7 +83,7 @@ func (c *cluster) post(ctx context.Context, method, token string, body any) (htt
 			return httpReply{}, err
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.n.HTTPAddr().String()+"/api/"+method, bytes.NewReader(raw))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
 	if err != nil {
 		return httpReply{}, err
 	}
@@ -79,7 +91,7 @@ func (c *cluster) post(ctx context.Context, method, token string, body any) (htt
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return httpReply{}, err
 	}
@@ -108,7 +120,16 @@ func (h httpAPI) call(ctx context.Context, method string, params map[string]any,
 	if params == nil {
 		params = map[string]any{}
 	}
-	rep, err := h.c.post(ctx, method, h.token, params)
+	if len(h.scope) > 0 {
+		params["listeners"] = h.scope
+	}
+	var rep httpReply
+	var err error
+	if h.c != nil {
+		rep, err = h.c.post(ctx, method, h.token, params)
+	} else {
+		rep, err = postURL(ctx, http.DefaultClient, h.url+"/api/"+method, h.token, params)
+	}
 	if err != nil {
 		return err
 	}
@@ -366,4 +387,88 @@ func (h httpAPI) GetSession(ctx context.Context, client string) (api.Session, er
 	var s api.Session
 	err := h.call(ctx, "getSession", map[string]any{"client": client}, &s, nil)
 	return s, err
+}
+
+func (h httpAPI) OnListeners(names ...string) api.API {
+	h.scope = names
+	return h
+}
+
+func (h httpAPI) SendValue(ctx context.Context, to api.Target, v any) error {
+	p := map[string]any{"data": v}
+	method := "sendToAll"
+	switch {
+	case len(to.Clients) == 1:
+		method, p["client"] = "sendToClient", to.Clients[0]
+	case len(to.Clients) > 1:
+		method, p["clients"] = "sendToClients", to.Clients
+	case len(to.UIDs) > 0:
+		method, p["uids"] = "sendToUid", to.UIDs
+	case len(to.Groups) > 0:
+		method, p["groups"] = "sendToGroup", to.Groups
+	}
+	return h.call(ctx, method, withoutParam(p, to.Without), nil, nil)
+}
+
+func (h httpAPI) GetAllClientSessions(ctx context.Context, pr api.PageRequest) (api.SessionPage, error) {
+	p := map[string]any{}
+	if pr.Cursor != "" {
+		p["cursor"] = pr.Cursor
+	}
+	if pr.Limit != 0 {
+		p["limit"] = pr.Limit
+	}
+	var r struct {
+		Sessions   map[string]api.Session `json:"sessions"`
+		NextCursor string                 `json:"next_cursor"`
+		Partial    bool                   `json:"partial"`
+		Missing    []string               `json:"missing"`
+	}
+	err := h.call(ctx, "getAllClientSessions", p, &r, nil)
+	out := api.SessionPage{Sessions: r.Sessions, NextCursor: r.NextCursor, Coverage: api.Coverage{Partial: r.Partial, Missing: r.Missing}}
+	if len(out.Missing) == 0 {
+		out.Missing = nil
+	}
+	return out, err
+}
+
+func (h httpAPI) groupCounts(ctx context.Context, method string) (api.GroupCounts, error) {
+	var r struct {
+		Counts    map[string]int `json:"counts"`
+		Truncated bool           `json:"truncated"`
+	}
+	var out api.GroupCounts
+	err := h.call(ctx, method, nil, &r, &out.Coverage)
+	out.Values, out.Truncated = r.Counts, r.Truncated
+	return out, err
+}
+
+func (h httpAPI) GetAllGroupClientIDCount(ctx context.Context) (api.GroupCounts, error) {
+	return h.groupCounts(ctx, "getAllGroupClientIdCount")
+}
+
+func (h httpAPI) GetAllGroupUIDCount(ctx context.Context) (api.GroupCounts, error) {
+	return h.groupCounts(ctx, "getAllGroupUidCount")
+}
+
+func (h httpAPI) GetAllGroupClientIDList(ctx context.Context, pr api.PageRequest) (api.GroupLists, error) {
+	p := map[string]any{}
+	if pr.Cursor != "" {
+		p["cursor"] = pr.Cursor
+	}
+	if pr.Limit != 0 {
+		p["limit"] = pr.Limit
+	}
+	var r struct {
+		Groups     map[string][]string `json:"groups"`
+		NextCursor string              `json:"next_cursor"`
+		Partial    bool                `json:"partial"`
+		Missing    []string            `json:"missing"`
+	}
+	err := h.call(ctx, "getAllGroupClientIdList", p, &r, nil)
+	out := api.GroupLists{Values: r.Groups, NextCursor: r.NextCursor, Coverage: api.Coverage{Partial: r.Partial, Missing: r.Missing}}
+	if len(out.Missing) == 0 {
+		out.Missing = nil
+	}
+	return out, err
 }

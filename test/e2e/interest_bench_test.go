@@ -179,3 +179,46 @@ func BenchmarkChurnJoinOnConnect(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkSendToClientsThreeGateways measures sendToClients to 1,000
+// client ids spread over three gateways (one connected client on each,
+// the other ids of no connection), each send read by the three clients
+// before the next; bus-msgs/op is the commands the gateways received per
+// send: one per gateway (3), not one per id (1,000).
+func BenchmarkSendToClientsThreeGateways(b *testing.B) {
+	bc := startBenchCluster(b, 3, false)
+	ctx := context.Background()
+	var readers []*bufio.Reader
+	var ids []string
+	for i := range bc.gws {
+		c, r, id := bc.dial(b, i)
+		b.Cleanup(func() { _ = c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Minute))
+		readers, ids = append(readers, r), append(ids, id)
+	}
+	for i := len(ids); i < 1000; i++ {
+		gw := bc.gws[i%3].ID()
+		ids = append(ids, fmt.Sprintf("%s%010x", gw, 1_000_000+i))
+	}
+	received := func() uint64 {
+		var n uint64
+		for _, gw := range bc.gws {
+			n += gw.InterestStats().Received
+		}
+		return n
+	}
+	msg := []byte(strings.Repeat("x", 100))
+	before := received()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := bc.api.SendToClients(ctx, ids, msg); err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range readers {
+			if _, err := r.ReadSlice('\n'); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(received()-before)/float64(b.N), "bus-msgs/op")
+}

@@ -32,13 +32,26 @@ type trio struct {
 
 func startTrio(t *testing.T, cfg gateway.Config) *trio {
 	t.Helper()
+	return startTrioWith(t, cfg, nil)
+}
+
+// startTrioWith is startTrio with the events handled by startWorker (nil:
+// startIDWorker) and the listeners of cfg when it has some (each needs a
+// name; a test client dials the one named "tcp").
+func startTrioWith(t *testing.T, cfg gateway.Config, startWorker func(t *testing.T, nc *nats.Conn)) *trio {
+	t.Helper()
 	tr := &trio{e: testbus.Start(t, natsembed.Config{}), subj: bus.Subjects{Prefix: bus.DefaultPrefix}}
-	startIDWorker(t, tr.conn(t, "worker"))
+	if startWorker == nil {
+		startWorker = startIDWorker
+	}
+	startWorker(t, tr.conn(t, "worker"))
 	for i := range 3 {
 		nc := tr.conn(t, fmt.Sprintf("gw%d", i))
 		c := cfg
 		c.Logger = testLogger(t)
-		c.Listeners = []gateway.ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}
+		if len(c.Listeners) == 0 {
+			c.Listeners = []gateway.ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}
+		}
 		gw, err := gateway.New(nc, c)
 		if err != nil {
 			t.Fatal(err)
