@@ -2,8 +2,8 @@ package httpapi_test
 
 import (
 	"context"
-	"slices"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
