@@ -5,34 +5,34 @@ import "sync/atomic"
 // Stats are a worker's counters since New, and its gauges now. Counters
 // only grow.
 type Stats struct {
-	State State
+	State State `json:"state"`
 
-	Batches     uint64 // batches taken in hand (decoded and accepted)
-	Redelivered uint64 // of those, batches a gateway had delivered before (Attempt > 1)
-	Acked       uint64 // final Acks sent
-	Progress    uint64 // progress Acks sent
-	Nacked      uint64 // nacks sent: batches that did not decode, or that Stop abandoned
+	Batches     uint64 `json:"batches"`     // batches taken in hand (decoded and accepted)
+	Redelivered uint64 `json:"redelivered"` // of those, batches a gateway had delivered before (Attempt > 1)
+	Acked       uint64 `json:"acked"`       // final Acks sent
+	Progress    uint64 `json:"progress"`    // progress Acks sent
+	Nacked      uint64 `json:"nacked"`      // nacks sent: batches that did not decode, or that Stop abandoned
 
-	Connects          uint64 // events handled, by type
-	WebSocketConnects uint64
-	Messages          uint64
-	Closes            uint64
-	UnknownEvents     uint64 // events of a type this worker does not know: skipped
+	Connects          uint64 `json:"connects"` // events handled, by type
+	WebSocketConnects uint64 `json:"websocket_connects"`
+	Messages          uint64 `json:"messages"`
+	Closes            uint64 `json:"closes"`
+	UnknownEvents     uint64 `json:"unknown_events"` // events of a type this worker does not know: skipped
 
-	Panics    uint64 // handlers (and OnWorkerStart/Stop) that panicked
-	Malformed uint64 // messages that did not decode as a batch (nacked), or had no reply subject (dropped)
-	Dropped   uint64 // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
-	Abandoned uint64 // batches not acknowledged because Stop's ctx expired
-	AckErrors uint64 // Acks the NATS connection refused (closed, reconnect buffer full)
+	Panics    uint64 `json:"panics"`     // handlers (and OnWorkerStart/Stop) that panicked
+	Malformed uint64 `json:"malformed"`  // messages that did not decode as a batch (nacked), or had no reply subject (dropped)
+	Dropped   uint64 `json:"dropped"`    // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
+	Abandoned uint64 `json:"abandoned"`  // batches not acknowledged because Stop's ctx expired
+	AckErrors uint64 `json:"ack_errors"` // Acks the NATS connection refused (closed, reconnect buffer full)
 
 	// MemoryReleases counts the times the worker, idle after a burst,
 	// returned its free memory to the operating system
 	// (Config.ReleaseMemory).
-	MemoryReleases uint64
+	MemoryReleases uint64 `json:"memory_releases"`
 
-	Busy    int // batches whose handlers run now
-	Waiting int // batches in hand waiting for a free goroutine
-	Pool    int // goroutines in the pool now (at most Config.Concurrency)
+	Busy    int `json:"busy"`    // batches whose handlers run now
+	Waiting int `json:"waiting"` // batches in hand waiting for a free goroutine
+	Pool    int `json:"pool"`    // goroutines in the pool now (at most Config.Concurrency)
 }
 
 // counters are the atomic counters behind Stats.
