@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -132,4 +135,95 @@ func TestDispatchByUID(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkDispatchUID measures round trips per second of 24 TCP clients,
+// each sending a message and waiting for its echo, by dispatch mode and
+// binding: "unbound" (no uid: the gate is never taken), "own" (each client
+// its own uid: one gate per batch, never contended) and "shared" (3
+// clients per uid: a uid's clients take turns).
+func BenchmarkDispatchUID(b *testing.B) {
+	echo := &worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) {
+		if uid, ok := strings.CutPrefix(string(msg), "bind "); ok {
+			c.BindUID(uid)
+		}
+		c.Send(msg)
+	}}
+	const clients = 24
+	for _, mode := range []string{gateway.DispatchClient, gateway.DispatchUID} {
+		for _, bind := range []string{"unbound", "own", "shared"} {
+			b.Run(mode+"/"+bind, func(b *testing.B) {
+				n := startBenchNode(b, echo, mode)
+				conns := make([]*bufio.ReadWriter, clients)
+				for i := range conns {
+					nc, err := net.Dial("tcp", n.Addr("tcp").String())
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer nc.Close()
+					rw := bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))
+					conns[i] = rw
+					uid := ""
+					switch bind {
+					case "own":
+						uid = "u" + strconv.Itoa(i)
+					case "shared":
+						uid = "u" + strconv.Itoa(i/3)
+					}
+					if uid != "" {
+						_, _ = rw.WriteString("bind " + uid + "\n")
+						_ = rw.Flush()
+						if _, err := rw.ReadString('\n'); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				per := max(1, b.N/clients)
+				b.ResetTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, rw := range conns {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for range per {
+							_, _ = rw.WriteString("x\n")
+							_ = rw.Flush()
+							if _, err := rw.ReadString('\n'); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "rt/s")
+			})
+		}
+	}
+}
+
+// startBenchNode starts a node with a tcp listener (line framing) and an
+// in-process worker running h, dispatching by mode; logs are discarded.
+func startBenchNode(b *testing.B, h *worker.Handlers, mode string) *node.Node {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, err := node.Start(ctx, node.Config{
+		Logger: slog.New(slog.DiscardHandler),
+		Gateway: gateway.Config{
+			Dispatch:  mode,
+			Listeners: []gateway.ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
+		},
+		Worker: node.WorkerConfig{Handlers: h, Concurrency: 64},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = n.Shutdown(ctx)
+	})
+	return n
 }
