@@ -106,7 +106,8 @@ type Process struct {
 	Generation int `json:"generation"`
 	// Started is when the child was started.
 	Started time.Time `json:"started"`
-	// Ready says whether it reported ready.
+	// Ready says whether it reported ready and still runs (false while a
+	// crashed child waits for its restart: PID is then the dead one's).
 	Ready bool `json:"ready"`
 	// Restarts counts the restarts of this slot after crashes.
 	Restarts int `json:"restarts"`
@@ -587,7 +588,7 @@ func (s *Supervisor) Status() ([]Process, Counters) {
 		}
 		out = append(out, Process{
 			Slot: sl.idx, PID: p.cmd.Process.Pid, Generation: p.gen,
-			Started: p.started, Ready: p.isReady, Restarts: sl.restarts,
+			Started: p.started, Ready: p.isReady && !p.exited, Restarts: sl.restarts,
 			Failing: sl.failing, LastExit: sl.lastExit,
 		})
 	}

@@ -445,8 +445,8 @@ func TestFailingBackoff(t *testing.T) {
 	if c.Crashes != 5 || c.Restarts != 4 || c.Failing != 1 {
 		t.Errorf("counters %+v, want 5 crashes, 4 restarts, 1 failing", c)
 	}
-	if ps[0].LastExit != "exit status 1" {
-		t.Errorf("last exit %q", ps[0].LastExit)
+	if ps[0].LastExit != "exit status 1" || ps[0].Ready {
+		t.Errorf("last exit %q, ready %t (want false: it waits for its restart)", ps[0].LastExit, ps[0].Ready)
 	}
 	// Backed off: no sixth start within the (short) usual back-off.
 	time.Sleep(time.Second)
