@@ -20,6 +20,10 @@ type GatewayStats = bus.GatewayStats
 // over the gateways that answered.
 type WorkerStats = bus.WorkerStats
 
+// ProcessStats is a user process of a gateway's node (see
+// bus.ProcessStats).
+type ProcessStats = bus.ProcessStats
+
 // Stats is the answer of GetStats: every live gateway's counters, the
 // workers they know, and the cluster's totals. It is meant to be polled:
 // counters only grow, so two answers give rates. Field names are the JSON
@@ -35,6 +39,9 @@ type Stats struct {
 	// counts summed over the gateways and their process details taken from
 	// the gateway whose node runs them.
 	Workers []WorkerStats `json:"workers"`
+	// Processes are the user processes of the gateways' nodes, with
+	// their gateway, sorted by gateway and name.
+	Processes []ProcessStats `json:"processes"`
 	// Coverage names the gateways that did not answer in time.
 	Coverage `json:"-"`
 }
@@ -53,7 +60,21 @@ type StatsTotals struct {
 	BytesIn     uint64 `json:"bytes_in"`
 	BytesOut    uint64 `json:"bytes_out"`
 	Accepted    uint64 `json:"accepted"`
+	Closed      uint64 `json:"closed"`
 	EventsSent  uint64 `json:"events_sent"`
+	EventsAcked uint64 `json:"events_acked"`
+	InFlight    int    `json:"in_flight"`
+	// WorkersBusy and WorkersIdle count the workers whose state the
+	// gateways know (those their nodes run), by state.
+	WorkersBusy int `json:"workers_busy"`
+	WorkersIdle int `json:"workers_idle"`
+	// Processes and ProcessesFailing count the user processes, and those
+	// of them that are failing (backed off).
+	Processes        int `json:"processes"`
+	ProcessesFailing int `json:"processes_failing"`
+	// Tasks sums the task counters of the gateways' nodes (absent when
+	// none runs task workers).
+	Tasks *bus.TaskStats `json:"tasks,omitempty"`
 }
 
 // GetStats asks every live gateway for its counters (scatter-gather, like
@@ -85,7 +106,7 @@ func (c *Client) GetStats(ctx context.Context) (Stats, error) {
 // mergeStats sorts the gateways' answers and sums them.
 func mergeStats(gws []GatewayStats, now time.Time) Stats {
 	slices.SortFunc(gws, func(a, b GatewayStats) int { return cmp.Compare(a.Gateway, b.Gateway) })
-	st := Stats{TimeUnixMs: now.UnixMilli(), Gateways: gws, Workers: []WorkerStats{}}
+	st := Stats{TimeUnixMs: now.UnixMilli(), Gateways: gws, Workers: []WorkerStats{}, Processes: []ProcessStats{}}
 	if st.Gateways == nil {
 		st.Gateways = []GatewayStats{}
 	}
@@ -103,6 +124,24 @@ func mergeStats(gws []GatewayStats, now time.Time) Stats {
 		t.BytesOut = addSat(t.BytesOut, g.BytesOut)
 		t.Accepted = addSat(t.Accepted, g.Accepted)
 		t.EventsSent = addSat(t.EventsSent, g.EventsSent)
+		t.Closed = addSat(t.Closed, g.Closed)
+		t.EventsAcked = addSat(t.EventsAcked, g.EventsAcked)
+		t.InFlight += g.InFlight
+		if g.Tasks != nil {
+			if t.Tasks == nil {
+				t.Tasks = &bus.TaskStats{}
+			}
+			t.Tasks.Queued = addSat(t.Tasks.Queued, g.Tasks.Queued)
+			t.Tasks.InFlight = addSat(t.Tasks.InFlight, g.Tasks.InFlight)
+		}
+		for _, p := range g.Processes {
+			p.Gateway = g.Gateway
+			st.Processes = append(st.Processes, p)
+			t.Processes++
+			if p.Failing {
+				t.ProcessesFailing++
+			}
+		}
 		for _, w := range g.Workers {
 			m := workers[w.ID]
 			if m == nil {
@@ -113,6 +152,7 @@ func mergeStats(gws []GatewayStats, now time.Time) Stats {
 			m.Events = addSat(m.Events, w.Events)
 			if w.PID != 0 && m.PID == 0 {
 				m.PID, m.StartedUnixMs, m.RSSBytes, m.Bus, m.Handled = w.PID, w.StartedUnixMs, w.RSSBytes, w.Bus, w.Handled
+				m.State, m.Busy = w.State, w.Busy
 			}
 		}
 	}
@@ -121,5 +161,16 @@ func mergeStats(gws []GatewayStats, now time.Time) Stats {
 	}
 	slices.SortFunc(st.Workers, func(a, b WorkerStats) int { return cmp.Compare(a.ID, b.ID) })
 	t.Workers = len(st.Workers)
+	for _, w := range st.Workers {
+		switch w.State {
+		case "busy":
+			t.WorkersBusy++
+		case "idle":
+			t.WorkersIdle++
+		}
+	}
+	slices.SortStableFunc(st.Processes, func(a, b ProcessStats) int {
+		return cmp.Or(cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.Name, b.Name))
+	})
 	return st
 }

@@ -29,6 +29,10 @@ type App struct {
 	Description string
 	// Handlers are the app's event handlers.
 	Handlers worker.Handlers
+	// Processes are the app's user processes (Swoole's addProcess): the
+	// master of `start` runs each in a process of its own, supervised
+	// (docs/tasks.md, "User processes").
+	Processes []worker.Process
 }
 
 // Main runs the command line with os.Args and returns the exit code: 0 on
@@ -70,6 +74,9 @@ func NewCommand(apps ...App) (*cobra.Command, error) {
 			return nil, fmt.Errorf("cli: app %q given twice", a.Name)
 		}
 		seen[a.Name] = true
+		if err := worker.CheckProcesses(a.Processes); err != nil {
+			return nil, fmt.Errorf("cli: app %q: %w", a.Name, err)
+		}
 	}
 	r := &runner{apps: apps, environ: os.Environ}
 	root := &cobra.Command{
@@ -102,7 +109,7 @@ and flags, in that order of precedence; docs/config.md lists every key.`,
 		"configuration file (YAML); default $GATEWORK_CONFIG, else none")
 	root.AddCommand(r.startCommand(), r.restartCommand(), r.reloadCommand(), r.stopCommand(),
 		r.statusCommand(), r.configCommand(), versionCommand(), r.workerCommand(),
-		r.gatewayCommand(), r.apiCommand())
+		r.processCommand(), r.gatewayCommand(), r.apiCommand())
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		hint := "Run '" + cmd.CommandPath() + " --help' for usage."
 		return fmt.Errorf("%w\n%s", err, hint)

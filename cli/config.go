@@ -203,6 +203,8 @@ type GatewayConfig struct {
 	RedeliveryBackoffMax Duration `yaml:"redelivery_backoff_max"`
 	DeadLetterPolicy     string   `yaml:"dead_letter_policy"`
 	MaxInFlight          int      `yaml:"max_in_flight"`
+	// Dispatch: see gateway.Config.Dispatch (client or uid).
+	Dispatch string `yaml:"dispatch"`
 }
 
 // RateLimitConfig is a message budget: see gateway.RateLimit.
@@ -274,6 +276,7 @@ func DefaultConfig(app string) Config {
 			RedeliveryBackoffMax: Duration(g.RedeliveryBackoffMax),
 			DeadLetterPolicy:     g.DeadLetterPolicy,
 			MaxInFlight:          g.MaxInFlight,
+			Dispatch:             g.Dispatch,
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(api.DefaultQueryTimeout),

@@ -53,7 +53,9 @@ type statusReport struct {
 
 // processStatus is one process of the node in a statusReport.
 type processStatus struct {
-	Role          string         `json:"role"`
+	Role string `json:"role"`
+	// Name is a user process's name (role process).
+	Name          string         `json:"name,omitempty"`
 	PID           int            `json:"pid"`
 	Uptime        string         `json:"uptime"`
 	UptimeSeconds float64        `json:"uptime_seconds"`
@@ -72,6 +74,10 @@ type processStatus struct {
 	Worker *worker.Stats `json:"worker,omitempty"`
 	// Bus is the state of the worker's NATS connection.
 	Bus string `json:"bus,omitempty"`
+	// Failing says a user process exited 5 times within a minute: its
+	// restarts are backed off (30s). LastExit is its latest exit.
+	Failing  bool   `json:"failing,omitempty"`
+	LastExit string `json:"last_exit,omitempty"`
 }
 
 // trafficRates is traffic per second over the last Seconds.
@@ -104,6 +110,15 @@ func printStatus(w io.Writer, rep *statusReport) {
 		}
 		if p.Slot != nil {
 			d = append(d, fmt.Sprintf("slot=%d generation=%d ready=%t restarts=%d", *p.Slot, *p.Generation, *p.Ready, *p.Restarts))
+		}
+		if p.Role == "process" {
+			d = append(d, fmt.Sprintf("name=%s generation=%d ready=%t restarts=%d", p.Name, *p.Generation, *p.Ready, *p.Restarts))
+			if p.Failing {
+				d = append(d, "FAILING")
+			}
+			if p.LastExit != "" {
+				d = append(d, fmt.Sprintf("last_exit=%q", p.LastExit))
+			}
 		}
 		if ws := p.Worker; ws != nil {
 			d = append(d, fmt.Sprintf("busy=%d waiting=%d batches=%d messages=%d", ws.Busy, ws.Waiting, ws.Batches, ws.Messages))

@@ -55,6 +55,12 @@ type masterRun struct {
 	// and an app); otherwise in this process, if any.
 	children bool
 	started  time.Time
+	// userProcs are the app's user processes; procs their supervisors,
+	// appended by startProcesses (guarded by procsMu: the gateway's stats
+	// answers read them).
+	userProcs []worker.Process
+	procsMu   sync.Mutex
+	procs     []userProc
 
 	// The previous status sample, for rates.
 	rateMu    sync.Mutex
@@ -106,6 +112,21 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 		m.nc = nc
 		m.children = true
 	}
+	if c.Worker.App != appNone && c.Worker.Webhook.URL == "" {
+		for _, a := range apps {
+			if a.Name == c.Worker.App {
+				m.userProcs = a.Processes
+			}
+		}
+	}
+	if len(m.userProcs) > 0 {
+		// User processes run in child processes too: they reach the
+		// embedded NATS on a loopback port as its worker user.
+		if m.nc.NATS.URL == "" && m.nc.NATS.Listen == "" {
+			m.nc.NATS.Listen = "127.0.0.1:0"
+		}
+		m.nc.Gateway.LocalProcesses = m.localProcesses
+	}
 	return m, nil
 }
 
@@ -133,6 +154,10 @@ func (m *masterRun) localWorkers() []bus.WorkerStats {
 		if cs, ok := reported[p.PID]; ok {
 			w.Bus = cs.Bus
 			w.Handled = cs.Worker.Connects + cs.Worker.Messages + cs.Worker.Closes
+			w.Busy, w.State = cs.Worker.Busy, gateway.WorkerIdle
+			if cs.Worker.Busy > 0 {
+				w.State = gateway.WorkerBusy
+			}
 		}
 		out = append(out, w)
 	}
@@ -213,7 +238,7 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 	}
 	m.node = n
 	m.started = time.Now()
-	if !m.children {
+	if !m.children && len(m.userProcs) == 0 {
 		return nil
 	}
 	fail := func(err error) error {
@@ -241,6 +266,13 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 		}
 	}
 	env = append(env, envChild+"="+childFromStdin)
+	if !m.children {
+		if err := m.startProcesses(ctx, exe, env, b, stderr); err != nil {
+			m.stopProcesses(ctx)
+			return fail(err)
+		}
+		return nil
+	}
 	sup, err := master.New(master.Config{
 		Path:        exe,
 		Args:        []string{"worker", "--app", m.cfg.Worker.App},
@@ -280,6 +312,17 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 			cancel()
 			return fail(fmt.Errorf("task processes: %w", err))
 		}
+	}
+	// User processes start once the node and its workers serve.
+	if err := m.startProcesses(ctx, exe, env, b, stderr); err != nil {
+		m.stopProcesses(ctx)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = sup.Stop(sctx)
+		if m.taskSup != nil {
+			_ = m.taskSup.Stop(sctx)
+		}
+		cancel()
+		return fail(err)
 	}
 	return nil
 }
@@ -326,24 +369,29 @@ func (m *masterRun) shutdownTimeout() time.Duration {
 	return defaultShutdownTimeout
 }
 
-// reload replaces the worker processes (see master.Supervisor.Reload).
+// reload replaces the worker processes, then the user processes (see
+// master.Supervisor.Reload).
 func (m *masterRun) reload(ctx context.Context) error {
-	if m.sup == nil {
+	if m.sup == nil && len(m.procList()) == 0 {
 		err := errors.New("reload: the worker runs inside the master (worker.processes is 0): nothing to reload")
 		m.log.Error("reload refused", "err", err)
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	if err := m.sup.Reload(ctx); err != nil {
-		return err
+	if m.sup != nil {
+		if err := m.sup.Reload(ctx); err != nil {
+			return err
+		}
 	}
 	if m.taskSup != nil {
 		// Tasks in flight on the old task processes finish there, or
 		// are abandoned and published again by their submitters.
-		return m.taskSup.Reload(ctx)
+		if err := m.taskSup.Reload(ctx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return m.reloadProcesses(ctx)
 }
 
 // shutdown stops the node gracefully: the gateway first (its close events
@@ -355,6 +403,8 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	var errs []error
+	// User processes first: they may push to clients until they stop.
+	m.stopProcesses(sctx)
 	if m.sup != nil {
 		// Errors of the gateway are reported again by node.Shutdown.
 		_ = m.node.Gateway().Shutdown(sctx)
@@ -394,7 +444,7 @@ func (m *masterRun) control(ctx context.Context, req master.ControlRequest) mast
 }
 
 // status describes every process of the node.
-func (m *masterRun) status() statusReport {
+func (m *masterRun) status() (rep statusReport) {
 	now := time.Now()
 	self := os.Getpid()
 	rss, _ := master.RSS(self)
@@ -403,7 +453,7 @@ func (m *masterRun) status() statusReport {
 		return processStatus{Role: role, PID: pid, Uptime: up.Truncate(time.Second).String(),
 			UptimeSeconds: up.Seconds(), RSSBytes: rss}
 	}
-	rep := statusReport{Version: version(), App: m.cfg.Worker.App}
+	rep = statusReport{Version: version(), App: m.cfg.Worker.App}
 	rep.Processes = append(rep.Processes, proc("master", self, up, rss))
 	st := m.node.Gateway().Stats()
 	gw := proc("gateway", self, up, rss)
@@ -411,6 +461,7 @@ func (m *masterRun) status() statusReport {
 	gw.Rates = m.rates(st, now)
 	gw.Bus = m.node.BusStatus()
 	rep.Processes = append(rep.Processes, gw)
+	defer func() { rep.Processes = append(rep.Processes, m.processStatuses(now)...) }()
 	if m.sup == nil {
 		if wk := m.node.Worker(); wk != nil {
 			w := proc("worker", self, up, rss)

@@ -47,6 +47,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		RedeliveryBackoffMax: time.Duration(g.RedeliveryBackoffMax),
 		DeadLetterPolicy:     g.DeadLetterPolicy,
 		MaxInFlight:          g.MaxInFlight,
+		Dispatch:             g.Dispatch,
 	}
 }
 

@@ -334,6 +334,11 @@ func (v *validator) limits() {
 	default:
 		v.bad("gateway.dead_letter_policy", "%q is not %s or %s", p, gateway.DeadLetterContinue, gateway.DeadLetterClose)
 	}
+	switch d := v.c.Gateway.Dispatch; d {
+	case "", gateway.DispatchClient, gateway.DispatchUID:
+	default:
+		v.bad("gateway.dispatch", "%q is not %s or %s", d, gateway.DispatchClient, gateway.DispatchUID)
+	}
 	if g := v.c.Gateway; g.RedeliveryBackoffMax > 0 && g.RedeliveryBackoffMax < g.RedeliveryBackoff {
 		v.bad("gateway.redelivery_backoff_max", "%v is shorter than gateway.redelivery_backoff (%v)",
 			time.Duration(g.RedeliveryBackoffMax), time.Duration(g.RedeliveryBackoff))

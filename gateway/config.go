@@ -98,6 +98,14 @@ type Config struct {
 	// event_failed, WebSocket close code 1011; its later events and its
 	// close event still follow). "" means DeadLetterContinue.
 	DeadLetterPolicy string
+	// Dispatch is how the events of clients are ordered on their way to
+	// the workers: DispatchClient (each client's events in order, one
+	// batch of a client at a time; clients run concurrently) or
+	// DispatchUID (Swoole's dispatch_mode 5: as DispatchClient, and
+	// besides, the events of all the clients of this gateway bound to one
+	// uid go one batch at a time, the clients taking turns; see
+	// docs/tasks.md, "Dispatch by uid"). "" means DispatchClient.
+	Dispatch string
 	// MaxBatch is the most events sent to a worker in one batch; 0 means 64.
 	MaxBatch int
 	// MaxPendingEvents and MaxPendingBytes bound the events a client may
@@ -174,9 +182,23 @@ type Config struct {
 	// program that runs the gateway; there is no config-file key. The
 	// codecs are used from many goroutines at once.
 	Codecs map[string]codec.Codec `yaml:"-"`
+	// LocalProcesses, when set, returns the user processes that the
+	// gateway's own node supervises, for its answer to a stats query;
+	// same rules as LocalWorkers. nil means none.
+	LocalProcesses func() []bus.ProcessStats
+	// LocalTasks, when set, returns the task counters of the gateway's
+	// node for its answer to a stats query; same rules as LocalWorkers.
+	// nil means the node runs no task workers (tasks is then absent).
+	LocalTasks func() *bus.TaskStats
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// The values of Config.Dispatch.
+const (
+	DispatchClient = "client"
+	DispatchUID    = "uid"
+)
 
 // The values of Config.DeadLetterPolicy.
 const (
@@ -346,6 +368,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DeadLetterPolicy == "" {
 		c.DeadLetterPolicy = DeadLetterContinue
+	}
+	if c.Dispatch == "" {
+		c.Dispatch = DispatchClient
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
@@ -580,6 +605,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateCodecs(); err != nil {
 		return err
+	}
+	switch c.Dispatch {
+	case "", DispatchClient, DispatchUID:
+	default:
+		return fmt.Errorf("gateway: dispatch: %q is not client or uid", c.Dispatch)
 	}
 	return c.validateLimits()
 }

@@ -86,6 +86,8 @@ type conn struct {
 	inflight     *delivery
 	pending      []bus.Event
 	pendingBytes int
+	// gateWait: c waits in line for its uid's gate (DispatchUID).
+	gateWait bool
 }
 
 // sync orders the engine's callbacks after the connection's creation. The

@@ -31,7 +31,8 @@
 //     interest.mu. syncMu is never taken under a shard lock: the NATS
 //     subscribe and unsubscribe happen outside the shard locks.
 //
-// Leaves, under which no other lock is taken: shard.heldMu, interest.flushMu,
+// Leaves, under which no other lock is taken: uidGates.mu (taken under
+// conn.evmu), shard.heldMu, interest.flushMu,
 // interest.recentMu, ipTable.mu, workerTable.mu, nbioEngine.mu,
 // wsEngine.hsMu (late handshakes are closed after it is released),
 // tlsLayer.mu, tlsSock.mu (the handshake goroutine waits on its condition

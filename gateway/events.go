@@ -21,6 +21,9 @@ type delivery struct {
 	id     uint64
 	c      *conn
 	events []bus.Event
+	// gateUID is the uid whose gate the batch holds until it ends
+	// (DispatchUID), or "".
+	gateUID string
 	// The fields below are guarded by Server.infMu. attempt is the
 	// number of the latest delivery (1 for the first); again says the
 	// next publish is a new delivery (attempt+1). deadline (unix
@@ -56,15 +59,28 @@ func (s *Server) pushEvent(c *conn, ev bus.Event) {
 	}
 	c.pending = append(c.pending, ev)
 	c.pendingBytes += len(ev.Data)
-	if c.inflight == nil {
+	if c.inflight == nil && !c.gateWait {
 		s.dispatchLocked(c)
 	}
 	c.evmu.Unlock()
 }
 
-// dispatchLocked sends the next batch of c's pending events. Caller holds
-// c.evmu, c.inflight is nil and c.pending is not empty.
+// dispatchLocked sends the next batch of c's pending events, or, under
+// DispatchUID, puts c in line for its uid's gate (see dispatchuid.go).
+// Caller holds c.evmu, c.inflight is nil, c is not in a gate's line and
+// c.pending is not empty.
 func (s *Server) dispatchLocked(c *conn) {
+	uid, ok := s.gateLocked(c)
+	if !ok {
+		return
+	}
+	s.sendBatchLocked(c, uid)
+}
+
+// sendBatchLocked sends the next batch of c's pending events, holding
+// uid's gate when uid is not "". Caller holds c.evmu, c.inflight is nil
+// and c.pending is not empty.
+func (s *Server) sendBatchLocked(c *conn, uid string) {
 	n := min(len(c.pending), s.cfg.MaxBatch)
 	var events []bus.Event
 	if n == len(c.pending) {
@@ -79,7 +95,7 @@ func (s *Server) dispatchLocked(c *conn) {
 	for _, ev := range events {
 		c.pendingBytes -= len(ev.Data)
 	}
-	d := &delivery{id: s.nextDelivery.Add(1), c: c, events: events, attempt: 1}
+	d := &delivery{id: s.nextDelivery.Add(1), c: c, events: events, attempt: 1, gateUID: uid}
 	c.inflight = d
 	s.infMu.Lock()
 	s.inflight[d.id] = d
@@ -216,16 +232,20 @@ func (s *Server) answerAck(m *nats.Msg) {
 }
 
 // acked ends batch d of c once its actions are applied: c's next batch,
-// if any, goes out.
+// if any, goes out; under DispatchUID the gate d held passes on.
 func (s *Server) acked(c *conn, d *delivery) {
 	c.evmu.Lock()
-	if c.inflight == d {
+	ended := c.inflight == d
+	if ended {
 		c.inflight = nil
-		if len(c.pending) > 0 {
+		if len(c.pending) > 0 && d.gateUID == "" && !c.gateWait {
 			s.dispatchLocked(c)
 		}
 	}
 	c.evmu.Unlock()
+	if ended && d.gateUID != "" {
+		s.passGate(d.gateUID, c)
+	}
 }
 
 // park holds batch id until a worker is up: the NATS server said nobody is

@@ -34,8 +34,18 @@ func (s *Server) processStats(now time.Time) ([]byte, error) {
 		BytesIn:       st.BytesIn,
 		BytesOut:      st.BytesOut,
 		Accepted:      st.Accepted,
+		Closed:        sumValues(st.Closes),
 		EventsSent:    st.EventsSent,
+		InFlight:      st.InFlight,
+		Redelivered:   st.Redelivered,
 		QueuedBytes:   st.QueuedBytes,
+		Dispatch:      s.cfg.Dispatch,
+	}
+	if gs.Dispatch == "" {
+		gs.Dispatch = DispatchClient
+	}
+	for _, w := range st.Workers {
+		gs.EventsAcked += w.Events
 	}
 	byID := make(map[string]int, len(st.Workers))
 	for id, w := range st.Workers {
@@ -52,11 +62,44 @@ func (s *Server) processStats(now time.Time) ([]byte, error) {
 			}
 			w := &gs.Workers[i]
 			w.PID, w.StartedUnixMs, w.RSSBytes, w.Bus, w.Handled = lw.PID, lw.StartedUnixMs, lw.RSSBytes, lw.Bus, lw.Handled
+			w.State, w.Busy = lw.State, lw.Busy
 		}
+	}
+	for _, w := range gs.Workers {
+		switch w.State {
+		case WorkerBusy:
+			gs.WorkersBusy++
+		case WorkerIdle:
+			gs.WorkersIdle++
+		}
+	}
+	if s.cfg.LocalProcesses != nil {
+		gs.Processes = s.cfg.LocalProcesses()
+	}
+	if gs.Processes == nil {
+		gs.Processes = []bus.ProcessStats{}
+	}
+	if s.cfg.LocalTasks != nil {
+		gs.Tasks = s.cfg.LocalTasks()
 	}
 	slices.SortFunc(gs.Workers, func(a, b bus.WorkerStats) int { return cmp.Compare(a.ID, b.ID) })
 	if gs.Workers == nil {
 		gs.Workers = []bus.WorkerStats{}
 	}
 	return json.Marshal(gs)
+}
+
+// The values of bus.WorkerStats.State.
+const (
+	WorkerBusy = "busy" // handlers run now
+	WorkerIdle = "idle" // none does
+)
+
+// sumValues returns the sum of m's values.
+func sumValues(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -53,8 +53,10 @@ type Server struct {
 	interest    *interest
 
 	// The in-flight event batches, guarded by infMu.
-	infMu        sync.Mutex
-	inflight     map[uint64]*delivery
+	infMu    sync.Mutex
+	inflight map[uint64]*delivery
+	// gates serialize the batches of a uid's clients (DispatchUID).
+	gates        uidGates
 	parked       []*delivery
 	lastProbe    time.Time
 	nextDelivery atomic.Uint64

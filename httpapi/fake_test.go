@@ -264,10 +264,13 @@ func (f *fakeAPI) SetBinary(ctx context.Context, client string, on bool) error {
 func (f *fakeAPI) GetStats(ctx context.Context) (api.Stats, error) {
 	return api.Stats{
 		TimeUnixMs: 1000,
-		Totals:     api.StatsTotals{Gateways: 1, Workers: 1, Connections: 2, MessagesIn: 5},
-		Gateways:   []api.GatewayStats{{Gateway: "gw1", PID: 7, Connections: 2, MessagesIn: 5, Workers: []api.WorkerStats{{ID: "w1", Events: 3}}}},
-		Workers:    []api.WorkerStats{{ID: "w1", Events: 3}},
-		Coverage:   cannedCoverage,
+		Totals:     api.StatsTotals{Gateways: 1, Workers: 1, Connections: 2, MessagesIn: 5, WorkersIdle: 1, Processes: 1},
+		Gateways: []api.GatewayStats{{Gateway: "gw1", PID: 7, Connections: 2, MessagesIn: 5, Dispatch: "uid",
+			Workers:   []api.WorkerStats{{ID: "w1", Events: 3, State: "idle"}},
+			Processes: []api.ProcessStats{{Name: "p1", PID: 8, Ready: true, Restarts: 1}}}},
+		Workers:   []api.WorkerStats{{ID: "w1", Events: 3, State: "idle"}},
+		Processes: []api.ProcessStats{{Gateway: "gw1", Name: "p1", PID: 8, Ready: true, Restarts: 1}},
+		Coverage:  cannedCoverage,
 	}, f.record(ctx, "GetStats")
 }
 

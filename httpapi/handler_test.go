@@ -191,10 +191,14 @@ var methodCases = []methodCase{
 	{"deleteSession", `{"client":"c1"}`, call{"DeleteSession", []any{"c1"}}, null},
 	{"getSession", `{"client":"c1"}`, call{"GetSession", []any{"c1"}}, `{"result":{"k":"v","n":1}}`},
 	{"getStats", `{}`, call{"GetStats", nil}, `{"result":{"time_unix_ms":1000,` +
-		`"totals":{"gateways":1,"workers":1,"connections":2,"uids":0,"groups":0,"messages_in":5,"messages_out":0,"bytes_in":0,"bytes_out":0,"accepted":0,"events_sent":0},` +
+		`"totals":{"gateways":1,"workers":1,"connections":2,"uids":0,"groups":0,"messages_in":5,"messages_out":0,"bytes_in":0,"bytes_out":0,"accepted":0,"closed":0,` +
+		`"events_sent":0,"events_acked":0,"in_flight":0,"workers_busy":0,"workers_idle":1,"processes":1,"processes_failing":0},` +
 		`"gateways":[{"gateway":"gw1","pid":7,"started_unix_ms":0,"now_unix_ms":0,"rss_bytes":0,"bus":"","connections":2,"uids":0,"groups":0,` +
-		`"messages_in":5,"messages_out":0,"bytes_in":0,"bytes_out":0,"accepted":0,"events_sent":0,"queued_bytes":0,"workers":[{"id":"w1","batches":0,"events":3}]}],` +
-		`"workers":[{"id":"w1","batches":0,"events":3}]},"partial":true,"missing":["gw2"]}`},
+		`"messages_in":5,"messages_out":0,"bytes_in":0,"bytes_out":0,"accepted":0,"closed":0,"events_sent":0,"events_acked":0,"in_flight":0,"redelivered":0,` +
+		`"queued_bytes":0,"dispatch":"uid","workers_busy":0,"workers_idle":0,"workers":[{"id":"w1","batches":0,"events":3,"state":"idle"}],` +
+		`"processes":[{"name":"p1","pid":8,"started_unix_ms":0,"ready":true,"restarts":1,"failing":false}]}],` +
+		`"workers":[{"id":"w1","batches":0,"events":3,"state":"idle"}],` +
+		`"processes":[{"gateway":"gw1","name":"p1","pid":8,"started_unix_ms":0,"ready":true,"restarts":1,"failing":false}]},"partial":true,"missing":["gw2"]}`},
 }
 
 func TestMethods(t *testing.T) {

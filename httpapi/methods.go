@@ -444,7 +444,8 @@ var methodTable = []*method{
 			return reply{result: nonNilSession(s)}, err
 		}),
 	defUnscoped("getStats", resultCoveredStats, "Every gateway's process and traffic counters (pid, uptime, memory, bus state, "+
-		"connections, uids, groups, messages and bytes in and out, events), the workers they know, and the totals. "+
+		"connections, accepted and closed, uids, groups, messages and bytes in and out, events sent, acked and in flight, "+
+		"dispatch mode), the workers they know (idle or busy), the user processes of their nodes, and the totals. "+
 		"Counters only grow: poll it and take differences for rates (the web console does, once a second).",
 		func(ctx context.Context, a api.API, _ *noParams) (reply, error) {
 			sa, ok := a.(StatsAPI)

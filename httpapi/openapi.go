@@ -419,7 +419,8 @@ func componentSchemas() obj {
 	stats["description"] = "getStats: time_unix_ms is when the answer was assembled; totals sum the gateways that answered " +
 		"(uids and groups sum each gateway's distinct count); gateways are sorted by id, each with its process (pid, " +
 		"started_unix_ms, now_unix_ms, rss_bytes, bus) and counters that only grow; workers are the workers the gateways " +
-		"know by id, with pid, started_unix_ms, rss_bytes, bus and handled when a gateway's node runs them."
+		"know by id, with pid, started_unix_ms, rss_bytes, bus, handled, state (idle or busy) and busy when a gateway's node " +
+		"runs them; processes are the user processes of the gateways' nodes (name, gateway, pid, restarts, failing)."
 	return obj{
 		"Stats":   stats,
 		"Session": obj{"type": "object", "description": "a connection's key-value session"},

@@ -80,6 +80,19 @@ type Config struct {
 	Stderr io.Writer
 	// Logger receives the supervisor's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Kind names the children in the logs; "" means "worker process".
+	Kind string
+	// FailLimit, when positive, is how many crashes of one slot within
+	// FailWindow make it failing: it is reported (an error log, and
+	// Process.Failing) and its next start waits FailBackoff instead of
+	// the usual back-off. A child that then runs for 10s clears it. 0
+	// means no limit: the back-off alone (100ms doubling up to 5s).
+	FailLimit int
+	// FailWindow is the window of FailLimit; 0 means one minute.
+	FailWindow time.Duration
+	// FailBackoff is the wait before the next start of a failing slot;
+	// 0 means 30s.
+	FailBackoff time.Duration
 }
 
 // Process describes one child, as Status reports it.
@@ -93,10 +106,16 @@ type Process struct {
 	Generation int `json:"generation"`
 	// Started is when the child was started.
 	Started time.Time `json:"started"`
-	// Ready says whether it reported ready.
+	// Ready says whether it reported ready and still runs (false while a
+	// crashed child waits for its restart: PID is then the dead one's).
 	Ready bool `json:"ready"`
 	// Restarts counts the restarts of this slot after crashes.
 	Restarts int `json:"restarts"`
+	// Failing says the slot crashed Config.FailLimit times within
+	// Config.FailWindow: its restarts wait Config.FailBackoff.
+	Failing bool `json:"failing,omitempty"`
+	// LastExit describes the latest crash of the slot ("" if none).
+	LastExit string `json:"last_exit,omitempty"`
 }
 
 // Counters are the supervisor's totals since Start.
@@ -108,6 +127,8 @@ type Counters struct {
 	// Reloads and FailedReloads count the calls of Reload by outcome.
 	Reloads       uint64 `json:"reloads"`
 	FailedReloads uint64 `json:"failed_reloads"`
+	// Failing counts the times a slot became failing (Config.FailLimit).
+	Failing uint64 `json:"failing,omitempty"`
 }
 
 // Supervisor runs and watches the child processes. Its methods are safe for
@@ -141,6 +162,9 @@ type slot struct {
 	backoff  time.Duration
 	timer    *time.Timer // a pending restart, or nil
 	restarts int
+	crashes  []time.Time // the latest crashes, at most Config.FailLimit
+	failing  bool
+	lastExit string
 }
 
 // proc is one child process.
@@ -156,6 +180,7 @@ type proc struct {
 	err      error         // the exit error; set before done is closed
 	retiring bool          // guarded by Supervisor.mu: asked to stop
 	isReady  bool          // guarded by Supervisor.mu
+	exited   bool          // guarded by Supervisor.mu: exited saw it go
 }
 
 // New returns a supervisor for cfg; it starts nothing.
@@ -180,6 +205,15 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Kind == "" {
+		cfg.Kind = "worker process"
+	}
+	if cfg.FailWindow <= 0 {
+		cfg.FailWindow = time.Minute
+	}
+	if cfg.FailBackoff <= 0 {
+		cfg.FailBackoff = 30 * time.Second
 	}
 	return &Supervisor{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -211,9 +245,19 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, p := range ps {
-		s.slots[i].cur = p
+		s.adoptLocked(s.slots[i], p)
 	}
 	return nil
+}
+
+// adoptLocked makes p the current child of sl. A child that already exited
+// (after its ready line, before it was adopted: exited then ignored it)
+// is handled as a crash now.
+func (s *Supervisor) adoptLocked(sl *slot, p *proc) {
+	sl.cur = p
+	if p.exited {
+		s.crashedLocked(p)
+	}
 }
 
 // spawnAll starts one child per slot of generation gen and waits until all
@@ -242,6 +286,9 @@ func (s *Supervisor) spawnAll(ctx context.Context, gen int) ([]*proc, error) {
 		select {
 		case <-p.ready:
 		case <-p.done:
+			if p.readyClosed() {
+				continue // ready, then gone: a crash, once adopted
+			}
 			return fail(fmt.Errorf("%w: pid %d exited before it was ready: %v", ErrNotReady, p.cmd.Process.Pid, p.err))
 		case <-timer.C:
 			return fail(fmt.Errorf("%w: pid %d not ready within %v", ErrNotReady, p.cmd.Process.Pid, s.cfg.ReadyTimeout))
@@ -281,7 +328,7 @@ func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
 		slot: sl, cmd: cmd, gen: gen, started: time.Now(), stdin: stdin,
 		ready: make(chan struct{}), done: make(chan struct{}), stats: make(chan []byte, 1),
 	}
-	s.log.Info("worker process started", "pid", cmd.Process.Pid, "slot", sl.idx, "generation", gen)
+	s.log.Info(s.cfg.Kind+" started", "pid", cmd.Process.Pid, "slot", sl.idx, "generation", gen)
 	s.watchers.Add(1)
 	go s.watch(p, stdout)
 	return p, nil
@@ -298,7 +345,7 @@ func (s *Supervisor) watch(p *proc, stdout io.Reader) {
 			p.isReady = true
 			s.mu.Unlock()
 			close(p.ready)
-			s.log.Info("worker process ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
+			s.log.Info(s.cfg.Kind+" ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
 			continue
 		}
 		if js, ok := bytes.CutPrefix(sc.Bytes(), []byte(StatsPrefix)); ok {
@@ -330,21 +377,59 @@ func (p *proc) readyClosed() bool {
 // exited handles the exit of p: a crash of a current child schedules its
 // restart.
 func (s *Supervisor) exited(p *proc) {
-	pid := p.cmd.Process.Pid
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p.exited = true
 	sl := p.slot
 	if s.stopping || p.retiring || sl.cur != p {
-		s.log.Info("worker process exited", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err))
+		s.log.Info(s.cfg.Kind+" exited", "pid", p.cmd.Process.Pid, "slot", sl.idx, "status", exitStatus(p.err))
 		return
 	}
+	s.crashedLocked(p)
+}
+
+// crashedLocked handles the exit of sl's current child p, not asked for:
+// it counts the crash and schedules the restart, after the failing
+// back-off when the slot crashed FailLimit times within FailWindow.
+func (s *Supervisor) crashedLocked(p *proc) {
+	sl := p.slot
+	now := time.Now()
 	s.counters.Crashes++
-	if time.Since(p.started) >= stableAfter {
+	sl.lastExit = exitStatus(p.err)
+	if now.Sub(p.started) >= stableAfter {
 		sl.backoff = minBackoff
+		sl.failing = false
+		sl.crashes = sl.crashes[:0]
 	}
-	s.log.Error("worker process crashed", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err),
-		"restart_in", sl.backoff.String(), "crashes", s.counters.Crashes)
-	s.scheduleRestartLocked(sl, p)
+	d := sl.backoff
+	sl.backoff = min(2*sl.backoff, maxBackoff)
+	if n := s.cfg.FailLimit; n > 0 {
+		keep := sl.crashes[:0]
+		for _, t := range sl.crashes {
+			if now.Sub(t) < s.cfg.FailWindow {
+				keep = append(keep, t)
+			}
+		}
+		sl.crashes = append(keep, now)
+		if len(sl.crashes) > n {
+			sl.crashes = sl.crashes[len(sl.crashes)-n:]
+		}
+		if len(sl.crashes) >= n {
+			if !sl.failing {
+				s.counters.Failing++
+			}
+			sl.failing = true
+			d = s.cfg.FailBackoff
+			s.log.Error(s.cfg.Kind+" failing: backed off", "pid", p.cmd.Process.Pid, "slot", sl.idx,
+				"status", sl.lastExit, "crashes", len(sl.crashes), "within", s.cfg.FailWindow.String(),
+				"restart_in", d.String())
+			sl.timer = time.AfterFunc(d, func() { s.restart(sl, p) })
+			return
+		}
+	}
+	s.log.Error(s.cfg.Kind+" crashed", "pid", p.cmd.Process.Pid, "slot", sl.idx, "status", sl.lastExit,
+		"restart_in", d.String(), "crashes", s.counters.Crashes)
+	sl.timer = time.AfterFunc(d, func() { s.restart(sl, p) })
 }
 
 // scheduleRestartLocked restarts the child of sl after its back-off,
@@ -364,7 +449,7 @@ func (s *Supervisor) restart(sl *slot, old *proc) {
 	sl.timer = nil
 	p, err := s.spawn(sl, old.gen)
 	if err != nil {
-		s.log.Error("worker process restart failed", "slot", sl.idx, "err", err)
+		s.log.Error(s.cfg.Kind+" restart failed", "slot", sl.idx, "err", err)
 		s.scheduleRestartLocked(sl, old)
 		return
 	}
@@ -377,7 +462,7 @@ func (s *Supervisor) restart(sl *slot, old *proc) {
 		case <-p.ready:
 		case <-p.done:
 		case <-time.After(s.cfg.ReadyTimeout):
-			s.log.Error("restarted worker process not ready, killing it", "pid", p.cmd.Process.Pid, "timeout", s.cfg.ReadyTimeout.String())
+			s.log.Error("restarted "+s.cfg.Kind+" not ready, killing it", "pid", p.cmd.Process.Pid, "timeout", s.cfg.ReadyTimeout.String())
 			_ = p.cmd.Process.Kill()
 		}
 	}()
@@ -400,7 +485,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	}
 	gen := s.gen + 1
 	s.mu.Unlock()
-	s.log.Info("reload: starting new worker processes", "generation", gen, "processes", len(s.slots))
+	s.log.Info("reload: starting new "+s.cfg.Kind+"es", "generation", gen, "processes", len(s.slots))
 	ps, err := s.spawnAll(ctx, gen)
 	s.mu.Lock()
 	if err == nil && s.stopping {
@@ -412,7 +497,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	if err != nil {
 		s.counters.FailedReloads++
 		s.mu.Unlock()
-		s.log.Error("reload failed: the old worker processes keep serving", "err", err)
+		s.log.Error("reload failed: the old "+s.cfg.Kind+"es keep serving", "err", err)
 		return fmt.Errorf("master: reload: %w", err)
 	}
 	s.gen = gen
@@ -427,11 +512,13 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 			sl.cur.retiring = true
 			old = append(old, sl.cur)
 		}
-		sl.cur = ps[i]
 		sl.backoff = minBackoff
+		sl.failing = false
+		sl.crashes = sl.crashes[:0]
+		s.adoptLocked(sl, ps[i])
 	}
 	s.mu.Unlock()
-	s.log.Info("reload: new worker processes ready, stopping the old ones", "generation", gen)
+	s.log.Info("reload: new "+s.cfg.Kind+"es ready, stopping the old ones", "generation", gen)
 	s.stopProcs(ctx, old)
 	s.log.Info("reload done", "generation", gen)
 	return nil
@@ -452,7 +539,7 @@ func (s *Supervisor) stopProcs(ctx context.Context, ps []*proc) {
 		case <-timer.C:
 		case <-ctx.Done():
 		}
-		s.log.Warn("worker process did not stop in time, killing it", "pid", p.cmd.Process.Pid)
+		s.log.Warn(s.cfg.Kind+" did not stop in time, killing it", "pid", p.cmd.Process.Pid)
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
@@ -487,15 +574,22 @@ func (s *Supervisor) Stop(ctx context.Context) error {
 func (s *Supervisor) Status() ([]Process, Counters) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	out := make([]Process, 0, len(s.slots))
 	for _, sl := range s.slots {
 		p := sl.cur
 		if p == nil {
 			continue
 		}
+		if sl.failing && p.isReady && !p.exited && now.Sub(p.started) >= stableAfter {
+			// Its replacement has run long enough: no longer failing.
+			sl.failing = false
+			sl.crashes = sl.crashes[:0]
+		}
 		out = append(out, Process{
 			Slot: sl.idx, PID: p.cmd.Process.Pid, Generation: p.gen,
-			Started: p.started, Ready: p.isReady, Restarts: sl.restarts,
+			Started: p.started, Ready: p.isReady && !p.exited, Restarts: sl.restarts,
+			Failing: sl.failing, LastExit: sl.lastExit,
 		})
 	}
 	return out, s.counters

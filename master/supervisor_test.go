@@ -25,7 +25,7 @@ import (
 
 // envMode names a file whose content says how the test binary behaves
 // when run as a child: ok (report ready, stop on SIGTERM or stdin EOF),
-// fail (exit 1 at once), silent (never report ready) or fds (as ok, after
+// fail (exit 1 at once), readyfail (report ready, then exit 1 at once), silent (never report ready) or fds (as ok, after
 // a line naming the descriptors above 2 it inherited).
 const envMode = "MASTER_TEST_MODE_FILE"
 
@@ -47,6 +47,9 @@ func child(modeFile string) int {
 	switch strings.TrimSpace(string(mode)) {
 	case "fail":
 		fmt.Fprintln(os.Stderr, "child: failing as asked")
+		return 1
+	case "readyfail":
+		fmt.Println(master.ReadyLine)
 		return 1
 	case "fds":
 		fmt.Println("inherited:", inherited()) // forwarded to Stderr
@@ -142,6 +145,13 @@ func setup(t *testing.T, mode string, readyTimeout time.Duration) *fixture {
 // setupHandoff is setup with Config.Handoff.
 func setupHandoff(t *testing.T, mode string, readyTimeout time.Duration, handoff []byte) *fixture {
 	t.Helper()
+	return setupConfig(t, mode, master.Config{Processes: 2, Handoff: handoff, ReadyTimeout: readyTimeout})
+}
+
+// setupConfig is setup with cfg's Processes, Handoff, ReadyTimeout and
+// Fail* settings.
+func setupConfig(t *testing.T, mode string, cfg master.Config) *fixture {
+	t.Helper()
 	f := &fixture{t: t, mode: filepath.Join(t.TempDir(), "mode"), stderr: newBuffer()}
 	f.setMode(mode)
 	exe, err := os.Executable()
@@ -152,12 +162,16 @@ func setupHandoff(t *testing.T, mode string, readyTimeout time.Duration, handoff
 		Path:         exe,
 		Args:         []string{"-test.run=^$"},
 		Env:          append(os.Environ(), envMode+"="+f.mode),
-		Processes:    2,
-		Handoff:      handoff,
-		ReadyTimeout: readyTimeout,
+		Processes:    cfg.Processes,
+		Handoff:      cfg.Handoff,
+		ReadyTimeout: cfg.ReadyTimeout,
 		StopTimeout:  5 * time.Second,
 		Stderr:       f.stderr,
 		Logger:       slog.New(slog.NewTextHandler(f.stderr, nil)),
+		Kind:         cfg.Kind,
+		FailLimit:    cfg.FailLimit,
+		FailWindow:   cfg.FailWindow,
+		FailBackoff:  cfg.FailBackoff,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -411,4 +425,38 @@ func TestHandoff(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestFailingBackoff: a child that reports ready and exits at once (the
+// user process that fails) is restarted with the short back-off until it
+// crashed FailLimit times within FailWindow; then it is reported failing
+// (Status, Counters, an error log) and its next start waits FailBackoff.
+// Start does not fail for a child that exits right after its ready line.
+func TestFailingBackoff(t *testing.T) {
+	f := setupConfig(t, "readyfail", master.Config{
+		Processes: 1, ReadyTimeout: 10 * time.Second, Kind: "user process",
+		FailLimit: 5, FailWindow: time.Minute, FailBackoff: time.Hour,
+	})
+	if err := f.sup.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "the slot failing", func() bool {
+		ps, _ := f.sup.Status()
+		return len(ps) == 1 && ps[0].Failing
+	})
+	ps, c := f.sup.Status()
+	if c.Crashes != 5 || c.Restarts != 4 || c.Failing != 1 {
+		t.Errorf("counters %+v, want 5 crashes, 4 restarts, 1 failing", c)
+	}
+	if ps[0].LastExit != "exit status 1" || ps[0].Ready {
+		t.Errorf("last exit %q, ready %t (want false: it waits for its restart)", ps[0].LastExit, ps[0].Ready)
+	}
+	// Backed off: no sixth start within the (short) usual back-off.
+	time.Sleep(time.Second)
+	if _, c := f.sup.Status(); c.Crashes != 5 {
+		t.Errorf("crashes %d after the back-off started, want 5", c.Crashes)
+	}
+	if !strings.Contains(f.stderr.String(), "user process failing: backed off") {
+		t.Errorf("no failing log in:\n%s", f.stderr.String())
+	}
 }

@@ -428,7 +428,13 @@ func (n *Node) inProcessWorker() []bus.WorkerStats {
 	pid := os.Getpid()
 	rss, _ := procstat.RSS(pid)
 	ws := n.w.Stats()
+	state := gateway.WorkerIdle
+	if ws.Busy > 0 {
+		state = gateway.WorkerBusy
+	}
 	return []bus.WorkerStats{{
+		State:         state,
+		Busy:          ws.Busy,
 		ID:            n.w.ID(),
 		PID:           pid,
 		StartedUnixMs: n.started.UnixMilli(),

@@ -5,65 +5,65 @@ import "sync/atomic"
 // Stats are a worker's counters since New, and its gauges now. Counters
 // only grow.
 type Stats struct {
-	State State
+	State State `json:"state"`
 
-	Batches     uint64 // batches taken in hand (decoded and accepted)
-	Redelivered uint64 // of those, batches a gateway had delivered before (Attempt > 1)
-	Acked       uint64 // final Acks sent
-	Progress    uint64 // progress Acks sent
-	Nacked      uint64 // nacks sent: batches that did not decode, or that Stop abandoned
+	Batches     uint64 `json:"batches"`     // batches taken in hand (decoded and accepted)
+	Redelivered uint64 `json:"redelivered"` // of those, batches a gateway had delivered before (Attempt > 1)
+	Acked       uint64 `json:"acked"`       // final Acks sent
+	Progress    uint64 `json:"progress"`    // progress Acks sent
+	Nacked      uint64 `json:"nacked"`      // nacks sent: batches that did not decode, or that Stop abandoned
 
-	Connects          uint64 // events handled, by type
-	WebSocketConnects uint64
-	Messages          uint64
-	Closes            uint64
-	UnknownEvents     uint64 // events of a type this worker does not know: skipped
+	Connects          uint64 `json:"connects"` // events handled, by type
+	WebSocketConnects uint64 `json:"websocket_connects"`
+	Messages          uint64 `json:"messages"`
+	Closes            uint64 `json:"closes"`
+	UnknownEvents     uint64 `json:"unknown_events"` // events of a type this worker does not know: skipped
 
-	Panics    uint64 // handlers (and OnWorkerStart/Stop) that panicked
-	Malformed uint64 // messages that did not decode as a batch (nacked), or had no reply subject (dropped)
-	Dropped   uint64 // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
-	Abandoned uint64 // batches not acknowledged because Stop's ctx expired
-	AckErrors uint64 // Acks the NATS connection refused (closed, reconnect buffer full)
+	Panics    uint64 `json:"panics"`     // handlers (and OnWorkerStart/Stop) that panicked
+	Malformed uint64 `json:"malformed"`  // messages that did not decode as a batch (nacked), or had no reply subject (dropped)
+	Dropped   uint64 `json:"dropped"`    // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
+	Abandoned uint64 `json:"abandoned"`  // batches not acknowledged because Stop's ctx expired
+	AckErrors uint64 `json:"ack_errors"` // Acks the NATS connection refused (closed, reconnect buffer full)
 
 	// MemoryReleases counts the times the worker, idle after a burst,
 	// returned its free memory to the operating system
 	// (Config.ReleaseMemory).
-	MemoryReleases uint64
+	MemoryReleases uint64 `json:"memory_releases"`
 
 	// Tasks are this process's task counters (see TaskStats).
-	Tasks TaskStats
+	Tasks TaskStats `json:"tasks"`
 	// WorkerMessages are its worker-message counters.
-	WorkerMessages MessageStats
+	WorkerMessages MessageStats `json:"worker_messages"`
 
-	Busy    int // batches whose handlers run now
-	Waiting int // batches in hand waiting for a free goroutine
-	Pool    int // goroutines in the pool now (at most Config.Concurrency)
+	Busy    int `json:"busy"`    // batches whose handlers run now
+	Waiting int `json:"waiting"` // batches in hand waiting for a free goroutine
+	Pool    int `json:"pool"`    // goroutines in the pool now (at most Config.Concurrency)
 }
 
 // TaskStats are a worker's task counters since New, and its gauges now.
 type TaskStats struct {
 	// The task-worker side (Handlers.OnTask).
-	Queued    int    // tasks taken, waiting for a task goroutine now
-	Running   int    // tasks whose handler runs now
-	Taken     uint64 // tasks taken (accepted)
-	Done      uint64 // tasks whose handler returned a result
-	Failed    uint64 // tasks whose handler returned an error or panicked
-	Retried   uint64 // tasks taken on an attempt after the first
-	Refused   uint64 // tasks refused as busy (the pool and backlog were full; their submitters publish them again)
-	Abandoned uint64 // tasks given up by Stop's deadline (their submitters publish them again)
-	Expired   uint64 // tasks dropped because their submitter's deadline had passed
+	Queued    int    `json:"queued"`    // tasks taken, waiting for a task goroutine now
+	Running   int    `json:"running"`   // tasks whose handler runs now
+	Taken     uint64 `json:"taken"`     // tasks taken (accepted)
+	Done      uint64 `json:"done"`      // tasks whose handler returned a result
+	Failed    uint64 `json:"failed"`    // tasks whose handler returned an error or panicked
+	Retried   uint64 `json:"retried"`   // tasks taken on an attempt after the first
+	Refused   uint64 `json:"refused"`   // tasks refused as busy (the pool and backlog were full; their submitters publish them again)
+	Abandoned uint64 `json:"abandoned"` // tasks given up by Stop's deadline (their submitters publish them again)
+	Expired   uint64 `json:"expired"`   // tasks dropped because their submitter's deadline had passed
 	// The submitter side (Task, TaskWait, TaskWaitMulti, TaskCo).
-	Submitted    uint64 // tasks submitted
-	SubmitFailed uint64 // Task calls that failed (payload too large, closed…)
-	Finished     uint64 // outcomes of Task handed to OnFinish (errors included)
+	Submitted    uint64 `json:"submitted"`     // tasks submitted
+	SubmitFailed uint64 `json:"submit_failed"` // Task calls that failed (payload too large, closed…)
+	Finished     uint64 `json:"finished"`      // outcomes of Task handed to OnFinish (errors included)
 }
 
 // MessageStats are a worker's worker-message counters since New.
 type MessageStats struct {
-	Sent     uint64 // SendMessage and SendMessageToAll calls that published
-	Received uint64 // messages received (the broadcasts it sent itself included)
-	Unknown  uint64 // SendMessage calls refused: unknown worker id
-	Peers    int    // other workers it knows now (GetWorkerList minus itself)
+	Sent     uint64 `json:"sent"`     // SendMessage and SendMessageToAll calls that published
+	Received uint64 `json:"received"` // messages received (the broadcasts it sent itself included)
+	Unknown  uint64 `json:"unknown"`  // SendMessage calls refused: unknown worker id
+	Peers    int    `json:"peers"`    // other workers it knows now (GetWorkerList minus itself)
 }
 
 // counters are the atomic counters behind Stats.

@@ -178,6 +178,20 @@ func (s State) String() string {
 	return stateNames[s]
 }
 
+// MarshalText returns the name of the state (JSON: "running").
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses a state's name; an unknown name is an error.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("worker: unknown state %q", b)
+}
+
 // Worker runs Handlers for the events that gateways publish on the bus.
 // Its methods are safe for concurrent use.
 //

@@ -329,10 +329,17 @@ function render(st, partial, missing) {
   const wRows = st.workers.map((w) => {
     const p = prevW.get(w.id);
     return row([w.id, w.pid || '–', w.started_unix_ms ? fmtDuration(st.time_unix_ms - w.started_unix_ms) : '–',
-      fmtBytes(w.rss_bytes), p ? fmtRate(rate(w, p, 'events', secs)) : '–', fmtInt(w.events), w.bus || '–']);
+      fmtBytes(w.rss_bytes), w.state || '–', p ? fmtRate(rate(w, p, 'events', secs)) : '–', fmtInt(w.events), w.bus || '–']);
   });
-  if (wRows.length === 0) wRows.push(row(['no worker has answered yet', '', '', '', '', '', '']));
+  if (wRows.length === 0) wRows.push(row(['no worker has answered yet', '', '', '', '', '', '', '']));
   $('workers').replaceChildren(...wRows);
+
+  // User processes (cli.App.Processes), when the nodes run some.
+  const pRows = (st.processes || []).map((u) => row([u.name, u.gateway || '–', u.pid,
+    fmtDuration(st.time_unix_ms - u.started_unix_ms), fmtBytes(u.rss_bytes), fmtInt(u.restarts),
+    u.failing ? 'failing (backed off): ' + (u.last_exit || '') : (u.ready ? 'running' : 'starting')]));
+  if (pRows.length === 0) pRows.push(row(['none', '', '', '', '', '', '']));
+  $('processes').replaceChildren(...pRows);
 
   state.prev = st;
   if (prev) {

@@ -110,6 +110,8 @@ type clusterConfig struct {
 	natsURL string
 	// udp adds a UDP listener named udp (no framing).
 	udp bool
+	// dispatch is gateway.Config.Dispatch; "" means the default.
+	dispatch string
 }
 
 // The user with full access of a test cluster's bus (nats.user).
@@ -144,6 +146,7 @@ func startCluster(t *testing.T, cc clusterConfig) *cluster {
 			RedeliveryBackoff: cc.redeliveryBackoff,
 			MaxPendingEvents:  cc.maxPendingEvents,
 			CloseTimeout:      cc.closeTimeout,
+			Dispatch:          cc.dispatch,
 			Listeners: []gateway.ListenerConfig{
 				{Protocol: "ws", Addr: "127.0.0.1:0", MaxMessage: cc.maxMessage, MaxQueueBytes: cc.maxQueueBytes,
 					PingInterval: cc.pingInterval, IdleTimeout: cc.idleTimeout},

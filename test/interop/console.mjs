@@ -193,6 +193,11 @@ async function main() {
   });
 
   if (adminOK) {
+    await check('console shows the worker state and the user processes', async () => {
+      await until(con, () => [...document.querySelectorAll('#workers td')].some((td) => td.textContent === 'idle' || td.textContent === 'busy'));
+      await until(con, () => document.getElementById('processes').textContent === 'none');
+      return text(con, '#workers');
+    });
     await check('console sees a third page connect', async () => {
       carol = await chatter('carol', 'lobby');
       await until(con, () => document.getElementById('t-connections').textContent === '3');

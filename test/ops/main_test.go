@@ -158,9 +158,15 @@ var startArgs = []string{"start", "--app", "pid", "--workers", "2",
 // start runs the master in the foreground (its own process group) and
 // waits until it is ready.
 func (n *node) start() {
+	n.t.Helper()
+	n.startWith(startArgs...)
+}
+
+// startWith is start with the given arguments.
+func (n *node) startWith(args ...string) {
 	t := n.t
 	t.Helper()
-	cmd := exec.Command(n.bin, startArgs...)
+	cmd := exec.Command(n.bin, args...)
 	cmd.Env = n.env
 	n.logs = &lockedBuffer{}
 	cmd.Stderr = n.logs
@@ -282,17 +288,20 @@ func (n *node) run(args ...string) (stdout, stderr string, code int) {
 type status struct {
 	Processes []struct {
 		Role        string `json:"role"`
+		Name        string `json:"name"`
 		PID         int    `json:"pid"`
+		Failing     bool   `json:"failing"`
+		LastExit    string `json:"last_exit"`
 		Connections *int   `json:"connections"`
 		Generation  *int   `json:"generation"`
 		Ready       *bool  `json:"ready"`
 		Restarts    *int   `json:"restarts"`
 		Bus         string `json:"bus"`
 		Worker      *struct {
-			Messages uint64 `json:"Messages"`
+			Messages uint64 `json:"messages"`
 			Tasks    struct {
-				Taken uint64 `json:"Taken"`
-			} `json:"Tasks"`
+				Taken uint64 `json:"taken"`
+			} `json:"tasks"`
 		} `json:"worker"`
 		Gateway *struct {
 			Redelivered uint64 `json:"redelivered"`

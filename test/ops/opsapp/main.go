@@ -1,10 +1,12 @@
 // Command opsapp is the program of the operations tests: gatework's whole
-// command line (cli.Main) with one app, "pid", that answers every message
-// with "<pid>:<build> <message>": the worker process's pid and the first 8
-// hex digits of the SHA-256 of its executable file, so that a test sees
-// which process and which binary handled it. Its tasks sleep 100ms, then
-// append "<payload> <pid> <attempt>" as a line to the file named by
-// $OPSAPP_TASK_LOG (if set) and return "<pid>:<payload>".
+// command line (cli.Main) with two apps. "pid" answers every message with
+// "<pid>:<build> <message>": the worker process's pid and the first 8 hex
+// digits of the SHA-256 of its executable file, so that a test sees which
+// process and which binary handled it. Its tasks sleep 100ms, then append
+// "<payload> <pid> <attempt>" as a line to the file named by
+// $OPSAPP_TASK_LOG (if set) and return "<pid>:<payload>". "procs" answers
+// the same, and has two user processes and the messages of the uid
+// dispatch test (see procs.go).
 package main
 
 import (
@@ -20,21 +22,24 @@ import (
 	"github.com/gatework/gatework/worker"
 )
 
+// prefix is "<pid>:<build> ", set by OnWorkerStart.
+var prefix []byte
+
 func main() {
-	var prefix []byte
+	pid := worker.Handlers{
+		OnWorkerStart: func(*worker.Worker) {
+			prefix = []byte(strconv.Itoa(os.Getpid()) + ":" + buildID() + " ")
+		},
+		OnMessage: func(c *worker.Context, msg []byte) {
+			c.Send(append(append([]byte(nil), prefix...), msg...))
+		},
+		OnTask: runTask,
+	}
 	os.Exit(cli.Main(cli.App{
 		Name:        "pid",
 		Description: "answers <pid>:<build> <message>",
-		Handlers: worker.Handlers{
-			OnWorkerStart: func(*worker.Worker) {
-				prefix = []byte(strconv.Itoa(os.Getpid()) + ":" + buildID() + " ")
-			},
-			OnMessage: func(c *worker.Context, msg []byte) {
-				c.Send(append(append([]byte(nil), prefix...), msg...))
-			},
-			OnTask: runTask,
-		},
-	}))
+		Handlers:    pid,
+	}, procsApp(pid)))
 }
 
 // runTask is the app's task handler.
