@@ -50,7 +50,7 @@ type GatewayStats struct {
 // TaskStats are a node's task counters in GatewayStats.Tasks: the place
 // for the task workers' figures (Swoole's tasking_num).
 type TaskStats struct {
-	Queued   uint64 `json:"queued"`    // tasks submitted and not yet taken by a task worker
+	Queued   uint64 `json:"queued"`    // tasks taken by the node's task workers, waiting for a free task goroutine
 	InFlight uint64 `json:"in_flight"` // tasks a task worker is running
 }
 

@@ -51,6 +51,10 @@ type masterRun struct {
 	// children's stats for the gateway's stats answers, refreshed in
 	// the background while someone asks (see childStatsCached).
 	childCache childStatsCache
+	// taskSupRef and taskCache are supRef and childCache for the task
+	// processes (taskSup).
+	taskSupRef atomic.Pointer[master.Supervisor]
+	taskCache  childStatsCache
 	// children: the workers run in child processes (worker.processes > 0
 	// and an app); otherwise in this process, if any.
 	children bool
@@ -109,6 +113,7 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 			nc.NATS.Listen = "127.0.0.1:0"
 		}
 		nc.Gateway.LocalWorkers = m.localWorkers
+		nc.Gateway.LocalTasks = m.localTasks
 		m.nc = nc
 		m.children = true
 	}
@@ -162,6 +167,26 @@ func (m *masterRun) localWorkers() []bus.WorkerStats {
 		out = append(out, w)
 	}
 	return out
+}
+
+// localTasks sums the task counters the worker and task processes last
+// reported (cached as for localWorkers: it never waits for them).
+func (m *masterRun) localTasks() *bus.TaskStats {
+	var t bus.TaskStats
+	add := func(byPID map[int]childStats) {
+		for _, cs := range byPID {
+			t.Queued += uint64(cs.Worker.Tasks.Queued)
+			t.InFlight += uint64(cs.Worker.Tasks.Running)
+		}
+	}
+	now := time.Now()
+	if sup := m.supRef.Load(); sup != nil {
+		add(m.childCache.get(sup, now))
+	}
+	if tsup := m.taskSupRef.Load(); tsup != nil {
+		add(m.taskCache.get(tsup, now))
+	}
+	return &t
 }
 
 // childStatsMaxAge is how old the cached children's stats may be before a
@@ -306,6 +331,7 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 			return fail(fmt.Errorf("task processes: %w", err))
 		}
 		m.taskSup = tsup
+		m.taskSupRef.Store(tsup)
 		if err := tsup.Start(ctx); err != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_ = sup.Stop(sctx)
@@ -417,6 +443,7 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 			}
 		}
 		m.childCache.wg.Wait() // bounded by statsTimeout
+		m.taskCache.wg.Wait()
 	}
 	if err := m.node.Shutdown(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("shutdown: %w", err))

@@ -301,6 +301,12 @@ func (n *Node) startGateway() error {
 	gwCfg.Logger = n.log.With("component", "gateway")
 	if gwCfg.LocalWorkers == nil && n.w != nil {
 		gwCfg.LocalWorkers = n.inProcessWorker
+		if gwCfg.LocalTasks == nil && n.cfg.Worker.Handlers != nil && n.cfg.Worker.Handlers.OnTask != nil {
+			gwCfg.LocalTasks = func() *bus.TaskStats {
+				ts := n.w.Stats().Tasks
+				return &bus.TaskStats{Queued: uint64(ts.Queued), InFlight: uint64(ts.Running)}
+			}
+		}
 	}
 	gw, err := gateway.New(n.gwNC, gwCfg)
 	if err != nil {
