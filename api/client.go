@@ -62,6 +62,8 @@ type Client struct {
 	ctx    context.Context // canceled by Close: releases calls in flight
 	cancel context.CancelFunc
 	closed atomic.Bool
+	// refused counts the sends refused with ErrOverloaded (Refused).
+	refused atomic.Uint64
 }
 
 var _ API = (*Client)(nil)
@@ -193,6 +195,8 @@ func (e *GatewayError) Unwrap() error {
 		return ErrInvalidClient
 	case bus.ErrCodeInvalidRequest:
 		return ErrInvalidArgument
+	case bus.ErrCodeOverloaded:
+		return ErrOverloaded
 	}
 	return nil
 }
@@ -259,6 +263,9 @@ func (c *Client) publish(ctx context.Context, subject string, cmd *bus.Command) 
 	if err := c.checkOpen(ctx); err != nil {
 		return err
 	}
+	if err := c.checkLoad(cmd.Op); err != nil {
+		return err
+	}
 	bp := getBuf()
 	b := bus.AppendCommand((*bp)[:0], cmd)
 	err := c.nc.Publish(subject, b)
@@ -268,6 +275,25 @@ func (c *Client) publish(ctx context.Context, subject string, cmd *bus.Command) 
 	}
 	return nil
 }
+
+// checkLoad returns ErrOverloaded for a send (op a SendTo* op) while a
+// live gateway says it is overloaded (bus.Heartbeat.Overloaded): such a
+// send would only lengthen its backlog. Sends are refused on every
+// gateway's behalf, since a routed send's gateways are not known here.
+func (c *Client) checkLoad(op bus.Op) error {
+	switch op {
+	case bus.OpSendToClient, bus.OpSendToUID, bus.OpSendToGroup, bus.OpSendToAll:
+		if c.members.Overloaded() {
+			c.refused.Add(1)
+			return fmt.Errorf("%w: %s", ErrOverloaded, op)
+		}
+	}
+	return nil
+}
+
+// Refused returns the sends this Client refused with ErrOverloaded before
+// they reached the bus.
+func (c *Client) Refused() uint64 { return c.refused.Load() }
 
 // busError wraps an error of the NATS connection.
 func (c *Client) busError(op bus.Op, err error) error {
@@ -355,6 +381,9 @@ func (c *Client) SendToClient(ctx context.Context, client string, msg []byte) er
 	one := [1]string{client}
 	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: one[:], Data: msg}
 	if len(msg) > CheckedSendSize {
+		if err := c.checkLoad(cmd.Op); err != nil {
+			return err
+		}
 		_, err := c.request(ctx, &cmd)
 		if errors.Is(err, errGatewayGone) {
 			return nil // its gateway is gone, so is the client: skipped
@@ -389,6 +418,9 @@ func (c *Client) publishRouted(ctx context.Context, cmd *bus.Command, names []st
 		}
 	}
 	if err := c.checkOpen(ctx); err != nil {
+		return err
+	}
+	if err := c.checkLoad(cmd.Op); err != nil {
 		return err
 	}
 	// Every routed send carries an id, also on one subject: a gateway

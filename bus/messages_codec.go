@@ -470,6 +470,7 @@ func AppendHeartbeat(b []byte, m *Heartbeat) []byte {
 	b = appendVarint(b, 3, uint64(m.IntervalMs))
 	b = appendVarint(b, 4, uint64(m.StartedUnixMs))
 	b = appendVarint(b, 5, m.Clients)
+	b = appendBool(b, 80, m.Overloaded)
 	return b
 }
 
@@ -488,6 +489,8 @@ func DecodeHeartbeat(buf []byte, m *Heartbeat) error {
 			return f.i64(&m.StartedUnixMs)
 		case 5:
 			return f.u64(&m.Clients)
+		case 80:
+			return f.boolean(&m.Overloaded)
 		}
 		return nil
 	})

@@ -41,6 +41,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		},
 		MaxGroups:           g.MaxGroups,
 		MaxInterestSubjects: g.MaxInterestSubjects,
+		MaxQueuedBytes:      g.MaxQueuedBytes,
 
 		MaxDeliveries:        g.MaxDeliveries,
 		RedeliveryBackoff:    time.Duration(g.RedeliveryBackoff),

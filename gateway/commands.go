@@ -85,10 +85,16 @@ func (s *Server) peers() []string {
 func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 	switch cmd.Op {
 	case bus.OpSendToClient:
+		if s.refuseSend() {
+			return errOverloaded
+		}
 		return s.sendToClients(cmd)
 	case bus.OpSendToUID, bus.OpSendToGroup, bus.OpSendToAll:
 		if !s.interest.firstCopy(cmd.MsgID) {
 			return nil // another copy of a send routed on several subjects
+		}
+		if s.refuseSend() {
+			return errOverloaded
 		}
 		return s.broadcast(cmd)
 	case bus.OpUngroup:

@@ -42,6 +42,8 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	// DefaultMaxQueueBytes is ListenerConfig.MaxQueueBytes's default: 4 MiB.
 	DefaultMaxQueueBytes = 4 << 20
+	// DefaultMaxQueuedBytes is Config.MaxQueuedBytes's default: 64 MiB.
+	DefaultMaxQueuedBytes = 64 << 20
 )
 
 // Config configures a Server. The zero value plus one listener works; every
@@ -160,6 +162,22 @@ type Config struct {
 	// without interest routing would, and delivers what is for its own
 	// clients. 0 means DefaultMaxInterestSubjects (100,000).
 	MaxInterestSubjects int
+	// MaxQueuedBytes bounds the outbound backlog of the whole gateway:
+	// the bytes queued for all its clients and not yet written to their
+	// sockets. Past it (or past a quarter of the command queue, 16,384
+	// commands waiting) the gateway is overloaded: it says so in a
+	// heartbeat at once (bus.Heartbeat.Overloaded), and API clients
+	// refuse new sends (api.ErrOverloaded, HTTP 503 with Retry-After)
+	// until the backlog is under half the bound (and under 4,096
+	// commands) again. Past twice the bound (or half the command queue)
+	// the gateway itself refuses the sends that still reach it (sends
+	// already on their way when the heartbeat went out, or from clients
+	// that ignore it): counted in Stats.SendsRefused and answered with
+	// bus.ErrCodeOverloaded when the send has a reply subject. Worker
+	// acks are never refused (their sends are bounded per connection by
+	// max_queue_bytes). 0 means DefaultMaxQueuedBytes (64 MiB); negative
+	// turns the bound off.
+	MaxQueuedBytes int64
 	// LocalWorkers, when set, returns the worker processes that the
 	// gateway's own node runs (in-process or supervised children): the
 	// gateway adds their process details (pid, memory, bus state) to its
@@ -279,6 +297,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
 	}
 	if c.MaxDeliveries <= 0 {
 		c.MaxDeliveries = DefaultMaxDeliveries

@@ -64,6 +64,8 @@ type Config struct {
 type member struct {
 	expires time.Time
 	heard   bool // announced itself with a heartbeat (not only learned from peers)
+	// overloaded is the Overloaded flag of its last heartbeat.
+	overloaded bool
 }
 
 // Tracker tracks the live gateways of a cluster from their heartbeats on
@@ -162,6 +164,20 @@ func (m *Tracker) Live() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Overloaded reports whether a live gateway's last heartbeat said it is
+// overloaded (bus.Heartbeat.Overloaded). It never blocks on the network.
+func (m *Tracker) Overloaded() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for _, mb := range m.members {
+		if mb.overloaded && now.Before(mb.expires) {
+			return true
+		}
+	}
+	return false
 }
 
 // Observe records gw as live because a peer said so (Reply.Peers) and
@@ -283,7 +299,7 @@ func (m *Tracker) Heard(hb bus.Heartbeat) {
 	delete(m.left, gw)
 	expires := now.Add(ExpiryIntervals * interval)
 	if _, ok := m.members[gw]; ok {
-		m.members[gw] = member{expires: expires, heard: true}
+		m.members[gw] = member{expires: expires, heard: true, overloaded: hb.Overloaded}
 		return
 	}
 	if len(m.members) >= m.max {
@@ -293,7 +309,7 @@ func (m *Tracker) Heard(hb bus.Heartbeat) {
 		m.refuseLocked(gw)
 		return
 	}
-	m.members[gw] = member{expires: expires, heard: true}
+	m.members[gw] = member{expires: expires, heard: true, overloaded: hb.Overloaded}
 	m.changedLocked(gw, true)
 }
 
