@@ -322,6 +322,7 @@ func (s *Server) sendToClients(cmd *bus.Command) error {
 		sh.mu.Lock()
 		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
+			s.press.sendOut += int64(len(f))
 		}
 		sh.mu.Unlock()
 		sh.signal()
@@ -352,6 +353,7 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 		}
 		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
+			s.press.sendOut += int64(len(f))
 		}
 	}
 	groups := groupsOf(cmd)

@@ -285,6 +285,7 @@ func (s *Server) Start() error {
 				} else {
 					s.onCommand(m)
 				}
+				s.press.noteCommand()
 			case <-s.quit:
 				return
 			}
