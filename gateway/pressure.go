@@ -72,13 +72,21 @@ type pressure struct {
 }
 
 // avgWeight is the weight of one command in the moving average of the
-// bytes a command queues: the last few hundred commands count.
-const avgWeight = 1.0 / 256
+// bytes a command queues, when it queued less than the average: the last
+// hundred or so commands count.
+const avgWeight = 1.0 / 64
 
-// noteCommand folds the command just executed into the moving average.
-// Command goroutine only.
+// noteCommand folds the command just executed into the moving average,
+// which rises at once to a command that queued more (the estimate errs
+// on the side of overload: the first sends of a burst are counted at
+// their size, not a fraction of it) and decays slowly. Command goroutine
+// only.
 func (p *pressure) noteCommand() {
-	p.avgOutF += (float64(p.sendOut) - p.avgOutF) * avgWeight
+	if out := float64(p.sendOut); out > p.avgOutF {
+		p.avgOutF = out
+	} else {
+		p.avgOutF += (out - p.avgOutF) * avgWeight
+	}
 	p.sendOut = 0
 	p.avgOut.Store(int64(p.avgOutF))
 }

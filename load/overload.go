@@ -174,6 +174,8 @@ func runOverload(ctx context.Context, cfg Config, r *Result, children []*child, 
 
 	logf("overload: %d closed-loop publishers to %d members for %s", cfg.Senders, r.Members, cfg.Duration)
 	var accepted, refused, failed atomic.Uint64
+	// A send started before the end is let finish (not canceled), so that
+	// its outcome is known: a canceled call may still have been accepted.
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	t0 := time.Now()
@@ -181,7 +183,7 @@ func runOverload(ctx context.Context, cfg Config, r *Result, children []*child, 
 	for range cfg.Senders {
 		wg.Go(func() {
 			for runCtx.Err() == nil {
-				switch out, wait := a.sendToGroupOnce(runCtx, cfg.MsgSize); out {
+				switch out, wait := a.sendToGroupOnce(ctx, cfg.MsgSize); out {
 				case sendOK:
 					accepted.Add(1)
 				case sendRefused:
@@ -191,10 +193,8 @@ func runOverload(ctx context.Context, cfg Config, r *Result, children []*child, 
 					}
 					_ = sleepCtx(runCtx, wait)
 				default:
-					if runCtx.Err() == nil {
-						failed.Add(1)
-						_ = sleepCtx(runCtx, 10*time.Millisecond)
-					}
+					failed.Add(1)
+					_ = sleepCtx(runCtx, 10*time.Millisecond)
 				}
 			}
 		})
