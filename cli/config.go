@@ -178,6 +178,9 @@ type GatewayConfig struct {
 	// MaxQueuedBytes bounds the gateway's outbound backlog before it
 	// pushes back on sends: see gateway.Config.MaxQueuedBytes.
 	MaxQueuedBytes int64 `yaml:"max_queued_bytes"`
+	// MaxQueueDelay bounds that backlog in time: see
+	// gateway.Config.MaxQueueDelay.
+	MaxQueueDelay Duration `yaml:"max_queue_delay"`
 	// IPRateLimit is the message budget of one remote IP over all its
 	// connections: see gateway.Config.IPRateLimit.
 	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
@@ -261,6 +264,7 @@ func DefaultConfig(app string) Config {
 			MaxGroups:           g.MaxGroups,
 			MaxInterestSubjects: g.MaxInterestSubjects,
 			MaxQueuedBytes:      g.MaxQueuedBytes,
+			MaxQueueDelay:       Duration(g.MaxQueueDelay),
 
 			MaxDeliveries:        g.MaxDeliveries,
 			RedeliveryBackoff:    Duration(g.RedeliveryBackoff),

@@ -44,6 +44,8 @@ const (
 	DefaultMaxQueueBytes = 4 << 20
 	// DefaultMaxQueuedBytes is Config.MaxQueuedBytes's default: 64 MiB.
 	DefaultMaxQueuedBytes = 64 << 20
+	// DefaultMaxQueueDelay is Config.MaxQueueDelay's default.
+	DefaultMaxQueueDelay = 500 * time.Millisecond
 )
 
 // Config configures a Server. The zero value plus one listener works; every
@@ -178,6 +180,16 @@ type Config struct {
 	// max_queue_bytes). 0 means DefaultMaxQueuedBytes (64 MiB); negative
 	// turns the bound off.
 	MaxQueuedBytes int64
+	// MaxQueueDelay bounds the same backlog in time: the time to write it
+	// at the rate the gateway wrote to its clients lately. Past it the
+	// gateway is overloaded as past MaxQueuedBytes (cleared under half,
+	// sends refused past twice), provided the backlog is at least an
+	// eighth of MaxQueuedBytes (a few clients stuck at their queue bound
+	// are written at rate 0 and must not stop every send). It keeps
+	// delivery latency bounded on a machine that writes slower than
+	// MaxQueuedBytes assumes. 0 means DefaultMaxQueueDelay (500ms);
+	// negative turns it off.
+	MaxQueueDelay time.Duration
 	// LocalWorkers, when set, returns the worker processes that the
 	// gateway's own node runs (in-process or supervised children): the
 	// gateway adds their process details (pid, memory, bus state) to its
@@ -300,6 +312,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxQueuedBytes == 0 {
 		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxQueueDelay == 0 {
+		c.MaxQueueDelay = DefaultMaxQueueDelay
 	}
 	if c.MaxDeliveries <= 0 {
 		c.MaxDeliveries = DefaultMaxDeliveries

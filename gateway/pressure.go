@@ -69,6 +69,9 @@ type pressure struct {
 	sendOut int64
 	avgOutF float64
 	avgOut  atomic.Int64
+	// delay is the time to write the backlog at the recent write rate
+	// (nanoseconds; 0 while unknown), set by the sampler.
+	delay atomic.Int64
 }
 
 // avgWeight is the weight of one command in the moving average of the
@@ -104,23 +107,55 @@ func (p *pressure) cmdsWaiting() int { return len(p.cmds) }
 func (s *Server) pressureLoop() {
 	t := time.NewTimer(pressureEvery)
 	defer t.Stop()
+	var (
+		prevOut    uint64
+		prevT      time.Time
+		prevQueued int64
+		rate       float64 // bytes written per second while there was a backlog (moving average)
+	)
 	for {
 		select {
 		case <-s.quit:
 			return
 		case <-t.C:
 		}
-		q, conns := s.sampleQueued()
+		q, out, conns := s.sampleQueued()
+		now := time.Now()
+		if prevQueued > 0 && !prevT.IsZero() {
+			inst := float64(out-prevOut) / now.Sub(prevT).Seconds()
+			if rate == 0 {
+				rate = inst
+			} else {
+				rate += (inst - rate) * rateWeight
+			}
+		}
+		prevOut, prevT, prevQueued = out, now, q
 		s.press.queued.Store(q)
-		s.updatePressure(s.press.backlog(), s.press.cmdsWaiting())
+		b := s.press.backlog()
+		var delay time.Duration
+		if rate > 0 {
+			delay = time.Duration(float64(b) / rate * float64(time.Second))
+		}
+		s.press.delay.Store(int64(delay))
+		s.updatePressure(b, delay, s.press.cmdsWaiting())
 		t.Reset(pressureEvery * time.Duration(max(1, conns/pressureConnsPerTick)))
 	}
 }
 
+// rateWeight is the weight of one sample in the moving average of the
+// write rate: about the last 40 ms count.
+const rateWeight = 1.0 / 8
+
+// minDelayBacklog is the least backlog the delay bound applies to, as a
+// fraction of MaxQueuedBytes: a few stuck clients holding their queues
+// (written at rate 0) must not make the whole gateway overloaded.
+const minDelayBacklog = 8
+
 // sampleQueued returns the bytes queued for the open connections and not
-// yet written, and the connections scanned (or skipped: an empty shard
-// that queued nothing since its last sample is not scanned again).
-func (s *Server) sampleQueued() (total int64, conns int) {
+// yet written, the bytes written to sockets so far, and the connections
+// scanned (an empty shard that queued nothing since its last sample is
+// not scanned again).
+func (s *Server) sampleQueued() (total int64, written uint64, conns int) {
 	for _, sh := range s.shards {
 		sh.mu.Lock()
 		if sh.sampledQueued != 0 || sh.msgsOut != sh.sampledMsgs {
@@ -135,49 +170,71 @@ func (s *Server) sampleQueued() (total int64, conns int) {
 		}
 		total += sh.sampledQueued
 		sh.mu.Unlock()
+		written += sh.bytesOut.Load()
 	}
-	return total, conns
+	return total, written, conns
 }
 
-// updatePressure moves the overloaded flag by the backlog of q bytes
-// (queued and to come) and cmds commands waiting, announcing each change
-// in a heartbeat.
-func (s *Server) updatePressure(q int64, cmds int) {
-	soft := s.cfg.MaxQueuedBytes
-	if soft < 0 {
-		return
+// pastBound reports whether a backlog of b bytes (queued and to come),
+// the delay to write it and cmds commands waiting are past f times the
+// bounds: MaxQueuedBytes, MaxQueueDelay (for a backlog of at least
+// 1/minDelayBacklog of MaxQueuedBytes) and a quarter of the command
+// queue. A bound that is off (negative) is never past.
+func (s *Server) pastBound(f float64, b int64, delay time.Duration, cmds int) bool {
+	maxB, maxD := s.cfg.MaxQueuedBytes, s.cfg.MaxQueueDelay
+	switch {
+	case maxB > 0 && float64(b) >= f*float64(maxB):
+		return true
+	case maxD > 0 && float64(delay) >= f*float64(maxD) && (maxB <= 0 || b >= maxB/minDelayBacklog):
+		return true
 	}
+	return float64(cmds) >= f*float64(s.cmdQueueLen/4)
+}
+
+// updatePressure moves the overloaded flag by the backlog of b bytes
+// (queued and to come), the delay to write them and cmds commands
+// waiting, announcing each change in a heartbeat: set past the bounds,
+// cleared under half of each.
+func (s *Server) updatePressure(b int64, delay time.Duration, cmds int) {
 	over := s.press.over.Load()
 	switch {
-	case !over && (q >= soft || cmds >= s.cmdQueueLen/4):
+	case !over && s.pastBound(1, b, delay, cmds):
 		s.press.over.Store(true)
-		s.log.Warn("gateway overloaded: API clients refuse new sends", "backlog_bytes", q, "queued_bytes", s.press.queued.Load(),
-			"commands_waiting", cmds, "max_queued_bytes", soft)
+		s.log.Warn("gateway overloaded: API clients refuse new sends", "backlog_bytes", b, "queued_bytes", s.press.queued.Load(),
+			"delay", delay.Round(time.Millisecond), "commands_waiting", cmds,
+			"max_queued_bytes", s.cfg.MaxQueuedBytes, "max_queue_delay", s.cfg.MaxQueueDelay)
 		s.heartbeat(false)
-	case over && q < soft/2 && cmds < s.cmdQueueLen/16:
+	case over && !s.pastBound(0.5, b, delay, cmds):
 		s.press.over.Store(false)
 		refused := s.press.refused.Load()
 		s.press.refusing.Store(false)
-		s.log.Info("gateway no longer overloaded", "backlog_bytes", q, "sends_refused_total", refused)
+		s.log.Info("gateway no longer overloaded", "backlog_bytes", b, "delay", delay.Round(time.Millisecond), "sends_refused_total", refused)
 		s.heartbeat(false)
 	}
 }
 
-// refuseSend reports whether a send must be refused at the hard bound,
-// counting it.
+// refuseSend reports whether a send must be refused, past twice the
+// bounds, counting it.
 func (s *Server) refuseSend() bool {
-	hard := s.cfg.MaxQueuedBytes
-	if hard < 0 || (s.press.backlog() < 2*hard && s.press.cmdsWaiting() < s.cmdQueueLen/2) {
+	if !s.pressureOn() {
+		return false
+	}
+	b, delay, cmds := s.press.backlog(), time.Duration(s.press.delay.Load()), s.press.cmdsWaiting()
+	if !s.pastBound(2, b, delay, cmds) {
 		return false
 	}
 	s.press.refused.Add(1)
 	if s.press.refusing.CompareAndSwap(false, true) {
-		s.log.Warn("gateway refuses sends: backlog past twice max_queued_bytes", "queued_bytes", s.press.queued.Load(),
-			"backlog_bytes", s.press.backlog(),
-			"commands_waiting", s.press.cmdsWaiting(), "max_queued_bytes", hard)
+		s.log.Warn("gateway refuses sends: backlog past twice its bound", "backlog_bytes", b, "queued_bytes", s.press.queued.Load(),
+			"delay", delay.Round(time.Millisecond), "commands_waiting", cmds,
+			"max_queued_bytes", s.cfg.MaxQueuedBytes, "max_queue_delay", s.cfg.MaxQueueDelay)
 	}
 	return true
 }
+
+// pressureOn reports whether back-pressure is on: at least one of
+// MaxQueuedBytes and MaxQueueDelay is.
+func (s *Server) pressureOn() bool { return s.cfg.MaxQueuedBytes > 0 || s.cfg.MaxQueueDelay > 0 }
 
 // errOverloaded answers a refused send.
 var errOverloaded = &errCode{code: bus.ErrCodeOverloaded, msg: "gateway overloaded: send refused, retry later"}

@@ -299,7 +299,7 @@ func (s *Server) Start() error {
 	s.heartbeat(false)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.timers() }()
-	if s.cfg.MaxQueuedBytes > 0 {
+	if s.pressureOn() {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.pressureLoop() }()
 	}
