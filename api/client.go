@@ -40,6 +40,12 @@ type Config struct {
 	// Logger receives warnings about gateways that answered a query with
 	// an error or with garbage; nil discards them.
 	Logger *slog.Logger
+	// LocalOverloaded, when set, reports whether a gateway in the
+	// caller's own process is overloaded (gateway.Server.Overloaded).
+	// Sends are refused when it says so, as when a heartbeat does: it is
+	// up to date where a heartbeat may lag behind a burst of sends. nil
+	// means heartbeats only.
+	LocalOverloaded func() bool
 }
 
 // Client implements API over the bus. It is safe for concurrent use by any
@@ -283,7 +289,7 @@ func (c *Client) publish(ctx context.Context, subject string, cmd *bus.Command) 
 func (c *Client) checkLoad(op bus.Op) error {
 	switch op {
 	case bus.OpSendToClient, bus.OpSendToUID, bus.OpSendToGroup, bus.OpSendToAll:
-		if c.members.Overloaded() {
+		if (c.cfg.LocalOverloaded != nil && c.cfg.LocalOverloaded()) || c.members.Overloaded() {
 			c.refused.Add(1)
 			return fmt.Errorf("%w: %s", ErrOverloaded, op)
 		}

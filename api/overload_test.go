@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,5 +76,25 @@ func TestSendsRefusedWhileOverloaded(t *testing.T) {
 	// A gateway that refuses a send itself answers overloaded.
 	if err := (&api.GatewayError{Gateway: gw1, Code: bus.ErrCodeOverloaded}); !errors.Is(err, api.ErrOverloaded) {
 		t.Errorf("GatewayError with code overloaded is not ErrOverloaded")
+	}
+}
+
+// TestSendsRefusedLocalOverloaded: Config.LocalOverloaded refuses sends
+// at once, with no heartbeat.
+func TestSendsRefusedLocalOverloaded(t *testing.T) {
+	b := newTestBus(t)
+	var local atomic.Bool
+	c := b.client(t, api.Config{LocalOverloaded: local.Load})
+	ctx := context.Background()
+	if err := c.SendToAll(ctx, []byte("x")); err != nil {
+		t.Fatalf("before: %v", err)
+	}
+	local.Store(true)
+	if err := c.SendToAll(ctx, []byte("x")); !errors.Is(err, api.ErrOverloaded) {
+		t.Fatalf("local gateway overloaded: %v, want ErrOverloaded", err)
+	}
+	local.Store(false)
+	if err := c.SendToAll(ctx, []byte("x")); err != nil {
+		t.Fatalf("after: %v", err)
 	}
 }

@@ -112,6 +112,7 @@ func (s *Server) pressureLoop() {
 		prevT      time.Time
 		prevQueued int64
 		rate       float64 // bytes written per second while there was a backlog (moving average)
+		samples    int     // of rate, up to minRateSamples
 	)
 	for {
 		select {
@@ -123,17 +124,14 @@ func (s *Server) pressureLoop() {
 		now := time.Now()
 		if prevQueued > 0 && !prevT.IsZero() {
 			inst := float64(out-prevOut) / now.Sub(prevT).Seconds()
-			if rate == 0 {
-				rate = inst
-			} else {
-				rate += (inst - rate) * rateWeight
-			}
+			rate += (inst - rate) / float64(min(samples+1, rateSamples))
+			samples = min(samples+1, rateSamples)
 		}
 		prevOut, prevT, prevQueued = out, now, q
 		s.press.queued.Store(q)
 		b := s.press.backlog()
 		var delay time.Duration
-		if rate > 0 {
+		if rate > 0 && samples >= rateSamples {
 			delay = time.Duration(float64(b) / rate * float64(time.Second))
 		}
 		s.press.delay.Store(int64(delay))
@@ -142,9 +140,13 @@ func (s *Server) pressureLoop() {
 	}
 }
 
-// rateWeight is the weight of one sample in the moving average of the
-// write rate: about the last 40 ms count.
-const rateWeight = 1.0 / 8
+// rateSamples is the span of the moving average of the write rate, in
+// samples taken while there was a backlog (about the last 80 ms of
+// writing); the delay bound applies once that many were taken, so that
+// the first samples of the first burst (the flushers not yet scheduled)
+// do not read as a rate near zero. The average spans idle periods: the
+// write capacity does not change when nothing is queued.
+const rateSamples = 16
 
 // minDelayBacklog is the least backlog the delay bound applies to, as a
 // fraction of MaxQueuedBytes: a few stuck clients holding their queues
@@ -194,18 +196,23 @@ func (s *Server) pastBound(f float64, b int64, delay time.Duration, cmds int) bo
 // updatePressure moves the overloaded flag by the backlog of b bytes
 // (queued and to come), the delay to write them and cmds commands
 // waiting, announcing each change in a heartbeat: set past the bounds,
-// cleared under half of each.
+// cleared under half of each. The sampler calls it, and the command
+// goroutine before each send (refuseSend).
 func (s *Server) updatePressure(b int64, delay time.Duration, cmds int) {
 	over := s.press.over.Load()
 	switch {
 	case !over && s.pastBound(1, b, delay, cmds):
-		s.press.over.Store(true)
+		if !s.press.over.CompareAndSwap(false, true) {
+			return // the other goroutine set it
+		}
 		s.log.Warn("gateway overloaded: API clients refuse new sends", "backlog_bytes", b, "queued_bytes", s.press.queued.Load(),
 			"delay", delay.Round(time.Millisecond), "commands_waiting", cmds,
 			"max_queued_bytes", s.cfg.MaxQueuedBytes, "max_queue_delay", s.cfg.MaxQueueDelay)
 		s.heartbeat(false)
 	case over && !s.pastBound(0.5, b, delay, cmds):
-		s.press.over.Store(false)
+		if !s.press.over.CompareAndSwap(true, false) {
+			return
+		}
 		refused := s.press.refused.Load()
 		s.press.refusing.Store(false)
 		s.log.Info("gateway no longer overloaded", "backlog_bytes", b, "delay", delay.Round(time.Millisecond), "sends_refused_total", refused)
@@ -220,6 +227,12 @@ func (s *Server) refuseSend() bool {
 		return false
 	}
 	b, delay, cmds := s.press.backlog(), time.Duration(s.press.delay.Load()), s.press.cmdsWaiting()
+	if !s.press.over.Load() && s.pastBound(1, b, delay, cmds) {
+		// The sampler may lag (a starved goroutine, or a period grown
+		// with the connections) while sends pile up in the command
+		// queue: what this goroutine sees sets the flag too.
+		s.updatePressure(b, delay, cmds)
+	}
 	if !s.pastBound(2, b, delay, cmds) {
 		return false
 	}
@@ -231,6 +244,11 @@ func (s *Server) refuseSend() bool {
 	}
 	return true
 }
+
+// Overloaded reports whether the gateway is overloaded now
+// (Stats.Overloaded): what its heartbeats say, without their delay.
+// Safe for concurrent use.
+func (s *Server) Overloaded() bool { return s.press.over.Load() }
 
 // pressureOn reports whether back-pressure is on: at least one of
 // MaxQueuedBytes and MaxQueueDelay is.
