@@ -166,12 +166,13 @@ type Config struct {
 	MaxInterestSubjects int
 	// MaxQueuedBytes bounds the outbound backlog of the whole gateway:
 	// the bytes queued for all its clients and not yet written to their
-	// sockets. Past it (or past a quarter of the command queue, 16,384
-	// commands waiting) the gateway is overloaded: it says so in a
-	// heartbeat at once (bus.Heartbeat.Overloaded), and API clients
-	// refuse new sends (api.ErrOverloaded, HTTP 503 with Retry-After)
-	// until the backlog is under half the bound (and under 4,096
-	// commands) again. Past twice the bound (or half the command queue)
+	// sockets, plus what the sends waiting in its command queue will
+	// queue (estimated; pressure.go). Past it (or past a quarter of the
+	// command queue, 16,384 commands waiting) the gateway is overloaded:
+	// it says so in a heartbeat at once (bus.Heartbeat.Overloaded), and
+	// API clients refuse new sends (api.ErrOverloaded, HTTP 503 with
+	// Retry-After) until the backlog is under half the bound (and under
+	// 8,192 commands) again. Past twice the bound (or half the command queue)
 	// the gateway itself refuses the sends that still reach it (sends
 	// already on their way when the heartbeat went out, or from clients
 	// that ignore it): counted in Stats.SendsRefused and answered with
