@@ -190,7 +190,7 @@ func (s *Server) pastBound(f float64, b int64, delay time.Duration, cmds int) bo
 	case maxD > 0 && float64(delay) >= f*float64(maxD) && (maxB <= 0 || b >= maxB/minDelayBacklog):
 		return true
 	}
-	return float64(cmds) >= f*float64(s.cmdQueueLen/4)
+	return s.cmdQueueLen > 0 && float64(cmds) >= f*float64(s.cmdQueueLen/4) // 0 until Start
 }
 
 // updatePressure moves the overloaded flag by the backlog of b bytes
@@ -245,10 +245,16 @@ func (s *Server) refuseSend() bool {
 	return true
 }
 
-// Overloaded reports whether the gateway is overloaded now
-// (Stats.Overloaded): what its heartbeats say, without their delay.
-// Safe for concurrent use.
-func (s *Server) Overloaded() bool { return s.press.over.Load() }
+// Overloaded reports whether the gateway is overloaded now: its flag
+// (Stats.Overloaded, what its heartbeats say) or, fresher than the
+// sampler, its backlog with the commands waiting at this instant past
+// the bounds. It costs a few atomic loads. Safe for concurrent use.
+func (s *Server) Overloaded() bool {
+	if s.press.over.Load() {
+		return true
+	}
+	return s.pressureOn() && s.pastBound(1, s.press.backlog(), time.Duration(s.press.delay.Load()), s.press.cmdsWaiting())
+}
 
 // pressureOn reports whether back-pressure is on: at least one of
 // MaxQueuedBytes and MaxQueueDelay is.
