@@ -104,9 +104,17 @@ func (c *Client) sendClients(ctx context.Context, clients []string, msg []byte, 
 		}
 		byGW[gw] = append(byGW[gw], id)
 	}
+	// Refused as a whole or not at all (publish checks again per gateway;
+	// the flag may rise in between, which is then a partial send).
+	if err := c.checkLoad(bus.OpSendToClient); err != nil {
+		return err
+	}
 	for _, gw := range order {
 		cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: byGW[gw], Data: msg, Structured: structured}
 		if len(msg) > CheckedSendSize {
+			if err := c.checkLoad(cmd.Op); err != nil {
+				return err
+			}
 			if _, err := c.request(ctx, &cmd); err != nil && !errors.Is(err, errGatewayGone) {
 				return err
 			}

@@ -43,6 +43,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Tasks configures the task submitter (SubmitTask, TaskWait).
 	Tasks TaskConfig
+	// LocalOverloaded, when set, reports whether a gateway in the
+	// caller's own process is overloaded (gateway.Server.Overloaded).
+	// Sends are refused when it says so, as when a heartbeat does: it is
+	// up to date where a heartbeat may lag behind a burst of sends. nil
+	// means heartbeats only.
+	LocalOverloaded func() bool
 }
 
 // Client implements API over the bus. It is safe for concurrent use by any
@@ -76,6 +82,8 @@ type core struct {
 	taskOnce sync.Once                 // makes the task submitter on first use
 	taskErr  error                     // why it could not be made; set in taskOnce
 	taskSub  atomic.Pointer[submitter] // the task submitter, once made
+	// refused counts the sends refused with ErrOverloaded (Refused).
+	refused atomic.Uint64
 }
 
 var _ API = (*Client)(nil)
@@ -213,6 +221,8 @@ func (e *GatewayError) Unwrap() error {
 		return ErrInvalidClient
 	case bus.ErrCodeInvalidRequest:
 		return ErrInvalidArgument
+	case bus.ErrCodeOverloaded:
+		return ErrOverloaded
 	}
 	return nil
 }
@@ -279,6 +289,9 @@ func (c *Client) publish(ctx context.Context, subject string, cmd *bus.Command) 
 	if err := c.checkOpen(ctx); err != nil {
 		return err
 	}
+	if err := c.checkLoad(cmd.Op); err != nil {
+		return err
+	}
 	if err := c.applyScope(cmd); err != nil {
 		return err
 	}
@@ -291,6 +304,25 @@ func (c *Client) publish(ctx context.Context, subject string, cmd *bus.Command) 
 	}
 	return nil
 }
+
+// checkLoad returns ErrOverloaded for a send (op a SendTo* op) while a
+// live gateway says it is overloaded (bus.Heartbeat.Overloaded): such a
+// send would only lengthen its backlog. Sends are refused on every
+// gateway's behalf, since a routed send's gateways are not known here.
+func (c *Client) checkLoad(op bus.Op) error {
+	switch op {
+	case bus.OpSendToClient, bus.OpSendToUID, bus.OpSendToGroup, bus.OpSendToAll:
+		if (c.cfg.LocalOverloaded != nil && c.cfg.LocalOverloaded()) || c.members.Overloaded() {
+			c.refused.Add(1)
+			return fmt.Errorf("%w: %s", ErrOverloaded, op)
+		}
+	}
+	return nil
+}
+
+// Refused returns the sends this Client refused with ErrOverloaded before
+// they reached the bus.
+func (c *Client) Refused() uint64 { return c.refused.Load() }
 
 // busError wraps an error of the NATS connection.
 func (c *Client) busError(op bus.Op, err error) error {
@@ -387,6 +419,9 @@ func (c *Client) sendClient(ctx context.Context, client string, msg []byte, stru
 	one := [1]string{client}
 	cmd := bus.Command{Version: bus.Version, Op: bus.OpSendToClient, Clients: one[:], Data: msg, Structured: structured}
 	if len(msg) > CheckedSendSize {
+		if err := c.checkLoad(cmd.Op); err != nil {
+			return err
+		}
 		_, err := c.request(ctx, &cmd)
 		if errors.Is(err, errGatewayGone) {
 			return nil // its gateway is gone, so is the client: skipped
@@ -421,6 +456,9 @@ func (c *Client) publishRouted(ctx context.Context, cmd *bus.Command, names []st
 		}
 	}
 	if err := c.checkOpen(ctx); err != nil {
+		return err
+	}
+	if err := c.checkLoad(cmd.Op); err != nil {
 		return err
 	}
 	if err := c.applyScope(cmd); err != nil {

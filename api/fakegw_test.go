@@ -103,6 +103,7 @@ type fakeGW struct {
 	stats     []byte        // when set, the answer to OpStats instead of the computed one
 	timers    sync.WaitGroup
 	stopped   bool // the test is over: handlers do nothing
+	overload  bool // heartbeats say Overloaded
 	hbStop    chan struct{}
 	hbDone    chan struct{}
 }
@@ -137,7 +138,10 @@ func startFakeGW(t testing.TB, b *testBus, id string) *fakeGW {
 
 // heartbeat announces the gateway once.
 func (g *fakeGW) heartbeat(leaving bool) {
-	hb := bus.Heartbeat{Gateway: g.id, IntervalMs: 1000, Leaving: leaving}
+	g.mu.Lock()
+	over := g.overload
+	g.mu.Unlock()
+	hb := bus.Heartbeat{Gateway: g.id, IntervalMs: 1000, Leaving: leaving, Overloaded: over}
 	_ = g.nc.Publish(bus.Subjects{Prefix: bus.DefaultPrefix}.Heartbeat(), bus.AppendHeartbeat(nil, &hb))
 }
 

@@ -18,6 +18,13 @@ var (
 	ErrTimeout = errors.New("api: gateway did not answer in time")
 	// ErrClosed: the Client was closed.
 	ErrClosed = errors.New("api: client closed")
+	// ErrOverloaded: a send was refused because a gateway's outbound
+	// backlog is past its bound (gateway.max_queued_bytes): the Client
+	// refuses every send while a live gateway's heartbeat says it is
+	// overloaded, and a gateway refuses a send that reaches it past twice
+	// the bound. Nothing was queued; retry later (HTTP: 503 overloaded
+	// with Retry-After).
+	ErrOverloaded = errors.New("api: gateway overloaded, send refused")
 )
 
 // Session is a connection's key-value session. Values are anything that

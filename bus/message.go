@@ -169,6 +169,10 @@ const (
 	ErrCodeNotFound       = "not_found"
 	ErrCodeUnknownOp      = "unknown_method"
 	ErrCodeInternal       = "internal"
+	// ErrCodeOverloaded: the gateway refused a send because its outbound
+	// backlog is past twice its bound (gateway.max_queued_bytes); retry
+	// later.
+	ErrCodeOverloaded = "overloaded"
 )
 
 // EventBatch carries events of one client from a gateway to a worker.
@@ -465,4 +469,9 @@ type Heartbeat struct {
 	// Listeners are the names of its listeners, sorted (API clients
 	// check a listener scope against them).
 	Listeners []string
+	// Overloaded says the gateway's outbound backlog (bytes queued for its
+	// clients, or commands waiting) passed its bound: API clients refuse
+	// new sends (api.ErrOverloaded) until a heartbeat clears it. The
+	// gateway publishes a heartbeat at once when this changes.
+	Overloaded bool
 }

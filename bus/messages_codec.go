@@ -489,6 +489,7 @@ func AppendHeartbeat(b []byte, m *Heartbeat) []byte {
 	b = appendVarint(b, 4, uint64(m.StartedUnixMs))
 	b = appendVarint(b, 5, m.Clients)
 	b = appendStrings(b, 50, m.Listeners)
+	b = appendBool(b, 80, m.Overloaded)
 	return b
 }
 
@@ -509,6 +510,8 @@ func DecodeHeartbeat(buf []byte, m *Heartbeat) error {
 			return f.u64(&m.Clients)
 		case 50:
 			return f.appendStr(&m.Listeners)
+		case 80:
+			return f.boolean(&m.Overloaded)
 		}
 		return nil
 	})

@@ -191,6 +191,12 @@ type GatewayConfig struct {
 	MaxGroups         int      `yaml:"max_groups"`
 	// MaxInterestSubjects: see gateway.Config.MaxInterestSubjects.
 	MaxInterestSubjects int `yaml:"max_interest_subjects"`
+	// MaxQueuedBytes bounds the gateway's outbound backlog before it
+	// pushes back on sends: see gateway.Config.MaxQueuedBytes.
+	MaxQueuedBytes int64 `yaml:"max_queued_bytes"`
+	// MaxQueueDelay bounds that backlog in time: see
+	// gateway.Config.MaxQueueDelay.
+	MaxQueueDelay Duration `yaml:"max_queue_delay"`
 	// IPRateLimit is the message budget of one remote IP over all its
 	// connections: see gateway.Config.IPRateLimit.
 	IPRateLimit RateLimitConfig `yaml:"ip_rate_limit"`
@@ -270,6 +276,8 @@ func DefaultConfig(app string) Config {
 			IPRateLimit:         RateLimitConfig{Per: Duration(g.IPRateLimit.Per), Policy: g.IPRateLimit.Policy},
 			MaxGroups:           g.MaxGroups,
 			MaxInterestSubjects: g.MaxInterestSubjects,
+			MaxQueuedBytes:      g.MaxQueuedBytes,
+			MaxQueueDelay:       Duration(g.MaxQueueDelay),
 
 			MaxDeliveries:        g.MaxDeliveries,
 			RedeliveryBackoff:    Duration(g.RedeliveryBackoff),

@@ -41,6 +41,8 @@ func (c Config) gatewayConfig() gateway.Config {
 		},
 		MaxGroups:           g.MaxGroups,
 		MaxInterestSubjects: g.MaxInterestSubjects,
+		MaxQueuedBytes:      g.MaxQueuedBytes,
+		MaxQueueDelay:       time.Duration(g.MaxQueueDelay),
 
 		MaxDeliveries:        g.MaxDeliveries,
 		RedeliveryBackoff:    time.Duration(g.RedeliveryBackoff),

@@ -83,10 +83,16 @@ func (s *Server) peers() []string {
 func (s *Server) execute(cmd *bus.Command, rep *bus.Reply) error {
 	switch cmd.Op {
 	case bus.OpSendToClient:
+		if s.refuseSend() {
+			return errOverloaded
+		}
 		return s.sendToClients(cmd)
 	case bus.OpSendToUID, bus.OpSendToGroup, bus.OpSendToAll:
 		if !s.interest.firstCopy(cmd.MsgID) {
 			return nil // another copy of a send routed on several subjects
+		}
+		if s.refuseSend() {
+			return errOverloaded
 		}
 		return s.broadcast(cmd)
 	case bus.OpUngroup:
@@ -293,6 +299,7 @@ func (s *Server) sendToClients(cmd *bus.Command) error {
 		}
 		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
+			s.press.sendOut += int64(len(f))
 		}
 		sh.mu.Unlock()
 		sh.signal()
@@ -327,6 +334,7 @@ func (s *Server) broadcast(cmd *bus.Command) error {
 		}
 		if f := fc.get(c); f != nil {
 			sh.enqueueLocked(c, f)
+			s.press.sendOut += int64(len(f))
 		}
 	}
 	groups := groupsOf(cmd)

@@ -43,6 +43,10 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	// DefaultMaxQueueBytes is ListenerConfig.MaxQueueBytes's default: 4 MiB.
 	DefaultMaxQueueBytes = 4 << 20
+	// DefaultMaxQueuedBytes is Config.MaxQueuedBytes's default: 64 MiB.
+	DefaultMaxQueuedBytes = 64 << 20
+	// DefaultMaxQueueDelay is Config.MaxQueueDelay's default.
+	DefaultMaxQueueDelay = 500 * time.Millisecond
 )
 
 // Config configures a Server. The zero value plus one listener works; every
@@ -169,6 +173,33 @@ type Config struct {
 	// without interest routing would, and delivers what is for its own
 	// clients. 0 means DefaultMaxInterestSubjects (100,000).
 	MaxInterestSubjects int
+	// MaxQueuedBytes bounds the outbound backlog of the whole gateway:
+	// the bytes queued for all its clients and not yet written to their
+	// sockets, plus what the sends waiting in its command queue will
+	// queue (estimated; pressure.go). Past it (or past a quarter of the
+	// command queue, 16,384 commands waiting) the gateway is overloaded:
+	// it says so in a heartbeat at once (bus.Heartbeat.Overloaded), and
+	// API clients refuse new sends (api.ErrOverloaded, HTTP 503 with
+	// Retry-After) until the backlog is under half the bound (and under
+	// 8,192 commands) again. Past twice the bound (or half the command queue)
+	// the gateway itself refuses the sends that still reach it (sends
+	// already on their way when the heartbeat went out, or from clients
+	// that ignore it): counted in Stats.SendsRefused and answered with
+	// bus.ErrCodeOverloaded when the send has a reply subject. Worker
+	// acks are never refused (their sends are bounded per connection by
+	// max_queue_bytes). 0 means DefaultMaxQueuedBytes (64 MiB); negative
+	// turns the bound off.
+	MaxQueuedBytes int64
+	// MaxQueueDelay bounds the same backlog in time: the time to write it
+	// at the rate the gateway wrote to its clients lately. Past it the
+	// gateway is overloaded as past MaxQueuedBytes (cleared under half,
+	// sends refused past twice), provided the backlog is at least an
+	// eighth of MaxQueuedBytes (a few clients stuck at their queue bound
+	// are written at rate 0 and must not stop every send). It keeps
+	// delivery latency bounded on a machine that writes slower than
+	// MaxQueuedBytes assumes. 0 means DefaultMaxQueueDelay (500ms);
+	// negative turns it off.
+	MaxQueueDelay time.Duration
 	// LocalWorkers, when set, returns the worker processes that the
 	// gateway's own node runs (in-process or supervised children): the
 	// gateway adds their process details (pid, memory, bus state) to its
@@ -356,6 +387,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxQueuedBytes == 0 {
+		c.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.MaxQueueDelay == 0 {
+		c.MaxQueueDelay = DefaultMaxQueueDelay
 	}
 	if c.MaxDeliveries <= 0 {
 		c.MaxDeliveries = DefaultMaxDeliveries

@@ -71,6 +71,8 @@ type Server struct {
 	lastCut     int64
 
 	stats   stats
+	press   pressure
+	hbMu    sync.Mutex // one heartbeat at a time, so the last one published has the latest Overloaded
 	lim     *limits
 	started time.Time
 	closing atomic.Bool
@@ -171,6 +173,19 @@ type Stats struct {
 	// subjects) fell behind its bound and the client began dropping its
 	// messages.
 	BusSlowConsumers uint64 `json:"bus_slow_consumers"`
+	// Overloaded says the outbound backlog passed Config.MaxQueuedBytes
+	// (or a quarter of the command queue) and has not yet fallen under
+	// half of it: API clients refuse new sends meanwhile.
+	Overloaded bool `json:"overloaded"`
+	// SendsRefused counts the sends (commands to clients, uids, groups or
+	// all) the gateway refused because its backlog was past twice
+	// Config.MaxQueuedBytes (or half the command queue). Each is a
+	// message its caller was told was accepted when it had no reply
+	// subject: lost, and counted here.
+	SendsRefused uint64 `json:"sends_refused"`
+	// CommandsWaiting is the commands, acks, broadcasts and queries
+	// waiting in the ordered command queue.
+	CommandsWaiting int `json:"commands_waiting"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -257,6 +272,7 @@ func (s *Server) Start() error {
 		s.cmdQueueLen = cmdQueue
 	}
 	cmds := make(chan *nats.Msg, s.cmdQueueLen)
+	s.press.cmds = cmds
 	for _, subject := range []string{s.ackPrefix + "*", s.subj.Cmd(s.id), s.subj.Broadcast(), s.subj.Query()} {
 		sub, err := s.nc.ChanSubscribe(subject, cmds)
 		if err != nil {
@@ -279,6 +295,7 @@ func (s *Server) Start() error {
 				} else {
 					s.onCommand(m)
 				}
+				s.press.noteCommand()
 			case <-s.quit:
 				return
 			}
@@ -292,6 +309,10 @@ func (s *Server) Start() error {
 	s.heartbeat(false)
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.timers() }()
+	if s.pressureOn() {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.pressureLoop() }()
+	}
 	for i, l := range s.listeners {
 		if err := l.start(); err != nil {
 			for _, started := range s.listeners[:i] {
@@ -461,6 +482,9 @@ func (s *Server) Stats() Stats {
 		Dropped:     s.droppedStats(),
 
 		BusSlowConsumers: s.stats.busSlow.Load(),
+		Overloaded:       s.press.over.Load(),
+		SendsRefused:     s.press.refused.Load(),
+		CommandsWaiting:  s.press.cmdsWaiting(),
 	}
 	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
@@ -520,7 +544,10 @@ func (s *Server) timers() {
 }
 
 func (s *Server) heartbeat(leaving bool) {
+	s.hbMu.Lock()
+	defer s.hbMu.Unlock()
 	hb := bus.Heartbeat{
+		Overloaded:    s.press.over.Load() && !leaving,
 		Gateway:       s.id,
 		Leaving:       leaving,
 		IntervalMs:    uint32(s.cfg.HeartbeatInterval / time.Millisecond),

@@ -17,10 +17,14 @@ type shard struct {
 	conns map[uint64]*conn
 	// order holds connections by ascending sequence number for cursor
 	// pagination; closed ones stay as holes until compaction.
-	order  []*conn
-	holes  int
-	uids   map[string][]*conn
-	groups map[string]map[*conn]struct{}
+	order []*conn
+	holes int
+	// The last backlog sample of the shard (pressure.go): the bytes
+	// queued, and msgsOut when it was taken.
+	sampledQueued int64
+	sampledMsgs   uint64
+	uids          map[string][]*conn
+	groups        map[string]map[*conn]struct{}
 	// dirty connections have frames in out waiting for the flush.
 	dirty []*conn
 	// draining connections wait for their socket to drain before closing.

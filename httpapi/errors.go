@@ -70,6 +70,10 @@ const (
 	// CodeUnavailable (503): the API is closed (api.ErrClosed) or the
 	// request was canceled.
 	CodeUnavailable = "unavailable"
+	// CodeOverloaded (503): a send was refused because a gateway's
+	// outbound backlog is past gateway.max_queued_bytes (api.ErrOverloaded);
+	// nothing was queued. Retry-After says when to try again.
+	CodeOverloaded = "overloaded"
 	// CodeInternal (500): anything else; details are logged, not answered.
 	CodeInternal = "internal"
 )
@@ -138,6 +142,10 @@ func classify(err error) (he *httpError, internal bool) {
 		return newError(http.StatusBadRequest, CodeInvalidRequest, "%s", err), false
 	case errors.Is(err, api.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return newError(http.StatusGatewayTimeout, CodeTimeout, "%s", err), false
+	case errors.Is(err, api.ErrOverloaded):
+		he := newError(http.StatusServiceUnavailable, CodeOverloaded, "%s", err)
+		he.header = map[string]string{"Retry-After": "1"}
+		return he, false
 	case errors.Is(err, api.ErrClosed):
 		return newError(http.StatusServiceUnavailable, CodeUnavailable, "%s", err), false
 	case errors.Is(err, context.Canceled):

@@ -330,6 +330,7 @@ func TestErrors(t *testing.T) {
 		{name: "invalid argument", apiErr: fmt.Errorf("bind: empty uid: %w", api.ErrInvalidArgument), path: "bindUid", body: `{"client":"c","uid":""}`, status: 400, code: "invalid_request", msg: "empty uid"},
 		{name: "api timeout", apiErr: api.ErrTimeout, path: "closeClient", body: `{"client":"c"}`, status: 504, code: "timeout"},
 		{name: "deadline", apiErr: fmt.Errorf("wait: %w", context.DeadlineExceeded), path: "getClientCount", status: 504, code: "timeout"},
+		{name: "overloaded", apiErr: fmt.Errorf("%w: sendToGroup", api.ErrOverloaded), path: "sendToGroup", body: `{"group":"g","message":"x"}`, status: 503, code: "overloaded", hdr: "Retry-After", hval: "1"},
 		{name: "closed", apiErr: api.ErrClosed, path: "getClientCount", status: 503, code: "unavailable"},
 		{name: "task no payload", path: "task", body: `{}`, status: 400, code: "invalid_request", msg: `"payload"`},
 		{name: "task bad base64", path: "task", body: `{"payload_base64":"!"}`, status: 400, code: "invalid_request", msg: `"payload_base64"`},

@@ -498,7 +498,7 @@ func errorResponses() obj {
 		"TooLarge":             errResp(http.StatusRequestEntityTooLarge, CodeTooLarge),
 		"UnsupportedMediaType": errResp(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType),
 		"Internal":             errResp(http.StatusInternalServerError, CodeInternal),
-		"Unavailable":          errResp(http.StatusServiceUnavailable, CodeUnavailable, CodeTooManyConnections),
+		"Unavailable":          errResp(http.StatusServiceUnavailable, CodeUnavailable, CodeTooManyConnections, CodeOverloaded),
 		"Timeout":              errResp(http.StatusGatewayTimeout, CodeTimeout),
 		"Error":                jsonResponse("An error.", ref("#/components/schemas/Error")),
 	}

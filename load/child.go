@@ -164,7 +164,7 @@ func adoptAll(cfg ChildConfig, cur *atomic.Pointer[stats], conns []*wsConn, read
 			continue
 		}
 		adopted = append(adopted, nc)
-		if cfg.Workload == FanOut {
+		if cfg.Workload == FanOut || cfg.Workload == Overload {
 			ready.Addrs = append(ready.Addrs, addr)
 		}
 	}

@@ -29,6 +29,8 @@ usage:
   gwload fanout [flags]   join --conns connections to group "bench", sendToGroup at --rates
   gwload echo   [flags]   --conns clients echo stamped messages; round trips/s
   gwload churn  [flags]   --concurrency loops of connect, one echo, close; connections/s
+  gwload overload [flags] join --conns to group "bench"; --senders closed-loop sendToGroup callers
+                          for --duration; node memory, latency, messages lost and counted
   gwload bare   [flags]   run only the bare baseline server until interrupted
   gwload child  <json>    (internal) one worker process of a run
 
@@ -71,7 +73,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "bare":
 		return mainBare(ctx, rest, stderr)
-	case string(Idle), string(FanOut), string(Echo), string(Churn):
+	case string(Idle), string(FanOut), string(Echo), string(Churn), string(Overload):
 	default:
 		fmt.Fprintf(stderr, "gwload: unknown command %q (gwload --help)\n", cmd)
 		return 2
@@ -126,7 +128,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 type cliFlags struct {
 	ws, http, token, path, rates, jsonOut, nats                    string
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
-	duration, maxDuration                                          time.Duration
+	duration, maxDuration, retryWait                               time.Duration
 	bare, welcome, bareCoalesce, deflate                           bool
 	bareShards, senders                                            int
 	atMax                                                          float64
@@ -141,7 +143,8 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.nats, "nats", "", "fanout: send through the Go API client on this NATS URL (127.0.0.0/8; gatework start --nats-listen) instead of the HTTP API")
 	fs.StringVar(&f.path, "path", "/", "WebSocket request path")
 	fs.StringVar(&f.rates, "rates", "5,10,20,50,100,200,400", "fanout: messages/s to the group, comma-separated, tried in order")
-	fs.IntVar(&f.senders, "senders", 64, "fanout: sendToGroup calls in flight, one HTTP connection each (above 256, raise the node's http.max_conns)")
+	fs.IntVar(&f.senders, "senders", 0, "fanout, overload: sendToGroup calls in flight, one HTTP connection each (above 256, raise the node's http.max_conns); default 64 for fanout, 8 for overload")
+	fs.DurationVar(&f.retryWait, "retry-wait", 0, "overload: wait after a refused send (503/429); 0: the Retry-After the node answered")
 	fs.Float64Var(&f.atMax, "at-max", 0.8, "fanout: after --rates, one more step at this fraction of the highest deliveries/s reached (0: none)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: the process listening on --ws)")
@@ -165,7 +168,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
+		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
 	for _, s := range strings.Split(f.rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -272,6 +275,17 @@ func PrintTable(w io.Writer, r *Result) {
 		if s := r.AtMax; s != nil {
 			fmt.Fprintf(tw, "at %.0f %% of max: %d\t%.0f\t%.0f\t%d/%d\t%.2f\t%.2f\t%.2f\n", r.AtMaxFraction*100, s.Rate, s.SendRate,
 				s.DeliveriesPerSec, s.Delivered, s.Expected, s.P50Ms, s.P99Ms, s.P999Ms)
+		}
+	case Overload:
+		if o := r.Overload; o != nil {
+			fmt.Fprintf(tw, "sender\t%s × %d, closed loop\ngroup members\t%d\n", r.Sender, r.Senders, r.Members)
+			fmt.Fprintf(tw, "sends accepted / refused / failed\t%d / %d / %d (%.0f accepted/s)\n", o.Accepted, o.Refused, o.Errors, o.SendsPerSec)
+			fmt.Fprintf(tw, "deliveries\t%d of %d (%.0f/s), lost %d\n", o.Delivered, o.Expected, o.DeliveriesPerSec, o.Lost)
+			fmt.Fprintf(tw, "node counted: sends refused / dropped / bus slow consumers\t%d / %d / %d\nlost and not counted\t%d\n",
+				o.NodeSendsRefused, o.NodeDropped, o.NodeBusSlow, o.Unaccounted)
+			fmt.Fprintf(tw, "p50 / p99 / p999\t%.2f / %.2f / %.2f ms\ndrain after sending\t%d ms\n", o.P50Ms, o.P99Ms, o.P999Ms, o.DrainMs)
+			fmt.Fprintf(tw, "RSS idle / peak / end (pids %v)\t%d / %d / %d KiB\nRSS peak above idle\t%.1f MiB\n",
+				o.PIDs, o.RSSIdleKiB, o.RSSPeakKiB, o.RSSEndKiB, float64(o.RSSGrowthKiB)/1024)
 		}
 	}
 	_ = tw.Flush()

@@ -28,6 +28,13 @@ const (
 	// Churn has Concurrency loops connect, send one message, wait for its
 	// echo and close, for Duration; it reports connections/s.
 	Churn Workload = "churn"
+	// Overload joins Conns connections to group "bench" and has Senders
+	// closed-loop publishers call sendToGroup through the HTTP API as fast
+	// as they get answers for Duration (after a 503 or 429 each waits
+	// RetryWait, or the answer's Retry-After); it reports the node's
+	// memory (all its processes), delivery latency, and every message
+	// delivered, refused or counted as dropped by the node.
+	Overload Workload = "overload"
 )
 
 // BenchGroup is the group the fan-out workload joins and sends to.
@@ -98,6 +105,10 @@ type Config struct {
 	// A node serves at most its http.max_conns connections (256 by
 	// default): more senders than that need it raised.
 	Senders int
+	// RetryWait is how long an overload publisher waits after a refused
+	// send (503 or 429); 0 means the Retry-After the node answered (1 s
+	// if none).
+	RetryWait time.Duration
 	// PerProc is the most connections one child holds; default 15,000
 	// (a process may open at most 20,000 files here).
 	PerProc int
@@ -118,9 +129,9 @@ type Config struct {
 
 func (c *Config) defaults() error {
 	switch c.Workload {
-	case Idle, FanOut, Echo, Churn:
+	case Idle, FanOut, Echo, Churn, Overload:
 	default:
-		return fmt.Errorf("load: unknown workload %q (idle, fanout, echo, churn)", c.Workload)
+		return fmt.Errorf("load: unknown workload %q (idle, fanout, echo, churn, overload)", c.Workload)
 	}
 	if c.Deflate && c.Workload != Idle {
 		return fmt.Errorf("load: --deflate is for the idle workload only (its clients read nothing), not %s", c.Workload)
@@ -128,7 +139,7 @@ func (c *Config) defaults() error {
 	if err := checkLoopback(c.WSAddr); err != nil {
 		return err
 	}
-	if c.Workload == FanOut {
+	if c.Workload == FanOut || c.Workload == Overload {
 		if err := checkLoopback(c.HTTPAddr); err != nil {
 			return fmt.Errorf("http address: %w", err)
 		}
@@ -156,13 +167,19 @@ func (c *Config) defaults() error {
 	}
 	if c.Senders <= 0 {
 		c.Senders = 64
+		if c.Workload == Overload {
+			c.Senders = 8
+		}
+	}
+	if c.RetryWait < 0 {
+		return errors.New("load: negative retry wait")
 	}
 	if c.Senders > maxSenders {
 		return fmt.Errorf("load: %d senders is more than %d", c.Senders, maxSenders)
 	}
 	if c.MsgSize <= 0 {
 		c.MsgSize = 64
-		if c.Workload == FanOut {
+		if c.Workload == FanOut || c.Workload == Overload {
 			c.MsgSize = 100
 		}
 	}

@@ -276,3 +276,59 @@ func TestDialDeflate(t *testing.T) {
 		t.Fatalf("deflate offer to a plain listener: %v, want a refusal", err)
 	}
 }
+
+// TestOverloadWorkload runs the overload workload briefly against an
+// in-process node whose backlog bound is tiny, so that sends are refused,
+// and checks that every message is accounted for: delivered, refused with
+// 503 before it was queued, or counted by the node.
+func TestOverloadWorkload(t *testing.T) {
+	h := echo.Handlers()
+	n, err := node.Start(context.Background(), node.Config{
+		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}, MaxQueuedBytes: 4 << 10},
+		HTTP:    node.HTTPConfig{Addr: "127.0.0.1:0"},
+		Worker:  node.WorkerConfig{Handlers: &h},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("node.Start: %v", err)
+	}
+	defer func() { _ = n.Shutdown(context.Background()) }()
+	r, err := Run(context.Background(), Config{Workload: Overload, WSAddr: n.Addr("ws").String(), HTTPAddr: n.HTTPAddr().String(),
+		PID: os.Getpid(), Conns: 40, Procs: 2, InProcess: true, RetryWait: 5 * time.Millisecond,
+		Duration: 500 * time.Millisecond, MaxDuration: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	o := r.Overload
+	if o == nil || r.Senders != 8 || r.Members != 40 {
+		t.Fatalf("overload: %+v, %d senders (want the default 8), %d members", o, r.Senders, r.Members)
+	}
+	if o.Accepted == 0 || o.Errors != 0 || o.Expected != o.Accepted*40 || o.RSSIdleKiB <= 0 || o.RSSPeakKiB < o.RSSIdleKiB {
+		t.Errorf("overload: %+v", o)
+	}
+	if o.NodeSendsRefused < 0 || o.NodeDropped < 0 || o.NodeBusSlow < 0 {
+		t.Errorf("the node's counters were not read: %+v", o)
+	}
+	if o.Unaccounted != 0 || o.Lost != o.NodeSendsRefused*40+o.NodeDropped {
+		t.Errorf("lost %d deliveries, the node counted %d refused sends and %d drops: %d unaccounted",
+			o.Lost, o.NodeSendsRefused, o.NodeDropped, o.Unaccounted)
+	}
+	checkOrdered(t, o.P50Ms, o.P99Ms, o.P999Ms)
+	t.Logf("accepted %d, refused %d (503), node refused %d", o.Accepted, o.Refused, o.NodeSendsRefused)
+	PrintTable(io.Discard, r)
+}
+
+func TestParseNodeCounters(t *testing.T) {
+	in := `# HELP gatework_gateway_sends_refused_total x
+# TYPE gatework_gateway_sends_refused_total counter
+gatework_gateway_sends_refused_total 3
+gatework_gateway_dropped_messages_total{policy="disconnect"} 2
+gatework_gateway_dropped_messages_total{policy="drop_oldest"} 5
+gatework_gateway_bus_slow_consumers_total 1
+gatework_gateway_sends_refused_other 9
+`
+	n, err := parseNodeCounters(strings.NewReader(in))
+	if err != nil || n != (nodeCounters{sendsRefused: 3, dropped: 7, busSlow: 1}) {
+		t.Fatalf("parseNodeCounters = %+v, %v", n, err)
+	}
+}

@@ -75,6 +75,9 @@ type Result struct {
 	// AtMaxFraction that fraction; nil when not asked for.
 	AtMax         *Step   `json:"at_max,omitempty"`
 	AtMaxFraction float64 `json:"at_max_fraction,omitempty"`
+
+	// Overload.
+	Overload *OverloadResult `json:"overload,omitempty"`
 }
 
 // child is the parent's handle on one child process (or goroutine).
@@ -267,6 +270,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = runTimed(ctx, cfg, r, children, logf)
 	case FanOut:
 		err = runFanOut(ctx, cfg, r, children, addrs, logf)
+	case Overload:
+		err = runOverload(ctx, cfg, r, children, addrs, logf)
 	}
 	return r, err
 }

@@ -106,6 +106,9 @@ var (
 	gwDupes       = desc("gateway_routed_duplicates_total", "Copies of a routed send (to several uids or groups, or caught while the gateway swaps to a wildcard subscription) dropped because the gateway had delivered it already.")
 	gwDropped     = desc("gateway_dropped_messages_total", "Outbound messages dropped at a connection's queue bound, by queue policy (drop_oldest, drop_newest; disconnect counts the message that closed the connection); pongs and heartbeat pings dropped there count too.", "policy")
 	gwBusSlow     = desc("gateway_bus_slow_consumers_total", "Slow consumers the NATS client reported on the gateway's bus connection: a subscription (commands, broadcasts, queries, acks, uid and group subjects) fell behind its bound and its messages began to be dropped.")
+	gwOverloaded  = desc("gateway_overloaded", "1 while the gateway's outbound backlog is past gateway.max_queued_bytes (API clients refuse new sends), else 0.")
+	gwSendsRef    = desc("gateway_sends_refused_total", "Sends the gateway refused because its outbound backlog was past twice gateway.max_queued_bytes (or half its command queue).")
+	gwCmdsWaiting = desc("gateway_commands_waiting", "Commands, acks, broadcasts and queries waiting in the gateway's ordered command queue.")
 	gwRefused     = desc("gateway_refused_total", "Sockets refused at accept or upgrade, by cause (rate, total, per_ip, ip_table, origin, bad_handshake, handshake_timeout, tls_handshake, peers, bad_datagram, upgrade_rejected, upgrade_timeout, upgrade_busy).", "cause")
 	wkBatches     = desc("worker_batches_acked_total", "Event batches acknowledged, by worker id, as seen by this gateway.", "worker")
 	wkEvents      = desc("worker_events_acked_total", "Events in the batches acknowledged, by worker id, as seen by this gateway.", "worker")
@@ -129,7 +132,7 @@ var (
 		whBatches, whFailures, whRetries, whPauses,
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
 		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwTimedOut, gwNacked, gwDeadLetters, gwWindow, gwQueuedBatch, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
-		gwBusSlow, gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
+		gwBusSlow, gwOverloaded, gwSendsRef, gwCmdsWaiting, gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
 	}
@@ -216,6 +219,13 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	counter(ch, gwBadAcks, st.BadAcks)
 	counter(ch, gwBadCmds, st.BadCommands)
 	counter(ch, gwBusSlow, st.BusSlowConsumers)
+	overloaded := 0.0
+	if st.Overloaded {
+		overloaded = 1
+	}
+	gauge(ch, gwOverloaded, overloaded)
+	counter(ch, gwSendsRef, st.SendsRefused)
+	gauge(ch, gwCmdsWaiting, float64(st.CommandsWaiting))
 	for id, w := range st.Workers {
 		counter(ch, wkBatches, w.Batches, id)
 		counter(ch, wkEvents, w.Events, id)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -183,11 +184,13 @@ type Node struct {
 	gwNC  *nats.Conn // nil with NoGateway
 	apiNC *nats.Conn
 	gw    *gateway.Server // nil with NoGateway
-	api   *api.Client
-	w     *worker.Worker
-	wapi  *api.Client   // the worker's, on its connection
-	wNC   *nats.Conn    // the in-process worker's connection; nil without one
-	hook  *webhook.Hook // the webhook worker; nil without one
+	// gwLoad is gw once started, for the API clients' LocalOverloaded.
+	gwLoad atomic.Pointer[gateway.Server]
+	api    *api.Client
+	w      *worker.Worker
+	wapi   *api.Client   // the worker's, on its connection
+	wNC    *nats.Conn    // the in-process worker's connection; nil without one
+	hook   *webhook.Hook // the webhook worker; nil without one
 
 	httpSrv  *http.Server
 	httpAddr net.Addr
@@ -258,6 +261,7 @@ func (n *Node) start(ctx context.Context) error {
 	apiCfg := cfg.API
 	apiCfg.Prefix = cfg.Prefix
 	apiCfg.Logger = n.log.With("component", "api")
+	apiCfg.LocalOverloaded = n.localOverloaded
 	if n.api, err = api.New(apiNC, apiCfg); err != nil {
 		return fmt.Errorf("node: api client: %w", err)
 	}
@@ -316,8 +320,16 @@ func (n *Node) startGateway() error {
 		return fmt.Errorf("node: %w", err)
 	}
 	n.gw = gw
+	n.gwLoad.Store(gw)
 	n.checkPayload()
 	return nil
+}
+
+// localOverloaded reports whether the node's own gateway is overloaded
+// (api.Config.LocalOverloaded).
+func (n *Node) localOverloaded() bool {
+	gw := n.gwLoad.Load()
+	return gw != nil && gw.Overloaded()
 }
 
 // startBus starts the embedded server, unless an external URL is set.
@@ -383,6 +395,7 @@ func (n *Node) startWorker() error {
 	apiCfg := n.cfg.API
 	apiCfg.Prefix = n.cfg.Prefix
 	apiCfg.Logger = n.log.With("component", "api")
+	apiCfg.LocalOverloaded = n.localOverloaded
 	wapi, err := api.New(wc, apiCfg)
 	if err != nil {
 		return fmt.Errorf("node: worker api client: %w", err)

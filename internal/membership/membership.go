@@ -66,6 +66,8 @@ type member struct {
 	expires   time.Time
 	heard     bool     // announced itself with a heartbeat (not only learned from peers)
 	listeners []string // listener names of its last heartbeat, at most maxListeners
+	// overloaded is the Overloaded flag of its last heartbeat.
+	overloaded bool
 }
 
 // Bounds of the listener names kept per gateway: a heartbeat naming more,
@@ -171,6 +173,20 @@ func (m *Tracker) Live() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Overloaded reports whether a live gateway's last heartbeat said it is
+// overloaded (bus.Heartbeat.Overloaded). It never blocks on the network.
+func (m *Tracker) Overloaded() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for _, mb := range m.members {
+		if mb.overloaded && now.Before(mb.expires) {
+			return true
+		}
+	}
+	return false
 }
 
 // Observe records gw as live because a peer said so (Reply.Peers) and
@@ -293,7 +309,7 @@ func (m *Tracker) Heard(hb bus.Heartbeat) {
 	expires := now.Add(ExpiryIntervals * interval)
 	names := keptListeners(hb.Listeners)
 	if _, ok := m.members[gw]; ok {
-		m.members[gw] = member{expires: expires, heard: true, listeners: names}
+		m.members[gw] = member{expires: expires, heard: true, listeners: names, overloaded: hb.Overloaded}
 		return
 	}
 	if len(m.members) >= m.max {
@@ -303,7 +319,7 @@ func (m *Tracker) Heard(hb bus.Heartbeat) {
 		m.refuseLocked(gw)
 		return
 	}
-	m.members[gw] = member{expires: expires, heard: true, listeners: names}
+	m.members[gw] = member{expires: expires, heard: true, listeners: names, overloaded: hb.Overloaded}
 	m.changedLocked(gw, true)
 }
 

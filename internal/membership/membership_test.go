@@ -414,3 +414,35 @@ func TestMembershipListeners(t *testing.T) {
 	clk.Advance(time.Hour)
 	check("all expired", want{nil, false})
 }
+
+// TestMembershipOverloaded: a gateway's Overloaded heartbeat holds until
+// its next heartbeat clears it or it expires.
+func TestMembershipOverloaded(t *testing.T) {
+	sub, _ := startBus(t)
+	clk := newFakeClock()
+	m := newMembership(t, sub, membership.Config{Now: clk.Now})
+	steps := []struct {
+		name    string
+		hb      *bus.Heartbeat
+		advance time.Duration
+		want    bool
+	}{
+		{name: "none heard", want: false},
+		{name: "a fine", hb: &bus.Heartbeat{Gateway: gwA, IntervalMs: 100}, want: false},
+		{name: "b overloaded", hb: &bus.Heartbeat{Gateway: gwB, IntervalMs: 100, Overloaded: true}, want: true},
+		{name: "a still fine", hb: &bus.Heartbeat{Gateway: gwA, IntervalMs: 100}, want: true},
+		{name: "b cleared", hb: &bus.Heartbeat{Gateway: gwB, IntervalMs: 100}, want: false},
+		{name: "b overloaded again", hb: &bus.Heartbeat{Gateway: gwB, IntervalMs: 100, Overloaded: true}, want: true},
+		{name: "b expired", advance: 300 * time.Millisecond, want: false},
+		{name: "c overloaded, leaving", hb: &bus.Heartbeat{Gateway: gwC, Overloaded: true, Leaving: true}, want: false},
+	}
+	for _, st := range steps {
+		if st.hb != nil {
+			m.Heard(*st.hb)
+		}
+		clk.Advance(st.advance)
+		if got := m.Overloaded(); got != st.want {
+			t.Fatalf("%s: Overloaded = %v, want %v", st.name, got, st.want)
+		}
+	}
+}
