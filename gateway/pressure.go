@@ -125,7 +125,7 @@ func (s *Server) pressureLoop() {
 			return
 		case <-t.C:
 		}
-		q, out, conns := s.sampleQueued()
+		q, active, out, conns := s.sampleQueued()
 		now := time.Now()
 		if prevQueued > 0 && !prevT.IsZero() {
 			inst := float64(out-prevOut) / now.Sub(prevT).Seconds()
@@ -135,9 +135,17 @@ func (s *Server) pressureLoop() {
 		prevOut, prevT, prevQueued = out, now, q
 		s.press.queued.Store(q)
 		b := s.press.backlog()
+		// The delay is that of the backlog the gateway can write now: the
+		// bytes of connections whose sockets take them, and what the
+		// commands waiting will queue. A client that stops reading fills
+		// its socket buffer and then holds its queue, written at rate 0:
+		// that is its own bound's business (max_queue_bytes and the queue
+		// policy), and counting it here would let a few such clients make
+		// the gateway refuse every send. Their bytes still count in b
+		// against MaxQueuedBytes (memory is memory).
 		var delay time.Duration
-		if rate > 0 && samples >= rateSamples {
-			delay = time.Duration(float64(b) / rate * float64(time.Second))
+		if ab := active + (b - q); rate > 0 && samples >= rateSamples && ab >= s.cfg.MaxQueuedBytes/minDelayBacklog {
+			delay = time.Duration(float64(ab) / rate * float64(time.Second))
 		}
 		s.press.delay.Store(int64(delay))
 		s.updatePressure(b, delay, s.press.cmdsWaiting())
@@ -159,27 +167,34 @@ const rateSamples = 16
 const minDelayBacklog = 8
 
 // sampleQueued returns the bytes queued for the open connections and not
-// yet written, the bytes written to sockets so far, and the connections
-// scanned (an empty shard that queued nothing since its last sample is
-// not scanned again).
-func (s *Server) sampleQueued() (total int64, written uint64, conns int) {
+// yet written, the part of them queued for connections with nothing
+// pending in the socket engine (whose sockets take what they are given),
+// the bytes written to sockets so far, and the connections scanned (an
+// empty shard that queued nothing since its last sample is not scanned
+// again).
+func (s *Server) sampleQueued() (total, active int64, written uint64, conns int) {
 	for _, sh := range s.shards {
 		sh.mu.Lock()
 		if sh.sampledQueued != 0 || sh.msgsOut != sh.sampledMsgs {
-			var q int64
+			var q, a int64
 			for _, c := range sh.order {
 				if c.state != stateClosed {
-					q += int64(len(c.out)) + c.unsent.Load()
+					unsent := c.unsent.Load()
+					q += int64(len(c.out)) + unsent
+					if unsent == 0 {
+						a += int64(len(c.out))
+					}
 				}
 			}
-			sh.sampledQueued, sh.sampledMsgs = q, sh.msgsOut
+			sh.sampledQueued, sh.sampledActive, sh.sampledMsgs = q, a, sh.msgsOut
 			conns += len(sh.order)
 		}
 		total += sh.sampledQueued
+		active += sh.sampledActive
 		sh.mu.Unlock()
 		written += sh.bytesOut.Load()
 	}
-	return total, written, conns
+	return total, active, written, conns
 }
 
 // pastBound reports whether a backlog of b bytes (queued and to come),

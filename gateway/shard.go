@@ -22,6 +22,7 @@ type shard struct {
 	// The last backlog sample of the shard (pressure.go): the bytes
 	// queued, and msgsOut when it was taken.
 	sampledQueued int64
+	sampledActive int64 // of sampledQueued, that of connections with nothing pending in the engine
 	sampledMsgs   uint64
 	uids          map[string][]*conn
 	groups        map[string]map[*conn]struct{}
