@@ -68,7 +68,9 @@ func build(t *testing.T) string {
 func TestBinary(t *testing.T) {
 	bin := build(t)
 	cmd := exec.Command(bin, "start", "--ws", "127.0.0.1:0", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json")
-	cmd.Env = withoutGatework(os.Environ())
+	// Its own pid file: a node another test or person runs with the
+	// default one must not make this one refuse to start.
+	cmd.Env = append(withoutGatework(os.Environ()), "GATEWORK_PID_FILE="+filepath.Join(t.TempDir(), "gw.pid"))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
