@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lesismal/nbio"
@@ -129,6 +130,9 @@ type tlsLayer struct {
 	queue   []*tlsSock
 	running int
 	max     int // maxHandshakes when the listener started
+	// takeovers counts the TLS 1.3 connections whose records went to the
+	// record layer of tls13.go after the handshake.
+	takeovers atomic.Int64
 	workers sync.WaitGroup
 	quit    chan struct{}
 	done    chan struct{}
@@ -382,6 +386,7 @@ func (tl *tlsLayer) handshake(ts *tlsSock) {
 		rl, err := ts.kc.records(st.CipherSuite)
 		if err == nil {
 			ts.rl, ts.tc = rl, nil // the tls.Conn and its buffers are garbage
+			tl.takeovers.Add(1)
 		} else if log := tl.e.l.s.log; log.Enabled(context.Background(), slog.LevelDebug) {
 			log.Debug("tls 1.3 records stay on crypto/tls", "listener", tl.e.l.cfg.Name, "err", err)
 		}
