@@ -133,6 +133,9 @@ type tlsLayer struct {
 	// takeovers counts the TLS 1.3 connections whose records went to the
 	// record layer of tls13.go after the handshake.
 	takeovers atomic.Int64
+	// hot lists the TLS 1.3 record layers that have their AEADs; run drops
+	// those of the quiet ones.
+	hot     hotList
 	workers sync.WaitGroup
 	quit    chan struct{}
 	done    chan struct{}
@@ -172,6 +175,7 @@ func (tl *tlsLayer) run() {
 			return
 		case now := <-tick.C:
 			tl.sweep(now)
+			tl.hot.sweep()
 			if !now.Before(nextCheck) {
 				tl.certs.check()
 				nextCheck = now.Add(tl.certs.cfg.ReloadInterval)
@@ -383,7 +387,7 @@ func (tl *tlsLayer) handshake(ts *tlsSock) {
 		return
 	}
 	if st := ts.tc.ConnectionState(); st.Version == tls.VersionTLS13 && ts.kc != nil {
-		rl, err := ts.kc.records(st.CipherSuite)
+		rl, err := ts.kc.records(st.CipherSuite, &tl.hot)
 		if err == nil {
 			ts.rl, ts.tc = rl, nil // the tls.Conn and its buffers are garbage
 			tl.takeovers.Add(1)

@@ -116,12 +116,17 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, n int) ([]byte
 }
 
 // tls13Half is one direction of a TLS 1.3 connection: its traffic secret
-// (kept for KeyUpdate), the AEAD and IV derived from it, and the sequence
-// number of the next record (RFC 8446 §5.3, §7.3).
+// (kept for KeyUpdate), the key and IV derived from it, and the sequence
+// number of the next record (RFC 8446 §5.3, §7.3). The AEAD (about 770
+// bytes for AES-GCM, with its key schedule and GHASH table) is made from
+// the key when a record needs it, and dropped again by the listener's
+// sweep once the connection is quiet (see hotList).
 type tls13Half struct {
-	aead   cipher.AEAD
+	suite  *tls13Suite
+	aead   cipher.AEAD // nil while quiet
 	seq    uint64
 	iv     [tls13NonceLen]byte
+	key    [32]byte
 	secret [tls13MaxSecretLen]byte
 }
 
@@ -138,12 +143,13 @@ func (h *tls13Half) setSecret(s *tls13Suite, secret []byte) error {
 	if err != nil {
 		return fmt.Errorf("gateway: tls: iv: %w", err)
 	}
-	aead, err := s.aead(key)
+	h.suite, h.aead, h.seq = s, nil, 0
+	clear(h.key[:])
+	copy(h.key[:], key)
 	clear(key)
-	if err != nil {
-		return fmt.Errorf("gateway: tls: aead: %w", err)
+	if err := h.ready(); err != nil {
+		return err
 	}
-	h.aead, h.seq = aead, 0
 	copy(h.iv[:], iv)
 	clear(h.secret[:])
 	copy(h.secret[:], secret)
@@ -161,6 +167,19 @@ func (h *tls13Half) update(s *tls13Suite) error {
 	err = h.setSecret(s, next)
 	clear(next)
 	return err
+}
+
+// ready makes the AEAD if it was dropped.
+func (h *tls13Half) ready() error {
+	if h.aead != nil {
+		return nil
+	}
+	aead, err := h.suite.aead(h.key[:h.suite.keyLen])
+	if err != nil {
+		return fmt.Errorf("gateway: tls: aead: %w", err)
+	}
+	h.aead = aead
+	return nil
 }
 
 // nonce returns the per-record nonce: the IV xor the sequence number.
@@ -181,7 +200,7 @@ var errSeqWrap = errors.New("gateway: tls: sequence number exhausted")
 // data) into dst and returns the content and its inner type, or the alert
 // to send.
 func (h *tls13Half) open(dst, record []byte) ([]byte, byte, byte) {
-	if h.seq == ^uint64(0) {
+	if h.seq == ^uint64(0) || h.ready() != nil {
 		return nil, 0, alertInternalError
 	}
 	nonce := h.nonce()
@@ -209,6 +228,9 @@ func (h *tls13Half) seal(dst []byte, typ byte, content []byte) ([]byte, error) {
 	if h.seq == ^uint64(0) {
 		return dst, errSeqWrap
 	}
+	if err := h.ready(); err != nil {
+		return dst, err
+	}
 	n := len(content) + 1 + tls13AEADOverhead
 	start := len(dst)
 	dst = slices.Grow(dst, recordHeaderLen+n)
@@ -224,12 +246,16 @@ func (h *tls13Half) seal(dst []byte, typ byte, content []byte) ([]byte, error) {
 }
 
 // tls13Records is the record layer of one open TLS 1.3 connection (see
-// the top of this file). in is used by the socket's reader only (under
-// tlsSock.rmu); out and closed are guarded by outMu, a leaf lock under
-// which only the engine's write runs.
+// the top of this file). mu guards everything below it: it is taken by the
+// socket's reader (under tlsSock.rmu) for each record, by writers, and by
+// the listener's sweep that drops the AEADs of quiet connections; only
+// the engine's write runs under it.
 type tls13Records struct {
 	suite *tls13Suite
-	in    tls13Half
+	hot   *hotList // where the layer goes when it makes its AEADs; nil: kept
+
+	mu sync.Mutex
+	in tls13Half
 	// hs holds a partial post-handshake message (a KeyUpdate split over
 	// records), hsLen its length; useless counts the consecutive records
 	// that carried no application data.
@@ -237,20 +263,73 @@ type tls13Records struct {
 	hsLen   uint8
 	useless uint8
 
-	outMu  sync.Mutex
 	out    tls13Half
 	closed bool // a fatal alert or close_notify was sent: nothing more is
+	// listed: the layer is in hot's list; used: a record was sealed or
+	// opened since the sweep last looked.
+	listed, used bool
+}
+
+// touch notes a use of the AEADs, listing r in its hot list if it was
+// not. Caller holds r.mu.
+func (r *tls13Records) touch() {
+	r.used = true
+	if !r.listed && r.hot != nil {
+		r.listed = true
+		r.hot.add(r)
+	}
+}
+
+// hotList holds the record layers of a listener that have their AEADs;
+// sweep drops those of the layers not used since the previous sweep. An
+// idle connection then keeps its keys (about 300 bytes) instead of its
+// AEADs (about 1.5 KB), and makes them again (about 1 µs each) at its
+// next record.
+type hotList struct {
+	mu     sync.Mutex // a leaf, taken under tls13Records.mu
+	layers []*tls13Records
+}
+
+func (hl *hotList) add(r *tls13Records) {
+	hl.mu.Lock()
+	hl.layers = append(hl.layers, r)
+	hl.mu.Unlock()
+}
+
+// sweep drops the AEADs of the layers not used since the last sweep and
+// keeps the others listed.
+func (hl *hotList) sweep() {
+	hl.mu.Lock()
+	layers := hl.layers
+	hl.layers = nil
+	hl.mu.Unlock()
+	keep := layers[:0]
+	for _, r := range layers {
+		r.mu.Lock()
+		if r.used {
+			r.used = false
+			keep = append(keep, r)
+		} else {
+			r.listed = false
+			r.in.aead, r.out.aead = nil, nil
+		}
+		r.mu.Unlock()
+	}
+	clear(layers[len(keep):])
+	hl.mu.Lock()
+	hl.layers = append(hl.layers, keep...)
+	hl.mu.Unlock()
 }
 
 // newTLS13Records returns the record layer of a connection on suite id
 // whose handshake ended with the given application traffic secrets,
 // outSeq records already sent under the server's.
-func newTLS13Records(id uint16, clientSecret, serverSecret []byte, outSeq uint64) (*tls13Records, error) {
+func newTLS13Records(id uint16, clientSecret, serverSecret []byte, outSeq uint64, hot *hotList) (*tls13Records, error) {
 	s := tls13SuiteByID(id)
 	if s == nil {
 		return nil, fmt.Errorf("gateway: tls: cipher suite %04x is not TLS 1.3's", id)
 	}
-	r := &tls13Records{suite: s}
+	r := &tls13Records{suite: s, hot: hot}
 	if err := r.in.setSecret(s, clientSecret); err != nil {
 		return nil, err
 	}
@@ -258,6 +337,7 @@ func newTLS13Records(id uint16, clientSecret, serverSecret []byte, outSeq uint64
 		return nil, err
 	}
 	r.out.seq = outSeq
+	r.in.aead, r.out.aead = nil, nil // made at the first record
 	return r, nil
 }
 
@@ -269,9 +349,10 @@ var sealBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &
 func (r *tls13Records) write(w io.Writer, b []byte) error {
 	bp := sealBufs.Get().(*[]byte)
 	buf := (*bp)[:0]
-	r.outMu.Lock()
+	r.mu.Lock()
 	err := net.ErrClosed
 	if !r.closed {
+		r.touch()
 		err = nil
 		for len(b) > 0 && err == nil {
 			n := min(len(b), maxPlaintext)
@@ -282,7 +363,7 @@ func (r *tls13Records) write(w io.Writer, b []byte) error {
 			_, err = w.Write(buf)
 		}
 	}
-	r.outMu.Unlock()
+	r.mu.Unlock()
 	if cap(buf) <= 64<<10 {
 		*bp = buf[:0]
 		sealBufs.Put(bp)
@@ -293,12 +374,13 @@ func (r *tls13Records) write(w io.Writer, b []byte) error {
 // sendAlert sends alert desc (fatal, or close_notify) unless one was sent,
 // and refuses every later write.
 func (r *tls13Records) sendAlert(w io.Writer, desc byte) {
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.closed {
 		return
 	}
 	r.closed = true
+	r.touch()
 	level := byte(2)
 	if desc == alertCloseNotify {
 		level = 1
@@ -309,11 +391,10 @@ func (r *tls13Records) sendAlert(w io.Writer, desc byte) {
 	}
 }
 
-// keyUpdate answers a KeyUpdate that requested one: a KeyUpdate under the
-// current key, then the next key (RFC 8446 §4.6.3).
-func (r *tls13Records) keyUpdate(w io.Writer) error {
-	r.outMu.Lock()
-	defer r.outMu.Unlock()
+// keyUpdateLocked answers a KeyUpdate that requested one: a KeyUpdate
+// under the current key, then the next key (RFC 8446 §4.6.3). Caller
+// holds r.mu.
+func (r *tls13Records) keyUpdateLocked(w io.Writer) error {
 	if r.closed {
 		return nil
 	}
@@ -344,6 +425,8 @@ func (a alertError) Error() string {
 // possibly none. It returns errTLSPeerClosed at the peer's alert, an
 // alertError for a record the connection cannot take, or a write error.
 func (r *tls13Records) readRecord(w io.Writer, dst, record []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch record[0] {
 	case recordApplicationData:
 	case recordChangeCipherSpec: // allowed only before the client's Finished (RFC 8446 §5)
@@ -351,6 +434,7 @@ func (r *tls13Records) readRecord(w io.Writer, dst, record []byte) ([]byte, erro
 	default:
 		return nil, alertError(alertUnexpectedMessage)
 	}
+	r.touch()
 	plain, typ, alert := r.in.open(dst, record)
 	if alert != 0 {
 		return nil, alertError(alert)
@@ -389,7 +473,7 @@ func (r *tls13Records) readRecord(w io.Writer, dst, record []byte) ([]byte, erro
 // handshakeData takes post-handshake handshake bytes: a client may send
 // only KeyUpdate (4 bytes of header, 1 of body), possibly split over
 // records, and it must end its record (no message spans a key change).
-func (r *tls13Records) handshakeData(w io.Writer, b []byte) error {
+func (r *tls13Records) handshakeData(w io.Writer, b []byte) error { // r.mu held
 	for len(b) > 0 {
 		n := copy(r.hs[r.hsLen:], b)
 		r.hsLen += uint8(n)
@@ -411,7 +495,7 @@ func (r *tls13Records) handshakeData(w io.Writer, b []byte) error {
 		switch requested {
 		case 0:
 		case 1:
-			if err := r.keyUpdate(w); err != nil {
+			if err := r.keyUpdateLocked(w); err != nil {
 				return err
 			}
 		default:
@@ -484,12 +568,12 @@ func (k *keyCapture) wrote(b []byte) {
 
 // records returns the record layer that takes over from a completed TLS
 // 1.3 handshake on suite id, and forgets the secrets.
-func (k *keyCapture) records(id uint16) (*tls13Records, error) {
+func (k *keyCapture) records(id uint16, hot *hotList) (*tls13Records, error) {
 	defer k.forget()
 	if k.client == nil || k.server == nil {
 		return nil, errors.New("gateway: tls: no traffic secret in the key log")
 	}
-	r, err := newTLS13Records(id, k.client, k.server, 0)
+	r, err := newTLS13Records(id, k.client, k.server, 0, hot)
 	if err != nil {
 		return nil, err
 	}
@@ -506,6 +590,7 @@ func (k *keyCapture) records(id uint16) (*tls13Records, error) {
 		}
 	}
 	r.out.seq = probe.seq
+	r.out.aead = nil
 	return r, nil
 }
 

@@ -42,7 +42,7 @@ func newTLS13Pair(t testing.TB, suite uint16) *tls13Pair {
 	t.Helper()
 	cs := bytes.Repeat([]byte{1}, tls13SuiteByID(suite).hash().Size())
 	ss := bytes.Repeat([]byte{2}, len(cs))
-	r, err := newTLS13Records(suite, cs, ss, 0)
+	r, err := newTLS13Records(suite, cs, ss, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +323,7 @@ func TestTLS13KeyCapture(t *testing.T) {
 			_, _ = k.Write(line(keyLogClientTrafficZero, cs))
 			_, _ = k.Write(line(keyLogServerTrafficZero, ss))
 			k.wrote(bytes.Join(tt.written, nil))
-			r, err := k.records(suite)
+			r, err := k.records(suite, nil)
 			if (err == nil) != tt.ok {
 				t.Fatalf("records: %v", err)
 			}
@@ -335,7 +335,7 @@ func TestTLS13KeyCapture(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (&keyCapture{}).records(suite); err == nil {
+	if _, err := (&keyCapture{}).records(suite, nil); err == nil {
 		t.Fatal("a takeover without secrets")
 	}
 }
@@ -377,4 +377,45 @@ func FuzzTLS13Records(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTLS13HotList: a record layer makes its AEADs at its first record
+// and is listed; a sweep after a use keeps them, the next sweep without
+// one drops them, and the next record makes them again under the same
+// keys and sequence numbers.
+func TestTLS13HotList(t *testing.T) {
+	var hot hotList
+	p := newTLS13Pair(t, tls.TLS_AES_128_GCM_SHA256)
+	p.r.hot = &hot
+	if p.r.in.aead != nil || p.r.out.aead != nil {
+		t.Fatal("a new layer has its AEADs")
+	}
+	echo := func(msg string) {
+		t.Helper()
+		if got, err := p.send(recordApplicationData, []byte(msg), 0); err != nil || string(got) != msg {
+			t.Fatalf("read %q: %q, %v", msg, got, err)
+		}
+		if err := p.r.write(&p.out, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, contents := p.serverRecords(t); len(contents) != 1 || string(contents[0]) != msg {
+			t.Fatalf("wrote %q: %q", msg, contents)
+		}
+	}
+	echo("one")
+	if len(hot.layers) != 1 || p.r.in.aead == nil || p.r.out.aead == nil {
+		t.Fatalf("after a record: %d listed", len(hot.layers))
+	}
+	hot.sweep()
+	if len(hot.layers) != 1 || p.r.in.aead == nil {
+		t.Fatal("a sweep right after a use dropped the AEADs")
+	}
+	hot.sweep()
+	if len(hot.layers) != 0 || p.r.in.aead != nil || p.r.out.aead != nil {
+		t.Fatalf("a quiet layer kept its AEADs: %d listed", len(hot.layers))
+	}
+	echo("two")
+	if len(hot.layers) != 1 {
+		t.Fatalf("%d listed after the next record", len(hot.layers))
+	}
 }
