@@ -27,8 +27,10 @@ import (
 // the connection, its record and handshake buffers at the size of the
 // largest record and message it read (the ClientHello's, about 1.8 KB with
 // a post-quantum key share) and its own state: about 6.5 KB of heap per
-// idle TLS 1.3 connection, where the record layer below keeps the two
-// AEADs and their sequence numbers (about 1.9 KB). Once the handshake is
+// idle TLS 1.3 connection, where the record layer below keeps the keys,
+// IVs, traffic secrets and sequence numbers of both directions (about 300
+// bytes), and their AEADs (about 1.5 KB) only while the connection is
+// active (see hotList). Once the handshake is
 // complete the tls.Conn is dropped and this code encrypts and decrypts the
 // application records with the traffic secrets crypto/tls reported through
 // Config.KeyLogWriter, the AEADs of the standard library (AES-GCM) and of
@@ -474,36 +476,33 @@ func (r *tls13Records) readRecord(w io.Writer, dst, record []byte) ([]byte, erro
 // only KeyUpdate (4 bytes of header, 1 of body), possibly split over
 // records, and it must end its record (no message spans a key change).
 func (r *tls13Records) handshakeData(w io.Writer, b []byte) error { // r.mu held
-	for len(b) > 0 {
-		n := copy(r.hs[r.hsLen:], b)
-		r.hsLen += uint8(n)
-		b = b[n:]
-		if r.hs[0] != handshakeTypeKeyUpdate {
-			return alertError(alertUnexpectedMessage)
-		}
-		if r.hsLen >= 4 && (r.hs[1] != 0 || r.hs[2] != 0 || r.hs[3] != 1) {
-			return alertError(alertDecodeError)
-		}
-		if r.hsLen < 5 {
-			return nil // the rest comes in the next record
-		}
-		if len(b) > 0 {
-			return alertError(alertUnexpectedMessage)
-		}
-		requested := r.hs[4]
-		r.hsLen = 0
-		switch requested {
-		case 0:
-		case 1:
-			if err := r.keyUpdateLocked(w); err != nil {
-				return err
-			}
-		default:
-			return alertError(alertDecodeError)
-		}
-		return r.in.update(r.suite)
+	n := copy(r.hs[r.hsLen:], b)
+	r.hsLen += uint8(n)
+	b = b[n:]
+	if r.hs[0] != handshakeTypeKeyUpdate {
+		return alertError(alertUnexpectedMessage)
 	}
-	return nil
+	if r.hsLen >= 4 && (r.hs[1] != 0 || r.hs[2] != 0 || r.hs[3] != 1) {
+		return alertError(alertDecodeError)
+	}
+	if r.hsLen < 5 {
+		return nil // the rest comes in the next record
+	}
+	if len(b) > 0 {
+		return alertError(alertUnexpectedMessage)
+	}
+	requested := r.hs[4]
+	r.hsLen = 0
+	switch requested {
+	case 0:
+	case 1:
+		if err := r.keyUpdateLocked(w); err != nil {
+			return err
+		}
+	default:
+		return alertError(alertDecodeError)
+	}
+	return r.in.update(r.suite)
 }
 
 // checkHeader checks the header of a record of a TLS 1.3 connection and
