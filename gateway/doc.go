@@ -36,7 +36,9 @@
 // interest.recentMu, ipTable.mu, workerTable.mu, nbioEngine.mu,
 // wsEngine.hsMu (late handshakes are closed after it is released),
 // tlsLayer.mu, tlsSock.mu (the handshake goroutine waits on its condition
-// variable holding nothing else) and udpEngine.mu (never held while
+// variable holding nothing else), tls13Records.mu (a TLS 1.3 record
+// layer's state: under it only the engine's write and hotList.mu, a leaf)
+// and udpEngine.mu (never held while
 // calling into the shards). The socket engine's own locks (nbio's, e.g.
 // the per-socket lock closeWrite takes) come last, inside transport
 // calls, and never call back into gateway code that takes a lock

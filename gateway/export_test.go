@@ -17,3 +17,23 @@ func SetMaxTLSHandshakes(t interface{ Cleanup(func()) }, n int) {
 	maxHandshakes = n
 	t.Cleanup(func() { maxHandshakes = old })
 }
+
+// TLSTakeovers returns how many TLS 1.3 connections of listener name had
+// their records taken over from crypto/tls by the gateway's record layer.
+func TLSTakeovers(s *Server, name string) int64 {
+	for _, l := range s.listeners {
+		if l.cfg.Name == name {
+			var tl *tlsLayer
+			switch e := l.eng.(type) {
+			case *wsEngine:
+				tl = e.tls
+			case *tcpEngine:
+				tl = e.tls
+			}
+			if tl != nil {
+				return tl.takeovers.Load()
+			}
+		}
+	}
+	return -1
+}

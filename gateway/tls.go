@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lesismal/nbio"
@@ -129,6 +130,12 @@ type tlsLayer struct {
 	queue   []*tlsSock
 	running int
 	max     int // maxHandshakes when the listener started
+	// takeovers counts the TLS 1.3 connections whose records went to the
+	// record layer of tls13.go after the handshake.
+	takeovers atomic.Int64
+	// hot lists the TLS 1.3 record layers that have their AEADs; run drops
+	// those of the quiet ones.
+	hot     hotList
 	workers sync.WaitGroup
 	quit    chan struct{}
 	done    chan struct{}
@@ -168,6 +175,7 @@ func (tl *tlsLayer) run() {
 			return
 		case now := <-tick.C:
 			tl.sweep(now)
+			tl.hot.sweep()
 			if !now.Before(nextCheck) {
 				tl.certs.check()
 				nextCheck = now.Add(tl.certs.cfg.ReloadInterval)
@@ -378,6 +386,16 @@ func (tl *tlsLayer) handshake(ts *tlsSock) {
 		_ = ts.Conn.Close()
 		return
 	}
+	if st := ts.tc.ConnectionState(); st.Version == tls.VersionTLS13 && ts.kc != nil {
+		rl, err := ts.kc.records(st.CipherSuite, &tl.hot)
+		if err == nil {
+			ts.rl, ts.tc = rl, nil // the tls.Conn and its buffers are garbage
+			tl.takeovers.Add(1)
+		} else if log := tl.e.l.s.log; log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("tls 1.3 records stay on crypto/tls", "listener", tl.e.l.cfg.Name, "err", err)
+		}
+	}
+	ts.kc = nil
 	ts.rmu.Lock()
 	defer ts.rmu.Unlock()
 	ts.mu.Lock()
@@ -409,7 +427,7 @@ func (tl *tlsLayer) fail(ts *tlsSock, err error) {
 
 // readBufs are the plaintext buffers of read, one per reading goroutine
 // at a time; a record holds at most 16 KiB.
-var readBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+var readBufs = sync.Pool{New: func() any { b := make([]byte, maxCiphertextTLS13); return &b }}
 
 // read feeds data to the socket's TLS input and hands every decrypted
 // chunk to the protocol, until the input holds no complete record. The
@@ -421,6 +439,10 @@ func (tl *tlsLayer) read(nc *nbio.Conn, ts *tlsSock, data []byte) {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
+	if ts.rl != nil {
+		tl.readRecords(nc, ts, buf)
+		return
+	}
 	for {
 		n, err := ts.tc.Read(buf)
 		if n > 0 {
@@ -431,6 +453,34 @@ func (tl *tlsLayer) read(nc *nbio.Conn, ts *tlsSock, data []byte) {
 				// A bad record, or the peer's close_notify: the stream ends.
 				_ = nc.Close()
 			}
+			return
+		}
+	}
+}
+
+// readRecords decrypts the complete records fed to a TLS 1.3 socket with
+// its record layer and hands their data to the protocol; buf takes the
+// plaintext of one record. A record the connection cannot take is
+// answered with its alert; it, or the peer's close_notify or alert,
+// closes the socket.
+func (tl *tlsLayer) readRecords(nc *nbio.Conn, ts *tlsSock, buf []byte) {
+	for {
+		rec, err := ts.nextRecord()
+		if rec == nil && err == nil {
+			return // nothing, or a partial record, left
+		}
+		var plain []byte
+		if err == nil {
+			plain, err = ts.rl.readRecord(ts, buf[:0], rec)
+		}
+		if len(plain) > 0 {
+			tl.h.data(nc, plain)
+		}
+		if err != nil {
+			if a, ok := err.(alertError); ok {
+				ts.rl.sendAlert(ts, byte(a))
+			}
+			_ = nc.Close()
 			return
 		}
 	}

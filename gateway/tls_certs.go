@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -48,9 +49,24 @@ func newCertStore(listener string, cfg TLSConfig, alpn []string, log *slog.Logge
 	}
 	cs.cur.Store(tc)
 	cs.base = &tls.Config{
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return cs.cur.Load(), nil },
+		GetConfigForClient: cs.configFor,
 	}
 	return cs, nil
+}
+
+// configFor returns the configuration of a client's handshake: the
+// current set, with a key log that hands the traffic secrets to the
+// socket's record layer (tls13.go) when the client offers TLS 1.3.
+func (cs *certStore) configFor(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+	tc := cs.cur.Load()
+	ts, ok := hi.Conn.(*tlsSock)
+	if !ok || !slices.Contains(hi.SupportedVersions, tls.VersionTLS13) {
+		return tc, nil
+	}
+	tc = tc.Clone()
+	ts.kc = &keyCapture{}
+	tc.KeyLogWriter = ts.kc
+	return tc, nil
 }
 
 // files lists the files of the set; the client CA file may be "".

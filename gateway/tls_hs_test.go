@@ -356,3 +356,76 @@ func TestTLSPostQuantum(t *testing.T) {
 		_ = c.Close()
 	}
 }
+
+// TestTLSOpenSSLKeyUpdate: Debian's openssl s_client over TLS 1.3, on
+// each TLS 1.3 cipher suite (and once after a HelloRetryRequest: its
+// first key share is for X448, which Go does not offer), sends KeyUpdate,
+// not requesting ours (`k`) and requesting it (`K`), between lines; every
+// line is echoed, so the gateway's record layer followed the client's
+// keys and answered with its own KeyUpdate before writing under its next
+// key. The session ends with the client's close_notify.
+func TestTLSOpenSSLKeyUpdate(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("no openssl")
+	}
+	ca := newTestCA(t)
+	tc := tlsFiles(t, t.TempDir(), ca, "gw")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	writeFileAtomic(t, caFile, ca.pem)
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{
+		{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc},
+	}})
+	for i, tt := range []struct{ suite, groups string }{
+		{"TLS_AES_128_GCM_SHA256", ""},
+		{"TLS_AES_256_GCM_SHA384", ""},
+		{"TLS_CHACHA20_POLY1305_SHA256", ""},
+		{"TLS_AES_128_GCM_SHA256", "X448:X25519"},
+	} {
+		t.Run(tt.suite+"_"+tt.groups, func(t *testing.T) {
+			args := []string{"s_client", "-connect", gw.Addr("tls").String(), "-tls1_3",
+				"-CAfile", caFile, "-verify_return_error", "-msg", "-ciphersuites", tt.suite}
+			if tt.groups != "" {
+				args = append(args, "-groups", tt.groups)
+			}
+			cmd := exec.Command(openssl, args...)
+			pr, pw := io.Pipe()
+			go func() {
+				for _, l := range []string{"line-one", "k", "line-two", "K", "line-three", "K", "k", "line-four"} {
+					_, _ = pw.Write([]byte(l + "\n"))
+					time.Sleep(200 * time.Millisecond)
+				}
+				_, _ = pw.Write([]byte("Q\n"))
+				_ = pw.Close()
+			}()
+			cmd.Stdin = pr
+			timer := time.AfterFunc(15*time.Second, func() { _ = cmd.Process.Kill() })
+			out, err := cmd.CombinedOutput()
+			timer.Stop()
+			if err != nil {
+				t.Fatalf("s_client: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "Cipher is "+tt.suite) {
+				t.Fatalf("not on %s:\n%s", tt.suite, out)
+			}
+			// A HelloRetryRequest is traced as a second ServerHello.
+			if hrr := strings.Count(string(out), "], ServerHello") == 2; hrr != (tt.groups != "") {
+				t.Fatalf("HelloRetryRequest %v, want %v:\n%s", hrr, tt.groups != "", out)
+			}
+			for _, w := range []string{"line-one", "line-two", "line-three", "line-four"} {
+				// s_client prints what it receives, not what it sends.
+				if !strings.Contains(string(out), w) {
+					t.Fatalf("%s was not echoed:\n%s", w, out)
+				}
+			}
+			// -msg traces the handshake messages: the client's KeyUpdates
+			// and, for each K, one from the server.
+			if got := strings.Count(string(out), "<<< TLS 1.3, Handshake [length 0005], KeyUpdate"); got != 2 {
+				t.Fatalf("%d KeyUpdates from the server, want 2:\n%s", got, out)
+			}
+			if n := gateway.TLSTakeovers(gw, "tls"); n != int64(i+1) {
+				t.Fatalf("%d connections taken over from crypto/tls, want %d", n, i+1)
+			}
+		})
+	}
+}

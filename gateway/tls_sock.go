@@ -20,7 +20,9 @@ const (
 )
 
 // tlsSock is one TLS connection: the Go standard library's server-side
-// tls.Conn and the in-memory net.Conn under it. Reads of that net.Conn
+// tls.Conn and the in-memory net.Conn under it, and once a TLS 1.3
+// handshake is complete, the record layer that replaces the tls.Conn
+// (tls13.go). Reads of that net.Conn
 // return the ciphertext the event loop fed it; writes go straight to the
 // engine's outbound queue, which never blocks. During the handshake a read
 // with nothing fed waits for the event loop (the handshake runs on a
@@ -32,7 +34,14 @@ const (
 type tlsSock struct {
 	*nbio.Conn
 
+	// tc runs the handshake, and the records of a TLS 1.2 connection; rl
+	// replaces it once a TLS 1.3 handshake is complete (tc is then nil).
+	// Both are set by the handshake goroutine before the socket opens.
 	tc *tls.Conn
+	rl *tls13Records
+	// kc collects the traffic secrets during the handshake; used by the
+	// handshake goroutine only.
+	kc *keyCapture
 	// proto holds the protocol's transport (a *wsTransport or a
 	// *tcpTransport) once the handshake completed; see setTransport.
 	proto atomic.Value
@@ -45,15 +54,21 @@ type tlsSock struct {
 	wake     *sync.Cond // on mu: the handshake waits for input; nil after it
 	state    uint8      // guarded by mu
 	borrowed bool       // in is the poller's buffer (read only); guarded by mu
+	// left is what Read has still to return of the record it started
+	// (header included); 0 at a record boundary. Guarded by mu.
+	left int
 }
 
-// Read returns the ciphertext the event loop fed. It blocks while the
-// handshake waits for the client and fails with errTLSDrained once the
-// handshake is complete and nothing is left.
+// Read returns the ciphertext the event loop fed, never past the end of
+// a record: crypto/tls reads no further than the record it needs, so when
+// the handshake ends, the records after the client's Finished are still
+// here for the record layer. It blocks while the handshake waits for the
+// client and fails with errTLSDrained once the handshake is complete and
+// no record can be started or continued.
 func (ts *tlsSock) Read(p []byte) (int, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	for len(ts.in) == 0 {
+	for ts.left == 0 && len(ts.in) < recordHeaderLen || len(ts.in) == 0 {
 		switch ts.state {
 		case tlsDead:
 			return 0, net.ErrClosed
@@ -62,7 +77,11 @@ func (ts *tlsSock) Read(p []byte) (int, error) {
 		}
 		ts.wake.Wait()
 	}
-	n := copy(p, ts.in)
+	if ts.left == 0 {
+		ts.left = recordHeaderLen + (int(ts.in[3])<<8 | int(ts.in[4]))
+	}
+	n := copy(p[:min(len(p), ts.left)], ts.in)
+	ts.left -= n
 	ts.in = ts.in[n:]
 	if len(ts.in) == 0 {
 		ts.in = nil
@@ -74,6 +93,9 @@ func (ts *tlsSock) Read(p []byte) (int, error) {
 // unsent bytes (the engine reports them as written). crypto/tls calls it
 // with its output lock held.
 func (ts *tlsSock) Write(b []byte) (int, error) {
+	if ts.kc != nil {
+		ts.kc.wrote(b)
+	}
 	if s := socketOf(ts.Conn); s != nil && s.c != nil {
 		s.c.unsent.Add(int64(len(b)))
 	}
@@ -101,6 +123,26 @@ func (ts *tlsSock) feed(data []byte) {
 		ts.in = append(ts.in, data...)
 	}
 	ts.mu.Unlock()
+}
+
+// nextRecord takes the first whole record of the input, nil if there is
+// none yet; an impossible header is an alertError.
+func (ts *tlsSock) nextRecord() ([]byte, error) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if len(ts.in) < recordHeaderLen {
+		return nil, nil
+	}
+	n, err := checkHeader(ts.in)
+	if err != nil || len(ts.in) < recordHeaderLen+n {
+		return nil, err
+	}
+	rec := ts.in[:recordHeaderLen+n]
+	ts.in = ts.in[recordHeaderLen+n:]
+	if len(ts.in) == 0 {
+		ts.in = nil
+	}
+	return rec, nil
 }
 
 // keep copies the rest of a borrowed input (a partial record) before the
@@ -131,7 +173,12 @@ var errTLSDrained net.Error = tlsDrained{}
 // handshake is complete: a socket has a transport, the only writer, once
 // it is.
 func (ts *tlsSock) write(s *sock, b []byte) error {
-	_, err := ts.tc.Write(b)
+	var err error
+	if ts.rl != nil {
+		err = ts.rl.write(ts, b)
+	} else {
+		_, err = ts.tc.Write(b)
+	}
 	if c := s.c; c != nil {
 		c.unsent.Add(-int64(len(b)))
 	}
@@ -139,4 +186,10 @@ func (ts *tlsSock) write(s *sock, b []byte) error {
 }
 
 // closeNotify sends the TLS close_notify alert, before a FIN.
-func (ts *tlsSock) closeNotify() { _ = ts.tc.CloseWrite() }
+func (ts *tlsSock) closeNotify() {
+	if ts.rl != nil {
+		ts.rl.sendAlert(ts, alertCloseNotify)
+		return
+	}
+	_ = ts.tc.CloseWrite()
+}

@@ -216,6 +216,13 @@ func TestTLSEcho(t *testing.T) {
 				}
 				_ = c.Close()
 			}
+			// The TLS 1.3 clients' records went to the gateway's record
+			// layer once their handshakes were complete.
+			for _, name := range []string{"wss", "tls"} {
+				if n := gateway.TLSTakeovers(gw, name); n != 1 {
+					t.Fatalf("%s: %d TLS 1.3 connections taken over from crypto/tls, want 1", name, n)
+				}
+			}
 		})
 	}
 }
@@ -445,6 +452,12 @@ func TestTLSClientCA(t *testing.T) {
 				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
 			}
 		})
+	}
+	// With a client certificate, crypto/tls sends its session ticket
+	// after the client's Finished: the accepted clients still echoed on
+	// the gateway's record layer, counting that record.
+	if n := gateway.TLSTakeovers(gw, "wss"); n < 1 {
+		t.Fatalf("%d connections taken over from crypto/tls", n)
 	}
 	// The client CA file is reloaded too: after a switch to another CA,
 	// that CA's clients get in and the old CA's do not.

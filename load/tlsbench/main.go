@@ -102,6 +102,7 @@ func main() {
 	cert := flag.String("cert", "", "")
 	key := flag.String("key", "", "")
 	tls12 := flag.Bool("tls12", false, "offer TLS 1.2 at most")
+	hold := flag.Duration("hold", 0, "idle: keep the connections open this long after measuring (to profile the server)")
 	flag.Parse()
 	if *tls12 {
 		dialer.TLSClientConfig.MaxVersion = tls.VersionTLS12
@@ -130,6 +131,7 @@ func main() {
 		time.Sleep(3 * time.Second)
 		after := rssKiB(*pid)
 		fmt.Printf("idle: %d conns in %v, RSS %d -> %d KiB: %.2f KiB/conn\n", *n, time.Since(t0).Round(time.Millisecond), before, after, float64(after-before)/float64(*n))
+		time.Sleep(*hold)
 		for _, c := range conns {
 			c.Close()
 		}
