@@ -94,6 +94,14 @@ func TestInterestAcrossRoutes(t *testing.T) {
 	t.Cleanup(func() { _ = nc.Close() })
 	c := &lineClient{t: t, c: nc, r: bufio.NewReader(nc)}
 	c.id = c.read()
+	// An API client knows a gateway from its heartbeats: B's may not
+	// have heard one yet (its subscription crosses the route first).
+	for _, a := range []*api.Client{onA, onB} {
+		waitFor(t, 10*time.Second, "the API clients to know the gateway", func() bool {
+			on, err := a.IsOnline(ctx, c.id)
+			return err == nil && on
+		})
+	}
 
 	// The answer crosses the route: no window.
 	for i := range 100 {
