@@ -297,6 +297,9 @@ func (v *validator) worker(apps []string) {
 	if app := v.c.Worker.App; app != appNone && !slices.Contains(apps, app) {
 		v.bad("worker.app", "unknown app %q: %s or %s", app, strings.Join(apps, ", "), appNone)
 	}
+	if n := v.c.Gateway.Processes; n > maxGatewayProcesses {
+		v.bad("gateway.processes", "%d is more than %d", n, maxGatewayProcesses)
+	}
 	wh := v.c.Worker.Webhook
 	if wh.URL == "" {
 		return

@@ -168,6 +168,11 @@ type Config struct {
 	// must not call the gateway. nil means none are known; workers are
 	// then reported only from their acks.
 	LocalWorkers func() []bus.WorkerStats
+	// ReusePort, when set, makes every listener set SO_REUSEPORT before
+	// binding: several gateway processes of the same user then listen on
+	// the same addresses and the kernel spreads new connections (and UDP
+	// peers) over them. False means an address in use fails Start.
+	ReusePort bool
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

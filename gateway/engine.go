@@ -53,6 +53,9 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	if e.l.cfg.IdleTimeout > 0 {
 		lc.KeepAlive = -1
 	}
+	if e.l.s.cfg.ReusePort {
+		lc.Control = reusePortControl
+	}
 	ln, err := lc.Listen(context.Background(), "tcp", e.l.cfg.Addr)
 	if err != nil {
 		return nil, err

@@ -80,6 +80,9 @@ type Config struct {
 	Stderr io.Writer
 	// Logger receives the supervisor's logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Name says what the children are in the logs ("gateway process");
+	// "" means "worker process".
+	Name string
 }
 
 // Process describes one child, as Status reports it.
@@ -181,6 +184,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Name == "" {
+		cfg.Name = "worker process"
+	}
 	return &Supervisor{cfg: cfg, log: cfg.Logger}, nil
 }
 
@@ -268,20 +274,20 @@ func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
 	}
 	closeOnExec() // a child inherits stdin, stdout and stderr only
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("master: start worker process: %w", err)
+		return nil, fmt.Errorf("master: start %s: %w", s.cfg.Name, err)
 	}
 	if len(s.cfg.Handoff) > 0 {
 		// Within a pipe's buffer: it does not block. A child that died at
 		// once is seen by watch.
 		if _, err := stdin.Write(append(append(make([]byte, 0, len(s.cfg.Handoff)+1), s.cfg.Handoff...), '\n')); err != nil {
-			s.log.Warn("worker process: handoff not written", "pid", cmd.Process.Pid, "err", err)
+			s.log.Warn(s.cfg.Name+": handoff not written", "pid", cmd.Process.Pid, "err", err)
 		}
 	}
 	p := &proc{
 		slot: sl, cmd: cmd, gen: gen, started: time.Now(), stdin: stdin,
 		ready: make(chan struct{}), done: make(chan struct{}), stats: make(chan []byte, 1),
 	}
-	s.log.Info("worker process started", "pid", cmd.Process.Pid, "slot", sl.idx, "generation", gen)
+	s.log.Info(s.cfg.Name+" started", "pid", cmd.Process.Pid, "slot", sl.idx, "generation", gen)
 	s.watchers.Add(1)
 	go s.watch(p, stdout)
 	return p, nil
@@ -298,7 +304,7 @@ func (s *Supervisor) watch(p *proc, stdout io.Reader) {
 			p.isReady = true
 			s.mu.Unlock()
 			close(p.ready)
-			s.log.Info("worker process ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
+			s.log.Info(s.cfg.Name+" ready", "pid", p.cmd.Process.Pid, "slot", p.slot.idx, "generation", p.gen)
 			continue
 		}
 		if js, ok := bytes.CutPrefix(sc.Bytes(), []byte(StatsPrefix)); ok {
@@ -335,14 +341,14 @@ func (s *Supervisor) exited(p *proc) {
 	defer s.mu.Unlock()
 	sl := p.slot
 	if s.stopping || p.retiring || sl.cur != p {
-		s.log.Info("worker process exited", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err))
+		s.log.Info(s.cfg.Name+" exited", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err))
 		return
 	}
 	s.counters.Crashes++
 	if time.Since(p.started) >= stableAfter {
 		sl.backoff = minBackoff
 	}
-	s.log.Error("worker process crashed", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err),
+	s.log.Error(s.cfg.Name+" crashed", "pid", pid, "slot", sl.idx, "status", exitStatus(p.err),
 		"restart_in", sl.backoff.String(), "crashes", s.counters.Crashes)
 	s.scheduleRestartLocked(sl, p)
 }
@@ -364,7 +370,7 @@ func (s *Supervisor) restart(sl *slot, old *proc) {
 	sl.timer = nil
 	p, err := s.spawn(sl, old.gen)
 	if err != nil {
-		s.log.Error("worker process restart failed", "slot", sl.idx, "err", err)
+		s.log.Error(s.cfg.Name+" restart failed", "slot", sl.idx, "err", err)
 		s.scheduleRestartLocked(sl, old)
 		return
 	}
@@ -377,7 +383,7 @@ func (s *Supervisor) restart(sl *slot, old *proc) {
 		case <-p.ready:
 		case <-p.done:
 		case <-time.After(s.cfg.ReadyTimeout):
-			s.log.Error("restarted worker process not ready, killing it", "pid", p.cmd.Process.Pid, "timeout", s.cfg.ReadyTimeout.String())
+			s.log.Error("restarted "+s.cfg.Name+" not ready, killing it", "pid", p.cmd.Process.Pid, "timeout", s.cfg.ReadyTimeout.String())
 			_ = p.cmd.Process.Kill()
 		}
 	}()
@@ -452,7 +458,7 @@ func (s *Supervisor) stopProcs(ctx context.Context, ps []*proc) {
 		case <-timer.C:
 		case <-ctx.Done():
 		}
-		s.log.Warn("worker process did not stop in time, killing it", "pid", p.cmd.Process.Pid)
+		s.log.Warn(s.cfg.Name+" did not stop in time, killing it", "pid", p.cmd.Process.Pid)
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
