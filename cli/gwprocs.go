@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -111,10 +112,17 @@ func (m *masterRun) startGateways(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gateway processes: %w", err)
 	}
+	env := childEnv(envGatewayChild)
+	if n := m.cfg.Gateway.Processes; n >= runtime.NumCPU() && os.Getenv("GOMAXPROCS") == "" {
+		// As many processes as cores or more: one thread of Go code each
+		// (one shard, one event loop) uses every core with the fewest
+		// threads, wake-ups and idle spinning.
+		env = append(env, "GOMAXPROCS=1")
+	}
 	sup, err := master.New(master.Config{
 		Path:        exe,
 		Args:        []string{"gateway"},
-		Env:         childEnv(envGatewayChild),
+		Env:         env,
 		Handoff:     b,
 		Processes:   m.cfg.Gateway.Processes,
 		StopTimeout: m.shutdownTimeout(),
@@ -218,6 +226,7 @@ func (r *runner) runGatewayChild(cmd *cobra.Command) error {
 		Role: spec.Role,
 	}
 	nc.Gateway.ReusePort = true
+	nc.NoAPI = true // the master serves the API
 	// Ctrl-C in a terminal reaches the whole process group: the master
 	// decides when its gateways stop.
 	signal.Ignore(os.Interrupt)

@@ -51,12 +51,17 @@ type Server struct {
 	interest    *interest
 
 	// The in-flight event batches, guarded by infMu.
-	infMu        sync.Mutex
-	inflight     map[uint64]*delivery
-	parked       []*delivery
-	lastProbe    time.Time
-	nextDelivery atomic.Uint64
-	ackPrefix    string
+	infMu sync.Mutex
+	// redeliverIdle (guarded by infMu): the redelivery ticker is stopped,
+	// nothing being in flight; queueLocked wakes timers through
+	// redeliverWake to start it again.
+	redeliverIdle bool
+	redeliverWake chan struct{}
+	inflight      map[uint64]*delivery
+	parked        []*delivery
+	lastProbe     time.Time
+	nextDelivery  atomic.Uint64
+	ackPrefix     string
 
 	// The in-flight window (redelivery.go), guarded by infMu: batches out
 	// at the workers, the window's size, its FIFO queue, when it was last
@@ -188,6 +193,8 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		inflight: make(map[uint64]*delivery),
 		window:   float64(cfg.MaxInFlight),
 		quit:     make(chan struct{}),
+
+		redeliverWake: make(chan struct{}, 1),
 	}
 	s.lim = newLimits(&s.cfg)
 	s.log = s.log.With("node", s.id)
@@ -490,12 +497,17 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
+// redeliverTick is how often timers looks for expired deliveries while
+// batches are in flight or parked; with none it does not tick (an idle
+// gateway wakes once per heartbeat only).
+const redeliverTick = 100 * time.Millisecond
+
 // timers runs the gateway's periodic work: heartbeats, event redelivery
 // (redelivery.go) and probing for workers while batches are parked.
 func (s *Server) timers() {
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer hb.Stop()
-	redeliver := time.NewTicker(100 * time.Millisecond)
+	redeliver := time.NewTicker(redeliverTick)
 	defer redeliver.Stop()
 	for {
 		select {
@@ -503,8 +515,15 @@ func (s *Server) timers() {
 			return
 		case <-hb.C:
 			s.heartbeat(false)
+		case <-s.redeliverWake:
+			redeliver.Reset(redeliverTick)
 		case now := <-redeliver.C:
 			s.redeliverExpired(now)
+			s.infMu.Lock()
+			if s.redeliverIdleLocked() {
+				redeliver.Stop()
+			}
+			s.infMu.Unlock()
 		}
 	}
 }

@@ -32,10 +32,14 @@ type wsEngine struct {
 	pending map[*wsTransport]int64
 	hsQuit  chan struct{}
 	hsDone  chan struct{}
+	// hsIdle (guarded by hsMu): the sweeper waits on hsWake, pending
+	// having been empty; open wakes it.
+	hsIdle bool
+	hsWake chan struct{}
 }
 
 func newWSEngine(l *listener) *wsEngine {
-	return &wsEngine{nbioEngine: nbioEngine{l: l}, pending: make(map[*wsTransport]int64)}
+	return &wsEngine{nbioEngine: nbioEngine{l: l}, pending: make(map[*wsTransport]int64), hsWake: make(chan struct{}, 1)}
 }
 
 func (e *wsEngine) start() (net.Addr, error) {
@@ -61,7 +65,8 @@ func (e *wsEngine) stop() {
 }
 
 // sweepHandshakes closes, twice a second, the sockets whose upgrade did
-// not complete within HandshakeTimeout.
+// not complete within HandshakeTimeout. While no handshake is pending it
+// does not tick: it waits for open to wake it.
 func (e *wsEngine) sweepHandshakes() {
 	defer close(e.hsDone)
 	tick := time.NewTicker(500 * time.Millisecond)
@@ -70,6 +75,8 @@ func (e *wsEngine) sweepHandshakes() {
 		select {
 		case <-e.hsQuit:
 			return
+		case <-e.hsWake:
+			tick.Reset(500 * time.Millisecond)
 		case now := <-tick.C:
 			var late []*wsTransport
 			e.hsMu.Lock()
@@ -78,6 +85,10 @@ func (e *wsEngine) sweepHandshakes() {
 					late = append(late, t)
 					delete(e.pending, t)
 				}
+			}
+			if len(e.pending) == 0 {
+				e.hsIdle = true
+				tick.Stop()
 			}
 			e.hsMu.Unlock()
 			e.countTimeouts(late)
@@ -126,6 +137,13 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 	t := &wsTransport{sock: newSock(nc, q)}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
+	if e.hsIdle {
+		e.hsIdle = false
+		select {
+		case e.hsWake <- struct{}{}:
+		default:
+		}
+	}
 	e.hsMu.Unlock()
 	setTransport(nc, t)
 }
