@@ -255,7 +255,14 @@ func (r *runner) runGatewayChild(cmd *cobra.Command) error {
 		return errors.Join(err, shutdownNode(ctx, n, time.Duration(c.ShutdownTimeout)))
 	}
 	<-ctx.Done()
-	if err := shutdownNode(ctx, n, time.Duration(c.ShutdownTimeout)); err != nil {
+	// A tenth of shutdown_timeout is left for the exit: the master kills
+	// a gateway process that takes longer than shutdown_timeout, and one
+	// that gives up on events says so first (gateway.LostEventsError).
+	timeout := time.Duration(c.ShutdownTimeout)
+	if timeout <= 0 {
+		timeout = defaultShutdownTimeout
+	}
+	if err := shutdownNode(ctx, n, timeout-timeout/10); err != nil {
 		return err
 	}
 	log.Info("gateway process stopped")
