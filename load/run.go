@@ -180,6 +180,12 @@ func spawn(ctx context.Context, cc ChildConfig, inProcess bool) (*child, error) 
 		arg, _ := json.Marshal(cc)
 		cmd := exec.CommandContext(ctx, exe, "child", string(arg))
 		cmd.Stderr = os.Stderr
+		if cc.Workload == Idle && os.Getenv("GOMAXPROCS") == "" {
+			// Idle clients of many children share the cores: one thread
+			// of Go code each (one event loop) wakes up and spins the
+			// least.
+			cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		}
 		if c.in, err = cmd.StdinPipe(); err != nil {
 			return nil, fmt.Errorf("load: child stdin: %w", err)
 		}
