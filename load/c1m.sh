@@ -98,12 +98,22 @@ set +e
 rc=$?
 set -e
 say "gwload exit $rc; its clients are closed"
-# The close events of every client reach the worker before the stop.
-for _ in $(seq 1 120); do
-	n=$(curl -s -X POST -H 'Content-Type: application/json' "http://127.0.0.1:$HTTP_PORT/api/getClientCount" -d '{}' | sed 's/.*"result":\([0-9]*\).*/\1/')
-	[ "$n" = 0 ] && break
+# The close events of every client reach the worker before the stop: wait
+# (at most 10 minutes) until no gateway process holds a client or an
+# event batch in flight.
+t0=$(date +%s)
+for _ in $(seq 1 600); do
+	left=$("$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
+import json, sys
+n = 0
+for p in json.load(sys.stdin)["processes"]:
+    g = p.get("gateway") or {}
+    n += p.get("connections", 0) + g.get("in_flight", 0) + g.get("parked", 0)
+print(n)' 2>/dev/null || echo "?")
+	[ "$left" = 0 ] && break
 	sleep 1
 done
+say "clients gone and their close events handled in $(( $(date +%s) - t0 )) s (left: $left)"
 "$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
 stop_node
 trap - EXIT INT TERM
