@@ -175,6 +175,12 @@ func (w WorkerConfig) hookConfig() webhook.Config {
 
 // GatewayConfig is the `gateway` section: see gateway.Config.
 type GatewayConfig struct {
+	// Processes is how many gateway processes `start` runs: 1 (or 0) means
+	// the gateway runs inside the master; more means that many child
+	// processes (`<binary> gateway` with the master's settings on stdin),
+	// all listening on the listeners' addresses with SO_REUSEPORT, each a
+	// gateway of the cluster, restarted when they crash (gwprocs.go).
+	Processes         int      `yaml:"processes"`
 	Shards            int      `yaml:"shards"`
 	EventTimeout      Duration `yaml:"event_timeout"`
 	MaxBatch          int      `yaml:"max_batch"`
@@ -265,6 +271,7 @@ func DefaultConfig(app string) Config {
 		NATS:   NATSConfig{MaxPayload: natsembed.DefaultMaxPayload},
 		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},
 		Gateway: GatewayConfig{
+			Processes:           1,
 			EventTimeout:        Duration(g.EventTimeout),
 			MaxBatch:            g.MaxBatch,
 			MaxPendingEvents:    g.MaxPendingEvents,

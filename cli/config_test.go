@@ -143,7 +143,7 @@ func TestLoadYAML(t *testing.T) {
 		{name: "api token hint", yaml: "api:\n  token: x\n",
 			want: []string{"gatework.yaml:2: api.token: unknown key (the API token is http.token)"}},
 		{name: "unknown listener key", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n    colour: blue\n",
-			want: []string{"gatework.yaml:4: listeners[0].colour: unknown key (known here: addr, codec, compression, confirm_timeout, decode_error, delay_receive, framing, idle_timeout, max_message, max_peers, max_queue_bytes, message_type, name, origins, path, ping_data, ping_interval, protocol, queue_policy, rate_limit, tls, upgrade_hook, upgrade_max_pending, upgrade_timeout)"}},
+			want: []string{"gatework.yaml:4: listeners[0].colour: unknown key (known here: addr, codec, compression, confirm_timeout, decode_error, delay_receive, framing, idle_timeout, max_message, max_peers, max_queue_bytes, message_type, name, origins, path, ping_data, ping_interval, protocol, queue_policy, rate_limit, tcp_keepalive, tls, upgrade_hook, upgrade_max_pending, upgrade_timeout)"}},
 		{name: "unknown framing key", yaml: "listeners:\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    framing:\n      kind: length\n      lenght_size: 2\n",
 			want: []string{"gatework.yaml:6: listeners[0].framing.lenght_size: unknown key (did you mean listeners[0].framing.length_size?)"}},
 		{name: "bad framing option", yaml: "listeners:\n  - protocol: ws\n    addr: 127.0.0.1:0\n  - protocol: tcp\n    addr: 127.0.0.1:0\n    framing:\n      kind: length\n      length_size: 3\n",

@@ -49,6 +49,9 @@ type statusReport struct {
 	App       string           `json:"app"`
 	Processes []processStatus  `json:"processes"`
 	Workers   *master.Counters `json:"workers,omitempty"`
+	// Gateways are the counters of the gateway processes
+	// (gateway.processes above 1).
+	Gateways *master.Counters `json:"gateways,omitempty"`
 }
 
 // processStatus is one process of the node in a statusReport.
@@ -131,6 +134,9 @@ func printStatus(w io.Writer, rep *statusReport) {
 	if c := rep.Workers; c != nil {
 		fmt.Fprintf(w, "workers: %d crashes, %d restarts, %d reloads, %d failed reloads\n",
 			c.Crashes, c.Restarts, c.Reloads, c.FailedReloads)
+	}
+	if c := rep.Gateways; c != nil {
+		fmt.Fprintf(w, "gateway processes: %d crashes, %d restarts\n", c.Crashes, c.Restarts)
 	}
 }
 

@@ -65,6 +65,9 @@ type masterRun struct {
 	userProcs []worker.Process
 	procsMu   sync.Mutex
 	procs     []userProc
+	// gw are the gateway processes (gateway.processes above 1); nil when
+	// the gateway runs in this process.
+	gw *gatewayProcs
 
 	// The previous status sample, for rates.
 	rateMu    sync.Mutex
@@ -105,6 +108,18 @@ func newMasterRun(c Config, log *slog.Logger, apps []App) (*masterRun, error) {
 		return nil, err
 	}
 	m := &masterRun{cfg: c, log: log, nc: nc, workerIDPrefix: "w-" + strings.ToLower(rand.Text()[:8])}
+	if c.gatewayProcesses() > 0 {
+		// The gateways run in child processes: the master keeps the bus,
+		// the HTTP API and the supervisors.
+		nc.NoGateway = true
+		if nc.NATS.URL == "" && nc.NATS.Listen == "" {
+			nc.NATS.Listen = "127.0.0.1:0"
+		}
+		if nc.NATS.URL != "" && nc.NATS.Role == "" {
+			nc.NATS.Role = bus.RoleNode // as with a gateway in this process
+		}
+		m.nc = nc
+	}
 	if c.Worker.Processes > 0 && c.Worker.App != appNone && c.Worker.Webhook.URL == "" {
 		// Workers run in child processes: the embedded NATS listens on a
 		// loopback port; they log in as its generated worker user.
@@ -254,8 +269,9 @@ func (m *masterRun) taskProcesses() int {
 	return m.cfg.Worker.TaskProcesses
 }
 
-// start starts the node, then the worker processes, and returns once they
-// are all ready. Children's logs go to stderr.
+// start starts the node, then the worker (and task) processes, then the
+// gateway processes (gateway.processes above 1), then the user processes,
+// and returns once they are all ready. Children's logs go to stderr.
 func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 	n, err := node.Start(ctx, m.nc)
 	if err != nil {
@@ -263,15 +279,57 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 	}
 	m.node = n
 	m.started = time.Now()
-	if !m.children && len(m.userProcs) == 0 {
-		return nil
-	}
 	fail := func(err error) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
+		if m.sup != nil {
+			_ = m.sup.Stop(sctx)
+		}
+		if m.taskSup != nil {
+			_ = m.taskSup.Stop(sctx)
+		}
+		if m.gw != nil {
+			if m.gw.sup != nil {
+				_ = m.gw.sup.Stop(sctx)
+			}
+			m.gw.close()
+		}
 		_ = n.Shutdown(sctx)
 		return err
 	}
+	if m.children {
+		if err := m.startWorkers(ctx, stderr); err != nil {
+			return fail(err)
+		}
+	}
+	if m.cfg.gatewayProcesses() > 0 {
+		// After the workers: the first clients find them.
+		if err := m.startGateways(ctx, stderr); err != nil {
+			return fail(err)
+		}
+	}
+	if len(m.userProcs) > 0 {
+		// User processes start once the node and its workers serve.
+		exe, err := master.ProgramPath()
+		if err != nil {
+			return fail(fmt.Errorf("user processes: %w", err))
+		}
+		b, err := json.Marshal(m.childSpec())
+		if err != nil {
+			return fail(fmt.Errorf("user processes: %w", err))
+		}
+		if err := m.startProcesses(ctx, exe, childEnv(envChild), b, stderr); err != nil {
+			m.stopProcesses(ctx)
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+// startWorkers starts the worker processes and returns once they are all
+// ready.
+func (m *masterRun) startWorkers(ctx context.Context, stderr io.Writer) error {
+	fail := func(err error) error { return err }
 	exe, err := master.ProgramPath()
 	if err != nil {
 		return fail(fmt.Errorf("worker processes: %w", err))
@@ -283,21 +341,7 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 	}
 	// The secrets of the configuration stay out of the children's
 	// environment: they get what they need, the bus, on stdin.
-	env := make([]string, 0, len(os.Environ())+1)
-	for _, kv := range os.Environ() {
-		if !hasAnyPrefix(kv, envChild+"=", envDaemon+"=", "GATEWORK_NATS_PASSWORD=", "GATEWORK_NATS_TOKEN=",
-			"GATEWORK_HTTP_TOKEN=", "GATEWORK_API_TOKEN=") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, envChild+"="+childFromStdin)
-	if !m.children {
-		if err := m.startProcesses(ctx, exe, env, b, stderr); err != nil {
-			m.stopProcesses(ctx)
-			return fail(err)
-		}
-		return nil
-	}
+	env := childEnv(envChild)
 	sup, err := master.New(master.Config{
 		Path:        exe,
 		Args:        []string{"worker", "--app", m.cfg.Worker.App},
@@ -333,22 +377,8 @@ func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
 		m.taskSup = tsup
 		m.taskSupRef.Store(tsup)
 		if err := tsup.Start(ctx); err != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			_ = sup.Stop(sctx)
-			cancel()
 			return fail(fmt.Errorf("task processes: %w", err))
 		}
-	}
-	// User processes start once the node and its workers serve.
-	if err := m.startProcesses(ctx, exe, env, b, stderr); err != nil {
-		m.stopProcesses(ctx)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_ = sup.Stop(sctx)
-		if m.taskSup != nil {
-			_ = m.taskSup.Stop(sctx)
-		}
-		cancel()
-		return fail(err)
 	}
 	return nil
 }
@@ -429,11 +459,21 @@ func (m *masterRun) shutdown(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	var errs []error
-	// User processes first: they may push to clients until they stop.
+	if m.gw != nil {
+		// The gateways first: their close events reach the workers,
+		// which are still up.
+		if err := m.gw.sup.Stop(sctx); err != nil {
+			errs = append(errs, err)
+		}
+		m.gw.close()
+	}
+	// User processes next: they may push to clients until they stop.
 	m.stopProcesses(sctx)
 	if m.sup != nil {
 		// Errors of the gateway are reported again by node.Shutdown.
-		_ = m.node.Gateway().Shutdown(sctx)
+		if gw := m.node.Gateway(); gw != nil {
+			_ = gw.Shutdown(sctx)
+		}
 		if err := m.sup.Stop(sctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -482,12 +522,16 @@ func (m *masterRun) status() (rep statusReport) {
 	}
 	rep = statusReport{Version: version(), App: m.cfg.Worker.App}
 	rep.Processes = append(rep.Processes, proc("master", self, up, rss))
-	st := m.node.Gateway().Stats()
-	gw := proc("gateway", self, up, rss)
-	gw.Connections, gw.Gateway = &st.Connections, &st
-	gw.Rates = m.rates(st, now)
-	gw.Bus = m.node.BusStatus()
-	rep.Processes = append(rep.Processes, gw)
+	if g := m.node.Gateway(); g != nil {
+		st := g.Stats()
+		gw := proc("gateway", self, up, rss)
+		gw.Connections, gw.Gateway = &st.Connections, &st
+		gw.Rates = m.rates(st, now)
+		gw.Bus = m.node.BusStatus()
+		rep.Processes = append(rep.Processes, gw)
+	} else if m.gw != nil {
+		m.gatewayStatus(&rep, now)
+	}
 	defer func() { rep.Processes = append(rep.Processes, m.processStatuses(now)...) }()
 	if m.sup == nil {
 		if wk := m.node.Worker(); wk != nil {

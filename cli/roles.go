@@ -97,6 +97,9 @@ loopback address. See docs/deployment.md.`,
 // runRole runs the node of a gateway or api process until cmd's context is
 // cancelled or SIGINT / SIGTERM comes, then stops it gracefully.
 func (r *runner) runRole(cmd *cobra.Command, role string) error {
+	if role == roleGateway && os.Getenv(envGatewayChild) != "" {
+		return r.runGatewayChild(cmd)
+	}
 	c, err := r.load(cmd)
 	if err != nil {
 		return err

@@ -82,7 +82,8 @@ func (r *runner) start(cmd *cobra.Command) error {
 		app = "webhook" // the webhook worker logs its URL when it starts
 	}
 	log.Info("gatework starting", "version", version(), "config", src, "app", app,
-		"worker_processes", m.processes(), "task_processes", m.taskProcesses())
+		"worker_processes", m.processes(), "task_processes", m.taskProcesses(),
+		"gateway_processes", max(c.gatewayProcesses(), 1))
 	if err := m.start(ctx, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
@@ -94,7 +95,7 @@ func (r *runner) start(cmd *cobra.Command) error {
 	if err := lock.Write(os.Getpid()); err != nil {
 		log.Warn("no pid in the pid file: reload, stop and status will not find this master", "err", err)
 	}
-	logHints(log, c, m.node, busFile)
+	logHints(log, c, m.node, m.gatewayAddr, busFile)
 	// From when Wait returns, a second SIGINT or SIGTERM kills the process
 	// at once.
 	sigs.Wait(ctx, log, func() { _ = m.reload(context.Background()) })
@@ -147,7 +148,7 @@ func listenerHint(l gateway.ListenerConfig, addr string) string {
 
 // logHints logs how to talk to the node, for a newcomer; busFile is where
 // hand-started workers find the bus credentials ("" for none).
-func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
+func logHints(log *slog.Logger, c Config, n *node.Node, gwAddr func(name string) net.Addr, busFile string) {
 	var attrs []any
 	hasWS := false
 	for _, l := range c.Listeners {
@@ -155,7 +156,7 @@ func logHints(log *slog.Logger, c Config, n *node.Node, busFile string) {
 		if name == "" {
 			name = l.Protocol
 		}
-		addr := n.Addr(name)
+		addr := gwAddr(name)
 		if addr == nil {
 			continue
 		}

@@ -300,6 +300,9 @@ func (v *validator) worker(apps []string) {
 	if w := v.c.Worker; w.TaskProcesses > 0 && (w.Processes == 0 || w.App == appNone || w.Webhook.URL != "") {
 		v.bad("worker.task_processes", "needs worker processes running an app (worker.processes > 0, worker.app not none, no webhook)")
 	}
+	if n := v.c.Gateway.Processes; n > maxGatewayProcesses {
+		v.bad("gateway.processes", "%d is more than %d", n, maxGatewayProcesses)
+	}
 	wh := v.c.Worker.Webhook
 	if wh.URL == "" {
 		return

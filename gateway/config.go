@@ -221,6 +221,11 @@ type Config struct {
 	// node for its answer to a stats query; same rules as LocalWorkers.
 	// nil means the node runs no task workers (tasks is then absent).
 	LocalTasks func() *bus.TaskStats
+	// ReusePort, when set, makes every listener set SO_REUSEPORT before
+	// binding: several gateway processes of the same user then listen on
+	// the same addresses and the kernel spreads new connections (and UDP
+	// peers) over them. False means an address in use fails Start.
+	ReusePort bool
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -308,6 +313,18 @@ type ListenerConfig struct {
 	// way or by a close); negative turns it off. Protected connections are
 	// exempt.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// TCPKeepAlive sets the kernel's TCP keep-alive on every accepted
+	// socket: after this long without a segment from the peer the kernel
+	// probes it (every TCPKeepAlive/3, 3 probes) and closes the socket
+	// when it does not answer; the client is then closed with reason
+	// client_closed. It costs no work in the gateway, so with
+	// ping_interval and idle_timeout turned off it is the cheapest way to
+	// find dead peers when the application pings on its own (Socket.IO
+	// style) or does not need to find them quickly. 0 means the default:
+	// off on a listener with an idle timeout (which finds dead peers
+	// itself), else Go's keep-alive (15 s); negative turns it off. ws and
+	// tcp only; at least 1s.
+	TCPKeepAlive time.Duration `yaml:"tcp_keepalive"`
 	// MaxPeers bounds the peers (remote addresses) a UDP listener holds
 	// at once; a datagram from a new peer while it is full is dropped and
 	// counted in Stats.Refused["peers"] (known peers are still served).

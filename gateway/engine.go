@@ -48,10 +48,11 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	// TCP keep-alive costs four setsockopt calls per accepted socket (of
 	// about 27 syscalls a short connection costs here). A listener with an
 	// idle timeout finds dead peers itself; one without keeps Go's
-	// keep-alive (15 s) for that.
+	// keep-alive (15 s) for that, unless tcp_keepalive says otherwise.
 	lc := net.ListenConfig{}
-	if e.l.cfg.IdleTimeout > 0 {
-		lc.KeepAlive = -1
+	lc.KeepAlive, lc.KeepAliveConfig = e.l.cfg.keepAlive()
+	if e.l.s.cfg.ReusePort {
+		lc.Control = reusePortControl
 	}
 	ln, err := lc.Listen(context.Background(), "tcp", e.l.cfg.Addr)
 	if err != nil {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -46,6 +47,12 @@ func (l ListenerConfig) validateHeartbeat(key func(string) string) error {
 		if _, err := f.WithDefaults().AppendFrame(nil, []byte(l.PingData)); err != nil {
 			return fmt.Errorf("gateway: %s: cannot be framed: %w", key("ping_data"), err)
 		}
+	}
+	if l.TCPKeepAlive > 0 && l.TCPKeepAlive < time.Second {
+		return fmt.Errorf("gateway: %s: %v is shorter than 1s", key("tcp_keepalive"), l.TCPKeepAlive)
+	}
+	if l.TCPKeepAlive > 0 && l.Protocol == "udp" {
+		return fmt.Errorf("gateway: %s: not for udp listeners", key("tcp_keepalive"))
 	}
 	for _, d := range []struct {
 		name string
@@ -203,4 +210,16 @@ func (c *conn) protectLocked(on bool) {
 		c.lastActiveMs.Store(nowMs())
 	}
 	c.protected = on
+}
+
+// keepAlive returns the TCP keep-alive of the listener's accepted sockets
+// (see ListenerConfig.TCPKeepAlive) as net.ListenConfig wants it.
+func (l ListenerConfig) keepAlive() (time.Duration, net.KeepAliveConfig) {
+	switch d := l.TCPKeepAlive; {
+	case d > 0:
+		return d, net.KeepAliveConfig{Enable: true, Idle: d, Interval: max(d/3, time.Second), Count: 3}
+	case d < 0 || l.IdleTimeout > 0:
+		return -1, net.KeepAliveConfig{}
+	}
+	return 0, net.KeepAliveConfig{} // Go's default (15 s)
 }

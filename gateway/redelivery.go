@@ -68,6 +68,25 @@ type givenUp struct {
 func (s *Server) queueLocked(d *delivery) {
 	d.state = deliveryQueued
 	s.queue = append(s.queue, d)
+	if s.redeliverIdle {
+		// The redelivery ticker stopped with nothing in flight: start it.
+		s.redeliverIdle = false
+		select {
+		case s.redeliverWake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// redeliverIdleLocked reports whether nothing is in flight or parked, and
+// if so records that the redelivery ticker stops (queueLocked restarts
+// it). Caller holds infMu.
+func (s *Server) redeliverIdleLocked() bool {
+	if len(s.inflight) > 0 || len(s.parked) > 0 || len(s.queue) > 0 {
+		return false
+	}
+	s.redeliverIdle = true
+	return true
 }
 
 // pumpLocked takes batches off the window's queue while the window has

@@ -32,6 +32,26 @@ var quietEngine sync.Once
 // ErrServerClosed is returned by Start after Shutdown.
 var ErrServerClosed = errors.New("gateway: server closed")
 
+// LostEventsError is Shutdown's error when its context ended before every
+// queued event (close events included) was handed to a worker and
+// acknowledged: those events are lost. It wraps the context's error.
+type LostEventsError struct {
+	// Clients is how many clients had events left; Events how many events
+	// in all, CloseEvents how many of them were close events.
+	Clients, Events, CloseEvents int
+	// Err is the context's error.
+	Err error
+}
+
+// Error implements error.
+func (e *LostEventsError) Error() string {
+	return fmt.Sprintf("gateway: shutdown: %d events of %d clients (%d close events) not handed to a worker in time, lost: %v",
+		e.Events, e.Clients, e.CloseEvents, e.Err)
+}
+
+// Unwrap returns the context's error.
+func (e *LostEventsError) Unwrap() error { return e.Err }
+
 // Server is a gateway: it holds client connections and serves them to the
 // bus. Create it with New, then Start; Shutdown stops it.
 type Server struct {
@@ -53,8 +73,13 @@ type Server struct {
 	interest    *interest
 
 	// The in-flight event batches, guarded by infMu.
-	infMu    sync.Mutex
-	inflight map[uint64]*delivery
+	infMu sync.Mutex
+	// redeliverIdle (guarded by infMu): the redelivery ticker is stopped,
+	// nothing being in flight; queueLocked wakes timers through
+	// redeliverWake to start it again.
+	redeliverIdle bool
+	redeliverWake chan struct{}
+	inflight      map[uint64]*delivery
 	// gates serialize the batches of a uid's clients (DispatchUID).
 	gates        uidGates
 	parked       []*delivery
@@ -100,7 +125,9 @@ type stats struct {
 	timeouts     atomic.Uint64 // deliveries without an ack in time
 	nacks        atomic.Uint64
 	deadLettered atomic.Uint64
-	busSlow      atomic.Uint64 // slow consumers reported on the bus connection
+	// lostAtShutdown: events Shutdown gave up on (LostEventsError).
+	lostAtShutdown atomic.Uint64
+	busSlow        atomic.Uint64 // slow consumers reported on the bus connection
 }
 
 // Stats is a snapshot of a gateway's counters.
@@ -162,6 +189,9 @@ type Stats struct {
 	// DeadLettered counts the event batches given up after MaxDeliveries
 	// and published on the dead-letter subject.
 	DeadLettered uint64 `json:"dead_lettered"`
+	// LostAtShutdown counts the events (close events included) that
+	// Shutdown's deadline left undelivered (see LostEventsError).
+	LostAtShutdown uint64 `json:"lost_at_shutdown,omitempty"`
 	// Window is the in-flight window: the most event batches out at the
 	// workers at once (at most MaxInFlight; cut when deliveries time
 	// out). Queued are the batches of InFlight waiting for room in it.
@@ -210,6 +240,8 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		inflight: make(map[uint64]*delivery),
 		window:   float64(cfg.MaxInFlight),
 		quit:     make(chan struct{}),
+
+		redeliverWake: make(chan struct{}, 1),
 	}
 	s.lim = newLimits(&s.cfg)
 	s.log = s.log.With("node", s.id)
@@ -345,8 +377,11 @@ func (s *Server) Addr(name string) net.Addr {
 // its close frame (1001) after its queued data, spread over DrainWindow.
 // It then waits until every socket is closed and every close event was
 // handed to a worker, or ctx ends, and leaves the bus. With no worker
-// running, the close events cannot be handed over and Shutdown returns
-// when ctx ends.
+// running (or one too slow for the close events of every client within
+// ctx), the close events cannot all be handed over: when ctx ends
+// Shutdown counts the events still queued or unacknowledged, logs them
+// as lost (a warning with clients, events and close_events) and returns
+// a *LostEventsError wrapping ctx.Err(); never a bare timeout.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.closing.CompareAndSwap(false, true) {
 		return ErrServerClosed
@@ -363,6 +398,16 @@ wait:
 		select {
 		case <-ctx.Done():
 			err = ctx.Err()
+			if lost := s.undelivered(); lost.Events > 0 {
+				lost.Err = err
+				s.stats.lostAtShutdown.Add(uint64(lost.Events))
+				s.log.Warn("shutdown: events not handed to a worker in time: lost (are workers running, and fast enough for shutdown_timeout?)",
+					"clients", lost.Clients, "events", lost.Events, "close_events", lost.CloseEvents,
+					"open_connections", s.connCount(), "err", err)
+				err = lost
+			} else if n := s.connCount(); n > 0 {
+				s.log.Warn("shutdown: connections still open at the deadline: closed at once", "open_connections", n, "err", err)
+			}
 			break wait
 		case <-tick.C:
 		}
@@ -462,6 +507,52 @@ func (s *Server) connCount() int {
 	return n
 }
 
+// undelivered counts the events not yet acknowledged by a worker: those of
+// the batches in flight, parked or queued, and those waiting behind them.
+func (s *Server) undelivered() *LostEventsError {
+	conns := map[*conn]struct{}{}
+	s.infMu.Lock()
+	for _, d := range s.inflight {
+		conns[d.c] = struct{}{}
+	}
+	for _, d := range s.parked {
+		conns[d.c] = struct{}{}
+	}
+	s.infMu.Unlock()
+	// Clients with pending events and no batch out (not dispatched yet).
+	s.eachShard(func(sh *shard) {
+		for _, c := range sh.conns {
+			conns[c] = struct{}{}
+		}
+	})
+	lost := &LostEventsError{}
+	for c := range conns {
+		c.evmu.Lock()
+		evs := len(c.pending)
+		closes := 0
+		for _, ev := range c.pending {
+			if ev.Type == bus.EventClose {
+				closes++
+			}
+		}
+		if d := c.inflight; d != nil {
+			evs += len(d.events)
+			for _, ev := range d.events {
+				if ev.Type == bus.EventClose {
+					closes++
+				}
+			}
+		}
+		c.evmu.Unlock()
+		if evs > 0 {
+			lost.Clients++
+			lost.Events += evs
+			lost.CloseEvents += closes
+		}
+	}
+	return lost
+}
+
 func (s *Server) inFlight() int {
 	s.infMu.Lock()
 	defer s.infMu.Unlock()
@@ -488,6 +579,7 @@ func (s *Server) Stats() Stats {
 	}
 	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
+	st.LostAtShutdown = s.stats.lostAtShutdown.Load()
 	for r := range reasonCount {
 		st.Closes[r.String()] = s.stats.closes[r].Load()
 	}
@@ -524,12 +616,17 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
+// redeliverTick is how often timers looks for expired deliveries while
+// batches are in flight or parked; with none it does not tick (an idle
+// gateway wakes once per heartbeat only).
+const redeliverTick = 100 * time.Millisecond
+
 // timers runs the gateway's periodic work: heartbeats, event redelivery
 // (redelivery.go) and probing for workers while batches are parked.
 func (s *Server) timers() {
 	hb := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer hb.Stop()
-	redeliver := time.NewTicker(100 * time.Millisecond)
+	redeliver := time.NewTicker(redeliverTick)
 	defer redeliver.Stop()
 	for {
 		select {
@@ -537,8 +634,15 @@ func (s *Server) timers() {
 			return
 		case <-hb.C:
 			s.heartbeat(false)
+		case <-s.redeliverWake:
+			redeliver.Reset(redeliverTick)
 		case now := <-redeliver.C:
 			s.redeliverExpired(now)
+			s.infMu.Lock()
+			if s.redeliverIdleLocked() {
+				redeliver.Stop()
+			}
+			s.infMu.Unlock()
 		}
 	}
 }

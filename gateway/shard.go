@@ -306,19 +306,37 @@ type flushItem struct {
 	buf []byte
 }
 
+// drainTick is how often the flusher moves graceful closes along while
+// some are in progress (checkDraining). With none it does not tick: an
+// idle shard costs no wake-up.
+const drainTick = 50 * time.Millisecond
+
 // run is the shard's flusher: it writes every dirty connection's frames in
 // one write each, and closes connections whose graceful close is done.
 func (sh *shard) run() {
 	defer close(sh.done)
 	var items []flushItem
 	var returned [][]byte
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTimer(drainTick)
+	tick.Stop()
+	var tickC <-chan time.Time // nil while nothing drains
+	arm := func(draining bool) {
+		switch {
+		case draining && tickC == nil:
+			tick.Reset(drainTick)
+			tickC = tick.C
+		case !draining && tickC != nil:
+			tick.Stop()
+			tickC = nil
+		}
+	}
 	defer tick.Stop()
 	for {
 		select {
 		case <-sh.wake:
-		case <-tick.C:
-			sh.checkDraining()
+		case <-tickC:
+			tickC = nil
+			arm(sh.checkDraining())
 			continue
 		case <-sh.quit:
 			return
@@ -340,7 +358,7 @@ func (sh *shard) run() {
 			returned = append(returned, it.buf)
 			it.buf = nil
 		}
-		sh.checkDraining()
+		arm(sh.checkDraining())
 	}
 }
 
@@ -377,12 +395,12 @@ func (sh *shard) takeDirty(items []flushItem, written [][]byte) ([]flushItem, []
 
 // checkDraining moves graceful closes along: a connection whose queue is
 // written gets FIN and lingers; one whose linger (or whole close) passed
-// CloseTimeout is closed.
-func (sh *shard) checkDraining() {
+// CloseTimeout is closed. It reports whether closes are still in progress.
+func (sh *shard) checkDraining() bool {
 	sh.mu.Lock()
 	if len(sh.draining) == 0 {
 		sh.mu.Unlock()
-		return
+		return false
 	}
 	now := time.Now().UnixNano()
 	var toClose, toFin []*conn
@@ -412,6 +430,7 @@ func (sh *shard) checkDraining() {
 	for _, c := range toClose {
 		c.t.close()
 	}
+	return len(keep) > 0
 }
 
 // maxLinger bounds how long a closed connection waits, after its FIN, for

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -78,14 +79,15 @@ func (e *udpEngine) start() (net.Addr, error) {
 			e.maxIn += fc.HeaderSize
 		}
 	}
-	ua, err := net.ResolveUDPAddr("udp", e.l.cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("resolve %s: %w", e.l.cfg.Addr, err)
+	lc := net.ListenConfig{}
+	if e.l.s.cfg.ReusePort {
+		lc.Control = reusePortControl
 	}
-	pc, err := net.ListenUDP("udp", ua)
+	p, err := lc.ListenPacket(context.Background(), "udp", e.l.cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
+	pc := p.(*net.UDPConn)
 	// Room for bursts of datagrams while the read loop hands one to the
 	// workers; the kernel caps it at net.core.rmem_max.
 	_ = pc.SetReadBuffer(4 << 20)

@@ -36,11 +36,15 @@ type wsEngine struct {
 	upgrades map[*wsTransport]*pendingUpgrade
 	hsQuit   chan struct{}
 	hsDone   chan struct{}
+	// hsIdle (guarded by hsMu): the sweeper waits on hsWake, pending and
+	// upgrades having been empty; open wakes it.
+	hsIdle bool
+	hsWake chan struct{}
 }
 
 func newWSEngine(l *listener) *wsEngine {
 	return &wsEngine{nbioEngine: nbioEngine{l: l}, pending: make(map[*wsTransport]int64),
-		upgrades: make(map[*wsTransport]*pendingUpgrade)}
+		upgrades: make(map[*wsTransport]*pendingUpgrade), hsWake: make(chan struct{}, 1)}
 }
 
 func (e *wsEngine) start() (net.Addr, error) {
@@ -68,7 +72,8 @@ func (e *wsEngine) stop() {
 // sweepHandshakes closes, twice a second, the sockets whose upgrade did
 // not complete within HandshakeTimeout, and answers 503 to the upgrades
 // that waited UpgradeTimeout for the workers (checked four times per
-// UpgradeTimeout when that is shorter than 2 s).
+// UpgradeTimeout when that is shorter than 2 s). While no handshake or
+// upgrade is pending it does not tick: it waits for open to wake it.
 func (e *wsEngine) sweepHandshakes() {
 	defer close(e.hsDone)
 	every := 500 * time.Millisecond
@@ -81,6 +86,8 @@ func (e *wsEngine) sweepHandshakes() {
 		select {
 		case <-e.hsQuit:
 			return
+		case <-e.hsWake:
+			tick.Reset(every)
 		case now := <-tick.C:
 			var late []*wsTransport
 			e.hsMu.Lock()
@@ -89,6 +96,10 @@ func (e *wsEngine) sweepHandshakes() {
 					late = append(late, t)
 					delete(e.pending, t)
 				}
+			}
+			if len(e.pending) == 0 && len(e.upgrades) == 0 {
+				e.hsIdle = true
+				tick.Stop()
 			}
 			e.hsMu.Unlock()
 			e.countTimeouts(late)
@@ -141,6 +152,13 @@ func (e *wsEngine) open(nc *nbio.Conn) {
 	t := &wsTransport{sock: newSock(nc, q)}
 	e.hsMu.Lock()
 	e.pending[t] = time.Now().Add(e.l.s.cfg.HandshakeTimeout).UnixNano()
+	if e.hsIdle {
+		e.hsIdle = false
+		select {
+		case e.hsWake <- struct{}{}:
+		default:
+		}
+	}
 	e.hsMu.Unlock()
 	setTransport(nc, t)
 }

@@ -84,23 +84,46 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 	var cur atomic.Pointer[stats]
 	cur.Store(&stats{start: time.Now()})
 
-	conns, failed, firstErr := openConns(ctx, cfg, func(n int) {
-		_ = emit(childMsg{Type: "progress", Connected: n})
-	})
-	ready := childMsg{Type: "ready", Connected: len(conns), Failed: failed}
-	if firstErr != nil {
-		ready.Err = firstErr.Error()
-	}
+	// The event loops start first and take each connection as soon as
+	// its handshake is done: a connection answers the server's pings
+	// while the others are still dialing (with tens of thousands to
+	// open, the first would otherwise reach the server's idle timeout).
 	var (
 		pc      *pollClient
 		adopted []*nbio.Conn
+		addrs   []string
+		adoptMu sync.Mutex
 	)
+	var adopt func(c *wsConn) error
 	if cfg.Workload != Churn {
 		var err error
-		if pc, adopted, err = adoptAll(cfg, &cur, conns, &ready); err != nil {
+		if pc, err = newPollClient(&cur, cfg.Workload != Idle, cfg.MsgSize); err != nil {
 			return err
 		}
 		defer pc.stop()
+		adopted = make([]*nbio.Conn, 0, cfg.Conns)
+		adopt = func(c *wsConn) error {
+			addr := c.LocalAddr()
+			nc, err := pc.adopt(c)
+			if err != nil {
+				_ = c.Close()
+				return err
+			}
+			adoptMu.Lock()
+			adopted = append(adopted, nc)
+			if cfg.Workload == FanOut {
+				addrs = append(addrs, addr)
+			}
+			adoptMu.Unlock()
+			return nil
+		}
+	}
+	connected, failed, firstErr := openConns(ctx, cfg, adopt, func(n int) {
+		_ = emit(childMsg{Type: "progress", Connected: n})
+	})
+	ready := childMsg{Type: "ready", Connected: connected, Failed: failed, Addrs: addrs}
+	if firstErr != nil {
+		ready.Err = firstErr.Error()
 	}
 	if err := emit(ready); err != nil {
 		return fmt.Errorf("load: child output: %w", err)
@@ -195,18 +218,20 @@ func raiseNoFile(need int) error {
 }
 
 // openConns opens cfg.Conns connections (none for churn), dialParallel at a
-// time, reporting progress every 1,000.
-func openConns(ctx context.Context, cfg ChildConfig, progress func(int)) ([]*wsConn, int, error) {
+// time, hands each to adopt as soon as its handshake is done, and reports
+// progress every 1,000. It returns how many were opened and adopted, how
+// many failed, and the first error.
+func openConns(ctx context.Context, cfg ChildConfig, adopt func(*wsConn) error, progress func(int)) (int, int, error) {
 	if cfg.Workload == Churn {
-		return nil, 0, nil
+		return 0, 0, nil
 	}
 	var (
-		mu       sync.Mutex
-		conns    = make([]*wsConn, 0, cfg.Conns)
-		failed   int
-		firstErr error
-		next     atomic.Int64
-		wg       sync.WaitGroup
+		mu        sync.Mutex
+		connected int
+		failed    int
+		firstErr  error
+		next      atomic.Int64
+		wg        sync.WaitGroup
 	)
 	for range min(dialParallel, cfg.Conns) {
 		wg.Go(func() {
@@ -216,6 +241,9 @@ func openConns(ctx context.Context, cfg ChildConfig, progress func(int)) ([]*wsC
 					return
 				}
 				c, err := dialWS(ctx, cfg.URL, srcFor(cfg.SrcIPs, cfg.Offset+i), cfg.Deflate)
+				if err == nil {
+					err = adopt(c)
+				}
 				mu.Lock()
 				if err != nil {
 					failed++
@@ -223,9 +251,9 @@ func openConns(ctx context.Context, cfg ChildConfig, progress func(int)) ([]*wsC
 						firstErr = err
 					}
 				} else {
-					conns = append(conns, c)
-					if len(conns)%1000 == 0 {
-						progress(len(conns))
+					connected++
+					if connected%1000 == 0 {
+						progress(connected)
 					}
 				}
 				mu.Unlock()
@@ -233,7 +261,7 @@ func openConns(ctx context.Context, cfg ChildConfig, progress func(int)) ([]*wsC
 		})
 	}
 	wg.Wait()
-	return conns, failed, firstErr
+	return connected, failed, firstErr
 }
 
 func srcFor(ips []string, i int) string {

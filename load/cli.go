@@ -126,7 +126,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 type cliFlags struct {
-	ws, http, token, path, rates, jsonOut, nats                    string
+	ws, http, token, path, rates, jsonOut, nats, pids              string
+	minFreeMiB                                                     int64
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration, retryWait                               time.Duration
 	bare, welcome, bareCoalesce, deflate                           bool
@@ -147,7 +148,9 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.retryWait, "retry-wait", 0, "overload: wait after a refused send (503/429); 0: the Retry-After the node answered")
 	fs.Float64Var(&f.atMax, "at-max", 0.8, "fanout: after --rates, one more step at this fraction of the highest deliveries/s reached (0: none)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
-	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: the process listening on --ws)")
+	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: every process listening on --ws, e.g. all gateway processes)")
+	fs.StringVar(&f.pids, "pids", "", "idle: more pids whose memory and CPU count as the target's, comma-separated (the master, workers)")
+	fs.Int64Var(&f.minFreeMiB, "min-free", 2048, "stop the run (closing every connection) when MemAvailable drops below this many MiB; negative: never")
 	fs.IntVar(&f.conns, "conns", 1000, "connections (idle, fanout, echo)")
 	fs.IntVar(&f.maxConns, "max-conns", 200000, "refuse runs with more connections than this")
 	fs.IntVar(&f.concurrency, "concurrency", 100, "churn: connect/echo/close loops in flight")
@@ -168,7 +171,18 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP}
+		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
+		MinFreeBytes: f.minFreeMiB << 20}
+	for _, s := range strings.Split(f.pids, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("--pids: %q is not a pid", s)
+		}
+		cfg.ExtraPIDs = append(cfg.ExtraPIDs, n)
+	}
 	for _, s := range strings.Split(f.rates, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -249,8 +263,28 @@ func PrintTable(w io.Writer, r *Result) {
 	}
 	switch r.Workload {
 	case Idle:
-		fmt.Fprintf(tw, "pid\t%d\nRSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %%\ndisconnected\t%d\n",
-			r.PID, r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.Disconnected)
+		fmt.Fprintf(tw, "open time\t%.1f s (%.0f connections/s)\n", r.OpenSeconds, r.OpenRate)
+		if len(r.PIDs) > 1 {
+			fmt.Fprintf(tw, "target processes\t%d (%d gone by the end)\n", len(r.PIDs), r.TargetsGone)
+		} else {
+			fmt.Fprintf(tw, "pid\t%d\n", r.PID)
+		}
+		fmt.Fprintf(tw, "RSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %% (%.3f cores per 100k connections)\ndisconnected\t%d\n",
+			r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.IdleCPUPer100k, r.Disconnected)
+		if r.ClientRSSKiB > 0 {
+			fmt.Fprintf(tw, "clients: RSS / per connection\t%d KiB / %.2f KiB\nclients: CPU\t%.2f %%\n",
+				r.ClientRSSKiB, r.ClientPerConnBytes/1024, r.ClientCPUPercent)
+		}
+		if r.SlabAfterKiB > 0 {
+			fmt.Fprintf(tw, "kernel slab before / after\t%d / %d KiB\nkernel per connection\t%.2f KiB (both ends)\n",
+				r.SlabBeforeKiB, r.SlabAfterKiB, r.KernelPerConnBytes/1024)
+		}
+		if r.BoxCores > 0 {
+			fmt.Fprintf(tw, "machine CPU busy\t%.1f %% of %d cores\n", r.BoxCPUPercent, r.BoxCores)
+		}
+		if r.MemAvailableMinKiB > 0 {
+			fmt.Fprintf(tw, "lowest MemAvailable\t%d MiB\n", r.MemAvailableMinKiB>>10)
+		}
 		if r.GoMemAfter != nil {
 			fmt.Fprintf(tw, "Go heap before / after\t%d / %d KiB\nGo heap per connection\t%.2f KiB\nGo stacks before / after\t%d / %d KiB\nGo stacks per connection\t%.2f KiB\n",
 				r.GoMemBefore.HeapInuse>>10, r.GoMemAfter.HeapInuse>>10, r.HeapPerConnBytes/1024,

@@ -62,8 +62,17 @@ type Config struct {
 	// still go through HTTPAddr. The caller owns it.
 	API api.API
 	// PID is the target's process for the idle workload's memory and CPU;
-	// 0 means find the process listening on WSAddr.
+	// 0 means every process listening on WSAddr (all the gateway
+	// processes of a master with gateway.processes).
 	PID int
+	// ExtraPIDs are more processes whose memory and CPU count as the
+	// target's in the idle workload (the master with its embedded NATS,
+	// the workers); nil means none.
+	ExtraPIDs []int
+	// MinFreeBytes stops the run, closing every connection, when the
+	// machine's MemAvailable drops below it; 0 means 2 GiB, negative
+	// never.
+	MinFreeBytes int64
 	// Conns is the number of connections (idle, fanout, echo); default 1000.
 	Conns int
 	// MaxConns bounds Conns (and the churn workload's total connections);
@@ -146,6 +155,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Path == "" {
 		c.Path = "/"
+	}
+	if c.MinFreeBytes == 0 {
+		c.MinFreeBytes = 2 << 30
 	}
 	if c.Conns <= 0 {
 		c.Conns = 1000

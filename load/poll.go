@@ -36,6 +36,9 @@ type pollClient struct {
 	inflight  atomic.Int64 // echo: messages sent and not answered yet
 }
 
+// emptyPong answers a ping without payload.
+var emptyPong = appendMasked(nil, ws.OpPong, nil)
+
 // pollConn is the client state of one adopted connection.
 type pollConn struct {
 	fr           frameReader
@@ -117,6 +120,12 @@ func (p *pollClient) frame(w io.Writer, pc *pollConn, op ws.OpCode, payload []by
 	case ws.OpClose:
 		return errClosed
 	case ws.OpPing:
+		if len(payload) == 0 {
+			// The gateway's heartbeat: one pre-encoded frame, no
+			// allocation (nbio copies what it cannot write at once).
+			_, err := w.Write(emptyPong)
+			return err
+		}
 		_, err := w.Write(appendMasked(nil, ws.OpPong, payload))
 		return err
 	case ws.OpPong:

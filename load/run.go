@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"time"
 )
@@ -56,6 +57,37 @@ type Result struct {
 	StackPerConnBytes float64   `json:"stack_per_conn_bytes,omitempty"`
 	GoMemErr          string    `json:"go_mem_error,omitempty"`
 	Disconnected      uint64    `json:"disconnected,omitempty"`
+	// PIDs are the target's processes the idle figures sum: every process
+	// listening on the WebSocket address (the gateway processes of a
+	// master with gateway.processes) and Config.ExtraPIDs. PID is the
+	// first. TargetsGone counts those gone by the end (restarted).
+	PIDs        []int `json:"pids,omitempty"`
+	TargetsGone int   `json:"targets_gone,omitempty"`
+	// IdleCPUPer100k is the targets' CPU over the hold in cores per
+	// 100,000 connections.
+	IdleCPUPer100k float64 `json:"idle_cpu_cores_per_100k,omitempty"`
+	// The clients (the child processes; not with InProcess): their RSS
+	// at the end of the hold, per connection, and their CPU over the
+	// hold (percent of one core).
+	ClientRSSKiB       int64   `json:"client_rss_kib,omitempty"`
+	ClientPerConnBytes float64 `json:"client_rss_per_conn_bytes,omitempty"`
+	ClientCPUPercent   float64 `json:"client_cpu_percent,omitempty"`
+	// The kernel: Slab of /proc/meminfo before the first connection and
+	// at the end of the hold, and its growth per connection (both ends
+	// of each connection are on this machine).
+	SlabBeforeKiB      int64   `json:"slab_before_kib,omitempty"`
+	SlabAfterKiB       int64   `json:"slab_after_kib,omitempty"`
+	KernelPerConnBytes float64 `json:"kernel_per_conn_bytes,omitempty"`
+	// BoxCPUPercent is the whole machine's busy CPU over the hold, in
+	// percent of all its BoxCores cores.
+	BoxCPUPercent float64 `json:"box_cpu_percent,omitempty"`
+	BoxCores      int     `json:"box_cores,omitempty"`
+	// OpenSeconds is how long opening every connection took, OpenRate the
+	// connections opened per second.
+	OpenSeconds float64 `json:"open_seconds,omitempty"`
+	OpenRate    float64 `json:"open_rate,omitempty"`
+	// MemAvailableMinKiB is the lowest MemAvailable seen during the run.
+	MemAvailableMinKiB int64 `json:"mem_available_min_kib,omitempty"`
 
 	// Echo and churn: round trips or cycles.
 	Count   uint64  `json:"count,omitempty"`
@@ -82,6 +114,7 @@ type Result struct {
 
 // child is the parent's handle on one child process (or goroutine).
 type child struct {
+	pid   int // the child process; 0 for an in-process child
 	in    io.WriteCloser
 	msgs  chan childMsg
 	done  chan error
@@ -150,6 +183,12 @@ func spawn(ctx context.Context, cc ChildConfig, inProcess bool) (*child, error) 
 		arg, _ := json.Marshal(cc)
 		cmd := exec.CommandContext(ctx, exe, "child", string(arg))
 		cmd.Stderr = os.Stderr
+		if cc.Workload == Idle && os.Getenv("GOMAXPROCS") == "" {
+			// Idle clients of many children share the cores: one thread
+			// of Go code each (one event loop) wakes up and spins the
+			// least.
+			cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		}
 		if c.in, err = cmd.StdinPipe(); err != nil {
 			return nil, fmt.Errorf("load: child stdin: %w", err)
 		}
@@ -161,6 +200,7 @@ func spawn(ctx context.Context, cc ChildConfig, inProcess bool) (*child, error) 
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("load: start child: %w", err)
 		}
+		c.pid = cmd.Process.Pid
 		go func() {
 			// Wait only once stdout is drained, as os/exec asks.
 			readMsgs(out, c.msgs)
@@ -211,23 +251,36 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var before ProcStats
 	if cfg.Workload == Idle {
-		pid := cfg.PID
-		if pid == 0 {
-			p, err := FindListenerPID(cfg.WSAddr)
+		pids := []int{cfg.PID}
+		if cfg.PID == 0 {
+			ps, err := FindListenerPIDs(cfg.WSAddr)
 			if err != nil {
 				return nil, fmt.Errorf("%w (give --pid)", err)
 			}
-			pid = p
+			pids = ps
 		}
-		r.PID = pid
-		var err error
-		if before, err = ReadProcStats(pid); err != nil {
-			return nil, err
+		for _, p := range cfg.ExtraPIDs {
+			if !slices.Contains(pids, p) {
+				pids = append(pids, p)
+			}
+		}
+		r.PID, r.PIDs = pids[0], pids
+		var gone int
+		if before, gone = ReadProcSet(pids); gone > 0 {
+			return nil, fmt.Errorf("load: %d of the target processes %v not found", gone, pids)
 		}
 		r.RSSBeforeKiB = before.RSSKiB
-		r.GoMemBefore = readGoMem(ctx, cfg, r)
+		if mi, err := ReadMemInfo(); err == nil {
+			r.SlabBeforeKiB = mi.SlabKiB
+		}
+		if len(pids) == 1 {
+			r.GoMemBefore = readGoMem(ctx, cfg, r)
+		}
 	}
+	ctx, stopGuard := guardMemory(ctx, cfg, r, logf)
+	defer stopGuard()
 
+	openStart := time.Now()
 	children, err := startChildren(ctx, cfg, logf)
 	defer stopChildren(children)
 	if err != nil {
@@ -235,13 +288,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	var addrs []string
 	var firstErr string
+	lastLog := time.Now()
 	for _, c := range children {
 		m, err := c.recv(ctx, "ready", func() {
+			if time.Since(lastLog) < time.Second {
+				return
+			}
+			lastLog = time.Now()
 			n := 0
 			for _, c := range children {
 				n += c.count
 			}
-			logf("%d connections open", n)
+			secs := time.Since(openStart).Seconds()
+			logf("%d connections open (%.0f/s)", n, float64(n)/secs)
 		})
 		if err != nil {
 			return r, err
@@ -254,7 +313,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	if cfg.Workload != Churn {
-		logf("%d connected, %d failed", r.Connected, r.Failed)
+		r.OpenSeconds = time.Since(openStart).Seconds()
+		r.OpenRate = float64(r.Connected) / r.OpenSeconds
+		logf("%d connected, %d failed, in %.1f s (%.0f/s)", r.Connected, r.Failed, r.OpenSeconds, r.OpenRate)
 		if r.Connected == 0 {
 			return r, fmt.Errorf("load: no connection succeeded: %s", firstErr)
 		}
@@ -272,6 +333,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = runFanOut(ctx, cfg, r, children, addrs, logf)
 	case Overload:
 		err = runOverload(ctx, cfg, r, children, addrs, logf)
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, errLowMemory) {
+		err = cause
 	}
 	return r, err
 }
@@ -362,24 +426,43 @@ func collect(ctx context.Context, children []*child, cmd childCmd) (*Histogram, 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, children []*child, logf func(string, ...any)) error {
-	start, err := ReadProcStats(r.PID)
-	if err != nil {
-		return err
+	var clientPIDs []int
+	for _, c := range children {
+		if c.pid != 0 {
+			clientPIDs = append(clientPIDs, c.pid)
+		}
 	}
+	start, _ := ReadProcSet(r.PIDs)
+	clientStart, _ := ReadProcSet(clientPIDs)
+	boxStart, _ := ReadBoxCPU()
 	t0 := time.Now()
 	logf("holding %d idle connections for %s", r.Connected, cfg.Duration)
 	defer ticking(logf, "holding")()
 	if err := sleepCtx(ctx, cfg.Duration); err != nil {
 		return err
 	}
-	end, err := ReadProcStats(r.PID)
-	if err != nil {
-		return err
-	}
+	end, gone := ReadProcSet(r.PIDs)
+	clientEnd, _ := ReadProcSet(clientPIDs)
+	boxEnd, _ := ReadBoxCPU()
 	held := time.Since(t0)
+	r.TargetsGone = gone
 	r.RSSAfterKiB = end.RSSKiB
 	r.RSSPerConnBytes = float64(end.RSSKiB-before.RSSKiB) * 1024 / float64(r.Connected)
 	r.IdleCPUPercent = float64(end.CPUTicks-start.CPUTicks) / clockTicks / held.Seconds() * 100
+	r.IdleCPUPer100k = r.IdleCPUPercent / 100 / float64(r.Connected) * 100_000
+	if len(clientPIDs) > 0 {
+		r.ClientRSSKiB = clientEnd.RSSKiB
+		r.ClientPerConnBytes = float64(clientEnd.RSSKiB) * 1024 / float64(r.Connected)
+		r.ClientCPUPercent = float64(clientEnd.CPUTicks-clientStart.CPUTicks) / clockTicks / held.Seconds() * 100
+	}
+	if mi, err := ReadMemInfo(); err == nil && r.SlabBeforeKiB > 0 {
+		r.SlabAfterKiB = mi.SlabKiB
+		r.KernelPerConnBytes = float64(mi.SlabKiB-r.SlabBeforeKiB) * 1024 / float64(r.Connected)
+	}
+	if d := boxEnd.Total - boxStart.Total; d > 0 {
+		r.BoxCPUPercent = float64(boxEnd.Busy-boxStart.Busy) / float64(d) * 100
+		r.BoxCores = boxEnd.Cores
+	}
 	if r.GoMemBefore != nil {
 		if r.GoMemAfter = readGoMem(ctx, cfg, r); r.GoMemAfter != nil {
 			r.HeapPerConnBytes = float64(r.GoMemAfter.HeapInuse-r.GoMemBefore.HeapInuse) / float64(r.Connected)
@@ -389,6 +472,48 @@ func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, child
 	_, _, errs, _, err := collect(ctx, children, childCmd{Cmd: "report"})
 	r.Disconnected = errs
 	return err
+}
+
+// errLowMemory ends a run whose machine ran short of memory.
+var errLowMemory = errors.New("load: free memory below --min-free: run stopped, connections closed")
+
+// guardMemory watches MemAvailable every second while the run lasts: below
+// cfg.MinFreeBytes it cancels the returned context (the run then closes
+// every connection and returns errLowMemory). It records the lowest value
+// in r. stop ends the watch.
+func guardMemory(ctx context.Context, cfg Config, r *Result, logf func(string, ...any)) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			mi, err := ReadMemInfo()
+			if err == nil && mi.MemAvailableKiB > 0 {
+				if r.MemAvailableMinKiB == 0 || mi.MemAvailableKiB < r.MemAvailableMinKiB {
+					r.MemAvailableMinKiB = mi.MemAvailableKiB
+				}
+				if cfg.MinFreeBytes > 0 && mi.MemAvailableKiB*1024 < cfg.MinFreeBytes {
+					logf("MemAvailable %d MiB is below --min-free %d MiB: stopping", mi.MemAvailableKiB>>10, cfg.MinFreeBytes>>20)
+					cancel(errLowMemory)
+					return
+				}
+			}
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	return ctx, func() {
+		close(done)
+		wg.Wait()
+		cancel(nil)
+	}
 }
 
 // readGoMem reads the target's Go heap and stacks: the bare server's from

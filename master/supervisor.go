@@ -315,13 +315,13 @@ func (s *Supervisor) spawn(sl *slot, gen int) (*proc, error) {
 	}
 	closeOnExec() // a child inherits stdin, stdout and stderr only
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("master: start worker process: %w", err)
+		return nil, fmt.Errorf("master: start %s: %w", s.cfg.Kind, err)
 	}
 	if len(s.cfg.Handoff) > 0 {
 		// Within a pipe's buffer: it does not block. A child that died at
 		// once is seen by watch.
 		if _, err := stdin.Write(append(append(make([]byte, 0, len(s.cfg.Handoff)+1), s.cfg.Handoff...), '\n')); err != nil {
-			s.log.Warn("worker process: handoff not written", "pid", cmd.Process.Pid, "err", err)
+			s.log.Warn(s.cfg.Kind+": handoff not written", "pid", cmd.Process.Pid, "err", err)
 		}
 	}
 	p := &proc{

@@ -115,3 +115,20 @@ func (n *Node) WorkerOptions(name string) bus.Options {
 	}
 	return o
 }
+
+// GatewayOptions returns the bus options with which a gateway in another
+// process (a gateway process of the master) joins this node's bus: with
+// the embedded NATS, its generated gateway user (bus.RoleGateway's
+// permissions); with an external NATS, the node's own credentials. name
+// names the connection. They hold a secret: never log them.
+func (n *Node) GatewayOptions(name string) bus.Options {
+	if n.emb == nil {
+		o := n.externalOptions(name)
+		return o
+	}
+	o := n.emb.GatewayOptions(name)
+	if n.cfg.NATS.TLS.CertFile != "" {
+		o.CAFile = n.cfg.NATS.TLS.CAFile
+	}
+	return o
+}

@@ -60,6 +60,12 @@ type Config struct {
 	// (the HTTP API and the API client over the bus) and Gateway is
 	// ignored. False means a gateway with Gateway's listeners.
 	NoGateway bool
+	// NoAPI, when set, runs no API client (API returns nil): a gateway
+	// process whose HTTP API and workers run elsewhere, which then
+	// neither opens the API's bus connection nor follows the membership
+	// heartbeats a second time. It needs an empty HTTP.Addr and no
+	// in-process worker or webhook. False means an API client.
+	NoAPI bool
 }
 
 // NATSConfig says how the node reaches the bus. The embedded server
@@ -253,17 +259,23 @@ func (n *Node) start(ctx context.Context) error {
 			return err
 		}
 	}
-	apiNC, err := n.connect(connAPI)
-	if err != nil {
-		return err
-	}
-	n.apiNC = apiNC
-	apiCfg := cfg.API
-	apiCfg.Prefix = cfg.Prefix
-	apiCfg.Logger = n.log.With("component", "api")
-	apiCfg.LocalOverloaded = n.localOverloaded
-	if n.api, err = api.New(apiNC, apiCfg); err != nil {
-		return fmt.Errorf("node: api client: %w", err)
+	if cfg.NoAPI {
+		if cfg.HTTP.Addr != "" || cfg.Worker.Handlers != nil || cfg.Webhook.URL != "" || cfg.NoGateway {
+			return errors.New("node: NoAPI needs a gateway and no HTTP server, in-process worker or webhook")
+		}
+	} else {
+		apiNC, err := n.connect(connAPI)
+		if err != nil {
+			return err
+		}
+		n.apiNC = apiNC
+		apiCfg := cfg.API
+		apiCfg.Prefix = cfg.Prefix
+		apiCfg.Logger = n.log.With("component", "api")
+		apiCfg.LocalOverloaded = n.localOverloaded
+		if n.api, err = api.New(apiNC, apiCfg); err != nil {
+			return fmt.Errorf("node: api client: %w", err)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("node: start: %w", err)
@@ -641,7 +653,8 @@ func (n *Node) busConn() *nats.Conn {
 	return n.apiNC
 }
 
-// API returns the node's API client; it stays usable until Shutdown.
+// API returns the node's API client (nil with Config.NoAPI); it stays
+// usable until Shutdown.
 func (n *Node) API() *api.Client { return n.api }
 
 // Worker returns the in-process worker, or nil without one.

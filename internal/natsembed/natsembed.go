@@ -19,13 +19,17 @@ import (
 )
 
 // The users a Server makes up at each start. Their passwords are
-// random and only handed out through ConnectOptions and WorkerOptions.
+// random and only handed out through ConnectOptions, WorkerOptions and
+// GatewayOptions.
 const (
 	// NodeUser is the user of the node's own in-process connections: it
 	// may publish and subscribe to anything.
 	NodeUser = "gatework-node"
 	// WorkerUser is the user of worker processes: see WorkerOptions.
 	WorkerUser = "gatework-worker"
+	// GatewayUser is the user of the gateway processes a master runs
+	// (gateway.processes above 1): see GatewayOptions.
+	GatewayUser = "gatework-gateway-process"
 )
 
 // DefaultMaxPayload is Config.MaxPayload's default: 8 MiB.
@@ -68,11 +72,12 @@ type Config struct {
 // Server is a nats-server running inside this process. It accepts only
 // clients that present one of its users' credentials.
 type Server struct {
-	srv        *server.Server
-	cfg        Config
-	subj       bus.Subjects
-	nodePass   string
-	workerPass string
+	srv         *server.Server
+	cfg         Config
+	subj        bus.Subjects
+	nodePass    string
+	workerPass  string
+	gatewayPass string
 }
 
 // Start starts an in-process nats-server and waits until it is
@@ -85,7 +90,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Server{cfg: cfg, subj: subj, nodePass: randomSecret(), workerPass: randomSecret()}
+	e := &Server{cfg: cfg, subj: subj, nodePass: randomSecret(), workerPass: randomSecret(), gatewayPass: randomSecret()}
 	users, err := e.users(subj)
 	if err != nil {
 		return nil, err
@@ -136,9 +141,10 @@ func (e *Server) users(subj bus.Subjects) ([]*server.User, error) {
 	users := []*server.User{
 		{Username: NodeUser, Password: e.nodePass},
 		{Username: WorkerUser, Password: e.workerPass, Permissions: serverPermissions(subj, bus.RoleWorker)},
+		{Username: GatewayUser, Password: e.gatewayPass, Permissions: serverPermissions(subj, bus.RoleGateway)},
 	}
 	switch c := e.cfg; {
-	case c.User == NodeUser || c.User == WorkerUser:
+	case c.User == NodeUser || c.User == WorkerUser || c.User == GatewayUser:
 		return nil, fmt.Errorf("natsembed: user %q is reserved for the generated users", c.User)
 	case c.User == "" && c.Password != "":
 		return nil, errors.New("natsembed: password set without a user")
@@ -215,6 +221,16 @@ func (e *Server) ConnectOptions(name string) bus.Options {
 func (e *Server) WorkerOptions(name string) bus.Options {
 	return bus.Options{URL: e.ClientURL(), User: WorkerUser, Password: e.workerPass, Name: name,
 		InboxPrefix: e.subj.Inbox(bus.RoleWorker)}
+}
+
+// GatewayOptions returns bus.Options for a gateway in another process
+// (a gateway process of the master) to connect to ClientURL as
+// GatewayUser, named name, with the inbox prefix of bus.RoleGateway: it
+// may do what bus.Permissions gives bus.RoleGateway. URL is "" without a
+// listener. They hold a secret: the same care as WorkerOptions.
+func (e *Server) GatewayOptions(name string) bus.Options {
+	return bus.Options{URL: e.ClientURL(), User: GatewayUser, Password: e.gatewayPass, Name: name,
+		InboxPrefix: e.subj.Inbox(bus.RoleGateway)}
 }
 
 // Shutdown stops the server and waits until it has stopped.

@@ -48,6 +48,10 @@ func TestEmbeddedAuth(t *testing.T) {
 	if node.Password == wo.Password {
 		t.Fatal("the node and worker users share a password")
 	}
+	gw := e.GatewayOptions("g")
+	if gw.URL != url || gw.User != natsembed.GatewayUser || len(gw.Password) < 32 || gw.Password == wo.Password || gw.Password == node.Password {
+		t.Fatalf("GatewayOptions: url %q user %q password of %d chars (or shared)", gw.URL, gw.User, len(gw.Password))
+	}
 	tests := []struct {
 		name string
 		opts []nats.Option
@@ -60,7 +64,9 @@ func TestEmbeddedAuth(t *testing.T) {
 		{"configured user, wrong password", []nats.Option{nats.UserInfo("ops", "wrong")}, false},
 		{"unknown user", []nats.Option{nats.UserInfo("nobody", "ops-secret")}, false},
 		{"a token", []nats.Option{nats.Token(wo.Password)}, false},
+		{"gateway, worker's password", []nats.Option{nats.UserInfo(natsembed.GatewayUser, wo.Password)}, false},
 		{"worker", []nats.Option{nats.UserInfo(natsembed.WorkerUser, wo.Password)}, true},
+		{"gateway", []nats.Option{nats.UserInfo(natsembed.GatewayUser, gw.Password)}, true},
 		{"node", []nats.Option{nats.UserInfo(natsembed.NodeUser, node.Password)}, true},
 		{"configured user", []nats.Option{nats.UserInfo("ops", "ops-secret")}, true},
 	}
@@ -122,6 +128,7 @@ func TestEmbeddedConfigErrors(t *testing.T) {
 	}{
 		{"reserved node user", natsembed.Config{User: natsembed.NodeUser, Password: "x"}, "reserved"},
 		{"reserved worker user", natsembed.Config{User: natsembed.WorkerUser, Password: "x"}, "reserved"},
+		{"reserved gateway user", natsembed.Config{User: natsembed.GatewayUser, Password: "x"}, "reserved"},
 		{"user without password", natsembed.Config{User: "ops"}, "no password"},
 		{"password without user", natsembed.Config{Password: "x"}, "without a user"},
 		{"TLS without listener", natsembed.Config{TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, "without a listener"},

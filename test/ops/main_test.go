@@ -316,6 +316,10 @@ type status struct {
 			MessagesIn float64 `json:"messages_in"`
 		} `json:"rates"`
 	} `json:"processes"`
+	Gateways struct {
+		Crashes  uint64 `json:"crashes"`
+		Restarts uint64 `json:"restarts"`
+	} `json:"gateways"`
 	Workers struct {
 		Crashes       uint64 `json:"crashes"`
 		Restarts      uint64 `json:"restarts"`

@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestShutdownCountsLostEvents: a gateway with 5,000 clients whose worker
+// is too slow for their close events within Shutdown's deadline returns a
+// LostEventsError and logs the lost events; the close events the worker
+// acknowledged and those reported lost add up to every client (acks on
+// their way back at the deadline count on both sides). A timeout with nothing
+// said used to be all there was.
+func TestShutdownCountsLostEvents(t *testing.T) {
+	const clients = 5000
+	nc := testBus(t)
+	var slow atomic.Bool
+	var acked atomic.Int64
+	startScriptedWorker(t, nc, func(d delivered) answer {
+		if d.closed != "" {
+			if slow.Load() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			acked.Add(1)
+		}
+		return answerAck
+	})
+	logs := &lockedBuffer{}
+	s, err := New(nc, Config{
+		EventTimeout: time.Minute, // no redelivery: each close event is acked once or lost
+		Listeners:    []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
+		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.Addr("tcp").String()
+	var wg sync.WaitGroup
+	var dialErrs atomic.Int64
+	conns := make([]net.Conn, clients)
+	for w := range 16 {
+		wg.Go(func() {
+			for i := w; i < clients; i += 16 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					dialErrs.Add(1)
+					continue
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, c := range conns {
+			if c != nil {
+				_ = c.Close()
+			}
+		}
+	})
+	if n := dialErrs.Load(); n > 0 {
+		t.Fatalf("%d dials failed", n)
+	}
+	waitFor(t, 30*time.Second, "every client connected and its connect event acknowledged", func() bool {
+		return s.connCount() == clients && s.inFlight() == 0
+	})
+	slow.Store(true) // 5,000 close events at 5 ms: 25 s, far past the deadline
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = s.Shutdown(ctx)
+	took := time.Since(start)
+	done := acked.Load()
+	var lost *LostEventsError
+	if !errors.As(err, &lost) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown after %v: %v, want a LostEventsError wrapping the deadline", took, err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("Shutdown took %v, past its 2s deadline", took)
+	}
+	// An ack the worker sent just before the deadline may not have been
+	// read by the gateway yet: a few close events count on both sides.
+	if sum := done + int64(lost.CloseEvents); sum < clients || sum > clients+8 || lost.CloseEvents == 0 {
+		t.Errorf("close events: %d acknowledged + %d lost = %d, want %d (or a few more)", done, lost.CloseEvents, sum, clients)
+	}
+	if lost.Clients != lost.CloseEvents || lost.Events < lost.CloseEvents {
+		t.Errorf("lost: %+v", lost)
+	}
+	if st := s.Stats(); st.LostAtShutdown != uint64(lost.Events) {
+		t.Errorf("Stats.LostAtShutdown %d, want %d", st.LostAtShutdown, lost.Events)
+	}
+	if !bytes.Contains([]byte(logs.String()), []byte("shutdown: events not handed to a worker in time: lost")) {
+		t.Errorf("no warning about the lost events in the logs:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,124 @@
+#!/bin/sh
+# c1m.sh: the C1M measurement of docs/benchmarks.md in one command: one
+# gatework node (a master with gateway.processes gateway processes, one echo
+# worker process) and gwload's idle clients on this machine, CONNS live
+# WebSocket connections with the default heartbeats (pings after 25 s of
+# quiet, 60 s idle timeout), held for HOLD, then a clean stop.
+#
+#   load/c1m.sh                       # 1,000,000 connections for 5 minutes
+#   CONNS=50000 HOLD=30s load/c1m.sh  # a small rehearsal
+#
+# Settings (environment): CONNS (1000000), HOLD (5m), GW_PROCS (one per
+# 16,700 connections, at least 2), PER_PROC (15000 connections per gwload
+# child), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
+# gwload closes everything when MemAvailable drops below it), DIR
+# (/tmp/gatework-c1m: binaries, configuration, logs, results).
+#
+# Why so many processes: a process may hold at most `ulimit -n` files
+# (20,000 here), so 1M server sockets need 60 gateway processes and 1M
+# client sockets 67 gwload children; the clients bind source addresses
+# 127.0.0.1 ... 127.0.0.50 (20,000 each) because one source address has
+# only ~28,000 ephemeral ports per destination.
+#
+# Kernel settings: none is changed by default. SYSCTL=1 (as root) raises,
+# and only raises, net.core.somaxconn to 65535 (each gateway process's
+# accept backlog; Go listens with somaxconn) and fs.file-max to 4,000,000;
+# the values before are printed so they can be put back.
+set -eu
+
+CONNS=${CONNS:-1000000}
+HOLD=${HOLD:-5m}
+PER_PROC=${PER_PROC:-15000}
+PORT=${PORT:-30000}
+MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
+DIR=${DIR:-/tmp/gatework-c1m}
+GW_PROCS=${GW_PROCS:-$(( (CONNS + 16699) / 16700 ))}
+[ "$GW_PROCS" -lt 2 ] && GW_PROCS=2
+HTTP_PORT=$((PORT + 1))
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+
+mkdir -p "$DIR"
+export XDG_RUNTIME_DIR="$DIR"
+say() { echo "c1m: $(date -u +%H:%M:%S) $*" >&2; }
+
+say "building gatework and gwload"
+(cd "$ROOT" && go build -o "$DIR/gatework" ./cmd/gatework && go build -o "$DIR/gwload" ./cmd/gwload)
+
+if [ "${SYSCTL:-0}" = 1 ]; then
+	for kv in net.core.somaxconn=65535 fs.file-max=4000000; do
+		k=${kv%%=*} v=${kv#*=}
+		cur=$(sysctl -n "$k")
+		say "sysctl $k: $cur"
+		if [ "$cur" -lt "$v" ]; then sysctl -w "$k=$v" >/dev/null && say "sysctl $k raised to $v"; fi
+	done
+fi
+
+cat >"$DIR/c1m.yaml" <<EOF
+# Written by load/c1m.sh. Everything not set here is the default.
+listeners:
+  - name: ws
+    protocol: ws
+    addr: 127.0.0.1:$PORT
+http:
+  addr: 127.0.0.1:$HTTP_PORT
+gateway:
+  processes: $GW_PROCS
+worker:
+  app: echo
+  processes: 1
+shutdown_timeout: 60s
+EOF
+
+say "machine before: $(uptime | sed 's/.*load/load/'); $(free -m | awk '/Mem:/ {print "MemAvailable " $7 " MiB"}')"
+say "starting gatework: $GW_PROCS gateway processes on 127.0.0.1:$PORT"
+"$DIR/gatework" start -d -c "$DIR/c1m.yaml" --log-format json
+MASTER=$(cat "$DIR/gatework.pid")
+stop_node() {
+	if kill -0 "$MASTER" 2>/dev/null; then
+		say "stopping gatework (master $MASTER)"
+		t0=$(date +%s.%N)
+		"$DIR/gatework" stop -c "$DIR/c1m.yaml" || true
+		say "gatework stopped in $(echo "$(date +%s.%N) - $t0" | bc) s"
+	fi
+}
+trap stop_node EXIT INT TERM
+
+# The master (embedded NATS, HTTP API) and the worker process count with
+# the gateway processes in gwload's figures.
+WORKERS=$(pgrep -P "$MASTER" -f ' worker ' | paste -sd, - || true)
+PIDS=$MASTER${WORKERS:+,$WORKERS}
+"$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
+
+say "gwload idle: $CONNS connections, held for $HOLD (extra target pids $PIDS)"
+set +e
+"$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
+	--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" \
+	--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
+	--pids "$PIDS" --json "$DIR/c1m.json" | tee "$DIR/c1m.txt"
+rc=$?
+set -e
+say "gwload exit $rc; its clients are closed"
+# The close events of every client reach the worker before the stop: wait
+# (at most 10 minutes) until no gateway process holds a client or an
+# event batch in flight.
+t0=$(date +%s)
+for _ in $(seq 1 600); do
+	left=$("$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
+import json, sys
+n = 0
+for p in json.load(sys.stdin)["processes"]:
+    g = p.get("gateway") or {}
+    n += p.get("connections", 0) + g.get("in_flight", 0) + g.get("parked", 0)
+print(n)' 2>/dev/null || echo "?")
+	[ "$left" = 0 ] && break
+	sleep 1
+done
+say "clients gone and their close events handled in $(( $(date +%s) - t0 )) s (left: $left)"
+"$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
+stop_node
+trap - EXIT INT TERM
+d=$(sed -n 's/.*"disconnected": \([0-9]*\).*/\1/p' "$DIR/c1m.json" | head -1)
+say "unexpected closes (gwload disconnected): ${d:-0}"
+say "lost events logged: $(grep -c 'not handed to a worker in time' "$DIR/gatework.log" || true); crashes logged: $(grep -c 'process crashed' "$DIR/gatework.log" || true)"
+say "results: $DIR/c1m.txt, $DIR/c1m.json, logs $DIR/gatework.log"
+exit $rc
