@@ -111,7 +111,7 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 			}
 			adoptMu.Lock()
 			adopted = append(adopted, nc)
-			if cfg.Workload == FanOut {
+			if cfg.Workload == FanOut || cfg.Workload == Overload {
 				addrs = append(addrs, addr)
 			}
 			adoptMu.Unlock()
@@ -162,36 +162,6 @@ func RunChild(ctx context.Context, cfg ChildConfig, in io.Reader, out io.Writer)
 		}
 	}
 	return sc.Err()
-}
-
-// adoptAll starts the event-loop client and moves conns into it. A
-// connection it cannot adopt is closed and counted in ready as failed; if
-// the client cannot start, every connection is closed.
-func adoptAll(cfg ChildConfig, cur *atomic.Pointer[stats], conns []*wsConn, ready *childMsg) (*pollClient, []*nbio.Conn, error) {
-	pc, err := newPollClient(cur, cfg.Workload != Idle, cfg.MsgSize)
-	if err != nil {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		return nil, nil, err
-	}
-	adopted := make([]*nbio.Conn, 0, len(conns))
-	for _, c := range conns {
-		addr := c.LocalAddr()
-		nc, err := pc.adopt(c)
-		if err != nil {
-			_ = c.Close()
-			ready.Connected--
-			ready.Failed++
-			ready.Err = err.Error()
-			continue
-		}
-		adopted = append(adopted, nc)
-		if cfg.Workload == FanOut || cfg.Workload == Overload {
-			ready.Addrs = append(ready.Addrs, addr)
-		}
-	}
-	return pc, adopted, nil
 }
 
 func report(s *stats) childMsg {
