@@ -170,7 +170,9 @@ func (p *pollClient) onClose(c *nbio.Conn, _ error) {
 	if pc.waiting.Swap(false) {
 		p.inflight.Add(-1)
 	}
-	if !p.stopping.Load() && !pc.serverClosed.Load() {
+	// An idle client closed by the server (its idle timeout, a crash) is
+	// an unexpected close too: the idle workload holds its connections.
+	if !p.stopping.Load() && (!pc.serverClosed.Load() || !p.timed) {
 		p.cur.Load().errors.Add(1)
 	}
 }
