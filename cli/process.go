@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -106,23 +104,8 @@ func (r *runner) runProcess(cmd *cobra.Command, name string) error {
 		return err
 	}
 	log := NewLogger(spec.Log, cmd.ErrOrStderr()).With("role", "process", "pid", os.Getpid())
-	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
-	if child {
-		signal.Ignore(os.Interrupt) // the master decides when its processes stop
-		sigs = sigs[:1]
-	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), sigs...)
-	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if child {
-		go func() {
-			if err := proto.Serve(); err != nil {
-				log.Warn("the master's requests", "err", err)
-			}
-			cancel()
-		}()
-	}
+	ctx, release := childContext(cmd.Context(), proto, log)
+	defer release()
 	subj, err := bus.NewSubjects(spec.Prefix)
 	if err != nil {
 		return fmt.Errorf("process: %w", err)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -160,26 +158,8 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 		return fmt.Errorf("worker: unknown app %q", app)
 	}
 	log := NewLogger(spec.Log, cmd.ErrOrStderr()).With("role", "worker", "pid", os.Getpid())
-	sigs := []os.Signal{syscall.SIGTERM, os.Interrupt}
-	if child {
-		// Ctrl-C in a terminal reaches the whole process group: the
-		// master decides when its workers stop.
-		signal.Ignore(os.Interrupt)
-		sigs = sigs[:1]
-	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), sigs...)
-	defer stop()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if child {
-		go func() {
-			// EOF: the master is gone, or stops this process that way.
-			if err := proto.Serve(); err != nil {
-				log.Warn("the master's requests", "err", err)
-			}
-			cancel()
-		}()
-	}
+	ctx, release := childContext(cmd.Context(), proto, log)
+	defer release()
 
 	subj, err := bus.NewSubjects(spec.Prefix)
 	if err != nil {
