@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,27 +76,9 @@ func (r *runner) appProcess(app, name string) (worker.Process, error) {
 // included): the process exits 1 and its master restarts it.
 func (r *runner) runProcess(cmd *cobra.Command, name string) error {
 	child := os.Getenv(envChild) != ""
-	var spec childSpec
-	var app string
-	var proto *master.Child
-	if child {
-		_ = os.Unsetenv(envChild)
-		var handoff []byte
-		var err error
-		if proto, handoff, err = master.NewChild(os.Stdin, cmd.OutOrStdout()); err != nil {
-			return fmt.Errorf("process: %w", err)
-		}
-		if err := json.Unmarshal(handoff, &spec); err != nil {
-			return fmt.Errorf("process: bad settings from the master (%d bytes): %w", len(handoff), err)
-		}
-		if app = *r.flags.values["app"]; app == "" {
-			app = r.defaultApp()
-		}
-	} else {
-		var err error
-		if spec, app, err = r.standaloneSpec(cmd); err != nil {
-			return err
-		}
+	spec, app, proto, err := r.childSetup(cmd, "process")
+	if err != nil {
+		return err
 	}
 	p, err := r.appProcess(app, name)
 	if err != nil {

@@ -125,28 +125,9 @@ func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
 // master it writes master.ReadyLine on stdout once it serves.
 func (r *runner) runWorker(cmd *cobra.Command) error {
 	child := os.Getenv(envChild) != ""
-	var spec childSpec
-	var app string
-	var proto *master.Child // the protocol with the master, on stdin and stdout
-	if child {
-		// The handlers' own child processes are not worker processes.
-		_ = os.Unsetenv(envChild)
-		var handoff []byte
-		var err error
-		if proto, handoff, err = master.NewChild(os.Stdin, cmd.OutOrStdout()); err != nil {
-			return fmt.Errorf("worker: %w", err)
-		}
-		if err := json.Unmarshal(handoff, &spec); err != nil {
-			return fmt.Errorf("worker: bad settings from the master (%d bytes): %w", len(handoff), err)
-		}
-		if app = *r.flags.values["app"]; app == "" {
-			app = r.defaultApp()
-		}
-	} else {
-		var err error
-		if spec, app, err = r.standaloneSpec(cmd); err != nil {
-			return err
-		}
+	spec, app, proto, err := r.childSetup(cmd, "worker")
+	if err != nil {
+		return err
 	}
 	var h *worker.Handlers
 	for _, a := range r.apps {
@@ -256,4 +237,28 @@ func runHook(ctx context.Context, o bus.Options, spec childSpec, log *slog.Logge
 	_ = nc.FlushTimeout(time.Second)
 	log.Info("worker process stopped")
 	return nil
+}
+
+// childSetup reads what a worker or user process runs with: from the
+// master on stdin when it is the master's child (proto is then the
+// protocol with the master, on stdin and stdout), else from the command
+// line and configuration. what names the process in errors.
+func (r *runner) childSetup(cmd *cobra.Command, what string) (spec childSpec, app string, proto *master.Child, err error) {
+	if os.Getenv(envChild) == "" {
+		spec, app, err = r.standaloneSpec(cmd)
+		return spec, app, nil, err
+	}
+	// The handlers' own child processes are not the master's children.
+	_ = os.Unsetenv(envChild)
+	proto, handoff, err := master.NewChild(os.Stdin, cmd.OutOrStdout())
+	if err != nil {
+		return spec, "", nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := json.Unmarshal(handoff, &spec); err != nil {
+		return spec, "", nil, fmt.Errorf("%s: bad settings from the master (%d bytes): %w", what, len(handoff), err)
+	}
+	if app = *r.flags.values["app"]; app == "" {
+		app = r.defaultApp()
+	}
+	return spec, app, proto, nil
 }
