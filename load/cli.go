@@ -149,7 +149,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&f.atMax, "at-max", 0.8, "fanout: after --rates, one more step at this fraction of the highest deliveries/s reached (0: none)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: every process listening on --ws, e.g. all gateway processes)")
-	fs.StringVar(&f.pids, "pids", "", "idle: more pids whose memory and CPU count as the target's, comma-separated (the master, workers)")
+	fs.StringVar(&f.pids, "pids", "", "more pids whose memory and CPU count as the target's, comma-separated (the master, workers): idle, echo, churn")
 	fs.Int64Var(&f.minFreeMiB, "min-free", 2048, "stop the run (closing every connection) when MemAvailable drops below this many MiB; negative: never")
 	fs.IntVar(&f.conns, "conns", 1000, "connections (idle, fanout, echo)")
 	fs.IntVar(&f.maxConns, "max-conns", 200000, "refuse runs with more connections than this")
@@ -293,12 +293,16 @@ func PrintTable(w io.Writer, r *Result) {
 			fmt.Fprintf(tw, "Go heap and stacks\tnot read: %s\n", r.GoMemErr)
 		}
 	case Echo, Churn:
-		unit := "round trips/s"
+		unit, op := "round trips/s", "round trip"
 		if r.Workload == Churn {
-			unit = "connections/s"
+			unit, op = "connections/s", "cycle"
 		}
 		fmt.Fprintf(tw, "%s\t%.0f (%d in %s, %d errors)\np50 / p99 / p999\t%.2f / %.2f / %.2f ms\n",
 			unit, r.PerSec, r.Count, r.Duration, r.Errors, r.P50Ms, r.P99Ms, r.P999Ms)
+		if r.ServerCPUPerOpUs > 0 {
+			fmt.Fprintf(tw, "server CPU (pids %v)\t%.1f µs per %s, %.1f %% of a core\n",
+				r.PIDs, r.ServerCPUPerOpUs, op, r.ServerCPUPercent)
+		}
 	case FanOut:
 		fmt.Fprintf(tw, "sender\t%s × %d\ngroup members\t%d\nmax deliveries/s\t%.0f\n", r.Sender, r.Senders, r.Members, r.MaxDeliveriesPerSec)
 		fmt.Fprintln(tw, "\nrate msg/s\tsent/s\tdeliveries/s\tdelivered\tp50 ms\tp99 ms\tp999 ms")
