@@ -90,20 +90,20 @@ type Result struct {
 	MemAvailableMinKiB int64 `json:"mem_available_min_kib,omitempty"`
 
 	// Echo and churn: round trips or cycles.
-	Count   uint64  `json:"count,omitempty"`
-	PerSec  float64 `json:"per_sec,omitempty"`
-	P50Ms   float64 `json:"p50_ms,omitempty"`
-	P99Ms   float64 `json:"p99_ms,omitempty"`
-	P999Ms  float64 `json:"p999_ms,omitempty"`
-	Errors  uint64  `json:"errors,omitempty"`
+	Count  uint64  `json:"count,omitempty"`
+	PerSec float64 `json:"per_sec,omitempty"`
+	P50Ms  float64 `json:"p50_ms,omitempty"`
+	P99Ms  float64 `json:"p99_ms,omitempty"`
+	P999Ms float64 `json:"p999_ms,omitempty"`
+	Errors uint64  `json:"errors,omitempty"`
 	// ServerCPUPerOpUs is the target processes' CPU (see PIDs) per round
 	// trip or cycle, in µs; ServerCPUPercent the same over the run, in
 	// percent of one core. Zero with in-process children.
 	ServerCPUPerOpUs float64 `json:"server_cpu_per_op_us,omitempty"`
 	ServerCPUPercent float64 `json:"server_cpu_percent,omitempty"`
 	Members          int     `json:"members,omitempty"` // fan-out group size
-	Sender  string  `json:"sender,omitempty"`  // fan-out: "http" or "go-client"
-	Senders int     `json:"senders,omitempty"` // fan-out: sends in flight
+	Sender           string  `json:"sender,omitempty"`  // fan-out: "http" or "go-client"
+	Senders          int     `json:"senders,omitempty"` // fan-out: sends in flight
 
 	// Fan-out.
 	Steps               []Step  `json:"steps,omitempty"`
