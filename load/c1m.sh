@@ -10,7 +10,9 @@
 #
 # Settings (environment): CONNS (1000000), HOLD (5m), GW_PROCS (one per
 # 16,700 connections, at least 2), PER_PROC (15000 connections per gwload
-# child), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
+# child), RATE (5000: connections opened per second, all children together,
+# at most RATE x 100 ms handshakes in flight; lower it when the open keeps
+# the machine's load average above its core count), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
 # gwload closes everything when MemAvailable drops below it), DIR
 # (/tmp/gatework-c1m: binaries, configuration, logs, results).
 #
@@ -29,6 +31,7 @@ set -eu
 CONNS=${CONNS:-1000000}
 HOLD=${HOLD:-5m}
 PER_PROC=${PER_PROC:-15000}
+RATE=${RATE:-5000}
 PORT=${PORT:-30000}
 MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
 DIR=${DIR:-/tmp/gatework-c1m}
@@ -89,10 +92,10 @@ WORKERS=$(pgrep -P "$MASTER" -f ' worker ' | paste -sd, - || true)
 PIDS=$MASTER${WORKERS:+,$WORKERS}
 "$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
 
-say "gwload idle: $CONNS connections, held for $HOLD (extra target pids $PIDS)"
+say "gwload idle: $CONNS connections at $RATE/s, held for $HOLD (extra target pids $PIDS)"
 set +e
 "$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
-	--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" \
+	--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" --rate "$RATE" \
 	--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
 	--pids "$PIDS" --json "$DIR/c1m.json" | tee "$DIR/c1m.txt"
 rc=$?

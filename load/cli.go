@@ -132,7 +132,7 @@ type cliFlags struct {
 	duration, maxDuration, retryWait                               time.Duration
 	bare, welcome, bareCoalesce, deflate                           bool
 	bareShards, senders                                            int
-	atMax                                                          float64
+	atMax, rate                                                    float64
 }
 
 func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
@@ -155,6 +155,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&f.maxConns, "max-conns", 200000, "refuse runs with more connections than this")
 	fs.IntVar(&f.concurrency, "concurrency", 100, "churn: connect/echo/close loops in flight")
 	fs.IntVar(&f.size, "size", 0, "message size in bytes (default 100 for fanout, 64 otherwise)")
+	fs.Float64Var(&f.rate, "rate", DefaultOpenRate, "idle, fanout, echo, overload: connections opened per second over all children, at most rate × 100 ms handshakes in flight (negative: unpaced, 64 in flight per child)")
 	fs.IntVar(&f.perProc, "per-proc", 15000, "most connections per child process")
 	fs.IntVar(&f.procs, "procs", 0, "child processes (default: enough for --per-proc; 2 for echo and churn)")
 	fs.IntVar(&f.srcIP, "src-ips", 0, "spread connections over source addresses 127.0.0.1..127.0.0.N (default: one per 20,000 connections, 8 for churn)")
@@ -171,7 +172,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
+		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, OpenRate: f.rate, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
 		MinFreeBytes: f.minFreeMiB << 20}
 	for _, s := range strings.Split(f.pids, ",") {
 		if s = strings.TrimSpace(s); s == "" {

@@ -118,6 +118,14 @@ type Config struct {
 	// send (503 or 429); 0 means the Retry-After the node answered (1 s
 	// if none).
 	RetryWait time.Duration
+	// OpenRate paces the opening of the connections (idle, fanout,
+	// echo, overload): connections started per second over all the
+	// children, each child its share, with at most rate × 100 ms
+	// handshakes in flight (at least 2 and at most 64 per child), so a
+	// server slower than the rate lowers it instead of piling up
+	// handshakes. 0 means 5,000/s; negative means unpaced, 64
+	// handshakes in flight per child (before the pacing, the only way).
+	OpenRate float64
 	// PerProc is the most connections one child holds; default 15,000
 	// (a process may open at most 20,000 files here).
 	PerProc int
@@ -135,6 +143,10 @@ type Config struct {
 	// Progress receives progress lines; nil means none.
 	Progress io.Writer
 }
+
+// DefaultOpenRate is Config.OpenRate's default: the connections opened
+// per second (issue 20's open rate).
+const DefaultOpenRate = 5000
 
 func (c *Config) defaults() error {
 	switch c.Workload {
@@ -176,6 +188,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 100
+	}
+	if c.OpenRate == 0 {
+		c.OpenRate = DefaultOpenRate
 	}
 	if c.Senders <= 0 {
 		c.Senders = 64

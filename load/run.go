@@ -354,6 +354,9 @@ func startChildren(ctx context.Context, cfg Config, logf func(string, ...any)) (
 			cc.Concurrency = n
 		} else {
 			cc.Conns = n
+			if cfg.OpenRate > 0 { // each child its share of the rate
+				cc.Rate = cfg.OpenRate * float64(n) / float64(total)
+			}
 		}
 		offset += n
 		c, err := spawn(ctx, cc, cfg.InProcess)
