@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -54,5 +55,58 @@ func BenchmarkChurnCycle(b *testing.B) {
 			}
 		}
 		_ = nc.Close()
+	}
+}
+
+// TestHandshakeInPieces: an upgrade request that arrives in several
+// reads, or whole with a frame behind it in the same read, is answered
+// once, and the frame behind it is delivered (the handshake parses a
+// whole request where it lies and copies only an incomplete one).
+func TestHandshakeInPieces(t *testing.T) {
+	gw := startEchoOn(t, gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0", Path: "/chat"}}})
+	addr := gw.Addr("ws").String()
+	req := "GET /chat?room=1 HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	msg := string([]byte{0x81, 0x82, 0, 0, 0, 0, 'h', 'i'})
+	for _, tt := range []struct {
+		name   string
+		pieces []string
+	}{
+		{"whole, frame behind", []string{req + msg}},
+		{"three reads", []string{req[:10], req[10:60], req[60:] + msg}},
+		{"head end split", []string{req[:len(req)-2], req[len(req)-2:], msg}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			_ = nc.SetDeadline(time.Now().Add(5 * time.Second))
+			for _, p := range tt.pieces {
+				if _, err := nc.Write([]byte(p)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond) // separate reads on the server
+			}
+			br := bufio.NewReader(nc)
+			status, err := br.ReadString('\n')
+			if err != nil || status != "HTTP/1.1 101 Switching Protocols\r\n" {
+				t.Fatalf("status %q, %v", status, err)
+			}
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					t.Fatal(err)
+				}
+				if line == "\r\n" {
+					break
+				}
+			}
+			var echo [4]byte
+			if _, err := io.ReadFull(br, echo[:]); err != nil || string(echo[:]) != "\x81\x02hi" {
+				t.Fatalf("echo %q, %v", echo, err)
+			}
+		})
 	}
 }
