@@ -18,9 +18,10 @@
 #
 # Why so many processes: a process may hold at most `ulimit -n` files
 # (20,000 here), so 1M server sockets need 60 gateway processes and 1M
-# client sockets 67 gwload children; the clients bind source addresses
-# 127.0.0.1 ... 127.0.0.50 (20,000 each) because one source address has
-# only ~28,000 ephemeral ports per destination.
+# client sockets 67 gwload children; the clients bind 500 source addresses
+# (127.0.0.1 ... 127.0.1.244, 2,000 each: one source address has only
+# ~28,000 ephemeral ports per destination, and the kernel's search for a
+# free one slows down as they fill).
 #
 # Kernel settings: none is changed by default. SYSCTL=1 (as root) raises,
 # and only raises, net.core.somaxconn to 65535 (each gateway process's

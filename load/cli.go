@@ -158,7 +158,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&f.rate, "rate", DefaultOpenRate, "idle, fanout, echo, overload: connections opened per second over all children, at most rate × 100 ms handshakes in flight (negative: unpaced, 64 in flight per child)")
 	fs.IntVar(&f.perProc, "per-proc", 15000, "most connections per child process")
 	fs.IntVar(&f.procs, "procs", 0, "child processes (default: enough for --per-proc; 2 for echo and churn)")
-	fs.IntVar(&f.srcIP, "src-ips", 0, "spread connections over source addresses 127.0.0.1..127.0.0.N (default: one per 20,000 connections, 8 for churn)")
+	fs.IntVar(&f.srcIP, "src-ips", 0, "spread connections over N source addresses 127.0.0.1, 127.0.0.2, ... (on into 127.0.1.0; at most 1,024; default: one per 2,000 connections, 8 for churn)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "idle hold, echo/churn run, and each fanout step")
 	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
 	fs.BoolVar(&f.welcome, "welcome", false, "churn: wait for the server's first message (an OnConnect greeting, e.g. --app chat) instead of an echo")

@@ -61,3 +61,33 @@ func TestIdleOpenPaced(t *testing.T) {
 		}
 	}
 }
+
+// TestSrcIPs: the default spreads the connections over one source
+// address per srcIPConns, counting on past 127.0.0.255.
+func TestSrcIPs(t *testing.T) {
+	for _, tt := range []struct {
+		w          Workload
+		conns, ips int
+		want       int
+		last       string
+	}{
+		{Idle, 1000, 0, 1, ""},
+		{Idle, 100_000, 0, 50, "127.0.0.50"},
+		{Idle, 1_000_000, 0, 500, "127.0.1.244"},
+		{Idle, 1000, 300, 300, "127.0.1.44"},
+		{Churn, 1000, 0, 8, "127.0.0.8"},
+	} {
+		c := Config{Workload: tt.w, WSAddr: "127.0.0.1:1", Conns: tt.conns, MaxConns: tt.conns, PerProc: tt.conns, SrcIPs: tt.ips}
+		if err := c.defaults(); err != nil {
+			t.Fatalf("%v %d: %v", tt.w, tt.conns, err)
+		}
+		ips := c.srcIPs()
+		if c.SrcIPs != tt.want || (tt.last == "" && ips != nil) || (tt.last != "" && (len(ips) != tt.want || ips[len(ips)-1] != tt.last || ips[0] != "127.0.0.1")) {
+			t.Errorf("%v %d conns, --src-ips %d: %d addresses %v..., want %d ending %q", tt.w, tt.conns, tt.ips, c.SrcIPs, ips[:min(len(ips), 3)], tt.want, tt.last)
+		}
+	}
+	c := Config{Workload: Idle, WSAddr: "127.0.0.1:1", SrcIPs: maxSrcIPs + 1}
+	if err := c.defaults(); err == nil {
+		t.Errorf("--src-ips %d accepted", maxSrcIPs+1)
+	}
+}
