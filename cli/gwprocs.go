@@ -226,6 +226,9 @@ func (r *runner) runGatewayChild(cmd *cobra.Command) error {
 		Role: spec.Role,
 	}
 	nc.Gateway.ReusePort = true
+	// The master's API client follows the heartbeats for the node: its
+	// gateway processes follow none (O(N) deliveries, not N²).
+	nc.Gateway.IgnorePeerHeartbeats = true
 	nc.NoAPI = true // the master serves the API
 	// Ctrl-C in a terminal reaches the whole process group: the master
 	// decides when its gateways stop.

@@ -226,6 +226,15 @@ type Config struct {
 	// the same addresses and the kernel spreads new connections (and UDP
 	// peers) over them. False means an address in use fails Start.
 	ReusePort bool
+	// IgnorePeerHeartbeats, when set, makes the gateway follow no other
+	// gateway's heartbeats (it still sends its own): its answers to
+	// queries name only itself among the live gateways (bus.Reply.Peers),
+	// and API clients learn the others from the heartbeats they follow
+	// themselves. For the gateway processes of a master (the master's API
+	// client follows the heartbeats once for the node), so that N
+	// processes cost N heartbeat deliveries a second instead of N².
+	// False means the gateway follows every heartbeat.
+	IgnorePeerHeartbeats bool
 	// Logger receives the gateway's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

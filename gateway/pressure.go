@@ -58,7 +58,27 @@ const (
 	// connections, 1 s at 100,000). What the sampler is slow to see, the
 	// commands waiting, is read at each send (refuseSend, Overloaded).
 	pressureConnsPerTick = 1_000
+	// pressureIdleMax is the longest sampling period of an idle gateway
+	// (nothing queued and nothing sent since the last sample, no command
+	// waiting): the period doubles from pressureEvery up to it, and the
+	// next command or ack wakes the sampler at once (noteCommand). An
+	// empty gateway process wakes 5 times a second instead of 100: tens
+	// of gateway processes of one node paid for those wake-ups.
+	pressureIdleMax = 200 * time.Millisecond
 )
+
+// pressurePeriod returns the wait before the next sample, and the idle
+// period to remember, after a sample that scanned conns connections (0:
+// every shard was empty and sent nothing since the previous sample) with
+// waiting commands waiting, the previous idle period having been
+// idleFor (0: not idle).
+func pressurePeriod(conns, waiting int, idleFor time.Duration) (time.Duration, time.Duration) {
+	if conns == 0 && waiting == 0 {
+		idleFor = min(max(2*idleFor, 2*pressureEvery), pressureIdleMax)
+		return idleFor, idleFor
+	}
+	return pressureEvery * time.Duration(max(1, conns/pressureConnsPerTick)), 0
+}
 
 // pressure is the gateway's view of its outbound backlog.
 type pressure struct {
@@ -67,6 +87,11 @@ type pressure struct {
 	refusing atomic.Bool   // the hard bound was passed since the last log line
 	refused  atomic.Uint64 // sends refused at the hard bound
 	cmds     chan *nats.Msg
+	// idle is set while the sampler waits longer than pressureEvery
+	// (pressurePeriod); the next command clears it and wakes the sampler
+	// through wake (capacity 1).
+	idle atomic.Bool
+	wake chan struct{}
 
 	// sendOut is the bytes the command being executed queued for
 	// clients; avgOut the moving average of it over the commands (both
@@ -97,6 +122,12 @@ func (p *pressure) noteCommand() {
 	}
 	p.sendOut = 0
 	p.avgOut.Store(int64(p.avgOutF))
+	if p.idle.Load() && p.idle.CompareAndSwap(true, false) {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // backlog is the bytes queued for clients (the last sample) plus what
@@ -118,12 +149,14 @@ func (s *Server) pressureLoop() {
 		prevQueued int64
 		rate       float64 // bytes written per second while there was a backlog (moving average)
 		samples    int     // of rate, up to minRateSamples
+		idleFor    time.Duration
 	)
 	for {
 		select {
 		case <-s.quit:
 			return
 		case <-t.C:
+		case <-s.press.wake:
 		}
 		q, active, out, conns := s.sampleQueued()
 		now := time.Now()
@@ -148,8 +181,12 @@ func (s *Server) pressureLoop() {
 			delay = time.Duration(float64(ab) / rate * float64(time.Second))
 		}
 		s.press.delay.Store(int64(delay))
-		s.updatePressure(b, delay, s.press.cmdsWaiting())
-		t.Reset(pressureEvery * time.Duration(max(1, conns/pressureConnsPerTick)))
+		waiting := s.press.cmdsWaiting()
+		s.updatePressure(b, delay, waiting)
+		var next time.Duration
+		next, idleFor = pressurePeriod(conns, waiting, idleFor)
+		s.press.idle.Store(idleFor > 0)
+		t.Reset(next)
 	}
 }
 

@@ -276,6 +276,7 @@ func (s *Server) Start() error {
 		Self:     s.id,
 		Interval: s.cfg.HeartbeatInterval,
 		Logger:   s.log,
+		Passive:  s.cfg.IgnorePeerHeartbeats,
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: membership: %w", err)
@@ -304,7 +305,7 @@ func (s *Server) Start() error {
 		s.cmdQueueLen = cmdQueue
 	}
 	cmds := make(chan *nats.Msg, s.cmdQueueLen)
-	s.press.cmds = cmds
+	s.press.cmds, s.press.wake = cmds, make(chan struct{}, 1)
 	for _, subject := range []string{s.ackPrefix + "*", s.subj.Cmd(s.id), s.subj.Broadcast(), s.subj.Query()} {
 		sub, err := s.nc.ChanSubscribe(subject, cmds)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -207,75 +206,61 @@ func (e *wsEngine) closed(nc *nbio.Conn, err error) {
 	e.l.s.closed(t.c, ReasonClientClosed)
 }
 
-// handshake collects the upgrade request and answers it.
+// handshake collects the upgrade request and answers it. A request that
+// arrives whole in one read (the usual case) is parsed where it lies,
+// without a copy.
 func (e *wsEngine) handshake(t *wsTransport, data []byte) {
-	t.in = append(t.in, data...)
-	end := bytes.Index(t.in, []byte("\r\n\r\n"))
+	buf := data
+	if len(t.in) > 0 {
+		t.in = append(t.in, data...)
+		buf = t.in
+	}
+	end := bytes.Index(buf, headEnd)
 	if end < 0 {
+		if len(t.in) == 0 {
+			t.in = bytes.Clone(data) // the rest comes in a later read
+		}
 		if len(t.in) > maxHandshake {
 			e.refuse(t, []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n"), refusedBadHandshake)
 		}
 		return
 	}
-	head, rest := t.in[:end+4], t.in[end+4:]
-	req := &bus.HTTPRequest{Method: "GET"}
-	path, origins := e.l.cfg.Path, e.l.cfg.Origins
-	badOrigin := false
-	u := ws.Upgrader{
-		OnRequest: func(uri []byte) error {
-			p, q, _ := strings.Cut(string(uri), "?")
-			req.Path, req.Query = p, q
-			if path != "" && p != path {
-				return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("no WebSocket endpoint at this path"))
-			}
-			return nil
-		},
-		OnHost: func(host []byte) error {
-			req.Host = string(host)
-			return nil
-		},
-		OnHeader: func(key, value []byte) error {
-			if len(origins) > 0 && strings.EqualFold(string(key), "Origin") && !originAllowed(origins, string(value)) {
-				badOrigin = true
-				return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
-			}
-			if len(req.Headers) < 256 {
-				req.Headers = append(req.Headers, bus.Header{Name: string(key), Value: string(value)})
-			}
-			return nil
-		},
-	}
+	head, rest := buf[:end+4], buf[end+4:]
+	p := hsParsers.Get().(*hsParser)
+	defer p.release()
+	p.req = &bus.HTTPRequest{Method: "GET"}
+	p.path, p.origins = e.l.cfg.Path, e.l.cfg.Origins
 	var offer *deflateOffer
 	if e.l.cfg.Compression.Enabled {
 		offer = &deflateOffer{cfg: e.l.cfg.Compression}
-		u.Negotiate = offer.negotiate
+		p.u.Negotiate = offer.negotiate
 	}
-	var resp bytes.Buffer
-	_, err := u.Upgrade(struct {
-		io.Reader
-		io.Writer
-	}{bytes.NewReader(head), &resp})
+	p.rd.Reset(head)
+	_, err := p.u.Upgrade(p)
 	if err != nil {
 		why := refusedBadHandshake
-		if badOrigin {
+		if p.badOrigin {
 			why = refusedOrigin
 		}
-		e.refuse(t, resp.Bytes(), why)
+		e.refuse(t, p.resp.Bytes(), why)
 		return
 	}
+	req := p.req
 	if e.l.cfg.UpgradeHook {
-		e.holdUpgrade(t, resp.Bytes(), rest, req, offer)
+		e.holdUpgrade(t, p.resp.Bytes(), rest, req, offer) // copies what it keeps
 		return
 	}
 	e.handshakeDone(t)
 	s := e.l.s
-	remote, _ := netip.ParseAddrPort(t.nc.RemoteAddr().String())
-	c := s.newConn(e.l, t, remote)
+	c := s.newConn(e.l, t, remoteAddrPort(t.nc))
 	if offer != nil && offer.serverBits != 0 {
 		t.deflate = true
 		c.deflate = offer.serverBits
 	}
-	leftover := bytes.Clone(rest)
+	var leftover []byte
+	if len(rest) > 0 {
+		leftover = bytes.Clone(rest)
+	}
 	t.in = nil
 	if e.l.cfg.DelayReceive {
 		s.holdNew(c)
@@ -284,12 +269,84 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	// query answered after the client saw the 101 counts c, and no frame
 	// queued for c can reach the socket before the 101.
 	s.register(c, func() {
-		_ = t.write(resp.Bytes())
+		_ = t.write(p.resp.Bytes()) // the engine copies what it cannot write now
 		t.c = c
 	}, bus.Event{Type: bus.EventConnect}, bus.Event{Type: bus.EventWebSocketConnect, Request: req})
 	if len(leftover) > 0 && (c.rx.Load() == 0 || !s.holdInput(c, leftover)) {
 		e.frames(t, leftover)
 	}
+}
+
+// headEnd ends an HTTP request's head.
+var headEnd = []byte("\r\n\r\n")
+
+// remoteAddrPort returns the peer address of a socket.
+func remoteAddrPort(nc *nbio.Conn) netip.AddrPort {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
+	return ap
+}
+
+// hsParser parses one upgrade request with gobwas/ws and collects what the
+// connect event carries. Parsers are pooled: their upgrader's callbacks
+// are bound once, not made per handshake, and the answer's buffer is
+// reused.
+type hsParser struct {
+	u         ws.Upgrader
+	rd        bytes.Reader // the request's head
+	resp      bytes.Buffer // the answer: 101, or the refusal
+	req       *bus.HTTPRequest
+	path      string   // the listener's path; "" for any
+	origins   []string // the listener's allowed origins; nil for any
+	badOrigin bool
+}
+
+var hsParsers = sync.Pool{New: func() any {
+	p := &hsParser{}
+	p.u = ws.Upgrader{OnRequest: p.onRequest, OnHost: p.onHost, OnHeader: p.onHeader}
+	return p
+}}
+
+func (p *hsParser) Read(b []byte) (int, error)  { return p.rd.Read(b) }
+func (p *hsParser) Write(b []byte) (int, error) { return p.resp.Write(b) }
+
+// release returns p to the pool, holding nothing of the request.
+func (p *hsParser) release() {
+	p.req, p.path, p.origins, p.badOrigin, p.u.Negotiate = nil, "", nil, false, nil
+	p.rd.Reset(nil)
+	if p.resp.Cap() > maxHandshake {
+		p.resp = bytes.Buffer{}
+	}
+	p.resp.Reset()
+	hsParsers.Put(p)
+}
+
+func (p *hsParser) onRequest(uri []byte) error {
+	path, query, _ := strings.Cut(string(uri), "?")
+	p.req.Path, p.req.Query = path, query
+	if p.path != "" && path != p.path {
+		return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("no WebSocket endpoint at this path"))
+	}
+	return nil
+}
+
+func (p *hsParser) onHost(host []byte) error {
+	p.req.Host = string(host)
+	return nil
+}
+
+func (p *hsParser) onHeader(key, value []byte) error {
+	if len(p.origins) > 0 && strings.EqualFold(string(key), "Origin") && !originAllowed(p.origins, string(value)) {
+		p.badOrigin = true
+		return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
+	}
+	if len(p.req.Headers) < 256 {
+		p.req.Headers = append(p.req.Headers, bus.Header{Name: string(key), Value: string(value)})
+	}
+	return nil
 }
 
 // refuse answers a failed handshake with resp, counts it under why and

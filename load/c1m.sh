@@ -10,15 +10,18 @@
 #
 # Settings (environment): CONNS (1000000), HOLD (5m), GW_PROCS (one per
 # 16,700 connections, at least 2), PER_PROC (15000 connections per gwload
-# child), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
+# child), RATE (5000: connections opened per second, all children together,
+# at most RATE x 100 ms handshakes in flight; lower it when the open keeps
+# the machine's load average above its core count), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
 # gwload closes everything when MemAvailable drops below it), DIR
 # (/tmp/gatework-c1m: binaries, configuration, logs, results).
 #
 # Why so many processes: a process may hold at most `ulimit -n` files
 # (20,000 here), so 1M server sockets need 60 gateway processes and 1M
-# client sockets 67 gwload children; the clients bind source addresses
-# 127.0.0.1 ... 127.0.0.50 (20,000 each) because one source address has
-# only ~28,000 ephemeral ports per destination.
+# client sockets 67 gwload children; the clients bind 500 source addresses
+# (127.0.0.1 ... 127.0.1.244, 2,000 each: one source address has only
+# ~28,000 ephemeral ports per destination, and the kernel's search for a
+# free one slows down as they fill).
 #
 # Kernel settings: none is changed by default. SYSCTL=1 (as root) raises,
 # and only raises, net.core.somaxconn to 65535 (each gateway process's
@@ -29,6 +32,7 @@ set -eu
 CONNS=${CONNS:-1000000}
 HOLD=${HOLD:-5m}
 PER_PROC=${PER_PROC:-15000}
+RATE=${RATE:-5000}
 PORT=${PORT:-30000}
 MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
 DIR=${DIR:-/tmp/gatework-c1m}
@@ -89,10 +93,10 @@ WORKERS=$(pgrep -P "$MASTER" -f ' worker ' | paste -sd, - || true)
 PIDS=$MASTER${WORKERS:+,$WORKERS}
 "$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
 
-say "gwload idle: $CONNS connections, held for $HOLD (extra target pids $PIDS)"
+say "gwload idle: $CONNS connections at $RATE/s, held for $HOLD (extra target pids $PIDS)"
 set +e
 "$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
-	--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" \
+	--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" --rate "$RATE" \
 	--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
 	--pids "$PIDS" --json "$DIR/c1m.json" | tee "$DIR/c1m.txt"
 rc=$?

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +27,9 @@ type ChildConfig struct {
 	Concurrency int      `json:"concurrency"`
 	Welcome     bool     `json:"welcome,omitempty"` // churn: wait for a greeting, send nothing
 	Deflate     bool     `json:"deflate,omitempty"` // offer permessage-deflate (idle)
+	// Rate paces the opening: connections started per second by this
+	// child (see openConns); 0 means unpaced, dialParallel in flight.
+	Rate float64 `json:"rate,omitempty"`
 }
 
 // childCmd is one line the parent writes to a child's stdin.
@@ -58,6 +62,64 @@ type stats struct {
 
 // dialParallel bounds the handshakes one child has in flight.
 const dialParallel = 64
+
+// paceBudget is how long a paced child's handshakes may take at its rate
+// before they hold its dials back: the handshakes in flight are bounded
+// by rate × paceBudget (at least 2, at most dialParallel), so when the
+// server answers slower than the rate asks, the rate drops instead of
+// the handshakes piling up (with tens of children, thousands in flight
+// kept every core busy and starved the open clients' pongs).
+const paceBudget = 100 * time.Millisecond
+
+// pacer hands out dial start times at most rate per second: each slot is
+// one interval after the previous one or now, whichever is later, so a
+// stall is not made up with a burst. Safe for concurrent use.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func newPacer(rate float64) *pacer {
+	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// slot returns when the next dial may start.
+func (p *pacer) slot(now time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at := p.next
+	if at.Before(now) {
+		at = now
+	}
+	p.next = at.Add(p.interval)
+	return at
+}
+
+// wait sleeps until the next slot, or until ctx ends (false).
+func (p *pacer) wait(ctx context.Context) bool {
+	d := time.Until(p.slot(time.Now()))
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dialers returns how many handshakes a child opening at rate per second
+// keeps in flight (rate 0: unpaced).
+func dialers(rate float64) int {
+	if rate <= 0 {
+		return dialParallel
+	}
+	return min(max(int(math.Ceil(rate*paceBudget.Seconds())), 2), dialParallel)
+}
 
 // RunChild runs one child: it opens its connections, reports "ready" on
 // out, then obeys the commands read from in (one JSON childCmd per line)
@@ -187,9 +249,11 @@ func raiseNoFile(need int) error {
 	return nil
 }
 
-// openConns opens cfg.Conns connections (none for churn), dialParallel at a
-// time, hands each to adopt as soon as its handshake is done, and reports
-// progress every 1,000. It returns how many were opened and adopted, how
+// openConns opens cfg.Conns connections (none for churn), paced at
+// cfg.Rate per second with dialers(cfg.Rate) handshakes in flight (or
+// dialParallel at a time, unpaced, when cfg.Rate is 0), hands each to
+// adopt as soon as its handshake is done, and reports progress every
+// 1,000. It returns how many were opened and adopted, how
 // many failed, and the first error.
 func openConns(ctx context.Context, cfg ChildConfig, adopt func(*wsConn) error, progress func(int)) (int, int, error) {
 	if cfg.Workload == Churn {
@@ -203,11 +267,18 @@ func openConns(ctx context.Context, cfg ChildConfig, adopt func(*wsConn) error, 
 		next      atomic.Int64
 		wg        sync.WaitGroup
 	)
-	for range min(dialParallel, cfg.Conns) {
+	var pace *pacer
+	if cfg.Rate > 0 {
+		pace = newPacer(cfg.Rate)
+	}
+	for range min(dialers(cfg.Rate), cfg.Conns) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= cfg.Conns || ctx.Err() != nil {
+					return
+				}
+				if pace != nil && !pace.wait(ctx) {
 					return
 				}
 				c, err := dialWS(ctx, cfg.URL, srcFor(cfg.SrcIPs, cfg.Offset+i), cfg.Deflate)

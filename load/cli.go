@@ -132,7 +132,7 @@ type cliFlags struct {
 	duration, maxDuration, retryWait                               time.Duration
 	bare, welcome, bareCoalesce, deflate                           bool
 	bareShards, senders                                            int
-	atMax                                                          float64
+	atMax, rate                                                    float64
 }
 
 func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
@@ -149,15 +149,16 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.Float64Var(&f.atMax, "at-max", 0.8, "fanout: after --rates, one more step at this fraction of the highest deliveries/s reached (0: none)")
 	fs.StringVar(&f.jsonOut, "json", "", "also write the result as JSON to this file")
 	fs.IntVar(&f.pid, "pid", 0, "idle: the target's pid (default: every process listening on --ws, e.g. all gateway processes)")
-	fs.StringVar(&f.pids, "pids", "", "idle: more pids whose memory and CPU count as the target's, comma-separated (the master, workers)")
+	fs.StringVar(&f.pids, "pids", "", "more pids whose memory and CPU count as the target's, comma-separated (the master, workers): idle, echo, churn")
 	fs.Int64Var(&f.minFreeMiB, "min-free", 2048, "stop the run (closing every connection) when MemAvailable drops below this many MiB; negative: never")
 	fs.IntVar(&f.conns, "conns", 1000, "connections (idle, fanout, echo)")
 	fs.IntVar(&f.maxConns, "max-conns", 200000, "refuse runs with more connections than this")
 	fs.IntVar(&f.concurrency, "concurrency", 100, "churn: connect/echo/close loops in flight")
 	fs.IntVar(&f.size, "size", 0, "message size in bytes (default 100 for fanout, 64 otherwise)")
+	fs.Float64Var(&f.rate, "rate", DefaultOpenRate, "idle, fanout, echo, overload: connections opened per second over all children, at most rate × 100 ms handshakes in flight (negative: unpaced, 64 in flight per child)")
 	fs.IntVar(&f.perProc, "per-proc", 15000, "most connections per child process")
 	fs.IntVar(&f.procs, "procs", 0, "child processes (default: enough for --per-proc; 2 for echo and churn)")
-	fs.IntVar(&f.srcIP, "src-ips", 0, "spread connections over source addresses 127.0.0.1..127.0.0.N (default: one per 20,000 connections, 8 for churn)")
+	fs.IntVar(&f.srcIP, "src-ips", 0, "spread connections over N source addresses 127.0.0.1, 127.0.0.2, ... (on into 127.0.1.0; at most 1,024; default: one per 2,000 connections, 8 for churn)")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "idle hold, echo/churn run, and each fanout step")
 	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
 	fs.BoolVar(&f.welcome, "welcome", false, "churn: wait for the server's first message (an OnConnect greeting, e.g. --app chat) instead of an echo")
@@ -171,7 +172,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
-		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
+		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, OpenRate: f.rate, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
 		MinFreeBytes: f.minFreeMiB << 20}
 	for _, s := range strings.Split(f.pids, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -293,12 +294,16 @@ func PrintTable(w io.Writer, r *Result) {
 			fmt.Fprintf(tw, "Go heap and stacks\tnot read: %s\n", r.GoMemErr)
 		}
 	case Echo, Churn:
-		unit := "round trips/s"
+		unit, op := "round trips/s", "round trip"
 		if r.Workload == Churn {
-			unit = "connections/s"
+			unit, op = "connections/s", "cycle"
 		}
 		fmt.Fprintf(tw, "%s\t%.0f (%d in %s, %d errors)\np50 / p99 / p999\t%.2f / %.2f / %.2f ms\n",
 			unit, r.PerSec, r.Count, r.Duration, r.Errors, r.P50Ms, r.P99Ms, r.P999Ms)
+		if r.ServerCPUPerOpUs > 0 {
+			fmt.Fprintf(tw, "server CPU (pids %v)\t%.1f µs per %s, %.1f %% of a core\n",
+				r.PIDs, r.ServerCPUPerOpUs, op, r.ServerCPUPercent)
+		}
 	case FanOut:
 		fmt.Fprintf(tw, "sender\t%s × %d\ngroup members\t%d\nmax deliveries/s\t%.0f\n", r.Sender, r.Senders, r.Members, r.MaxDeliveriesPerSec)
 		fmt.Fprintln(tw, "\nrate msg/s\tsent/s\tdeliveries/s\tdelivered\tp50 ms\tp99 ms\tp999 ms")

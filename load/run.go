@@ -90,15 +90,20 @@ type Result struct {
 	MemAvailableMinKiB int64 `json:"mem_available_min_kib,omitempty"`
 
 	// Echo and churn: round trips or cycles.
-	Count   uint64  `json:"count,omitempty"`
-	PerSec  float64 `json:"per_sec,omitempty"`
-	P50Ms   float64 `json:"p50_ms,omitempty"`
-	P99Ms   float64 `json:"p99_ms,omitempty"`
-	P999Ms  float64 `json:"p999_ms,omitempty"`
-	Errors  uint64  `json:"errors,omitempty"`
-	Members int     `json:"members,omitempty"` // fan-out group size
-	Sender  string  `json:"sender,omitempty"`  // fan-out: "http" or "go-client"
-	Senders int     `json:"senders,omitempty"` // fan-out: sends in flight
+	Count  uint64  `json:"count,omitempty"`
+	PerSec float64 `json:"per_sec,omitempty"`
+	P50Ms  float64 `json:"p50_ms,omitempty"`
+	P99Ms  float64 `json:"p99_ms,omitempty"`
+	P999Ms float64 `json:"p999_ms,omitempty"`
+	Errors uint64  `json:"errors,omitempty"`
+	// ServerCPUPerOpUs is the target processes' CPU (see PIDs) per round
+	// trip or cycle, in µs; ServerCPUPercent the same over the run, in
+	// percent of one core. Zero with in-process children.
+	ServerCPUPerOpUs float64 `json:"server_cpu_per_op_us,omitempty"`
+	ServerCPUPercent float64 `json:"server_cpu_percent,omitempty"`
+	Members          int     `json:"members,omitempty"` // fan-out group size
+	Sender           string  `json:"sender,omitempty"`  // fan-out: "http" or "go-client"
+	Senders          int     `json:"senders,omitempty"` // fan-out: sends in flight
 
 	// Fan-out.
 	Steps               []Step  `json:"steps,omitempty"`
@@ -251,18 +256,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	var before ProcStats
 	if cfg.Workload == Idle {
-		pids := []int{cfg.PID}
-		if cfg.PID == 0 {
-			ps, err := FindListenerPIDs(cfg.WSAddr)
-			if err != nil {
-				return nil, fmt.Errorf("%w (give --pid)", err)
-			}
-			pids = ps
-		}
-		for _, p := range cfg.ExtraPIDs {
-			if !slices.Contains(pids, p) {
-				pids = append(pids, p)
-			}
+		pids, err := targetPIDs(cfg)
+		if err != nil {
+			return nil, err
 		}
 		r.PID, r.PIDs = pids[0], pids
 		var gone int
@@ -358,6 +354,9 @@ func startChildren(ctx context.Context, cfg Config, logf func(string, ...any)) (
 			cc.Concurrency = n
 		} else {
 			cc.Conns = n
+			if cfg.OpenRate > 0 { // each child its share of the rate
+				cc.Rate = cfg.OpenRate * float64(n) / float64(total)
+			}
 		}
 		offset += n
 		c, err := spawn(ctx, cc, cfg.InProcess)
@@ -541,9 +540,37 @@ func readGoMem(ctx context.Context, cfg Config, r *Result) *GoMemory {
 	return &m
 }
 
+// targetPIDs returns the processes whose memory and CPU count as the
+// target's: cfg.PID, or every process listening on cfg.WSAddr, and
+// cfg.ExtraPIDs.
+func targetPIDs(cfg Config) ([]int, error) {
+	pids := []int{cfg.PID}
+	if cfg.PID == 0 {
+		ps, err := FindListenerPIDs(cfg.WSAddr)
+		if err != nil {
+			return nil, fmt.Errorf("%w (give --pid)", err)
+		}
+		pids = ps
+	}
+	for _, p := range cfg.ExtraPIDs {
+		if !slices.Contains(pids, p) {
+			pids = append(pids, p)
+		}
+	}
+	return pids, nil
+}
+
 func runTimed(ctx context.Context, cfg Config, r *Result, children []*child, logf func(string, ...any)) error {
 	logf("running %s for %s", cfg.Workload, cfg.Duration)
 	defer ticking(logf, string(cfg.Workload))()
+	// The server's CPU over the run (the bare server runs in this
+	// process, which the listener lookup finds). Not with in-process
+	// children: their CPU is this process's too.
+	pids, _ := targetPIDs(cfg)
+	if cfg.InProcess {
+		pids = nil
+	}
+	cpu0, _ := ReadProcSet(pids)
 	h, count, errs, elapsed, err := collect(ctx, children, childCmd{Cmd: "run", Dur: cfg.Duration})
 	if err != nil {
 		return err
@@ -551,6 +578,11 @@ func runTimed(ctx context.Context, cfg Config, r *Result, children []*child, log
 	r.Count, r.Errors = count, errs
 	if elapsed > 0 {
 		r.PerSec = float64(count) / elapsed.Seconds()
+	}
+	if cpu1, gone := ReadProcSet(pids); len(pids) > 0 && gone == 0 && count > 0 {
+		r.PIDs = pids
+		r.ServerCPUPerOpUs = float64(cpu1.CPUTicks-cpu0.CPUTicks) / clockTicks * 1e6 / float64(count)
+		r.ServerCPUPercent = float64(cpu1.CPUTicks-cpu0.CPUTicks) / clockTicks / elapsed.Seconds() * 100
 	}
 	r.P50Ms, r.P99Ms, r.P999Ms = ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Quantile(0.999))
 	return nil

@@ -59,6 +59,13 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests set it to control expiry.
 	Now func() time.Time
+	// Passive, when set, subscribes to no heartbeat: the Tracker knows
+	// Self and the gateways given to Heard and Observe only. For a
+	// gateway process of a node whose master follows the heartbeats once
+	// for all its processes: N processes that each followed every other
+	// one's heartbeat cost N² deliveries a second on the bus. False
+	// means the Tracker follows every heartbeat.
+	Passive bool
 }
 
 // member is one tracked gateway.
@@ -150,9 +157,11 @@ func New(nc *nats.Conn, cfg Config) (*Tracker, error) {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	m.sub, err = nc.Subscribe(subj.Heartbeat(), m.handle)
-	if err != nil {
-		return nil, fmt.Errorf("membership: subscribe %s: %w", subj.Heartbeat(), err)
+	if !cfg.Passive {
+		m.sub, err = nc.Subscribe(subj.Heartbeat(), m.handle)
+		if err != nil {
+			return nil, fmt.Errorf("membership: subscribe %s: %w", subj.Heartbeat(), err)
+		}
 	}
 	go m.run()
 	return m, nil
@@ -250,7 +259,10 @@ func (m *Tracker) Close() error {
 	}
 	m.closed = true
 	m.mu.Unlock()
-	err := m.sub.Unsubscribe()
+	var err error
+	if m.sub != nil { // nil: passive
+		err = m.sub.Unsubscribe()
+	}
 	if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrBadSubscription) {
 		err = nil // the connection's end removed the subscription already
 	}

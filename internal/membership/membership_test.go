@@ -446,3 +446,23 @@ func TestMembershipOverloaded(t *testing.T) {
 		}
 	}
 }
+
+// TestMembershipPassive: a passive Tracker hears no heartbeat, knows
+// Self and what it is told (Heard, Observe), and closes cleanly.
+func TestMembershipPassive(t *testing.T) {
+	sub, pub := startBus(t)
+	follower := newMembership(t, sub, membership.Config{})
+	passive := newMembership(t, sub, membership.Config{Self: gwA, Passive: true})
+	publishHB(t, pub, bus.Heartbeat{Gateway: gwB})
+	waitFor(t, 5*time.Second, "the follower hears b", hasLive(follower, gwB))
+	if got := passive.Live(); !slices.Equal(got, []string{gwA}) {
+		t.Fatalf("passive Live = %v, want only self", got)
+	}
+	if !passive.Observe(gwC) {
+		t.Fatal("passive tracker refused an observed gateway")
+	}
+	passive.Heard(bus.Heartbeat{Gateway: gwD})
+	if got := passive.Live(); !slices.Equal(got, []string{gwA, gwC, gwD}) {
+		t.Fatalf("passive Live = %v, want self and the gateways it was told of", got)
+	}
+}
