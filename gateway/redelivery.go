@@ -130,8 +130,12 @@ func (s *Server) releaseLocked(d *delivery) {
 	}
 }
 
-// send publishes what pumpLocked took off the queue.
+// send publishes what pumpLocked took off the queue, through the
+// publisher (multi.go), which may put several in one bus message.
 func (s *Server) send(sends []resend) {
+	if len(sends) == 0 {
+		return
+	}
 	for _, r := range sends {
 		switch {
 		case r.first:
@@ -139,8 +143,8 @@ func (s *Server) send(sends []resend) {
 		case r.again:
 			s.stats.redelivered.Add(1)
 		}
-		s.publish(r.d, r.attempt)
 	}
+	s.enqueueSends(sends)
 }
 
 // redeliverExpired handles the deliveries whose deadline passed: one whose
