@@ -29,6 +29,14 @@ func DecodeEventBatch(buf []byte, m *EventBatch) error {
 	return mergeEventBatch(buf, m)
 }
 
+// DecodeEventBatchInto is DecodeEventBatch that keeps the capacity of
+// m.Events and m.State.Groups for the decoded items: a caller that hands it a batch with room for a few
+// events and groups decodes a typical batch without allocating them.
+func DecodeEventBatchInto(buf []byte, m *EventBatch) error {
+	*m = EventBatch{Events: m.Events[:0], State: ClientState{Groups: m.State.Groups[:0]}}
+	return mergeEventBatch(buf, m)
+}
+
 // mergeEventBatch decodes buf into m without resetting it.
 func mergeEventBatch(buf []byte, m *EventBatch) error {
 	return walk(buf, func(f field) error {

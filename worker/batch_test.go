@@ -38,6 +38,22 @@ func runBatch(w *Worker, data, ack []byte) ([]byte, error) {
 	return j.appendAck(ack[:0], w.cfg.ID), nil
 }
 
+// runMulti decodes data, an EventBatches message, as the multi
+// subscription's callback does, runs its batches and returns the encoded
+// Acks message.
+func runMulti(w *Worker, data, ack []byte) ([]byte, error) {
+	jobs, err := newMultiJobs(&nats.Msg{Subject: "gw.events.multi", Reply: "gw.gw.g1.ack.m1", Data: data}, time.Now())
+	if err != nil {
+		return ack, err
+	}
+	ack = ack[:0]
+	for _, j := range jobs {
+		w.dispatch(j)
+		ack = j.appendAck(ack, w.cfg.ID)
+	}
+	return ack, nil
+}
+
 func BenchmarkBatch(b *testing.B) {
 	state := bus.ClientState{
 		RemoteIP: "203.0.113.7", RemotePort: 51000, UID: "user-1", Groups: []string{"lobby", "room-7"},

@@ -35,6 +35,11 @@ type job struct {
 	// rest are the batches of the same EventBatches message that the
 	// goroutine running this one runs next (multi.go).
 	rest []*job
+	// Room for a typical batch, so that decoding it and answering it
+	// allocate no slices: its events, its groups, its actions.
+	evRoom  [1]bus.Event
+	grpRoom [4]string
+	actRoom [1]bus.Action
 
 	// The client as the handlers have left it so far (the local view).
 	uid     string
@@ -52,13 +57,21 @@ type job struct {
 // errNoReply.
 func newJob(m *nats.Msg, now time.Time) (*job, error) {
 	j := &job{msg: m, taken: now, reply: m.Reply, size: len(m.Data)}
-	if err := bus.DecodeEventBatch(m.Data, &j.batch); err != nil {
+	if err := j.decode(m.Data); err != nil {
 		return nil, fmt.Errorf("worker: decode batch: %w", err)
 	}
 	if m.Reply == "" {
 		return nil, errNoReply
 	}
 	return j, nil
+}
+
+// decode decodes the batch b into j, in j's own room where it fits.
+func (j *job) decode(b []byte) error {
+	j.batch.Events = j.evRoom[:0]
+	j.batch.State.Groups = j.grpRoom[:0]
+	j.actions = j.actRoom[:0]
+	return bus.DecodeEventBatchInto(b, &j.batch)
 }
 
 // appendAck appends the final Ack of j to b: the actions not flushed

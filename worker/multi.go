@@ -31,23 +31,7 @@ const slowBatch = time.Millisecond
 // redelivers them after its back-off), and a message that does not decode
 // gets its batches that did decode nacked.
 func (w *Worker) onMulti(m *nats.Msg) {
-	now := time.Now()
-	var jobs []*job
-	var bad error
-	err := bus.RangeEventBatches(m.Data, func(b []byte) bool {
-		j := &job{msg: m, taken: now, reply: m.Reply, size: len(b), multi: true}
-		if bad = bus.DecodeEventBatch(b, &j.batch); bad != nil {
-			return false
-		}
-		jobs = append(jobs, j)
-		return true
-	})
-	if err == nil {
-		err = bad
-	}
-	if err == nil && m.Reply == "" {
-		err = errNoReply
-	}
+	jobs, err := newMultiJobs(m, time.Now())
 	if err == nil && len(jobs) == 0 {
 		return // nothing to run, nothing to answer
 	}
@@ -99,6 +83,29 @@ func (w *Worker) onMulti(m *nats.Msg) {
 			w.stats.redelivered.Add(1)
 		}
 	}
+}
+
+// newMultiJobs decodes the multi message m into one job per batch. On an
+// error (wrapping bus.ErrMalformed, or errNoReply) it also returns the
+// jobs of the batches that decoded before it, to be nacked.
+func newMultiJobs(m *nats.Msg, now time.Time) ([]*job, error) {
+	var jobs []*job
+	var bad error
+	err := bus.RangeEventBatches(m.Data, func(b []byte) bool {
+		j := &job{msg: m, taken: now, reply: m.Reply, size: len(b), multi: true}
+		if bad = j.decode(b); bad != nil {
+			return false
+		}
+		jobs = append(jobs, j)
+		return true
+	})
+	if err == nil && bad != nil {
+		err = fmt.Errorf("worker: decode batch: %w", bad)
+	}
+	if err == nil && m.Reply == "" {
+		err = errNoReply
+	}
+	return jobs, err
 }
 
 // runGroup runs head and the batches of its multi message that came with
