@@ -3,6 +3,7 @@ package gateway
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,6 +73,11 @@ func (s *Server) enqueueSends(sends []resend) {
 	}
 }
 
+// beforeTake, when set (tests), runs in the publisher each time it woke,
+// before it takes the outbox: a test holds it there to make the batches
+// of several clients wait together.
+var beforeTake atomic.Pointer[func(s *Server)]
+
 // publisher publishes what enqueueSends queued, until quit.
 func (s *Server) publisher(wake <-chan struct{}) {
 	o := &s.out
@@ -80,6 +86,9 @@ func (s *Server) publisher(wake <-chan struct{}) {
 		case <-s.quit:
 			return
 		case <-wake:
+		}
+		if hook := beforeTake.Load(); hook != nil {
+			(*hook)(s)
 		}
 		for {
 			o.mu.Lock()
