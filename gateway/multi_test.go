@@ -247,7 +247,7 @@ func TestMultiOrderTwoWorkers(t *testing.T) {
 // timeout, each batch with attempt 2, and every client gets its echo.
 func TestMultiWorkerDiesRedeliveredPerBatch(t *testing.T) {
 	nc := testBus(t)
-	dead := startMultiWorker(t, nc, true) // answers the connect events
+	dead := startMultiWorker(t, nc, true)                                           // answers the connect events
 	seen := startScriptedWorker(t, nc, func(delivered) answer { return answerAck }) // single batches
 	s := startServer(t, nc, Config{
 		Listeners:         []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},

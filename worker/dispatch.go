@@ -32,9 +32,9 @@ type job struct {
 	// multi: the batch came in an EventBatches message; its acks go to
 	// reply inside Acks messages.
 	multi bool
-	// rest are the batches of the same EventBatches message that the
-	// goroutine running this one runs next (multi.go).
-	rest []*job
+	// group, on the first batch of a multi message while it waits in the
+	// queue, is the message's batches (multi.go).
+	group *group
 	// Room for a typical batch, so that decoding it and answering it
 	// allocate no slices: its events, its groups, its actions.
 	evRoom  [1]bus.Event
@@ -136,7 +136,7 @@ func (w *Worker) onMsg(m *nats.Msg) {
 	}
 }
 
-// queueLocked puts j (with the batches of j.rest, already counted in
+// queueLocked puts j (with the batches of j.group, already counted in
 // waiting) on the pool's queue, and starts a pool goroutine if none is
 // free for it. Never blocks: len(queue) <= items <= waiting <=
 // cfg.Backlog = cap(queue). Caller holds mu; the queue is open.
@@ -203,7 +203,7 @@ func (w *Worker) run(j *job, ack []byte) []byte {
 	w.mu.Lock()
 	w.items--
 	w.mu.Unlock()
-	if j.multi {
+	if j.group != nil {
 		return w.runGroup(j, ack)
 	}
 	ack, ok := w.runOne(j, ack[:0])
@@ -288,6 +288,7 @@ func (w *Worker) publishAck(j *job, ack []byte) {
 		return
 	}
 	w.stats.acked.Add(1)
+	w.stats.ackMsgs.Add(1)
 }
 
 // dispatch runs the handlers for every event of j, in order, on the

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -14,16 +15,38 @@ import (
 // clients"). The batches of one message are one entry of the pool's
 // queue, so the message costs one goroutine hand-off instead of one per
 // batch; the goroutine that takes it runs them in order and answers them
-// with one Acks message. A batch whose handlers take longer than
-// slowBatch hands the batches still waiting behind it back to the queue,
-// one entry each (other goroutines of the pool take them), so a slow
-// handler holds up the other clients of its message for one handler run
-// at most. Each batch keeps its own delivery: progress, nacks, abandon
-// and redelivery work batch by batch, as for single batches.
+// with one Acks message. When the message is still running after
+// slowGroup (a slow handler, or many batches), a timer hands the batches
+// not started yet back to the queue, one entry each, where other
+// goroutines of the pool take them: a slow handler holds up the other
+// clients of its message for slowGroup at most. Each batch keeps its own
+// delivery: progress, nacks, abandon and redelivery work batch by batch,
+// as for single batches.
 
-// slowBatch is how long a batch of a multi message may run before the
-// batches behind it go back to the pool's queue.
-const slowBatch = time.Millisecond
+// slowGroup is how long the batches of a multi message wait behind the
+// ones running before they go back to the pool's queue.
+const slowGroup = time.Millisecond
+
+// group is the batches of one multi message in the pool. Batches are
+// claimed in order through next; spilling them back to the queue claims
+// all that are left at once.
+type group struct {
+	jobs []*job
+	next atomic.Int32
+}
+
+// claim returns the index of the next batch to run, or -1.
+func (g *group) claim() int {
+	for {
+		i := g.next.Load()
+		if int(i) >= len(g.jobs) {
+			return -1
+		}
+		if g.next.CompareAndSwap(i, i+1) {
+			return int(i)
+		}
+	}
+}
 
 // onMulti is the callback of the multi events subscription. Like onMsg it
 // never blocks: the batches are decoded and queued as one entry for the
@@ -70,7 +93,7 @@ func (w *Worker) onMulti(m *nats.Msg) {
 	w.waiting += k
 	w.waitingBytes += size
 	if k > 0 {
-		taken[0].rest = taken[1:]
+		taken[0].group = &group{jobs: taken}
 		w.queueLocked(taken[0])
 	}
 	w.mu.Unlock()
@@ -78,6 +101,7 @@ func (w *Worker) onMulti(m *nats.Msg) {
 		w.stats.dropped.Add(uint64(dropped))
 	}
 	w.stats.batches.Add(uint64(k))
+	w.stats.multiMsgs.Add(1)
 	for _, j := range taken {
 		if j.batch.Attempt > 1 {
 			w.stats.redelivered.Add(1)
@@ -108,30 +132,27 @@ func newMultiJobs(m *nats.Msg, now time.Time) ([]*job, error) {
 	return jobs, err
 }
 
-// runGroup runs head and the batches of its multi message that came with
-// it (head.rest), in order, and answers them with one Acks message to
-// their reply subject when they are done; after a batch that ran longer
-// than slowBatch, the answers so far are published and the batches still
-// waiting go back to the queue. buf is the goroutine's encode buffer.
+// runGroup runs the batches of head's multi message in order and
+// answers them with one Acks message to their reply subject when they are
+// done. If they are not done within slowGroup, the batches not started
+// yet go back to the queue (spill). buf is the goroutine's encode buffer.
 func (w *Worker) runGroup(head *job, buf []byte) []byte {
-	group := append(make([]*job, 0, 1+len(head.rest)), head)
-	group = append(group, head.rest...)
-	head.rest = nil
+	g := head.group
+	head.group = nil
+	var spill *time.Timer
+	if len(g.jobs) > 1 {
+		spill = time.AfterFunc(slowGroup, func() { w.spill(g) })
+	}
 	buf = buf[:0]
 	answered := 0 // answers in buf
-	for i, j := range group {
-		start := time.Now()
+	for i := g.claim(); i >= 0; i = g.claim() {
 		var ok bool
-		if buf, ok = w.runOne(j, buf); ok {
+		if buf, ok = w.runOne(g.jobs[i], buf); ok {
 			answered++
 		}
-		if i+1 < len(group) && time.Since(start) >= slowBatch {
-			w.publishAnswers(head.reply, buf, answered)
-			buf, answered = buf[:0], 0
-			if w.requeue(group[i+1:]) {
-				break
-			}
-		}
+	}
+	if spill != nil {
+		spill.Stop()
 	}
 	w.publishAnswers(head.reply, buf, answered)
 	if cap(buf) > maxKeptBuffer {
@@ -140,20 +161,29 @@ func (w *Worker) runGroup(head *job, buf []byte) []byte {
 	return buf
 }
 
-// requeue puts the batches of a multi message still waiting behind a slow
-// one back on the queue, one entry each; they are counted in waiting
-// already. It reports false when the queue is closed (Stop): the caller
-// runs them itself.
-func (w *Worker) requeue(jobs []*job) bool {
+// spill puts the batches of g not started yet back on the queue, one
+// entry each (they are counted in waiting already), for other goroutines
+// of the pool. Once the queue is closed (Stop) it leaves them to the
+// goroutine running g.
+func (w *Worker) spill(g *group) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return false
+		return
 	}
-	for _, j := range jobs {
-		w.queueLocked(j)
+	for {
+		i := g.next.Load()
+		if int(i) >= len(g.jobs) {
+			return
+		}
+		if g.next.CompareAndSwap(i, int32(len(g.jobs))) {
+			for _, j := range g.jobs[i:] {
+				w.queueLocked(j)
+			}
+			w.stats.spilled.Add(uint64(len(g.jobs) - int(i)))
+			return
+		}
 	}
-	return true
 }
 
 // publishAnswers publishes the Acks message acks (n answers) to reply,
@@ -174,4 +204,5 @@ func (w *Worker) publishAnswers(reply string, acks []byte, n int) {
 		return
 	}
 	w.stats.acked.Add(uint64(n))
+	w.stats.ackMsgs.Add(1)
 }
