@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -365,4 +367,64 @@ func twoConns(t testing.TB) (*nats.Conn, *nats.Conn) {
 	t.Helper()
 	e := testbus.Start(t, natsembed.Config{})
 	return testbus.Conn(t, e, "gw"), testbus.Conn(t, e, "worker2")
+}
+
+// BenchmarkBusMessagesPerEvent runs closed-loop echo clients (each sends
+// its next line when it got the last one back) against a gateway and a
+// worker that speaks multi messages, and reports the bus messages that
+// carried the events and the acks, per event: how much batching across
+// clients saves under N concurrent clients.
+func BenchmarkBusMessagesPerEvent(b *testing.B) {
+	for _, clients := range []int{1, 16, 256} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			nc, wc := twoConns(b)
+			startMultiWorker(b, wc, true)
+			s, err := New(nc, Config{Listeners: []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
+				Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+			var conns []net.Conn
+			for range clients {
+				c, err := net.Dial("tcp", s.Addr("tcp").String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = c.Close() })
+				conns = append(conns, c)
+			}
+			per := b.N/clients + 1
+			before := s.Stats()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for _, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := bufio.NewReader(c)
+					line := []byte("0123456789abcdef\n")
+					for range per {
+						if _, err := c.Write(line); err != nil {
+							b.Error(err)
+							return
+						}
+						if _, err := r.ReadSlice('\n'); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			after := s.Stats()
+			events := float64(after.EventsSent - before.EventsSent)
+			b.ReportMetric(float64(after.EventMessages-before.EventMessages)/events, "eventmsgs/event")
+			b.ReportMetric(float64(after.AckMessages-before.AckMessages)/events, "ackmsgs/event")
+		})
+	}
 }
