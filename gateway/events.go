@@ -103,7 +103,8 @@ func (s *Server) sendBatchLocked(c *conn, uid string) {
 	s.infMu.Lock()
 	s.inflight[d.id] = d
 	s.queueLocked(d)
-	sends := s.pumpLocked(time.Now().UnixNano(), nil)
+	var room [2]resend // most pumps take one batch: no allocation
+	sends := s.pumpLocked(time.Now().UnixNano(), room[:0])
 	s.infMu.Unlock()
 	s.send(sends)
 }
@@ -221,7 +222,8 @@ func (s *Server) handleAck(id uint64, ack *bus.Ack, m *nats.Msg) {
 	if len(s.queue) > 0 && s.window < float64(s.cfg.MaxInFlight) {
 		s.window++ // batches wait for room and the workers keep up: open the window
 	}
-	sends := s.pumpLocked(time.Now().UnixNano(), nil)
+	var room [2]resend
+	sends := s.pumpLocked(time.Now().UnixNano(), room[:0])
 	unpark := s.parked
 	s.parked = nil
 	s.infMu.Unlock()

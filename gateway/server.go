@@ -100,6 +100,7 @@ type Server struct {
 	outstanding int
 	window      float64
 	queue       []*delivery
+	queueBase   []*delivery // the array queue starts over in when empty
 	lastCut     int64
 
 	stats   stats

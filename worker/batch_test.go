@@ -255,3 +255,29 @@ func FuzzBatch(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMulti runs a multi message of 64 echo batches through the
+// worker's batch path (decode, handlers, the Acks message); ns/op is per
+// message.
+func BenchmarkMulti(b *testing.B) {
+	w := quietWorker(b, Handlers{OnMessage: func(c *Context, m []byte) { c.Send(m) }})
+	var m bus.EventBatches
+	for i := range 64 {
+		m.Batches = append(m.Batches, bus.EventBatch{
+			Version: bus.Version, Gateway: "0a1b2c3d4e", Delivery: uint64(i + 1), Client: fmt.Sprintf("0a1b2c3d4e%010x", i+1),
+			State: bus.ClientState{RemoteIP: "127.0.0.1", RemotePort: 50000 + uint32(i), Listener: "ws", Protocol: "ws",
+				ConnectedUnixMs: 1_700_000_000_000, Gateway: "0a1b2c3d4e"},
+			Events: []bus.Event{{Type: bus.EventMessage, Data: make([]byte, 64), TimeUnixMs: 1_700_000_000_000}}, Attempt: 1,
+		})
+	}
+	data := bus.AppendEventBatches(nil, &m)
+	var ack []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var err error
+		if ack, err = runMulti(w, data, ack); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
