@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"errors"
+	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,6 +228,21 @@ func (s *Server) multiNoResponders(id uint64) {
 	sends := s.pumpLocked(nowNs, nil)
 	s.infMu.Unlock()
 	s.send(sends)
+}
+
+// multiRefused turns multi messages off for good when the NATS server
+// refused to let this gateway publish them (a bus user whose permissions
+// predate them): err is an asynchronous error of the bus connection. The
+// batches of the refused messages time out and go again as single
+// batches.
+func (s *Server) multiRefused(err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), `"`+s.subj.EventsMulti()+`"`) {
+		return
+	}
+	if s.multiOffUntil.Swap(math.MaxInt64) != math.MaxInt64 {
+		s.log.Warn("the bus refuses multi messages to this gateway: single event batches only (give the gateway user the permission to publish "+
+			s.subj.EventsMulti()+", docs/security.md)", "err", err)
+	}
 }
 
 // sortDeliveries sorts ds by delivery id (few: one multi message).

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
@@ -426,5 +427,53 @@ func BenchmarkBusMessagesPerEvent(b *testing.B) {
 			b.ReportMetric(float64(after.EventMessages-before.EventMessages)/events, "eventmsgs/event")
 			b.ReportMetric(float64(after.AckMessages-before.AckMessages)/events, "ackmsgs/event")
 		})
+	}
+}
+
+// TestMultiRefusedByPermissions: a gateway whose bus user may not publish
+// multi messages (permissions from before them) turns them off at the
+// first refusal: the batches of the refused message time out and go
+// again as single batches, and no multi message follows.
+func TestMultiRefusedByPermissions(t *testing.T) {
+	subj, _ := bus.NewSubjects("")
+	srv := testbus.StartServer(t, &server.Options{Host: "127.0.0.1", Port: -1, Users: []*server.User{
+		{Username: "gw", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{subj.EventsMulti()}}}},
+		{Username: "wk", Password: "pw"},
+	}})
+	connect := func(user string) *nats.Conn {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, "pw"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	nc := connect("gw")
+	startMultiWorker(t, connect("wk"), true)
+	s := startServer(t, nc, Config{
+		Listeners:         []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
+		EventTimeout:      300 * time.Millisecond,
+		RedeliveryBackoff: 50 * time.Millisecond,
+	})
+	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	const n = 6
+	var cs []*bufio.ReadWriter
+	for i := range n { // one at a time: each connect event goes alone
+		cs = append(cs, lineClients(t, s, 1)...)
+		waitConnected(t, s, i+1)
+	}
+	before := s.Stats()
+	holdPublisher(t, n)
+	echoAll(t, cs, 1)
+	mid := s.Stats()
+	if multi, re := mid.MultiMessages-before.MultiMessages, mid.Redelivered-before.Redelivered; multi != 1 || re != n {
+		t.Errorf("%d multi messages, %d redelivered; want the refused one, and its %d batches redelivered", multi, re, n)
+	}
+	holdPublisher(t, n)
+	echoAll(t, cs, 2)
+	if after := s.Stats(); after.MultiMessages != mid.MultiMessages || after.EventMessages-mid.EventMessages != n {
+		t.Errorf("after the refusal: %d multi messages, %d bus messages for %d batches; want none, %d", after.MultiMessages-mid.MultiMessages,
+			after.EventMessages-mid.EventMessages, n, n)
 	}
 }

@@ -494,6 +494,7 @@ func (s *Server) countSlowConsumers() {
 		if errors.Is(err, nats.ErrSlowConsumer) {
 			s.stats.busSlow.Add(1)
 		}
+		s.multiRefused(err)
 		next(nc, sub, err)
 	})
 }
