@@ -44,6 +44,44 @@ const (
 	multiRetry = time.Second
 )
 
+// recentMulti is the number of multi messages whose delivery ids a
+// gateway remembers, to find their batches when a no-responders status
+// comes back (it comes right after the publish; older ones are looked up
+// in the whole in-flight table).
+const recentMulti = 64
+
+// multiLog remembers the delivery ids of the latest multi messages.
+type multiLog struct {
+	mu  sync.Mutex
+	ids [recentMulti]uint64   // the message's number, by slot
+	ds  [recentMulti][]uint64 // its deliveries
+}
+
+// record notes that multi message id carried deliveries ds.
+func (l *multiLog) record(id uint64, sends []resend) {
+	l.mu.Lock()
+	i := id % recentMulti
+	l.ids[i] = id
+	ds := l.ds[i][:0]
+	for _, r := range sends {
+		ds = append(ds, r.d.id)
+	}
+	l.ds[i] = ds
+	l.mu.Unlock()
+}
+
+// lookup appends the deliveries of multi message id to dst; ok is false
+// when it is no longer remembered.
+func (l *multiLog) lookup(id uint64, dst []uint64) (_ []uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := id % recentMulti
+	if l.ids[i] != id {
+		return dst, false
+	}
+	return append(dst, l.ds[i]...), true
+}
+
 // outbox is what the publisher goroutine has still to publish.
 type outbox struct {
 	mu      sync.Mutex
@@ -158,6 +196,7 @@ func (s *Server) publishMulti(sends []resend) int {
 		s.publish(sends[0].d, sends[0].attempt)
 		return 1
 	}
+	s.multis.record(id, sends[:n])
 	var rb [96]byte
 	reply := string(strconv.AppendUint(append(append(rb[:0], s.ackPrefix...), 'm'), id, 10))
 	err := s.nc.PublishRequest(s.subj.EventsMulti(), reply, buf)
@@ -210,11 +249,20 @@ func (s *Server) onMultiAck(m *nats.Msg, suffix string) {
 func (s *Server) multiNoResponders(id uint64) {
 	nowNs := time.Now().UnixNano()
 	s.multiOffUntil.Store(nowNs + int64(multiRetry))
+	ids, known := s.multis.lookup(id, nil)
 	s.infMu.Lock()
 	var again []*delivery
-	for _, d := range s.inflight {
-		if d.multi.Load() == id && d.state == deliveryOut {
-			again = append(again, d)
+	if known {
+		for _, did := range ids {
+			if d := s.inflight[did]; d != nil && d.multi.Load() == id && d.state == deliveryOut {
+				again = append(again, d)
+			}
+		}
+	} else {
+		for _, d := range s.inflight {
+			if d.multi.Load() == id && d.state == deliveryOut {
+				again = append(again, d)
+			}
 		}
 	}
 	// In delivery order: a client's order does not depend on it (one

@@ -91,6 +91,7 @@ type Server struct {
 	// last multi message's number, and until when (unix nanoseconds)
 	// batches go out one by one because no worker took a multi message.
 	out           outbox
+	multis        multiLog
 	nextMulti     atomic.Uint64
 	multiOffUntil atomic.Int64
 
