@@ -3,6 +3,8 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -129,7 +131,7 @@ func (f field) str(dst *string) error {
 	if err := f.want(protowire.BytesType); err != nil {
 		return err
 	}
-	*dst = string(f.b)
+	*dst = intern(f.b)
 	return nil
 }
 
@@ -148,7 +150,7 @@ func (f field) appendStr(dst *[]string) error {
 	if len(*dst) >= MaxListItems {
 		return fmt.Errorf("%w: field %d has more than %d items", ErrMalformed, f.num, MaxListItems)
 	}
-	*dst = append(*dst, string(f.b))
+	*dst = append(*dst, intern(f.b))
 	return nil
 }
 
@@ -190,4 +192,37 @@ func (f field) boolean(dst *bool) error {
 	}
 	*dst = f.v != 0
 	return nil
+}
+
+// The decoders' string table: string fields repeat from message to
+// message (gateway and client ids, listener, protocol, remote address,
+// uid, groups), so a decoded string is looked up in a small direct-mapped
+// table of strings seen before and shares their memory instead of
+// allocating. Strings are immutable, so sharing is safe; the table is
+// bounded (internSlots strings of at most internMax bytes) and lock-free.
+const (
+	internSlots = 4096
+	internMax   = 64
+)
+
+var (
+	internTab  [internSlots]atomic.Pointer[string]
+	internSeed = maphash.MakeSeed()
+)
+
+// intern returns b as a string, from the table when it holds it.
+func intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > internMax {
+		return string(b)
+	}
+	slot := &internTab[maphash.Bytes(internSeed, b)%internSlots]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := string(b)
+	slot.Store(&s)
+	return s
 }

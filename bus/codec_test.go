@@ -139,6 +139,43 @@ func FuzzDecodeEventBatch(f *testing.F) {
 	})
 }
 
+// FuzzDecodeMulti feeds the decoders of EventBatches and Acks: what
+// decodes must encode and decode to the same thing, and the ranging
+// decoders must see the same items.
+func FuzzDecodeMulti(f *testing.F) {
+	f.Add(AppendEventBatches(nil, &EventBatches{Batches: []EventBatch{*sampleBatch(), *sampleBatch()}}))
+	f.Add(AppendAcks(nil, &Acks{Acks: []Ack{{Delivery: 1, Actions: []Action{{Type: ActionSend, Data: []byte("x")}}}, {Delivery: 2, Nack: true}}}))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m EventBatches
+		if DecodeEventBatches(data, &m) == nil {
+			var again EventBatches
+			if err := DecodeEventBatches(AppendEventBatches(nil, &m), &again); err != nil {
+				t.Fatalf("re-decode batches: %v", err)
+			}
+			if len(again.Batches) != len(m.Batches) {
+				t.Fatalf("re-decode: %d batches, want %d", len(again.Batches), len(m.Batches))
+			}
+			for i := range m.Batches {
+				if again.Batches[i].Delivery != m.Batches[i].Delivery || len(again.Batches[i].Events) != len(m.Batches[i].Events) {
+					t.Fatalf("re-decode: batch %d differs", i)
+				}
+			}
+		}
+		var a Acks
+		if DecodeAcks(data, &a) == nil {
+			n := 0
+			if err := RangeAcks(data, func([]byte) bool { n++; return true }); err != nil || n != len(a.Acks) {
+				t.Fatalf("RangeAcks: %d items, err %v; DecodeAcks: %d", n, err, len(a.Acks))
+			}
+			var again Acks
+			if err := DecodeAcks(AppendAcks(nil, &a), &again); err != nil || len(again.Acks) != len(a.Acks) {
+				t.Fatalf("re-decode acks: %v", err)
+			}
+		}
+	})
+}
+
 func FuzzDecodeCommand(f *testing.F) {
 	f.Add(AppendCommand(nil, &Command{Op: OpSendToUID, UIDs: []string{"a"}, Data: []byte("x")}))
 	f.Add(AppendCommand(nil, &Command{Op: OpProtect, Clients: []string{"0123456789000000002a"}, Flag: true}))

@@ -38,6 +38,12 @@ var codecs = map[protoreflect.Name]codec{
 	"EventBatch": {reflect.TypeFor[bus.EventBatch](),
 		func(v any) []byte { return bus.AppendEventBatch(nil, v.(*bus.EventBatch)) },
 		func(b []byte) (any, error) { m := new(bus.EventBatch); return m, bus.DecodeEventBatch(b, m) }},
+	"EventBatches": {reflect.TypeFor[bus.EventBatches](),
+		func(v any) []byte { return bus.AppendEventBatches(nil, v.(*bus.EventBatches)) },
+		func(b []byte) (any, error) { m := new(bus.EventBatches); return m, bus.DecodeEventBatches(b, m) }},
+	"Acks": {reflect.TypeFor[bus.Acks](),
+		func(v any) []byte { return bus.AppendAcks(nil, v.(*bus.Acks)) },
+		func(b []byte) (any, error) { m := new(bus.Acks); return m, bus.DecodeAcks(b, m) }},
 	"ClientState": {reflect.TypeFor[bus.ClientState](),
 		func(v any) []byte { return bus.AppendClientState(nil, v.(*bus.ClientState)) },
 		func(b []byte) (any, error) { m := new(bus.ClientState); return m, bus.DecodeClientState(b, m) }},
@@ -72,7 +78,7 @@ var codecs = map[protoreflect.Name]codec{
 
 // codecNames is codecs' keys in a fixed order (fuzz inputs pick by index).
 var codecNames = []protoreflect.Name{"EventBatch", "ClientState", "Ack", "Command", "Reply", "Heartbeat", "DeadLetter",
-	"Task", "TaskReply", "WorkerInfo", "WorkerMessage"}
+	"Task", "TaskReply", "WorkerInfo", "WorkerMessage", "EventBatches", "Acks"}
 
 // fieldMap pairs a .proto field with the index of its Go struct field.
 type fieldMap struct {

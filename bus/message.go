@@ -196,6 +196,22 @@ type EventBatch struct {
 	Attempt uint32
 }
 
+// EventBatches carries the EventBatch of several clients of one gateway
+// in one bus message (subject Subjects.EventsMulti). Each batch keeps its
+// own delivery id, attempt and redelivery; the reply subject of the
+// message takes Acks messages that answer any of them.
+type EventBatches struct {
+	// Batches are the batches, each of one client; never empty.
+	Batches []EventBatch
+}
+
+// Acks carries several Ack messages to one reply subject: the answer
+// to the batches of EventBatches messages (each Ack names its delivery).
+type Acks struct {
+	// Acks are the answers, in the order the worker made them.
+	Acks []Ack
+}
+
 // ClientState is what a gateway knows of a client.
 type ClientState struct {
 	// RemoteIP and RemotePort are the client's address as the gateway

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -25,6 +26,14 @@ func AppendEventBatch(b []byte, m *EventBatch) []byte {
 // m alias buf.
 func DecodeEventBatch(buf []byte, m *EventBatch) error {
 	*m = EventBatch{}
+	return mergeEventBatch(buf, m)
+}
+
+// DecodeEventBatchInto is DecodeEventBatch that keeps the capacity of
+// m.Events and m.State.Groups for the decoded items: a caller that hands it a batch with room for a few
+// events and groups decodes a typical batch without allocating them.
+func DecodeEventBatchInto(buf []byte, m *EventBatch) error {
+	*m = EventBatch{Events: m.Events[:0], State: ClientState{Groups: m.State.Groups[:0]}}
 	return mergeEventBatch(buf, m)
 }
 
@@ -552,4 +561,107 @@ func DecodeDeadLetter(buf []byte, m *DeadLetter) error {
 		}
 		return nil
 	})
+}
+
+// AppendBatchItem appends batch m as one entry of an EventBatches message:
+// EventBatches is the concatenation of such entries.
+func AppendBatchItem(b []byte, m *EventBatch) []byte {
+	return appendMessage(b, 1, func(b []byte) []byte { return AppendEventBatch(b, m) })
+}
+
+// AppendEventBatches appends the encoding of m to b.
+func AppendEventBatches(b []byte, m *EventBatches) []byte {
+	for i := range m.Batches {
+		b = AppendBatchItem(b, &m.Batches[i])
+	}
+	return b
+}
+
+// RangeEventBatches calls fn with the encoding of every EventBatch of the
+// EventBatches message buf, in order, until fn returns false. It checks
+// the framing only (decode each batch with DecodeEventBatch); the slices
+// alias buf.
+func RangeEventBatches(buf []byte, fn func(batch []byte) bool) error {
+	return rangeItems(buf, "batches", fn)
+}
+
+// DecodeEventBatches decodes buf into m, which is reset first. Byte fields
+// alias buf.
+func DecodeEventBatches(buf []byte, m *EventBatches) error {
+	*m = EventBatches{}
+	var err error
+	rerr := RangeEventBatches(buf, func(b []byte) bool {
+		m.Batches = append(m.Batches, EventBatch{})
+		err = mergeEventBatch(b, &m.Batches[len(m.Batches)-1])
+		return err == nil
+	})
+	if rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// AppendAckItem appends ack m as one entry of an Acks message: Acks is the
+// concatenation of such entries.
+func AppendAckItem(b []byte, m *Ack) []byte {
+	return appendMessage(b, 1, func(b []byte) []byte { return AppendAck(b, m) })
+}
+
+// AppendAcks appends the encoding of m to b.
+func AppendAcks(b []byte, m *Acks) []byte {
+	for i := range m.Acks {
+		b = AppendAckItem(b, &m.Acks[i])
+	}
+	return b
+}
+
+// RangeAcks calls fn with the encoding of every Ack of the Acks message
+// buf, in order, until fn returns false. It checks the framing only
+// (decode each with DecodeAck); the slices alias buf.
+func RangeAcks(buf []byte, fn func(ack []byte) bool) error {
+	return rangeItems(buf, "acks", fn)
+}
+
+// DecodeAcks decodes buf into m, which is reset first. Byte fields alias
+// buf.
+func DecodeAcks(buf []byte, m *Acks) error {
+	*m = Acks{}
+	var err error
+	rerr := RangeAcks(buf, func(b []byte) bool {
+		m.Acks = append(m.Acks, Ack{})
+		err = DecodeAck(b, &m.Acks[len(m.Acks)-1])
+		return err == nil
+	})
+	if rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// errStopRange ends a walk early: fn asked to stop.
+var errStopRange = errors.New("bus: range stopped")
+
+// rangeItems calls fn for every field 1 (a nested message) of buf, at
+// most MaxListItems of them; other fields are skipped.
+func rangeItems(buf []byte, what string, fn func(item []byte) bool) error {
+	n := 0
+	err := walk(buf, func(f field) error {
+		if f.num != 1 {
+			return nil
+		}
+		if err := f.want(protowire.BytesType); err != nil {
+			return err
+		}
+		if n++; n > MaxListItems {
+			return fmt.Errorf("%w: too many %s", ErrMalformed, what)
+		}
+		if !fn(f.b) {
+			return errStopRange
+		}
+		return nil
+	})
+	if err == errStopRange {
+		return nil
+	}
+	return err
 }

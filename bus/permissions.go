@@ -73,7 +73,10 @@ func Permissions(s Subjects, role Role) *Rules {
 		// The events subject, in the workers' queue group only: a
 		// subscription outside it would copy every client message.
 		eventsQueue = s.Events() + " " + s.WorkersQueue()
-		gwSub       = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat()}
+		// Multi batches (EventBatches), in the same queue group; their
+		// acks go to the gateway's ack subjects like the others.
+		multiQueue = s.EventsMulti() + " " + s.WorkersQueue()
+		gwSub      = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat()}
 		// Tasks: taken only inside the task workers' queue group (a
 		// subscription outside it would copy every task); the results go
 		// to the submitters' inboxes, below ".task." only.
@@ -86,19 +89,19 @@ func Permissions(s Subjects, role Role) *Rules {
 	)
 	switch role {
 	case RoleGateway:
-		pub = []string{s.Events(), s.Heartbeat(), s.DeadLetter()}
+		pub = []string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter()}
 		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
 		pub = append(append(apiPub, s.Tasks(), ack), wkPub...)
 		// Dead letters carry events, which workers see anyway.
-		sub = append([]string{eventsQueue, s.Heartbeat(), s.DeadLetter(), s.Inbox(role) + ".>"}, wkSub...)
+		sub = append([]string{eventsQueue, multiQueue, s.Heartbeat(), s.DeadLetter(), s.Inbox(role) + ".>"}, wkSub...)
 	case RoleAPI:
 		pub = append(apiPub, s.Tasks())
 		sub = []string{s.Heartbeat(), s.Inbox(role) + ".>"}
 	case RoleNode:
-		pub = append([]string{s.Events(), s.Heartbeat(), s.DeadLetter()}, append(append(apiPub, s.Tasks(), ack), wkPub...)...)
-		sub = append(append(slices.Clone(gwSub), eventsQueue, s.DeadLetter(), s.Inbox(role)+".>"), wkSub...)
+		pub = append([]string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter()}, append(append(apiPub, s.Tasks(), ack), wkPub...)...)
+		sub = append(append(slices.Clone(gwSub), eventsQueue, multiQueue, s.DeadLetter(), s.Inbox(role)+".>"), wkSub...)
 		responses = true
 	default:
 		return nil

@@ -69,17 +69,23 @@ func subjectRules(s bus.Subjects) (families map[string][]permRule, wildcards []p
 		"WorkerBroadcast":  {{subject: s.WorkerBroadcast(), pub: workers, sub: workers, qsub: workers}},
 		"Events": {{subject: s.Events(), pub: gwOnly, sub: nobody,
 			qsub: []bus.Role{bus.RoleWorker, bus.RoleNode}}},
+		// Multi batches: the same rule as Events (workers only inside
+		// their queue group).
+		"EventsMulti": {{subject: s.EventsMulti(), pub: gwOnly, sub: nobody,
+			qsub: []bus.Role{bus.RoleWorker, bus.RoleNode}}},
 		"WorkersQueue": nil, // a queue group, not a subject: the qsub column uses it
-		"Ack":          {{subject: s.Ack(testGateway) + ".7", pub: []bus.Role{bus.RoleWorker, bus.RoleNode}, sub: gwOnly, qsub: gwOnly}},
-		"Cmd":          {{subject: s.Cmd(testGateway), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"Broadcast":    {{subject: s.Broadcast(), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"Group":        {{subject: s.Group("room"), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"UID":          {{subject: s.UID("alice"), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"AllGroups":    {{subject: s.AllGroups(), sample: s.Group("room"), sub: gwOnly, qsub: gwOnly}},
-		"AllUIDs":      {{subject: s.AllUIDs(), sample: s.UID("alice"), sub: gwOnly, qsub: gwOnly}},
-		"Query":        {{subject: s.Query(), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"Heartbeat":    {{subject: s.Heartbeat(), pub: gwOnly, sub: everyone, qsub: everyone}},
-		"Inbox":        inboxes,
+		"Ack": {{subject: s.Ack(testGateway) + ".7", pub: []bus.Role{bus.RoleWorker, bus.RoleNode}, sub: gwOnly, qsub: gwOnly},
+			// The reply subject of an EventBatches (its Acks).
+			{subject: s.Ack(testGateway) + ".m7", pub: []bus.Role{bus.RoleWorker, bus.RoleNode}, sub: gwOnly, qsub: gwOnly}},
+		"Cmd":       {{subject: s.Cmd(testGateway), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"Broadcast": {{subject: s.Broadcast(), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"Group":     {{subject: s.Group("room"), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"UID":       {{subject: s.UID("alice"), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"AllGroups": {{subject: s.AllGroups(), sample: s.Group("room"), sub: gwOnly, qsub: gwOnly}},
+		"AllUIDs":   {{subject: s.AllUIDs(), sample: s.UID("alice"), sub: gwOnly, qsub: gwOnly}},
+		"Query":     {{subject: s.Query(), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"Heartbeat": {{subject: s.Heartbeat(), pub: gwOnly, sub: everyone, qsub: everyone}},
+		"Inbox":     inboxes,
 		"DeadLetter": {{subject: s.DeadLetter(), pub: gwOnly,
 			sub: []bus.Role{bus.RoleWorker, bus.RoleNode}, qsub: []bus.Role{bus.RoleWorker, bus.RoleNode}}},
 	}

@@ -34,6 +34,11 @@ func NewSubjects(prefix string) (Subjects, error) {
 // Events is where gateways publish EventBatch messages.
 func (s Subjects) Events() string { return s.Prefix + ".events" }
 
+// EventsMulti is where gateways publish EventBatches messages (the batches
+// of several clients in one message); workers that understand them
+// subscribe to it in the same queue group as to Events.
+func (s Subjects) EventsMulti() string { return s.Prefix + ".events.multi" }
+
 // WorkersQueue is the queue group that workers subscribe to Events with.
 func (s Subjects) WorkersQueue() string { return s.Prefix + ".workers" }
 

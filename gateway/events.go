@@ -43,6 +43,9 @@ type delivery struct {
 	// upgrade is, for the batch of an upgrade held for the workers, the
 	// upgrade (upgrade.go); set before the first publish.
 	upgrade *pendingUpgrade
+	// multi is the multi message (multi.go) the latest publish went in,
+	// 0 for a single EventBatch.
+	multi atomic.Uint64
 }
 
 // pushEvent queues ev for c's workers and dispatches it now if c has no
@@ -100,7 +103,8 @@ func (s *Server) sendBatchLocked(c *conn, uid string) {
 	s.infMu.Lock()
 	s.inflight[d.id] = d
 	s.queueLocked(d)
-	sends := s.pumpLocked(time.Now().UnixNano(), nil)
+	var room [2]resend // most pumps take one batch: no allocation
+	sends := s.pumpLocked(time.Now().UnixNano(), room[:0])
 	s.infMu.Unlock()
 	s.send(sends)
 }
@@ -132,9 +136,11 @@ func (s *Server) publish(d *delivery, attempt uint32) {
 	bp := encodePool.Get().(*[]byte)
 	buf := bus.AppendEventBatch((*bp)[:0], &batch)
 	d.published.Store(time.Now().UnixNano())
+	d.multi.Store(0)
 	var rb [96]byte // the reply subject, built in one allocation
 	reply := string(strconv.AppendUint(append(rb[:0], s.ackPrefix...), d.id, 10))
 	err := s.nc.PublishRequest(s.subj.Events(), reply, buf)
+	s.stats.eventMsgs.Add(1)
 	*bp = buf
 	if cap(buf) <= 1<<20 {
 		encodePool.Put(bp)
@@ -145,9 +151,16 @@ func (s *Server) publish(d *delivery, attempt uint32) {
 }
 
 // onAck handles a worker's answer to a batch, or the NATS server's
-// no-responders status when no worker is subscribed.
+// no-responders status when no worker is subscribed; answers to multi
+// messages (an "m" before the number) go to onMultiAck.
 func (s *Server) onAck(m *nats.Msg) {
-	id, err := strconv.ParseUint(strings.TrimPrefix(m.Subject, s.ackPrefix), 10, 64)
+	s.stats.ackMsgs.Add(1)
+	suffix := strings.TrimPrefix(m.Subject, s.ackPrefix)
+	if len(suffix) > 1 && suffix[0] == 'm' {
+		s.onMultiAck(m, suffix[1:])
+		return
+	}
+	id, err := strconv.ParseUint(suffix, 10, 64)
 	if err != nil {
 		s.stats.badAcks.Add(1)
 		return
@@ -162,8 +175,15 @@ func (s *Server) onAck(m *nats.Msg) {
 		s.log.Warn("malformed ack dropped", "err", err)
 		return
 	}
+	s.handleAck(id, &ack, m)
+}
+
+// handleAck handles ack, the answer to delivery id that arrived in m (m
+// is answered once a progress ack's actions are applied, when it is a
+// request).
+func (s *Server) handleAck(id uint64, ack *bus.Ack, m *nats.Msg) {
 	if ack.Nack {
-		s.nacked(id, &ack)
+		s.nacked(id, ack)
 		return
 	}
 	s.infMu.Lock()
@@ -202,7 +222,8 @@ func (s *Server) onAck(m *nats.Msg) {
 	if len(s.queue) > 0 && s.window < float64(s.cfg.MaxInFlight) {
 		s.window++ // batches wait for room and the workers keep up: open the window
 	}
-	sends := s.pumpLocked(time.Now().UnixNano(), nil)
+	var room [2]resend
+	sends := s.pumpLocked(time.Now().UnixNano(), room[:0])
 	unpark := s.parked
 	s.parked = nil
 	s.infMu.Unlock()

@@ -36,6 +36,10 @@ import (
 // minWindow is the smallest the in-flight window gets.
 const minWindow = 16
 
+// maxKeptQueue is the largest array the window's queue keeps for reuse
+// once empty.
+const maxKeptQueue = 1024
+
 // deliveryState is where a batch in Server.inflight is.
 type deliveryState uint8
 
@@ -67,7 +71,17 @@ type givenUp struct {
 // pumpLocked afterwards. Caller holds infMu.
 func (s *Server) queueLocked(d *delivery) {
 	d.state = deliveryQueued
+	if len(s.queue) == 0 {
+		// Start over at the beginning of the queue's array.
+		s.queue = s.queueBase[:0]
+	}
+	c := cap(s.queue)
 	s.queue = append(s.queue, d)
+	if len(s.queue) == 1 || cap(s.queue) != c {
+		// At the start of its array (reused, or new: the old one is
+		// let go; pumpLocked clears the entries it takes).
+		s.queueBase = s.queue
+	}
 	if s.redeliverIdle {
 		// The redelivery ticker stopped with nothing in flight: start it.
 		s.redeliverIdle = false
@@ -115,8 +129,8 @@ func (s *Server) pumpLocked(nowNs int64, sends []resend) []resend {
 		sends = append(sends, resend{d: d, attempt: d.attempt, first: !d.sent, again: again})
 		d.sent = true
 	}
-	if len(s.queue) == 0 {
-		s.queue = nil
+	if len(s.queue) == 0 && cap(s.queueBase) > maxKeptQueue {
+		s.queue, s.queueBase = nil, nil // a burst's queue: let it go
 	}
 	return sends
 }
@@ -130,8 +144,12 @@ func (s *Server) releaseLocked(d *delivery) {
 	}
 }
 
-// send publishes what pumpLocked took off the queue.
+// send publishes what pumpLocked took off the queue, through the
+// publisher (multi.go), which may put several in one bus message.
 func (s *Server) send(sends []resend) {
+	if len(sends) == 0 {
+		return
+	}
 	for _, r := range sends {
 		switch {
 		case r.first:
@@ -139,8 +157,8 @@ func (s *Server) send(sends []resend) {
 		case r.again:
 			s.stats.redelivered.Add(1)
 		}
-		s.publish(r.d, r.attempt)
 	}
+	s.enqueueSends(sends)
 }
 
 // redeliverExpired handles the deliveries whose deadline passed: one whose

@@ -87,12 +87,21 @@ type Server struct {
 	nextDelivery atomic.Uint64
 	ackPrefix    string
 
+	// Batching across clients (multi.go): the publisher's outbox, the
+	// last multi message's number, and until when (unix nanoseconds)
+	// batches go out one by one because no worker took a multi message.
+	out           outbox
+	multis        multiLog
+	nextMulti     atomic.Uint64
+	multiOffUntil atomic.Int64
+
 	// The in-flight window (redelivery.go), guarded by infMu: batches out
 	// at the workers, the window's size, its FIFO queue, when it was last
 	// cut (unix nanoseconds).
 	outstanding int
 	window      float64
 	queue       []*delivery
+	queueBase   []*delivery // the array queue starts over in when empty
 	lastCut     int64
 
 	stats   stats
@@ -119,6 +128,9 @@ type stats struct {
 	throttled   [policyCount]atomic.Uint64
 	refused     [refusalCount]atomic.Uint64
 	ackLatency  latencyHistogram // event batch publish → final ack
+	eventMsgs   atomic.Uint64    // bus messages that carried event batches
+	multiMsgs   atomic.Uint64    // of which EventBatches messages
+	ackMsgs     atomic.Uint64    // bus messages received on the ack subjects
 	workers     workerTable      // final acks by worker id
 	dropped     [len(queuePolicies)]atomic.Uint64
 
@@ -144,10 +156,19 @@ type Stats struct {
 	Closes      map[string]uint64 `json:"closes"`      // by CloseReason name
 	EventsSent  uint64            `json:"events_sent"` // event batches published (first attempts)
 	Redelivered uint64            `json:"redelivered"` // event batches published again
-	InFlight    int               `json:"in_flight"`   // batches waiting for an ack
-	Parked      int               `json:"parked"`      // batches waiting for any worker to appear
-	BadAcks     uint64            `json:"bad_acks"`
-	BadCommands uint64            `json:"bad_commands"`
+	// EventMessages counts the bus messages that carried event batches
+	// (first deliveries and redeliveries), MultiMessages those of them
+	// that carried several clients' batches (EventBatches), and
+	// AckMessages the bus messages received on the ack subjects (an Acks
+	// message counts once): with EventsSent they say how many batches
+	// and acks share a bus message.
+	EventMessages uint64 `json:"event_messages"`
+	MultiMessages uint64 `json:"multi_messages"`
+	AckMessages   uint64 `json:"ack_messages"`
+	InFlight      int    `json:"in_flight"` // batches waiting for an ack
+	Parked        int    `json:"parked"`    // batches waiting for any worker to appear
+	BadAcks       uint64 `json:"bad_acks"`
+	BadCommands   uint64 `json:"bad_commands"`
 	// Throttled counts the messages over a rate limit, by policy (drop,
 	// close, force_close, close_ip, force_close_ip).
 	Throttled map[string]uint64 `json:"throttled"`
@@ -335,6 +356,12 @@ func (s *Server) Start() error {
 		}
 	}()
 	s.interest.start(cmds, s.quit, &s.wg)
+	wake := make(chan struct{}, 1)
+	s.out.mu.Lock()
+	s.out.wake = wake
+	s.out.mu.Unlock()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.publisher(wake) }()
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)
@@ -469,6 +496,7 @@ func (s *Server) countSlowConsumers() {
 		if errors.Is(err, nats.ErrSlowConsumer) {
 			s.stats.busSlow.Add(1)
 		}
+		s.multiRefused(err)
 		next(nc, sub, err)
 	})
 }
@@ -569,6 +597,11 @@ func (s *Server) Stats() Stats {
 		Closes:      make(map[string]uint64, reasonCount),
 		EventsSent:  s.stats.eventsSent.Load(),
 		Redelivered: s.stats.redelivered.Load(),
+
+		EventMessages: s.stats.eventMsgs.Load(),
+		MultiMessages: s.stats.multiMsgs.Load(),
+		AckMessages:   s.stats.ackMsgs.Load(),
+
 		BadAcks:     s.stats.badAcks.Load(),
 		BadCommands: s.stats.badCommands.Load(),
 		Dropped:     s.droppedStats(),

@@ -27,6 +27,19 @@ type job struct {
 	msg   *nats.Msg
 	batch bus.EventBatch // byte fields alias msg.Data, which is ours
 	taken time.Time      // when the callback took it
+	reply string         // where its acks go
+	size  int            // its encoded bytes, counted in waitingBytes
+	// multi: the batch came in an EventBatches message; its acks go to
+	// reply inside Acks messages.
+	multi bool
+	// group, on the first batch of a multi message while it waits in the
+	// queue, is the message's batches (multi.go).
+	group *group
+	// Room for a typical batch, so that decoding it and answering it
+	// allocate no slices: its events, its groups, its actions.
+	evRoom  [1]bus.Event
+	grpRoom [4]string
+	actRoom [1]bus.Action
 
 	// The client as the handlers have left it so far (the local view).
 	uid     string
@@ -43,8 +56,8 @@ type job struct {
 // newJob decodes m into a job. The error wraps bus.ErrMalformed or is
 // errNoReply.
 func newJob(m *nats.Msg, now time.Time) (*job, error) {
-	j := &job{msg: m, taken: now}
-	if err := bus.DecodeEventBatch(m.Data, &j.batch); err != nil {
+	j := &job{msg: m, taken: now, reply: m.Reply, size: len(m.Data)}
+	if err := j.decode(m.Data); err != nil {
 		return nil, fmt.Errorf("worker: decode batch: %w", err)
 	}
 	if m.Reply == "" {
@@ -53,13 +66,32 @@ func newJob(m *nats.Msg, now time.Time) (*job, error) {
 	return j, nil
 }
 
+// decode decodes the batch b into j, in j's own room where it fits.
+func (j *job) decode(b []byte) error {
+	j.batch.Events = j.evRoom[:0]
+	j.batch.State.Groups = j.grpRoom[:0]
+	j.actions = j.actRoom[:0]
+	return bus.DecodeEventBatchInto(b, &j.batch)
+}
+
 // appendAck appends the final Ack of j to b: the actions not flushed
-// before an API call. From then on the handlers' API does not flush.
+// before an API call. From then on the handlers' API does not flush. For
+// a batch of a multi message it appends the Ack as one entry of an Acks
+// message.
 func (j *job) appendAck(b []byte, worker string) []byte {
 	if j.ord != nil {
 		j.ord.detach()
 	}
-	return bus.AppendAck(b, &bus.Ack{Delivery: j.batch.Delivery, Actions: j.actions[j.flushed:], Worker: worker})
+	return j.appendAnswer(b, &bus.Ack{Delivery: j.batch.Delivery, Actions: j.actions[j.flushed:], Worker: worker})
+}
+
+// appendAnswer appends a, an answer to j, as j's reply subject takes it:
+// an Ack, or an Acks entry for a batch of a multi message.
+func (j *job) appendAnswer(b []byte, a *bus.Ack) []byte {
+	if j.multi {
+		return bus.AppendAckItem(b, a)
+	}
+	return bus.AppendAck(b, a)
 }
 
 // onMsg is the subscription callback. NATS calls it for one message at a
@@ -76,7 +108,7 @@ func (w *Worker) onMsg(m *nats.Msg) {
 			// The attempt is unknown (0): the gateway takes the nack for
 			// its latest delivery, publishes the batch again at once and
 			// dead-letters it after its last delivery.
-			w.nack(m.Reply, 0, 0, err.Error())
+			w.nack(m.Reply, false, 0, 0, err.Error())
 		}
 		return
 	}
@@ -96,17 +128,25 @@ func (w *Worker) onMsg(m *nats.Msg) {
 	w.inHand[j] = struct{}{}
 	w.waiting++
 	w.waitingBytes += n
-	if w.running+w.waiting > w.runners && w.runners < w.cfg.Concurrency {
-		w.runners++
-		go w.runLoop()
-	}
-	// Never blocks: len(queue) <= waiting <= cfg.Backlog = cap(queue).
-	w.queue <- j
+	w.queueLocked(j)
 	w.mu.Unlock()
 	w.stats.batches.Add(1)
 	if j.batch.Attempt > 1 {
 		w.stats.redelivered.Add(1)
 	}
+}
+
+// queueLocked puts j (with the batches of j.group, already counted in
+// waiting) on the pool's queue, and starts a pool goroutine if none is
+// free for it. Never blocks: len(queue) <= items <= waiting <=
+// cfg.Backlog = cap(queue). Caller holds mu; the queue is open.
+func (w *Worker) queueLocked(j *job) {
+	w.items++
+	if w.running+w.items > w.runners && w.runners < w.cfg.Concurrency {
+		w.runners++
+		go w.runLoop()
+	}
+	w.queue <- j
 }
 
 // runLoop is one goroutine of the pool: it runs queued batches until the
@@ -156,12 +196,32 @@ func (w *Worker) retireIdle() bool {
 	return true
 }
 
-// run handles one batch taken from the queue and acknowledges it; ack is
-// the goroutine's encode buffer, returned for the next batch.
+// run handles the batch j taken from the queue, and the batches of its
+// multi message that came with it (runGroup), and acknowledges them; ack
+// is the goroutine's encode buffer, returned for the next batch.
 func (w *Worker) run(j *job, ack []byte) []byte {
 	w.mu.Lock()
+	w.items--
+	w.mu.Unlock()
+	if j.group != nil {
+		return w.runGroup(j, ack)
+	}
+	ack, ok := w.runOne(j, ack[:0])
+	if ok {
+		w.publishAck(j, ack)
+	}
+	if cap(ack) > maxKeptBuffer {
+		ack = nil
+	}
+	return ack
+}
+
+// runOne runs j's handlers and appends its final answer to ack; ok is
+// false when the worker aborted (nothing to publish).
+func (w *Worker) runOne(j *job, ack []byte) (_ []byte, ok bool) {
+	w.mu.Lock()
 	w.waiting--
-	w.waitingBytes -= len(j.msg.Data)
+	w.waitingBytes -= j.size
 	aborted := w.aborted
 	if !aborted {
 		w.running++
@@ -169,11 +229,11 @@ func (w *Worker) run(j *job, ack []byte) []byte {
 	w.mu.Unlock()
 	if aborted {
 		w.stats.abandoned.Add(1)
-		return ack
+		return ack, false
 	}
 
 	w.dispatch(j)
-	ack = j.appendAck(ack[:0], w.cfg.ID)
+	ack = j.appendAck(ack, w.cfg.ID)
 
 	// Leave inHand before the Ack is published: the monitor publishes
 	// progress under mu, so no progress follows the final Ack.
@@ -184,19 +244,22 @@ func (w *Worker) run(j *job, ack []byte) []byte {
 	w.mu.Unlock()
 	if aborted {
 		w.stats.abandoned.Add(1)
-	} else {
-		w.publishAck(j, ack)
+		return ack, false
 	}
-	if cap(ack) > maxKeptBuffer {
-		ack = nil
-	}
-	return ack
+	return ack, true
 }
 
 // nack refuses delivery of a batch: its gateway publishes it again at
-// once (to any worker), or gives up on it after its last delivery.
-func (w *Worker) nack(reply string, delivery uint64, attempt uint32, reason string) {
-	ack := bus.AppendAck(nil, &bus.Ack{Delivery: delivery, Nack: true, Attempt: attempt, Error: reason, Worker: w.cfg.ID})
+// once (to any worker), or gives up on it after its last delivery. multi:
+// the batch came in a multi message (the nack goes in an Acks).
+func (w *Worker) nack(reply string, multi bool, delivery uint64, attempt uint32, reason string) {
+	a := &bus.Ack{Delivery: delivery, Nack: true, Attempt: attempt, Error: reason, Worker: w.cfg.ID}
+	var ack []byte
+	if multi {
+		ack = bus.AppendAckItem(nil, a)
+	} else {
+		ack = bus.AppendAck(nil, a)
+	}
 	if err := w.nc.Publish(reply, ack); err != nil {
 		w.stats.ackErrors.Add(1)
 		return
@@ -211,19 +274,21 @@ func (w *Worker) nack(reply string, delivery uint64, attempt uint32, reason stri
 // left to time out otherwise.
 func (w *Worker) nackAbandoned(j *job) {
 	if j.batch.Version >= 2 {
-		w.nack(j.msg.Reply, j.batch.Delivery, j.batch.Attempt, "worker stopping")
+		w.nack(j.reply, j.multi, j.batch.Delivery, j.batch.Attempt, "worker stopping")
 	}
 }
 
-// publishAck sends the final Ack of j.
+// publishAck sends the final Ack of j (for a batch of a multi message:
+// the Acks of j and of the batches of its message that finished with it).
 func (w *Worker) publishAck(j *job, ack []byte) {
-	if err := w.nc.Publish(j.msg.Reply, ack); err != nil {
+	if err := w.nc.Publish(j.reply, ack); err != nil {
 		w.stats.ackErrors.Add(1)
 		w.log.Warn("ack not sent; the gateway will redeliver", "client", j.batch.Client,
 			"delivery", j.batch.Delivery, "err", err)
 		return
 	}
 	w.stats.acked.Add(1)
+	w.stats.ackMsgs.Add(1)
 }
 
 // dispatch runs the handlers for every event of j, in order, on the
@@ -369,8 +434,8 @@ func (w *Worker) sendProgress(now time.Time, buf []byte) []byte {
 		if now.Sub(j.taken) < minAge {
 			continue
 		}
-		buf = bus.AppendAck(buf[:0], &bus.Ack{Delivery: j.batch.Delivery, Progress: true, Worker: w.cfg.ID})
-		if err := w.nc.Publish(j.msg.Reply, buf); err != nil {
+		buf = j.appendAnswer(buf[:0], &bus.Ack{Delivery: j.batch.Delivery, Progress: true, Worker: w.cfg.ID})
+		if err := w.nc.Publish(j.reply, buf); err != nil {
 			w.stats.ackErrors.Add(1)
 			continue
 		}
@@ -383,14 +448,21 @@ func (w *Worker) sendProgress(now time.Time, buf []byte) []byte {
 // or NATS pending limits exceeded) and returns the new total.
 func (w *Worker) reportDrops(reported uint64) uint64 {
 	w.mu.Lock()
-	sub := w.sub
+	sub, msub := w.sub, w.msub
 	w.mu.Unlock()
 	if sub == nil {
 		return 0 // a task worker: no events
 	}
-	if n, err := sub.Dropped(); err == nil && n >= 0 {
-		w.stats.natsDropped.Store(uint64(n))
+	var dropped uint64
+	for _, s := range []*nats.Subscription{sub, msub} {
+		if s == nil {
+			continue
+		}
+		if n, err := s.Dropped(); err == nil && n >= 0 {
+			dropped += uint64(n)
+		}
 	}
+	w.stats.natsDropped.Store(dropped)
 	total := w.stats.dropped.Load() + w.stats.natsDropped.Load()
 	if total > reported {
 		w.log.Warn("slow worker: batches dropped, the gateways will redeliver them",

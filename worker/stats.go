@@ -13,6 +13,15 @@ type Stats struct {
 	Progress    uint64 `json:"progress"`    // progress Acks sent
 	Nacked      uint64 `json:"nacked"`      // nacks sent: batches that did not decode, or that Stop abandoned
 
+	// MultiMessages counts the multi messages (EventBatches: several
+	// clients' batches in one bus message) taken, AckMessages the bus
+	// messages that carried final acks (an Acks message counts once), and
+	// Spilled the batches of multi messages handed back to the pool's
+	// queue because their message ran longer than 1 ms.
+	MultiMessages uint64 `json:"multi_messages"`
+	AckMessages   uint64 `json:"ack_messages"`
+	Spilled       uint64 `json:"spilled"`
+
 	Connects          uint64 `json:"connects"` // events handled, by type
 	WebSocketConnects uint64 `json:"websocket_connects"`
 	Messages          uint64 `json:"messages"`
@@ -72,6 +81,7 @@ type counters struct {
 	connects, webSocketConnects, messages, closes, unknownEvents  atomic.Uint64
 	panics, malformed, dropped, natsDropped, abandoned, ackErrors atomic.Uint64
 	memoryReleases                                                atomic.Uint64
+	multiMsgs, ackMsgs, spilled                                   atomic.Uint64
 }
 
 // Stats returns the worker's counters and gauges. It is cheap (atomic loads
@@ -86,6 +96,7 @@ func (w *Worker) Stats() Stats {
 	s.Acked = c.acked.Load()
 	s.Progress = c.progress.Load()
 	s.Nacked = c.nacked.Load()
+	s.MultiMessages, s.AckMessages, s.Spilled = c.multiMsgs.Load(), c.ackMsgs.Load(), c.spilled.Load()
 	s.Connects = c.connects.Load()
 	s.WebSocketConnects = c.webSocketConnects.Load()
 	s.Messages = c.messages.Load()

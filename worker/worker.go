@@ -218,16 +218,19 @@ type Worker struct {
 	mu           sync.Mutex // guards the fields below
 	state        State
 	sub          *nats.Subscription
-	queue        chan *job         // waiting batches, capacity cfg.Backlog
-	closed       bool              // queue closed: no batch is taken any more
-	aborted      bool              // Stop's ctx expired: nothing more is acked
-	inHand       map[*job]struct{} // batches waiting or running, for progress
-	waiting      int               // batches in queue or just taken out of it
-	waitingBytes int               // their payload bytes
-	running      int               // batches whose handlers run
-	runners      int               // pool goroutines alive
-	runnersDone  chan struct{}     // closed when closed and runners == 0
-	doneClosed   bool              // runnersDone is closed
+	queue        chan *job          // waiting batches, capacity cfg.Backlog
+	closed       bool               // queue closed: no batch is taken any more
+	aborted      bool               // Stop's ctx expired: nothing more is acked
+	inHand       map[*job]struct{}  // batches waiting or running, for progress
+	waiting      int                // batches in queue or just taken out of it
+	items        int                // queue entries (a multi message's batches are one), or just taken out
+	msub         *nats.Subscription // multi messages (EventBatches)
+	subsOpen     int                // event subscriptions not closed yet
+	waitingBytes int                // their payload bytes
+	running      int                // batches whose handlers run
+	runners      int                // pool goroutines alive
+	runnersDone  chan struct{}      // closed when closed and runners == 0
+	doneClosed   bool               // runnersDone is closed
 
 	stats       counters
 	tasks       taskRunner     // the task-worker side; its inHand, closed under mu
@@ -394,23 +397,51 @@ func (w *Worker) subscribeAll() error {
 	return nil
 }
 
-// subscribe joins the workers' queue group and waits until the server knows.
+// subscribe joins the workers' queue group on the events subject and on
+// the multi events subject (EventBatches), and waits until the server
+// knows. subClosed is closed once both subscriptions are.
 func (w *Worker) subscribe() error {
-	sub, err := w.nc.QueueSubscribe(w.subj.Events(), w.subj.WorkersQueue(), w.onMsg)
-	if err != nil {
-		return fmt.Errorf("worker: subscribe %s: %w", w.subj.Events(), err)
+	w.mu.Lock()
+	w.subsOpen = 2
+	w.mu.Unlock()
+	closed := func(string) {
+		w.mu.Lock()
+		w.subsOpen--
+		last := w.subsOpen == 0
+		w.mu.Unlock()
+		if last {
+			close(w.subClosed)
+		}
 	}
-	sub.SetClosedHandler(func(string) { close(w.subClosed) })
-	if err := sub.SetPendingLimits(w.cfg.Backlog, w.cfg.BacklogBytes); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("worker: pending limits: %w", err)
+	var subs []*nats.Subscription
+	fail := func(err error) error {
+		w.mu.Lock()
+		w.subsOpen = len(subs) // the others were never made
+		w.mu.Unlock()
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+		return err
+	}
+	for _, s := range []struct {
+		subject string
+		cb      nats.MsgHandler
+	}{{w.subj.Events(), w.onMsg}, {w.subj.EventsMulti(), w.onMulti}} {
+		sub, err := w.nc.QueueSubscribe(s.subject, w.subj.WorkersQueue(), s.cb)
+		if err != nil {
+			return fail(fmt.Errorf("worker: subscribe %s: %w", s.subject, err))
+		}
+		subs = append(subs, sub)
+		sub.SetClosedHandler(closed)
+		if err := sub.SetPendingLimits(w.cfg.Backlog, w.cfg.BacklogBytes); err != nil {
+			return fail(fmt.Errorf("worker: pending limits: %w", err))
+		}
 	}
 	if err := w.nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
-		return fmt.Errorf("worker: subscribe %s: %w", w.subj.Events(), err)
+		return fail(fmt.Errorf("worker: subscribe %s: %w", w.subj.Events(), err))
 	}
 	w.mu.Lock()
-	w.sub = sub
+	w.sub, w.msub = subs[0], subs[1]
 	w.mu.Unlock()
 	return nil
 }
@@ -431,7 +462,7 @@ func (w *Worker) subscribe() error {
 func (w *Worker) Stop(ctx context.Context) error {
 	w.life.Lock()
 	w.mu.Lock()
-	state, sub := w.state, w.sub
+	state, sub, msub := w.state, w.sub, w.msub
 	w.mu.Unlock()
 	if state != StateRunning {
 		if state == StateNew {
@@ -446,7 +477,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 		}
 	}
 	var errs []error
-	if sub != nil {
+	for _, sub := range []*nats.Subscription{sub, msub} {
+		if sub == nil {
+			continue
+		}
 		if err := sub.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			// Cannot drain (the subscription is gone or the connection
 			// closing): drop what NATS still holds, the gateway redelivers.
@@ -477,7 +511,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 		finished = false
 	}
 	if !finished {
-		n := w.abort(sub)
+		n := w.abort(sub, msub)
 		errs = append(errs, fmt.Errorf("worker: stop: %d batches abandoned: %w", n, ctx.Err()))
 	}
 	if n := w.waitTasks(ctx); n > 0 {
@@ -498,7 +532,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 // abort gives up the batches in hand: nothing more is acknowledged or
 // reported in progress, they are nacked, and handlers' contexts are
 // cancelled. It returns how many batches were in hand.
-func (w *Worker) abort(sub *nats.Subscription) int {
+func (w *Worker) abort(subs ...*nats.Subscription) int {
 	w.mu.Lock()
 	w.aborted = true
 	n := len(w.inHand)
@@ -517,8 +551,10 @@ func (w *Worker) abort(sub *nats.Subscription) int {
 	}
 	// Stop the drain: what NATS still holds for us is dropped, and the
 	// gateway redelivers it.
-	if sub != nil {
-		_ = sub.Unsubscribe()
+	for _, sub := range subs {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
 	}
 	return n
 }
