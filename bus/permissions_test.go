@@ -72,14 +72,17 @@ func subjectRules(s bus.Subjects) (families map[string][]permRule, wildcards []p
 		"WorkersQueue": nil, // a queue group, not a subject: the qsub column uses it
 		"Ack":          {{subject: s.Ack(testGateway) + ".7", pub: []bus.Role{bus.RoleWorker, bus.RoleNode}, sub: gwOnly, qsub: gwOnly}},
 		"Cmd":          {{subject: s.Cmd(testGateway), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"Broadcast":    {{subject: s.Broadcast(), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"Group":        {{subject: s.Group("room"), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"UID":          {{subject: s.UID("alice"), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"AllGroups":    {{subject: s.AllGroups(), sample: s.Group("room"), sub: gwOnly, qsub: gwOnly}},
-		"AllUIDs":      {{subject: s.AllUIDs(), sample: s.UID("alice"), sub: gwOnly, qsub: gwOnly}},
-		"Query":        {{subject: s.Query(), pub: callers, sub: gwOnly, qsub: gwOnly}},
-		"Heartbeat":    {{subject: s.Heartbeat(), pub: gwOnly, sub: everyone, qsub: everyone}},
-		"Inbox":        inboxes,
+		// Uid gates: gateway to gateway only; no worker or API caller
+		// can take or free a uid's gate.
+		"UIDGate":   {{subject: s.UIDGate(testGateway), pub: gwOnly, sub: gwOnly, qsub: gwOnly}},
+		"Broadcast": {{subject: s.Broadcast(), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"Group":     {{subject: s.Group("room"), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"UID":       {{subject: s.UID("alice"), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"AllGroups": {{subject: s.AllGroups(), sample: s.Group("room"), sub: gwOnly, qsub: gwOnly}},
+		"AllUIDs":   {{subject: s.AllUIDs(), sample: s.UID("alice"), sub: gwOnly, qsub: gwOnly}},
+		"Query":     {{subject: s.Query(), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"Heartbeat": {{subject: s.Heartbeat(), pub: gwOnly, sub: everyone, qsub: everyone}},
+		"Inbox":     inboxes,
 		"DeadLetter": {{subject: s.DeadLetter(), pub: gwOnly,
 			sub: []bus.Role{bus.RoleWorker, bus.RoleNode}, qsub: []bus.Role{bus.RoleWorker, bus.RoleNode}}},
 	}
