@@ -334,6 +334,10 @@ func (s *Server) Start() error {
 		}
 	}()
 	s.interest.start(cmds, s.quit, &s.wg)
+	if err := s.startUIDGates(); err != nil {
+		s.stopBus()
+		return fmt.Errorf("gateway: uid gates: %w", err)
+	}
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)
