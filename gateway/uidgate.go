@@ -124,9 +124,10 @@ func (s *Server) clusterAcquire(uid string, c *conn) bool {
 		u.mu.Unlock()
 		return false
 	}
-	h.granted = u.own.acquire(uid, gateRef{s.id, h.token}, false, s.cfg.UIDGateLease, now)
+	ok := u.own.acquire(uid, gateRef{s.id, h.token}, false, s.cfg.UIDGateLease, now)
+	h.granted = ok
 	u.mu.Unlock()
-	return h.granted
+	return ok
 }
 
 // clusterRelease gives back uid's cluster gate, or calls off the wait
@@ -286,4 +287,16 @@ func (s *Server) renewUIDGates() {
 	for _, gr := range grants {
 		s.deliverGrant(gr)
 	}
+}
+
+// UIDGateOwner returns the gateway that this gateway asks for uid's
+// cluster gate under dispatch by uid (its id when it owns the uid
+// itself), as of its latest view of the live gateways, or "" when the
+// gateway does not dispatch by uid or has not started.
+func (s *Server) UIDGateOwner(uid string) string {
+	live := s.gates.cluster.live.Load()
+	if s.cfg.Dispatch != DispatchUID || live == nil {
+		return ""
+	}
+	return ownerOf(uid, *live)
 }
