@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -34,6 +35,12 @@ type uidFleet struct {
 // gate lease, and waits until every gateway sees every other live.
 func startUIDFleet(t *testing.T, mode string, gws, workers int, h *worker.Handlers) *uidFleet {
 	t.Helper()
+	return startFleet(t, testLogger(t), mode, gws, workers, 8, h)
+}
+
+// startFleet is startUIDFleet with a logger and the workers' concurrency.
+func startFleet(t testing.TB, log *slog.Logger, mode string, gws, workers, concurrency int, h *worker.Handlers) *uidFleet {
+	t.Helper()
 	f := &uidFleet{e: testbus.Start(t, natsembed.Config{})}
 	for i := range workers {
 		nc := testbus.Conn(t, f.e, fmt.Sprintf("worker%d", i))
@@ -42,7 +49,7 @@ func startUIDFleet(t *testing.T, mode string, gws, workers int, h *worker.Handle
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = a.Close() })
-		w, err := worker.New(nc, a, worker.Config{Logger: testLogger(t), Concurrency: 8}, *h)
+		w, err := worker.New(nc, a, worker.Config{Logger: log, Concurrency: concurrency}, *h)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +65,7 @@ func startUIDFleet(t *testing.T, mode string, gws, workers int, h *worker.Handle
 	for i := range gws {
 		nc := testbus.Conn(t, f.e, fmt.Sprintf("gw%d", i))
 		gw, err := gateway.New(nc, gateway.Config{
-			Logger:            testLogger(t),
+			Logger:            log,
 			Dispatch:          mode,
 			HeartbeatInterval: 100 * time.Millisecond,
 			UIDGateLease:      400 * time.Millisecond,
@@ -261,4 +268,71 @@ func TestDispatchByUIDOwnerDies(t *testing.T) {
 		t.Errorf("owner after the death: %s and %s", o, f.gws[1].UIDGateOwner(uid))
 	}
 	t.Logf("run took %v; overlaps around the move: %d", time.Since(start), p.overlaps.Load())
+}
+
+// BenchmarkDispatchUIDAcrossGateways is BenchmarkDispatchUID over 2
+// gateways (half the clients on each) and one worker, on one embedded
+// bus: with "own" uids about half the batches take their gate from the
+// other gateway (three bus messages each), with "shared" (3 clients per
+// uid, spread over both gateways) the uid's clients also wait for each
+// other across gateways.
+func BenchmarkDispatchUIDAcrossGateways(b *testing.B) {
+	echo := &worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) {
+		if uid, ok := strings.CutPrefix(string(msg), "bind "); ok {
+			c.BindUID(uid)
+		}
+		c.Send(msg)
+	}}
+	const clients = 24
+	for _, mode := range []string{gateway.DispatchClient, gateway.DispatchUID} {
+		for _, bind := range []string{"unbound", "own", "shared"} {
+			b.Run(mode+"/"+bind, func(b *testing.B) {
+				f := startFleet(b, slog.New(slog.DiscardHandler), mode, 2, 1, 64, echo)
+				conns := make([]*bufio.ReadWriter, clients)
+				for i := range conns {
+					nc, err := net.Dial("tcp", f.gws[i%2].Addr("tcp").String())
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer nc.Close()
+					rw := bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))
+					conns[i] = rw
+					uid := ""
+					switch bind {
+					case "own":
+						uid = "u" + strconv.Itoa(i)
+					case "shared":
+						uid = "u" + strconv.Itoa(i/3)
+					}
+					if uid != "" {
+						_, _ = rw.WriteString("bind " + uid + "\n")
+						_ = rw.Flush()
+						if _, err := rw.ReadString('\n'); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				per := max(1, b.N/clients)
+				b.ResetTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, rw := range conns {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for range per {
+							_, _ = rw.WriteString("x\n")
+							_ = rw.Flush()
+							if _, err := rw.ReadString('\n'); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "rt/s")
+			})
+		}
+	}
 }
