@@ -126,6 +126,7 @@ const (
 	OpUIDGateAcquire Op = 80 // to the uid's owner: Arg uid, GateFrom, GateToken, GateLeaseMS; Flag: a renewal by the holder
 	OpUIDGateRelease Op = 81 // to the uid's owner: Arg uid, GateFrom, GateToken
 	OpUIDGateGrant   Op = 82 // owner to the waiter: Arg uid, GateFrom (the owner), GateToken
+	OpUIDGateQueued  Op = 83 // owner to the waiter, answering an acquire it did not grant: Arg uid, GateFrom, GateToken
 )
 
 var opNames = [...]string{
@@ -143,6 +144,7 @@ var opNames = [...]string{
 	OpGroupClientCounts: "getAllGroupClientIdCount", OpGroupUIDCounts: "getAllGroupUidCount",
 	OpGroupClientLists: "getAllGroupClientIdList",
 	OpUIDGateAcquire:   "uidGateAcquire", OpUIDGateRelease: "uidGateRelease", OpUIDGateGrant: "uidGateGrant",
+	OpUIDGateQueued: "uidGateQueued",
 }
 
 // String returns the lowerCamel API method name of the op.

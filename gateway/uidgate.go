@@ -20,9 +20,10 @@ import (
 //
 // A gateway asks the owner for the gate (OpUIDGateAcquire, with a token
 // that names this hold and a lease), the owner grants it at once or when
-// the gateways in line before it are done (OpUIDGateGrant), and the
-// gateway gives it back when the batch ends: final ack or dead letter
-// (OpUIDGateRelease). All three go on the receiver's Subjects.UIDGate,
+// the gateways in line before it are done (OpUIDGateGrant; until then it
+// answers each acquire with OpUIDGateQueued), and the gateway gives it
+// back when the batch ends: final ack or dead letter (OpUIDGateRelease).
+// Every gateway serves the gates it owns, whatever its own dispatch mode. All three go on the receiver's Subjects.UIDGate,
 // which only gateways may use. When the owner is this gateway, the same
 // happens by function calls: no bus message.
 //
@@ -49,6 +50,12 @@ import (
 // once. The owner's death itself costs at most membership's expiry (3
 // heartbeat intervals) plus one renewal period for the uid's gates to
 // work again.
+//
+// An owner that never answers (a gateway of a version without uid gates,
+// on the same bus): a wait that has had no answer from its owner, grant
+// or queued, for a whole lease goes ahead without the cluster gate,
+// counted in Stats.UIDGatesUnserved and logged: the uid is then
+// serialized per gateway only, rather than stalled.
 
 // DefaultUIDGateLease is Config.UIDGateLease's default.
 const DefaultUIDGateLease = 2 * time.Second
@@ -64,6 +71,9 @@ type uidCluster struct {
 	next  uint64
 	own   uidOwner
 	live  atomic.Pointer[[]string]
+	// unserved counts the waits that went ahead without an answer from
+	// their owner.
+	unserved atomic.Uint64
 }
 
 // uidHold is a client's wait for, or hold of, its uid's cluster gate.
@@ -72,14 +82,16 @@ type uidHold struct {
 	c       *conn
 	owner   string
 	granted bool
+	// asked is when the wait was first sent to owner (unix
+	// nanoseconds); answered says owner answered it since.
+	asked    int64
+	answered bool
 }
 
-// startUIDGates subscribes to this gateway's uid gate subject and starts
-// the renewals, under DispatchUID. Called by Start once membership runs.
+// startUIDGates subscribes to this gateway's uid gate subject (every
+// gateway serves the gates it owns) and starts the renewals. Called by
+// Start once membership runs.
 func (s *Server) startUIDGates() error {
-	if s.cfg.Dispatch != DispatchUID {
-		return nil
-	}
 	u := &s.gates.cluster
 	u.holds = make(map[string]*uidHold)
 	live := s.members.Live()
@@ -117,7 +129,7 @@ func (s *Server) clusterAcquire(uid string, c *conn) bool {
 	now := time.Now().UnixNano()
 	u.mu.Lock()
 	u.next++
-	h := &uidHold{token: u.next, c: c, owner: ownerOf(uid, *u.live.Load())}
+	h := &uidHold{token: u.next, c: c, owner: ownerOf(uid, *u.live.Load()), asked: now}
 	u.holds[uid] = h
 	if h.owner != s.id {
 		s.sendGate(h.owner, bus.OpUIDGateAcquire, uid, h.token, false)
@@ -188,6 +200,7 @@ func (s *Server) clusterGranted(uid string, token uint64, owner string) {
 		}
 		return
 	}
+	h.answered = true
 	if h.granted {
 		u.mu.Unlock()
 		return
@@ -229,7 +242,7 @@ const (
 func (s *Server) onUIDGate(m *nats.Msg) {
 	var cmd bus.Command
 	if err := bus.DecodeCommand(m.Data, &cmd); err != nil || cmd.Arg == "" || cmd.GateFrom == "" {
-		s.stats.badAcks.Add(1)
+		s.stats.badCommands.Add(1)
 		s.log.Warn("malformed uid gate message dropped", "err", err)
 		return
 	}
@@ -239,9 +252,20 @@ func (s *Server) onUIDGate(m *nats.Msg) {
 	switch cmd.Op {
 	case bus.OpUIDGateAcquire:
 		lease := min(max(time.Duration(cmd.GateLeaseMS)*time.Millisecond, minGateLease), maxGateLease)
-		if s.gates.cluster.own.acquire(uid, ref, cmd.Flag, lease, now) && !cmd.Flag {
+		switch granted := s.gates.cluster.own.acquire(uid, ref, cmd.Flag, lease, now); {
+		case cmd.Flag: // a holder's renewal: no answer
+		case granted:
 			s.sendGate(ref.gw, bus.OpUIDGateGrant, uid, ref.token, false)
+		default:
+			s.sendGate(ref.gw, bus.OpUIDGateQueued, uid, ref.token, false)
 		}
+	case bus.OpUIDGateQueued:
+		u := &s.gates.cluster
+		u.mu.Lock()
+		if h := u.holds[uid]; h != nil && h.token == cmd.GateToken && h.owner == cmd.GateFrom {
+			h.answered = true
+		}
+		u.mu.Unlock()
 	case bus.OpUIDGateRelease:
 		if gr, ok := s.gates.cluster.own.release(uid, ref, now); ok {
 			s.deliverGrant(gr)
@@ -249,7 +273,7 @@ func (s *Server) onUIDGate(m *nats.Msg) {
 	case bus.OpUIDGateGrant:
 		s.clusterGranted(uid, cmd.GateToken, cmd.GateFrom)
 	default:
-		s.stats.badAcks.Add(1)
+		s.stats.badCommands.Add(1)
 	}
 }
 
@@ -266,6 +290,7 @@ func (s *Server) renewUIDGates() {
 		u.own.grace(now + int64(lease/2))
 	}
 	grants := u.own.expire(now)
+	var unserved []gateGrant // this gateway's waits that go ahead without their owner
 	u.mu.Lock()
 	for uid, h := range u.holds {
 		owner := ownerOf(uid, live)
@@ -273,7 +298,16 @@ func (s *Server) renewUIDGates() {
 			if gr, ok := s.releaseAtLocked(h.owner, uid, h.token); ok {
 				grants = append(grants, gr)
 			}
-			h.owner = owner
+			h.owner, h.asked, h.answered = owner, now, false
+		}
+		if owner != s.id && !h.granted && !h.answered && now-h.asked >= int64(lease) {
+			// The owner does not serve uid gates: go ahead without.
+			if n := u.unserved.Add(1); n == 1 || n%1000 == 0 {
+				s.log.Warn("uid gate: the owner never answered; the batch goes without the cluster gate (is every gateway of this version?)",
+					"uid_owner", owner, "lease", lease, "unserved_total", n)
+			}
+			unserved = append(unserved, gateGrant{uid, gateRef{owner, h.token}})
+			continue
 		}
 		if owner != s.id {
 			s.sendGate(owner, bus.OpUIDGateAcquire, uid, h.token, h.granted)
@@ -286,6 +320,9 @@ func (s *Server) renewUIDGates() {
 	u.mu.Unlock()
 	for _, gr := range grants {
 		s.deliverGrant(gr)
+	}
+	for _, gr := range unserved {
+		s.clusterGranted(gr.uid, gr.ref.token, gr.ref.gw) // as if the owner had granted it
 	}
 }
 

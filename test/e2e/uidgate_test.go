@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/api"
+	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/internal/natsembed"
 	"github.com/gatework/gatework/internal/testbus"
@@ -334,5 +335,57 @@ func BenchmarkDispatchUIDAcrossGateways(b *testing.B) {
 				b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "rt/s")
 			})
 		}
+	}
+}
+
+// TestDispatchByUIDOwnerUnserved: a live gateway that does not serve uid
+// gates (a version without them: here, heartbeats published by hand) owns
+// the uid; the uid's batches go ahead after one lease without an answer,
+// counted, instead of stalling.
+func TestDispatchByUIDOwnerUnserved(t *testing.T) {
+	p := &uidProbe{seen: map[string][]int{}}
+	f := startUIDFleet(t, gateway.DispatchUID, 1, 1, p.handlers())
+	const mute = "0123456789"
+	nc := testbus.Conn(t, f.e, "mute")
+	subj := bus.Subjects{Prefix: bus.DefaultPrefix}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			hb := bus.Heartbeat{Gateway: mute, IntervalMs: 100, StartedUnixMs: time.Now().UnixMilli()}
+			_ = nc.Publish(subj.Heartbeat(), bus.AppendHeartbeat(nil, &hb))
+			select {
+			case <-tk.C:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	uid := ""
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; uid == ""; i++ {
+		if u := "u" + strconv.Itoa(i%64); f.gws[0].UIDGateOwner(u) == mute {
+			uid = u
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mute gateway owns no uid: not seen live")
+		}
+		if i%64 == 63 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	clients := []*uidClient{dialBound(t, f.gws[0], uid), dialBound(t, f.gws[0], uid)}
+	const n = 10
+	runAll(t, clients, n, nil)
+	p.checkOrder(t, len(clients), n)
+	if o := p.overlaps.Load(); o != 0 {
+		t.Errorf("%d overlaps: the local gate still holds on one gateway", o)
+	}
+	if st := f.gws[0].Stats(); st.UIDGatesUnserved == 0 {
+		t.Error("no batch counted as unserved")
 	}
 }
