@@ -23,9 +23,10 @@ import (
 // the gateways in line before it are done (OpUIDGateGrant; until then it
 // answers each acquire with OpUIDGateQueued), and the gateway gives it
 // back when the batch ends: final ack or dead letter (OpUIDGateRelease).
-// Every gateway serves the gates it owns, whatever its own dispatch mode. All three go on the receiver's Subjects.UIDGate,
-// which only gateways may use. When the owner is this gateway, the same
-// happens by function calls: no bus message.
+// All go on the receiver's Subjects.UIDGate, which only gateways may use.
+// Every gateway serves the gates it owns, whatever its own dispatch mode.
+// When the owner is this gateway, the same happens by function calls: no
+// bus message.
 //
 // Leases: every lease/4 a gateway renews each of its holds and waits at
 // the uid's owner (OpUIDGateAcquire again; Flag set for a hold), so a hold
