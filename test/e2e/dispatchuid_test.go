@@ -22,8 +22,10 @@ import (
 // uidProbe is a handler that detects overlapping events of one uid: "bind
 // U" binds the client and answers "bound"; "seq N" counts the handlers of
 // the client's uid running at once (an overlap when more than one), holds
-// for 1ms, records the client's N and answers "ok N".
+// for 1ms, records the client's N and answers "ok N". "slow" signals
+// slowStarted (when set), holds for 300ms and answers "ok slow".
 type uidProbe struct {
+	slowStarted chan struct{}
 	running  atomic.Int32
 	overlaps atomic.Int32
 	mu       sync.Mutex
@@ -37,6 +39,12 @@ func (p *uidProbe) handlers() *worker.Handlers {
 		case "bind":
 			c.BindUID(arg)
 			c.Send([]byte("bound"))
+		case "slow":
+			if p.slowStarted != nil {
+				close(p.slowStarted)
+			}
+			time.Sleep(300 * time.Millisecond)
+			c.Send([]byte("ok slow"))
 		case "seq":
 			if p.running.Add(1) > 1 {
 				p.overlaps.Add(1)

@@ -79,7 +79,9 @@ func startFleet(t testing.TB, log *slog.Logger, mode string, gws, workers, concu
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// Short: a gateway a test cut from the bus cannot hand its
+			// last batches over and waits for the whole deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = gw.Shutdown(ctx)
 		})
@@ -387,5 +389,44 @@ func TestDispatchByUIDOwnerUnserved(t *testing.T) {
 	}
 	if st := f.gws[0].Stats(); st.UIDGatesUnserved == 0 {
 		t.Error("no batch counted as unserved")
+	}
+}
+
+// TestDispatchByUIDHolderDies: the gateway holding a uid's gate loses the
+// bus while a worker runs its batch (its hold is never released: the ack
+// cannot reach it); the owner, a third gateway, hands the gate on when
+// the hold's lease ends, and the uid's connection on the other gateway
+// gets all its answers, in order.
+func TestDispatchByUIDHolderDies(t *testing.T) {
+	p := &uidProbe{seen: map[string][]int{}, slowStarted: make(chan struct{})}
+	f := startUIDFleet(t, gateway.DispatchUID, 3, 2, p.handlers())
+	uid := ""
+	for i := 0; uid == ""; i++ {
+		if u := "u" + strconv.Itoa(i); f.gws[0].UIDGateOwner(u) == f.gws[2].ID() {
+			uid = u
+		}
+	}
+	dying, other := dialBound(t, f.gws[0], uid), dialBound(t, f.gws[1], uid)
+	if _, err := dying.conn.Write([]byte("slow\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.slowStarted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow handler never started")
+	}
+	f.ncs[0].Close() // the holder dies with the batch out
+	start := time.Now()
+	const n = 20
+	if err := other.run(n, nil); err != nil {
+		t.Fatalf("the other gateway's client: %v", err)
+	}
+	// The gate was held: the other client waited for the end of the
+	// dead holder's lease (400ms, renewed every 100ms).
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("the other client's run took %v: it did not wait for the dead holder's lease", d)
+	}
+	if o := p.overlaps.Load(); o != 0 {
+		t.Errorf("%d overlaps", o)
 	}
 }
