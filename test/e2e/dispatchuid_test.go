@@ -26,10 +26,10 @@ import (
 // slowStarted (when set), holds for 300ms and answers "ok slow".
 type uidProbe struct {
 	slowStarted chan struct{}
-	running  atomic.Int32
-	overlaps atomic.Int32
-	mu       sync.Mutex
-	seen     map[string][]int // by client id, in handling order
+	running     atomic.Int32
+	overlaps    atomic.Int32
+	mu          sync.Mutex
+	seen        map[string][]int // by client id, in handling order
 }
 
 func (p *uidProbe) handlers() *worker.Handlers {
