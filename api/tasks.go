@@ -159,6 +159,7 @@ type TaskStats struct {
 	Finished  uint64 `json:"finished"`  // tasks with a result (the handler's error included)
 	Failed    uint64 `json:"failed"`    // tasks given up: timeout, no task worker, lost, closed
 	Retried   uint64 `json:"retried"`   // attempts after the first (a task worker was lost)
+	Lost      uint64 `json:"lost"`      // tasks given up because the task worker of their last attempt was lost (ErrTaskLost; counted in Failed too)
 	Busy      uint64 `json:"busy"`      // refusals of busy task workers (published again)
 	Pending   int    `json:"pending"`   // tasks waiting for their results now
 }
@@ -190,7 +191,7 @@ type submitter struct {
 	pending map[string]*pendingTask
 	closed  bool
 
-	submitted, finished, failed, retried, busy atomic.Uint64
+	submitted, finished, failed, retried, busy, lost atomic.Uint64
 }
 
 // pendingTask is one task waiting for its result.
@@ -250,7 +251,7 @@ func (c *Client) TaskStats() TaskStats {
 	n := len(s.pending)
 	s.mu.Unlock()
 	return TaskStats{Submitted: s.submitted.Load(), Finished: s.finished.Load(), Failed: s.failed.Load(),
-		Retried: s.retried.Load(), Busy: s.busy.Load(), Pending: n}
+		Retried: s.retried.Load(), Busy: s.busy.Load(), Lost: s.lost.Load(), Pending: n}
 }
 
 // SubmitTask implements TaskSubmitter.
@@ -393,6 +394,7 @@ func (s *submitter) lostLocked(p *pendingTask, now time.Time, why string) (*Task
 	if int(p.attempt) >= s.cfg.MaxAttempts {
 		delete(s.pending, p.id)
 		s.failed.Add(1)
+		s.lost.Add(1)
 		s.c.log.Error("task given up: its task worker was lost on its last attempt", "task", p.id,
 			"attempts", p.attempt, "worker", p.worker, "why", why)
 		return &TaskResult{ID: TaskID(p.id), Attempts: int(p.attempt), Worker: p.worker,

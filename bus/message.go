@@ -119,6 +119,14 @@ const (
 	OpGroupClientCounts Op = 55 // a query: Reply.Named = every group with members, Count = members; More past the bound
 	OpGroupUIDCounts    Op = 56 // a query: Reply.Named = every group with bound members, Count = distinct uids, Items = the uids
 	OpGroupClientLists  Op = 57 // a list query over groups: Items = group names after Cursor, Named = their client ids
+
+	// Ops 80-89: the uid gates of dispatch by uid, gateway to gateway
+	// only, on Subjects.UIDGate (docs/tasks.md, "Dispatch by uid").
+
+	OpUIDGateAcquire Op = 80 // to the uid's owner: Arg uid, GateFrom, GateToken, GateLeaseMS; Flag: a renewal by the holder
+	OpUIDGateRelease Op = 81 // to the uid's owner: Arg uid, GateFrom, GateToken
+	OpUIDGateGrant   Op = 82 // owner to the waiter: Arg uid, GateFrom (the owner), GateToken
+	OpUIDGateQueued  Op = 83 // owner to the waiter, answering an acquire it did not grant: Arg uid, GateFrom, GateToken
 )
 
 var opNames = [...]string{
@@ -135,6 +143,8 @@ var opNames = [...]string{
 	OpClientSessions:    "getAllClientSessions",
 	OpGroupClientCounts: "getAllGroupClientIdCount", OpGroupUIDCounts: "getAllGroupUidCount",
 	OpGroupClientLists: "getAllGroupClientIdList",
+	OpUIDGateAcquire:   "uidGateAcquire", OpUIDGateRelease: "uidGateRelease", OpUIDGateGrant: "uidGateGrant",
+	OpUIDGateQueued: "uidGateQueued",
 }
 
 // String returns the lowerCamel API method name of the op.
@@ -392,6 +402,14 @@ type Command struct {
 	// Structured marks a send whose Data is a structured value in the
 	// neutral form (JSON), encoded by each listener's codec.
 	Structured bool
+	// GateFrom is, in ops 80-82 (uid gates), the gateway that sends.
+	GateFrom string
+	// GateToken is, in ops 80-82, the waiting or holding gateway's number
+	// for one hold of the uid's gate.
+	GateToken uint64
+	// GateLeaseMS is, in OpUIDGateAcquire, how long the owner keeps the
+	// hold or the wait without a renewal, in milliseconds.
+	GateLeaseMS uint32
 }
 
 // Reply is a gateway's answer to a Command.

@@ -328,6 +328,9 @@ func AppendCommand(b []byte, m *Command) []byte {
 	b = appendVarint(b, 13, m.MsgID)
 	b = appendStrings(b, 50, m.Listeners)
 	b = appendBool(b, 51, m.Structured)
+	b = appendString(b, 70, m.GateFrom)
+	b = appendVarint(b, 71, m.GateToken)
+	b = appendVarint(b, 72, uint64(m.GateLeaseMS))
 	return b
 }
 
@@ -369,6 +372,12 @@ func DecodeCommand(buf []byte, m *Command) error {
 			return f.appendStr(&m.Listeners)
 		case 51:
 			return f.boolean(&m.Structured)
+		case 70:
+			return f.str(&m.GateFrom)
+		case 71:
+			return f.u64(&m.GateToken)
+		case 72:
+			return f.u32(&m.GateLeaseMS)
 		}
 		return nil
 	})

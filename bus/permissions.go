@@ -76,7 +76,9 @@ func Permissions(s Subjects, role Role) *Rules {
 		// Multi batches (EventBatches), in the same queue group; their
 		// acks go to the gateway's ack subjects like the others.
 		multiQueue = s.EventsMulti() + " " + s.WorkersQueue()
-		gwSub      = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat()}
+		// Uid gates (dispatch by uid): gateway to gateway only.
+		uidGate = p + ".gw.*.uidgate"
+		gwSub   = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat(), uidGate}
 		// Tasks: taken only inside the task workers' queue group (a
 		// subscription outside it would copy every task); the results go
 		// to the submitters' inboxes, below ".task." only.
@@ -89,7 +91,7 @@ func Permissions(s Subjects, role Role) *Rules {
 	)
 	switch role {
 	case RoleGateway:
-		pub = []string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter()}
+		pub = []string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter(), uidGate}
 		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
@@ -100,7 +102,7 @@ func Permissions(s Subjects, role Role) *Rules {
 		pub = append(apiPub, s.Tasks())
 		sub = []string{s.Heartbeat(), s.Inbox(role) + ".>"}
 	case RoleNode:
-		pub = append([]string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter()}, append(append(apiPub, s.Tasks(), ack), wkPub...)...)
+		pub = append([]string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter(), uidGate}, append(append(apiPub, s.Tasks(), ack), wkPub...)...)
 		sub = append(append(slices.Clone(gwSub), eventsQueue, multiQueue, s.DeadLetter(), s.Inbox(role)+".>"), wkSub...)
 		responses = true
 	default:

@@ -77,7 +77,10 @@ func subjectRules(s bus.Subjects) (families map[string][]permRule, wildcards []p
 		"Ack": {{subject: s.Ack(testGateway) + ".7", pub: []bus.Role{bus.RoleWorker, bus.RoleNode}, sub: gwOnly, qsub: gwOnly},
 			// The reply subject of an EventBatches (its Acks).
 			{subject: s.Ack(testGateway) + ".m7", pub: []bus.Role{bus.RoleWorker, bus.RoleNode}, sub: gwOnly, qsub: gwOnly}},
-		"Cmd":       {{subject: s.Cmd(testGateway), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		"Cmd": {{subject: s.Cmd(testGateway), pub: callers, sub: gwOnly, qsub: gwOnly}},
+		// Uid gates: gateway to gateway only; no worker or API caller
+		// can take or free a uid's gate.
+		"UIDGate":   {{subject: s.UIDGate(testGateway), pub: gwOnly, sub: gwOnly, qsub: gwOnly}},
 		"Broadcast": {{subject: s.Broadcast(), pub: callers, sub: gwOnly, qsub: gwOnly}},
 		"Group":     {{subject: s.Group("room"), pub: callers, sub: gwOnly, qsub: gwOnly}},
 		"UID":       {{subject: s.UID("alice"), pub: callers, sub: gwOnly, qsub: gwOnly}},

@@ -45,6 +45,11 @@ func (s Subjects) WorkersQueue() string { return s.Prefix + ".workers" }
 // Ack is the reply subject where a gateway receives Acks for its batches.
 func (s Subjects) Ack(gateway string) string { return s.Prefix + ".gw." + gateway + ".ack" }
 
+// UIDGate is where gateway receives the uid gate messages (ops 80-82) of
+// the other gateways: acquires and releases of the uids it owns, grants of
+// the gates it waits for. Only gateways publish and subscribe here.
+func (s Subjects) UIDGate(gateway string) string { return s.Prefix + ".gw." + gateway + ".uidgate" }
+
 // Cmd is the request subject of one gateway.
 func (s Subjects) Cmd(gateway string) string { return s.Prefix + ".gw." + gateway + ".cmd" }
 

@@ -217,6 +217,8 @@ type GatewayConfig struct {
 	MaxInFlight          int      `yaml:"max_in_flight"`
 	// Dispatch: see gateway.Config.Dispatch (client or uid).
 	Dispatch string `yaml:"dispatch"`
+	// UIDGateLease: see gateway.Config.UIDGateLease.
+	UIDGateLease Duration `yaml:"uid_gate_lease"`
 }
 
 // RateLimitConfig is a message budget: see gateway.RateLimit.
@@ -292,6 +294,7 @@ func DefaultConfig(app string) Config {
 			DeadLetterPolicy:     g.DeadLetterPolicy,
 			MaxInFlight:          g.MaxInFlight,
 			Dispatch:             g.Dispatch,
+			UIDGateLease:         Duration(g.UIDGateLease),
 		},
 		API: APIConfig{
 			QueryTimeout:   Duration(api.DefaultQueryTimeout),

@@ -176,6 +176,8 @@ func TestLoadYAML(t *testing.T) {
 				`gatework.yaml:5: shutdown_timeout: "" is not a duration with a unit (such as 3s or 250ms)`,
 				"gatework.yaml:4: gateway.heartbeat_interval: must not be negative, got -1s",
 			}},
+		{name: "uid gate lease too short", yaml: "gateway:\n  dispatch: uid\n  uid_gate_lease: 50ms\n",
+			want: []string{"gatework.yaml:3: gateway.uid_gate_lease: 50ms is below 100ms"}},
 		{name: "wrong types", yaml: "gateway:\n  max_batch: lots\nworker:\n  concurrency: -3\nlog:\n  level: loud\n  format: xml\n",
 			want: []string{
 				"gatework.yaml:2: gateway.max_batch: cannot unmarshal !!str `lots` into int",

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
 	"github.com/gatework/gatework/worker"
@@ -52,6 +53,48 @@ type statusReport struct {
 	// Gateways are the counters of the gateway processes
 	// (gateway.processes above 1).
 	Gateways *master.Counters `json:"gateways,omitempty"`
+	// Tasks are the node's task counters (sums over its processes).
+	Tasks *taskTotals `json:"tasks,omitempty"`
+}
+
+// taskTotals are a node's task counters: the task workers' gauges and
+// counters summed over its worker and task processes, and the tasks lost
+// by its submitters (those processes and the node's HTTP API).
+type taskTotals struct {
+	Queued   int    `json:"queued"`    // taken, waiting for a task goroutine
+	InFlight int    `json:"in_flight"` // handlers running
+	Done     uint64 `json:"done"`      // handlers that returned a result
+	Failed   uint64 `json:"failed"`    // handlers that returned an error or panicked
+	Retried  uint64 `json:"retried"`   // tasks taken on an attempt after the first
+	Lost     uint64 `json:"lost"`      // tasks given up: the task worker of their last attempt was lost
+}
+
+// sumTasks sums the task counters of ps, plus the lost tasks of the
+// node's own API client (submitted: its counters).
+func sumTasks(ps []processStatus, submitted api.TaskStats) *taskTotals {
+	t := &taskTotals{Lost: submitted.Lost}
+	for _, p := range ps {
+		if w := p.Worker; w != nil {
+			t.add(w.Tasks)
+		}
+	}
+	return t
+}
+
+// add adds one worker's task counters to t.
+func (t *taskTotals) add(w worker.TaskStats) {
+	t.Queued += w.Queued
+	t.InFlight += w.Running
+	t.Done += w.Done
+	t.Failed += w.Failed
+	t.Retried += w.Retried
+	t.Lost += w.Lost
+}
+
+// String is t as the status line shows it.
+func (t *taskTotals) String() string {
+	return fmt.Sprintf("queued=%d in_flight=%d done=%d failed=%d retried=%d lost=%d",
+		t.Queued, t.InFlight, t.Done, t.Failed, t.Retried, t.Lost)
 }
 
 // processStatus is one process of the node in a statusReport.
@@ -125,6 +168,11 @@ func printStatus(w io.Writer, rep *statusReport) {
 		}
 		if ws := p.Worker; ws != nil {
 			d = append(d, fmt.Sprintf("busy=%d waiting=%d batches=%d messages=%d", ws.Busy, ws.Waiting, ws.Batches, ws.Messages))
+			if tk := ws.Tasks; p.Role == "task" || tk.Taken > 0 || tk.Lost > 0 {
+				var t taskTotals
+				t.add(tk)
+				d = append(d, "tasks: "+t.String())
+			}
 		}
 		if p.Bus != "" {
 			d = append(d, "bus="+p.Bus)
@@ -137,6 +185,9 @@ func printStatus(w io.Writer, rep *statusReport) {
 	}
 	if c := rep.Gateways; c != nil {
 		fmt.Fprintf(w, "gateway processes: %d crashes, %d restarts\n", c.Crashes, c.Restarts)
+	}
+	if t := rep.Tasks; t != nil {
+		fmt.Fprintf(w, "tasks: %s\n", t)
 	}
 }
 

@@ -227,8 +227,10 @@ func (r *runner) runGatewayChild(cmd *cobra.Command) error {
 	}
 	nc.Gateway.ReusePort = true
 	// The master's API client follows the heartbeats for the node: its
-	// gateway processes follow none (O(N) deliveries, not N²).
-	nc.Gateway.IgnorePeerHeartbeats = true
+	// gateway processes follow none (O(N) deliveries, not N²), except
+	// under dispatch by uid, where each must know the live gateways to
+	// find a uid's owner (docs/tasks.md).
+	nc.Gateway.IgnorePeerHeartbeats = nc.Gateway.Dispatch != gateway.DispatchUID
 	nc.NoAPI = true // the master serves the API
 	// Ctrl-C in a terminal reaches the whole process group: the master
 	// decides when its gateways stop.

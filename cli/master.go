@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/master"
@@ -532,7 +533,14 @@ func (m *masterRun) status() (rep statusReport) {
 	} else if m.gw != nil {
 		m.gatewayStatus(&rep, now)
 	}
-	defer func() { rep.Processes = append(rep.Processes, m.processStatuses(now)...) }()
+	defer func() {
+		rep.Processes = append(rep.Processes, m.processStatuses(now)...)
+		var submitted api.TaskStats
+		if a := m.node.API(); a != nil {
+			submitted = a.TaskStats()
+		}
+		rep.Tasks = sumTasks(rep.Processes, submitted)
+	}()
 	if m.sup == nil {
 		if wk := m.node.Worker(); wk != nil {
 			w := proc("worker", self, up, rss)

@@ -50,6 +50,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		DeadLetterPolicy:     g.DeadLetterPolicy,
 		MaxInFlight:          g.MaxInFlight,
 		Dispatch:             g.Dispatch,
+		UIDGateLease:         time.Duration(g.UIDGateLease),
 	}
 }
 

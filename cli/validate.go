@@ -342,6 +342,9 @@ func (v *validator) limits() {
 	default:
 		v.bad("gateway.dispatch", "%q is not %s or %s", d, gateway.DispatchClient, gateway.DispatchUID)
 	}
+	if l := time.Duration(v.c.Gateway.UIDGateLease); l > 0 && l < 100*time.Millisecond {
+		v.bad("gateway.uid_gate_lease", "%v is below 100ms", l)
+	}
 	if g := v.c.Gateway; g.RedeliveryBackoffMax > 0 && g.RedeliveryBackoffMax < g.RedeliveryBackoff {
 		v.bad("gateway.redelivery_backoff_max", "%v is shorter than gateway.redelivery_backoff (%v)",
 			time.Duration(g.RedeliveryBackoffMax), time.Duration(g.RedeliveryBackoff))

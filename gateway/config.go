@@ -110,6 +110,12 @@ type Config struct {
 	// uid go one batch at a time, the clients taking turns; see
 	// docs/tasks.md, "Dispatch by uid"). "" means DispatchClient.
 	Dispatch string
+	// UIDGateLease is, under DispatchUID, how long the owner of a uid's
+	// cluster gate keeps a gateway's hold of it, or its wait for it,
+	// without a renewal (gateways renew every lease/4): a gateway that
+	// dies blocks its uids for at most this long. 0 means
+	// DefaultUIDGateLease (2s); at least 100ms. See uidgate.go.
+	UIDGateLease time.Duration
 	// MaxBatch is the most events sent to a worker in one batch; 0 means 64.
 	MaxBatch int
 	// MaxPendingEvents and MaxPendingBytes bound the events a client may
@@ -432,6 +438,9 @@ func (c Config) WithDefaults() Config {
 	if c.DeadLetterPolicy == "" {
 		c.DeadLetterPolicy = DeadLetterContinue
 	}
+	if c.UIDGateLease == 0 {
+		c.UIDGateLease = DefaultUIDGateLease
+	}
 	if c.Dispatch == "" {
 		c.Dispatch = DispatchClient
 	}
@@ -668,6 +677,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.validateCodecs(); err != nil {
 		return err
+	}
+	if c.UIDGateLease != 0 && c.UIDGateLease < minGateLease {
+		return fmt.Errorf("gateway: uid_gate_lease: %v is below %v", c.UIDGateLease, minGateLease)
 	}
 	switch c.Dispatch {
 	case "", DispatchClient, DispatchUID:

@@ -20,14 +20,18 @@ import "sync"
 // batch of a bound client, under a gateway-wide mutex, and the lost
 // concurrency of a uid's clients.
 //
-// Scope: the clients of one gateway. See docs/tasks.md, "Dispatch by uid",
-// for a uid whose clients are on several gateways.
+// Across gateways: the client holding a uid's gate here must also hold
+// the uid's cluster gate, kept by the uid's owner gateway (uidgate.go),
+// before its batch goes out; it gives both back when the batch ends. So a
+// uid's batches are one at a time cluster-wide, and the gateways of a uid
+// take turns in the order they asked the owner.
 
 // uidGates are the held gates by uid. mu is a leaf lock, taken under
-// conn.evmu.
+// conn.evmu. cluster is the gateway's side of the cluster gates.
 type uidGates struct {
-	mu sync.Mutex
-	m  map[string]*uidGate
+	mu      sync.Mutex
+	m       map[string]*uidGate
+	cluster uidCluster
 }
 
 // uidGate is a held gate: the clients waiting for it, oldest first.
@@ -95,7 +99,9 @@ func (s *Server) gateLocked(c *conn) (uid string, ok bool) {
 	if uid == "" {
 		return "", true
 	}
-	if !s.gates.acquire(uid, c) {
+	if !s.gates.acquire(uid, c) || !s.clusterAcquire(uid, c) {
+		// In the local line, or waiting for the cluster gate:
+		// clusterGranted hands it over.
 		c.gateWait = true
 		return "", false
 	}
@@ -117,16 +123,28 @@ func (s *Server) passGate(uid string, c *conn) {
 		s.gates.mu.Unlock()
 	}
 	c.evmu.Unlock()
+	s.clusterRelease(uid)
 	for next := s.gates.release(uid); next != nil; {
 		next = s.grant(next, uid)
 	}
 }
 
-// grant gives uid's gate to c, which waited for it: c's next batch goes
-// out under it. If c no longer needs it (rebound or unbound meanwhile),
-// the gate goes on: grant releases it and returns the next client in
-// line (nil when none), and c dispatches as any client.
+// grant gives uid's local gate to c, which waited for it in line, and
+// asks for the uid's cluster gate: when c has it at once, granted goes
+// on; else grant returns nil and clusterGranted goes on later.
 func (s *Server) grant(c *conn, uid string) *conn {
+	if !s.clusterAcquire(uid, c) {
+		return nil
+	}
+	return s.granted(c, uid)
+}
+
+// granted gives uid's gate (local and cluster) to c, which waited for it:
+// c's next batch goes out under it. If c no longer needs it (rebound or
+// unbound meanwhile), the gate goes on: granted releases it and returns
+// the next client in line (nil when none), and c dispatches as any
+// client.
+func (s *Server) granted(c *conn, uid string) *conn {
 	c.evmu.Lock()
 	c.gateWait = false
 	c.sh.mu.Lock()
@@ -138,6 +156,7 @@ func (s *Server) grant(c *conn, uid string) *conn {
 		return nil
 	}
 	c.evmu.Unlock()
+	s.clusterRelease(uid)
 	next := s.gates.release(uid)
 	c.evmu.Lock()
 	if c.inflight == nil && !c.gateWait && len(c.pending) > 0 {

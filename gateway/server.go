@@ -237,6 +237,13 @@ type Stats struct {
 	// CommandsWaiting is the commands, acks, broadcasts and queries
 	// waiting in the ordered command queue.
 	CommandsWaiting int `json:"commands_waiting"`
+	// UIDGatesOwned is the uids whose cluster gate this gateway keeps now
+	// (held or waited for; dispatch by uid, see uidgate.go).
+	UIDGatesOwned int `json:"uid_gates_owned"`
+	// UIDGatesUnserved counts the batches that went out without their
+	// uid's cluster gate because its owner never answered (a gateway of a
+	// version without uid gates).
+	UIDGatesUnserved uint64 `json:"uid_gates_unserved"`
 }
 
 // New returns a gateway that will use nc (borrowed: Shutdown does not close
@@ -362,6 +369,10 @@ func (s *Server) Start() error {
 	s.out.mu.Unlock()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.publisher(wake) }()
+	if err := s.startUIDGates(); err != nil {
+		s.stopBus()
+		return fmt.Errorf("gateway: uid gates: %w", err)
+	}
 	if err := s.nc.Flush(); err != nil {
 		s.stopBus()
 		return fmt.Errorf("gateway: bus flush: %w", err)
@@ -609,6 +620,8 @@ func (s *Server) Stats() Stats {
 		BusSlowConsumers: s.stats.busSlow.Load(),
 		Overloaded:       s.press.over.Load(),
 		SendsRefused:     s.press.refused.Load(),
+		UIDGatesOwned:    s.gates.cluster.own.size(),
+		UIDGatesUnserved: s.gates.cluster.unserved.Load(),
 		CommandsWaiting:  s.press.cmdsWaiting(),
 	}
 	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()

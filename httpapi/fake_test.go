@@ -29,6 +29,9 @@ type fakeAPI struct {
 	block    bool  // wait for ctx.Done and return ctx.Err()
 	panicMsg any   // panic with this when non-nil
 	discard  bool  // do not record calls (fuzzing)
+	// taskDelay: TaskWait takes this long (or until its context ends,
+	// then it returns the context's error).
+	taskDelay time.Duration
 }
 
 var _ api.API = (*fakeAPI)(nil)
@@ -284,6 +287,13 @@ func (f *fakeAPI) SubmitTask(ctx context.Context, payload []byte, timeout time.D
 func (f *fakeAPI) TaskWait(ctx context.Context, payload []byte, timeout time.Duration) ([]byte, error) {
 	if err := f.record(ctx, "TaskWait", clone(payload), timeout); err != nil {
 		return nil, err
+	}
+	if f.taskDelay > 0 {
+		select {
+		case <-time.After(f.taskDelay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if string(payload) == "fail" {
 		return nil, &api.TaskError{Task: "t.1", Worker: "w1", Message: "it failed"}

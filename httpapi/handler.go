@@ -273,7 +273,11 @@ func (h *Handler) serveMethod(w http.ResponseWriter, r *http.Request, m *method)
 		h.writeError(w, r, invalidRequest("reading the body: %s", err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)
+	timeout := h.timeout
+	if m.maxWait > 0 {
+		timeout = m.maxWait + selfTimedSlack // the method's own timeout governs
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	rep, err := h.call(ctx, m, body)
 	if err != nil {

@@ -463,6 +463,30 @@ func TestDefaultTimeout(t *testing.T) {
 	}
 }
 
+// TestTaskWaitOwnTimeout: taskWait's timeout_ms, not the handler's
+// Timeout (http.timeout), bounds the call: a task that takes longer than
+// Timeout but less than timeout_ms answers; the call's context leaves
+// room for the longest timeout_ms.
+func TestTaskWaitOwnTimeout(t *testing.T) {
+	h, f := newHandler(t, httpapi.Config{Timeout: 50 * time.Millisecond})
+	f.taskDelay = 300 * time.Millisecond
+	before := time.Now()
+	w := do(h, http.MethodPost, "/api/taskWait", `{"payload":"abc","timeout_ms":5000}`, nil)
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"result":"cba"`) {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if left := f.deadline.Sub(before); !f.hasDeadline || left < 60*time.Second || left > 70*time.Second {
+		t.Errorf("deadline %v after the request (set: %v), want the longest timeout_ms (60s) and a little", left, f.hasDeadline)
+	}
+	// Other methods keep the handler's Timeout.
+	if w := do(h, http.MethodPost, "/api/getClientCount", ``, nil); w.Code != http.StatusOK {
+		t.Fatalf("getClientCount: status %d", w.Code)
+	}
+	if left := f.deadline.Sub(before); left > time.Second {
+		t.Errorf("getClientCount: deadline %v after the request, want about 50ms", left)
+	}
+}
+
 func TestPanicIsInternal(t *testing.T) {
 	h, f := newHandler(t, httpapi.Config{})
 	f.panicMsg = "boom"

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/gatework/gatework/api"
 )
@@ -22,7 +23,17 @@ type method struct {
 	// invoke decodes body into the method's params, validates them and
 	// calls the API. Errors are *httpError for bad input, else the API's.
 	invoke func(ctx context.Context, a api.API, body []byte) (reply, error)
+	// maxWait, when not 0, says the method bounds its own wait with a
+	// parameter of at most maxWait (taskWait's timeout_ms): the handler's
+	// Config.Timeout does not apply, and the call's context ends
+	// maxWait plus selfTimedSlack after it starts (or when the client
+	// goes away).
+	maxWait time.Duration
 }
+
+// selfTimedSlack is the room a self-timed method's context leaves after
+// its longest wait, for the answer that ends the wait to arrive.
+const selfTimedSlack = 2 * time.Second
 
 // resultKind is the shape of a method's "result"; openapi.go has a schema
 // for each.

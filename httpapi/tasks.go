@@ -11,7 +11,8 @@ import (
 	"github.com/gatework/gatework/api"
 )
 
-// maxTaskWaitMs bounds taskWait's timeout_ms.
+// maxTaskWaitMs bounds taskWait's timeout_ms. taskWait is not bounded by
+// the handler's Config.Timeout (http.timeout): its own timeout_ms governs.
 const maxTaskWaitMs = 60_000
 
 type taskParams struct {
@@ -33,7 +34,7 @@ func (p *taskParams) bytes() ([]byte, error) {
 
 type taskWaitParams struct {
 	taskParams
-	TimeoutMs int `json:"timeout_ms" default:"5000" min:"1" max:"60000" doc:"how long to wait for the result, in milliseconds (at most 60000; the HTTP API's per-call timeout, http.timeout, bounds it too)"`
+	TimeoutMs int `json:"timeout_ms" default:"5000" min:"1" max:"60000" doc:"how long to wait for the result, in milliseconds (at most 60000); it replaces the HTTP API's per-call timeout (http.timeout) for this call"`
 }
 
 // taskOutcome is taskWait's result.
@@ -75,7 +76,7 @@ func taskMethod() *method {
 
 // taskWaitMethod is taskWait: Swoole's taskwait.
 func taskWaitMethod() *method {
-	return def("taskWait", resultTaskOutcome, "Submit a task and wait for its result (Swoole taskwait), at most timeout_ms; "+
+	m := def("taskWait", resultTaskOutcome, "Submit a task and wait for its result (Swoole taskwait), at most timeout_ms; "+
 		"the handler's error is in error. No task worker, or no result in time: 504 timeout.",
 		func(ctx context.Context, a api.API, p *taskWaitParams) (reply, error) {
 			ts, err := taskSubmitter(a)
@@ -105,4 +106,6 @@ func taskWaitMethod() *method {
 			}
 			return reply{result: out}, nil
 		})
+	m.maxWait = maxTaskWaitMs * time.Millisecond
+	return m
 }

@@ -1,6 +1,10 @@
 package worker
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/gatework/gatework/api"
+)
 
 // Stats are a worker's counters since New, and its gauges now. Counters
 // only grow.
@@ -65,6 +69,10 @@ type TaskStats struct {
 	Submitted    uint64 `json:"submitted"`     // tasks submitted
 	SubmitFailed uint64 `json:"submit_failed"` // Task calls that failed (payload too large, closed…)
 	Finished     uint64 `json:"finished"`      // outcomes of Task handed to OnFinish (errors included)
+	// Lost is the tasks this worker submitted that were given up because
+	// the task worker of their last attempt was lost (api.ErrTaskLost),
+	// as its API client counts them (0 with an API that does not).
+	Lost uint64 `json:"lost"`
 }
 
 // MessageStats are a worker's worker-message counters since New.
@@ -114,6 +122,9 @@ func (w *Worker) Stats() Stats {
 		Taken: t.taken.Load(), Done: t.done.Load(), Failed: t.failed.Load(), Retried: t.retried.Load(),
 		Refused: t.refused.Load(), Abandoned: t.abandoned.Load(), Expired: t.expired.Load(),
 		Submitted: t.submitted.Load(), SubmitFailed: t.submitFailed.Load(), Finished: t.finished.Load(),
+	}
+	if ts, ok := w.api.(interface{ TaskStats() api.TaskStats }); ok {
+		s.Tasks.Lost = ts.TaskStats().Lost
 	}
 	m := &w.msgs
 	m.peers.mu.Lock()

@@ -326,6 +326,11 @@ type status struct {
 		Reloads       uint64 `json:"reloads"`
 		FailedReloads uint64 `json:"failed_reloads"`
 	} `json:"workers"`
+	Tasks *struct {
+		Done    uint64 `json:"done"`
+		Retried uint64 `json:"retried"`
+		Lost    uint64 `json:"lost"`
+	} `json:"tasks"`
 }
 
 func (n *node) status() status {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -171,4 +172,88 @@ func TestTaskReloadOverProcesses(t *testing.T) {
 		}
 		return s
 	}(), len(done), retried, pids)
+}
+
+// TestTaskProcessKilled: a task process of the master is killed with
+// SIGKILL while it runs tasks; every task submitted through the HTTP API
+// still runs to its end, those that were in the killed process on their
+// second attempt (the submitter publishes a task again when its task
+// worker makes no progress), none is lost, the master starts a new task
+// process, and the status table shows the task counters.
+func TestTaskProcessKilled(t *testing.T) {
+	n := newNode(t)
+	logPath := filepath.Join(t.TempDir(), "tasks.log")
+	n.env = append(n.env, "GATEWORK_WORKER_TASK_PROCESSES=2", "GATEWORK_WORKER_TASK_CONCURRENCY=8",
+		"OPSAPP_TASK_LOG="+logPath)
+	n.start()
+	base := n.apiBase()
+	c := &http.Client{Timeout: 30 * time.Second}
+	taskPIDs := func() []int {
+		var pids []int
+		for _, p := range n.status().Processes {
+			if p.Role == "task" {
+				pids = append(pids, p.PID)
+			}
+		}
+		return pids
+	}
+	before := taskPIDs()
+	if len(before) != 2 {
+		t.Fatalf("task processes: %v, want 2", before)
+	}
+
+	const total = 300
+	next := make(chan int, total)
+	for i := range total {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				var id string
+				if code := post(t, c, base, "task", fmt.Sprintf(`{"payload":"t%d"}`, i), &id); code != http.StatusOK || id == "" {
+					t.Errorf("task %d: %d %q", i, code, id)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, 20*time.Second, "tasks running", func() bool { d, _, _ := doneTasks(t, logPath); return len(d) >= 30 })
+	victim := before[0]
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "every task done", func() bool {
+		d, _, _ := doneTasks(t, logPath)
+		return len(d) >= total
+	})
+	done, pids, retried := doneTasks(t, logPath)
+	for i := range total {
+		if done["t"+strconv.Itoa(i)] == 0 {
+			t.Errorf("task t%d never ran to its end", i)
+		}
+	}
+	if retried == 0 {
+		t.Error("no task ran on a second attempt: the killed process had none in hand, the test proves nothing")
+	}
+	if !pids[strconv.Itoa(victim)] {
+		t.Errorf("the killed process %d ran no task before it died", victim)
+	}
+	waitFor(t, 20*time.Second, "a new task process", func() bool {
+		after := taskPIDs()
+		return len(after) == 2 && after[0] != victim && after[1] != victim
+	})
+	st := n.status()
+	if st.Tasks == nil || st.Tasks.Lost != 0 || st.Tasks.Retried == 0 {
+		t.Errorf("status tasks: %+v, want none lost and some retried", st.Tasks)
+	}
+	out, errOut, code := n.run("status")
+	if code != 0 || !strings.Contains(out, "\ntasks: queued=") || !strings.Contains(out, " lost=0\n") {
+		t.Errorf("status: exit %d, %q %q: no task counters", code, out, errOut)
+	}
+	t.Logf("%d tasks, %d runs on a later attempt", len(done), retried)
 }
