@@ -378,6 +378,10 @@ func (s *Server) Start() error {
 		return fmt.Errorf("gateway: bus flush: %w", err)
 	}
 	s.heartbeat(false)
+	if !s.awaitUIDPeers() {
+		s.stopBus()
+		return ErrServerClosed
+	}
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.timers() }()
 	if s.pressureOn() {

@@ -119,6 +119,33 @@ func (s *Server) startUIDGates() error {
 	return nil
 }
 
+// awaitUIDPeers, under dispatch by uid, waits one and a half heartbeat
+// intervals before the gateway opens its listeners, so that its view of
+// the live gateways holds every peer (each announces itself once per
+// interval) and the peers have heard this gateway's first heartbeat: a
+// gateway that took itself for the only one would own every uid and let a
+// uid's events run beside another gateway's (gateway processes of one
+// node all start together). It then starts the owner's grace, as after
+// any change of the live gateways. It returns false when the gateway is
+// shut down meanwhile.
+func (s *Server) awaitUIDPeers() bool {
+	if s.cfg.Dispatch != DispatchUID {
+		return true
+	}
+	t := time.NewTimer(s.cfg.HeartbeatInterval * 3 / 2)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.quit:
+		return false
+	}
+	u := &s.gates.cluster
+	live := s.members.Live()
+	u.live.Store(&live)
+	u.own.grace(time.Now().UnixNano() + int64(s.cfg.UIDGateLease/2))
+	return true
+}
+
 // clusterAcquire asks for uid's cluster gate for c, which holds uid's
 // local gate, and reports whether c holds it now. When it does not, the
 // grant comes later (clusterGranted). May be called under c.evmu.
