@@ -21,6 +21,7 @@
 #   ANCHORS [/work/shared/anchors]  the harness (read only; copied)
 #   WORK [/tmp/gw-anchors] work dir: harness copy, node_modules, binaries, results-<UTC time>/
 #   RESULTS                results dir (default $WORK/results-<UTC time>); reuse one to add rounds
+#   PORT_OFFSET [0]        added to every port below (0..518 keeps them in 18000-18999), for a box where they are taken
 # Ports (run2.sh's, 127.0.0.1): gatework 18272 18273 18280 18222, bare 18472 18481. XDG_RUNTIME_DIR is a temp
 # dir per run. Per run: W1 opens 10,000 and idles IDLE s; W3 1,000 echo loops, 2 s warm-up + 10 s window; W4 100
 # churn cycles in flight, 2 s + 10 s, after waiting (<= 75 s) for TIME_WAIT sockets to drain under 200.
@@ -34,8 +35,10 @@ ANCHORS=${ANCHORS:-/work/shared/anchors}
 WORK=${WORK:-/tmp/gw-anchors}
 RUN_TIMEOUT=${RUN_TIMEOUT:-240}
 export IDLE=${IDLE:-10} SETTLE_MAX=${SETTLE_MAX:-30}
+PORT_OFFSET=${PORT_OFFSET:-0}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-PORTS="18272 18273 18280 18222 18472 18481"
+BASE_PORTS="18272 18273 18280 18222 18472 18481"
+PORTS=""; for p in $BASE_PORTS; do PORTS="$PORTS $((p + PORT_OFFSET))"; done; PORTS=${PORTS# }
 
 log() { echo "[$(date -u +%T)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -80,6 +83,9 @@ chmod u+w "$WORK"/*
 # run2.sh waits up to 120 s for a quiet box before each run; make the cap configurable.
 sed -i 's/\[ \$((SECONDS - t0)) -ge 120 \]/[ $((SECONDS - t0)) -ge ${SETTLE_MAX:-120} ]/' "$WORK/run2.sh"
 grep -q 'SETTLE_MAX' "$WORK/run2.sh" || log "note: run2.sh's settle cap not patched (its text changed); it waits up to 120 s"
+if [ "$PORT_OFFSET" != 0 ]; then
+  for p in $BASE_PORTS; do sed -i "s/\b$p\b/$((p + PORT_OFFSET))/g" "$WORK/run2.sh"; done
+fi
 if [ ! -d "$WORK/node_modules/ws" ]; then
   log "npm install (ws) in $WORK"
   (cd "$WORK" && npm install --no-audit --no-fund --loglevel=error >/dev/null) || die "npm install failed"
