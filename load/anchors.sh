@@ -18,7 +18,7 @@
 #   IDLE [10]              W1 idle window in s (run2.sh's default is 20)
 #   SETTLE_MAX [30]        longest wait, in s, for the box to fall under 40 % busy before a run (run2.sh: 120)
 #   RUN_TIMEOUT [240]      a run (server start, client, stop) taking longer is killed and reported
-#   ANCHORS [/work/shared/anchors]  the harness (read only; copied)
+#   ANCHORS [load/anchors]  the harness (read only; copied): this checkout's copy of ../shared/anchors
 #   WORK [/tmp/gw-anchors] work dir: harness copy, node_modules, binaries, results-<UTC time>/
 #   RESULTS                results dir (default $WORK/results-<UTC time>); reuse one to add rounds
 #   PORT_OFFSET [0]        added to every port below (0..518 keeps them in 18000-18999), for a box where they are taken
@@ -31,12 +31,12 @@ set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 WORKLOADS=${WORKLOADS:-w1 w3 w4}
 SYSTEMS=${SYSTEMS:-gw gw0 bare}
-ANCHORS=${ANCHORS:-/work/shared/anchors}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+ANCHORS=${ANCHORS:-$SRC/load/anchors}
 WORK=${WORK:-/tmp/gw-anchors}
 RUN_TIMEOUT=${RUN_TIMEOUT:-240}
 export IDLE=${IDLE:-10} SETTLE_MAX=${SETTLE_MAX:-30}
 PORT_OFFSET=${PORT_OFFSET:-0}
-SRC=$(cd "$(dirname "$0")/.." && pwd)
 BASE_PORTS="18272 18273 18280 18222 18472 18481"
 PORTS=""; for p in $BASE_PORTS; do PORTS="$PORTS $((p + PORT_OFFSET))"; done; PORTS=${PORTS# }
 
