@@ -119,8 +119,9 @@ run() { # $1 workload, $2 system, $3 tag
   RUNPID=""
   [ "$rc" = 0 ] || log "run $1 $2 $3 exited $rc"
   for p in $PORTS; do # a server that outlived its run would poison the next one
-    (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null && die "port $p still open after $1 $2 $3"
+    if (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p still open after $1 $2 $3"; fi
   done
+  return 0
 }
 has() { case " $WORKLOADS " in *" $1 "*) return 0 ;; esac; return 1; }
 for r in $(seq 1 "$ROUNDS"); do
