@@ -99,9 +99,21 @@ var tls12Suites = []uint16{
 // a goroutine of its own (about 8–32 KiB of stack) that starts once the
 // first record of the ClientHello is complete and ends with the
 // handshake. A socket whose ClientHello arrives while that many run waits
-// in a queue for one to end; its handshake timeout runs meanwhile. A
+// in a queue for one to end; its handshake timeout runs meanwhile, and a
+// running handshake that has waited handshakeStall for its client then
+// gives its goroutine up (it is closed). A
 // listener takes the value when it starts (tests lower it).
 var maxHandshakes = 1024
+
+// handshakeStall is how long a handshake goroutine may wait for its
+// client's next flight while other sockets queue for one: a client that
+// sends a ClientHello and then nothing would otherwise hold one of the
+// listener's maxHandshakes goroutines for the whole HandshakeTimeout, and
+// about maxHandshakes/HandshakeTimeout such clients a second would keep
+// every other client from a handshake. With no queue, a slow client keeps
+// its goroutine until HandshakeTimeout (a client certificate may wait for
+// a user, a link may be slow). A closed one counts as handshake_timeout.
+const handshakeStall = time.Second
 
 // maxHandshakeInput bounds the bytes a client may send ahead of its
 // handshake (crypto/tls reads at most a 64 KiB handshake message, split
@@ -206,10 +218,40 @@ func (tl *tlsLayer) sweep(now time.Time) {
 		}
 	}
 	tl.mu.Unlock()
+	late = append(late, tl.stalled(now)...)
 	tl.e.l.s.stats.refused[refusedHandshakeTimeout].Add(uint64(len(late)))
 	for _, ts := range late {
 		_ = ts.Conn.Close()
 	}
+}
+
+// stalled takes out of pending, and returns, the running handshakes that
+// have waited for their client for handshakeStall or longer, at most as
+// many as sockets queue for a handshake goroutine (none without a queue).
+func (tl *tlsLayer) stalled(now time.Time) []*tlsSock {
+	tl.mu.Lock()
+	queued := len(tl.queue)
+	var shaking []*tlsSock
+	if queued > 0 {
+		shaking = make([]*tlsSock, 0, len(tl.pending))
+		for ts := range tl.pending {
+			shaking = append(shaking, ts)
+		}
+	}
+	tl.mu.Unlock()
+	var out []*tlsSock
+	for _, ts := range shaking {
+		if len(out) == queued {
+			break
+		}
+		ts.mu.Lock()
+		w := ts.waiting
+		ts.mu.Unlock()
+		if w != 0 && now.UnixNano()-w >= int64(handshakeStall) && tl.handshakeDone(ts) {
+			out = append(out, ts)
+		}
+	}
+	return out
 }
 
 // handshakeDone stops watching ts's handshake and reports whether it was

@@ -188,16 +188,19 @@ func TestTLSSplitAndMalformedHello(t *testing.T) {
 }
 
 // TestTLSStalledHandshake: a client that sends its ClientHello and then
-// nothing holds a handshake goroutine until the handshake timeout closes
-// it. With the bound of concurrent handshakes at 1, a second client,
-// which came later, waits for the stalled one's timeout (its own runs
-// meanwhile but ends later), then completes. A client that sent half its
-// ClientHello holds no handshake goroutine.
+// nothing holds a handshake goroutine, with no other client waiting for
+// one, until the handshake timeout closes it. With the bound of
+// concurrent handshakes at 1, a second client queues behind it: the
+// stalled handshake, waiting for its client for longer than
+// handshakeStall (1s), is then closed at the next sweep and the second
+// one completes, long before the timeout (before, it waited for the
+// whole timeout: a few stalled hellos a second blocked every handshake).
+// A client that sent half its ClientHello holds no handshake goroutine.
 func TestTLSStalledHandshake(t *testing.T) {
 	gateway.SetMaxTLSHandshakes(t, 1)
 	ca := newTestCA(t)
 	tc := tlsFiles(t, t.TempDir(), ca, "gw")
-	const timeout = 2 * time.Second
+	const timeout = 4 * time.Second
 	gw := startEchoOn(t, gateway.Config{
 		HandshakeTimeout: timeout,
 		Listeners:        []gateway.ListenerConfig{{Name: "tls", Protocol: "tcp", Addr: "127.0.0.1:0", TLS: tc}},
@@ -223,39 +226,59 @@ func TestTLSStalledHandshake(t *testing.T) {
 		t.Fatalf("a handshake beside a half ClientHello took %v: the slow client held the goroutine", d)
 	}
 
-	stalled, err := net.Dial("tcp", gw.Addr("tls").String())
-	if err != nil {
-		t.Fatal(err)
+	// stall sends a whole ClientHello and nothing more; the channel gets
+	// how long after that the server closed the socket.
+	stall := func() chan time.Duration {
+		c, err := net.Dial("tcp", gw.Addr("tls").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		start := time.Now()
+		if _, err := c.Write(hello); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan time.Duration, 1)
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(3 * timeout))
+			_, _ = io.Copy(io.Discard, c) // the server's flight, then EOF
+			closed <- time.Since(start)
+		}()
+		return closed
 	}
-	defer stalled.Close()
-	start := time.Now()
-	if _, err := stalled.Write(hello); err != nil {
-		t.Fatal(err)
+
+	// Alone, a stalled handshake keeps its goroutine past handshakeStall.
+	closed := stall()
+	const queueAfter = 1500 * time.Millisecond
+	time.Sleep(queueAfter)
+	select {
+	case d := <-closed:
+		t.Fatalf("a stalled handshake with no one queued was closed after %v, before the timeout %v", d, timeout)
+	default:
 	}
-	closed := make(chan time.Duration, 1)
-	go func() {
-		_ = stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
-		_, _ = io.Copy(io.Discard, stalled) // the server's flight, then EOF
-		closed <- time.Since(start)
-	}()
-	time.Sleep(timeout / 2) // the stalled handshake holds the one goroutine
+	// A client that queues behind it gets the goroutine at the next sweep.
+	t1 := time.Now()
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", gw.Addr("tls").String(),
 		&tls.Config{RootCAs: ca.pool})
 	if err != nil {
 		t.Fatalf("the queued client: %v", err)
 	}
 	defer c.Close()
-	waited := time.Since(start)
+	waited := time.Since(t1)
 	tlsEchoLine(t, c, "after the queue")
-	d := <-closed
-	if d < timeout-100*time.Millisecond || d > timeout+2*time.Second {
+	if waited > 1500*time.Millisecond {
+		t.Fatalf("the queued handshake completed after %v: the stalled one kept the bound's one goroutine", waited)
+	}
+	if d := <-closed; d < queueAfter || d > timeout-500*time.Millisecond {
+		t.Fatalf("the stalled client was closed after %v, want between %v and %v", d, queueAfter, timeout-500*time.Millisecond)
+	}
+
+	// With no one queued, the timeout closes a stalled handshake.
+	if d := <-stall(); d < timeout-100*time.Millisecond || d > timeout+2*time.Second {
 		t.Fatalf("the stalled client was closed after %v, want about %v", d, timeout)
 	}
-	if waited < timeout-100*time.Millisecond {
-		t.Fatalf("the second handshake completed after %v, while the bound's one goroutine was held", waited)
-	}
-	tlsWait(t, 5*time.Second, "the timeout counted", func() bool {
-		return gw.Stats().Refused["handshake_timeout"] >= 1
+	tlsWait(t, 5*time.Second, "the timeouts counted", func() bool {
+		return gw.Stats().Refused["handshake_timeout"] >= 2
 	})
 }
 

@@ -57,6 +57,11 @@ type tlsSock struct {
 	// left is what Read has still to return of the record it started
 	// (header included); 0 at a record boundary. Guarded by mu.
 	left int
+	// waiting is when the handshake goroutine started waiting for the
+	// client's next bytes (unix ns), 0 while it is not waiting; the
+	// sweeper closes a handshake that waits too long while others queue
+	// (see handshakeStall). Guarded by mu.
+	waiting int64
 }
 
 // Read returns the ciphertext the event loop fed, never past the end of
@@ -75,8 +80,12 @@ func (ts *tlsSock) Read(p []byte) (int, error) {
 		case tlsOpen:
 			return 0, errTLSDrained
 		}
+		if ts.waiting == 0 {
+			ts.waiting = time.Now().UnixNano()
+		}
 		ts.wake.Wait()
 	}
+	ts.waiting = 0
 	if ts.left == 0 {
 		ts.left = recordHeaderLen + (int(ts.in[3])<<8 | int(ts.in[4]))
 	}

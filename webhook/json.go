@@ -45,7 +45,7 @@ type State struct {
 }
 
 // Event is one event of a Batch. Type is "connect", "websocket_connect",
-// "message" or "close". A message carries its bytes in Data when it is a
+// "message", "decode_error" or "close". A message (or decode_error) carries its bytes in Data when it is a
 // text message that is valid UTF-8, else (binary, or bytes that are not
 // UTF-8) in DataBase64 (standard base64, padded); exactly one of the two
 // is present for a message, also an empty one.
@@ -61,6 +61,15 @@ type Event struct {
 	// holds for the answer (a listener with upgrade_hook): a "reject"
 	// answers the HTTP status code (400-599) with reason as the body.
 	BeforeUpgrade bool `json:"before_upgrade,omitempty"`
+	// Value is, for a "message" on a listener whose codec is neither raw
+	// nor json, the decoded message in its neutral JSON form (Data or
+	// DataBase64 still hold the bytes as received); absent otherwise.
+	Value json.RawMessage `json:"value,omitempty"`
+	// Error is, for a "decode_error" (a message the listener's codec
+	// could not decode, its decode_error policy being "event"), the
+	// codec's error; the message is in Data or DataBase64 as for a
+	// "message".
+	Error string `json:"error,omitempty"`
 }
 
 // Request is the WebSocket upgrade request of a "websocket_connect" event.
@@ -105,7 +114,7 @@ func newBatch(b *bus.EventBatch) Batch {
 	for i := range b.Events {
 		ev := &b.Events[i]
 		e := Event{Type: ev.Type.String(), TimeUnixMs: ev.TimeUnixMs, CloseReason: ev.CloseReason, BeforeUpgrade: ev.BeforeUpgrade}
-		if ev.Type == bus.EventMessage {
+		if ev.Type == bus.EventMessage || ev.Type == bus.EventDecodeError {
 			e.Binary = ev.Binary
 			if !ev.Binary && utf8.Valid(ev.Data) {
 				s := string(ev.Data)
@@ -114,6 +123,10 @@ func newBatch(b *bus.EventBatch) Batch {
 				s := base64.StdEncoding.EncodeToString(ev.Data)
 				e.DataBase64 = &s
 			}
+			if len(ev.Value) > 0 && json.Valid(ev.Value) {
+				e.Value = ev.Value
+			}
+			e.Error = ev.Error
 		}
 		if r := ev.Request; r != nil {
 			req := &Request{Method: r.Method, Path: r.Path, Query: r.Query, Host: r.Host, Headers: make([]Header, len(r.Headers))}

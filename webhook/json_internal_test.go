@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -119,6 +120,53 @@ func TestBeforeUpgradeJSON(t *testing.T) {
 		has := strings.Contains(string(out), `"before_upgrade"`)
 		if tc.want != "" && !strings.Contains(string(out), tc.want) || tc.want == "" && has {
 			t.Errorf("before_upgrade %v: %s", tc.before, out)
+		}
+	}
+}
+
+// TestValueAndDecodeErrorJSON: a message's decoded value (a listener with
+// a codec) and a decode_error event (its data and the codec's error)
+// reach the backend; before, both were dropped (the decode_error as a
+// bare {"type":"decode_error"}).
+func TestValueAndDecodeErrorJSON(t *testing.T) {
+	b := newBatch(&bus.EventBatch{Client: "c", Events: []bus.Event{
+		{Type: bus.EventMessage, Data: []byte{0x81, 0xa1, 'a', 1}, Binary: true, Value: []byte(`{"a":1}`)},
+		{Type: bus.EventDecodeError, Data: []byte("not msgpack"), Error: "msgpack: bad"},
+		{Type: bus.EventMessage, Data: []byte("plain")},
+	}})
+	out, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Events []map[string]any `json:"events"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		i    int
+		key  string
+		want any
+	}{
+		{0, "value", map[string]any{"a": float64(1)}},
+		{0, "data_base64", "gaFhAQ=="},
+		{1, "type", "decode_error"},
+		{1, "data", "not msgpack"},
+		{1, "error", "msgpack: bad"},
+		{2, "value", nil},
+		{2, "error", nil},
+	}
+	for _, tt := range tests {
+		v, ok := got.Events[tt.i][tt.key]
+		if tt.want == nil {
+			if ok {
+				t.Errorf("event %d: %s = %v, want it absent", tt.i, tt.key, v)
+			}
+			continue
+		}
+		if fmt.Sprint(v) != fmt.Sprint(tt.want) {
+			t.Errorf("event %d: %s = %v, want %v (%s)", tt.i, tt.key, v, tt.want, out)
 		}
 	}
 }

@@ -17,6 +17,8 @@
 //   message "cmd:slow:<ms>"   wait ms (progress acks meanwhile), answer "slow done attempt=<attempt>"
 //   message "cmd:close"       close with the final message "bye"
 //   other messages            echoed byte for byte (text as text, binary as binary)
+//   a message with a value    (a listener with a codec) answer "value:<the value's JSON>"
+//   decode_error       answer "decode_error:<the codec's error>"
 //   close              send {"event":"close",...} to uid "observer" over the bus
 //
 // Environment: GATEWORK_NATS_URL, GATEWORK_NATS_USER,
@@ -70,6 +72,19 @@ const inHand = new Map();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// onValue handles a message decoded by the listener's codec: the kit's
+// app answers "value:" and the value's JSON.
+function onValue(value, send) {
+  send(Buffer.from("value:" + JSON.stringify(value)));
+}
+
+// onDecodeError handles a message the listener's codec could not decode
+// (data as received, err the codec's error): the kit's app answers
+// "decode_error:<err>".
+function onDecodeError(data, err, send) {
+  send(Buffer.from("decode_error:" + err));
+}
+
 // handle runs the events of one batch in order and returns the actions.
 async function handle(batch) {
   const actions = [];
@@ -115,7 +130,12 @@ async function handle(batch) {
       case E.EVENT_MESSAGE: {
         const data = Buffer.from(ev.data || []);
         const s = !ev.binary && isUTF8(data) ? data.toString("utf8") : null;
-        if (s !== null && s.startsWith("cmd:bind:")) {
+        // On a listener with a codec other than raw and json, value holds
+        // the message as the gateway decoded it, in JSON (field 50).
+        const value = ev.value && ev.value.length ? JSON.parse(Buffer.from(ev.value).toString("utf8")) : undefined;
+        if (value !== undefined) {
+          onValue(value, send);
+        } else if (s !== null && s.startsWith("cmd:bind:")) {
           const uid = s.slice("cmd:bind:".length);
           actions.push({ type: A.ACTION_BIND_UID, arg: uid });
           view.uid = uid;
@@ -136,6 +156,11 @@ async function handle(batch) {
         }
         break;
       }
+      case E.EVENT_DECODE_ERROR:
+        // A message the listener's codec refused (its decode_error policy
+        // is "event"): data is the message as received, error why.
+        onDecodeError(Buffer.from(ev.data || []), ev.error || "", send);
+        break;
       case E.EVENT_CLOSE: {
         const note = JSON.stringify({
           event: "close", client: batch.client, reason: ev.closeReason,

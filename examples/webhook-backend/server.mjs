@@ -63,9 +63,14 @@ async function handle(batch) {
           }
         }
         break;
+      case "decode_error": // a message the listener's codec refused; ev.error says why
+        actions.push({ type: "send", data: "decode_error:" + ev.error });
+        break;
       case "message": {
         const s = ev.data; // set for valid UTF-8 text; else data_base64
-        if (s !== undefined && s.startsWith("cmd:bind:")) {
+        if (ev.value !== undefined) { // decoded by the listener's codec
+          actions.push({ type: "send", data: "value:" + JSON.stringify(ev.value) });
+        } else if (s !== undefined && s.startsWith("cmd:bind:")) {
           const uid = s.slice("cmd:bind:".length);
           actions.push({ type: "bind", uid }, { type: "send", data: "bound:" + uid });
           view.uid = uid;

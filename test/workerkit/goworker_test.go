@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatework/gatework/api"
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/codec"
 	"github.com/gatework/gatework/worker"
 )
 
@@ -40,7 +41,11 @@ func kitHandlers() worker.Handlers {
 		},
 		OnMessage: func(c *worker.Context, msg []byte) {
 			s := string(msg)
+			var v any
 			switch {
+			case c.Codec() != "" && c.Codec() != codec.Raw && c.Decode(&v) == nil:
+				b, _ := json.Marshal(v)
+				c.Send(append([]byte("value:"), b...))
 			case c.Binary():
 				c.SendBinary(msg)
 			case strings.HasPrefix(s, "cmd:bind:"):
@@ -64,6 +69,9 @@ func kitHandlers() worker.Handlers {
 			default:
 				c.Send(msg)
 			}
+		},
+		OnDecodeError: func(c *worker.Context, _ []byte, err *worker.DecodeError) {
+			c.Send([]byte("decode_error:" + err.Reason))
 		},
 		OnClose: func(c *worker.Context) {
 			note, _ := json.Marshal(map[string]any{"event": "close", "client": c.ClientID(), "reason": c.CloseReason(),

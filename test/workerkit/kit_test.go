@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/gatework/gatework/codec"
 	"github.com/gatework/gatework/gateway"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/webhook"
@@ -139,7 +141,11 @@ func startKit(t *testing.T, tg target) *kit {
 				{Protocol: "tcp", Addr: "127.0.0.1:0"},
 				// OnWebSocketConnect before the 101 (upgrade_hook).
 				{Name: "hook", Protocol: "ws", Addr: "127.0.0.1:0", UpgradeHook: true, UpgradeTimeout: 10 * time.Second},
+				// Messages decoded by the kit's codec (Event.value), and
+				// those it refuses as decode_error events.
+				{Name: "codec", Protocol: "ws", Addr: "127.0.0.1:0", Codec: "kit", DecodeError: "event"},
 			},
+			Codecs: map[string]codec.Codec{"kit": kitCodec{}},
 			// Short for the redelivery checks, yet above 1.5 progress
 			// intervals (1s): the first progress ack of a batch comes
 			// within 1.5s of its arrival.
@@ -307,6 +313,7 @@ func TestConformance(t *testing.T) {
 			t.Run("close", k.checkClose)
 			t.Run("reject", k.checkReject)
 			t.Run("upgrade_hook", k.checkUpgradeHook)
+			t.Run("codec", k.checkCodec)
 			t.Run("progress", k.checkProgress)
 			t.Run("drain", k.checkDrain)
 			t.Run("sigkill", k.checkKill)
@@ -612,5 +619,48 @@ func (k *kit) checkDrain(t *testing.T) {
 	k.startProc()
 	if got := k.ask(ws, "after drain"); got != "after drain" {
 		t.Fatalf("after the drain: got %q", got)
+	}
+}
+
+// kitCodec is the codec of the kit's "codec" listener: a message "v:<s>"
+// decodes to the string s (neutral form "<s>" as a JSON string); any
+// other message is refused.
+type kitCodec struct{}
+
+// Encode returns "v:" and v's text.
+func (kitCodec) Encode(v any) ([]byte, error) { return fmt.Appendf(nil, "v:%v", v), nil }
+
+// Decode stores the text after "v:" in v (a *any).
+func (kitCodec) Decode(data []byte, v any) error {
+	rest, ok := bytes.CutPrefix(data, []byte("v:"))
+	if !ok {
+		return errors.New("kit codec: no v: prefix")
+	}
+	p, ok := v.(*any)
+	if !ok {
+		return fmt.Errorf("kit codec: decode into %T", v)
+	}
+	*p = string(rest)
+	return nil
+}
+
+// checkCodec: on a listener with a codec, the app sees each message's
+// decoded value (it answers "value:" and the value's JSON), and a
+// message the codec refuses as a decode_error with the codec's error.
+func (k *kit) checkCodec(t *testing.T) {
+	k.t = t
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+k.n.Addr("codec").String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if got := k.ask(ws, "v:hello"); got != `value:"hello"` {
+		t.Errorf("a decoded message: answer %q, want %q", got, `value:"hello"`)
+	}
+	if got := k.ask(ws, "oops"); !strings.HasPrefix(got, "decode_error:") || !strings.Contains(got, "no v: prefix") {
+		t.Errorf("a message the codec refuses: answer %q, want decode_error:<the codec's error>", got)
+	}
+	if got := k.ask(ws, "v:again"); got != `value:"again"` {
+		t.Errorf("after the decode error: answer %q", got)
 	}
 }
