@@ -174,6 +174,10 @@ func TestDispatchByUIDGatewayProcesses(t *testing.T) {
 // clients connections to one uid and sends per "seq" events on each:
 // every answer must come in order with no overlap, and the log must show
 // each client's events in order, handled by both worker processes.
+// seqGroup is how many "seq" events a client of dispatchUIDRun sends
+// before it waits for their answers.
+const seqGroup = 4
+
 func dispatchUIDRun(t *testing.T, gwProcs, clients, per int) {
 	n := newNode(t)
 	dir := t.TempDir()
@@ -200,26 +204,35 @@ func dispatchUIDRun(t *testing.T, gwProcs, clients, per int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range per {
-				if err := c.ws.WriteMessage(1, []byte("seq "+strconv.Itoa(j))); err != nil {
-					t.Error(err)
-					return
+			// In groups of 4, each sent at once and then awaited: events
+			// pile up behind the uid's gate into one batch while another
+			// connection's is in flight, and the groups make enough
+			// batches that both worker processes get some (all sent at
+			// once, 180 events went out in as few as 6 batches, all to
+			// one worker process now and then).
+			j := 0
+			for g := 0; g < per; g += seqGroup {
+				for k := g; k < min(g+seqGroup, per); k++ {
+					if err := c.ws.WriteMessage(1, []byte("seq "+strconv.Itoa(k))); err != nil {
+						t.Error(err)
+						return
+					}
 				}
-			}
-			for j := 0; j < per; {
-				_ = c.ws.SetReadDeadline(time.Now().Add(20 * time.Second))
-				_, b, err := c.ws.ReadMessage()
-				if err != nil {
-					t.Errorf("client %d: %v after %d answers", i, err, j)
-					return
-				}
-				switch got := string(b); {
-				case strings.HasPrefix(got, "push "):
-				case got != "ok "+strconv.Itoa(j):
-					t.Errorf("client %d: answer %q, want ok %d", i, got, j)
-					return
-				default:
-					j++
+				for j < min(g+seqGroup, per) {
+					_ = c.ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+					_, b, err := c.ws.ReadMessage()
+					if err != nil {
+						t.Errorf("client %d: %v after %d answers", i, err, j)
+						return
+					}
+					switch got := string(b); {
+					case strings.HasPrefix(got, "push "):
+					case got != "ok "+strconv.Itoa(j):
+						t.Errorf("client %d: answer %q, want ok %d", i, got, j)
+						return
+					default:
+						j++
+					}
 				}
 			}
 		}()
