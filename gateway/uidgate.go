@@ -125,9 +125,9 @@ func (s *Server) startUIDGates() error {
 // interval) and the peers have heard this gateway's first heartbeat: a
 // gateway that took itself for the only one would own every uid and let a
 // uid's events run beside another gateway's (gateway processes of one
-// node all start together). It then starts the owner's grace, as after
-// any change of the live gateways. It returns false when the gateway is
-// shut down meanwhile.
+// node all start together). When it has peers it then starts the owner's
+// grace, as after any change of the live gateways. It returns false when
+// the gateway is shut down meanwhile.
 func (s *Server) awaitUIDPeers() bool {
 	if s.cfg.Dispatch != DispatchUID {
 		return true
@@ -142,7 +142,11 @@ func (s *Server) awaitUIDPeers() bool {
 	u := &s.gates.cluster
 	live := s.members.Live()
 	u.live.Store(&live)
-	u.own.grace(time.Now().UnixNano() + int64(s.cfg.UIDGateLease/2))
+	if len(live) > 1 {
+		// Peers may have granted gates this gateway now owns; alone,
+		// it knows no holder but itself.
+		u.own.grace(time.Now().UnixNano() + int64(s.cfg.UIDGateLease/2))
+	}
 	return true
 }
 

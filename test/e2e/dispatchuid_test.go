@@ -165,50 +165,7 @@ func BenchmarkDispatchUID(b *testing.B) {
 		for _, bind := range []string{"unbound", "own", "shared"} {
 			b.Run(mode+"/"+bind, func(b *testing.B) {
 				n := startBenchNode(b, echo, mode)
-				conns := make([]*bufio.ReadWriter, clients)
-				for i := range conns {
-					nc, err := net.Dial("tcp", n.Addr("tcp").String())
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer nc.Close()
-					rw := bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))
-					conns[i] = rw
-					uid := ""
-					switch bind {
-					case "own":
-						uid = "u" + strconv.Itoa(i)
-					case "shared":
-						uid = "u" + strconv.Itoa(i/3)
-					}
-					if uid != "" {
-						_, _ = rw.WriteString("bind " + uid + "\n")
-						_ = rw.Flush()
-						if _, err := rw.ReadString('\n'); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				per := max(1, b.N/clients)
-				b.ResetTimer()
-				start := time.Now()
-				var wg sync.WaitGroup
-				for _, rw := range conns {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for range per {
-							_, _ = rw.WriteString("x\n")
-							_ = rw.Flush()
-							if _, err := rw.ReadString('\n'); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "rt/s")
+				benchUIDEcho(b, clients, bind, func(int) string { return n.Addr("tcp").String() })
 			})
 		}
 	}
@@ -237,4 +194,56 @@ func startBenchNode(b *testing.B, h *worker.Handlers, mode string) *node.Node {
 		_ = n.Shutdown(ctx)
 	})
 	return n
+}
+
+// benchUIDEcho runs the dispatch-by-uid benchmark's loop: clients TCP
+// connections (client i to addr(i)), bound as bind says ("unbound", "own":
+// a uid each, "shared": one uid per 3), each echoing b.N/clients lines
+// one at a time; it reports round trips per second.
+func benchUIDEcho(b *testing.B, clients int, bind string, addr func(i int) string) {
+	b.Helper()
+	conns := make([]*bufio.ReadWriter, clients)
+	for i := range conns {
+		nc, err := net.Dial("tcp", addr(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		rw := bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))
+		conns[i] = rw
+		uid := ""
+		switch bind {
+		case "own":
+			uid = "u" + strconv.Itoa(i)
+		case "shared":
+			uid = "u" + strconv.Itoa(i/3)
+		}
+		if uid != "" {
+			_, _ = rw.WriteString("bind " + uid + "\n")
+			_ = rw.Flush()
+			if _, err := rw.ReadString('\n'); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	per := max(1, b.N/clients)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, rw := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				_, _ = rw.WriteString("x\n")
+				_ = rw.Flush()
+				if _, err := rw.ReadString('\n'); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "rt/s")
 }

@@ -291,50 +291,7 @@ func BenchmarkDispatchUIDAcrossGateways(b *testing.B) {
 		for _, bind := range []string{"unbound", "own", "shared"} {
 			b.Run(mode+"/"+bind, func(b *testing.B) {
 				f := startFleet(b, slog.New(slog.DiscardHandler), mode, 2, 1, 64, echo)
-				conns := make([]*bufio.ReadWriter, clients)
-				for i := range conns {
-					nc, err := net.Dial("tcp", f.gws[i%2].Addr("tcp").String())
-					if err != nil {
-						b.Fatal(err)
-					}
-					defer nc.Close()
-					rw := bufio.NewReadWriter(bufio.NewReader(nc), bufio.NewWriter(nc))
-					conns[i] = rw
-					uid := ""
-					switch bind {
-					case "own":
-						uid = "u" + strconv.Itoa(i)
-					case "shared":
-						uid = "u" + strconv.Itoa(i/3)
-					}
-					if uid != "" {
-						_, _ = rw.WriteString("bind " + uid + "\n")
-						_ = rw.Flush()
-						if _, err := rw.ReadString('\n'); err != nil {
-							b.Fatal(err)
-						}
-					}
-				}
-				per := max(1, b.N/clients)
-				b.ResetTimer()
-				start := time.Now()
-				var wg sync.WaitGroup
-				for _, rw := range conns {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						for range per {
-							_, _ = rw.WriteString("x\n")
-							_ = rw.Flush()
-							if _, err := rw.ReadString('\n'); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-				b.ReportMetric(float64(per*clients)/time.Since(start).Seconds(), "rt/s")
+				benchUIDEcho(b, clients, bind, func(i int) string { return f.gws[i%2].Addr("tcp").String() })
 			})
 		}
 	}
