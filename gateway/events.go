@@ -156,9 +156,9 @@ func (s *Server) publish(d *delivery, attempt uint32) {
 func (s *Server) onAck(m *nats.Msg) {
 	s.stats.ackMsgs.Add(1)
 	suffix := strings.TrimPrefix(m.Subject, s.ackPrefix)
-	if len(suffix) > 1 && suffix[0] == 'm' {
-		s.onMultiAck(m, suffix[1:])
-		return
+	multi := len(suffix) > 1 && suffix[0] == 'm' // the reply subject of a multi message
+	if multi {
+		suffix = suffix[1:]
 	}
 	id, err := strconv.ParseUint(suffix, 10, 64)
 	if err != nil {
@@ -166,7 +166,16 @@ func (s *Server) onAck(m *nats.Msg) {
 		return
 	}
 	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		s.park(id)
+		// No worker subscribed: the NATS server's no-responders status.
+		if multi {
+			s.multiNoResponders(id)
+		} else {
+			s.park(id)
+		}
+		return
+	}
+	if multi {
+		s.onMultiAck(m)
 		return
 	}
 	var ack bus.Ack

@@ -212,22 +212,12 @@ func (s *Server) publishMulti(sends []resend) int {
 	return n
 }
 
-// onMultiAck handles what arrives on the reply subject of a multi
-// message: an Acks message, or the NATS server's no-responders status
-// when no worker subscribes to multi messages.
-func (s *Server) onMultiAck(m *nats.Msg, suffix string) {
-	id, err := strconv.ParseUint(suffix, 10, 64)
-	if err != nil {
-		s.stats.badAcks.Add(1)
-		return
-	}
-	if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-		s.multiNoResponders(id)
-		return
-	}
+// onMultiAck handles an Acks message, the answer to a multi message
+// (onAck takes the no-responders status apart).
+func (s *Server) onMultiAck(m *nats.Msg) {
 	var ack bus.Ack
 	var bad error
-	err = bus.RangeAcks(m.Data, func(b []byte) bool {
+	err := bus.RangeAcks(m.Data, func(b []byte) bool {
 		if bad = bus.DecodeAck(b, &ack); bad != nil {
 			return false
 		}

@@ -154,6 +154,16 @@ func TestDispatchByUID(t *testing.T) {
 // its own uid: one gate per batch, never contended) and "shared" (3
 // clients per uid: a uid's clients take turns).
 func BenchmarkDispatchUID(b *testing.B) {
+	benchDispatchModes(b, func(b *testing.B, mode string, echo *worker.Handlers) func(int) string {
+		n := startBenchNode(b, echo, mode)
+		return func(int) string { return n.Addr("tcp").String() }
+	})
+}
+
+// benchDispatchModes runs benchUIDEcho with 24 clients for each dispatch
+// mode and binding, against the gateways that start returns (the address
+// of client i) for a mode and an echo worker that binds on "bind <uid>".
+func benchDispatchModes(b *testing.B, start func(b *testing.B, mode string, echo *worker.Handlers) func(i int) string) {
 	echo := &worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) {
 		if uid, ok := strings.CutPrefix(string(msg), "bind "); ok {
 			c.BindUID(uid)
@@ -164,8 +174,7 @@ func BenchmarkDispatchUID(b *testing.B) {
 	for _, mode := range []string{gateway.DispatchClient, gateway.DispatchUID} {
 		for _, bind := range []string{"unbound", "own", "shared"} {
 			b.Run(mode+"/"+bind, func(b *testing.B) {
-				n := startBenchNode(b, echo, mode)
-				benchUIDEcho(b, clients, bind, func(int) string { return n.Addr("tcp").String() })
+				benchUIDEcho(b, clients, bind, start(b, mode, echo))
 			})
 		}
 	}

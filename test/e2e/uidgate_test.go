@@ -280,21 +280,10 @@ func TestDispatchByUIDOwnerDies(t *testing.T) {
 // uid, spread over both gateways) the uid's clients also wait for each
 // other across gateways.
 func BenchmarkDispatchUIDAcrossGateways(b *testing.B) {
-	echo := &worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) {
-		if uid, ok := strings.CutPrefix(string(msg), "bind "); ok {
-			c.BindUID(uid)
-		}
-		c.Send(msg)
-	}}
-	const clients = 24
-	for _, mode := range []string{gateway.DispatchClient, gateway.DispatchUID} {
-		for _, bind := range []string{"unbound", "own", "shared"} {
-			b.Run(mode+"/"+bind, func(b *testing.B) {
-				f := startFleet(b, slog.New(slog.DiscardHandler), mode, 2, 1, 64, echo)
-				benchUIDEcho(b, clients, bind, func(i int) string { return f.gws[i%2].Addr("tcp").String() })
-			})
-		}
-	}
+	benchDispatchModes(b, func(b *testing.B, mode string, echo *worker.Handlers) func(int) string {
+		f := startFleet(b, slog.New(slog.DiscardHandler), mode, 2, 1, 64, echo)
+		return func(i int) string { return f.gws[i%2].Addr("tcp").String() }
+	})
 }
 
 // TestDispatchByUIDOwnerUnserved: a live gateway that does not serve uid
