@@ -129,6 +129,13 @@ type WorkerConfig struct {
 	Processes int `yaml:"processes"`
 	// Concurrency is how many events run at once; 0 means 64×GOMAXPROCS.
 	Concurrency int `yaml:"concurrency"`
+	// GOMAXPROCS is the GOMAXPROCS of each worker process (and task
+	// process). 0 means 1 when Processes is at least the number of CPUs
+	// (the processes already spread over every core; one thread of Go
+	// code each has the fewest wake-ups and hand-offs) and GOMAXPROCS is
+	// not set in the master's environment, else the master's environment
+	// decides (Go's default: every CPU).
+	GOMAXPROCS int `yaml:"gomaxprocs"`
 	// TaskProcesses is how many dedicated task processes the master runs
 	// besides the worker processes (Swoole's task_worker_num): they run
 	// the app's OnTask only, and the worker processes no longer take

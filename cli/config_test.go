@@ -194,6 +194,14 @@ func TestLoadYAML(t *testing.T) {
 					t.Errorf("worker %+v", w)
 				}
 			}},
+		{name: "worker gomaxprocs", yaml: "worker:\n  gomaxprocs: 2\n",
+			check: func(t *testing.T, c cli.Config) {
+				if c.Worker.GOMAXPROCS != 2 {
+					t.Errorf("worker %+v", c.Worker)
+				}
+			}},
+		{name: "negative worker gomaxprocs", yaml: "worker:\n  gomaxprocs: -1\n",
+			want: []string{"gatework.yaml:2: worker.gomaxprocs: must not be negative, got -1"}},
 		{name: "task processes without workers", yaml: "worker:\n  processes: 0\n  task_processes: 2\n  task_max_attempts: -1\n",
 			want: []string{
 				"gatework.yaml:3: worker.task_processes: needs worker processes running an app (worker.processes > 0, worker.app not none, no webhook)",

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,6 +344,10 @@ func (m *masterRun) startWorkers(ctx context.Context, stderr io.Writer) error {
 	// The secrets of the configuration stay out of the children's
 	// environment: they get what they need, the bus, on stdin.
 	env := childEnv(envChild)
+	if n := workerGOMAXPROCS(m.cfg.Worker, os.Getenv("GOMAXPROCS") != "", runtime.NumCPU()); n > 0 {
+		// Last: exec keeps the last of duplicate keys.
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(n))
+	}
 	sup, err := master.New(master.Config{
 		Path:        exe,
 		Args:        []string{"worker", "--app", m.cfg.Worker.App},
@@ -579,4 +584,21 @@ func (m *masterRun) status() (rep statusReport) {
 		rep.Processes = append(rep.Processes, w)
 	}
 	return rep
+}
+
+// workerGOMAXPROCS returns the GOMAXPROCS to give the worker (and task)
+// processes, 0 for none (their environment decides): w.GOMAXPROCS when
+// set, else 1 when there are at least as many worker processes as cpus
+// and the master's environment does not set GOMAXPROCS (envSet). On a
+// node whose worker processes cover the cores, one thread of Go code each
+// saves the scheduler's spinning and futex hand-offs between threads that
+// would only take cores from the master and the other workers.
+func workerGOMAXPROCS(w WorkerConfig, envSet bool, cpus int) int {
+	switch {
+	case w.GOMAXPROCS > 0:
+		return w.GOMAXPROCS
+	case !envSet && w.Processes >= cpus:
+		return 1
+	}
+	return 0
 }

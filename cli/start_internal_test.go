@@ -32,3 +32,27 @@ func TestListenerHint(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkerGOMAXPROCS(t *testing.T) {
+	tests := []struct {
+		name   string
+		w      WorkerConfig
+		envSet bool
+		cpus   int
+		want   int
+	}{
+		{"one per cpu", WorkerConfig{Processes: 2}, false, 2, 1},
+		{"more than cpus", WorkerConfig{Processes: 4}, false, 2, 1},
+		{"fewer than cpus", WorkerConfig{Processes: 2}, false, 8, 0},
+		{"environment decides", WorkerConfig{Processes: 2}, true, 2, 0},
+		{"configured", WorkerConfig{Processes: 2, GOMAXPROCS: 3}, true, 2, 3},
+		{"configured, few processes", WorkerConfig{Processes: 1, GOMAXPROCS: 2}, false, 8, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := workerGOMAXPROCS(tt.w, tt.envSet, tt.cpus); got != tt.want {
+				t.Errorf("workerGOMAXPROCS = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

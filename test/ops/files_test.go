@@ -170,3 +170,33 @@ func TestMasterFiles(t *testing.T) {
 	}
 	_ = syscall.Kill(-third, syscall.SIGKILL)
 }
+
+// TestWorkerGOMAXPROCSReachesChild: worker.gomaxprocs is in the worker
+// processes' environment, over a GOMAXPROCS of the master's.
+func TestWorkerGOMAXPROCSReachesChild(t *testing.T) {
+	n := newNode(t)
+	n.env = append(n.env, "GOMAXPROCS=2", "GATEWORK_WORKER_GOMAXPROCS=3")
+	n.start()
+	workers := n.status().workers()
+	if len(workers) != 2 {
+		t.Fatalf("workers %v", workers)
+	}
+	for pid := range workers {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, kv := range bytes.Split(b, []byte{0}) {
+			if bytes.HasPrefix(kv, []byte("GOMAXPROCS=")) {
+				got = append(got, string(kv))
+			}
+		}
+		if len(got) != 1 || got[0] != "GOMAXPROCS=3" {
+			t.Errorf("worker %d: environment has %q, want [GOMAXPROCS=3]", pid, got)
+		}
+	}
+	if pid := n.dial().ask("hi"); !workers[pid] {
+		t.Errorf("answered by %d, workers %v", pid, workers)
+	}
+}
