@@ -102,7 +102,10 @@ func TestShutdownCountsLostEvents(t *testing.T) {
 		return s.connCount() == clients && s.inFlight() == 0
 	})
 	slow.Store(true) // 5,000 close events at 5 ms: 25 s, far past the deadline
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// 4 s: under -race on a loaded machine, closing 5,000 sockets once took
+	// longer than 2 s; a client still open at the deadline has no close
+	// event yet, counted neither acknowledged nor lost (4,008 of 5,000).
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	deadline.Store(dl.UnixNano())
@@ -114,8 +117,8 @@ func TestShutdownCountsLostEvents(t *testing.T) {
 	if !errors.As(err, &lost) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown after %v: %v, want a LostEventsError wrapping the deadline", took, err)
 	}
-	if took > 3*time.Second {
-		t.Errorf("Shutdown took %v, past its 2s deadline", took)
+	if took > 5*time.Second {
+		t.Errorf("Shutdown took %v, past its 4s deadline", took)
 	}
 	// An ack the worker sent just before the deadline (or for the event
 	// it was sleeping on then) may not have been read by the gateway yet:
