@@ -210,6 +210,18 @@ var (
 	internSeed = maphash.MakeSeed()
 )
 
+// ForgetStrings empties the decoders' string table. After a burst (a
+// wave of connects: a client id, a remote address per batch), the table
+// holds up to internSlots strings of past clients, allocated all over the
+// burst's heap: each one keeps its 8 KiB span, and with it the span's
+// pages, from going back to the system. An idle worker process calls it
+// before it returns its free memory (worker.Config.ReleaseMemory).
+func ForgetStrings() {
+	for i := range internTab {
+		internTab[i].Store(nil)
+	}
+}
+
 // intern returns b as a string, from the table when it holds it.
 func intern(b []byte) string {
 	if len(b) == 0 {

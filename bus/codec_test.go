@@ -3,6 +3,7 @@ package bus
 import (
 	"reflect"
 	"testing"
+	"unsafe"
 )
 
 func sampleBatch() *EventBatch {
@@ -259,5 +260,36 @@ func BenchmarkDecodeCommandSendToGroup(b *testing.B) {
 		if err := DecodeCommand(buf, &out); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestForgetStrings: decoded strings share the table's memory until
+// ForgetStrings, after which the table holds none of them (their
+// allocations can be freed) and decoding fills it again.
+func TestForgetStrings(t *testing.T) {
+	enc := AppendEventBatch(nil, &EventBatch{Version: Version, Gateway: "gw1", Delivery: 1, Client: "client-forget-1"})
+	decode := func() string {
+		var b EventBatch
+		if err := DecodeEventBatchInto(enc, &b); err != nil {
+			t.Fatal(err)
+		}
+		return b.Client
+	}
+	first, second := decode(), decode()
+	if unsafe.StringData(first) != unsafe.StringData(second) {
+		t.Fatal("the second decode did not share the first one's string")
+	}
+	ForgetStrings()
+	for i := range internTab {
+		if p := internTab[i].Load(); p != nil {
+			t.Fatalf("slot %d still holds %q", i, *p)
+		}
+	}
+	third := decode()
+	if unsafe.StringData(third) == unsafe.StringData(first) || third != first {
+		t.Fatalf("after ForgetStrings: %q shares the forgotten string", third)
+	}
+	if fourth := decode(); unsafe.StringData(fourth) != unsafe.StringData(third) {
+		t.Fatal("the table was not filled again")
 	}
 }

@@ -149,3 +149,54 @@ func (m *masterRun) writeWorkerBus(pidFile string) string {
 	m.log.Info("bus: credentials for workers started by hand written (mode 0600)", "file", path)
 	return path
 }
+
+// busCreds is the bus a master hands to its child processes (gateway
+// processes: gatewaySpec; worker processes: childSpec), embedded in both
+// so that its fields keep their JSON names at the top level of the
+// handoff. Empty fields are not used (see bus.Options).
+type busCreds struct {
+	URL          string `json:"url"`
+	User         string `json:"user,omitempty"`
+	Password     string `json:"password,omitempty"`
+	Token        string `json:"token,omitempty"`
+	NKeySeedFile string `json:"nkey_seed_file,omitempty"`
+	CredsFile    string `json:"creds_file,omitempty"`
+	CAFile       string `json:"ca_file,omitempty"`
+	CertFile     string `json:"cert_file,omitempty"`
+	KeyFile      string `json:"key_file,omitempty"`
+}
+
+// credsOf returns the bus of o (its URL and credentials).
+func credsOf(o bus.Options) busCreds {
+	return busCreds{
+		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
+		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
+		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+	}
+}
+
+// credsOfConfig returns the bus of the nats section n.
+func credsOfConfig(n NATSConfig) busCreds {
+	return busCreds{
+		URL: n.URL, User: n.User, Password: n.Password, Token: n.Token,
+		NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
+		CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
+	}
+}
+
+// options returns b as bus options (the rest of o left as it is).
+func (b busCreds) options(o bus.Options) bus.Options {
+	o.URL, o.User, o.Password, o.Token = b.URL, b.User, b.Password, b.Token
+	o.NKeySeedFile, o.CredsFile = b.NKeySeedFile, b.CredsFile
+	o.CAFile, o.CertFile, o.KeyFile = b.CAFile, b.CertFile, b.KeyFile
+	return o
+}
+
+// natsConfig returns b as a node's external bus.
+func (b busCreds) natsConfig() node.NATSConfig {
+	return node.NATSConfig{
+		URL: b.URL, User: b.User, Password: b.Password, Token: b.Token,
+		NKeySeedFile: b.NKeySeedFile, CredsFile: b.CredsFile,
+		TLS: node.TLSFiles{CAFile: b.CAFile, CertFile: b.CertFile, KeyFile: b.KeyFile},
+	}
+}

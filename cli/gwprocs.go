@@ -35,15 +35,7 @@ const envGatewayChild = "_GATEWORK_GATEWAY"
 // and the master's configuration, its listeners at the addresses the
 // master resolved.
 type gatewaySpec struct {
-	URL            string   `json:"url"`
-	User           string   `json:"user,omitempty"`
-	Password       string   `json:"password,omitempty"`
-	Token          string   `json:"token,omitempty"`
-	NKeySeedFile   string   `json:"nkey_seed_file,omitempty"`
-	CredsFile      string   `json:"creds_file,omitempty"`
-	CAFile         string   `json:"ca_file,omitempty"`
-	CertFile       string   `json:"cert_file,omitempty"`
-	KeyFile        string   `json:"key_file,omitempty"`
+	busCreds
 	InsecureNoAuth bool     `json:"insecure_no_auth,omitempty"`
 	Role           bus.Role `json:"role"`
 	// Config is the master's configuration as YAML (Config.YAML), without
@@ -93,15 +85,12 @@ func (m *masterRun) startGateways(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("gateway processes: %w", err)
 	}
-	o := m.node.GatewayOptions("")
 	role := bus.RoleGateway
 	if m.cfg.NATS.URL != "" {
 		role = m.nc.NATS.Role
 	}
 	spec := gatewaySpec{
-		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
-		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
-		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		busCreds:       credsOf(m.node.GatewayOptions("")),
 		InsecureNoAuth: m.cfg.NATS.InsecureNoAuth, Role: role, Config: string(y),
 	}
 	b, err := json.Marshal(spec)
@@ -219,12 +208,8 @@ func (r *runner) runGatewayChild(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	nc.NATS = node.NATSConfig{
-		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
-		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile, InsecureNoAuth: spec.InsecureNoAuth,
-		TLS:  node.TLSFiles{CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile},
-		Role: spec.Role,
-	}
+	nc.NATS = spec.natsConfig()
+	nc.NATS.InsecureNoAuth, nc.NATS.Role = spec.InsecureNoAuth, spec.Role
 	nc.Gateway.ReusePort = true
 	// The master's API client follows the heartbeats for the node: its
 	// gateway processes follow none (O(N) deliveries, not N²), except

@@ -405,9 +405,7 @@ func (m *masterRun) childSpec() childSpec {
 	c := m.cfg
 	o := m.node.WorkerOptions("")
 	return childSpec{
-		URL: o.URL, User: o.User, Password: o.Password, Token: o.Token,
-		NKeySeedFile: o.NKeySeedFile, CredsFile: o.CredsFile,
-		CAFile: o.CAFile, CertFile: o.CertFile, KeyFile: o.KeyFile,
+		busCreds:       credsOf(o),
 		InboxPrefix:    o.InboxPrefix,
 		Prefix:         c.Prefix,
 		Concurrency:    c.Worker.Concurrency,

@@ -96,13 +96,10 @@ func (r *runner) runProcess(cmd *cobra.Command, name string) error {
 		inbox = subj.Inbox(bus.RoleWorker)
 	}
 	err = worker.RunProcess(ctx, worker.ProcessRunConfig{
-		Bus: bus.Options{
-			URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
-			NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
-			CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
+		Bus: spec.options(bus.Options{
 			Name: fmt.Sprintf("gatework-process-%s-%d", name, os.Getpid()), InboxPrefix: inbox,
 			Errors: bus.NewAsyncErrors(log.With("component", "bus")),
-		},
+		}),
 		Process: p,
 		API: api.Config{
 			Prefix: spec.Prefix, QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,

@@ -38,15 +38,7 @@ const childStopTimeout = 30 * time.Second
 
 // childSpec is what a worker process needs from its master.
 type childSpec struct {
-	URL          string `json:"url"`
-	User         string `json:"user,omitempty"`
-	Password     string `json:"password,omitempty"`
-	Token        string `json:"token,omitempty"`
-	NKeySeedFile string `json:"nkey_seed_file,omitempty"`
-	CredsFile    string `json:"creds_file,omitempty"`
-	CAFile       string `json:"ca_file,omitempty"`
-	CertFile     string `json:"cert_file,omitempty"`
-	KeyFile      string `json:"key_file,omitempty"`
+	busCreds
 	// InboxPrefix is the prefix of the reply subjects the credentials
 	// may subscribe to; "" means the worker's (bus.RoleWorker).
 	InboxPrefix  string        `json:"inbox_prefix,omitempty"`
@@ -107,12 +99,9 @@ func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
 	if c.NATS.URL == "" {
 		return childSpec{}, "", fmt.Errorf("worker: %w", errNoNATSURL)
 	}
-	n := c.NATS
 	return childSpec{
-		URL: n.URL, User: n.User, Password: n.Password, Token: n.Token,
-		NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile,
-		CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile,
-		Prefix: c.Prefix, Concurrency: c.Worker.Concurrency,
+		busCreds: credsOfConfig(c.NATS),
+		Prefix:   c.Prefix, Concurrency: c.Worker.Concurrency,
 		QueryTimeout: time.Duration(c.API.QueryTimeout), ReqTimeout: time.Duration(c.API.RequestTimeout),
 		Log: c.Log, Webhook: c.Worker.Webhook,
 		TaskConcurrency: c.Worker.TaskConcurrency, TaskMaxAttempts: c.Worker.TaskMaxAttempts,
@@ -154,13 +143,10 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 	if spec.WorkerIDPrefix != "" {
 		workerID = childWorkerID(spec.WorkerIDPrefix, os.Getpid())
 	}
-	busOpts := bus.Options{
-		URL: spec.URL, User: spec.User, Password: spec.Password, Token: spec.Token,
-		NKeySeedFile: spec.NKeySeedFile, CredsFile: spec.CredsFile,
-		CAFile: spec.CAFile, CertFile: spec.CertFile, KeyFile: spec.KeyFile,
+	busOpts := spec.options(bus.Options{
 		Name: fmt.Sprintf("gatework-worker-%d", os.Getpid()), InboxPrefix: inbox,
 		Errors: bus.NewAsyncErrors(log.With("component", "bus")),
-	}
+	})
 	if spec.Webhook.URL != "" {
 		return runHook(ctx, busOpts, spec, log)
 	}

@@ -416,9 +416,11 @@ func (w *Worker) releaseIfIdle(r *releaser, now time.Time) {
 	if !idle {
 		return
 	}
+	bus.ForgetStrings()
 	freeOSMemory()
 	r.released, r.last = taken, now
 	w.stats.memoryReleases.Add(1)
+	w.logMemory("memory released after a burst")
 }
 
 // sendProgress publishes a progress Ack for every batch in hand for at

@@ -126,7 +126,9 @@ type Config struct {
 	// the first progress tick that finds no new batch since the previous
 	// one, none in hand and every pool goroutine gone runs
 	// debug.FreeOSMemory (a full collection, then the free heap is
-	// released), at most once per 10 seconds. It acts on the whole
+	// released), at most once per 10 seconds, after emptying the
+	// decoders' string table (bus.ForgetStrings), and logs where the
+	// process's memory is at debug level (MemoryFigures). It acts on the whole
 	// process, so it is meant for a process that only runs the worker
 	// (gatework's worker processes set it); false, the zero value, leaves
 	// the memory to the Go runtime, which keeps most of a burst's heap in
