@@ -78,7 +78,7 @@ func Permissions(s Subjects, role Role) *Rules {
 		multiQueue = s.EventsMulti() + " " + s.WorkersQueue()
 		// Uid gates (dispatch by uid): gateway to gateway only.
 		uidGate = p + ".gw.*.uidgate"
-		gwSub   = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat(), uidGate}
+		gwSub   = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat(), uidGate, s.WorkerAnnounce()}
 		// Tasks: taken only inside the task workers' queue group (a
 		// subscription outside it would copy every task); the results go
 		// to the submitters' inboxes, below ".task." only.

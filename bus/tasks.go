@@ -129,6 +129,10 @@ type WorkerInfo struct {
 	// IntervalMs is how often it announces itself; it is gone after
 	// three intervals without one.
 	IntervalMs uint32
+	// NoClose says, for Kind "event", that the worker has no close
+	// handler: close events are nothing to it. A gateway sends no close
+	// events while every event worker it knows of says so.
+	NoClose bool
 }
 
 // WorkerMessage is a message from one worker process to another
@@ -223,6 +227,7 @@ func AppendWorkerInfo(b []byte, m *WorkerInfo) []byte {
 	b = appendBool(b, 6, m.Leaving)
 	b = appendBool(b, 7, m.Hello)
 	b = appendVarint(b, 8, uint64(m.IntervalMs))
+	b = appendBool(b, 110, m.NoClose)
 	return b
 }
 
@@ -247,6 +252,8 @@ func DecodeWorkerInfo(buf []byte, m *WorkerInfo) error {
 			return f.boolean(&m.Hello)
 		case 8:
 			return f.u32(&m.IntervalMs)
+		case 110:
+			return f.boolean(&m.NoClose)
 		}
 		return nil
 	})

@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/gatework/gatework/bus"
+)
+
+// A close event is the one event a gateway may leave out: when no worker
+// has a close handler it is a bus round trip (publish, decode, ack,
+// bookkeeping) that changes nothing. Worker processes say in their
+// announcements (bus.WorkerInfo.NoClose on Subjects.WorkerAnnounce, every
+// two seconds and at start and stop) whether they have one; the gateway
+// listens, and sends no close events while
+//
+//   - it knows of at least one live event worker,
+//   - every live event worker it knows of said NoClose, and
+//   - no ack came, for announceUnknownHold, from a worker it has no
+//     announcement of (a worker that does not announce itself, such as
+//     one written in another language against the bus protocol: it may
+//     have a close handler).
+//
+// Every other event is sent as before, in order and at least once. A
+// worker with a close handler that starts while close events are left
+// out gets them from its announcement on (its hello comes before it
+// subscribes to the events subject, but reaches the gateway a bus hop
+// later: a close in that hop can still be left out).
+
+// Bounds of the worker table: announcements of more than maxAnnounced
+// event workers turn skipping off (every close event is sent); an entry
+// expires three announcement intervals after it was last heard from.
+const (
+	maxAnnounced        = 4096
+	announceUnknownHold = 6 * time.Second
+	minAnnounceInterval = 100 * time.Millisecond
+)
+
+// closeSkip tracks the event workers' announcements; skip is the answer
+// closed reads on every close.
+type closeSkip struct {
+	skip atomic.Bool // no close event is sent
+
+	mu      sync.Mutex
+	workers map[string]announced // live event workers by id
+	// unknownUntil is when the latest ack from an unannounced worker
+	// stops holding skipping off (unix nanoseconds).
+	unknownUntil int64
+}
+
+// announced is what an event worker last said of itself.
+type announced struct {
+	noClose bool
+	expires int64 // unix nanoseconds
+}
+
+// subscribeAnnouncements starts listening to the workers' announcements.
+func (s *Server) subscribeAnnouncements() error {
+	s.closeSkip.workers = make(map[string]announced)
+	sub, err := s.nc.Subscribe(s.subj.WorkerAnnounce(), s.onAnnounce)
+	if err != nil {
+		return err
+	}
+	s.subs = append(s.subs, sub)
+	return nil
+}
+
+// onAnnounce records a worker's announcement.
+func (s *Server) onAnnounce(m *nats.Msg) {
+	var a bus.WorkerInfo
+	if err := bus.DecodeWorkerInfo(m.Data, &a); err != nil || a.ID == "" || a.Kind == "task" {
+		return
+	}
+	cs := &s.closeSkip
+	now := time.Now().UnixNano()
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if a.Leaving {
+		delete(cs.workers, a.ID)
+	} else {
+		iv := max(time.Duration(a.IntervalMs)*time.Millisecond, minAnnounceInterval)
+		cs.workers[a.ID] = announced{noClose: a.NoClose, expires: now + int64(3*iv)}
+	}
+	cs.updateLocked(now)
+}
+
+// updateLocked works out skip again, forgetting expired workers. Caller
+// holds cs.mu.
+func (cs *closeSkip) updateLocked(now int64) {
+	skip := len(cs.workers) > 0 && len(cs.workers) <= maxAnnounced && now >= cs.unknownUntil
+	for id, w := range cs.workers {
+		if now > w.expires {
+			delete(cs.workers, id)
+			continue
+		}
+		skip = skip && w.noClose
+	}
+	cs.skip.Store(skip && len(cs.workers) > 0)
+}
+
+// sawWorker notes an ack from worker id; one without an announcement
+// holds skipping off (see above). Cheap while skip is off.
+func (cs *closeSkip) sawWorker(id string) {
+	if !cs.skip.Load() {
+		return
+	}
+	cs.mu.Lock()
+	if _, ok := cs.workers[id]; !ok {
+		now := time.Now().UnixNano()
+		cs.unknownUntil = now + int64(announceUnknownHold)
+		cs.updateLocked(now)
+	}
+	cs.mu.Unlock()
+}
+
+// skipClose reports whether a close event may be left out now. An
+// expired worker table is looked at again, so skipping ends within an
+// expiry once the last announcing worker is gone silently.
+func (cs *closeSkip) skipClose() bool {
+	if !cs.skip.Load() {
+		return false
+	}
+	cs.mu.Lock()
+	cs.updateLocked(time.Now().UnixNano())
+	skip := cs.skip.Load()
+	cs.mu.Unlock()
+	return skip
+}
