@@ -78,7 +78,7 @@ func Permissions(s Subjects, role Role) *Rules {
 		multiQueue = s.EventsMulti() + " " + s.WorkersQueue()
 		// Uid gates (dispatch by uid): gateway to gateway only.
 		uidGate = p + ".gw.*.uidgate"
-		gwSub   = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat(), uidGate, s.WorkerAnnounce()}
+		gwSub   = []string{p + ".gw.*.cmd", ack, s.Broadcast(), s.Query(), s.AllGroups(), s.AllUIDs(), s.Heartbeat(), uidGate}
 		// Tasks: taken only inside the task workers' queue group (a
 		// subscription outside it would copy every task); the results go
 		// to the submitters' inboxes, below ".task." only.
@@ -92,7 +92,8 @@ func Permissions(s Subjects, role Role) *Rules {
 	switch role {
 	case RoleGateway:
 		pub = []string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter(), uidGate}
-		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
+		// The workers' announcements: whether any has a close handler.
+		sub = append(slices.Clone(gwSub), s.WorkerAnnounce(), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
 		pub = append(append(apiPub, s.Tasks(), ack), wkPub...)
