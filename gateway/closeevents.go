@@ -19,10 +19,11 @@ import (
 //
 //   - it knows of at least one live event worker,
 //   - every live event worker it knows of said NoClose, and
-//   - no ack came, for announceUnknownHold, from a worker it has no
-//     announcement of (a worker that does not announce itself, such as
-//     one written in another language against the bus protocol: it may
-//     have a close handler).
+//   - no ack ever came from a worker it has no announcement of (a worker
+//     that does not announce itself, such as one written in another
+//     language against the bus protocol, or the webhook bridge: it may
+//     have a close handler). After one such ack every close event is
+//     sent for the rest of the gateway's life.
 //
 // Every other event is sent as before, in order and at least once. A
 // worker with a close handler that starts while close events are left
@@ -32,10 +33,10 @@ import (
 
 // Bounds of the worker table: announcements of more than maxAnnounced
 // event workers turn skipping off (every close event is sent); an entry
-// expires three announcement intervals after it was last heard from.
+// expires three announcement intervals (at least minAnnounceInterval
+// each) after it was last heard from.
 const (
 	maxAnnounced        = 4096
-	announceUnknownHold = 6 * time.Second
 	minAnnounceInterval = 100 * time.Millisecond
 )
 
@@ -46,9 +47,9 @@ type closeSkip struct {
 
 	mu      sync.Mutex
 	workers map[string]announced // live event workers by id
-	// unknownUntil is when the latest ack from an unannounced worker
-	// stops holding skipping off (unix nanoseconds).
-	unknownUntil int64
+	// unannounced is set for good by an ack from a worker without an
+	// announcement.
+	unannounced bool
 }
 
 // announced is what an event worker last said of itself.
@@ -80,7 +81,7 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 	defer cs.mu.Unlock()
 	if a.Leaving {
 		delete(cs.workers, a.ID)
-	} else {
+	} else if _, ok := cs.workers[a.ID]; ok || len(cs.workers) <= maxAnnounced {
 		iv := max(time.Duration(a.IntervalMs)*time.Millisecond, minAnnounceInterval)
 		cs.workers[a.ID] = announced{noClose: a.NoClose, expires: now + int64(3*iv)}
 	}
@@ -90,7 +91,7 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 // updateLocked works out skip again, forgetting expired workers. Caller
 // holds cs.mu.
 func (cs *closeSkip) updateLocked(now int64) {
-	skip := len(cs.workers) > 0 && len(cs.workers) <= maxAnnounced && now >= cs.unknownUntil
+	skip := len(cs.workers) > 0 && len(cs.workers) <= maxAnnounced && !cs.unannounced
 	for id, w := range cs.workers {
 		if now > w.expires {
 			delete(cs.workers, id)
@@ -102,16 +103,15 @@ func (cs *closeSkip) updateLocked(now int64) {
 }
 
 // sawWorker notes an ack from worker id; one without an announcement
-// holds skipping off (see above). Cheap while skip is off.
+// turns skipping off for good (see above). Cheap while skip is off.
 func (cs *closeSkip) sawWorker(id string) {
 	if !cs.skip.Load() {
 		return
 	}
 	cs.mu.Lock()
 	if _, ok := cs.workers[id]; !ok {
-		now := time.Now().UnixNano()
-		cs.unknownUntil = now + int64(announceUnknownHold)
-		cs.updateLocked(now)
+		cs.unannounced = true
+		cs.updateLocked(time.Now().UnixNano())
 	}
 	cs.mu.Unlock()
 }

@@ -100,19 +100,18 @@ func TestCloseSkipTable(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		workers map[string]announced
-		unknown int64 // unknownUntil
+		unknown bool // an unannounced worker acked
 		want    bool
 	}{
-		{"nobody announced", nil, 0, false},
-		{"one without OnClose", map[string]announced{"a": {true, 10 * sec}}, 0, true},
-		{"one of two with OnClose", map[string]announced{"a": {true, 10 * sec}, "b": {false, 10 * sec}}, 0, false},
-		{"the one with OnClose expired", map[string]announced{"a": {true, 10 * sec}, "b": {false, sec}}, 0, true},
-		{"every one expired", map[string]announced{"a": {true, sec}}, 0, false},
-		{"an unannounced worker acked lately", map[string]announced{"a": {true, 10 * sec}}, 6 * sec, false},
-		{"an unannounced worker acked long ago", map[string]announced{"a": {true, 10 * sec}}, 4 * sec, true},
+		{"nobody announced", nil, false, false},
+		{"one without OnClose", map[string]announced{"a": {true, 10 * sec}}, false, true},
+		{"one of two with OnClose", map[string]announced{"a": {true, 10 * sec}, "b": {false, 10 * sec}}, false, false},
+		{"the one with OnClose expired", map[string]announced{"a": {true, 10 * sec}, "b": {false, sec}}, false, true},
+		{"every one expired", map[string]announced{"a": {true, sec}}, false, false},
+		{"an unannounced worker acked", map[string]announced{"a": {true, 10 * sec}}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := &closeSkip{workers: map[string]announced{}, unknownUntil: tc.unknown}
+			cs := &closeSkip{workers: map[string]announced{}, unannounced: tc.unknown}
 			for id, w := range tc.workers {
 				cs.workers[id] = w
 			}
