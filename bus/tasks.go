@@ -133,6 +133,11 @@ type WorkerInfo struct {
 	// handler: close events are nothing to it. A gateway sends no close
 	// events while every event worker it knows of says so.
 	NoClose bool
+	// NoWebSocketConnect says, for Kind "event", that the worker has no
+	// WebSocket connect handler (OnWebSocketConnect): a gateway sends no
+	// EventWebSocketConnect while every event worker it knows of says so,
+	// except on a listener with upgrade_hook.
+	NoWebSocketConnect bool
 }
 
 // WorkerMessage is a message from one worker process to another
@@ -228,6 +233,7 @@ func AppendWorkerInfo(b []byte, m *WorkerInfo) []byte {
 	b = appendBool(b, 7, m.Hello)
 	b = appendVarint(b, 8, uint64(m.IntervalMs))
 	b = appendBool(b, 110, m.NoClose)
+	b = appendBool(b, 111, m.NoWebSocketConnect)
 	return b
 }
 
@@ -254,6 +260,8 @@ func DecodeWorkerInfo(buf []byte, m *WorkerInfo) error {
 			return f.u32(&m.IntervalMs)
 		case 110:
 			return f.boolean(&m.NoClose)
+		case 111:
+			return f.boolean(&m.NoWebSocketConnect)
 		}
 		return nil
 	})

@@ -10,15 +10,18 @@ import (
 	"github.com/gatework/gatework/bus"
 )
 
-// A close event is the one event a gateway may leave out: when no worker
-// has a close handler it is a bus round trip (publish, decode, ack,
-// bookkeeping) that changes nothing. Worker processes say in their
-// announcements (bus.WorkerInfo.NoClose on Subjects.WorkerAnnounce, every
-// two seconds and at start and stop) whether they have one; the gateway
-// listens, and sends no close events while
+// Close events and WebSocket connect events are the events a gateway may
+// leave out: when no worker has a close handler a close event is a bus
+// round trip (publish, decode, ack, bookkeeping) that changes nothing, and
+// with no OnWebSocketConnect the upgrade request (its path, host and
+// headers, copied, encoded and decoded) is work for nobody. Worker
+// processes say in their announcements (bus.WorkerInfo.NoClose and
+// NoWebSocketConnect on Subjects.WorkerAnnounce, every two seconds and at
+// start and stop) which of the two handlers they lack; the gateway
+// listens, and leaves such events out while
 //
 //   - it knows of at least one live event worker,
-//   - every live event worker it knows of said NoClose, and
+//   - every live event worker it knows of lacks that handler, and
 //   - no ack ever came from a worker it has no announcement of (a worker
 //     that does not announce itself, such as one written in another
 //     language against the bus protocol, or the webhook bridge: it may
@@ -26,10 +29,12 @@ import (
 //     sent for the rest of the gateway's life.
 //
 // Every other event is sent as before, in order and at least once. A
-// worker with a close handler that starts while close events are left
-// out gets them from its announcement on (its hello comes before it
-// subscribes to the events subject, but reaches the gateway a bus hop
-// later: a close in that hop can still be left out).
+// worker with the handler that starts while such events are left out gets
+// them from its announcement on (its hello comes before it subscribes to
+// the events subject, but reaches the gateway a bus hop later: an event
+// in that hop can still be left out). A listener with upgrade_hook always
+// sends its WebSocket connect event (the worker's answer decides the
+// upgrade).
 
 // Bounds of the worker table: announcements of more than maxAnnounced
 // event workers turn skipping off (every close event is sent); an entry
@@ -40,10 +45,11 @@ const (
 	minAnnounceInterval = 100 * time.Millisecond
 )
 
-// closeSkip tracks the event workers' announcements; skip is the answer
-// closed reads on every close.
+// closeSkip tracks the event workers' announcements; skip and skipWS are
+// the answers closed and the WebSocket upgrade read on every client.
 type closeSkip struct {
-	skip atomic.Bool // no close event is sent
+	skip   atomic.Bool // no close event is sent
+	skipWS atomic.Bool // no WebSocket connect event is sent
 
 	mu      sync.Mutex
 	workers map[string]announced // live event workers by id
@@ -55,6 +61,7 @@ type closeSkip struct {
 // announced is what an event worker last said of itself.
 type announced struct {
 	noClose bool
+	noWS    bool  // no OnWebSocketConnect
 	expires int64 // unix nanoseconds
 }
 
@@ -83,7 +90,7 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 		delete(cs.workers, a.ID)
 	} else if _, ok := cs.workers[a.ID]; ok || len(cs.workers) <= maxAnnounced {
 		iv := max(time.Duration(a.IntervalMs)*time.Millisecond, minAnnounceInterval)
-		cs.workers[a.ID] = announced{noClose: a.NoClose, expires: now + int64(3*iv)}
+		cs.workers[a.ID] = announced{noClose: a.NoClose, noWS: a.NoWebSocketConnect, expires: now + int64(3*iv)}
 	}
 	cs.updateLocked(now)
 }
@@ -92,20 +99,24 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 // holds cs.mu.
 func (cs *closeSkip) updateLocked(now int64) {
 	skip := len(cs.workers) > 0 && len(cs.workers) <= maxAnnounced && !cs.unannounced
+	skipWS := skip
 	for id, w := range cs.workers {
 		if now > w.expires {
 			delete(cs.workers, id)
 			continue
 		}
 		skip = skip && w.noClose
+		skipWS = skipWS && w.noWS
 	}
 	cs.skip.Store(skip && len(cs.workers) > 0)
+	cs.skipWS.Store(skipWS && len(cs.workers) > 0)
 }
 
 // sawWorker notes an ack from worker id; one without an announcement
-// turns skipping off for good (see above). Cheap while skip is off.
+// turns skipping off for good (see above). Cheap while nothing is
+// skipped.
 func (cs *closeSkip) sawWorker(id string) {
-	if !cs.skip.Load() {
+	if !cs.skip.Load() && !cs.skipWS.Load() {
 		return
 	}
 	cs.mu.Lock()
@@ -126,6 +137,19 @@ func (cs *closeSkip) skipClose() bool {
 	cs.mu.Lock()
 	cs.updateLocked(time.Now().UnixNano())
 	skip := cs.skip.Load()
+	cs.mu.Unlock()
+	return skip
+}
+
+// skipWSConnect reports whether a WebSocket connect event may be left out
+// now (the upgrade then collects no request either).
+func (cs *closeSkip) skipWSConnect() bool {
+	if !cs.skipWS.Load() {
+		return false
+	}
+	cs.mu.Lock()
+	cs.updateLocked(time.Now().UnixNano())
+	skip := cs.skipWS.Load()
 	cs.mu.Unlock()
 	return skip
 }

@@ -11,25 +11,30 @@ import (
 )
 
 // TestCloseEventsLeftOut: a gateway whose only worker announced it has no
-// OnClose sends no close event (the client's connect event still goes);
-// with an OnClose, or with acks from a worker that never announced
-// itself, every close event goes out as before.
+// OnClose sends no close event, and with no OnWebSocketConnect no
+// WebSocket connect event (the client's connect event still goes); a
+// worker with the handler gets its events as before.
 func TestCloseEventsLeftOut(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		onClose   bool
-		wantClose bool
+		name          string
+		onClose, onWS bool
+		wantBatches   uint64 // after two clients connected, the first closed
 	}{
-		{"no close handler", false, false},
-		{"close handler", true, true},
+		{"neither handler", false, false, 2},
+		{"close handler", true, false, 3},
+		{"websocket connect handler", false, true, 4}, // its own batch behind each connect
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := testBus(t)
-			s := redeliveryServer(t, nc, Config{})
+			s := startServer(t, nc, Config{Listeners: []ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}})
 			h := worker.Handlers{OnConnect: func(*worker.Context) {}}
 			closes := make(chan string, 4)
+			paths := make(chan string, 4)
 			if tc.onClose {
 				h.OnClose = func(c *worker.Context) { closes <- c.ClientID() }
+			}
+			if tc.onWS {
+				h.OnWebSocketConnect = func(_ *worker.Context, r *worker.Request) { paths <- r.Path }
 			}
 			// Started after the gateway: its hello reaches the gateway.
 			w, err := worker.New(nc, nil, worker.Config{Logger: slog.New(slog.DiscardHandler)}, h)
@@ -40,35 +45,50 @@ func TestCloseEventsLeftOut(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { _ = w.Stop(context.Background()) }()
+			// The gateway stops first: its clients' close events (if
+			// any are sent) find the worker.
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = s.Shutdown(ctx)
+			}()
 			waitFor(t, 5*time.Second, "the worker's announcement", func() bool {
 				s.closeSkip.mu.Lock()
 				defer s.closeSkip.mu.Unlock()
 				return len(s.closeSkip.workers) == 1
 			})
-			if got := s.closeSkip.skip.Load(); got == tc.wantClose {
-				t.Fatalf("skipping close events: %v, want %v", got, !tc.wantClose)
+			if got := s.closeSkip.skip.Load(); got == tc.onClose {
+				t.Fatalf("skipping close events: %v, want %v", got, !tc.onClose)
 			}
-			c := dialLine(t, s)
+			if got := s.closeSkip.skipWS.Load(); got == tc.onWS {
+				t.Fatalf("skipping WebSocket connect events: %v, want %v", got, !tc.onWS)
+			}
+			c := mustWS(t, s, "127.0.0.1")
 			waitFor(t, 5*time.Second, "the connect event", func() bool { return w.Stats().Connects == 1 })
-			_ = c.c.Close()
+			_ = c.Close()
 			waitFor(t, 5*time.Second, "the close", func() bool { return s.Stats().Connections == 0 })
 			// A second client's connect, handled after the first
 			// client's close event would have been.
-			dialLine(t, s)
+			mustWS(t, s, "127.0.0.1")
 			waitFor(t, 5*time.Second, "the second connect", func() bool { return w.Stats().Connects == 2 && s.inFlight() == 0 })
-			if tc.wantClose {
+			if tc.onClose {
 				select {
 				case <-closes:
 				case <-time.After(5 * time.Second):
 					t.Fatal("OnClose did not run")
 				}
-				return
-			}
-			if n := w.Stats().Closes; n != 0 {
+			} else if n := w.Stats().Closes; n != 0 {
 				t.Errorf("the worker got %d close events, want none", n)
 			}
-			if n := s.Stats().EventsSent; n != 2 {
-				t.Errorf("%d batches sent, want 2 (the connects)", n)
+			if tc.onWS {
+				if p := <-paths; p != "/" {
+					t.Errorf("OnWebSocketConnect saw path %q, want /", p)
+				}
+			} else if n := w.Stats().WebSocketConnects; n != 0 {
+				t.Errorf("the worker got %d WebSocket connect events, want none", n)
+			}
+			if n := s.Stats().EventsSent; n != tc.wantBatches {
+				t.Errorf("%d batches sent, want %d", n, tc.wantBatches)
 			}
 		})
 	}
@@ -101,14 +121,15 @@ func TestCloseSkipTable(t *testing.T) {
 		name    string
 		workers map[string]announced
 		unknown bool // an unannounced worker acked
-		want    bool
+		want    bool // skip close events
+		wantWS  bool // skip WebSocket connect events
 	}{
-		{"nobody announced", nil, false, false},
-		{"one without OnClose", map[string]announced{"a": {true, 10 * sec}}, false, true},
-		{"one of two with OnClose", map[string]announced{"a": {true, 10 * sec}, "b": {false, 10 * sec}}, false, false},
-		{"the one with OnClose expired", map[string]announced{"a": {true, 10 * sec}, "b": {false, sec}}, false, true},
-		{"every one expired", map[string]announced{"a": {true, sec}}, false, false},
-		{"an unannounced worker acked", map[string]announced{"a": {true, 10 * sec}}, true, false},
+		{"nobody announced", nil, false, false, false},
+		{"one without OnClose", map[string]announced{"a": {true, false, 10 * sec}}, false, true, false},
+		{"one of two with OnClose", map[string]announced{"a": {true, true, 10 * sec}, "b": {false, true, 10 * sec}}, false, false, true},
+		{"the one with OnClose expired", map[string]announced{"a": {true, false, 10 * sec}, "b": {false, false, sec}}, false, true, false},
+		{"every one expired", map[string]announced{"a": {true, true, sec}}, false, false, false},
+		{"an unannounced worker acked", map[string]announced{"a": {true, true, 10 * sec}}, true, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := &closeSkip{workers: map[string]announced{}, unannounced: tc.unknown}
@@ -116,8 +137,8 @@ func TestCloseSkipTable(t *testing.T) {
 				cs.workers[id] = w
 			}
 			cs.updateLocked(5 * sec)
-			if got := cs.skip.Load(); got != tc.want {
-				t.Errorf("skip = %v, want %v", got, tc.want)
+			if got, gotWS := cs.skip.Load(), cs.skipWS.Load(); got != tc.want || gotWS != tc.wantWS {
+				t.Errorf("skip = %v, skipWS = %v, want %v, %v", got, gotWS, tc.want, tc.wantWS)
 			}
 		})
 	}
