@@ -50,6 +50,9 @@ const (
 type closeSkip struct {
 	skip   atomic.Bool // no close event is sent
 	skipWS atomic.Bool // no WebSocket connect event is sent
+	// soonest is when the first live worker expires (unix nanoseconds):
+	// until then skip and skipWS hold without a look at the table.
+	soonest atomic.Int64
 
 	mu      sync.Mutex
 	workers map[string]announced // live event workers by id
@@ -100,6 +103,7 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 func (cs *closeSkip) updateLocked(now int64) {
 	skip := len(cs.workers) > 0 && len(cs.workers) <= maxAnnounced && !cs.unannounced
 	skipWS := skip
+	soonest := int64(0)
 	for id, w := range cs.workers {
 		if now > w.expires {
 			delete(cs.workers, id)
@@ -107,7 +111,11 @@ func (cs *closeSkip) updateLocked(now int64) {
 		}
 		skip = skip && w.noClose
 		skipWS = skipWS && w.noWS
+		if soonest == 0 || w.expires < soonest {
+			soonest = w.expires
+		}
 	}
+	cs.soonest.Store(soonest)
 	cs.skip.Store(skip && len(cs.workers) > 0)
 	cs.skipWS.Store(skipWS && len(cs.workers) > 0)
 }
@@ -134,6 +142,9 @@ func (cs *closeSkip) skipClose() bool {
 	if !cs.skip.Load() {
 		return false
 	}
+	if time.Now().UnixNano() <= cs.soonest.Load() {
+		return true
+	}
 	cs.mu.Lock()
 	cs.updateLocked(time.Now().UnixNano())
 	skip := cs.skip.Load()
@@ -146,6 +157,9 @@ func (cs *closeSkip) skipClose() bool {
 func (cs *closeSkip) skipWSConnect() bool {
 	if !cs.skipWS.Load() {
 		return false
+	}
+	if time.Now().UnixNano() <= cs.soonest.Load() {
+		return true
 	}
 	cs.mu.Lock()
 	cs.updateLocked(time.Now().UnixNano())

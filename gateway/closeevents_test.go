@@ -140,6 +140,25 @@ func TestCloseSkipTable(t *testing.T) {
 			if got, gotWS := cs.skip.Load(), cs.skipWS.Load(); got != tc.want || gotWS != tc.wantWS {
 				t.Errorf("skip = %v, skipWS = %v, want %v, %v", got, gotWS, tc.want, tc.wantWS)
 			}
+			if (tc.want || tc.wantWS) && cs.soonest.Load() != 10*sec {
+				t.Errorf("soonest expiry %d, want %d", cs.soonest.Load(), 10*sec)
+			}
 		})
+	}
+}
+
+// TestCloseSkipExpires: the last worker's announcement expires without a
+// goodbye (the process was killed): close and WebSocket connect events
+// are sent again from then on, without another announcement.
+func TestCloseSkipExpires(t *testing.T) {
+	now := time.Now().UnixNano()
+	cs := &closeSkip{workers: map[string]announced{"a": {true, true, now + int64(50*time.Millisecond)}}}
+	cs.updateLocked(now)
+	if !cs.skipClose() || !cs.skipWSConnect() {
+		t.Fatal("not skipping while the worker is live")
+	}
+	time.Sleep(60 * time.Millisecond)
+	if cs.skipClose() || cs.skipWSConnect() {
+		t.Error("still skipping after the worker expired")
 	}
 }
