@@ -92,7 +92,8 @@ func Permissions(s Subjects, role Role) *Rules {
 	switch role {
 	case RoleGateway:
 		pub = []string{s.Events(), s.EventsMulti(), s.Heartbeat(), s.DeadLetter(), uidGate}
-		sub = append(slices.Clone(gwSub), s.Inbox(role)+".>")
+		// The workers' announcements: whether any has a close handler.
+		sub = append(slices.Clone(gwSub), s.WorkerAnnounce(), s.Inbox(role)+".>")
 		responses = true
 	case RoleWorker:
 		pub = append(append(apiPub, s.Tasks(), ack), wkPub...)

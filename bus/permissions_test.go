@@ -37,6 +37,9 @@ var (
 	everyone = bus.Roles
 	nobody   = []bus.Role{}
 	workers  = []bus.Role{bus.RoleWorker, bus.RoleNode}
+	// Gateways read the workers' announcements (whether any has a close
+	// handler) but do not announce.
+	announceReaders = []bus.Role{bus.RoleWorker, bus.RoleGateway, bus.RoleNode}
 )
 
 // subjectRules returns the rule of every subject family of s, keyed by
@@ -63,7 +66,7 @@ func subjectRules(s bus.Subjects) (families map[string][]permRule, wildcards []p
 		"Tasks":            {{subject: s.Tasks(), pub: callers, sub: nobody, qsub: workers, queue: s.TaskQueue()}},
 		"TaskQueue":        nil, // a queue group: the Tasks rule uses it
 		"AllTaskReplies":   taskReplies,
-		"WorkerAnnounce":   {{subject: s.WorkerAnnounce(), pub: workers, sub: workers, qsub: workers}},
+		"WorkerAnnounce":   {{subject: s.WorkerAnnounce(), pub: workers, sub: announceReaders, qsub: announceReaders}},
 		"WorkerInbox":      {{subject: s.WorkerInbox("w-1"), pub: workers, sub: workers, qsub: workers}},
 		"AllWorkerInboxes": {{subject: s.AllWorkerInboxes(), sample: s.WorkerInbox("w-2"), sub: workers, qsub: workers}},
 		"WorkerBroadcast":  {{subject: s.WorkerBroadcast(), pub: workers, sub: workers, qsub: workers}},

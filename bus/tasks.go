@@ -129,6 +129,15 @@ type WorkerInfo struct {
 	// IntervalMs is how often it announces itself; it is gone after
 	// three intervals without one.
 	IntervalMs uint32
+	// NoClose says, for Kind "event", that the worker has no close
+	// handler: close events are nothing to it. A gateway sends no close
+	// events while every event worker it knows of says so.
+	NoClose bool
+	// NoWebSocketConnect says, for Kind "event", that the worker has no
+	// WebSocket connect handler (OnWebSocketConnect): a gateway sends no
+	// EventWebSocketConnect while every event worker it knows of says so,
+	// except on a listener with upgrade_hook.
+	NoWebSocketConnect bool
 }
 
 // WorkerMessage is a message from one worker process to another
@@ -223,6 +232,8 @@ func AppendWorkerInfo(b []byte, m *WorkerInfo) []byte {
 	b = appendBool(b, 6, m.Leaving)
 	b = appendBool(b, 7, m.Hello)
 	b = appendVarint(b, 8, uint64(m.IntervalMs))
+	b = appendBool(b, 110, m.NoClose)
+	b = appendBool(b, 111, m.NoWebSocketConnect)
 	return b
 }
 
@@ -247,6 +258,10 @@ func DecodeWorkerInfo(buf []byte, m *WorkerInfo) error {
 			return f.boolean(&m.Hello)
 		case 8:
 			return f.u32(&m.IntervalMs)
+		case 110:
+			return f.boolean(&m.NoClose)
+		case 111:
+			return f.boolean(&m.NoWebSocketConnect)
 		}
 		return nil
 	})

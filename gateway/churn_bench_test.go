@@ -2,12 +2,15 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"log/slog"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/worker"
 )
 
 // BenchmarkChurnCycle measures one short connection against the echo
@@ -16,7 +19,54 @@ import (
 // bytes on a plain socket so that the profile is mostly the gateway's.
 func BenchmarkChurnCycle(b *testing.B) {
 	gw := startEchoOn(b, gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}})
-	addr := gw.Addr("ws").String()
+	churnCycles(b, gw.Addr("ws").String())
+}
+
+// BenchmarkChurnCycleWorker is BenchmarkChurnCycle against the worker
+// package's echo (a real worker.Worker, which announces its handlers):
+// with OnWebSocketConnect and OnClose (every event is sent) and without
+// (the gateway leaves those events out: closeevents.go).
+func BenchmarkChurnCycleWorker(b *testing.B) {
+	for _, tc := range []struct {
+		name     string
+		handlers bool
+	}{{"every_event", true}, {"connect_message", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			nc := gateway.StartTestBus(b)
+			gw, err := gateway.New(nc, gateway.Config{Logger: slog.New(slog.DiscardHandler),
+				Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := gw.Start(); err != nil {
+				b.Fatal(err)
+			}
+			h := worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) { c.Send(msg) }}
+			if tc.handlers {
+				h.OnWebSocketConnect = func(*worker.Context, *worker.Request) {}
+				h.OnClose = func(*worker.Context) {}
+			}
+			w, err := worker.New(nc, nil, worker.Config{Logger: slog.New(slog.DiscardHandler)}, h)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := w.Start(); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = w.Stop(context.Background()) })
+			b.Cleanup(func() { _ = gw.Shutdown(context.Background()) })
+			for deadline := time.Now().Add(5 * time.Second); gateway.SkipsCloseEvents(gw) == tc.handlers; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatal("the worker's announcement did not arrive")
+				}
+			}
+			churnCycles(b, gw.Addr("ws").String())
+		})
+	}
+}
+
+// churnCycles runs b.N cycles against the WebSocket listener at addr.
+func churnCycles(b *testing.B, addr string) {
 	req := []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	// A masked text frame "hi" (mask 0), and a masked close frame 1000.

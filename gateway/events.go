@@ -191,6 +191,7 @@ func (s *Server) onAck(m *nats.Msg) {
 // is answered once a progress ack's actions are applied, when it is a
 // request).
 func (s *Server) handleAck(id uint64, ack *bus.Ack, m *nats.Msg) {
+	s.closeSkip.sawWorker(ack.Worker)
 	if ack.Nack {
 		s.nacked(id, ack)
 		return

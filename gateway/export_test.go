@@ -10,6 +10,10 @@ var (
 	EchoWorker = echoWorker
 )
 
+// SkipsCloseEvents reports whether s leaves close events out now (every
+// worker it heard from has no OnClose: closeevents.go).
+func SkipsCloseEvents(s *Server) bool { return s.closeSkip.skip.Load() }
+
 // SetMaxTLSHandshakes sets the bound of concurrent TLS handshakes of the
 // listeners started from now on, until the test ends.
 func SetMaxTLSHandshakes(t interface{ Cleanup(func()) }, n int) {

@@ -61,7 +61,9 @@ type Server struct {
 	id     string
 	log    *slog.Logger
 	shards []*shard
-	seq    atomic.Uint64
+	// closeSkip says whether close events may be left out (closeevents.go).
+	closeSkip closeSkip
+	seq       atomic.Uint64
 
 	listeners     []*listener
 	listenerNames []string // sorted, for heartbeats
@@ -344,6 +346,10 @@ func (s *Server) Start() error {
 		// the message and reports a slow consumer (pending limits do not
 		// apply to a channel subscription).
 		s.subs = append(s.subs, sub)
+	}
+	if err := s.subscribeAnnouncements(); err != nil {
+		s.stopBus()
+		return fmt.Errorf("gateway: subscribe %s: %w", s.subj.WorkerAnnounce(), err)
 	}
 	s.wg.Add(1)
 	go func() {
@@ -783,6 +789,9 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 	}
 	c.l.open.Add(-1)
 	s.interest.sync()
+	if s.closeSkip.skipClose() {
+		return // no worker has a close handler: closeevents.go
+	}
 	s.pushEvent(c, bus.Event{
 		Type:        bus.EventClose,
 		CloseReason: c.reason.String(),

@@ -228,7 +228,12 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	head, rest := buf[:end+4], buf[end+4:]
 	p := hsParsers.Get().(*hsParser)
 	defer p.release()
-	p.req = &bus.HTTPRequest{Method: "GET"}
+	// No worker has OnWebSocketConnect: no request to collect and no event
+	// (closeevents.go); a held upgrade always has both.
+	noReq := !e.l.cfg.UpgradeHook && e.l.s.closeSkip.skipWSConnect()
+	if !noReq {
+		p.req = &bus.HTTPRequest{Method: "GET"}
+	}
 	p.path, p.origins = e.l.cfg.Path, e.l.cfg.Origins
 	var offer *deflateOffer
 	if e.l.cfg.Compression.Enabled {
@@ -268,10 +273,15 @@ func (e *wsEngine) handshake(t *wsTransport, data []byte) {
 	// The 101 goes out as c joins its shard, under the shard's lock: a
 	// query answered after the client saw the 101 counts c, and no frame
 	// queued for c can reach the socket before the 101.
-	s.register(c, func() {
+	preamble := func() {
 		_ = t.write(p.resp.Bytes()) // the engine copies what it cannot write now
 		t.c = c
-	}, bus.Event{Type: bus.EventConnect}, bus.Event{Type: bus.EventWebSocketConnect, Request: req})
+	}
+	if noReq {
+		s.register(c, preamble, bus.Event{Type: bus.EventConnect})
+	} else {
+		s.register(c, preamble, bus.Event{Type: bus.EventConnect}, bus.Event{Type: bus.EventWebSocketConnect, Request: req})
+	}
 	if len(leftover) > 0 && (c.rx.Load() == 0 || !s.holdInput(c, leftover)) {
 		e.frames(t, leftover)
 	}
@@ -325,6 +335,13 @@ func (p *hsParser) release() {
 }
 
 func (p *hsParser) onRequest(uri []byte) error {
+	if p.req == nil { // nobody wants the request: only the path check
+		path, _, _ := bytes.Cut(uri, []byte{'?'})
+		if p.path != "" && string(path) != p.path {
+			return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("no WebSocket endpoint at this path"))
+		}
+		return nil
+	}
 	path, query, _ := strings.Cut(string(uri), "?")
 	p.req.Path, p.req.Query = path, query
 	if p.path != "" && path != p.path {
@@ -334,7 +351,9 @@ func (p *hsParser) onRequest(uri []byte) error {
 }
 
 func (p *hsParser) onHost(host []byte) error {
-	p.req.Host = string(host)
+	if p.req != nil {
+		p.req.Host = string(host)
+	}
 	return nil
 }
 
@@ -343,7 +362,7 @@ func (p *hsParser) onHeader(key, value []byte) error {
 		p.badOrigin = true
 		return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
 	}
-	if len(p.req.Headers) < 256 {
+	if p.req != nil && len(p.req.Headers) < 256 {
 		p.req.Headers = append(p.req.Headers, bus.Header{Name: string(key), Value: string(value)})
 	}
 	return nil

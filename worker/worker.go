@@ -64,7 +64,10 @@ type Handlers struct {
 	OnMessage func(c *Context, msg []byte)
 	// OnClose runs when a client's connection closed. c still has the uid,
 	// groups and session the client had; actions that send or change the
-	// client have no effect any more.
+	// client have no effect any more. A worker without OnClose says so in
+	// its announcements, and gateways send no close events while every
+	// event worker they know of has none (docs/bus-protocol.md, "Close
+	// events left out"): Stats.Closes then stays 0.
 	OnClose func(c *Context)
 
 	// OnTask runs a task (Swoole's onTask) that some worker or API client

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/worker"
 )
 
 // snakeKey is the shape of every JSON key of getStats.
@@ -39,7 +40,11 @@ func checkKeys(t *testing.T, path string, v any, seen map[string]bool) {
 // mode, user processes) in snake_case everywhere.
 func TestGetStatsSwooleFields(t *testing.T) {
 	p := &uidProbe{seen: map[string][]int{}}
-	c := startCluster(t, clusterConfig{handlers: p.handlers(), dispatch: gateway.DispatchUID})
+	h := p.handlers()
+	// An OnClose, so that the close events are sent (a worker without
+	// one would have the gateway leave them out once it announced itself).
+	h.OnClose = func(*worker.Context) {}
+	c := startCluster(t, clusterConfig{handlers: h, dispatch: gateway.DispatchUID})
 	runUIDClients(t, c, 5) // 3 clients, closed when it returns
 	waitFor(t, 10*time.Second, "the closes counted", func() bool {
 		st, err := c.n.API().GetStats(ctxFor(t, 5*time.Second))
