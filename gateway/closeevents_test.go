@@ -18,11 +18,16 @@ func TestCloseEventsLeftOut(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		onClose, onWS bool
-		wantBatches   uint64 // after two clients connected, the first closed
+		// Batches sent after two clients connected and the first
+		// closed, at least and at most.
+		minBatches, maxBatches uint64
 	}{
-		{"neither handler", false, false, 2},
-		{"close handler", true, false, 3},
-		{"websocket connect handler", false, true, 4}, // its own batch behind each connect
+		{"neither handler", false, false, 2, 2},
+		{"close handler", true, false, 3, 3},
+		// A client's WebSocket connect event goes in its connect
+		// event's batch when both were queued before it was published,
+		// else in a batch of its own behind it.
+		{"websocket connect handler", false, true, 2, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := testBus(t)
@@ -87,8 +92,8 @@ func TestCloseEventsLeftOut(t *testing.T) {
 			} else if n := w.Stats().WebSocketConnects; n != 0 {
 				t.Errorf("the worker got %d WebSocket connect events, want none", n)
 			}
-			if n := s.Stats().EventsSent; n != tc.wantBatches {
-				t.Errorf("%d batches sent, want %d", n, tc.wantBatches)
+			if n := s.Stats().EventsSent; n < tc.minBatches || n > tc.maxBatches {
+				t.Errorf("%d batches sent, want %d to %d", n, tc.minBatches, tc.maxBatches)
 			}
 		})
 	}
