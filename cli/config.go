@@ -189,6 +189,7 @@ type GatewayConfig struct {
 	// gateway of the cluster, restarted when they crash (gwprocs.go).
 	Processes         int      `yaml:"processes"`
 	Shards            int      `yaml:"shards"`
+	Pollers           int      `yaml:"pollers"`
 	EventTimeout      Duration `yaml:"event_timeout"`
 	MaxBatch          int      `yaml:"max_batch"`
 	MaxPendingEvents  int      `yaml:"max_pending_events"`

@@ -21,6 +21,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		Prefix:            c.Prefix,
 		Listeners:         c.Listeners,
 		Shards:            g.Shards,
+		Pollers:           g.Pollers,
 		EventTimeout:      time.Duration(g.EventTimeout),
 		MaxBatch:          g.MaxBatch,
 		MaxPendingEvents:  g.MaxPendingEvents,

@@ -59,6 +59,9 @@ type Config struct {
 	// Shards is the number of connection shards (and flusher goroutines);
 	// 0 means GOMAXPROCS.
 	Shards int
+	// Pollers is the number of socket poller goroutines (nbio's epoll
+	// loops) of each listener; 0 means GOMAXPROCS.
+	Pollers int
 	// EventTimeout is how long a delivery of a batch of events may go
 	// without an ack or a progress report before it has failed: the batch
 	// is delivered again, to any worker, after RedeliveryBackoff; 0 means
@@ -687,4 +690,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gateway: dispatch: %q is not client or uid", c.Dispatch)
 	}
 	return c.validateLimits()
+}
+
+// pollers is the number of poller goroutines each listener's engine
+// runs: Pollers, or GOMAXPROCS when it is 0 or less.
+func (c *Config) pollers() int {
+	if c.Pollers > 0 {
+		return c.Pollers
+	}
+	return runtime.GOMAXPROCS(0)
 }

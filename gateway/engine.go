@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -63,7 +62,7 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	// stops, and a lame-duck drain closes the listener first.
 	e.engine = nbio.NewEngine(nbio.Config{
 		Name:           "gatework-" + e.l.cfg.Name,
-		NPoller:        runtime.GOMAXPROCS(0),
+		NPoller:        e.l.s.cfg.pollers(),
 		ReadBufferSize: 16 << 10,
 	})
 	e.engine.OnOpen(func(nc *nbio.Conn) {
