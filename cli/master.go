@@ -408,7 +408,7 @@ func (m *masterRun) childSpec() childSpec {
 		busCreds:       credsOf(o),
 		InboxPrefix:    o.InboxPrefix,
 		Prefix:         c.Prefix,
-		Concurrency:    c.Worker.Concurrency,
+		Concurrency:    workerConcurrency(c.Worker, os.Getenv("GOMAXPROCS") != "", runtime.NumCPU()),
 		QueryTimeout:   time.Duration(c.API.QueryTimeout),
 		ReqTimeout:     time.Duration(c.API.RequestTimeout),
 		Log:            c.Log,
@@ -599,4 +599,16 @@ func workerGOMAXPROCS(w WorkerConfig, envSet bool, cpus int) int {
 		return 1
 	}
 	return 0
+}
+
+// workerConcurrency returns the worker.concurrency the worker processes
+// get: w.Concurrency when set, else 64 × cpus when workerGOMAXPROCS put
+// them on one thread by default, so that handlers that block (on a
+// database, another service) have as many events at once per process as
+// with Go's default GOMAXPROCS; else 0 (64 × their GOMAXPROCS).
+func workerConcurrency(w WorkerConfig, envSet bool, cpus int) int {
+	if w.Concurrency == 0 && w.GOMAXPROCS == 0 && workerGOMAXPROCS(w, envSet, cpus) == 1 {
+		return 64 * cpus
+	}
+	return w.Concurrency
 }

@@ -56,3 +56,26 @@ func TestWorkerGOMAXPROCS(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkerConcurrency(t *testing.T) {
+	tests := []struct {
+		name   string
+		w      WorkerConfig
+		envSet bool
+		cpus   int
+		want   int
+	}{
+		{"one thread each by default", WorkerConfig{Processes: 2}, false, 2, 128},
+		{"concurrency set", WorkerConfig{Processes: 2, Concurrency: 10}, false, 2, 10},
+		{"gomaxprocs set", WorkerConfig{Processes: 2, GOMAXPROCS: 1}, false, 2, 0},
+		{"environment decides", WorkerConfig{Processes: 2}, true, 2, 0},
+		{"fewer processes than cpus", WorkerConfig{Processes: 2}, false, 8, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := workerConcurrency(tt.w, tt.envSet, tt.cpus); got != tt.want {
+				t.Errorf("workerConcurrency = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
