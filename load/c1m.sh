@@ -154,19 +154,22 @@ $IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
 
 say "gwload idle ($CLIENT): $CONNS connections at $RATE/s, held for $HOLD (extra target pids $PIDS)"
 set +e
+{
 if [ "$CLIENT" = tun ]; then
 	$IN_NS "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
 		--ws "$WS_HOST:$PORT" --http "127.0.0.1:$HTTP_PORT" \
 		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" \
 		--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
-		--pids "$PIDS" --json "$DIR/c1m.json" | tee "$DIR/c1m.txt"
+		--pids "$PIDS" --json "$DIR/c1m.json"
 else
 	"$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
 		--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" --rate "$RATE" \
 		--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
-		--pids "$PIDS" --json "$DIR/c1m.json" | tee "$DIR/c1m.txt"
+		--pids "$PIDS" --json "$DIR/c1m.json"
 fi
-rc=$?
+echo $? >"$DIR/gwload.rc"
+} | tee "$DIR/c1m.txt"
+rc=$(cat "$DIR/gwload.rc")
 set -e
 say "gwload exit $rc; its clients are closed"
 # The close events of every client reach the worker before the stop: wait

@@ -283,8 +283,12 @@ func PrintTable(w io.Writer, r *Result) {
 				r.ClientRSSKiB, r.ClientPerConnBytes/1024, r.ClientCPUPercent)
 		}
 		if r.SlabAfterKiB > 0 {
-			fmt.Fprintf(tw, "kernel slab before / after\t%d / %d KiB\nkernel per connection\t%.2f KiB (both ends)\n",
-				r.SlabBeforeKiB, r.SlabAfterKiB, r.KernelPerConnBytes/1024)
+			ends := "both ends"
+			if r.TUN != nil {
+				ends = "the server's end: the clients have no socket"
+			}
+			fmt.Fprintf(tw, "kernel slab before / after\t%d / %d KiB\nkernel per connection\t%.2f KiB (%s)\n",
+				r.SlabBeforeKiB, r.SlabAfterKiB, r.KernelPerConnBytes/1024, ends)
 		}
 		if r.BoxCores > 0 {
 			fmt.Fprintf(tw, "machine CPU busy\t%.1f %% of %d cores\n", r.BoxCPUPercent, r.BoxCores)

@@ -55,7 +55,14 @@ func OpenTUN(name string, queues int) ([]*Device, error) {
 			return nil, fmt.Errorf("tunclient: device name %q: %w", name, err)
 		}
 		ifr.SetUint16(flags)
-		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+		if errors.Is(err, unix.EINVAL) && flags&unix.IFF_MULTI_QUEUE == 0 {
+			// A device made multi-queue takes only multi-queue opens.
+			flags |= unix.IFF_MULTI_QUEUE
+			ifr.SetUint16(flags)
+			err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
+		}
+		if err != nil {
 			unix.Close(fd)
 			closeAll(devs)
 			return nil, fmt.Errorf("tunclient: TUNSETIFF %s: %w", name, err)
