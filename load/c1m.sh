@@ -189,6 +189,10 @@ print(n)' 2>/dev/null || echo "?")
 done
 say "clients gone and their close events handled in $(( $(date +%s) - t0 )) s (left: $left)"
 $IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
+if [ "$CLIENT" = tun ]; then
+	# TX drops: packets to the clients that the device queue dropped.
+	say "$TUN_DEV: $(ip -n "$NETNS" -s link show "$TUN_DEV" | tr -s ' \n' ' ')"
+fi
 cleanup
 trap - EXIT INT TERM
 d=$(sed -n 's/^  "disconnected": \([0-9]*\).*/\1/p' "$DIR/c1m.json" | head -1)

@@ -129,7 +129,13 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	closeStart := time.Now()
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer ccancel()
-	if err := e.Close(cctx, cfg.CloseRate); err != nil {
+	stopLog = logEvery(time.Second, func() {
+		st := e.Stats()
+		logf("closing: %d closed, %d live, %d unexpected, %d retransmissions", st.Closed, st.Live, st.Unexpected, st.Retransmits)
+	})
+	err = e.Close(cctx, cfg.CloseRate)
+	stopLog()
+	if err != nil {
 		r.TUN.CloseErr = err.Error()
 		logf("%v", err)
 	}
