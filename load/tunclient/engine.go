@@ -149,6 +149,7 @@ type Engine struct {
 	mu       sync.Mutex
 	conns    []conn
 	stats    Stats
+	closing  int // closes we started that have not ended
 	rng      *rand.Rand
 	stopTick chan struct{}
 	wg       sync.WaitGroup
@@ -349,6 +350,14 @@ func (e *Engine) fail(o *outBuf, idx int, c *conn, rst bool, format string, args
 	e.stats.Failed++
 	e.stats.InFlight--
 	c.state, c.out, c.in = stFailed, nil, nil
+}
+
+// setDone ends client c's state; a close we started is no longer pending.
+func (e *Engine) setDone(c *conn) {
+	if c.flags&fInitiated != 0 && c.state != stDone {
+		e.closing--
+	}
+	c.state, c.out, c.in = stDone, nil, nil
 }
 
 // ended counts an open connection as ended once; unexpected tells

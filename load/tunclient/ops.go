@@ -90,6 +90,7 @@ func (e *Engine) Close(ctx context.Context, rate float64) error {
 			}
 			c.flags |= fInitiated | fCloseSent
 			c.state = stClosing
+			e.closing++
 			e.send(&o, next, c, appendMasked(nil, opClose, e.rng.Uint32(), closeCode), false)
 			tokens--
 		}
@@ -104,7 +105,9 @@ func (e *Engine) Close(ctx context.Context, rate float64) error {
 		}
 	}
 	for {
-		left := e.closing()
+		e.mu.Lock()
+		left := e.closing
+		e.mu.Unlock()
 		if left == 0 {
 			return nil
 		}
@@ -114,19 +117,6 @@ func (e *Engine) Close(ctx context.Context, rate float64) error {
 		case <-tick.C:
 		}
 	}
-}
-
-// closing counts the clients we are closing whose close has not ended.
-func (e *Engine) closing() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	n := 0
-	for i := range e.conns {
-		if s := e.conns[i].state; s == stClosing || s == stFinWait {
-			n++
-		}
-	}
-	return n
 }
 
 // tickLoop retransmits what is unacknowledged for too long, in chunks so
@@ -176,7 +166,7 @@ func (e *Engine) scan(o *outBuf, lo, hi int) {
 			default:
 				e.ended(i, c, &e.stats.Timeouts, "given up after %d retransmissions", c.tries)
 				e.emit(o, i, c, c.sndNxt, flagRST|flagACK, nil)
-				c.state, c.out, c.in = stDone, nil, nil
+				e.setDone(c)
 			}
 			continue
 		}

@@ -150,7 +150,7 @@ func (e *Engine) reset(idx int, c *conn) {
 		return
 	}
 	e.ended(idx, c, &e.stats.Resets, "reset by the server")
-	c.state, c.out, c.in = stDone, nil, nil
+	e.setDone(c)
 }
 
 // finish ends a connection whose FINs are exchanged and acknowledged.
@@ -158,7 +158,7 @@ func (e *Engine) finish(c *conn) {
 	if c.flags&fInitiated != 0 {
 		e.stats.Closed++
 	}
-	c.state, c.out, c.in = stDone, nil, nil
+	e.setDone(c)
 }
 
 // consume parses the stream bytes data of client idx (after any kept
@@ -194,7 +194,7 @@ func (e *Engine) consume(o *outBuf, idx int, c *conn, data []byte) []byte {
 		if err != nil {
 			e.ended(idx, c, &e.stats.Timeouts, "%v", err)
 			e.emit(o, idx, c, c.sndNxt, flagRST|flagACK, nil)
-			c.state, c.out, c.in = stDone, nil, nil
+			e.setDone(c)
 			return nil
 		}
 		data = data[n:]
