@@ -177,6 +177,7 @@ say "gwload exit $rc; its clients are closed"
 # event batch in flight.
 t0=$(date +%s)
 for _ in $(seq 1 600); do
+	kill -0 "$MASTER" 2>/dev/null || { left="? (the node is gone)"; break; }
 	left=$($IN_NS "$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
 import json, sys
 n = 0
