@@ -168,7 +168,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&f.deflate, "deflate", false, "idle: offer permessage-deflate on every connection (as browsers do) and fail unless accepted")
 	fs.StringVar(&f.tun, "tun", "", "idle: emulate the clients' TCP in this process over this TUN device (created if missing) instead of child processes with kernel sockets; --ws is then the device's own address, in the same network namespace (load/c1m.sh sets it up)")
 	fs.IntVar(&f.tunQueues, "tun-queues", 1, "idle with --tun: queues of the TUN device (IFF_MULTI_QUEUE above 1), one reader each")
-	fs.Float64Var(&f.closeRate, "close-rate", 20000, "idle with --tun: orderly closes per second at the end (negative: unpaced)")
+	fs.Float64Var(&f.closeRate, "close-rate", 5000, "idle with --tun: orderly closes per second at the end (negative: unpaced)")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
 	fs.IntVar(&f.bareShards, "bare-shards", 1, "goroutines the bare server splits a broadcast over (1: the naive loop)")
 	fs.BoolVar(&f.bareCoalesce, "bare-coalesce", false, "the bare server writes every queued broadcast message to a connection in one write (a stricter baseline)")

@@ -153,7 +153,7 @@ type Config struct {
 	// (IFF_MULTI_QUEUE above 1), each read by its own goroutine; default 1.
 	TUNQueues int
 	// CloseRate paces the orderly close at the end of a TUN run, in
-	// connections per second; 0 means 20,000/s, negative unpaced.
+	// connections per second; 0 means 5,000/s, negative unpaced.
 	CloseRate float64
 	// Progress receives progress lines; nil means none.
 	Progress io.Writer

@@ -42,7 +42,7 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("load: TUN target: %w", err)
 	}
 	if cfg.CloseRate == 0 {
-		cfg.CloseRate = 20_000
+		cfg.CloseRate = 5000
 	}
 	cfg.TUNQueues = max(cfg.TUNQueues, 1)
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)

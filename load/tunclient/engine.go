@@ -57,6 +57,15 @@ type Config struct {
 	// connection is given up (a handshake fails, an open connection counts
 	// as an unexpected close); default 8.
 	MaxRetries int
+	// RetransmitRate bounds the segments sent again per second, so a
+	// burst of losses does not turn into a burst of retransmissions that
+	// is lost in turn; the others wait for a later timer tick. Default
+	// 4,000/s.
+	RetransmitRate float64
+	// CloseWait is how long a close we started may wait for the server's
+	// close frame and FIN once our close frame is acknowledged; then the
+	// client is reset and counted in Stats.CloseTimeouts. Default 30 s.
+	CloseWait time.Duration
 	// Seed makes the initial sequence numbers and WebSocket keys
 	// reproducible; 0 means random.
 	Seed uint64
@@ -79,12 +88,15 @@ type Stats struct {
 	Timeouts     uint64 `json:"timeouts"`      // retransmissions given up, protocol errors
 	// Closed counts orderly closes we started that completed: our close
 	// frame answered, FINs exchanged and acknowledged.
-	Closed      uint64 `json:"closed"`
-	Pings       uint64 `json:"pings"`       // pings received (each answered with a pong)
-	Messages    uint64 `json:"messages"`    // final data frames received
-	Retransmits uint64 `json:"retransmits"` // segments sent again
-	Dups        uint64 `json:"dups"`        // duplicate or out-of-order segments re-acknowledged
-	BadPackets  uint64 `json:"bad_packets"` // packets that did not parse
+	Closed uint64 `json:"closed"`
+	// CloseTimeouts counts closes we started that the server did not
+	// finish within Config.CloseWait (the client was reset).
+	CloseTimeouts uint64 `json:"close_timeouts"`
+	Pings         uint64 `json:"pings"`       // pings received (each answered with a pong)
+	Messages      uint64 `json:"messages"`    // final data frames received
+	Retransmits   uint64 `json:"retransmits"` // segments sent again
+	Dups          uint64 `json:"dups"`        // duplicate or out-of-order segments re-acknowledged
+	BadPackets    uint64 `json:"bad_packets"` // packets that did not parse
 	// FirstError describes the first failed handshake or unexpected close.
 	FirstError string `json:"first_error,omitempty"`
 }
@@ -191,6 +203,12 @@ func New(cfg Config, links ...Link) (*Engine, error) {
 	}
 	if cfg.MaxRetries <= 0 {
 		cfg.MaxRetries = 8
+	}
+	if cfg.RetransmitRate <= 0 {
+		cfg.RetransmitRate = 4000
+	}
+	if cfg.CloseWait <= 0 {
+		cfg.CloseWait = 30 * time.Second
 	}
 	seed := cfg.Seed
 	if seed == 0 {

@@ -127,25 +127,29 @@ func (e *Engine) tickLoop() {
 	defer t.Stop()
 	var o outBuf
 	const chunk = 8192
+	perTick := max(int(e.cfg.RetransmitRate*period.Seconds()), 1)
 	for {
 		select {
 		case <-e.stopTick:
 			return
 		case <-t.C:
 		}
+		budget := perTick
 		for lo := 0; lo < len(e.conns); lo += chunk {
 			e.mu.Lock()
-			e.scan(&o, lo, min(lo+chunk, len(e.conns)))
+			e.scan(&o, lo, min(lo+chunk, len(e.conns)), &budget)
 			e.mu.Unlock()
 			_ = o.flush(e.links[0]) // lost again: the next scan retries
 		}
 	}
 }
 
-// scan retransmits for clients lo to hi-1.
-func (e *Engine) scan(o *outBuf, lo, hi int) {
+// scan retransmits for clients lo to hi-1, at most *budget segments, and
+// resets closes that waited longer than Config.CloseWait.
+func (e *Engine) scan(o *outBuf, lo, hi int, budget *int) {
 	now := e.now()
 	rto := uint32(e.cfg.RTO / time.Millisecond)
+	closeWait := uint32(e.cfg.CloseWait / time.Millisecond)
 	for i := lo; i < hi; i++ {
 		c := &e.conns[i]
 		switch c.state {
@@ -154,6 +158,12 @@ func (e *Engine) scan(o *outBuf, lo, hi int) {
 			continue
 		}
 		if c.state != stSynSent && c.sndUna == c.sndNxt {
+			if c.state == stClosing && now-c.lastTx >= closeWait {
+				e.stats.CloseTimeouts++
+				e.emit(o, i, c, c.sndNxt, flagRST|flagACK, nil)
+				e.ended(i, c, &e.stats.Timeouts, "no close from the server")
+				e.setDone(c)
+			}
 			continue
 		}
 		if now-c.lastTx < rto<<min(c.tries, 5) {
@@ -170,6 +180,10 @@ func (e *Engine) scan(o *outBuf, lo, hi int) {
 			}
 			continue
 		}
+		if *budget <= 0 {
+			continue // due: sent at a later tick
+		}
+		*budget--
 		c.tries++
 		c.lastTx = now
 		e.retransmit(o, i, c)

@@ -90,10 +90,10 @@ func waitStats(t *testing.T, e *Engine, cond func(Stats) bool) Stats {
 }
 
 // handshake runs one client up to an open WebSocket.
-func handshake(t *testing.T) (*Engine, *fakeServer) {
+func handshake(t *testing.T, closeWait time.Duration) (*Engine, *fakeServer) {
 	t.Helper()
 	p := newPipe()
-	e, err := New(Config{Server: netip.MustParseAddrPort("10.77.0.1:30000"), Conns: 1, Rate: -1, RTO: time.Hour, Seed: 9}, p)
+	e, err := New(Config{Server: netip.MustParseAddrPort("10.77.0.1:30000"), Conns: 1, Rate: -1, RTO: time.Hour, Seed: 9, CloseWait: closeWait}, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func handshake(t *testing.T) (*Engine, *fakeServer) {
 // re-acknowledged, a message, our close, the server's close and FIN, our
 // FIN acknowledged: one orderly close, nothing unexpected.
 func TestStatesOrderlyClose(t *testing.T) {
-	e, f := handshake(t)
+	e, f := handshake(t, 0)
 	// A duplicate of old data and a segment after a gap: both only re-acked.
 	f.send(f.seq-4, flagACK|flagPSH, "\x89\x02hi")
 	if s := f.next(); s.ack != f.seq || len(s.payload) != 0 {
@@ -193,7 +193,7 @@ func TestStatesUnexpected(t *testing.T) {
 		{"rst", flagRST | flagACK, "", func(s Stats) uint64 { return s.Resets }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, f := handshake(t)
+			e, f := handshake(t, 0)
 			f.send(f.seq, tc.flags, tc.payload)
 			st := waitStats(t, e, func(s Stats) bool { return s.Unexpected == 1 })
 			if tc.counter(st) != 1 || st.Live != 0 || st.FirstError == "" {
@@ -230,5 +230,23 @@ func TestRetransmitGivesUp(t *testing.T) {
 	case b := <-p.out:
 		t.Fatalf("extra packet % x", b)
 	default:
+	}
+}
+
+// TestStatesCloseWait: a close we started that the server never answers
+// (its close frame and FIN lost for good) ends after CloseWait with a
+// reset, counted apart from the orderly closes.
+func TestStatesCloseWait(t *testing.T) {
+	e, f := handshake(t, 50*time.Millisecond)
+	go func() { _ = e.Close(t.Context(), -1) }()
+	cl := f.next()
+	f.ack += uint32(len(cl.payload))
+	f.send(f.seq, flagACK, "") // our close frame acknowledged, nothing more
+	if rst := f.next(); rst.flags&flagRST == 0 {
+		t.Fatalf("after CloseWait: %+v, want a RST", rst)
+	}
+	st := waitStats(t, e, func(s Stats) bool { return s.CloseTimeouts == 1 })
+	if st.Closed != 0 || st.Unexpected != 0 || st.Live != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }
