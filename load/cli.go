@@ -301,7 +301,8 @@ func PrintTable(w io.Writer, r *Result) {
 			fmt.Fprintf(tw, "clients\temulated over TUN %s (%d queues)\nclients: pings answered, retransmissions\t%d, %d\n",
 				t.Device, t.Queues, h.Pings, h.Retransmits)
 			fmt.Fprintf(tw, "unexpected: close frames / FINs / RSTs / timeouts\t%d / %d / %d / %d\n", h.ServerCloses, h.ServerFINs, h.Resets, h.Timeouts)
-			fmt.Fprintf(tw, "orderly close\t%d in %.1f s (%d unexpected during it)\n", s.Closed, t.CloseSeconds, s.Unexpected-h.Unexpected)
+			fmt.Fprintf(tw, "orderly close\t%d of %d in %.1f s (%d reset by the server, %d not finished in time, %d unexpected closes during it)\n",
+				s.Closed, h.Live, t.CloseSeconds, s.CloseResets, s.CloseTimeouts, s.Unexpected-h.Unexpected)
 			if h.FirstError != "" {
 				fmt.Fprintf(tw, "first error\t%s\n", h.FirstError)
 			}

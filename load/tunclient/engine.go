@@ -92,6 +92,9 @@ type Stats struct {
 	// CloseTimeouts counts closes we started that the server did not
 	// finish within Config.CloseWait (the client was reset).
 	CloseTimeouts uint64 `json:"close_timeouts"`
+	// CloseResets counts closes we started that the server answered
+	// with a RST before its FIN (e.g. a pong arriving after it closed).
+	CloseResets uint64 `json:"close_resets"`
 	Pings         uint64 `json:"pings"`       // pings received (each answered with a pong)
 	Messages      uint64 `json:"messages"`    // final data frames received
 	Retransmits   uint64 `json:"retransmits"` // segments sent again
