@@ -95,11 +95,11 @@ type Stats struct {
 	// CloseResets counts closes we started that the server answered
 	// with a RST before its FIN (e.g. a pong arriving after it closed).
 	CloseResets uint64 `json:"close_resets"`
-	Pings         uint64 `json:"pings"`       // pings received (each answered with a pong)
-	Messages      uint64 `json:"messages"`    // final data frames received
-	Retransmits   uint64 `json:"retransmits"` // segments sent again
-	Dups          uint64 `json:"dups"`        // duplicate or out-of-order segments re-acknowledged
-	BadPackets    uint64 `json:"bad_packets"` // packets that did not parse
+	Pings       uint64 `json:"pings"`       // pings received (each answered with a pong)
+	Messages    uint64 `json:"messages"`    // final data frames received
+	Retransmits uint64 `json:"retransmits"` // segments sent again
+	Dups        uint64 `json:"dups"`        // duplicate or out-of-order segments re-acknowledged
+	BadPackets  uint64 `json:"bad_packets"` // packets that did not parse
 	// FirstError describes the first failed handshake or unexpected close.
 	FirstError string `json:"first_error,omitempty"`
 }
