@@ -93,7 +93,9 @@ type Stats struct {
 	// finish within Config.CloseWait (the client was reset).
 	CloseTimeouts uint64 `json:"close_timeouts"`
 	// CloseResets counts closes we started that the server answered
-	// with a RST before its FIN (e.g. a pong arriving after it closed).
+	// with a RST: after its FIN when its socket is gone before our FIN
+	// arrives (more than net.ipv4.tcp_max_tw_buckets in TIME_WAIT), or
+	// before it (a pong arriving after it closed).
 	CloseResets uint64 `json:"close_resets"`
 	Pings       uint64 `json:"pings"`       // pings received (each answered with a pong)
 	Messages    uint64 `json:"messages"`    // final data frames received

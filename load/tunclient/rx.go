@@ -149,7 +149,7 @@ func (e *Engine) reset(idx int, c *conn) {
 		e.fail(&o, idx, c, false, "reset before the 101")
 		return
 	}
-	if c.flags&fInitiated != 0 && c.flags&fEnded == 0 {
+	if c.flags&fInitiated != 0 {
 		e.stats.CloseResets++
 	}
 	e.ended(idx, c, &e.stats.Resets, "reset by the server")
