@@ -250,3 +250,23 @@ func TestStatesCloseWait(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestStatesCloseReset: after our close and the server's FIN, a RST
+// instead of the ACK of our FIN (the server's TIME_WAIT table is full)
+// ends the client as a close reset, not as an unexpected close.
+func TestStatesCloseReset(t *testing.T) {
+	e, f := handshake(t, 0)
+	go func() { _ = e.Close(t.Context(), -1) }()
+	cl := f.next()
+	f.ack += uint32(len(cl.payload))
+	f.send(f.seq, flagACK|flagPSH|flagFIN, "\x88\x02\x03\xe8")
+	f.seq += 5
+	if fin := f.next(); fin.flags&flagFIN == 0 {
+		t.Fatalf("our FIN: %+v", fin)
+	}
+	f.send(f.seq, flagRST, "")
+	st := waitStats(t, e, func(s Stats) bool { return s.CloseResets == 1 })
+	if st.Closed != 0 || st.Unexpected != 0 || st.Live != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
