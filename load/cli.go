@@ -300,6 +300,7 @@ func PrintTable(w io.Writer, r *Result) {
 			h, s := t.AtHoldEnd, t.Stats
 			fmt.Fprintf(tw, "clients\temulated over TUN %s (%d queues)\nclients: pings answered, retransmissions\t%d, %d\n",
 				t.Device, t.Queues, h.Pings, h.Retransmits)
+			fmt.Fprintf(tw, "device queue drops after open / hold / close\t%d / %d / %d\n", t.DropsOpen, t.DropsHold, t.DropsEnd)
 			fmt.Fprintf(tw, "unexpected: close frames / FINs / RSTs / timeouts\t%d / %d / %d / %d\n", h.ServerCloses, h.ServerFINs, h.Resets, h.Timeouts)
 			fmt.Fprintf(tw, "orderly close\t%d of %d in %.1f s (%d reset by the server, %d not finished in time, %d unexpected closes during it)\n",
 				s.Closed, h.Live, t.CloseSeconds, s.CloseResets, s.CloseTimeouts, s.Unexpected-h.Unexpected)

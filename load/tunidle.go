@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatework/gatework/load/tunclient"
@@ -19,6 +21,13 @@ type TUNResult struct {
 	// orderly close); AtHoldEnd at the end of the hold.
 	Stats     tunclient.Stats `json:"stats"`
 	AtHoldEnd tunclient.Stats `json:"at_hold_end"`
+	// DeviceDrops is the device's tx_dropped after the open, at the end
+	// of the hold and at the end: packets from the server to the clients
+	// the device's queue dropped because gwload did not read them in
+	// time (TCP sends them again). -1 when not readable.
+	DropsOpen int64 `json:"drops_open"`
+	DropsHold int64 `json:"drops_hold"`
+	DropsEnd  int64 `json:"drops_end"`
 	// CloseSeconds is how long the orderly close of every client took.
 	CloseSeconds float64 `json:"close_seconds"`
 	CloseErr     string  `json:"close_error,omitempty"`
@@ -105,7 +114,8 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	r.OpenSeconds = time.Since(openStart).Seconds()
 	r.Connected, r.Failed = int(st.Opened), int(st.Failed)
 	r.OpenRate = float64(st.Opened) / r.OpenSeconds
-	logf("%d connected, %d failed, in %.1f s (%.0f/s)", r.Connected, r.Failed, r.OpenSeconds, r.OpenRate)
+	r.TUN.DropsOpen = deviceDrops(cfg.TUN)
+	logf("%d connected, %d failed, in %.1f s (%.0f/s); %d packets dropped by the device's queue", r.Connected, r.Failed, r.OpenSeconds, r.OpenRate, r.TUN.DropsOpen)
 	if st.FirstError != "" {
 		logf("first error: %s", st.FirstError)
 	}
@@ -121,6 +131,7 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 		stopLog()
 	}
 	r.TUN.AtHoldEnd = e.Stats()
+	r.TUN.DropsHold = deviceDrops(cfg.TUN)
 	r.Disconnected = r.TUN.AtHoldEnd.Unexpected
 
 	// The orderly close runs even after an error: the gateway sees
@@ -141,11 +152,26 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	r.TUN.CloseSeconds = time.Since(closeStart).Seconds()
 	r.TUN.Stats = e.Stats()
+	r.TUN.DropsEnd = deviceDrops(cfg.TUN)
 	logf("closed %d in %.1f s", r.TUN.Stats.Closed, r.TUN.CloseSeconds)
 	if cause := context.Cause(gctx); errors.Is(cause, errLowMemory) {
 		openErr = cause
 	}
 	return r, openErr
+}
+
+// deviceDrops reads the TUN device's tx_dropped counter (packets for
+// the reader the queue had no room for); -1 when it cannot be read.
+func deviceDrops(dev string) int64 {
+	b, err := os.ReadFile("/sys/class/net/" + dev + "/statistics/tx_dropped")
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // logEvery calls f every d until stop is called.
