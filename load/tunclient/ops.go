@@ -122,7 +122,7 @@ func (e *Engine) Close(ctx context.Context, rate float64) error {
 // tickLoop retransmits what is unacknowledged for too long, in chunks so
 // the readers are not held up by a scan of every client.
 func (e *Engine) tickLoop() {
-	period := min(max(e.cfg.RTO/4, 10*time.Millisecond), 250*time.Millisecond)
+	period := min(max(e.cfg.RTO/2, 10*time.Millisecond), 500*time.Millisecond)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	var o outBuf
