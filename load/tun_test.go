@@ -71,7 +71,7 @@ func TestIdleTUN(t *testing.T) {
 	h := echo.Handlers()
 	n, err := node.Start(context.Background(), node.Config{
 		Gateway: gateway.Config{Listeners: []gateway.ListenerConfig{{Protocol: "ws", Addr: "10.77.0.1:0",
-			PingInterval: 100 * time.Millisecond, IdleTimeout: 300 * time.Millisecond}}},
+			PingInterval: 100 * time.Millisecond, IdleTimeout: 2 * time.Second}}},
 		HTTP:   node.HTTPConfig{Addr: "127.0.0.1:0"},
 		Worker: node.WorkerConfig{Handlers: &h},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
