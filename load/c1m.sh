@@ -26,7 +26,7 @@
 # 127.0.0.0/8, as before (below).
 #
 # Settings (environment): CONNS (1000000), HOLD (5m), CLIENT (tun),
-# TUN_QUEUES (1), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
+# TUN_QUEUES (2), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
 # (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
 # PER_PROC (15000 connections per gwload
 # child), RATE (5000: connections opened per second, all children together,
@@ -56,7 +56,7 @@ PORT=${PORT:-30000}
 MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
 DIR=${DIR:-/tmp/gatework-c1m}
 CLIENT=${CLIENT:-tun}
-TUN_QUEUES=${TUN_QUEUES:-1}
+TUN_QUEUES=${TUN_QUEUES:-2}
 CLOSE_RATE=${CLOSE_RATE:-5000}
 NETNS=${NETNS:-gwc1m}
 TUN_DEV=gwtun0
