@@ -110,7 +110,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.API = c
 	}
 	r, err := Run(ctx, cfg)
-	if r != nil && (err == nil || len(r.Steps) > 0) {
+	// A stopped TUN run still has its figures so far (the open, the
+	// engine's counters, the close): print them too.
+	if r != nil && (err == nil || len(r.Steps) > 0 || r.TUN != nil) {
 		PrintTable(stdout, r)
 		if f.jsonOut != "" {
 			if werr := writeJSON(f.jsonOut, r); werr != nil {
