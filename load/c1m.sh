@@ -7,16 +7,35 @@
 #
 #   load/c1m.sh                       # 1,000,000 connections for 5 minutes
 #   CONNS=50000 HOLD=30s load/c1m.sh  # a small rehearsal
+#   CLIENT=sockets load/c1m.sh        # the clients on kernel sockets, as in rounds 1-3
 #
-# Settings (environment): CONNS (1000000), HOLD (5m), GW_PROCS (one per
-# 16,700 connections, at least 2), PER_PROC (15000 connections per gwload
+# CLIENT=tun (the default, as root with CAP_NET_ADMIN): the clients are
+# emulated. The script makes a network namespace NETNS (gwc1m) with lo
+# and a TUN device (gwtun0, 10.77.0.1/8, multi-queue, txqueuelen 10000),
+# runs the node inside it with its ws listener on 10.77.0.1:PORT (its
+# HTTP API and embedded NATS on the namespace's own 127.0.0.1), and runs
+# `gwload idle --tun gwtun0` there: one process, one TCP state machine per
+# client in user space (load/tunclient), clients 10.1.0.0:10000 onwards.
+# Real: the server's kernel TCP sockets, the gatework processes, the
+# heartbeats (every ping crosses the kernel and is answered by a pong).
+# Emulated: the clients' TCP stacks (no client socket, no client file, no
+# kernel memory for the client side). The namespace is always deleted at
+# the end (trap), and removed first if a previous run left it.
+#
+# CLIENT=sockets: gwload idle with child processes of kernel sockets on
+# 127.0.0.0/8, as before (below).
+#
+# Settings (environment): CONNS (1000000), HOLD (5m), CLIENT (tun),
+# TUN_QUEUES (2), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
+# (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
+# PER_PROC (15000 connections per gwload
 # child), RATE (5000: connections opened per second, all children together,
 # at most RATE x 100 ms handshakes in flight; lower it when the open keeps
 # the machine's load average above its core count), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
 # gwload closes everything when MemAvailable drops below it), DIR
 # (/tmp/gatework-c1m: binaries, configuration, logs, results).
 #
-# Why so many processes: a process may hold at most `ulimit -n` files
+# Why so many gateway processes: a process may hold at most `ulimit -n` files
 # (20,000 here), so 1M server sockets need 60 gateway processes and 1M
 # client sockets 67 gwload children; the clients bind 500 source addresses
 # (127.0.0.1 ... 127.0.1.244, 2,000 each: one source address has only
@@ -36,7 +55,25 @@ RATE=${RATE:-5000}
 PORT=${PORT:-30000}
 MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
 DIR=${DIR:-/tmp/gatework-c1m}
-GW_PROCS=${GW_PROCS:-$(( (CONNS + 16699) / 16700 ))}
+CLIENT=${CLIENT:-tun}
+TUN_QUEUES=${TUN_QUEUES:-2}
+CLOSE_RATE=${CLOSE_RATE:-5000}
+NETNS=${NETNS:-gwc1m}
+TUN_DEV=gwtun0
+case $CLIENT in
+tun)
+	# 20,000 files per process: 19,000 clients + the process's own ~50.
+	GW_PROCS=${GW_PROCS:-$(( (CONNS + 18999) / 19000 ))}
+	WS_HOST=10.77.0.1
+	IN_NS="ip netns exec $NETNS"
+	;;
+sockets)
+	GW_PROCS=${GW_PROCS:-$(( (CONNS + 16699) / 16700 ))}
+	WS_HOST=127.0.0.1
+	IN_NS=
+	;;
+*) echo "c1m: CLIENT=$CLIENT: want tun or sockets" >&2; exit 2 ;;
+esac
 [ "$GW_PROCS" -lt 2 ] && GW_PROCS=2
 HTTP_PORT=$((PORT + 1))
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,12 +85,29 @@ say() { echo "c1m: $(date -u +%H:%M:%S) $*" >&2; }
 say "building gatework and gwload"
 (cd "$ROOT" && go build -o "$DIR/gatework" ./cmd/gatework && go build -o "$DIR/gwload" ./cmd/gwload)
 
+del_netns() {
+	if ip netns list | grep -qw "$NETNS"; then
+		ip netns del "$NETNS" && say "network namespace $NETNS deleted"
+	fi
+}
+if [ "$CLIENT" = tun ]; then
+	del_netns # left by an interrupted run
+	ip netns add "$NETNS"
+	trap del_netns EXIT INT TERM
+	ip -n "$NETNS" link set lo up
+	ip -n "$NETNS" tuntap add dev "$TUN_DEV" mode tun multi_queue
+	ip -n "$NETNS" addr add "$WS_HOST/8" dev "$TUN_DEV"
+	ip -n "$NETNS" link set "$TUN_DEV" up txqueuelen 10000
+	say "network namespace $NETNS: $TUN_DEV $WS_HOST/8"
+fi
+
 if [ "${SYSCTL:-0}" = 1 ]; then
+	# somaxconn is per network namespace: set where the node runs.
 	for kv in net.core.somaxconn=65535 fs.file-max=4000000; do
 		k=${kv%%=*} v=${kv#*=}
-		cur=$(sysctl -n "$k")
+		cur=$($IN_NS sysctl -n "$k")
 		say "sysctl $k: $cur"
-		if [ "$cur" -lt "$v" ]; then sysctl -w "$k=$v" >/dev/null && say "sysctl $k raised to $v"; fi
+		if [ "$cur" -lt "$v" ]; then $IN_NS sysctl -w "$k=$v" >/dev/null && say "sysctl $k raised to $v"; fi
 	done
 fi
 
@@ -62,7 +116,7 @@ cat >"$DIR/c1m.yaml" <<EOF
 listeners:
   - name: ws
     protocol: ws
-    addr: 127.0.0.1:$PORT
+    addr: $WS_HOST:$PORT
 http:
   addr: 127.0.0.1:$HTTP_PORT
 gateway:
@@ -74,32 +128,48 @@ shutdown_timeout: 60s
 EOF
 
 say "machine before: $(uptime | sed 's/.*load/load/'); $(free -m | awk '/Mem:/ {print "MemAvailable " $7 " MiB"}')"
-say "starting gatework: $GW_PROCS gateway processes on 127.0.0.1:$PORT"
-"$DIR/gatework" start -d -c "$DIR/c1m.yaml" --log-format json
+say "starting gatework: $GW_PROCS gateway processes on $WS_HOST:$PORT"
+$IN_NS "$DIR/gatework" start -d -c "$DIR/c1m.yaml" --log-format json
 MASTER=$(cat "$DIR/gatework.pid")
 stop_node() {
 	if kill -0 "$MASTER" 2>/dev/null; then
 		say "stopping gatework (master $MASTER)"
 		t0=$(date +%s.%N)
-		"$DIR/gatework" stop -c "$DIR/c1m.yaml" || true
+		$IN_NS "$DIR/gatework" stop -c "$DIR/c1m.yaml" || true
 		say "gatework stopped in $(echo "$(date +%s.%N) - $t0" | bc) s"
 	fi
 }
-trap stop_node EXIT INT TERM
+cleanup() {
+	stop_node
+	[ "$CLIENT" = tun ] && del_netns
+	return 0
+}
+trap cleanup EXIT INT TERM
 
 # The master (embedded NATS, HTTP API) and the worker process count with
 # the gateway processes in gwload's figures.
 WORKERS=$(pgrep -P "$MASTER" -f ' worker ' | paste -sd, - || true)
 PIDS=$MASTER${WORKERS:+,$WORKERS}
-"$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
+$IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
 
-say "gwload idle: $CONNS connections at $RATE/s, held for $HOLD (extra target pids $PIDS)"
+say "gwload idle ($CLIENT): $CONNS connections at $RATE/s, held for $HOLD (extra target pids $PIDS)"
 set +e
-"$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
-	--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" --rate "$RATE" \
-	--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
-	--pids "$PIDS" --json "$DIR/c1m.json" | tee "$DIR/c1m.txt"
-rc=$?
+{
+if [ "$CLIENT" = tun ]; then
+	$IN_NS "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
+		--ws "$WS_HOST:$PORT" --http "127.0.0.1:$HTTP_PORT" \
+		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" \
+		--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
+		--pids "$PIDS" --json "$DIR/c1m.json"
+else
+	"$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \
+		--conns "$CONNS" --max-conns "$CONNS" --per-proc "$PER_PROC" --rate "$RATE" \
+		--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
+		--pids "$PIDS" --json "$DIR/c1m.json"
+fi
+echo $? >"$DIR/gwload.rc"
+} | tee "$DIR/c1m.txt"
+rc=$(cat "$DIR/gwload.rc")
 set -e
 say "gwload exit $rc; its clients are closed"
 # The close events of every client reach the worker before the stop: wait
@@ -107,7 +177,8 @@ say "gwload exit $rc; its clients are closed"
 # event batch in flight.
 t0=$(date +%s)
 for _ in $(seq 1 600); do
-	left=$("$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
+	kill -0 "$MASTER" 2>/dev/null || { left="? (the node is gone)"; break; }
+	left=$($IN_NS "$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
 import json, sys
 n = 0
 for p in json.load(sys.stdin)["processes"]:
@@ -118,10 +189,14 @@ print(n)' 2>/dev/null || echo "?")
 	sleep 1
 done
 say "clients gone and their close events handled in $(( $(date +%s) - t0 )) s (left: $left)"
-"$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
-stop_node
+$IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
+if [ "$CLIENT" = tun ]; then
+	# TX drops: packets to the clients that the device queue dropped.
+	say "$TUN_DEV: $(ip -n "$NETNS" -s link show "$TUN_DEV" | tr -s ' \n' ' ')"
+fi
+cleanup
 trap - EXIT INT TERM
-d=$(sed -n 's/.*"disconnected": \([0-9]*\).*/\1/p' "$DIR/c1m.json" | head -1)
+d=$(sed -n 's/^  "disconnected": \([0-9]*\).*/\1/p' "$DIR/c1m.json" | head -1)
 say "unexpected closes (gwload disconnected): ${d:-0}"
 say "lost events logged: $(grep -c 'not handed to a worker in time' "$DIR/gatework.log" || true); crashes logged: $(grep -c 'process crashed' "$DIR/gatework.log" || true)"
 say "results: $DIR/c1m.txt, $DIR/c1m.json, logs $DIR/gatework.log"

@@ -26,6 +26,7 @@ const usage = `gwload: a load generator for gatework nodes (127.0.0.0/8 targets 
 
 usage:
   gwload idle   [flags]   hold --conns idle connections; RSS per connection and idle CPU
+                          (--tun DEV: clients emulated over a TUN device, no client sockets)
   gwload fanout [flags]   join --conns connections to group "bench", sendToGroup at --rates
   gwload echo   [flags]   --conns clients echo stamped messages; round trips/s
   gwload churn  [flags]   --concurrency loops of connect, one echo, close; connections/s
@@ -109,7 +110,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg.API = c
 	}
 	r, err := Run(ctx, cfg)
-	if r != nil && (err == nil || len(r.Steps) > 0) {
+	// A stopped TUN run still has its figures so far (the open, the
+	// engine's counters, the close): print them too.
+	if r != nil && (err == nil || len(r.Steps) > 0 || r.TUN != nil) {
 		PrintTable(stdout, r)
 		if f.jsonOut != "" {
 			if werr := writeJSON(f.jsonOut, r); werr != nil {
@@ -126,7 +129,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 type cliFlags struct {
-	ws, http, token, path, rates, jsonOut, nats, pids              string
+	ws, http, token, path, rates, jsonOut, nats, pids, tun         string
+	tunQueues                                                      int
+	closeRate                                                      float64
 	minFreeMiB                                                     int64
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration, retryWait                               time.Duration
@@ -163,6 +168,9 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&f.maxDuration, "max-duration", 10*time.Minute, "hard bound on the whole run")
 	fs.BoolVar(&f.welcome, "welcome", false, "churn: wait for the server's first message (an OnConnect greeting, e.g. --app chat) instead of an echo")
 	fs.BoolVar(&f.deflate, "deflate", false, "idle: offer permessage-deflate on every connection (as browsers do) and fail unless accepted")
+	fs.StringVar(&f.tun, "tun", "", "idle: emulate the clients' TCP in this process over this TUN device (created if missing) instead of child processes with kernel sockets; --ws is then the device's own address, in the same network namespace (load/c1m.sh sets it up)")
+	fs.IntVar(&f.tunQueues, "tun-queues", 1, "idle with --tun: queues of the TUN device (IFF_MULTI_QUEUE above 1), one reader each")
+	fs.Float64Var(&f.closeRate, "close-rate", 5000, "idle with --tun: orderly closes per second at the end (negative: unpaced)")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
 	fs.IntVar(&f.bareShards, "bare-shards", 1, "goroutines the bare server splits a broadcast over (1: the naive loop)")
 	fs.BoolVar(&f.bareCoalesce, "bare-coalesce", false, "the bare server writes every queued broadcast message to a connection in one write (a stricter baseline)")
@@ -173,7 +181,7 @@ func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
 		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, OpenRate: f.rate, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
-		MinFreeBytes: f.minFreeMiB << 20}
+		MinFreeBytes: f.minFreeMiB << 20, TUN: f.tun, TUNQueues: f.tunQueues, CloseRate: f.closeRate}
 	for _, s := range strings.Split(f.pids, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -277,14 +285,30 @@ func PrintTable(w io.Writer, r *Result) {
 				r.ClientRSSKiB, r.ClientPerConnBytes/1024, r.ClientCPUPercent)
 		}
 		if r.SlabAfterKiB > 0 {
-			fmt.Fprintf(tw, "kernel slab before / after\t%d / %d KiB\nkernel per connection\t%.2f KiB (both ends)\n",
-				r.SlabBeforeKiB, r.SlabAfterKiB, r.KernelPerConnBytes/1024)
+			ends := "both ends"
+			if r.TUN != nil {
+				ends = "the server's end: the clients have no socket"
+			}
+			fmt.Fprintf(tw, "kernel slab before / after\t%d / %d KiB\nkernel per connection\t%.2f KiB (%s)\n",
+				r.SlabBeforeKiB, r.SlabAfterKiB, r.KernelPerConnBytes/1024, ends)
 		}
 		if r.BoxCores > 0 {
 			fmt.Fprintf(tw, "machine CPU busy\t%.1f %% of %d cores\n", r.BoxCPUPercent, r.BoxCores)
 		}
 		if r.MemAvailableMinKiB > 0 {
 			fmt.Fprintf(tw, "lowest MemAvailable\t%d MiB\n", r.MemAvailableMinKiB>>10)
+		}
+		if t := r.TUN; t != nil {
+			h, s := t.AtHoldEnd, t.Stats
+			fmt.Fprintf(tw, "clients\temulated over TUN %s (%d queues)\nclients: pings answered, retransmissions\t%d, %d\n",
+				t.Device, t.Queues, h.Pings, h.Retransmits)
+			fmt.Fprintf(tw, "device queue drops after open / hold / close\t%d / %d / %d\n", t.DropsOpen, t.DropsHold, t.DropsEnd)
+			fmt.Fprintf(tw, "unexpected: close frames / FINs / RSTs / timeouts\t%d / %d / %d / %d\n", h.ServerCloses, h.ServerFINs, h.Resets, h.Timeouts)
+			fmt.Fprintf(tw, "orderly close\t%d of %d in %.1f s (%d reset by the server, %d not finished in time, %d unexpected closes during it)\n",
+				s.Closed, h.Live, t.CloseSeconds, s.CloseResets, s.CloseTimeouts, s.Unexpected-h.Unexpected)
+			if h.FirstError != "" {
+				fmt.Fprintf(tw, "first error\t%s\n", h.FirstError)
+			}
 		}
 		if r.GoMemAfter != nil {
 			fmt.Fprintf(tw, "Go heap before / after\t%d / %d KiB\nGo heap per connection\t%.2f KiB\nGo stacks before / after\t%d / %d KiB\nGo stacks per connection\t%.2f KiB\n",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/gatework/gatework/api"
@@ -141,6 +142,19 @@ type Config struct {
 	SrcIPs int
 	// Bare marks the target as a bare server (no joins needed for fanout).
 	Bare bool
+	// TUN, for the idle workload, names a TUN device of this process's
+	// network namespace (created if missing) over which package
+	// load/tunclient emulates the clients' TCP in this process instead
+	// of child processes with kernel sockets; "" means kernel sockets.
+	// WSAddr is then the device's own IPv4 address (any private
+	// address) and the clients are 10.1.0.0 onwards. See RunTUN.
+	TUN string
+	// TUNQueues is the number of queues the TUN device is opened with
+	// (IFF_MULTI_QUEUE above 1), each read by its own goroutine; default 1.
+	TUNQueues int
+	// CloseRate paces the orderly close at the end of a TUN run, in
+	// connections per second; 0 means 5,000/s, negative unpaced.
+	CloseRate float64
 	// Progress receives progress lines; nil means none.
 	Progress io.Writer
 }
@@ -158,7 +172,14 @@ func (c *Config) defaults() error {
 	if c.Deflate && c.Workload != Idle {
 		return fmt.Errorf("load: --deflate is for the idle workload only (its clients read nothing), not %s", c.Workload)
 	}
-	if err := checkLoopback(c.WSAddr); err != nil {
+	if c.TUN != "" {
+		if c.Workload != Idle {
+			return fmt.Errorf("load: --tun is for the idle workload only, not %s", c.Workload)
+		}
+		if err := checkPrivate(c.WSAddr); err != nil {
+			return err
+		}
+	} else if err := checkLoopback(c.WSAddr); err != nil {
 		return err
 	}
 	if c.Workload == FanOut || c.Workload == Overload {
@@ -261,6 +282,20 @@ func checkLoopback(hostport string) error {
 	}
 	if ip == nil || ip.To4() == nil || ip.To4()[0] != 127 {
 		return fmt.Errorf("%w: %q", ErrNotLoopback, hostport)
+	}
+	return nil
+}
+
+// checkPrivate refuses a TUN target that is not a private IPv4 address
+// (10/8, 172.16/12, 192.168/16): the device's own address, which the
+// clients of a TUN run reach without leaving the machine.
+func checkPrivate(hostport string) error {
+	ap, err := netip.ParseAddrPort(hostport)
+	if err != nil {
+		return fmt.Errorf("load: TUN target %q: %w", hostport, err)
+	}
+	if !ap.Addr().Is4() || !ap.Addr().IsPrivate() {
+		return fmt.Errorf("load: TUN target %q is not a private IPv4 address", hostport)
 	}
 	return nil
 }

@@ -115,6 +115,9 @@ type Result struct {
 
 	// Overload.
 	Overload *OverloadResult `json:"overload,omitempty"`
+
+	// TUN: the clients emulated over a TUN device (Config.TUN).
+	TUN *TUNResult `json:"tun,omitempty"`
 }
 
 // child is the parent's handle on one child process (or goroutine).
@@ -243,6 +246,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxDuration)
 	defer cancel()
+	if cfg.TUN != "" {
+		return RunTUN(ctx, cfg)
+	}
 	r := &Result{Workload: cfg.Workload, Target: cfg.WSAddr, Bare: cfg.Bare, Conns: cfg.Conns,
 		Procs: cfg.Procs, SrcIPs: cfg.SrcIPs, Duration: cfg.Duration.String()}
 	if cfg.Workload == Churn {
@@ -431,6 +437,19 @@ func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, child
 			clientPIDs = append(clientPIDs, c.pid)
 		}
 	}
+	if err := measureHold(ctx, cfg, r, before, clientPIDs, logf); err != nil {
+		return err
+	}
+	_, _, errs, _, err := collect(ctx, children, childCmd{Cmd: "report"})
+	r.Disconnected = errs
+	return err
+}
+
+// measureHold holds the idle connections for cfg.Duration and records in
+// r the targets' and clientPIDs' memory and CPU over it, the kernel's
+// slab growth and the machine's CPU. before is the targets' state before
+// the first connection.
+func measureHold(ctx context.Context, cfg Config, r *Result, before ProcStats, clientPIDs []int, logf func(string, ...any)) error {
 	start, _ := ReadProcSet(r.PIDs)
 	clientStart, _ := ReadProcSet(clientPIDs)
 	boxStart, _ := ReadBoxCPU()
@@ -468,9 +487,7 @@ func runIdle(ctx context.Context, cfg Config, r *Result, before ProcStats, child
 			r.StackPerConnBytes = float64(r.GoMemAfter.StackInuse-r.GoMemBefore.StackInuse) / float64(r.Connected)
 		}
 	}
-	_, _, errs, _, err := collect(ctx, children, childCmd{Cmd: "report"})
-	r.Disconnected = errs
-	return err
+	return nil
 }
 
 // errLowMemory ends a run whose machine ran short of memory.
