@@ -278,8 +278,11 @@ func PrintTable(w io.Writer, r *Result) {
 		} else {
 			fmt.Fprintf(tw, "pid\t%d\n", r.PID)
 		}
-		fmt.Fprintf(tw, "RSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %% (%.3f cores per 100k connections)\ndisconnected\t%d\n",
-			r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.IdleCPUPer100k, r.Disconnected)
+		if r.RSSAfterKiB > 0 { // 0: stopped before the end of the hold
+			fmt.Fprintf(tw, "RSS before / after\t%d / %d KiB\nRSS per connection\t%.2f KiB\nidle CPU\t%.2f %% (%.3f cores per 100k connections)\n",
+				r.RSSBeforeKiB, r.RSSAfterKiB, r.RSSPerConnBytes/1024, r.IdleCPUPercent, r.IdleCPUPer100k)
+		}
+		fmt.Fprintf(tw, "disconnected\t%d\n", r.Disconnected)
 		if r.ClientRSSKiB > 0 {
 			fmt.Fprintf(tw, "clients: RSS / per connection\t%d KiB / %.2f KiB\nclients: CPU\t%.2f %%\n",
 				r.ClientRSSKiB, r.ClientPerConnBytes/1024, r.ClientCPUPercent)
