@@ -33,48 +33,33 @@ func TestListenerHint(t *testing.T) {
 	}
 }
 
+// TestWorkerGOMAXPROCS: the GOMAXPROCS and the worker.concurrency the
+// worker processes get, for each configuration.
 func TestWorkerGOMAXPROCS(t *testing.T) {
 	tests := []struct {
-		name   string
-		w      WorkerConfig
-		envSet bool
-		cpus   int
-		want   int
+		name     string
+		w        WorkerConfig
+		envSet   bool
+		cpus     int
+		want     int // GOMAXPROCS, 0 for the environment's
+		wantConc int // worker.concurrency, 0 for 64 x GOMAXPROCS
 	}{
-		{"one per cpu", WorkerConfig{Processes: 2}, false, 2, 1},
-		{"more than cpus", WorkerConfig{Processes: 4}, false, 2, 1},
-		{"fewer than cpus", WorkerConfig{Processes: 2}, false, 8, 0},
-		{"environment decides", WorkerConfig{Processes: 2}, true, 2, 0},
-		{"configured", WorkerConfig{Processes: 2, GOMAXPROCS: 3}, true, 2, 3},
-		{"configured, few processes", WorkerConfig{Processes: 1, GOMAXPROCS: 2}, false, 8, 2},
+		{"one per cpu", WorkerConfig{Processes: 2}, false, 2, 1, 128},
+		{"more than cpus", WorkerConfig{Processes: 4}, false, 2, 1, 128},
+		{"fewer than cpus", WorkerConfig{Processes: 2}, false, 8, 0, 0},
+		{"environment decides", WorkerConfig{Processes: 2}, true, 2, 0, 0},
+		{"configured", WorkerConfig{Processes: 2, GOMAXPROCS: 3}, true, 2, 3, 0},
+		{"configured, few processes", WorkerConfig{Processes: 1, GOMAXPROCS: 2}, false, 8, 2, 0},
+		{"configured to one", WorkerConfig{Processes: 2, GOMAXPROCS: 1}, false, 2, 1, 0},
+		{"concurrency set", WorkerConfig{Processes: 2, Concurrency: 10}, false, 2, 1, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := workerGOMAXPROCS(tt.w, tt.envSet, tt.cpus); got != tt.want {
 				t.Errorf("workerGOMAXPROCS = %d, want %d", got, tt.want)
 			}
-		})
-	}
-}
-
-func TestWorkerConcurrency(t *testing.T) {
-	tests := []struct {
-		name   string
-		w      WorkerConfig
-		envSet bool
-		cpus   int
-		want   int
-	}{
-		{"one thread each by default", WorkerConfig{Processes: 2}, false, 2, 128},
-		{"concurrency set", WorkerConfig{Processes: 2, Concurrency: 10}, false, 2, 10},
-		{"gomaxprocs set", WorkerConfig{Processes: 2, GOMAXPROCS: 1}, false, 2, 0},
-		{"environment decides", WorkerConfig{Processes: 2}, true, 2, 0},
-		{"fewer processes than cpus", WorkerConfig{Processes: 2}, false, 8, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := workerConcurrency(tt.w, tt.envSet, tt.cpus); got != tt.want {
-				t.Errorf("workerConcurrency = %d, want %d", got, tt.want)
+			if got := workerConcurrency(tt.w, tt.envSet, tt.cpus); got != tt.wantConc {
+				t.Errorf("workerConcurrency = %d, want %d", got, tt.wantConc)
 			}
 		})
 	}

@@ -6,46 +6,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gatework/gatework/apps/echo"
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/netnstest"
 	"github.com/gatework/gatework/node"
 )
-
-// envNetns marks the test binary re-executed in a new network namespace
-// (unshare --net), which ends with it: nothing is left behind.
-const envNetns = "GW_LOAD_IN_NETNS"
-
-// inNetns runs the calling test again in a fresh network namespace and
-// reports its outcome; it returns true in the re-executed test.
-func inNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(envNetns) == "1" {
-		return true
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skipf("no unshare command: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), envNetns+"=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "unshare failed") {
-			t.Skipf("the kernel refuses a network namespace: %s", out)
-		}
-		t.Fatalf("in a new network namespace: %v\n%s", err, out)
-	}
-	if strings.Contains(string(out), "--- SKIP") {
-		t.Skipf("skipped in the network namespace:\n%s", out)
-	}
-	t.Logf("in a new network namespace:\n%s", out)
-	return false
-}
 
 // TestIdleTUN runs the idle workload with --tun against a gatework node
 // listening on the TUN device's address, in a namespace of its own: every
@@ -53,7 +21,7 @@ func inNetns(t *testing.T) bool {
 // order at the end; the report has the targets', the client's and the
 // kernel's figures.
 func TestIdleTUN(t *testing.T) {
-	if !inNetns(t) {
+	if !netnstest.Reexec(t) {
 		return
 	}
 	// RunTUN opens gwl0 (the kernel creates it); it needs an address

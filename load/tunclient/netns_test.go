@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -15,47 +14,13 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/gateway"
+	"github.com/gatework/gatework/internal/netnstest"
 	"github.com/gatework/gatework/node"
 	"github.com/gatework/gatework/worker"
 )
 
-// envNetns marks the test binary re-executed inside a new network
-// namespace (unshare --net): the namespace ends with that process, so no
-// test leaves a namespace or a TUN device behind.
-const envNetns = "GW_TUNCLIENT_IN_NETNS"
-
-// inNetns runs the calling test again in a fresh network namespace and
-// reports its outcome; it returns true in that re-executed test, which
-// then does the work. The test is skipped only when the kernel refuses
-// the namespace or the TUN device.
-func inNetns(t *testing.T) bool {
-	t.Helper()
-	if os.Getenv(envNetns) == "1" {
-		return true
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skipf("no unshare command: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--net", "--", os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), envNetns+"=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "unshare failed") || strings.Contains(string(out), "Operation not permitted") {
-			t.Skipf("the kernel refuses a network namespace: %s", out)
-		}
-		t.Fatalf("in a new network namespace: %v\n%s", err, out)
-	}
-	if strings.Contains(string(out), "--- SKIP") {
-		t.Skipf("skipped in the network namespace:\n%s", out)
-	}
-	t.Logf("in a new network namespace:\n%s", out)
-	return false
-}
-
 // setupTUN brings lo up and opens TUN device gwt0 with address
-// 10.77.0.1/8, in the test's own namespace (see inNetns).
+// 10.77.0.1/8, in the test's own namespace (see netnstest.Reexec).
 func setupTUN(t *testing.T) *Device {
 	t.Helper()
 	devs, err := OpenTUN("gwt0", 1)
@@ -139,7 +104,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // idle timeout never closes them), receive a message the server sends,
 // and close in order, which the gateway sees as normal closes.
 func TestGatewayOverTUN(t *testing.T) {
-	if !inNetns(t) {
+	if !netnstest.Reexec(t) {
 		return
 	}
 	dev := setupTUN(t)
@@ -250,7 +215,7 @@ func (l *lossyLink) Close() error {
 // on its timer, re-acknowledges what the server sends again, and every
 // client opens.
 func TestRetransmission(t *testing.T) {
-	if !inNetns(t) {
+	if !netnstest.Reexec(t) {
 		return
 	}
 	dev := setupTUN(t)
