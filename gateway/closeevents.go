@@ -135,35 +135,25 @@ func (cs *closeSkip) sawWorker(id string) {
 	cs.mu.Unlock()
 }
 
-// skipClose reports whether a close event may be left out now. An
-// expired worker table is looked at again, so skipping ends within an
-// expiry once the last announcing worker is gone silently.
-func (cs *closeSkip) skipClose() bool {
-	if !cs.skip.Load() {
-		return false
-	}
-	if time.Now().UnixNano() <= cs.soonest.Load() {
-		return true
-	}
-	cs.mu.Lock()
-	cs.updateLocked(time.Now().UnixNano())
-	skip := cs.skip.Load()
-	cs.mu.Unlock()
-	return skip
-}
+// skipClose reports whether a close event may be left out now.
+func (cs *closeSkip) skipClose() bool { return cs.holds(&cs.skip) }
 
 // skipWSConnect reports whether a WebSocket connect event may be left out
 // now (the upgrade then collects no request either).
-func (cs *closeSkip) skipWSConnect() bool {
-	if !cs.skipWS.Load() {
+func (cs *closeSkip) skipWSConnect() bool { return cs.holds(&cs.skipWS) }
+
+// holds reports whether flag (cs.skip or cs.skipWS) is set now. An
+// expired worker table is looked at again, so skipping ends within an
+// expiry once the last announcing worker is gone silently.
+func (cs *closeSkip) holds(flag *atomic.Bool) bool {
+	if !flag.Load() {
 		return false
 	}
 	if time.Now().UnixNano() <= cs.soonest.Load() {
 		return true
 	}
 	cs.mu.Lock()
+	defer cs.mu.Unlock()
 	cs.updateLocked(time.Now().UnixNano())
-	skip := cs.skipWS.Load()
-	cs.mu.Unlock()
-	return skip
+	return flag.Load()
 }

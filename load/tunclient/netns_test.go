@@ -111,17 +111,9 @@ func TestGatewayOverTUN(t *testing.T) {
 	const conns = 300
 	n, connects, reasons := startGateway(t, 200*time.Millisecond, 2*time.Second)
 	srv := netip.MustParseAddrPort(n.Addr("ws").String())
-	e, err := New(Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond}, dev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Start()
-	t.Cleanup(func() { _ = e.Stop() })
+	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond}, dev)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := e.Open(ctx); err != nil {
-		t.Fatalf("Open: %v (%+v)", err, e.Stats())
-	}
 	if st := e.Stats(); st.Opened != conns || st.Failed != 0 || st.Live != conns {
 		t.Fatalf("after Open: %+v", st)
 	}
@@ -226,17 +218,9 @@ func TestRetransmission(t *testing.T) {
 		dropOut: func(s segment) bool { return strings.HasPrefix(string(s.payload), "GET ") },
 		dropIn:  func(s segment) bool { return strings.HasPrefix(string(s.payload), "HTTP/1.1 101") },
 	}
-	e, err := New(Config{Server: srv, Conns: conns, Rate: -1, RTO: 100 * time.Millisecond}, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Start()
-	t.Cleanup(func() { _ = e.Stop() })
+	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: -1, RTO: 100 * time.Millisecond}, l)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := e.Open(ctx); err != nil {
-		t.Fatalf("Open: %v (%+v)", err, e.Stats())
-	}
 	st := e.Stats()
 	if st.Opened != conns || st.Failed != 0 {
 		t.Fatalf("after Open with losses: %+v", st)
@@ -254,4 +238,22 @@ func TestRetransmission(t *testing.T) {
 	if st := e.Stats(); st.Closed != conns || st.Unexpected != 0 {
 		t.Fatalf("after Close: %+v", st)
 	}
+}
+
+// openEngine starts an engine on link with cfg, stopped at the test's
+// end, and opens its clients (at most 20 s).
+func openEngine(t *testing.T, cfg Config, link Link) *Engine {
+	t.Helper()
+	e, err := New(cfg, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	t.Cleanup(func() { _ = e.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.Open(ctx); err != nil {
+		t.Fatalf("Open: %v (%+v)", err, e.Stats())
+	}
+	return e
 }
