@@ -196,12 +196,15 @@ func (f field) boolean(dst *bool) error {
 
 // The decoders' string table: string fields repeat from message to
 // message (gateway and client ids, listener, protocol, remote address,
-// uid, groups), so a decoded string is looked up in a small direct-mapped
-// table of strings seen before and shares their memory instead of
-// allocating. Strings are immutable, so sharing is safe; the table is
-// bounded (internSlots strings of at most internMax bytes) and lock-free.
+// uid, groups), so a decoded string is looked up in a small table of
+// strings seen before and shares their memory instead of allocating.
+// Strings are immutable, so sharing is safe; the table is bounded
+// (internSlots strings of at most internMax bytes) and lock-free. It is
+// two-way set-associative: a string may sit in either slot of its set, so
+// two hot strings whose hashes meet (the seed is random per process) both
+// stay in the table instead of evicting each other on every message.
 const (
-	internSlots = 4096
+	internSlots = 4096 // a power of two; sets of two slots
 	internMax   = 64
 )
 
@@ -222,7 +225,9 @@ func ForgetStrings() {
 	}
 }
 
-// intern returns b as a string, from the table when it holds it.
+// intern returns b as a string, from the table when it holds it. A miss
+// puts the new string in the set's first slot and moves the one there to
+// the second, so the set keeps the two most recently missed strings.
 func intern(b []byte) string {
 	if len(b) == 0 {
 		return ""
@@ -230,11 +235,19 @@ func intern(b []byte) string {
 	if len(b) > internMax {
 		return string(b)
 	}
-	slot := &internTab[maphash.Bytes(internSeed, b)%internSlots]
-	if p := slot.Load(); p != nil && *p == string(b) {
+	i := maphash.Bytes(internSeed, b) % internSlots &^ 1
+	first, second := &internTab[i], &internTab[i+1]
+	p := first.Load()
+	if p != nil && *p == string(b) {
 		return *p
 	}
+	if q := second.Load(); q != nil && *q == string(b) {
+		return *q
+	}
 	s := string(b)
-	slot.Store(&s)
+	if p != nil {
+		second.Store(p)
+	}
+	first.Store(&s)
 	return s
 }

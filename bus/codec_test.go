@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"fmt"
+	"hash/maphash"
 	"reflect"
 	"testing"
 	"unsafe"
@@ -291,5 +293,35 @@ func TestForgetStrings(t *testing.T) {
 	}
 	if fourth := decode(); unsafe.StringData(fourth) != unsafe.StringData(third) {
 		t.Fatal("the table was not filled again")
+	}
+}
+
+// TestInternSetKeepsTwo: two strings whose hashes fall in the same set
+// both stay in the table, so decoding them in turn allocates nothing. With
+// a direct-mapped table they evicted each other on every message, which
+// made the worker's allocation ceilings fail now and then (the seed is
+// random per process, so which strings meet changes from run to run).
+func TestInternSetKeepsTwo(t *testing.T) {
+	set := func(s string) uint64 { return maphash.String(internSeed, s) % internSlots &^ 1 }
+	a := "set-0"
+	b := ""
+	for i := 1; i < 100_000 && b == ""; i++ {
+		if s := fmt.Sprintf("set-%d", i); set(s) == set(a) {
+			b = s
+		}
+	}
+	if b == "" {
+		t.Fatal("no second string in the first one's set")
+	}
+	ab, bb := []byte(a), []byte(b)
+	first, second := intern(ab), intern(bb)
+	if got := intern(ab); unsafe.StringData(got) != unsafe.StringData(first) {
+		t.Fatalf("%q was evicted by %q", a, b)
+	}
+	if got := intern(bb); unsafe.StringData(got) != unsafe.StringData(second) {
+		t.Fatalf("%q was evicted by %q", b, a)
+	}
+	if n := testing.AllocsPerRun(100, func() { intern(ab); intern(bb) }); n != 0 {
+		t.Fatalf("interning two strings of one set in turn: %.1f allocations, want 0", n)
 	}
 }
