@@ -19,6 +19,8 @@ if (!secret) {
 const apiURL = (process.env.GATEWORK_API_URL || "http://127.0.0.1:7280").replace(/\/$/, "");
 const apiToken = process.env.GATEWORK_API_TOKEN || "";
 const maxBody = 16 << 20;
+const apiTimeoutMs = 5_000; // a call to the node's API that takes longer fails the batch (500: retried)
+const drainMs = 8_000; // on SIGTERM, requests still running after this are cut (the gateways redeliver)
 const replayWindowSec = 300;
 
 // verify checks X-Gatework-Signature = "sha256=" + hex(HMAC-SHA256(secret,
@@ -37,7 +39,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function callAPI(method, args) {
   const headers = { "Content-Type": "application/json" };
   if (apiToken) headers.Authorization = "Bearer " + apiToken;
-  const res = await fetch(`${apiURL}/api/${method}`, { method: "POST", headers, body: JSON.stringify(args) });
+  const res = await fetch(`${apiURL}/api/${method}`, {
+    method: "POST", headers, body: JSON.stringify(args), signal: AbortSignal.timeout(apiTimeoutMs),
+  });
   if (!res.ok) throw new Error(`${method}: ${res.status} ${await res.text()}`);
 }
 
@@ -105,6 +109,9 @@ async function handle(batch) {
 }
 
 const server = http.createServer((req, res) => {
+  inProgress++;
+  res.on("close", () => inProgress--);
+  if (stopping) res.shouldKeepAlive = false; // while stopping, no connection goes back to idle
   if (req.method !== "POST") {
     res.writeHead(405).end();
     return;
@@ -129,6 +136,7 @@ const server = http.createServer((req, res) => {
         return;
       }
       const actions = await handle(batch);
+      if (stopping) res.shouldKeepAlive = false; // a batch that began before SIGTERM: close after its answer
       res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ actions }));
     } catch (err) {
       console.error("batch failed:", err);
@@ -142,14 +150,23 @@ server.listen(port, process.env.HOST || "127.0.0.1", () => {
   console.error(`webhook backend on http://${process.env.HOST || "127.0.0.1"}:${server.address().port}/`);
   console.log("ready");
 });
-// Graceful stop: no new connections, answer the requests in progress,
-// then close the keep-alive connections as they go idle.
+// Graceful stop: no new connections, answer the requests in progress
+// (each connection closes after its answer instead of going back to the
+// keep-alive pool, where the hook could send it another batch), close
+// the idle connections; requests still running after drainMs are cut
+// and their batches redelivered by the gateways.
 let stopping = false;
+let inProgress = 0; // requests whose answer has not been sent
 for (const sig of ["SIGTERM", "SIGINT"]) {
   process.on(sig, () => {
     if (stopping) return;
     stopping = true;
     server.close(() => process.exit(0));
     setInterval(() => server.closeIdleConnections(), 50).unref();
+    setTimeout(() => {
+      console.error(`stop: ${inProgress} request(s) still running after ${drainMs} ms: cut (the gateways redeliver their batches)`);
+      server.closeAllConnections();
+      process.exit(0);
+    }, drainMs).unref();
   });
 }
