@@ -6,10 +6,14 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gatework/gatework/bus"
 )
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
@@ -103,8 +107,8 @@ func TestShutdownCountsLostEvents(t *testing.T) {
 	})
 	slow.Store(true) // 5,000 close events at 5 ms: 25 s, far past the deadline
 	// 4 s: under -race on a loaded machine, closing 5,000 sockets once took
-	// longer than 2 s; a client still open at the deadline has no close
-	// event yet, counted neither acknowledged nor lost (4,008 of 5,000).
+	// longer than 2 s. A client still open at the deadline has no close
+	// event yet; it counts as lost (TestShutdownCountsStillOpenClients).
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 	defer cancel()
 	dl, _ := ctx.Deadline()
@@ -134,5 +138,82 @@ func TestShutdownCountsLostEvents(t *testing.T) {
 	}
 	if !bytes.Contains([]byte(logs.String()), []byte("shutdown: events not handed to a worker in time: lost")) {
 		t.Errorf("no warning about the lost events in the logs:\n%s", logs.String())
+	}
+}
+
+// TestShutdownCountsStillOpenClients: clients still in the hub at
+// Shutdown's deadline (here: they never answer the close, and the close
+// timeout is longer than the deadline) get their close event only when
+// the listeners stop, after the bus is gone. Those close events are
+// counted as lost (error, Stats, log), unless close events are being left
+// out because every worker announced it has no OnClose: then nothing is
+// lost. Before, they were neither delivered nor counted.
+func TestShutdownCountsStillOpenClients(t *testing.T) {
+	const clients = 40
+	for _, tc := range []struct {
+		name    string
+		noClose bool // the worker announces it has no OnClose
+	}{{"worker with OnClose", false}, {"worker without OnClose", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			nc := testBus(t)
+			startScriptedWorker(t, nc, func(delivered) answer { return answerAck })
+			logs := &lockedBuffer{}
+			s, err := New(nc, Config{
+				CloseTimeout: time.Minute,
+				Listeners:    []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
+				Logger:       slog.New(slog.NewTextHandler(logs, nil)),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.noClose {
+				subj, _ := bus.NewSubjects("")
+				info := bus.AppendWorkerInfo(nil, &bus.WorkerInfo{ID: "scripted", Kind: "event", Hello: true, IntervalMs: 2000, NoClose: true})
+				if err := nc.Publish(subj.WorkerAnnounce(), info); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 5*time.Second, "close events left out", s.closeSkip.skip.Load)
+			}
+			for range clients {
+				c, err := net.Dial("tcp", s.Addr("tcp").String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = c.Close() })
+			}
+			waitFor(t, 10*time.Second, "every client connected and acknowledged", func() bool {
+				return s.connCount() == clients && s.inFlight() == 0
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			err = s.Shutdown(ctx)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown: %v, want the deadline (the clients never close)", err)
+			}
+			var lost *LostEventsError
+			isLost := errors.As(err, &lost)
+			st := s.Stats()
+			if tc.noClose {
+				if isLost || st.LostAtShutdown != 0 {
+					t.Fatalf("close events left out, yet counted lost: %v, Stats.LostAtShutdown %d", err, st.LostAtShutdown)
+				}
+				if !strings.Contains(logs.String(), "connections still open at the deadline") {
+					t.Errorf("no warning about the clients still open:\n%s", logs.String())
+				}
+				return
+			}
+			if !isLost || lost.Clients != clients || lost.Events != clients || lost.CloseEvents != clients {
+				t.Fatalf("Shutdown: %v, want %d clients' close events lost", err, clients)
+			}
+			if st.LostAtShutdown != clients {
+				t.Errorf("Stats.LostAtShutdown %d, want %d", st.LostAtShutdown, clients)
+			}
+			if !strings.Contains(logs.String(), "close_events="+strconv.Itoa(clients)) {
+				t.Errorf("the log does not give the lost close events:\n%s", logs.String())
+			}
+		})
 	}
 }
