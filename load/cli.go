@@ -132,6 +132,7 @@ type cliFlags struct {
 	ws, http, token, path, rates, jsonOut, nats, pids, tun         string
 	tunQueues                                                      int
 	closeRate                                                      float64
+	stopCmd                                                        string
 	minFreeMiB                                                     int64
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
 	duration, maxDuration, retryWait                               time.Duration
@@ -171,6 +172,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.tun, "tun", "", "idle: emulate the clients' TCP in this process over this TUN device (created if missing) instead of child processes with kernel sockets; --ws is then the device's own address, in the same network namespace (load/c1m.sh sets it up)")
 	fs.IntVar(&f.tunQueues, "tun-queues", 1, "idle with --tun: queues of the TUN device (IFF_MULTI_QUEUE above 1), one reader each")
 	fs.Float64Var(&f.closeRate, "close-rate", 5000, "idle with --tun: orderly closes per second at the end (negative: unpaced)")
+	fs.StringVar(&f.stopCmd, "stop-cmd", "", "idle with --tun: after the hold, run this shell command (one that stops the server) with every client connected, instead of the orderly close, and report how the clients ended")
 	fs.BoolVar(&f.bare, "bare", false, "start the bare baseline server inside gwload and target it")
 	fs.IntVar(&f.bareShards, "bare-shards", 1, "goroutines the bare server splits a broadcast over (1: the naive loop)")
 	fs.BoolVar(&f.bareCoalesce, "bare-coalesce", false, "the bare server writes every queued broadcast message to a connection in one write (a stricter baseline)")
@@ -181,7 +183,7 @@ func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
 		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, OpenRate: f.rate, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
-		MinFreeBytes: f.minFreeMiB << 20, TUN: f.tun, TUNQueues: f.tunQueues, CloseRate: f.closeRate}
+		MinFreeBytes: f.minFreeMiB << 20, TUN: f.tun, TUNQueues: f.tunQueues, CloseRate: f.closeRate, StopCmd: f.stopCmd}
 	for _, s := range strings.Split(f.pids, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -307,8 +309,15 @@ func PrintTable(w io.Writer, r *Result) {
 				t.Device, t.Queues, h.Pings, h.Retransmits)
 			fmt.Fprintf(tw, "device queue drops after open / hold / close\t%d / %d / %d\n", t.DropsOpen, t.DropsHold, t.DropsEnd)
 			fmt.Fprintf(tw, "unexpected: close frames / FINs / RSTs / timeouts\t%d / %d / %d / %d\n", h.ServerCloses, h.ServerFINs, h.Resets, h.Timeouts)
-			fmt.Fprintf(tw, "orderly close\t%d of %d in %.1f s (%d reset by the server, %d not finished in time, %d unexpected closes during it)\n",
-				s.Closed, h.Live, t.CloseSeconds, s.CloseResets, s.CloseTimeouts, s.Unexpected-h.Unexpected)
+			if st := t.Stop; st != nil {
+				fmt.Fprintf(tw, "server stopped with clients connected\t%q took %.1f s (%s); %d of %d clients gone after %.1f s\n",
+					st.Cmd, st.Seconds, st.exit(), h.Live-s.Live, h.Live, st.GoneSeconds)
+				fmt.Fprintf(tw, "how they ended\tclose frames 1001 %d, other close frames %d, FINs only %d, RSTs %d, timeouts %d\n",
+					s.GoingAway-h.GoingAway, (s.ServerCloses-h.ServerCloses)-(s.GoingAway-h.GoingAway), s.ServerFINs-h.ServerFINs, s.Resets-h.Resets, s.Timeouts-h.Timeouts)
+			} else {
+				fmt.Fprintf(tw, "orderly close\t%d of %d in %.1f s (%d reset by the server, %d not finished in time, %d unexpected closes during it)\n",
+					s.Closed, h.Live, t.CloseSeconds, s.CloseResets, s.CloseTimeouts, s.Unexpected-h.Unexpected)
+			}
 			if h.FirstError != "" {
 				fmt.Fprintf(tw, "first error\t%s\n", h.FirstError)
 			}

@@ -155,6 +155,13 @@ type Config struct {
 	// CloseRate paces the orderly close at the end of a TUN run, in
 	// connections per second; 0 means 5,000/s, negative unpaced.
 	CloseRate float64
+	// StopCmd, for an idle run over a TUN device, is a shell command that
+	// stops the server; it runs after the hold instead of the orderly
+	// close, with every client still connected. The clients answer the
+	// server's close handshake, and the report says how each ended and
+	// when the last one had gone (TUNResult.Stop). "" means the orderly
+	// close.
+	StopCmd string
 	// Progress receives progress lines; nil means none.
 	Progress io.Writer
 }
@@ -171,6 +178,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Deflate && c.Workload != Idle {
 		return fmt.Errorf("load: --deflate is for the idle workload only (its clients read nothing), not %s", c.Workload)
+	}
+	if c.StopCmd != "" && c.TUN == "" {
+		return errors.New("load: --stop-cmd is for idle runs over a TUN device (--tun) only")
 	}
 	if c.TUN != "" {
 		if c.Workload != Idle {

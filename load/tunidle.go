@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,61 @@ type TUNResult struct {
 	// CloseSeconds is how long the orderly close of every client took.
 	CloseSeconds float64 `json:"close_seconds"`
 	CloseErr     string  `json:"close_error,omitempty"`
+	// Stop is set when the server was stopped with the clients connected
+	// (Config.StopCmd) instead of the orderly close.
+	Stop *StopResult `json:"stop,omitempty"`
+}
+
+// StopResult is how a server stop with every client connected went
+// (Config.StopCmd): how long the command ran and how it exited, and when
+// the last client had gone. How each client ended is in the difference
+// between TUNResult.Stats and AtHoldEnd.
+type StopResult struct {
+	Cmd     string  `json:"cmd"`
+	Seconds float64 `json:"seconds"`
+	Err     string  `json:"error,omitempty"` // the command's error (exit status), if any
+	// GoneSeconds is from the command's start until no client was left
+	// connected (or until the wait for them ended: Left > 0).
+	GoneSeconds float64 `json:"gone_seconds"`
+	// Left counts the clients still connected stopAfter past the command's end.
+	Left int `json:"left"`
+}
+
+func (s *StopResult) exit() string {
+	if s.Err != "" {
+		return s.Err
+	}
+	return "exit 0"
+}
+
+// stopAfter is how long the clients may take to see their connection end
+// once the stop command has returned.
+const stopAfter = 30 * time.Second
+
+// stopServer runs cmd (through sh -c) while every client is connected and
+// waits until none is left, at most stopAfter past the command's end.
+func stopServer(ctx context.Context, e *tunclient.Engine, cmd string, logf func(string, ...any)) *StopResult {
+	r := &StopResult{Cmd: cmd}
+	logf("stopping the server with %q while %d clients are connected", cmd, e.Stats().Live)
+	start := time.Now()
+	stopLog := logEvery(time.Second, func() {
+		st := e.Stats()
+		logf("stopping: %d live, %d close frames 1001, %d FINs, %d RSTs", st.Live, st.GoingAway, st.ServerFINs, st.Resets)
+	})
+	defer stopLog()
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	c.Stdout, c.Stderr = os.Stderr, os.Stderr
+	if err := c.Run(); err != nil {
+		r.Err = err.Error()
+	}
+	r.Seconds = time.Since(start).Seconds()
+	deadline := time.Now().Add(stopAfter)
+	for e.Stats().Live > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.GoneSeconds = time.Since(start).Seconds()
+	r.Left = e.Stats().Live
+	return r
 }
 
 // RunTUN is the idle workload with the clients emulated by package
@@ -134,6 +190,15 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	r.TUN.DropsHold = deviceDrops(cfg.TUN)
 	r.Disconnected = r.TUN.AtHoldEnd.Unexpected
 
+	if cfg.StopCmd != "" {
+		r.TUN.Stop = stopServer(ctx, e, cfg.StopCmd, logf)
+		r.TUN.Stats = e.Stats()
+		r.TUN.DropsEnd = deviceDrops(cfg.TUN)
+		if cause := context.Cause(gctx); errors.Is(cause, errLowMemory) {
+			openErr = cause
+		}
+		return r, openErr
+	}
 	// The orderly close runs even after an error: the gateway sees
 	// normal closes instead of connections left to its idle timeout.
 	logf("closing %d connections at %.0f/s", r.TUN.AtHoldEnd.Live, cfg.CloseRate)

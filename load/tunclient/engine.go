@@ -84,6 +84,7 @@ type Stats struct {
 	// retransmissions given up (the four counters below add up to it).
 	Unexpected   uint64 `json:"unexpected"`
 	ServerCloses uint64 `json:"server_closes"` // close frames we did not ask for
+	GoingAway    uint64 `json:"going_away"`    // of those, with code 1001 (a server that stops)
 	ServerFINs   uint64 `json:"server_fins"`   // FINs without a close frame
 	Resets       uint64 `json:"resets"`        // RSTs to open connections
 	Timeouts     uint64 `json:"timeouts"`      // retransmissions given up, protocol errors

@@ -215,6 +215,9 @@ func (e *Engine) consume(o *outBuf, idx int, c *conn, data []byte) []byte {
 				if len(f.payload) >= 2 {
 					code = int(binary.BigEndian.Uint16(f.payload))
 				}
+				if code == 1001 && c.flags&(fEnded|fInitiated) == 0 {
+					e.stats.GoingAway++
+				}
 				e.ended(idx, c, &e.stats.ServerCloses, "close frame from the server, code %d %q", code, f.payload[min(2, len(f.payload)):])
 				reply = appendMasked(reply, opClose, e.rng.Uint32(), f.payload[:min(2, len(f.payload))])
 				c.flags |= fCloseSent
