@@ -51,21 +51,6 @@ type gatewayProcs struct {
 	reserved []io.Closer         // the held ports, closed by close
 }
 
-// processWindow is the in-flight window (gateway.max_in_flight) of each of
-// a node's n gateway processes: the node's window split evenly, at least
-// 16 (the window's floor), so that the node as a whole has no more event
-// batches out at its workers than one gateway would. Unsplit, 27 processes
-// had 27 times the window out, past what one worker process holds, and a
-// stop with 500,000 clients connected had 43,855 batches dropped by the
-// worker and redelivered (docs/benchmarks.md, "C1M: shutdown at scale").
-// total ≤ 0 (the default) stays as is.
-func processWindow(total, n int) int {
-	if total <= 0 || n <= 1 {
-		return total
-	}
-	return max((total+n-1)/n, 16)
-}
-
 // gatewayProcesses returns how many gateway processes the master runs as
 // children: 0 when its gateway runs inside it.
 func (c Config) gatewayProcesses() int {
@@ -226,7 +211,6 @@ func (r *runner) runGatewayChild(cmd *cobra.Command) error {
 	nc.NATS = spec.natsConfig()
 	nc.NATS.InsecureNoAuth, nc.NATS.Role = spec.InsecureNoAuth, spec.Role
 	nc.Gateway.ReusePort = true
-	nc.Gateway.MaxInFlight = processWindow(c.Gateway.MaxInFlight, c.Gateway.Processes)
 	// The master's API client follows the heartbeats for the node: its
 	// gateway processes follow none (O(N) deliveries, not N²), except
 	// under dispatch by uid, where each must know the live gateways to

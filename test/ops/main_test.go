@@ -311,7 +311,6 @@ type status struct {
 			BytesOut    uint64 `json:"bytes_out"`
 			UIDs        int    `json:"uids"`
 			Groups      int    `json:"groups"`
-			Window      int    `json:"window"`
 		} `json:"gateway"`
 		Rates *struct {
 			MessagesIn float64 `json:"messages_in"`
