@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/nats-io/nats.go"
 )
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writes (a log sink).
@@ -40,6 +41,23 @@ func (l *lockedBuffer) String() string {
 // acknowledged and those reported lost add up to every client (acks on
 // their way back at the deadline count on both sides). A timeout with nothing
 // said used to be all there was.
+// loggedTCPServer starts a gateway with cfg and one tcp listener on
+// 127.0.0.1, logging into the returned buffer.
+func loggedTCPServer(t *testing.T, nc *nats.Conn, cfg Config) (*Server, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	cfg.Listeners = []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	s, err := New(nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return s, logs
+}
+
 func TestShutdownCountsLostEvents(t *testing.T) {
 	const clients = 5000
 	nc := testBus(t)
@@ -63,18 +81,8 @@ func TestShutdownCountsLostEvents(t *testing.T) {
 		}
 		return answerAck
 	})
-	logs := &lockedBuffer{}
-	s, err := New(nc, Config{
-		EventTimeout: time.Minute, // no redelivery: each close event is acked once or lost
-		Listeners:    []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
-		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	// No redelivery: each close event is acked once or lost.
+	s, logs := loggedTCPServer(t, nc, Config{EventTimeout: time.Minute})
 	addr := s.Addr("tcp").String()
 	var wg sync.WaitGroup
 	var dialErrs atomic.Int64
@@ -114,7 +122,7 @@ func TestShutdownCountsLostEvents(t *testing.T) {
 	dl, _ := ctx.Deadline()
 	deadline.Store(dl.UnixNano())
 	start := time.Now()
-	err = s.Shutdown(ctx)
+	err := s.Shutdown(ctx)
 	took := time.Since(start)
 	done := acked.Load()
 	var lost *LostEventsError
@@ -157,18 +165,7 @@ func TestShutdownCountsStillOpenClients(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nc := testBus(t)
 			startScriptedWorker(t, nc, func(delivered) answer { return answerAck })
-			logs := &lockedBuffer{}
-			s, err := New(nc, Config{
-				CloseTimeout: time.Minute,
-				Listeners:    []ListenerConfig{{Protocol: "tcp", Addr: "127.0.0.1:0"}},
-				Logger:       slog.New(slog.NewTextHandler(logs, nil)),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Start(); err != nil {
-				t.Fatal(err)
-			}
+			s, logs := loggedTCPServer(t, nc, Config{CloseTimeout: time.Minute})
 			if tc.noClose {
 				subj, _ := bus.NewSubjects("")
 				info := bus.AppendWorkerInfo(nil, &bus.WorkerInfo{ID: "scripted", Kind: "event", Hello: true, IntervalMs: 2000, NoClose: true})
@@ -189,7 +186,7 @@ func TestShutdownCountsStillOpenClients(t *testing.T) {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
-			err = s.Shutdown(ctx)
+			err := s.Shutdown(ctx)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Shutdown: %v, want the deadline (the clients never close)", err)
 			}
