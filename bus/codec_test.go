@@ -123,13 +123,54 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// TestDecodeEventBatchHeader: the header reads what the whole batch
+// decodes to; a batch whose framing is broken fails there already, one
+// whose events are bad inside a sound frame only when decoded whole.
+func TestDecodeEventBatchHeader(t *testing.T) {
+	b := sampleBatch()
+	b.Attempt = 3
+	good := AppendEventBatch(nil, b)
+	badEvent := appendMessage(AppendEventBatch(nil, &EventBatch{Version: Version, Delivery: 9, Attempt: 2}), 6,
+		func(b []byte) []byte { return append(b, 0xff, 0xff, 0xff) })
+	tests := []struct {
+		name                       string
+		in                         []byte
+		version, delivery, attempt uint64
+		headerErr, batchErr        bool
+	}{
+		{"whole", good, Version, 1 << 40, 3, false, false},
+		{"empty", nil, 0, 0, 0, false, false},
+		{"truncated", good[:len(good)-3], 0, 0, 0, true, true},
+		{"delivery as bytes", []byte{0x1a, 0x00}, 0, 0, 0, true, true},
+		{"bad event in a sound frame", badEvent, Version, 9, 2, false, true},
+	}
+	for _, tt := range tests {
+		version, delivery, attempt, err := DecodeEventBatchHeader(tt.in)
+		if (err != nil) != tt.headerErr {
+			t.Errorf("%s: header error %v, want error %v", tt.name, err, tt.headerErr)
+		}
+		if !tt.headerErr && (uint64(version) != tt.version || delivery != tt.delivery || uint64(attempt) != tt.attempt) {
+			t.Errorf("%s: header %d %d %d, want %d %d %d", tt.name, version, delivery, attempt, tt.version, tt.delivery, tt.attempt)
+		}
+		var m EventBatch
+		if err := DecodeEventBatch(tt.in, &m); (err != nil) != tt.batchErr {
+			t.Errorf("%s: batch error %v, want error %v", tt.name, err, tt.batchErr)
+		}
+	}
+}
+
 func FuzzDecodeEventBatch(f *testing.F) {
 	f.Add(AppendEventBatch(nil, sampleBatch()))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m EventBatch
+		version, delivery, attempt, herr := DecodeEventBatchHeader(data)
 		if DecodeEventBatch(data, &m) != nil {
 			return
+		}
+		// The header of a batch that decodes reads the same.
+		if herr != nil || version != m.Version || delivery != m.Delivery || attempt != m.Attempt {
+			t.Fatalf("header %d %d %d (%v), batch %d %d %d", version, delivery, attempt, herr, m.Version, m.Delivery, m.Attempt)
 		}
 		// What decodes must encode and decode to the same thing.
 		var again EventBatch

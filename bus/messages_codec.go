@@ -37,6 +37,27 @@ func DecodeEventBatchInto(buf []byte, m *EventBatch) error {
 	return mergeEventBatch(buf, m)
 }
 
+// DecodeEventBatchHeader reads the version, delivery and attempt of the
+// EventBatch buf without decoding the rest: its client state and events
+// are checked for framing only (their length fits buf), not decoded. A
+// worker reads this much of a batch when it takes it, and decodes the
+// whole batch with DecodeEventBatch when it runs it. The error wraps
+// ErrMalformed.
+func DecodeEventBatchHeader(buf []byte) (version uint32, delivery uint64, attempt uint32, err error) {
+	err = walk(buf, func(f field) error {
+		switch f.num {
+		case 1:
+			return f.u32(&version)
+		case 3:
+			return f.u64(&delivery)
+		case 7:
+			return f.u32(&attempt)
+		}
+		return nil
+	})
+	return version, delivery, attempt, err
+}
+
 // mergeEventBatch decodes buf into m without resetting it.
 func mergeEventBatch(buf []byte, m *EventBatch) error {
 	return walk(buf, func(f field) error {

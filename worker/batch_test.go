@@ -27,11 +27,14 @@ func quietWorker(tb testing.TB, h Handlers) *Worker {
 	return w
 }
 
-// runBatch decodes data as the subscription callback does, runs it, and
-// returns its encoded final Ack.
+// runBatch takes data as the subscription callback does, decodes and runs
+// it as a pool goroutine does, and returns its encoded final Ack.
 func runBatch(w *Worker, data, ack []byte) ([]byte, error) {
 	j, err := newJob(&nats.Msg{Subject: "gw.events", Reply: "gw.gw.g1.ack", Data: data}, time.Now())
 	if err != nil {
+		return ack, err
+	}
+	if err := j.open(); err != nil {
 		return ack, err
 	}
 	w.dispatch(j)
@@ -48,6 +51,9 @@ func runMulti(w *Worker, data, ack []byte) ([]byte, error) {
 	}
 	ack = ack[:0]
 	for _, j := range jobs {
+		if err := j.open(); err != nil {
+			return ack, err
+		}
 		w.dispatch(j)
 		ack = j.appendAck(ack, w.cfg.ID)
 	}
@@ -226,7 +232,7 @@ func FuzzBatch(f *testing.F) {
 		})
 		// The view each batch starts from, as the handlers will see it.
 		j, err := newJob(&nats.Msg{Reply: "r", Data: data}, time.Now())
-		if err != nil {
+		if err != nil || j.open() != nil {
 			return
 		}
 		m = &model{uid: j.batch.State.UID, groups: map[string]bool{}}

@@ -23,12 +23,26 @@ var errNoReply = errors.New("worker: batch without reply subject")
 // it until its final Ack is sent or it is abandoned. A job is made per batch
 // and never reused, so a Context retained by mistake after its handler
 // returned cannot touch another client's batch.
+//
+// While it waits for a pool goroutine, a batch stays encoded: the callback
+// reads only its header (delivery, attempt, version: what progress and
+// nacks need), and the goroutine that runs it decodes the rest (open).
+// During a connect wave most batches in hand are waiting, so the worker's
+// heap holds their bytes, not their decoded requests and states
+// (docs/benchmarks.md, "W1 worker memory, round 7").
 type job struct {
 	msg   *nats.Msg
-	batch bus.EventBatch // byte fields alias msg.Data, which is ours
+	data  []byte         // the batch, encoded: msg.Data or its part of a multi message
+	batch bus.EventBatch // decoded by open; byte fields alias msg.Data, which is ours
 	taken time.Time      // when the callback took it
 	reply string         // where its acks go
 	size  int            // its encoded bytes, counted in waitingBytes
+	// The batch's header, read when the callback took it; set before the
+	// job is in hand and never written again, so the monitor reads them
+	// while a pool goroutine decodes the batch.
+	delivery uint64
+	attempt  uint32
+	version  uint32
 	// multi: the batch came in an EventBatches message; its acks go to
 	// reply inside Acks messages.
 	multi bool
@@ -53,12 +67,12 @@ type job struct {
 	ctx Context
 }
 
-// newJob decodes m into a job. The error wraps bus.ErrMalformed or is
-// errNoReply.
+// newJob makes the job of the batch m, reading its header only (open
+// decodes the rest). The error wraps bus.ErrMalformed or is errNoReply.
 func newJob(m *nats.Msg, now time.Time) (*job, error) {
-	j := &job{msg: m, taken: now, reply: m.Reply, size: len(m.Data)}
-	if err := j.decode(m.Data); err != nil {
-		return nil, fmt.Errorf("worker: decode batch: %w", err)
+	j := &job{msg: m, data: m.Data, taken: now, reply: m.Reply, size: len(m.Data)}
+	if err := j.readHeader(); err != nil {
+		return nil, err
 	}
 	if m.Reply == "" {
 		return nil, errNoReply
@@ -66,12 +80,26 @@ func newJob(m *nats.Msg, now time.Time) (*job, error) {
 	return j, nil
 }
 
-// decode decodes the batch b into j, in j's own room where it fits.
-func (j *job) decode(b []byte) error {
+// readHeader reads the delivery, attempt and version of j.data. The error
+// wraps bus.ErrMalformed.
+func (j *job) readHeader() error {
+	var err error
+	if j.version, j.delivery, j.attempt, err = bus.DecodeEventBatchHeader(j.data); err != nil {
+		return fmt.Errorf("worker: decode batch: %w", err)
+	}
+	return nil
+}
+
+// open decodes the batch into j, in j's own room where it fits; called
+// once, by the goroutine that runs j. The error wraps bus.ErrMalformed.
+func (j *job) open() error {
 	j.batch.Events = j.evRoom[:0]
 	j.batch.State.Groups = j.grpRoom[:0]
 	j.actions = j.actRoom[:0]
-	return bus.DecodeEventBatchInto(b, &j.batch)
+	if err := bus.DecodeEventBatchInto(j.data, &j.batch); err != nil {
+		return fmt.Errorf("worker: decode batch: %w", err)
+	}
+	return nil
 }
 
 // appendAck appends the final Ack of j to b: the actions not flushed
@@ -82,7 +110,7 @@ func (j *job) appendAck(b []byte, worker string) []byte {
 	if j.ord != nil {
 		j.ord.detach()
 	}
-	return j.appendAnswer(b, &bus.Ack{Delivery: j.batch.Delivery, Actions: j.actions[j.flushed:], Worker: worker})
+	return j.appendAnswer(b, &bus.Ack{Delivery: j.delivery, Actions: j.actions[j.flushed:], Worker: worker})
 }
 
 // appendAnswer appends a, an answer to j, as j's reply subject takes it:
@@ -95,10 +123,12 @@ func (j *job) appendAnswer(b []byte, a *bus.Ack) []byte {
 }
 
 // onMsg is the subscription callback. NATS calls it for one message at a
-// time; it never blocks: the batch is decoded, then queued for the pool or,
+// time; it never blocks: the batch's header is read, then the batch is
+// queued for the pool (still encoded: see job) or,
 // when the backlog is full, dropped (the gateway redelivers it after its
 // back-off: no nack, which would bring it back at once while the worker
-// is still behind). A batch that does not decode is nacked.
+// is still behind). A batch whose header does not decode is nacked here;
+// one whose events or state do not, when a pool goroutine opens it.
 func (w *Worker) onMsg(m *nats.Msg) {
 	j, err := newJob(m, time.Now())
 	if err != nil {
@@ -131,7 +161,7 @@ func (w *Worker) onMsg(m *nats.Msg) {
 	w.queueLocked(j)
 	w.mu.Unlock()
 	w.stats.batches.Add(1)
-	if j.batch.Attempt > 1 {
+	if j.attempt > 1 {
 		w.stats.redelivered.Add(1)
 	}
 }
@@ -231,6 +261,16 @@ func (w *Worker) runOne(j *job, ack []byte) (_ []byte, ok bool) {
 		w.stats.abandoned.Add(1)
 		return ack, false
 	}
+	if err := j.open(); err != nil {
+		w.mu.Lock()
+		delete(w.inHand, j)
+		w.running--
+		w.mu.Unlock()
+		w.stats.malformed.Add(1)
+		w.log.Warn("malformed batch nacked", "subject", j.msg.Subject, "bytes", j.size, "delivery", j.delivery, "err", err)
+		w.nack(j.reply, j.multi, j.delivery, j.attempt, err.Error())
+		return ack, false
+	}
 
 	w.dispatch(j)
 	ack = j.appendAck(ack, w.cfg.ID)
@@ -273,8 +313,8 @@ func (w *Worker) nack(reply string, multi bool, delivery uint64, attempt uint32,
 // nack (an older one would take it for an empty final ack): j's batch is
 // left to time out otherwise.
 func (w *Worker) nackAbandoned(j *job) {
-	if j.batch.Version >= 2 {
-		w.nack(j.reply, j.multi, j.batch.Delivery, j.batch.Attempt, "worker stopping")
+	if j.version >= 2 {
+		w.nack(j.reply, j.multi, j.delivery, j.attempt, "worker stopping")
 	}
 }
 
@@ -284,7 +324,7 @@ func (w *Worker) publishAck(j *job, ack []byte) {
 	if err := w.nc.Publish(j.reply, ack); err != nil {
 		w.stats.ackErrors.Add(1)
 		w.log.Warn("ack not sent; the gateway will redeliver", "client", j.batch.Client,
-			"delivery", j.batch.Delivery, "err", err)
+			"delivery", j.delivery, "err", err)
 		return
 	}
 	w.stats.acked.Add(1)
@@ -436,7 +476,7 @@ func (w *Worker) sendProgress(now time.Time, buf []byte) []byte {
 		if now.Sub(j.taken) < minAge {
 			continue
 		}
-		buf = j.appendAnswer(buf[:0], &bus.Ack{Delivery: j.batch.Delivery, Progress: true, Worker: w.cfg.ID})
+		buf = j.appendAnswer(buf[:0], &bus.Ack{Delivery: j.delivery, Progress: true, Worker: w.cfg.ID})
 		if err := w.nc.Publish(j.reply, buf); err != nil {
 			w.stats.ackErrors.Add(1)
 			continue

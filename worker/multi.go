@@ -49,10 +49,10 @@ func (g *group) claim() int {
 }
 
 // onMulti is the callback of the multi events subscription. Like onMsg it
-// never blocks: the batches are decoded and queued as one entry for the
-// pool, those the backlog cannot hold are dropped (their gateway
-// redelivers them after its back-off), and a message that does not decode
-// gets its batches that did decode nacked.
+// never blocks: the batches' headers are read and the batches queued as
+// one entry for the pool, those the backlog cannot hold are dropped
+// (their gateway redelivers them after its back-off), and a message that
+// does not decode gets its batches whose headers did nacked.
 func (w *Worker) onMulti(m *nats.Msg) {
 	jobs, err := newMultiJobs(m, time.Now())
 	if err == nil && len(jobs) == 0 {
@@ -64,7 +64,7 @@ func (w *Worker) onMulti(m *nats.Msg) {
 			"bytes", len(m.Data), "batches", len(jobs), "err", err)
 		if m.Reply != "" {
 			for _, j := range jobs {
-				w.nack(m.Reply, true, j.batch.Delivery, j.batch.Attempt, fmt.Sprintf("worker: decode multi message: %v", err))
+				w.nack(m.Reply, true, j.delivery, j.attempt, fmt.Sprintf("worker: decode multi message: %v", err))
 			}
 		}
 		return
@@ -103,28 +103,29 @@ func (w *Worker) onMulti(m *nats.Msg) {
 	w.stats.batches.Add(uint64(k))
 	w.stats.multiMsgs.Add(1)
 	for _, j := range taken {
-		if j.batch.Attempt > 1 {
+		if j.attempt > 1 {
 			w.stats.redelivered.Add(1)
 		}
 	}
 }
 
-// newMultiJobs decodes the multi message m into one job per batch. On an
-// error (wrapping bus.ErrMalformed, or errNoReply) it also returns the
-// jobs of the batches that decoded before it, to be nacked.
+// newMultiJobs makes one job per batch of the multi message m, reading
+// their headers only (see job). On an error (wrapping bus.ErrMalformed,
+// or errNoReply) it also returns the jobs of the batches read before it,
+// to be nacked.
 func newMultiJobs(m *nats.Msg, now time.Time) ([]*job, error) {
 	var jobs []*job
 	var bad error
 	err := bus.RangeEventBatches(m.Data, func(b []byte) bool {
-		j := &job{msg: m, taken: now, reply: m.Reply, size: len(b), multi: true}
-		if bad = j.decode(b); bad != nil {
+		j := &job{msg: m, data: b, taken: now, reply: m.Reply, size: len(b), multi: true}
+		if bad = j.readHeader(); bad != nil {
 			return false
 		}
 		jobs = append(jobs, j)
 		return true
 	})
 	if err == nil && bad != nil {
-		err = fmt.Errorf("worker: decode batch: %w", bad)
+		err = bad
 	}
 	if err == nil && m.Reply == "" {
 		err = errNoReply

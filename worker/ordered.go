@@ -51,13 +51,13 @@ func (o *orderedAPI) flush() {
 	}
 	pending := j.actions[j.flushed:]
 	j.flushed = len(j.actions)
-	b := j.appendAnswer(nil, &bus.Ack{Delivery: j.batch.Delivery, Progress: true, Actions: pending, Worker: o.w.cfg.ID})
+	b := j.appendAnswer(nil, &bus.Ack{Delivery: j.delivery, Progress: true, Actions: pending, Worker: o.w.cfg.ID})
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	if _, err := o.w.nc.RequestWithContext(ctx, j.reply, b); err != nil {
 		o.w.stats.ackErrors.Add(1)
 		o.w.log.Warn("actions before an API call not confirmed by the gateway; the call goes on",
-			"client", j.batch.Client, "delivery", j.batch.Delivery, "actions", len(pending), "err", err)
+			"client", j.batch.Client, "delivery", j.delivery, "actions", len(pending), "err", err)
 	}
 }
 

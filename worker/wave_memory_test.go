@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"testing"
@@ -87,7 +88,28 @@ func TestConnectWaveMemory(t *testing.T) {
 		runtime.MemProfileRate = 1
 		prof("/tmp/h-wmem/heap-before.pb.gz")
 	}
+	// The wave's high-water marks, sampled every millisecond.
+	var peakStacks, peakHeap uint64
+	stopS := make(chan struct{})
+	doneS := make(chan struct{})
+	go func() {
+		defer close(doneS)
+		ss := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			select {
+			case <-stopS:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			metrics.Read(ss)
+			peakStacks = max(peakStacks, ss[0].Value.Uint64())
+			peakHeap = max(peakHeap, ss[1].Value.Uint64())
+		}
+	}()
 	e.wave(101, n, 1024)
+	close(stopS)
+	<-doneS
+	t.Logf("N=%d peak during the wave: goroutine stacks %d KiB, heap objects %d KiB", n, peakStacks>>10, peakHeap>>10)
 	waitFor(t, 30*time.Second, "release", func() bool { return w.Stats().MemoryReleases >= 2 && w.Stats().Pool == 0 })
 	after := worker.ReadMemoryFigures()
 	if os.Getenv("GATEWORK_WAVE_PROFILE") != "" {

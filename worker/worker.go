@@ -377,6 +377,10 @@ func (w *Worker) Start() error {
 	w.log.Info("worker started", "kind", w.kind(), "events", w.cfg.Kind != KindTask, "queue", w.subj.WorkersQueue(),
 		"concurrency", w.cfg.Concurrency, "backlog", w.cfg.Backlog, "tasks", w.takesTasks(),
 		"task_concurrency", w.cfg.TaskConcurrency)
+	if w.cfg.ReleaseMemory {
+		// The baseline of the figures logged after each release.
+		w.logMemory("memory at start")
+	}
 	return nil
 }
 

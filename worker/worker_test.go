@@ -423,6 +423,18 @@ func TestMalformedNacked(t *testing.T) {
 	if s := w.Stats(); s.Nacked != 3 || s.Acked != 1 {
 		t.Errorf("stats %+v", s)
 	}
+	// A batch whose frame is sound but whose event is not: its header is
+	// read when it arrives, the rest when it runs; it is nacked then, under
+	// its delivery and attempt.
+	bad := append(bus.AppendEventBatch(nil, &bus.EventBatch{Version: bus.Version, Gateway: "gw1", Delivery: 9, Client: "c1", Attempt: 2}),
+		0x32, 0x03, 0xff, 0xff, 0xff) // field 6 (an event) of 3 bytes that do not decode
+	e.publishRaw(bad, e.inbox)
+	if a := e.final(); !a.Nack || a.Delivery != 9 || a.Attempt != 2 || !strings.Contains(a.Error, "malformed") {
+		t.Errorf("answer %+v, want a nack of delivery 9, attempt 2", a)
+	}
+	if s := w.Stats(); s.Malformed != 5 || s.Nacked != 4 || s.Busy != 0 || s.Waiting != 0 {
+		t.Errorf("stats %+v", s)
+	}
 }
 
 // TestQueueGroupSharesLoad: batches are spread over the workers of the
