@@ -77,6 +77,10 @@ type conn struct {
 	// held: c's frames wait in out until the socket has written what it
 	// holds (drop_oldest; see queue.go).
 	held bool
+	// closeLost: Shutdown's deadline found c still in the hub and counted
+	// its close event lost; closed then produces none (it would reach a
+	// worker after being reported lost). Fills padding.
+	closeLost bool
 	// closeAt is set (unix nanoseconds) while a graceful close waits for
 	// the socket to drain.
 	closeAt int64

@@ -560,9 +560,12 @@ func (s *Server) connCount() int {
 // undelivered counts the events not yet acknowledged by a worker: those of
 // the batches in flight, parked or queued, and those waiting behind them;
 // and the close event of every client still in the hub (open, or closing
-// and waiting for its peer), which Shutdown's listener stop will produce
-// after the bus is gone, unless close events are being left out
-// (closeevents.go).
+// and waiting for its peer), unless close events are being left out
+// (closeevents.go). Such a client is closed when Shutdown stops the
+// listeners, while the bus is still up: undelivered marks it closeLost
+// so that its close event, counted lost here, is never produced (a worker
+// would handle it after the log said it was lost). Shutdown calls it
+// once, at its deadline.
 func (s *Server) undelivered() *LostEventsError {
 	conns := map[*conn]struct{}{}
 	s.infMu.Lock()
@@ -584,6 +587,9 @@ func (s *Server) undelivered() *LostEventsError {
 		for _, c := range sh.conns {
 			conns[c] = struct{}{}
 			open[c] = struct{}{}
+			// Counted lost: the listener stop, which runs while the
+			// bus is still up, must not produce it (see closed).
+			c.closeLost = comes == 1
 		}
 	})
 	lost := &LostEventsError{}
@@ -803,6 +809,11 @@ func (s *Server) closed(c *conn, reason CloseReason) {
 	}
 	c.l.open.Add(-1)
 	s.interest.sync()
+	// closeLost is written under c.sh.mu while c is in the hub; remove
+	// took that lock and took c out, so this read is ordered after it.
+	if c.closeLost {
+		return // counted lost at Shutdown's deadline (undelivered)
+	}
 	if s.closeSkip.skipClose() {
 		return // no worker has a close handler: closeevents.go
 	}
