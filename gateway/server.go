@@ -576,27 +576,23 @@ func (s *Server) undelivered() *LostEventsError {
 		conns[d.c] = struct{}{}
 	}
 	s.infMu.Unlock()
-	// Clients with pending events and no batch out (not dispatched yet),
-	// and the clients whose close event is still to come.
-	comes := 0
-	if !s.closeSkip.skipClose() {
-		comes = 1
-	}
-	open := map[*conn]struct{}{} // in the hub: open, or closing (remove takes them out)
+	// Clients with pending events and no batch out (not dispatched yet);
+	// every client in the hub (open, or closing: remove takes them out)
+	// also has its close event to come.
+	comes := !s.closeSkip.skipClose()
 	s.eachShard(func(sh *shard) {
 		for _, c := range sh.conns {
 			conns[c] = struct{}{}
-			open[c] = struct{}{}
 			// Counted lost: the listener stop, which runs while the
 			// bus is still up, must not produce it (see closed).
-			c.closeLost = comes == 1
+			c.closeLost = comes
 		}
 	})
 	lost := &LostEventsError{}
 	for c := range conns {
 		closes := 0
-		if _, ok := open[c]; ok {
-			closes = comes
+		if c.closeLost { // written above, by this goroutine
+			closes = 1
 		}
 		c.evmu.Lock()
 		evs := len(c.pending) + closes

@@ -197,24 +197,23 @@ if [ "$STOP" = connected ]; then
 else
 	say "gwload exit $rc; its clients are closed"
 fi
-# The close events of every client reach the worker before the stop: wait
-# (at most 10 minutes) until no gateway process holds a client or an
-# event batch in flight.
-t0=$(date +%s)
-[ "$STOP" = connected ] && t0=
-for _ in $([ -n "$t0" ] && seq 1 600); do
-	kill -0 "$MASTER" 2>/dev/null || { left="? (the node is gone)"; break; }
-	left=$($IN_NS "$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
+if [ "$STOP" = orderly ]; then
+	# The close events of every client reach the worker before the stop:
+	# wait (at most 10 minutes) until no gateway process holds a client or
+	# an event batch in flight.
+	t0=$(date +%s)
+	for _ in $(seq 1 600); do
+		kill -0 "$MASTER" 2>/dev/null || { left="? (the node is gone)"; break; }
+		left=$($IN_NS "$DIR/gatework" status --json -c "$DIR/c1m.yaml" 2>/dev/null | python3 -c '
 import json, sys
 n = 0
 for p in json.load(sys.stdin)["processes"]:
     g = p.get("gateway") or {}
     n += p.get("connections", 0) + g.get("in_flight", 0) + g.get("parked", 0)
 print(n)' 2>/dev/null || echo "?")
-	[ "$left" = 0 ] && break
-	sleep 1
-done
-if [ -n "$t0" ]; then
+		[ "$left" = 0 ] && break
+		sleep 1
+	done
 	say "clients gone and their close events handled in $(( $(date +%s) - t0 )) s (left: $left)"
 	$IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
 fi

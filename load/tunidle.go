@@ -192,37 +192,38 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 
 	if cfg.StopCmd != "" {
 		r.TUN.Stop = stopServer(ctx, e, cfg.StopCmd, logf)
-		r.TUN.Stats = e.Stats()
-		r.TUN.DropsEnd = deviceDrops(cfg.TUN)
-		if cause := context.Cause(gctx); errors.Is(cause, errLowMemory) {
-			openErr = cause
-		}
-		return r, openErr
+	} else {
+		// The orderly close runs even after an error: the gateway sees
+		// normal closes instead of connections left to its idle timeout.
+		closeOrderly(e, cfg, r, logf)
 	}
-	// The orderly close runs even after an error: the gateway sees
-	// normal closes instead of connections left to its idle timeout.
+	r.TUN.Stats = e.Stats()
+	r.TUN.DropsEnd = deviceDrops(cfg.TUN)
+	if cause := context.Cause(gctx); errors.Is(cause, errLowMemory) {
+		openErr = cause
+	}
+	return r, openErr
+}
+
+// closeOrderly closes every client at cfg.CloseRate (at most 10 minutes)
+// and notes how long it took and its error in r.TUN.
+func closeOrderly(e *tunclient.Engine, cfg Config, r *Result, logf func(string, ...any)) {
 	logf("closing %d connections at %.0f/s", r.TUN.AtHoldEnd.Live, cfg.CloseRate)
 	closeStart := time.Now()
 	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer ccancel()
-	stopLog = logEvery(time.Second, func() {
+	stopLog := logEvery(time.Second, func() {
 		st := e.Stats()
 		logf("closing: %d closed, %d live, %d unexpected, %d retransmissions", st.Closed, st.Live, st.Unexpected, st.Retransmits)
 	})
-	err = e.Close(cctx, cfg.CloseRate)
+	err := e.Close(cctx, cfg.CloseRate)
 	stopLog()
 	if err != nil {
 		r.TUN.CloseErr = err.Error()
 		logf("%v", err)
 	}
 	r.TUN.CloseSeconds = time.Since(closeStart).Seconds()
-	r.TUN.Stats = e.Stats()
-	r.TUN.DropsEnd = deviceDrops(cfg.TUN)
-	logf("closed %d in %.1f s", r.TUN.Stats.Closed, r.TUN.CloseSeconds)
-	if cause := context.Cause(gctx); errors.Is(cause, errLowMemory) {
-		openErr = cause
-	}
-	return r, openErr
+	logf("closed %d in %.1f s", e.Stats().Closed, r.TUN.CloseSeconds)
 }
 
 // deviceDrops reads the TUN device's tx_dropped counter (packets for
