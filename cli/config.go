@@ -190,6 +190,7 @@ type GatewayConfig struct {
 	Processes         int      `yaml:"processes"`
 	Shards            int      `yaml:"shards"`
 	Pollers           int      `yaml:"pollers"`
+	NoIOUring         bool     `yaml:"no_io_uring"`
 	EventTimeout      Duration `yaml:"event_timeout"`
 	MaxBatch          int      `yaml:"max_batch"`
 	MaxPendingEvents  int      `yaml:"max_pending_events"`

@@ -22,6 +22,7 @@ func (c Config) gatewayConfig() gateway.Config {
 		Listeners:         c.Listeners,
 		Shards:            g.Shards,
 		Pollers:           g.Pollers,
+		NoIOUring:         g.NoIOUring,
 		EventTimeout:      time.Duration(g.EventTimeout),
 		MaxBatch:          g.MaxBatch,
 		MaxPendingEvents:  g.MaxPendingEvents,

@@ -62,6 +62,14 @@ type Config struct {
 	// Pollers is the number of socket poller goroutines (nbio's epoll
 	// loops) of each listener; 0 means GOMAXPROCS.
 	Pollers int
+	// NoIOUring turns batched socket writes off: each shard's flusher
+	// then writes every connection with a write(2) of its own. When it is
+	// false (the default) a flusher on Linux sends the frames of the
+	// connections one flush finds (pings of a heartbeat sweep, a
+	// fan-out, echo replies) with one io_uring_enter(2) for up to 256
+	// sockets, falling back to write(2) where the kernel refuses io_uring
+	// (io_uring_disabled, a seccomp filter) and for TLS and UDP sockets.
+	NoIOUring bool
 	// EventTimeout is how long a delivery of a batch of events may go
 	// without an ack or a progress report before it has failed: the batch
 	// is delivered again, to any worker, after RedeliveryBackoff; 0 means

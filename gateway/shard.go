@@ -61,6 +61,18 @@ type shard struct {
 	bytesIn  atomic.Uint64
 	bytesOut atomic.Uint64
 
+	// ring batches the flusher's socket writes (flush.go); nil when off.
+	// The flusher alone uses it and the slices below, which hold one
+	// submission.
+	ring      *sendRing
+	ringBatch []ringSend
+	ringFds   []int
+	ringBufs  [][]byte
+	ringRes   []int32
+	// What the ring did, for tests: submissions, sockets sent whole,
+	// sockets the kernel took only part of (or none: EAGAIN).
+	ringCalls, ringWhole, ringShort atomic.Uint64
+
 	wake chan struct{} // capacity 1: a flush is wanted
 	quit chan struct{}
 	done chan struct{}
@@ -302,8 +314,9 @@ func (sh *shard) ungroupLocked(g string) {
 
 // flushItem is one connection's frames taken out for writing.
 type flushItem struct {
-	c   *conn
-	buf []byte
+	c    *conn
+	buf  []byte // back to the shard's free buffers once written, unless nil
+	done bool   // written (or given up) by the ring
 }
 
 // drainTick is how often the flusher moves graceful closes along while
@@ -315,6 +328,8 @@ const drainTick = 50 * time.Millisecond
 // one write each, and closes connections whose graceful close is done.
 func (sh *shard) run() {
 	defer close(sh.done)
+	sh.startRing()
+	defer sh.dropRing("")
 	var items []flushItem
 	var returned [][]byte
 	tick := time.NewTimer(drainTick)
@@ -348,15 +363,12 @@ func (sh *shard) run() {
 		for _, c := range kill {
 			c.t.close()
 		}
+		sh.writeItems(items)
 		for i := range items {
-			it := &items[i]
-			n := len(it.buf) // already counted in unsent by takeDirty
-			if err := it.c.t.write(it.buf); err == nil {
-				it.c.bytesOut.Add(uint64(n))
-				sh.bytesOut.Add(uint64(n))
-			} // errUDPCounted: the UDP transport counted its datagrams
-			returned = append(returned, it.buf)
-			it.buf = nil
+			if b := items[i].buf; b != nil {
+				returned = append(returned, b)
+			}
+			items[i] = flushItem{}
 		}
 		arm(sh.checkDraining())
 	}
