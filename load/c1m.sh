@@ -37,7 +37,9 @@
 #
 # Settings (environment): CONNS (1000000), HOLD (5m), CLIENT (tun), STOP
 # (orderly: gwload closes the clients first; or connected), APP (echo),
-# TUN_QUEUES (2), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
+# TUN_QUEUES (2), TUN_IO_URING (1: the TUN client moves its packets
+# through an io_uring per queue; 0: a read and a write system call per
+# packet, as before 2026-12-05), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
 # (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
 # PER_PROC (15000 connections per gwload
 # child), RATE (5000: connections opened per second, all children together,
@@ -68,6 +70,7 @@ MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
 DIR=${DIR:-/tmp/gatework-c1m}
 CLIENT=${CLIENT:-tun}
 TUN_QUEUES=${TUN_QUEUES:-2}
+TUN_IO_URING=${TUN_IO_URING:-1}
 CLOSE_RATE=${CLOSE_RATE:-5000}
 STOP=${STOP:-orderly}
 APP=${APP:-echo}
@@ -176,8 +179,10 @@ set +e
 if [ "$CLIENT" = tun ]; then
 	STOP_CMD=
 	[ "$STOP" = connected ] && STOP_CMD="$DIR/gatework stop -c $DIR/c1m.yaml"
+	NO_RING=false
+	[ "$TUN_IO_URING" = 0 ] && NO_RING=true
 	$IN_NS "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
-		--stop-cmd "$STOP_CMD" \
+		--stop-cmd "$STOP_CMD" --tun-no-io-uring="$NO_RING" \
 		--ws "$WS_HOST:$PORT" --http "127.0.0.1:$HTTP_PORT" \
 		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" \
 		--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \

@@ -152,6 +152,9 @@ type Config struct {
 	// TUNQueues is the number of queues the TUN device is opened with
 	// (IFF_MULTI_QUEUE above 1), each read by its own goroutine; default 1.
 	TUNQueues int
+	// TUNNoRing makes the TUN client read and write each packet with a
+	// system call of its own instead of through an io_uring per queue.
+	TUNNoRing bool
 	// CloseRate paces the orderly close at the end of a TUN run, in
 	// connections per second; 0 means 5,000/s, negative unpaced.
 	CloseRate float64

@@ -147,7 +147,7 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 		links[i] = d
 	}
 	e, err := tunclient.New(tunclient.Config{Server: srv, Path: cfg.Path, Conns: cfg.Conns, Rate: cfg.OpenRate,
-		PortsPerAddr: portsPerAddr}, links...)
+		PortsPerAddr: portsPerAddr, NoRing: cfg.TUNNoRing}, links...)
 	if err != nil {
 		closeDevs(devs)
 		return nil, fmt.Errorf("load: %w", err)

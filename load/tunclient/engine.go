@@ -37,6 +37,9 @@ type Config struct {
 	Server netip.AddrPort
 	// Path is the request path; default "/".
 	Path string
+	// NoRing reads and writes each packet with a system call of its own
+	// instead of through an io_uring per device queue (ring_linux.go).
+	NoRing bool
 	// Conns is the number of clients.
 	Conns int
 	// Rate paces the opening: SYNs sent per second, with at most

@@ -107,11 +107,28 @@ func TestGatewayOverTUN(t *testing.T) {
 	if !netnstest.Reexec(t) {
 		return
 	}
+	for _, noRing := range []bool{false, true} {
+		t.Run(map[bool]string{false: "io_uring", true: "read_write"}[noRing], func(t *testing.T) {
+			testGatewayOverTUN(t, noRing)
+		})
+	}
+}
+
+// testGatewayOverTUN runs TestGatewayOverTUN with the queue's packets
+// through an io_uring (noRing false: the test fails unless the ring is
+// used, where the kernel has io_uring) or a system call each.
+func testGatewayOverTUN(t *testing.T, noRing bool) {
 	dev := setupTUN(t)
 	const conns = 300
 	n, connects, reasons := startGateway(t, 200*time.Millisecond, 2*time.Second)
 	srv := netip.MustParseAddrPort(n.Addr("ws").String())
-	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond}, dev)
+	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond, NoRing: noRing}, dev)
+	if r, err := newRing(dev.fd); err == nil {
+		r.release()
+		if used := dev.ring.Load() != nil; used == noRing {
+			t.Fatalf("NoRing %v, and the reader's ring in use: %v", noRing, used)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if st := e.Stats(); st.Opened != conns || st.Failed != 0 || st.Live != conns {

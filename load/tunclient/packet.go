@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -206,7 +207,11 @@ type Link interface {
 // on the device.
 type Device struct {
 	f    *os.File
+	fd   int // f's descriptor (f.Fd() would make it blocking)
 	name string
+	// ring is the reader's io_uring on this queue (ring_linux.go), nil
+	// until the engine's reader sets it up, or when there is none.
+	ring atomic.Pointer[ring]
 }
 
 // OpenTUN opens queues queues of the TUN device name in the calling
@@ -256,7 +261,7 @@ func OpenTUN(name string, queues int) ([]*Device, error) {
 			closeAll(devs)
 			return nil, fmt.Errorf("tunclient: %s: set non-blocking: %w", name, err)
 		}
-		devs = append(devs, &Device{f: os.NewFile(uintptr(fd), "/dev/net/tun:"+name), name: ifr.Name()})
+		devs = append(devs, &Device{f: os.NewFile(uintptr(fd), "/dev/net/tun:"+name), fd: fd, name: ifr.Name()})
 	}
 	return devs, nil
 }
@@ -292,6 +297,9 @@ func (d *Device) WritePacket(p []byte) error {
 // device the kernel created for OpenTUN (not persistent) disappears with
 // its last queue.
 func (d *Device) Close() error {
+	if r := d.ring.Load(); r != nil {
+		r.wake() // its reader returns and releases it
+	}
 	if err := d.f.Close(); err != nil {
 		return fmt.Errorf("tunclient: close %s: %w", d.name, err)
 	}

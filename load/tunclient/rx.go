@@ -9,8 +9,17 @@ import (
 	"fmt"
 )
 
-// readLoop reads packets from l and handles them until l is closed.
+// readLoop reads packets from l and handles them until l is closed:
+// through an io_uring (ringLoop) for a TUN queue where the kernel has
+// one and Config.NoRing is off, else a read and a write per packet.
 func (e *Engine) readLoop(l Link) {
+	if d, ok := l.(*Device); ok && !e.cfg.NoRing {
+		if r, err := newRing(d.fd); err == nil {
+			d.ring.Store(r)
+			e.ringLoop(r)
+			return
+		}
+	}
 	buf := make([]byte, 65536)
 	var o outBuf
 	for {
@@ -22,6 +31,33 @@ func (e *Engine) readLoop(l Link) {
 		e.handle(&o, buf[:n])
 		e.mu.Unlock()
 		_ = o.flush(l) // a lost write is a lost packet: retransmission covers it
+	}
+}
+
+// ringLoop is readLoop over a ring: each turn hands the kernel the
+// packets the previous batch produced and takes every packet read
+// meanwhile, in one system call when the engine is busy.
+func (e *Engine) ringLoop(r *ring) {
+	defer r.release()
+	var o outBuf
+	var out [][]byte
+	for {
+		in, err := r.Exchange(out) // out's writes done when it returns
+		if err != nil {
+			return
+		}
+		o.buf, o.ends = o.buf[:0], o.ends[:0]
+		e.mu.Lock()
+		for _, p := range in {
+			e.handle(&o, p)
+		}
+		e.mu.Unlock()
+		out = out[:0]
+		start := 0
+		for _, end := range o.ends {
+			out = append(out, o.buf[start:end])
+			start = end
+		}
 	}
 }
 
