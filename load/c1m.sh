@@ -12,7 +12,7 @@
 #
 # CLIENT=tun (the default, as root with CAP_NET_ADMIN): the clients are
 # emulated. The script makes a network namespace NETNS (gwc1m) with lo
-# and a TUN device (gwtun0, 10.77.0.1/8, multi-queue, txqueuelen 10000),
+# and a TUN device (gwtun0, 10.77.0.1/8, multi-queue, txqueuelen TXQUEUELEN),
 # runs the node inside it with its ws listener on 10.77.0.1:PORT (its
 # HTTP API and embedded NATS on the namespace's own 127.0.0.1), and runs
 # `gwload idle --tun gwtun0` there: one process, one TCP state machine per
@@ -39,7 +39,9 @@
 # (orderly: gwload closes the clients first; or connected), APP (echo),
 # TUN_QUEUES (2), TUN_IO_URING (1: the TUN client moves its packets
 # through an io_uring per queue; 0: a read and a write system call per
-# packet, as before 2026-12-05), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
+# packet, as before 2026-12-05), TXQUEUELEN (100000: packets the TUN
+# device queues for gwload's readers before it drops; TCP sends a dropped
+# one again after a timeout), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
 # (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
 # PER_PROC (15000 connections per gwload
 # child), RATE (5000: connections opened per second, all children together,
@@ -71,6 +73,7 @@ DIR=${DIR:-/tmp/gatework-c1m}
 CLIENT=${CLIENT:-tun}
 TUN_QUEUES=${TUN_QUEUES:-2}
 TUN_IO_URING=${TUN_IO_URING:-1}
+TXQUEUELEN=${TXQUEUELEN:-100000}
 CLOSE_RATE=${CLOSE_RATE:-5000}
 STOP=${STOP:-orderly}
 APP=${APP:-echo}
@@ -118,7 +121,7 @@ if [ "$CLIENT" = tun ]; then
 	ip -n "$NETNS" link set lo up
 	ip -n "$NETNS" tuntap add dev "$TUN_DEV" mode tun multi_queue
 	ip -n "$NETNS" addr add "$WS_HOST/8" dev "$TUN_DEV"
-	ip -n "$NETNS" link set "$TUN_DEV" up txqueuelen 10000
+	ip -n "$NETNS" link set "$TUN_DEV" up txqueuelen "$TXQUEUELEN"
 	say "network namespace $NETNS: $TUN_DEV $WS_HOST/8"
 fi
 
