@@ -125,7 +125,10 @@ func testGatewayOverTUN(t *testing.T, noRing bool) {
 	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond, NoRing: noRing}, dev)
 	if r, err := newRing(dev.fd); err == nil {
 		r.release()
-		if used := dev.ring.Load() != nil; used == noRing {
+		dev.mu.Lock()
+		used := dev.ring != nil
+		dev.mu.Unlock()
+		if used == noRing {
 			t.Fatalf("NoRing %v, and the reader's ring in use: %v", noRing, used)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -209,9 +209,27 @@ type Device struct {
 	f    *os.File
 	fd   int // f's descriptor (f.Fd() would make it blocking)
 	name string
-	// ring is the reader's io_uring on this queue (ring_linux.go), nil
-	// until the engine's reader sets it up, or when there is none.
-	ring atomic.Pointer[ring]
+	// mu guards closed and ring: the reader sets its ring up only while
+	// the device is open, so the descriptor it registers is this one.
+	mu     sync.Mutex
+	closed bool
+	ring   *ring // the reader's io_uring on this queue (ring_linux.go), or nil
+}
+
+// startRing sets up the queue's ring for its reader, or returns nil (the
+// device is closed, or the kernel has no io_uring).
+func (d *Device) startRing() *ring {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	r, err := newRing(d.fd)
+	if err != nil {
+		return nil
+	}
+	d.ring = r
+	return r
 }
 
 // OpenTUN opens queues queues of the TUN device name in the calling
@@ -297,7 +315,11 @@ func (d *Device) WritePacket(p []byte) error {
 // device the kernel created for OpenTUN (not persistent) disappears with
 // its last queue.
 func (d *Device) Close() error {
-	if r := d.ring.Load(); r != nil {
+	d.mu.Lock()
+	d.closed = true
+	r := d.ring
+	d.mu.Unlock()
+	if r != nil {
 		r.wake() // its reader returns and releases it
 	}
 	if err := d.f.Close(); err != nil {

@@ -20,15 +20,15 @@ import (
 // goroutine of the queue alone uses it (Exchange); Close may come from
 // any goroutine and wakes a waiting Exchange through an eventfd.
 type ring struct {
-	fd, dev, wakeFD int
-	mem, sqeMem     []byte
-	sqTail          *uint32
-	sqMask          uint32
-	sqArray         []uint32
-	sqes            []ringSQE
-	cqHead, cqTail  *uint32
-	cqMask          uint32
-	cqes            []ringCQE
+	fd, wakeFD     int
+	mem, sqeMem    []byte
+	sqTail         *uint32
+	sqMask         uint32
+	sqArray        []uint32
+	sqes           []ringSQE
+	cqHead, cqTail *uint32
+	cqMask         uint32
+	cqes           []ringCQE
 
 	bufs    [ringReads][ringBufSize]byte
 	in      [][]byte // the packets read, returned by Exchange
@@ -69,6 +69,7 @@ const (
 	opCancel    = 14          // IORING_OP_ASYNC_CANCEL
 	cancelAll   = 1<<0 | 1<<2 // IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_ANY (Linux 5.19)
 	// user data: read i is i, the wake-up read ringWake, writes ringWrite.
+	devFixed   = -2 // queue's fd for the registered device file
 	ringWake   = ringReads
 	ringWrite  = ringReads + 1
 	ringCancel = ringReads + 2
@@ -101,7 +102,7 @@ func newRing(dev int) (*ring, error) {
 	if e != 0 {
 		return nil, fmt.Errorf("tunclient: io_uring_setup: %w", e)
 	}
-	r := &ring{fd: int(fd), dev: dev, wakeFD: -1}
+	r := &ring{fd: int(fd), wakeFD: -1}
 	fail := func(err error) (*ring, error) { r.release(); return nil, err }
 	if p.features&1 == 0 { // IORING_FEAT_SINGLE_MMAP (Linux 5.4)
 		return fail(errors.New("tunclient: io_uring without a single ring mapping"))
@@ -128,6 +129,13 @@ func newRing(dev int) (*ring, error) {
 	if r.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fail(fmt.Errorf("tunclient: eventfd: %w", err))
 	}
+	// The ring holds the device's file itself (a registered file): once
+	// the Device is closed its descriptor number may belong to another
+	// file, and no read or write queued later may reach that one.
+	files := [1]int32{int32(dev)}
+	if _, _, e := syscall.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), 2 /* IORING_REGISTER_FILES */, uintptr(unsafe.Pointer(&files[0])), 1, 0, 0); e != 0 {
+		return fail(fmt.Errorf("tunclient: io_uring_register: %w", e))
+	}
 	for i := range ringReads {
 		r.readInto(i)
 	}
@@ -140,7 +148,7 @@ func newRing(dev int) (*ring, error) {
 
 // readInto queues a device read into buffer i.
 func (r *ring) readInto(i int) {
-	r.queue(opRead, r.dev, unsafe.Pointer(&r.bufs[i][0]), ringBufSize, uint64(i))
+	r.queue(opRead, devFixed, unsafe.Pointer(&r.bufs[i][0]), ringBufSize, uint64(i))
 	r.reads++
 }
 
@@ -148,7 +156,11 @@ func (r *ring) readInto(i int) {
 func (r *ring) queue(op uint8, fd int, p unsafe.Pointer, n int, user uint64) {
 	tail := *r.sqTail + uint32(r.pending)
 	idx := tail & r.sqMask
-	r.sqes[idx] = ringSQE{opcode: op, fd: int32(fd), addr: uint64(uintptr(p)), len: uint32(n), userData: user}
+	var flags uint8
+	if fd == devFixed {
+		fd, flags = 0, 1 // IOSQE_FIXED_FILE: registered file 0, the device
+	}
+	r.sqes[idx] = ringSQE{opcode: op, flags: flags, fd: int32(fd), addr: uint64(uintptr(p)), len: uint32(n), userData: user}
 	r.sqArray[idx] = idx
 	r.pending++
 }
@@ -190,7 +202,7 @@ func (r *ring) Exchange(out [][]byte) ([][]byte, error) {
 	r.rearm = r.rearm[:0]
 	for _, p := range out {
 		if len(p) > 0 {
-			r.queue(opWrite, r.dev, unsafe.Pointer(&p[0]), len(p), ringWrite)
+			r.queue(opWrite, devFixed, unsafe.Pointer(&p[0]), len(p), ringWrite)
 			r.writes++
 		}
 	}

@@ -14,8 +14,7 @@ import (
 // one and Config.NoRing is off, else a read and a write per packet.
 func (e *Engine) readLoop(l Link) {
 	if d, ok := l.(*Device); ok && !e.cfg.NoRing {
-		if r, err := newRing(d.fd); err == nil {
-			d.ring.Store(r)
+		if r := d.startRing(); r != nil {
 			e.ringLoop(r)
 			return
 		}
