@@ -39,6 +39,7 @@ type ring struct {
 	// The cancel of release: done, and its result.
 	cancelDone bool
 	cancelRes  int32
+	releasing  bool // release runs: nothing is read again
 	wakeBuf    [8]byte
 	closed     atomic.Bool
 	wakeMu     sync.Mutex // wake's write against release's close of wakeFD
@@ -154,6 +155,12 @@ func (r *ring) readInto(i int) {
 
 // queue writes one SQE; enter submits it.
 func (r *ring) queue(op uint8, fd int, p unsafe.Pointer, n int, user uint64) {
+	if r.pending == len(r.sqes) {
+		// The submission queue is full (a batch that made many packets):
+		// hand the kernel what is there first. An error comes back from
+		// the next enter.
+		_ = r.enter(0)
+	}
 	tail := *r.sqTail + uint32(r.pending)
 	idx := tail & r.sqMask
 	var flags uint8
@@ -168,7 +175,9 @@ func (r *ring) queue(op uint8, fd int, p unsafe.Pointer, n int, user uint64) {
 // enter submits what is queued and waits for wait completions.
 func (r *ring) enter(wait int) error {
 	atomic.StoreUint32(r.sqTail, *r.sqTail+uint32(r.pending))
+	// In the ring now: a later enter submits what this one leaves.
 	toSubmit := r.pending
+	r.pending = 0
 	for {
 		flags := uintptr(0)
 		if wait > 0 {
@@ -179,7 +188,6 @@ func (r *ring) enter(wait int) error {
 		case 0:
 			toSubmit -= min(int(n), toSubmit)
 			if toSubmit == 0 {
-				r.pending = 0
 				return nil
 			}
 		case syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:
@@ -258,7 +266,7 @@ func (r *ring) reap() error {
 		}
 	}
 	atomic.StoreUint32(r.cqHead, head)
-	if err == nil && len(r.in) == 0 && len(r.rearm) > 0 {
+	if err == nil && len(r.in) == 0 && len(r.rearm) > 0 && !r.releasing {
 		// Reads that ended empty go straight back.
 		for _, i := range r.rearm {
 			r.readInto(i)
@@ -286,6 +294,7 @@ func (r *ring) wake() {
 // still own their buffers) and frees the ring; only its owner, after
 // Exchange returned.
 func (r *ring) release() {
+	r.releasing = true
 	if r.mem != nil && r.reads > 0 {
 		// Everything queued goes in first, so that every counted read
 		// is the kernel's and completes once cancelled.
@@ -298,7 +307,6 @@ func (r *ring) release() {
 				}
 				_ = r.reap()
 				r.rearm = r.rearm[:0] // not read again
-				r.pending = 0
 				if r.cancelDone && r.cancelRes < 0 {
 					break // a kernel without IORING_ASYNC_CANCEL_ANY
 				}
