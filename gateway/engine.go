@@ -234,8 +234,12 @@ func transportOf(nc *nbio.Conn) any {
 }
 
 // socketOf returns the shared part of a socket's transport.
-func socketOf(nc *nbio.Conn) *sock {
-	switch t := transportOf(nc).(type) {
+func socketOf(nc *nbio.Conn) *sock { return sockOf(transportOf(nc)) }
+
+// sockOf returns the shared part of transport t, nil for a transport
+// without one (UDP).
+func sockOf(t any) *sock {
+	switch t := t.(type) {
 	case *tcpTransport:
 		return &t.sock
 	case *wsTransport:

@@ -57,19 +57,10 @@ func (sh *shard) sent(c *conn, n int) {
 // ringSock returns the engine connection of c's socket when the ring may
 // write it: a plain (not TLS) TCP or WebSocket transport.
 func ringSock(c *conn) *nbio.Conn {
-	var s *sock
-	switch t := c.t.(type) {
-	case *wsTransport:
-		s = &t.sock
-	case *tcpTransport:
-		s = &t.sock
-	default:
-		return nil
+	if s := sockOf(c.t); s != nil && s.tls == nil {
+		return s.nc
 	}
-	if s.tls != nil || s.nc == nil {
-		return nil
-	}
-	return s.nc
+	return nil
 }
 
 // ringWrite sends what it can of items through the ring and marks those
