@@ -50,6 +50,12 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	// keep-alive (15 s) for that, unless tcp_keepalive says otherwise.
 	lc := net.ListenConfig{}
 	lc.KeepAlive, lc.KeepAliveConfig = e.l.cfg.keepAlive()
+	// Go listens with Multipath TCP where the kernel has it (since Go
+	// 1.24). Clients of a gateway speak plain TCP, and an MPTCP listener
+	// makes every handshake pass through its subflow layer before falling
+	// back to TCP (more kernel CPU and memory per accepted socket), so
+	// the gateway listens with plain TCP.
+	lc.SetMultipathTCP(false)
 	if e.l.s.cfg.ReusePort {
 		lc.Control = reusePortControl
 	}

@@ -41,7 +41,12 @@
 # through an io_uring per queue; 0: a read and a write system call per
 # packet, as before 2026-12-05), TXQUEUELEN (100000: packets the TUN
 # device queues for gwload's readers before it drops; TCP sends a dropped
-# one again after a timeout), CLOSE_RATE (5000/s, tun: the orderly close), GW_PROCS
+# one again after a timeout), CLOSE_RATE (2500/s, tun: the orderly close;
+# 5,000/s saturated the box at 900k), CLIENT_NICE (-5, tun: the emulated
+# clients stand for other machines, so their one process runs at a higher
+# priority than the node: a starved client process drops the node's packets
+# at its device queue, and TCP's retransmissions then tip the box over),
+# GW_PROCS
 # (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
 # PER_PROC (15000 connections per gwload
 # child), RATE (5000: connections opened per second, all children together,
@@ -74,7 +79,8 @@ CLIENT=${CLIENT:-tun}
 TUN_QUEUES=${TUN_QUEUES:-2}
 TUN_IO_URING=${TUN_IO_URING:-1}
 TXQUEUELEN=${TXQUEUELEN:-100000}
-CLOSE_RATE=${CLOSE_RATE:-5000}
+CLOSE_RATE=${CLOSE_RATE:-2500}
+CLIENT_NICE=${CLIENT_NICE:--5}
 STOP=${STOP:-orderly}
 APP=${APP:-echo}
 case $STOP in
@@ -184,7 +190,7 @@ if [ "$CLIENT" = tun ]; then
 	[ "$STOP" = connected ] && STOP_CMD="$DIR/gatework stop -c $DIR/c1m.yaml"
 	NO_RING=false
 	[ "$TUN_IO_URING" = 0 ] && NO_RING=true
-	$IN_NS "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
+	$IN_NS nice -n "$CLIENT_NICE" "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
 		--stop-cmd "$STOP_CMD" --tun-no-io-uring="$NO_RING" \
 		--ws "$WS_HOST:$PORT" --http "127.0.0.1:$HTTP_PORT" \
 		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" \
