@@ -64,8 +64,16 @@
 #
 # Kernel settings: none is changed by default. SYSCTL=1 (as root) raises,
 # and only raises, net.core.somaxconn to 65535 (each gateway process's
-# accept backlog; Go listens with somaxconn) and fs.file-max to 4,000,000;
-# the values before are printed so they can be put back.
+# accept backlog; Go listens with somaxconn), fs.file-max to 4,000,000 and
+# net.ipv4.tcp_mem (TCP's memory for the whole machine, in 4 KiB pages) to
+# 2, 4 and 6 KiB per connection; the values before are printed, and
+# tcp_mem's is put back at the end. tcp_mem matters from about 950k
+# connections on this 24 GiB machine: the kernel's default (1.1, 1.5 and
+# 2.2 GiB here) is sized from the RAM, and an idle socket that is sent a
+# ping holds a page until the client acknowledges it; past the middle value
+# TCP drops packets and past the last it resets connections
+# (TcpExtTCPMemoryPressures, TcpExtTCPAbortOnMemory in /proc/net/netstat,
+# printed at the end of a run). Without SYSCTL=1 a run too big for it warns.
 set -eu
 
 CONNS=${CONNS:-1000000}
@@ -131,6 +139,11 @@ if [ "$CLIENT" = tun ]; then
 	say "network namespace $NETNS: $TUN_DEV $WS_HOST/8"
 fi
 
+# tcp_mem is the machine's (not per network namespace): 2, 4 and 6 KiB
+# per connection, in pages.
+TCP_MEM_OLD=$(sysctl -n net.ipv4.tcp_mem | tr -s ' \t' ' ')
+TCP_MEM_WANT="$((CONNS / 2)) $CONNS $((CONNS * 3 / 2))"
+TCP_MEM_SET=
 if [ "${SYSCTL:-0}" = 1 ]; then
 	# somaxconn is per network namespace: set where the node runs.
 	for kv in net.core.somaxconn=65535 fs.file-max=4000000; do
@@ -139,7 +152,19 @@ if [ "${SYSCTL:-0}" = 1 ]; then
 		say "sysctl $k: $cur"
 		if [ "$cur" -lt "$v" ]; then $IN_NS sysctl -w "$k=$v" >/dev/null && say "sysctl $k raised to $v"; fi
 	done
+	say "sysctl net.ipv4.tcp_mem: $TCP_MEM_OLD"
+	new=$(printf '%s\n%s\n' "$TCP_MEM_OLD" "$TCP_MEM_WANT" | awk 'NR == 1 { split($0, o) } NR == 2 { for (i = 1; i <= 3; i++) printf "%d%s", ($i > o[i] ? $i : o[i]), (i < 3 ? " " : "") }')
+	if [ "$new" != "$TCP_MEM_OLD" ]; then
+		sysctl -w net.ipv4.tcp_mem="$new" >/dev/null && TCP_MEM_SET=1 && say "sysctl net.ipv4.tcp_mem raised to $new (put back at the end)"
+	fi
+elif [ "$(echo "$TCP_MEM_OLD" | awk '{print $3}')" -lt "$((CONNS * 3 / 2))" ]; then
+	say "warning: net.ipv4.tcp_mem ($TCP_MEM_OLD pages) is less than 6 KiB per connection; past about $(echo "$TCP_MEM_OLD" | awk '{printf "%d", $2 * 2.5}') connections the kernel may drop and reset them for TCP memory: SYSCTL=1 raises it for the run"
 fi
+# tcp_ext prints TCP's memory counters of the node's network namespace.
+tcp_ext() {
+	$IN_NS awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) if (k[i] == "TCPMemoryPressures" || k[i] == "TCPAbortOnMemory") printf "%s %s ", k[i], $i } }' /proc/net/netstat
+	$IN_NS awk '/^TCP:/ { printf "(sockstat: %s)", $0 }' /proc/net/sockstat
+}
 
 cat >"$DIR/c1m.yaml" <<EOF
 # Written by load/c1m.sh. Everything not set here is the default.
@@ -172,6 +197,10 @@ stop_node() {
 cleanup() {
 	stop_node
 	[ "$CLIENT" = tun ] && del_netns
+	if [ -n "$TCP_MEM_SET" ]; then
+		sysctl -w net.ipv4.tcp_mem="$TCP_MEM_OLD" >/dev/null && say "sysctl net.ipv4.tcp_mem put back to $TCP_MEM_OLD"
+		TCP_MEM_SET=
+	fi
 	return 0
 }
 trap cleanup EXIT INT TERM
@@ -231,6 +260,7 @@ print(n)' 2>/dev/null || echo "?")
 	say "clients gone and their close events handled in $(( $(date +%s) - t0 )) s (left: $left)"
 	$IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" >"$DIR/status-after.txt" 2>&1 || true
 fi
+say "kernel TCP memory: $(tcp_ext)"
 if [ "$CLIENT" = tun ]; then
 	# TX drops: packets to the clients that the device queue dropped.
 	say "$TUN_DEV: $(ip -n "$NETNS" -s link show "$TUN_DEV" | tr -s ' \n' ' ')"
