@@ -5,6 +5,7 @@ package gateway
 import (
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,5 +89,52 @@ func TestTCPKeepAliveOnSockets(t *testing.T) {
 	}
 	if on != 1 || idle != 9 || intvl != 3 || cnt != 3 {
 		t.Errorf("SO_KEEPALIVE %d, TCP_KEEPIDLE %d, TCP_KEEPINTVL %d, TCP_KEEPCNT %d; want 1, 9, 3, 3", on, idle, intvl, cnt)
+	}
+}
+
+// TestListenersArePlainTCP: ws and tcp listeners listen with plain TCP,
+// not the Multipath TCP that Go's net package chooses by default where
+// the kernel has it (every handshake of an MPTCP listener goes through
+// its subflow layer first).
+func TestListenersArePlainTCP(t *testing.T) {
+	nc := testBus(t)
+	s := startServer(t, nc, Config{Listeners: []ListenerConfig{
+		{Protocol: "ws", Addr: "127.0.0.1:0"},
+		{Protocol: "tcp", Addr: "127.0.0.1:0"},
+	}})
+	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	for _, l := range s.listeners {
+		var ne *nbioEngine
+		switch e := l.eng.(type) {
+		case *wsEngine:
+			ne = &e.nbioEngine
+		case *tcpEngine:
+			ne = &e.nbioEngine
+		default:
+			t.Fatalf("listener %s: engine %T", l.cfg.Protocol, l.eng)
+		}
+		ne.mu.Lock()
+		ln := ne.ln
+		ne.mu.Unlock()
+		sc, ok := ln.(interface {
+			SyscallConn() (syscall.RawConn, error)
+		})
+		if !ok {
+			t.Fatalf("listener %s: %T has no descriptor", l.cfg.Protocol, ln)
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var proto int
+		var gerr error
+		if err := rc.Control(func(fd uintptr) {
+			proto, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PROTOCOL)
+		}); err != nil || gerr != nil {
+			t.Fatalf("listener %s: SO_PROTOCOL: %v %v", l.cfg.Protocol, err, gerr)
+		}
+		if proto != unix.IPPROTO_TCP {
+			t.Errorf("listener %s: protocol %d, want %d (TCP; %d is MPTCP)", l.cfg.Protocol, proto, unix.IPPROTO_TCP, unix.IPPROTO_MPTCP)
+		}
 	}
 }

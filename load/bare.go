@@ -111,7 +111,10 @@ func StartBare(cfg BareConfig) (*Bare, error) {
 		ReleaseWebsocketPayload: true,
 		ServerExecutor:          func(f func()) { f() },
 		Listen: func(network, addr string) (net.Listener, error) {
-			ln, err := net.Listen(network, addr)
+			// Plain TCP, as the gateway listens (Go would choose MPTCP).
+			var lc net.ListenConfig
+			lc.SetMultipathTCP(false)
+			ln, err := lc.Listen(context.Background(), network, addr)
 			if err == nil {
 				lnMu.Lock()
 				b.wsAddr = ln.Addr()

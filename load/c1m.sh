@@ -131,7 +131,8 @@ del_netns() {
 if [ "$CLIENT" = tun ]; then
 	del_netns # left by an interrupted run
 	ip netns add "$NETNS"
-	trap del_netns EXIT INT TERM
+	trap del_netns EXIT
+	trap 'del_netns; exit 130' INT TERM
 	ip -n "$NETNS" link set lo up
 	ip -n "$NETNS" tuntap add dev "$TUN_DEV" mode tun multi_queue
 	ip -n "$NETNS" addr add "$WS_HOST/8" dev "$TUN_DEV"
@@ -189,9 +190,9 @@ MASTER=$(cat "$DIR/gatework.pid")
 stop_node() {
 	if kill -0 "$MASTER" 2>/dev/null; then
 		say "stopping gatework (master $MASTER)"
-		t0=$(date +%s.%N)
+		stop_t0=$(date +%s.%N)
 		$IN_NS "$DIR/gatework" stop -c "$DIR/c1m.yaml" || true
-		say "gatework stopped in $(echo "$(date +%s.%N) - $t0" | bc) s"
+		say "gatework stopped in $(echo "$(date +%s.%N) - $stop_t0" | bc) s"
 	fi
 }
 cleanup() {
@@ -203,7 +204,8 @@ cleanup() {
 	fi
 	return 0
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
 
 # The master (embedded NATS, HTTP API) and the worker process count with
 # the gateway processes in gwload's figures.
