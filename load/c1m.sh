@@ -49,11 +49,15 @@
 # GW_PROCS
 # (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
 # PER_PROC (15000 connections per gwload
-# child), RATE (5000: connections opened per second, all children together,
+# child), RATE (2000: connections opened per second, all children together,
 # at most RATE x 100 ms handshakes in flight; lower it when the open keeps
 # the machine's load average above its core count), PORT (30000: WebSocket; PORT+1: HTTP API), MIN_FREE_MIB (2048:
-# gwload closes everything when MemAvailable drops below it), DIR
-# (/tmp/gatework-c1m: binaries, configuration, logs, results).
+# gwload closes everything when MemAvailable drops below it), SAMPLE (0:
+# off; N: every N seconds, $DIR/samples.log gets the machine's CPU split
+# from /proc/stat, the TUN device's TX drops, TCP's memory in pages from
+# the node's /proc/net/sockstat and the major page faults; gwload's
+# progress, every second, is on stderr), DIR (/tmp/gatework-c1m: binaries, configuration, logs,
+# results).
 #
 # Why so many gateway processes: a process may hold at most `ulimit -n` files
 # (20,000 here), so 1M server sockets need 60 gateway processes and 1M
@@ -79,7 +83,7 @@ set -eu
 CONNS=${CONNS:-1000000}
 HOLD=${HOLD:-5m}
 PER_PROC=${PER_PROC:-15000}
-RATE=${RATE:-5000}
+RATE=${RATE:-2000}
 PORT=${PORT:-30000}
 MIN_FREE_MIB=${MIN_FREE_MIB:-2048}
 DIR=${DIR:-/tmp/gatework-c1m}
@@ -196,6 +200,10 @@ stop_node() {
 	fi
 }
 cleanup() {
+	if [ -n "${SAMPLER:-}" ]; then
+		kill "$SAMPLER" 2>/dev/null
+		SAMPLER=
+	fi
 	stop_node
 	[ "$CLIENT" = tun ] && del_netns
 	if [ -n "$TCP_MEM_SET" ]; then
@@ -212,6 +220,32 @@ trap 'cleanup; exit 130' INT TERM
 WORKERS=$(pgrep -P "$MASTER" -f ' worker ' | paste -sd, - || true)
 PIDS=$MASTER${WORKERS:+,$WORKERS}
 $IN_NS "$DIR/gatework" status -c "$DIR/c1m.yaml" | head -3 >&2
+
+# sample prints a line of $DIR/samples.log every SAMPLE seconds while
+# gwload runs, for at most gwload's --max-duration (45 minutes); cleanup
+# stops it too.
+sample() {
+	prev=$(head -1 /proc/stat) pf=$(awk '/^pgmajfault/ {print $2}' /proc/vmstat)
+	n=$((2700 / SAMPLE))
+	while [ ! -f "$DIR/gwload.rc" ] && [ "$n" -gt 0 ]; do
+		n=$((n - 1))
+		sleep "$SAMPLE"
+		cur=$(head -1 /proc/stat) cf=$(awk '/^pgmajfault/ {print $2}' /proc/vmstat)
+		cpu=$(printf '%s\n%s\n' "$prev" "$cur" | awk 'NR == 1 { for (i = 2; i <= 9; i++) a[i] = $i }
+			NR == 2 { for (i = 2; i <= 9; i++) { d[i] = $i - a[i]; t += d[i] }
+				printf "user %d%% system %d%% idle %d%% iowait %d%% softirq %d%%", 100*d[2]/t, 100*d[4]/t, 100*d[5]/t, 100*d[6]/t, 100*d[8]/t }')
+		drops=
+		[ "$CLIENT" = tun ] && drops=" | TX drops $(ip -n "$NETNS" -s link show "$TUN_DEV" | awk '/TX:/ { getline; print $4 }')"
+		echo "$(date -u +%T) $cpu$drops | TCP memory $($IN_NS awk '/^TCP:/ { print $NF }' /proc/net/sockstat) pages | major faults $((cf - pf))"
+		prev=$cur pf=$cf
+	done >"$DIR/samples.log"
+}
+rm -f "$DIR/gwload.rc"
+SAMPLER=
+if [ "${SAMPLE:-0}" -gt 0 ]; then
+	sample &
+	SAMPLER=$!
+fi
 
 say "gwload idle ($CLIENT): $CONNS connections at $RATE/s, held for $HOLD (extra target pids $PIDS)"
 set +e
