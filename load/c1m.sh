@@ -192,7 +192,8 @@ say "starting gatework: $GW_PROCS gateway processes on $WS_HOST:$PORT"
 $IN_NS "$DIR/gatework" start -d -c "$DIR/c1m.yaml" --log-format json
 MASTER=$(cat "$DIR/gatework.pid")
 stop_node() {
-	if kill -0 "$MASTER" 2>/dev/null; then
+	if [ -z "${NODE_STOPPED:-}" ] && kill -0 "$MASTER" 2>/dev/null; then
+		NODE_STOPPED=1
 		say "stopping gatework (master $MASTER)"
 		stop_t0=$(date +%s.%N)
 		$IN_NS "$DIR/gatework" stop -c "$DIR/c1m.yaml" || true
@@ -201,7 +202,7 @@ stop_node() {
 }
 cleanup() {
 	if [ -n "${SAMPLER:-}" ]; then
-		kill "$SAMPLER" 2>/dev/null
+		kill "$SAMPLER" 2>/dev/null || true
 		SAMPLER=
 	fi
 	stop_node
