@@ -97,22 +97,9 @@ func TestTCPKeepAliveOnSockets(t *testing.T) {
 // the kernel has it (every handshake of an MPTCP listener goes through
 // its subflow layer first).
 func TestListenersArePlainTCP(t *testing.T) {
-	nc := testBus(t)
-	s := startServer(t, nc, Config{Listeners: []ListenerConfig{
-		{Protocol: "ws", Addr: "127.0.0.1:0"},
-		{Protocol: "tcp", Addr: "127.0.0.1:0"},
-	}})
-	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	s := startWSAndTCP(t, testBus(t), 0)
 	for _, l := range s.listeners {
-		var ne *nbioEngine
-		switch e := l.eng.(type) {
-		case *wsEngine:
-			ne = &e.nbioEngine
-		case *tcpEngine:
-			ne = &e.nbioEngine
-		default:
-			t.Fatalf("listener %s: engine %T", l.cfg.Protocol, l.eng)
-		}
+		ne := nbioEngineOf(t, l)
 		ne.mu.Lock()
 		ln := ne.ln
 		ne.mu.Unlock()

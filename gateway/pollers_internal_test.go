@@ -3,6 +3,8 @@ package gateway
 import (
 	"runtime"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 )
 
 // TestPollersReachEngine: Config.Pollers is the number of nbio pollers
@@ -20,21 +22,9 @@ func TestPollersReachEngine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := startServer(t, nc, Config{Pollers: tt.pollers, Listeners: []ListenerConfig{
-				{Protocol: "ws", Addr: "127.0.0.1:0"},
-				{Protocol: "tcp", Addr: "127.0.0.1:0"},
-			}})
-			t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+			s := startWSAndTCP(t, nc, tt.pollers)
 			for _, l := range s.listeners {
-				var ne *nbioEngine
-				switch e := l.eng.(type) {
-				case *wsEngine:
-					ne = &e.nbioEngine
-				case *tcpEngine:
-					ne = &e.nbioEngine
-				default:
-					t.Fatalf("listener %s: engine %T", l.cfg.Protocol, l.eng)
-				}
+				ne := nbioEngineOf(t, l)
 				ne.mu.Lock()
 				got := ne.engine.NPoller
 				ne.mu.Unlock()
@@ -44,4 +34,29 @@ func TestPollersReachEngine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startWSAndTCP starts a server with a ws and a tcp listener on
+// 127.0.0.1 and pollers pollers each, shut down at the end of the test.
+func startWSAndTCP(t *testing.T, nc *nats.Conn, pollers int) *Server {
+	t.Helper()
+	s := startServer(t, nc, Config{Pollers: pollers, Listeners: []ListenerConfig{
+		{Protocol: "ws", Addr: "127.0.0.1:0"},
+		{Protocol: "tcp", Addr: "127.0.0.1:0"},
+	}})
+	t.Cleanup(func() { _ = s.Shutdown(t.Context()) })
+	return s
+}
+
+// nbioEngineOf returns the socket engine of a ws or tcp listener.
+func nbioEngineOf(t *testing.T, l *listener) *nbioEngine {
+	t.Helper()
+	switch e := l.eng.(type) {
+	case *wsEngine:
+		return &e.nbioEngine
+	case *tcpEngine:
+		return &e.nbioEngine
+	}
+	t.Fatalf("listener %s: engine %T", l.cfg.Protocol, l.eng)
+	return nil
 }
