@@ -52,9 +52,8 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	lc.KeepAlive, lc.KeepAliveConfig = e.l.cfg.keepAlive()
 	// Go listens with Multipath TCP where the kernel has it (since Go
 	// 1.24). Clients of a gateway speak plain TCP, and an MPTCP listener
-	// makes every handshake pass through its subflow layer before falling
-	// back to TCP (more kernel CPU and memory per accepted socket), so
-	// the gateway listens with plain TCP.
+	// passes every handshake through its subflow layer before falling
+	// back to TCP, so the gateway listens with plain TCP.
 	lc.SetMultipathTCP(false)
 	if e.l.s.cfg.ReusePort {
 		lc.Control = reusePortControl

@@ -73,9 +73,10 @@
 # 2, 4 and 6 KiB per connection; the values before are printed, and
 # tcp_mem's is put back at the end. tcp_mem matters from about 950k
 # connections on this 24 GiB machine: the kernel's default (1.1, 1.5 and
-# 2.2 GiB here) is sized from the RAM, and an idle socket that is sent a
-# ping holds a page until the client acknowledges it; past the middle value
-# TCP drops packets and past the last it resets connections
+# 2.2 GiB here) is sized from the RAM, and each socket with data not yet
+# acknowledged or not yet read is charged at least a page of it, which a
+# burst of late acknowledgements at 1M sockets turns into gigabytes; past
+# the middle value TCP drops packets and past the last it resets connections
 # (TcpExtTCPMemoryPressures, TcpExtTCPAbortOnMemory in /proc/net/netstat,
 # printed at the end of a run). Without SYSCTL=1 a run too big for it warns.
 set -eu
