@@ -163,7 +163,7 @@ if [ "${SYSCTL:-0}" = 1 ]; then
 	if [ "$new" != "$TCP_MEM_OLD" ]; then
 		sysctl -w net.ipv4.tcp_mem="$new" >/dev/null && TCP_MEM_SET=1 && say "sysctl net.ipv4.tcp_mem raised to $new (put back at the end)"
 	fi
-elif [ "$(echo "$TCP_MEM_OLD" | awk '{print $3}')" -lt "$((CONNS * 3 / 2))" ]; then
+elif [ "${TCP_MEM_OLD##* }" -lt "${TCP_MEM_WANT##* }" ]; then
 	say "warning: net.ipv4.tcp_mem ($TCP_MEM_OLD pages) is less than 6 KiB per connection; past about $(echo "$TCP_MEM_OLD" | awk '{printf "%d", $2 * 2.5}') connections the kernel may drop and reset them for TCP memory: SYSCTL=1 raises it for the run"
 fi
 # tcp_ext prints TCP's memory counters of the node's network namespace.
