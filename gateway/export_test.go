@@ -1,5 +1,7 @@
 package gateway
 
+import "time"
+
 // Test helpers shared with the external test package (gateway_test).
 var (
 	// StartTestBus starts an embedded NATS and returns a connection to
@@ -40,4 +42,12 @@ func TLSTakeovers(s *Server, name string) int64 {
 		}
 	}
 	return -1
+}
+
+// SetRegisterDelay makes the gateway wait d between adding a connection to
+// the hub (its 101 written) and queuing its first events, until the test
+// ends.
+func SetRegisterDelay(t interface{ Cleanup(func()) }, d time.Duration) {
+	testHookRegistered = func() { time.Sleep(d) }
+	t.Cleanup(func() { testHookRegistered = nil })
 }

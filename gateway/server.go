@@ -752,10 +752,19 @@ func (s *Server) newConn(l *listener, t transport, remote netip.AddrPort) *conn 
 	return c
 }
 
+// testHookRegistered, when set by a test, runs in register between
+// adding c to the hub (its preamble written) and queuing its first events.
+var testHookRegistered func()
+
 // register puts c in the hub, right after preamble (when not nil: see
-// shard.addAfter), and queues its first events.
+// shard.addAfter), and queues its first events. Called on c's event loop
+// (nothing of c is read before the first events are queued), or after
+// queuing the first events itself when not (upgradeAnswered).
 func (s *Server) register(c *conn, preamble func(), first ...bus.Event) {
 	c.sh.addAfter(c, preamble)
+	if testHookRegistered != nil {
+		testHookRegistered()
+	}
 	s.stats.accepted.Add(1)
 	c.l.accepted.Add(1)
 	c.l.open.Add(1)

@@ -223,10 +223,14 @@ func (s *Server) upgradeAnswered(u *pendingUpgrade, actions []bus.Action) {
 	// Accepted: under hsMu, so that a close of the socket now finds
 	// either the upgrade waiting or the connection in the hub.
 	all := append(u.actions, actions...)
+	// EVENT_CONNECT is queued before the 101 lets the client send: this
+	// is not c's event loop, which reads a message as soon as the 101 is
+	// out. It waits behind u.d (c.inflight) until the actions are applied.
+	s.pushEvent(c, bus.Event{Type: bus.EventConnect, TimeUnixMs: c.connectedMs})
 	s.register(c, func() {
 		t.hold.Store(holdNone)
 		_ = t.write(u.resp)
-	}, bus.Event{Type: bus.EventConnect})
+	})
 	e.hsMu.Unlock()
 	s.applyActions(c, all, func() { s.acked(c, u.d) })
 }

@@ -188,6 +188,34 @@ func TestUpgradeHookAccept(t *testing.T) {
 	}
 }
 
+// TestUpgradeHookConnectBeforeMessage: a client that sends as soon as it
+// has the 101 still has its connect event first. The 101 is written off
+// the client's event loop, so the gateway is slowed between writing it and
+// queuing the connect event: a message read meanwhile must not overtake.
+func TestUpgradeHookConnectBeforeMessage(t *testing.T) {
+	gateway.SetRegisterDelay(t, 200*time.Millisecond)
+	w := &hookWorker{}
+	gw := startHook(t, w, gateway.ListenerConfig{})
+	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr("ws").String()+"/?uid=alice", nil)
+	if err != nil {
+		t.Fatalf("upgrade: %v (%+v)", err, resp)
+	}
+	defer ws.Close()
+	if err := ws.WriteMessage(websocket.TextMessage, []byte("at once")); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for _, want := range []string{"welcome", "at once"} {
+		if _, got, err := ws.ReadMessage(); err != nil || string(got) != want {
+			t.Fatalf("got %q, %v; want %q", got, err, want)
+		}
+	}
+	want := []string{"websocket_connect:before", "connect:alice", "message"}
+	if got := w.seen(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("worker saw %v, want %v", got, want)
+	}
+}
+
 // TestUpgradeHookRefusals: a reject answers its HTTP status and body (a
 // status outside 400-599 answers 403), a request followed by data before
 // the 101 gets 400; none of them reaches OnConnect or the hub, and each is
