@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/gatework/gatework/internal/phase"
 )
 
 // Heartbeat defaults (ListenerConfig.PingInterval and IdleTimeout).
@@ -113,12 +115,13 @@ const sweepChunk = 4096
 // goroutine of its own so that a pass over many connections delays no
 // flush, until the shard quits. Started only when sweepEvery > 0.
 func (sh *shard) sweepLoop() {
-	t := time.NewTicker(sh.s.sweepEvery)
+	t := time.NewTimer(phase.Until(sh.s.sweepEvery)) // with the process's other timers
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			sh.sweep(time.Now()) // not the tick's time, which may be stale
+			t.Reset(phase.Until(sh.s.sweepEvery))
 		case <-sh.quit:
 			return
 		}

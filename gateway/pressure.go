@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/phase"
 )
 
 // Back-pressure on sends (Config.MaxQueuedBytes; docs/operations.md,
@@ -62,9 +63,12 @@ const (
 	// (nothing queued and nothing sent since the last sample, no command
 	// waiting): the period doubles from pressureEvery up to it, and the
 	// next command or ack wakes the sampler at once (noteCommand). An
-	// empty gateway process wakes 5 times a second instead of 100: tens
-	// of gateway processes of one node paid for those wake-ups.
-	pressureIdleMax = 200 * time.Millisecond
+	// idle sampler's timer is put on wall-clock boundaries
+	// (internal/phase), with the heartbeat and the sweeps: an idle
+	// gateway process wakes about once a second for all of them, not 100
+	// times for the sampler alone; tens of gateway processes of one node
+	// paid for those wake-ups.
+	pressureIdleMax = time.Second
 )
 
 // pressurePeriod returns the wait before the next sample, and the idle
@@ -186,6 +190,9 @@ func (s *Server) pressureLoop() {
 		var next time.Duration
 		next, idleFor = pressurePeriod(conns, waiting, idleFor)
 		s.press.idle.Store(idleFor > 0)
+		if idleFor > 0 {
+			next = phase.Until(next)
+		}
 		t.Reset(next)
 	}
 }

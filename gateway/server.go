@@ -19,6 +19,7 @@ import (
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
 	"github.com/gatework/gatework/internal/membership"
+	"github.com/gatework/gatework/internal/phase"
 )
 
 // cmdQueue bounds the acks, commands, broadcasts and queries waiting to be
@@ -697,7 +698,10 @@ const redeliverTick = 100 * time.Millisecond
 // timers runs the gateway's periodic work: heartbeats, event redelivery
 // (redelivery.go) and probing for workers while batches are parked.
 func (s *Server) timers() {
-	hb := time.NewTicker(s.cfg.HeartbeatInterval)
+	// On wall-clock boundaries: every gateway process of a node sends
+	// its heartbeat at the same instant, so each hears all of them in one
+	// wake-up (internal/phase).
+	hb := time.NewTimer(phase.Until(s.cfg.HeartbeatInterval))
 	defer hb.Stop()
 	redeliver := time.NewTicker(redeliverTick)
 	defer redeliver.Stop()
@@ -707,6 +711,7 @@ func (s *Server) timers() {
 			return
 		case <-hb.C:
 			s.heartbeat(false)
+			hb.Reset(phase.Until(s.cfg.HeartbeatInterval))
 		case <-s.redeliverWake:
 			redeliver.Reset(redeliverTick)
 		case now := <-redeliver.C:

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/phase"
 )
 
 // Cluster-wide uid gates (dispatch by uid). On each gateway the clients
@@ -105,12 +106,14 @@ func (s *Server) startUIDGates() error {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		t := time.NewTicker(s.cfg.UIDGateLease / 4)
+		every := s.cfg.UIDGateLease / 4
+		t := time.NewTimer(phase.Until(every))
 		defer t.Stop()
 		for {
 			select {
 			case <-t.C:
 				s.renewUIDGates()
+				t.Reset(phase.Until(every))
 			case <-s.quit:
 				return
 			}

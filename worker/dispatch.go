@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/gatework/gatework/bus"
+	"github.com/gatework/gatework/internal/phase"
 )
 
 // maxKeptBuffer is the largest encode buffer a goroutine keeps between
@@ -399,7 +400,10 @@ func (w *Worker) dispatchEvent(c *Context, ev *bus.Event) {
 // the gateways which batches are still in hand, and reports drops.
 func (w *Worker) monitor() {
 	defer close(w.monDone)
-	t := time.NewTicker(w.cfg.ProgressInterval)
+	// On wall-clock boundaries (internal/phase): the announcements of
+	// every worker reach a gateway together, with the gateways' own
+	// heartbeats, in one wake-up.
+	t := time.NewTimer(phase.Until(w.cfg.ProgressInterval))
 	defer t.Stop()
 	var buf []byte
 	var reported uint64
@@ -409,6 +413,7 @@ func (w *Worker) monitor() {
 		case <-w.monStop:
 			return
 		case now := <-t.C:
+			t.Reset(phase.Until(w.cfg.ProgressInterval))
 			buf = w.sendProgress(now, buf)
 			w.sendTaskProgress()
 			w.announceTick(now)

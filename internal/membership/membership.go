@@ -17,6 +17,7 @@ import (
 
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/internal/clientid"
+	"github.com/gatework/gatework/internal/phase"
 )
 
 // Defaults of a Tracker.
@@ -452,7 +453,8 @@ func (m *Tracker) changedLocked(gw string, added bool) {
 // run sweeps expired gateways every interval and reports changes.
 func (m *Tracker) run() {
 	defer close(m.done)
-	tick := time.NewTicker(m.sweepEvery())
+	every := m.sweepEvery()
+	tick := time.NewTimer(phase.Until(every)) // with the process's other timers
 	defer tick.Stop()
 	for {
 		select {
@@ -462,6 +464,7 @@ func (m *Tracker) run() {
 			m.mu.Lock()
 			m.sweepLocked(m.now())
 			m.mu.Unlock()
+			tick.Reset(phase.Until(every))
 		case <-m.notify:
 		}
 		m.report()
