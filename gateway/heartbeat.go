@@ -115,13 +115,18 @@ const sweepChunk = 4096
 // goroutine of its own so that a pass over many connections delays no
 // flush, until the shard quits. Started only when sweepEvery > 0.
 func (sh *shard) sweepLoop() {
-	t := time.NewTimer(phase.Until(sh.s.sweepEvery)) // with the process's other timers
+	// At the same instant each period, so that the shards' sweeps share
+	// one wake-up, but not the other gateway processes' instant: a sweep
+	// writes a ping to every connection that fell quiet, and 50 processes
+	// pinging together would be one burst on the machine's network stack.
+	every, at := sh.s.sweepEvery, sh.s.sweepPhase
+	t := time.NewTimer(phase.UntilOffset(every, at))
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			sh.sweep(time.Now()) // not the tick's time, which may be stale
-			t.Reset(phase.Until(sh.s.sweepEvery))
+			t.Reset(phase.UntilOffset(every, at))
 		case <-sh.quit:
 			return
 		}

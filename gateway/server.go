@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -118,6 +119,9 @@ type Server struct {
 
 	accepting  atomic.Bool   // between a successful Start and Shutdown
 	sweepEvery time.Duration // heartbeat.go; 0: no pings, no idle timeout
+	// sweepPhase is where in each sweep period this process's sweeps fall
+	// (random): gateway processes of one node do not all ping at once.
+	sweepPhase time.Duration
 }
 
 // stats are the gateway's counters; see Stats.
@@ -288,6 +292,9 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 	slices.Sort(s.listenerNames)
 	s.listenerNames = slices.Compact(s.listenerNames)
 	s.sweepEvery = s.sweepPeriod()
+	if s.sweepEvery > 0 {
+		s.sweepPhase = rand.N(s.sweepEvery)
+	}
 	return s, nil
 }
 

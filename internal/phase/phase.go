@@ -32,6 +32,15 @@ func Until(d time.Duration) time.Duration {
 	return until(time.Now(), d)
 }
 
+// UntilOffset is Until on the boundaries moved by offset: multiples of d
+// plus offset. Work that must not fire in every process at once (a sweep
+// that writes to many sockets) takes a per-process offset: it still
+// fires at the same instants each period, just not those of the other
+// processes.
+func UntilOffset(d, offset time.Duration) time.Duration {
+	return until(time.Now().Add(-offset), d)
+}
+
 func until(now time.Time, d time.Duration) time.Duration {
 	if d <= 0 {
 		return d

@@ -52,3 +52,20 @@ func TestTimersCoincide(t *testing.T) {
 		t.Fatalf("timers armed 7ms apart fired %v apart, want together", gap)
 	}
 }
+
+// TestUntilOffset: the boundaries move by the offset.
+func TestUntilOffset(t *testing.T) {
+	const d, off = 40 * time.Millisecond, 13 * time.Millisecond
+	for range 5 {
+		u := UntilOffset(d, off)
+		end := time.Now().Add(u).UnixNano()
+		if u < d/2 || u >= d*3/2 {
+			t.Fatalf("UntilOffset = %v, outside [d/2, 3d/2)", u)
+		}
+		// Now moved between the two readings: allow 5ms of slack.
+		if r := time.Duration((end - int64(off)) % int64(d)); r > 5*time.Millisecond && r < d-5*time.Millisecond {
+			t.Fatalf("now + UntilOffset is %v past a boundary + offset, want about 0", r)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+}
