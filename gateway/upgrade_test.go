@@ -160,59 +160,53 @@ func readResponse(t *testing.T, r *bufio.Reader) (*http.Response, string) {
 // TestUpgradeHookAccept: with upgrade_hook the upgrade waits for
 // OnWebSocketConnect (marked before the upgrade); an answer without a
 // reject accepts: the 101, then the handler's message, its bind applied
-// before the connect event, which comes after.
+// before the connect event, which comes after, and before the client's
+// first message even when the client sends it with the 101 in hand: the
+// 101 is written off the client's event loop, so the gateway is slowed
+// there (a delay between writing it and queuing the connect event) and a
+// message read meanwhile must not overtake.
 func TestUpgradeHookAccept(t *testing.T) {
-	w := &hookWorker{}
-	gw := startHook(t, w, gateway.ListenerConfig{})
-	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr("ws").String()+"/?uid=alice", nil)
-	if err != nil {
-		t.Fatalf("upgrade: %v (%+v)", err, resp)
-	}
-	defer ws.Close()
-	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for _, want := range []string{"welcome", "echo me"} {
-		_, got, err := ws.ReadMessage()
-		if err != nil || string(got) != want {
-			t.Fatalf("got %q, %v; want %q", got, err, want)
-		}
-		if want == "welcome" {
-			_ = ws.WriteMessage(websocket.TextMessage, []byte("echo me"))
-		}
-	}
-	want := []string{"websocket_connect:before", "connect:alice", "message"}
-	if got := w.seen(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("worker saw %v, want %v", got, want)
-	}
-	if n := gw.Stats().Connections; n != 1 {
-		t.Fatalf("Connections = %d, want 1", n)
-	}
-}
-
-// TestUpgradeHookConnectBeforeMessage: a client that sends as soon as it
-// has the 101 still has its connect event first. The 101 is written off
-// the client's event loop, so the gateway is slowed between writing it and
-// queuing the connect event: a message read meanwhile must not overtake.
-func TestUpgradeHookConnectBeforeMessage(t *testing.T) {
-	gateway.SetRegisterDelay(t, 200*time.Millisecond)
-	w := &hookWorker{}
-	gw := startHook(t, w, gateway.ListenerConfig{})
-	ws, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr("ws").String()+"/?uid=alice", nil)
-	if err != nil {
-		t.Fatalf("upgrade: %v (%+v)", err, resp)
-	}
-	defer ws.Close()
-	if err := ws.WriteMessage(websocket.TextMessage, []byte("at once")); err != nil {
-		t.Fatal(err)
-	}
-	_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for _, want := range []string{"welcome", "at once"} {
-		if _, got, err := ws.ReadMessage(); err != nil || string(got) != want {
-			t.Fatalf("got %q, %v; want %q", got, err, want)
-		}
-	}
-	want := []string{"websocket_connect:before", "connect:alice", "message"}
-	if got := w.seen(); strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Fatalf("worker saw %v, want %v", got, want)
+	for _, tc := range []struct {
+		name   string
+		atOnce bool // send with the 101, the connect event queued 200ms late
+	}{
+		{"message after the welcome", false},
+		{"message at once", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.atOnce {
+				gateway.SetRegisterDelay(t, 200*time.Millisecond)
+			}
+			w := &hookWorker{}
+			gw := startHook(t, w, gateway.ListenerConfig{})
+			ws, resp, err := websocket.DefaultDialer.Dial("ws://"+gw.Addr("ws").String()+"/?uid=alice", nil)
+			if err != nil {
+				t.Fatalf("upgrade: %v (%+v)", err, resp)
+			}
+			defer ws.Close()
+			if tc.atOnce {
+				if err := ws.WriteMessage(websocket.TextMessage, []byte("echo me")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for _, want := range []string{"welcome", "echo me"} {
+				_, got, err := ws.ReadMessage()
+				if err != nil || string(got) != want {
+					t.Fatalf("got %q, %v; want %q", got, err, want)
+				}
+				if want == "welcome" && !tc.atOnce {
+					_ = ws.WriteMessage(websocket.TextMessage, []byte("echo me"))
+				}
+			}
+			want := []string{"websocket_connect:before", "connect:alice", "message"}
+			if got := w.seen(); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Fatalf("worker saw %v, want %v", got, want)
+			}
+			if n := gw.Stats().Connections; n != 1 {
+				t.Fatalf("Connections = %d, want 1", n)
+			}
+		})
 	}
 }
 

@@ -1,8 +1,8 @@
 // Package phase puts periodic work on wall-clock boundaries: a timer of
 // period d fires at the multiples of d since the Unix epoch. The timers
 // of a process then fire together, and so do those of every process of a
-// node (the gateway processes' heartbeats, their sweeps, the workers'
-// announcements): one wake-up for all of them instead of one each. An
+// node (the gateway processes' heartbeats, the workers' announcements):
+// one wake-up for all of them instead of one each. An
 // idle Go process pays a wake-up dearly (the scheduler, sysmon, a futex
 // or two), and a node runs up to one gateway process per 19,000
 // connections, each of which hears every other's heartbeat.
