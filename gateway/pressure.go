@@ -64,10 +64,10 @@ const (
 	// waiting): the period doubles from pressureEvery up to it, and the
 	// next command or ack wakes the sampler at once (noteCommand). An
 	// idle sampler's timer is put on wall-clock boundaries
-	// (internal/phase), with the heartbeat and the sweeps: an idle
-	// gateway process wakes about once a second for all of them, not 100
-	// times for the sampler alone; tens of gateway processes of one node
-	// paid for those wake-ups.
+	// (internal/phase), with the heartbeat and the membership sweep: an
+	// idle gateway process wakes a few times a second for all of them,
+	// not 100 times for the sampler alone; tens of gateway processes of
+	// one node paid for those wake-ups.
 	pressureIdleMax = time.Second
 )
 

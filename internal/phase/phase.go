@@ -2,10 +2,10 @@
 // period d fires at the multiples of d since the Unix epoch. The timers
 // of a process then fire together, and so do those of every process of a
 // node (the gateway processes' heartbeats, the workers' announcements):
-// one wake-up for all of them instead of one each. An
-// idle Go process pays a wake-up dearly (the scheduler, sysmon, a futex
-// or two), and a node runs up to one gateway process per 19,000
-// connections, each of which hears every other's heartbeat.
+// one wake-up for all of them instead of one each. An idle Go process
+// pays a wake-up dearly (the scheduler, sysmon, a futex or two), and a
+// node runs up to one gateway process per 19,000 connections, whose
+// heartbeats the master hears.
 //
 // Usage, in place of a time.Ticker:
 //
