@@ -46,7 +46,10 @@
 # clients stand for other machines, so their one process runs at a higher
 # priority than the node: a starved client process drops the node's packets
 # at its device queue, and TCP's retransmissions then tip the box over),
-# GW_PROCS
+# OPEN_MIN_IDLE (10, tun: percent of the machine's CPU the open leaves
+# idle; while less is idle, sampled every 250 ms, gwload starts no new
+# handshake: an open that takes every cycle the idle connections leave
+# tips the box at the next burst; 0: paced by RATE alone), GW_PROCS
 # (one per 19,000 connections with tun, 16,700 with sockets, at least 2),
 # PER_PROC (15000 connections per gwload
 # child), RATE (2000: connections opened per second, all children together,
@@ -94,6 +97,7 @@ TUN_IO_URING=${TUN_IO_URING:-1}
 TXQUEUELEN=${TXQUEUELEN:-100000}
 CLOSE_RATE=${CLOSE_RATE:-2500}
 CLIENT_NICE=${CLIENT_NICE:--5}
+OPEN_MIN_IDLE=${OPEN_MIN_IDLE:-10}
 STOP=${STOP:-orderly}
 APP=${APP:-echo}
 case $STOP in
@@ -260,8 +264,8 @@ if [ "$CLIENT" = tun ]; then
 	$IN_NS nice -n "$CLIENT_NICE" "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
 		--stop-cmd "$STOP_CMD" --tun-no-io-uring="$NO_RING" \
 		--ws "$WS_HOST:$PORT" --http "127.0.0.1:$HTTP_PORT" \
-		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" \
-		--duration "$HOLD" --max-duration 45m --min-free "$MIN_FREE_MIB" \
+		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" --open-min-idle "$OPEN_MIN_IDLE" \
+		--duration "$HOLD" --max-duration 75m --min-free "$MIN_FREE_MIB" \
 		--pids "$PIDS" --json "$DIR/c1m.json"
 else
 	"$DIR/gwload" idle --ws "127.0.0.1:$PORT" --http "127.0.0.1:$HTTP_PORT" \

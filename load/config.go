@@ -158,6 +158,11 @@ type Config struct {
 	// CloseRate paces the orderly close at the end of a TUN run, in
 	// connections per second; 0 means 5,000/s, negative unpaced.
 	CloseRate float64
+	// OpenMinIdle, for an idle run over a TUN device, is the share of
+	// the machine's CPU (percent, from /proc/stat every 250 ms) that the
+	// open leaves idle: while less is idle, no new handshake starts. 0
+	// means off (the open takes what OpenRate allows).
+	OpenMinIdle float64
 	// StopCmd, for an idle run over a TUN device, is a shell command that
 	// stops the server; it runs after the hold instead of the orderly
 	// close, with every client still connected. The clients answer the
@@ -235,6 +240,12 @@ func (c *Config) defaults() error {
 	}
 	if c.RetryWait < 0 {
 		return errors.New("load: negative retry wait")
+	}
+	if c.OpenMinIdle < 0 || c.OpenMinIdle >= 100 {
+		return fmt.Errorf("load: open-min-idle %v%% is not in [0, 100)", c.OpenMinIdle)
+	}
+	if c.OpenMinIdle > 0 && (c.Workload != Idle || c.TUN == "") {
+		return errors.New("load: --open-min-idle is for idle runs over a TUN device (--tun)")
 	}
 	if c.Senders > maxSenders {
 		return fmt.Errorf("load: %d senders is more than %d", c.Senders, maxSenders)

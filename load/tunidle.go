@@ -146,8 +146,14 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	for i, d := range devs {
 		links[i] = d
 	}
-	e, err := tunclient.New(tunclient.Config{Server: srv, Path: cfg.Path, Conns: cfg.Conns, Rate: cfg.OpenRate,
-		PortsPerAddr: portsPerAddr, NoRing: cfg.TUNNoRing}, links...)
+	tcfg := tunclient.Config{Server: srv, Path: cfg.Path, Conns: cfg.Conns, Rate: cfg.OpenRate,
+		PortsPerAddr: portsPerAddr, NoRing: cfg.TUNNoRing}
+	if cfg.OpenMinIdle > 0 {
+		gate := startIdleGate(cfg.OpenMinIdle / 100)
+		defer gate.Stop()
+		tcfg.Pause = gate.Paused
+	}
+	e, err := tunclient.New(tcfg, links...)
 	if err != nil {
 		closeDevs(devs)
 		return nil, fmt.Errorf("load: %w", err)
@@ -161,8 +167,8 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	openStart := time.Now()
 	stopLog := logEvery(time.Second, func() {
 		st := e.Stats()
-		logf("%d connections open (%.0f/s), %d in flight, %d failed, %d unexpected closes, %d retransmissions",
-			st.Live, float64(st.Opened)/time.Since(openStart).Seconds(), st.InFlight, st.Failed, st.Unexpected, st.Retransmits)
+		logf("%d connections open (%.0f/s), %d in flight, %d failed, %d unexpected closes, %d retransmissions, paused %.1f s",
+			st.Live, float64(st.Opened)/time.Since(openStart).Seconds(), st.InFlight, st.Failed, st.Unexpected, st.Retransmits, float64(st.PausedMs)/1000)
 	})
 	openErr := e.Open(gctx)
 	stopLog()
@@ -172,6 +178,9 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 	r.OpenRate = float64(st.Opened) / r.OpenSeconds
 	r.TUN.DropsOpen = deviceDrops(cfg.TUN)
 	logf("%d connected, %d failed, in %.1f s (%.0f/s); %d packets dropped by the device's queue", r.Connected, r.Failed, r.OpenSeconds, r.OpenRate, r.TUN.DropsOpen)
+	if cfg.OpenMinIdle > 0 {
+		logf("the open waited %.1f s for the machine to be %.0f%% idle", float64(st.PausedMs)/1000, cfg.OpenMinIdle)
+	}
 	if st.FirstError != "" {
 		logf("first error: %s", st.FirstError)
 	}

@@ -73,6 +73,11 @@ type Config struct {
 	// Seed makes the initial sequence numbers and WebSocket keys
 	// reproducible; 0 means random.
 	Seed uint64
+	// Pause, when set, is asked before each batch of SYNs (every 5 ms):
+	// while it returns true no new handshake starts and no rate credit
+	// accrues, so the open resumes at Rate, not with a burst. gwload
+	// uses it to wait while the machine is too busy (--open-min-idle).
+	Pause func() bool
 }
 
 // Stats are an Engine's counters.
@@ -82,6 +87,8 @@ type Stats struct {
 	Failed   uint64 `json:"failed"`   // handshakes given up, reset or refused
 	Live     int    `json:"live"`     // open connections (opened, not yet ended)
 	InFlight int    `json:"inflight"` // handshakes in flight
+	// PausedMs is how long Open waited on Config.Pause, in milliseconds.
+	PausedMs int64 `json:"paused_ms"`
 	// Unexpected counts open connections that ended without our close:
 	// a close frame, FIN or RST from the server, a protocol error, or
 	// retransmissions given up (the four counters below add up to it).
@@ -417,9 +424,23 @@ func (e *Engine) Open(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	last, tokens := time.Now(), 1.0
+	var paused time.Duration
 	next := 0
 	for next < n {
 		now := time.Now()
+		if e.cfg.Pause != nil && e.cfg.Pause() {
+			paused += now.Sub(last)
+			e.mu.Lock()
+			e.stats.PausedMs = paused.Milliseconds()
+			e.mu.Unlock()
+			last = now
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("tunclient: open stopped (paused) after %d of %d SYNs: %w", next, n, context.Cause(ctx))
+			case <-tick.C:
+			}
+			continue
+		}
 		if rate > 0 {
 			tokens = min(tokens+rate*now.Sub(last).Seconds(), float64(maxInFlight))
 		} else {

@@ -270,3 +270,37 @@ func TestStatesCloseReset(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestOpenPause: while Config.Pause holds, no SYN leaves and the time is
+// counted; once it lets go, the open goes on.
+func TestOpenPause(t *testing.T) {
+	p := newPipe()
+	var mu sync.Mutex
+	paused := true
+	pause := func() bool { mu.Lock(); defer mu.Unlock(); return paused }
+	e, err := New(Config{Server: netip.MustParseAddrPort("10.77.0.1:30000"), Conns: 2, Rate: -1, RTO: time.Hour, Seed: 9, Pause: pause}, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	t.Cleanup(func() { _ = e.Stop() })
+	go func() { _ = e.Open(t.Context()) }()
+	select {
+	case b := <-p.out:
+		t.Fatalf("a packet left while paused: % x", b)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if st := e.Stats(); st.Started != 0 || st.PausedMs < 100 {
+		t.Fatalf("after 200 ms paused: %d started, %d ms counted as paused", st.Started, st.PausedMs)
+	}
+	mu.Lock()
+	paused = false
+	mu.Unlock()
+	f := &fakeServer{t: t, p: p}
+	for range 2 {
+		if s := f.next(); s.flags != flagSYN {
+			t.Fatalf("after the pause: %+v, want a SYN", s)
+		}
+	}
+	waitStats(t, e, func(s Stats) bool { return s.Started == 2 })
+}
