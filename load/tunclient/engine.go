@@ -175,8 +175,15 @@ type Engine struct {
 	seed  uint64
 	start time.Time
 
-	mu       sync.Mutex
-	conns    []conn
+	mu    sync.Mutex
+	conns []conn
+	// behind is, per link, the ms clock at which its reader found the
+	// device with more packets queued than one batch takes, 0 while it
+	// keeps up (ringLoop). An acknowledgement may then be waiting in the
+	// device's queue, so scan retransmits only what was due before that:
+	// clients on machines of their own read the ACKs that reached them
+	// before their timers fire, and here the device queue is the wire.
+	behind   []uint32
 	stats    Stats
 	closing  int // closes we started that have not ended
 	rng      *rand.Rand
@@ -232,7 +239,7 @@ func New(cfg Config, links ...Link) (*Engine, error) {
 		seed = rand.Uint64()
 	}
 	e := &Engine{cfg: cfg, links: links, sport: cfg.Server.Port(), host: cfg.Server.String(), seed: seed,
-		start: time.Now(), conns: make([]conn, cfg.Conns), rng: rand.New(rand.NewPCG(seed, seed>>1|1)),
+		start: time.Now(), conns: make([]conn, cfg.Conns), behind: make([]uint32, len(links)), rng: rand.New(rand.NewPCG(seed, seed>>1|1)),
 		stopTick: make(chan struct{})}
 	s4, b4 := cfg.Server.Addr().As4(), cfg.ClientBase.As4()
 	e.srv, e.base = binary.BigEndian.Uint32(s4[:]), binary.BigEndian.Uint32(b4[:])
@@ -245,8 +252,8 @@ func New(cfg Config, links ...Link) (*Engine, error) {
 
 // Start starts one reader per link and the retransmission timer.
 func (e *Engine) Start() {
-	for _, l := range e.links {
-		e.wg.Go(func() { e.readLoop(l) })
+	for i, l := range e.links {
+		e.wg.Go(func() { e.readLoop(i, l) })
 	}
 	e.wg.Go(e.tickLoop)
 }
@@ -566,6 +573,11 @@ func (e *Engine) tickLoop() {
 // resets closes that waited longer than Config.CloseWait.
 func (e *Engine) scan(o *outBuf, lo, hi int, budget *int) {
 	now := e.now()
+	for _, b := range e.behind {
+		if b != 0 && seqLT(b, now) {
+			now = b // an ACK sent since may not have been read yet
+		}
+	}
 	rto := uint32(e.cfg.RTO / time.Millisecond)
 	closeWait := uint32(e.cfg.CloseWait / time.Millisecond)
 	for i := lo; i < hi; i++ {

@@ -12,10 +12,10 @@ import (
 // readLoop reads packets from l and handles them until l is closed:
 // through an io_uring (ringLoop) for a TUN queue where the kernel has
 // one and Config.NoRing is off, else a read and a write per packet.
-func (e *Engine) readLoop(l Link) {
+func (e *Engine) readLoop(li int, l Link) {
 	if d, ok := l.(*Device); ok && !e.cfg.NoRing {
 		if r := d.startRing(); r != nil {
-			e.ringLoop(r)
+			e.ringLoop(li, r)
 			return
 		}
 	}
@@ -36,7 +36,7 @@ func (e *Engine) readLoop(l Link) {
 // ringLoop is readLoop over a ring: each turn hands the kernel the
 // packets the previous batch produced and takes every packet read
 // meanwhile, in one system call when the engine is busy.
-func (e *Engine) ringLoop(r *ring) {
+func (e *Engine) ringLoop(li int, r *ring) {
 	defer r.release()
 	var o outBuf
 	var out [][]byte
@@ -50,6 +50,7 @@ func (e *Engine) ringLoop(r *ring) {
 		for _, p := range in {
 			e.handle(&o, p)
 		}
+		e.setBehind(li, len(in) >= ringReads)
 		e.mu.Unlock()
 		out = out[:0]
 		start := 0
@@ -57,6 +58,18 @@ func (e *Engine) ringLoop(r *ring) {
 			out = append(out, o.buf[start:end])
 			start = end
 		}
+	}
+}
+
+// setBehind records whether link li's reader took a full batch (the
+// device had more queued: it is behind) or less (it caught up). Called
+// with e.mu held.
+func (e *Engine) setBehind(li int, full bool) {
+	switch {
+	case !full:
+		e.behind[li] = 0
+	case e.behind[li] == 0:
+		e.behind[li] = e.now() | 1 // 0 means caught up
 	}
 }
 

@@ -304,3 +304,35 @@ func TestOpenPause(t *testing.T) {
 	}
 	waitStats(t, e, func(s Stats) bool { return s.Started == 2 })
 }
+
+// TestScanWhileBehind: a segment due for retransmission is sent again
+// unless a reader fell behind its device queue before it became due (its
+// ACK may be queued there).
+func TestScanWhileBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		behind []uint32 // per link, ms clock; 0: keeping up
+		want   uint64   // retransmissions
+	}{
+		{"keeping up", []uint32{0, 0}, 1},
+		{"behind since before it was due", []uint32{0, 501}, 0},
+		{"behind since after it was due", []uint32{5001, 0}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := New(Config{Server: netip.MustParseAddrPort("10.77.0.1:30000"), Conns: 1, RTO: time.Second}, newPipe(), newPipe())
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.start = time.Now().Add(-10 * time.Second) // the clock reads ~10,000 ms
+			c := &e.conns[0]
+			c.state, c.sndUna, c.sndNxt, c.out, c.lastTx = stOpen, 100, 108, make([]byte, 8), 100 // due at 1,100 ms
+			copy(e.behind, tc.behind)
+			var o outBuf
+			budget := 10
+			e.scan(&o, 0, 1, &budget)
+			if e.stats.Retransmits != tc.want || len(o.ends) != int(tc.want) {
+				t.Fatalf("%d retransmissions, %d packets; want %d", e.stats.Retransmits, len(o.ends), tc.want)
+			}
+		})
+	}
+}
