@@ -39,7 +39,11 @@
 # (orderly: gwload closes the clients first; or connected), APP (echo),
 # TUN_QUEUES (2), TUN_IO_URING (1: the TUN client moves its packets
 # through an io_uring per queue; 0: a read and a write system call per
-# packet, as before 2026-12-05), TXQUEUELEN (100000: packets the TUN
+# packet, as before 2026-12-05), TUN_TIMESTAMPS (1: the emulated clients
+# use TCP timestamps, as real ones do; 0: not, as before round 9: the
+# server then cannot time a ping it sent again, and a client late by more
+# than the server's 200 ms retransmission timeout has every ping sent
+# twice), TXQUEUELEN (100000: packets the TUN
 # device queues for gwload's readers before it drops; TCP sends a dropped
 # one again after a timeout), CLOSE_RATE (2500/s, tun: the orderly close;
 # 5,000/s saturated the box at 900k), CLIENT_NICE (-5, tun: the emulated
@@ -98,6 +102,7 @@ DIR=${DIR:-/tmp/gatework-c1m}
 CLIENT=${CLIENT:-tun}
 TUN_QUEUES=${TUN_QUEUES:-2}
 TUN_IO_URING=${TUN_IO_URING:-1}
+TUN_TIMESTAMPS=${TUN_TIMESTAMPS:-1}
 TXQUEUELEN=${TXQUEUELEN:-100000}
 CLOSE_RATE=${CLOSE_RATE:-2500}
 CLIENT_NICE=${CLIENT_NICE:--5}
@@ -282,8 +287,10 @@ if [ "$CLIENT" = tun ]; then
 	[ "$STOP" = connected ] && STOP_CMD="$DIR/gatework stop -c $DIR/c1m.yaml"
 	NO_RING=false
 	[ "$TUN_IO_URING" = 0 ] && NO_RING=true
+	NO_TS=false
+	[ "$TUN_TIMESTAMPS" = 0 ] && NO_TS=true
 	$IN_NS nice -n "$CLIENT_NICE" "$DIR/gwload" idle --tun "$TUN_DEV" --tun-queues "$TUN_QUEUES" --close-rate "$CLOSE_RATE" \
-		--stop-cmd "$STOP_CMD" --tun-no-io-uring="$NO_RING" \
+		--stop-cmd "$STOP_CMD" --tun-no-io-uring="$NO_RING" --tun-no-timestamps="$NO_TS" \
 		--ws "$WS_HOST:$PORT" --http "127.0.0.1:$HTTP_PORT" \
 		--conns "$CONNS" --max-conns "$CONNS" --rate "$RATE" --open-min-idle "$OPEN_MIN_IDLE" \
 		--duration "$HOLD" --max-duration 75m --min-free "$MIN_FREE_MIB" \

@@ -134,6 +134,7 @@ type cliFlags struct {
 	tunNoRing                                                      bool
 	closeRate                                                      float64
 	openMinIdle                                                    float64
+	tunNoTS                                                        bool
 	stopCmd                                                        string
 	minFreeMiB                                                     int64
 	pid, conns, maxConns, concurrency, size, perProc, procs, srcIP int
@@ -174,6 +175,7 @@ func newFlags(f *cliFlags, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&f.tun, "tun", "", "idle: emulate the clients' TCP in this process over this TUN device (created if missing) instead of child processes with kernel sockets; --ws is then the device's own address, in the same network namespace (load/c1m.sh sets it up)")
 	fs.IntVar(&f.tunQueues, "tun-queues", 1, "idle with --tun: queues of the TUN device (IFF_MULTI_QUEUE above 1), one reader each")
 	fs.BoolVar(&f.tunNoRing, "tun-no-io-uring", false, "idle with --tun: read and write each packet with a system call of its own instead of through an io_uring per queue")
+	fs.BoolVar(&f.tunNoTS, "tun-no-timestamps", false, "idle with --tun: the clients do not offer TCP timestamps (RFC 7323), which real clients do")
 	fs.Float64Var(&f.closeRate, "close-rate", 5000, "idle with --tun: orderly closes per second at the end (negative: unpaced)")
 	fs.Float64Var(&f.openMinIdle, "open-min-idle", 0, "idle with --tun: percent of the machine's CPU the open leaves idle; while less is idle (sampled every 250 ms) no new handshake starts (0: off)")
 	fs.StringVar(&f.stopCmd, "stop-cmd", "", "idle with --tun: after the hold, run this shell command (one that stops the server) with every client connected, instead of the orderly close, and report how the clients ended")
@@ -187,7 +189,7 @@ func (f *cliFlags) config(w Workload) (Config, error) {
 	cfg := Config{Workload: w, WSAddr: f.ws, HTTPAddr: f.http, Token: f.token, Path: f.path,
 		PID: f.pid, Conns: f.conns, MaxConns: f.maxConns, Duration: f.duration, MaxDuration: f.maxDuration,
 		Concurrency: f.concurrency, AtMax: f.atMax, Senders: f.senders, RetryWait: f.retryWait, Welcome: f.welcome, Deflate: f.deflate, MsgSize: f.size, OpenRate: f.rate, PerProc: f.perProc, Procs: f.procs, SrcIPs: f.srcIP,
-		MinFreeBytes: f.minFreeMiB << 20, TUN: f.tun, TUNQueues: f.tunQueues, TUNNoRing: f.tunNoRing, CloseRate: f.closeRate, OpenMinIdle: f.openMinIdle, StopCmd: f.stopCmd}
+		MinFreeBytes: f.minFreeMiB << 20, TUN: f.tun, TUNQueues: f.tunQueues, TUNNoRing: f.tunNoRing, TUNNoTimestamps: f.tunNoTS, CloseRate: f.closeRate, OpenMinIdle: f.openMinIdle, StopCmd: f.stopCmd}
 	for _, s := range strings.Split(f.pids, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue

@@ -155,6 +155,9 @@ type Config struct {
 	// TUNNoRing makes the TUN client read and write each packet with a
 	// system call of its own instead of through an io_uring per queue.
 	TUNNoRing bool
+	// TUNNoTimestamps makes the TUN clients leave out TCP timestamps
+	// (tunclient.Config.NoTimestamps).
+	TUNNoTimestamps bool
 	// CloseRate paces the orderly close at the end of a TUN run, in
 	// connections per second; 0 means 5,000/s, negative unpaced.
 	CloseRate float64

@@ -147,7 +147,7 @@ func RunTUN(ctx context.Context, cfg Config) (*Result, error) {
 		links[i] = d
 	}
 	tcfg := tunclient.Config{Server: srv, Path: cfg.Path, Conns: cfg.Conns, Rate: cfg.OpenRate,
-		PortsPerAddr: portsPerAddr, NoRing: cfg.TUNNoRing}
+		PortsPerAddr: portsPerAddr, NoRing: cfg.TUNNoRing, NoTimestamps: cfg.TUNNoTimestamps}
 	if cfg.OpenMinIdle > 0 {
 		gate := startIdleGate(cfg.OpenMinIdle / 100)
 		defer gate.Stop()

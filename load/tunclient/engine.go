@@ -70,6 +70,13 @@ type Config struct {
 	// close frame and FIN once our close frame is acknowledged; then the
 	// client is reset and counted in Stats.CloseTimeouts. Default 30 s.
 	CloseWait time.Duration
+	// NoTimestamps leaves out the TCP timestamps option (RFC 7323) that
+	// every client offers in its SYN and, once the server agrees, sends
+	// on every segment. Without it the server cannot measure the round
+	// trip of a segment it sent again, so a client that answers later
+	// than the server's retransmission timeout (200 ms and up) has every
+	// ping sent twice and the timeout never grows (C1M round 9).
+	NoTimestamps bool
 	// Seed makes the initial sequence numbers and WebSocket keys
 	// reproducible; 0 means random.
 	Seed uint64
@@ -82,11 +89,14 @@ type Config struct {
 
 // Stats are an Engine's counters.
 type Stats struct {
-	Started  int    `json:"started"`  // SYNs sent for the first time
-	Opened   uint64 `json:"opened"`   // upgrades answered with a valid 101
-	Failed   uint64 `json:"failed"`   // handshakes given up, reset or refused
-	Live     int    `json:"live"`     // open connections (opened, not yet ended)
-	InFlight int    `json:"inflight"` // handshakes in flight
+	Started int    `json:"started"` // SYNs sent for the first time
+	Opened  uint64 `json:"opened"`  // upgrades answered with a valid 101
+	// Timestamps counts handshakes in which the server agreed to TCP
+	// timestamps (Config.NoTimestamps off).
+	Timestamps uint64 `json:"timestamps"`
+	Failed     uint64 `json:"failed"`   // handshakes given up, reset or refused
+	Live       int    `json:"live"`     // open connections (opened, not yet ended)
+	InFlight   int    `json:"inflight"` // handshakes in flight
 	// PausedMs is how long Open waited on Config.Pause, in milliseconds.
 	PausedMs int64 `json:"paused_ms"`
 	// Unexpected counts open connections that ended without our close:
@@ -136,20 +146,22 @@ const (
 	fFinSent                     // we sent a FIN
 	fEnded                       // counted as ended (Live decremented)
 	fInitiated                   // we started the close (Close)
+	fTS                          // timestamps agreed in the handshake
 )
 
-// conn is one client's state: 64 bytes, most of it two byte slices that
+// conn is one client's state: 72 bytes, most of it two byte slices that
 // are nil while nothing is unacknowledged or partly received.
 type conn struct {
-	out    []byte // sent and not acknowledged, from sndUna (FIN excluded)
-	in     []byte // received in order and not yet parsed
-	sndUna uint32
-	sndNxt uint32
-	rcvNxt uint32
-	lastTx uint32 // ms clock of the last (re)transmission
-	state  uint8
-	flags  uint8
-	tries  uint8
+	out      []byte // sent and not acknowledged, from sndUna (FIN excluded)
+	in       []byte // received in order and not yet parsed
+	sndUna   uint32
+	sndNxt   uint32
+	rcvNxt   uint32
+	lastTx   uint32 // ms clock of the last (re)transmission
+	tsRecent uint32 // the server's last timestamp, echoed (fTS)
+	state    uint8
+	flags    uint8
+	tries    uint8
 }
 
 // Segment constants: the window we advertise (fixed: everything is
@@ -323,10 +335,15 @@ func (o *outBuf) flush(l Link) error {
 func (e *Engine) emit(o *outBuf, idx int, c *conn, seq uint32, flags uint8, payload []byte) {
 	a, p := e.addr(idx)
 	var mss uint16
+	var ts tsOption
 	if flags&flagSYN != 0 {
 		mss = ourMSS
+		ts.ok = !e.cfg.NoTimestamps
 	}
-	o.buf = appendSegment(o.buf, a, e.srv, p, e.sport, seq, c.rcvNxt, flags, window, mss, payload)
+	if c.flags&fTS != 0 || ts.ok {
+		ts = tsOption{val: e.now(), ecr: c.tsRecent, ok: true}
+	}
+	o.buf = appendSegment(o.buf, a, e.srv, p, e.sport, seq, c.rcvNxt, flags, window, mss, ts, payload)
 	o.ends = append(o.ends, len(o.buf))
 }
 

@@ -116,13 +116,15 @@ func TestGatewayOverTUN(t *testing.T) {
 
 // testGatewayOverTUN runs TestGatewayOverTUN with the queue's packets
 // through an io_uring (noRing false: the test fails unless the ring is
-// used, where the kernel has io_uring) or a system call each.
+// used, where the kernel has io_uring) and TCP timestamps, or a system
+// call each and no timestamps.
 func testGatewayOverTUN(t *testing.T, noRing bool) {
 	dev := setupTUN(t)
 	const conns = 300
 	n, connects, reasons := startGateway(t, 200*time.Millisecond, 2*time.Second)
 	srv := netip.MustParseAddrPort(n.Addr("ws").String())
-	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond, NoRing: noRing}, dev)
+	// The read/write path runs without TCP timestamps, the ring with.
+	e := openEngine(t, Config{Server: srv, Conns: conns, Rate: 3000, RTO: 200 * time.Millisecond, NoRing: noRing, NoTimestamps: noRing}, dev)
 	if r, err := newRing(dev.fd); err == nil {
 		r.release()
 		dev.mu.Lock()
@@ -136,6 +138,9 @@ func testGatewayOverTUN(t *testing.T, noRing bool) {
 	defer cancel()
 	if st := e.Stats(); st.Opened != conns || st.Failed != 0 || st.Live != conns {
 		t.Fatalf("after Open: %+v", st)
+	}
+	if want := map[bool]uint64{false: conns, true: 0}[noRing]; e.Stats().Timestamps != want {
+		t.Fatalf("%d handshakes with TCP timestamps, want %d", e.Stats().Timestamps, want)
 	}
 	waitFor(t, 5*time.Second, "every OnConnect", func() bool { return connects.Load() == conns })
 

@@ -19,13 +19,23 @@ const (
 	flagACK = 0x10
 )
 
-// Header sizes: IPv4 without options, TCP without options, and the TCP
-// header of a SYN carrying the MSS option.
+// Header sizes: IPv4 without options, TCP without options, and what
+// the options we send add: MSS (in a SYN) and timestamps (two no-ops
+// and the 10-byte option, RFC 7323).
 const (
-	ipHeaderLen     = 20
-	tcpHeaderLen    = 20
-	tcpSynHeaderLen = 24
+	ipHeaderLen  = 20
+	tcpHeaderLen = 20
+	mssOptLen    = 4
+	tsOptLen     = 12
 )
+
+// tsOption is a TCP timestamps option (RFC 7323): val is the sender's
+// clock, ecr the last val it received from its peer; ok tells whether
+// the option is there.
+type tsOption struct {
+	val, ecr uint32
+	ok       bool
+}
 
 // errNotTCP is returned by parseSegment for a packet that is not an
 // unfragmented IPv4 TCP segment: the engine ignores it.
@@ -39,6 +49,7 @@ type segment struct {
 	flags            uint8
 	window           uint16
 	mss              uint16 // the MSS option of a SYN; 0 if absent
+	ts               tsOption
 	payload          []byte
 }
 
@@ -87,8 +98,11 @@ func parseSegment(p []byte) (segment, error) {
 			if len(o) < 2 || int(o[1]) < 2 || int(o[1]) > len(o) {
 				return s, errors.New("tunclient: bad TCP option")
 			}
-			if o[0] == 2 && o[1] == 4 {
+			switch {
+			case o[0] == 2 && o[1] == 4:
 				s.mss = binary.BigEndian.Uint16(o[2:4])
+			case o[0] == 8 && o[1] == 10:
+				s.ts = tsOption{val: binary.BigEndian.Uint32(o[2:6]), ecr: binary.BigEndian.Uint32(o[6:10]), ok: true}
 			}
 			o = o[o[1]:]
 		}
@@ -99,11 +113,14 @@ func parseSegment(p []byte) (segment, error) {
 
 // appendSegment appends one IPv4 TCP packet from src:sport to dst:dport
 // to b, with both checksums, and returns it. mss > 0 adds the MSS option
-// (for a SYN).
-func appendSegment(b []byte, src, dst uint32, sport, dport uint16, seq, ack uint32, flags uint8, window, mss uint16, payload []byte) []byte {
+// (for a SYN), ts.ok the timestamps option.
+func appendSegment(b []byte, src, dst uint32, sport, dport uint16, seq, ack uint32, flags uint8, window, mss uint16, ts tsOption, payload []byte) []byte {
 	th := tcpHeaderLen
 	if mss > 0 {
-		th = tcpSynHeaderLen
+		th += mssOptLen
+	}
+	if ts.ok {
+		th += tsOptLen
 	}
 	total := ipHeaderLen + th + len(payload)
 	start := len(b)
@@ -126,9 +143,16 @@ func appendSegment(b []byte, src, dst uint32, sport, dport uint16, seq, ack uint
 	t[12] = uint8(th/4) << 4
 	t[13] = flags
 	binary.BigEndian.PutUint16(t[14:16], window)
+	opt := t[tcpHeaderLen:th]
 	if mss > 0 {
-		t[20], t[21] = 2, 4
-		binary.BigEndian.PutUint16(t[22:24], mss)
+		opt[0], opt[1] = 2, 4
+		binary.BigEndian.PutUint16(opt[2:4], mss)
+		opt = opt[mssOptLen:]
+	}
+	if ts.ok {
+		opt[0], opt[1], opt[2], opt[3] = 1, 1, 8, 10
+		binary.BigEndian.PutUint32(opt[4:8], ts.val)
+		binary.BigEndian.PutUint32(opt[8:12], ts.ecr)
 	}
 	binary.BigEndian.PutUint16(t[16:18], ^tcpChecksum(src, dst, t))
 	return b

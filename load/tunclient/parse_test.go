@@ -40,15 +40,19 @@ func TestSegmentRoundTrip(t *testing.T) {
 		name    string
 		flags   uint8
 		mss     uint16
+		ts      tsOption
 		payload []byte
 	}{
-		{"syn with mss", flagSYN, 1460, nil},
-		{"ack", flagACK, 0, nil},
-		{"data", flagACK | flagPSH, 0, []byte("GET / HTTP/1.1\r\n\r\n")},
-		{"odd data with fin", flagACK | flagFIN, 0, []byte{1, 2, 3}},
+		{"syn with mss", flagSYN, 1460, tsOption{}, nil},
+		{"syn with mss and timestamps", flagSYN, 1460, tsOption{val: 0xfffffffe, ok: true}, nil},
+		{"ack", flagACK, 0, tsOption{}, nil},
+		{"ack with timestamps", flagACK, 0, tsOption{val: 1, ecr: 0x80000000, ok: true}, nil},
+		{"data", flagACK | flagPSH, 0, tsOption{}, []byte("GET / HTTP/1.1\r\n\r\n")},
+		{"data with timestamps", flagACK | flagPSH, 0, tsOption{val: 5, ecr: 6, ok: true}, []byte("GET / HTTP/1.1\r\n\r\n")},
+		{"odd data with fin", flagACK | flagFIN, 0, tsOption{}, []byte{1, 2, 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := appendSegment(nil, 0x0a010203, 0x0a4d0001, 10001, 30000, 0xfffffff0, 77, tc.flags, window, tc.mss, tc.payload)
+			p := appendSegment(nil, 0x0a010203, 0x0a4d0001, 10001, 30000, 0xfffffff0, 77, tc.flags, window, tc.mss, tc.ts, tc.payload)
 			if !checksumOK(p) {
 				t.Fatal("checksums do not verify")
 			}
@@ -57,7 +61,7 @@ func TestSegmentRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			if s.src != 0x0a010203 || s.dst != 0x0a4d0001 || s.srcPort != 10001 || s.dstPort != 30000 ||
-				s.seq != 0xfffffff0 || s.ack != 77 || s.flags != tc.flags || s.window != window || s.mss != tc.mss ||
+				s.seq != 0xfffffff0 || s.ack != 77 || s.flags != tc.flags || s.window != window || s.mss != tc.mss || s.ts != tc.ts ||
 				!bytes.Equal(s.payload, tc.payload) {
 				t.Fatalf("parsed %+v", s)
 			}
@@ -74,7 +78,7 @@ func TestSegmentRoundTrip(t *testing.T) {
 
 // TestParseSegmentRefuses checks what is not an IPv4 TCP segment.
 func TestParseSegmentRefuses(t *testing.T) {
-	good := appendSegment(nil, 1, 2, 3, 4, 5, 6, flagACK, window, 0, []byte("x"))
+	good := appendSegment(nil, 1, 2, 3, 4, 5, 6, flagACK, window, 0, tsOption{}, []byte("x"))
 	udp := bytes.Clone(good)
 	udp[9] = 17
 	frag := bytes.Clone(good)
@@ -104,17 +108,17 @@ func TestSeqCompare(t *testing.T) {
 }
 
 func FuzzParseSegment(f *testing.F) {
-	f.Add(appendSegment(nil, 1, 2, 3, 4, 5, 6, flagSYN|flagACK, window, 1460, nil))
-	f.Add(appendSegment(nil, 1, 2, 3, 4, 5, 6, flagACK, window, 0, []byte("data")))
+	f.Add(appendSegment(nil, 1, 2, 3, 4, 5, 6, flagSYN|flagACK, window, 1460, tsOption{val: 7, ecr: 8, ok: true}, nil))
+	f.Add(appendSegment(nil, 1, 2, 3, 4, 5, 6, flagACK, window, 0, tsOption{}, []byte("data")))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		s, err := parseSegment(p)
 		if err != nil {
 			return
 		}
 		// What parses builds again into a packet that parses the same.
-		q := appendSegment(nil, s.src, s.dst, s.srcPort, s.dstPort, s.seq, s.ack, s.flags, s.window, s.mss, s.payload)
+		q := appendSegment(nil, s.src, s.dst, s.srcPort, s.dstPort, s.seq, s.ack, s.flags, s.window, s.mss, s.ts, s.payload)
 		s2, err := parseSegment(q)
-		if err != nil || !checksumOK(q) || s2.seq != s.seq || !bytes.Equal(s2.payload, s.payload) {
+		if err != nil || !checksumOK(q) || s2.seq != s.seq || s2.ts != s.ts || s2.mss != s.mss || !bytes.Equal(s2.payload, s.payload) {
 			t.Fatalf("rebuilt %x: %v", q, err)
 		}
 	})

@@ -103,11 +103,18 @@ func (e *Engine) handle(o *outBuf, p []byte) {
 			if s.flags&flagFIN != 0 {
 				ack++
 			}
-			a, p := e.addr(idx)
-			o.buf = appendSegment(o.buf, a, e.srv, p, e.sport, c.sndNxt, ack, flagACK, window, 0, nil)
-			o.ends = append(o.ends, len(o.buf))
+			rcvNxt := c.rcvNxt
+			c.rcvNxt = ack
+			if s.ts.ok {
+				c.tsRecent = s.ts.val
+			}
+			e.emit(o, idx, c, c.sndNxt, flagACK, nil)
+			c.rcvNxt = rcvNxt
 		}
 		return
+	}
+	if s.ts.ok && c.flags&fTS != 0 && seqLE(s.seq, c.rcvNxt) {
+		c.tsRecent = s.ts.val // RFC 7323 4.3: not from a segment past a gap
 	}
 	if s.flags&flagRST != 0 {
 		if seqLE(c.rcvNxt, s.seq) && seqLT(s.seq, c.rcvNxt+window) {
@@ -189,6 +196,11 @@ func (e *Engine) handleSynSent(o *outBuf, idx int, c *conn, s *segment) {
 		return
 	}
 	c.rcvNxt, c.sndUna, c.state = s.seq+1, s.ack, stUpgrade
+	if s.ts.ok && !e.cfg.NoTimestamps {
+		c.flags |= fTS
+		c.tsRecent = s.ts.val
+		e.stats.Timestamps++
+	}
 	key := wsKey(e.seed, uint32(idx))
 	req := appendUpgrade(make([]byte, 0, 192), e.host, e.cfg.Path, key[:])
 	e.send(o, idx, c, req, false)

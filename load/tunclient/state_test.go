@@ -70,7 +70,7 @@ func (f *fakeServer) next() segment {
 
 // send sends a segment with the server's current seq and ack.
 func (f *fakeServer) send(seq uint32, flags uint8, payload string) {
-	f.p.in <- appendSegment(nil, testSrv, f.cli, 30000, f.cport, seq, f.ack, flags, window, 0, []byte(payload))
+	f.p.in <- appendSegment(nil, testSrv, f.cli, 30000, f.cport, seq, f.ack, flags, window, 0, tsOption{}, []byte(payload))
 }
 
 // waitStats polls e until cond holds.
