@@ -333,17 +333,24 @@ func (o *outBuf) flush(l Link) error {
 // emit builds one segment of client idx: sequence seq, its current
 // rcvNxt as the acknowledgement.
 func (e *Engine) emit(o *outBuf, idx int, c *conn, seq uint32, flags uint8, payload []byte) {
+	e.emitAck(o, idx, c, seq, c.rcvNxt, flags, payload)
+}
+
+// emitAck is emit with acknowledgement ack instead of rcvNxt. A SYN
+// carries the MSS option and offers timestamps; every later segment
+// carries timestamps if the server agreed.
+func (e *Engine) emitAck(o *outBuf, idx int, c *conn, seq, ack uint32, flags uint8, payload []byte) {
 	a, p := e.addr(idx)
+	syn := flags&flagSYN != 0
 	var mss uint16
-	var ts tsOption
-	if flags&flagSYN != 0 {
+	if syn {
 		mss = ourMSS
-		ts.ok = !e.cfg.NoTimestamps
 	}
-	if c.flags&fTS != 0 || ts.ok {
+	var ts tsOption
+	if c.flags&fTS != 0 || (syn && !e.cfg.NoTimestamps) {
 		ts = tsOption{val: e.now(), ecr: c.tsRecent, ok: true}
 	}
-	o.buf = appendSegment(o.buf, a, e.srv, p, e.sport, seq, c.rcvNxt, flags, window, mss, ts, payload)
+	o.buf = appendSegment(o.buf, a, e.srv, p, e.sport, seq, ack, flags, window, mss, ts, payload)
 	o.ends = append(o.ends, len(o.buf))
 }
 

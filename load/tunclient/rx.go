@@ -90,6 +90,9 @@ func (e *Engine) handle(o *outBuf, p []byte) {
 		return
 	}
 	c := &e.conns[idx]
+	if s.ts.ok && c.flags&fTS != 0 && seqLE(s.seq, c.rcvNxt) {
+		c.tsRecent = s.ts.val // RFC 7323 4.3: not from a segment past a gap
+	}
 	switch c.state {
 	case stFree:
 		return
@@ -103,18 +106,9 @@ func (e *Engine) handle(o *outBuf, p []byte) {
 			if s.flags&flagFIN != 0 {
 				ack++
 			}
-			rcvNxt := c.rcvNxt
-			c.rcvNxt = ack
-			if s.ts.ok {
-				c.tsRecent = s.ts.val
-			}
-			e.emit(o, idx, c, c.sndNxt, flagACK, nil)
-			c.rcvNxt = rcvNxt
+			e.emitAck(o, idx, c, c.sndNxt, ack, flagACK, nil)
 		}
 		return
-	}
-	if s.ts.ok && c.flags&fTS != 0 && seqLE(s.seq, c.rcvNxt) {
-		c.tsRecent = s.ts.val // RFC 7323 4.3: not from a segment past a gap
 	}
 	if s.flags&flagRST != 0 {
 		if seqLE(c.rcvNxt, s.seq) && seqLT(s.seq, c.rcvNxt+window) {
