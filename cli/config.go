@@ -136,6 +136,11 @@ type WorkerConfig struct {
 	// not set in the master's environment, else the master's environment
 	// decides (Go's default: every CPU).
 	GOMAXPROCS int `yaml:"gomaxprocs"`
+	// HeapFloor is how many bytes a worker process's heap may grow above
+	// its live part before a collection while its collector is busy
+	// (worker.Config.HeapFloor); 0 leaves GOGC alone. DefaultConfig sets
+	// 16 MiB.
+	HeapFloor int64 `yaml:"heap_floor"`
 	// TaskProcesses is how many dedicated task processes the master runs
 	// besides the worker processes (Swoole's task_worker_num): they run
 	// the app's OnTask only, and the worker processes no longer take
@@ -258,6 +263,10 @@ const (
 // DefaultConfig returns the defaults: every key of docs/config.md at its
 // documented default, worker.app set to app (the first app of the binary,
 // "echo" for gatework).
+// DefaultHeapFloor is worker.heap_floor's default: 16 MiB, four times the
+// Go runtime's smallest heap goal.
+const DefaultHeapFloor = 16 << 20
+
 func DefaultConfig(app string) Config {
 	// The gateway's own defaults; Shards stays 0 (one per CPU), and the
 	// listeners are filled in by Effective.
@@ -280,7 +289,7 @@ func DefaultConfig(app string) Config {
 			HealthConns:       node.DefaultHTTPHealthConns,
 		},
 		NATS:   NATSConfig{MaxPayload: natsembed.DefaultMaxPayload},
-		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU()},
+		Worker: WorkerConfig{App: app, Processes: runtime.NumCPU(), HeapFloor: DefaultHeapFloor},
 		Gateway: GatewayConfig{
 			Processes:           1,
 			EventTimeout:        Duration(g.EventTimeout),

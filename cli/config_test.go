@@ -200,6 +200,20 @@ func TestLoadYAML(t *testing.T) {
 					t.Errorf("worker %+v", c.Worker)
 				}
 			}},
+		{name: "worker heap floor default", yaml: "worker:\n  processes: 2\n",
+			check: func(t *testing.T, c cli.Config) {
+				if c.Worker.HeapFloor != cli.DefaultHeapFloor || cli.DefaultHeapFloor != 16<<20 {
+					t.Errorf("worker.heap_floor %d, want %d", c.Worker.HeapFloor, 16<<20)
+				}
+			}},
+		{name: "worker heap floor off", yaml: "worker:\n  heap_floor: 0\n",
+			check: func(t *testing.T, c cli.Config) {
+				if c.Worker.HeapFloor != 0 {
+					t.Errorf("worker.heap_floor %d, want 0", c.Worker.HeapFloor)
+				}
+			}},
+		{name: "negative worker heap floor", yaml: "worker:\n  heap_floor: -1\n",
+			want: []string{"gatework.yaml:2: worker.heap_floor: must not be negative, got -1"}},
 		{name: "negative worker gomaxprocs", yaml: "worker:\n  gomaxprocs: -1\n",
 			want: []string{"gatework.yaml:2: worker.gomaxprocs: must not be negative, got -1"}},
 		{name: "task processes without workers", yaml: "worker:\n  processes: 0\n  task_processes: 2\n  task_max_attempts: -1\n",

@@ -419,6 +419,7 @@ func (m *masterRun) childSpec() childSpec {
 		TaskConcurrency: c.Worker.TaskConcurrency,
 		TaskMaxAttempts: c.Worker.TaskMaxAttempts,
 		TaskMaxPayload:  c.Worker.TaskMaxPayload,
+		HeapFloor:       c.Worker.HeapFloor,
 	}
 }
 

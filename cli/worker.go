@@ -61,6 +61,8 @@ type childSpec struct {
 	TaskConcurrency int `json:"task_concurrency,omitempty"`
 	TaskMaxAttempts int `json:"task_max_attempts,omitempty"`
 	TaskMaxPayload  int `json:"task_max_payload,omitempty"`
+	// HeapFloor is worker.heap_floor (worker.Config.HeapFloor).
+	HeapFloor int64 `json:"heap_floor,omitempty"`
 	// Webhook, when its URL is set, makes the process a webhook worker
 	// (package webhook) instead of an app's.
 	Webhook WebhookConfig `json:"webhook,omitempty"`
@@ -105,7 +107,7 @@ func (r *runner) standaloneSpec(cmd *cobra.Command) (childSpec, string, error) {
 		QueryTimeout: time.Duration(c.API.QueryTimeout), ReqTimeout: time.Duration(c.API.RequestTimeout),
 		Log: c.Log, Webhook: c.Worker.Webhook,
 		TaskConcurrency: c.Worker.TaskConcurrency, TaskMaxAttempts: c.Worker.TaskMaxAttempts,
-		TaskMaxPayload: c.Worker.TaskMaxPayload,
+		TaskMaxPayload: c.Worker.TaskMaxPayload, HeapFloor: c.Worker.HeapFloor,
 	}, c.Worker.App, nil
 }
 
@@ -161,6 +163,7 @@ func (r *runner) runWorker(cmd *cobra.Command) error {
 			// This process only runs the worker: after a burst of events
 			// (a wave of connects), its memory goes back to the system.
 			ReleaseMemory: true,
+			HeapFloor:     spec.HeapFloor,
 		},
 		API: api.Config{
 			QueryTimeout: spec.QueryTimeout, RequestTimeout: spec.ReqTimeout,

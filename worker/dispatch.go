@@ -408,6 +408,10 @@ func (w *Worker) monitor() {
 	var buf []byte
 	var reported uint64
 	var rel releaser
+	floor := newHeapFloor(w.cfg.HeapFloor, w.log)
+	if floor != nil {
+		defer floor.set(floor.base)
+	}
 	for {
 		select {
 		case <-w.monStop:
@@ -418,6 +422,9 @@ func (w *Worker) monitor() {
 			w.sendTaskProgress()
 			w.announceTick(now)
 			reported = w.reportDrops(reported)
+			if floor != nil {
+				floor.tick(w.stats.batches.Load())
+			}
 			if w.cfg.ReleaseMemory {
 				w.releaseIfIdle(&rel, now)
 			}

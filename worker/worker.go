@@ -137,6 +137,20 @@ type Config struct {
 	// the memory to the Go runtime, which keeps most of a burst's heap in
 	// the process and returns it only slowly.
 	ReleaseMemory bool
+	// HeapFloor, when above 0, is how many bytes the heap may grow above
+	// its live part before a collection while the collector is busy: when
+	// it ran 4 times or more within a ProgressInterval, the worker raises
+	// the process's GC percent so that the heap goal is about the live
+	// heap plus HeapFloor (at most 5× the live heap, never below GOGC),
+	// and puts GOGC back at the first tick without a new batch (before
+	// ReleaseMemory, if set, returns the memory). A worker's live heap is
+	// a few MiB, so at the default GOGC it is collected every few MiB of
+	// allocation, a dozen times a second under load; the floor trades up
+	// to HeapFloor bytes of memory while busy for those collections. It
+	// acts on the whole process, like ReleaseMemory (gatework's worker
+	// processes set it: worker.heap_floor); 0, the zero value, leaves
+	// GOGC alone, and so does GOGC=off.
+	HeapFloor int64
 	// Kind is what the worker serves: "" or KindEvent, client events
 	// (and tasks, see NoTasks); KindTask, tasks only (a dedicated task
 	// process; Handlers.OnTask is then required).
