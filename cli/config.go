@@ -192,7 +192,10 @@ type GatewayConfig struct {
 	// processes (`<binary> gateway` with the master's settings on stdin),
 	// all listening on the listeners' addresses with SO_REUSEPORT, each a
 	// gateway of the cluster, restarted when they crash (gwprocs.go).
-	Processes         int      `yaml:"processes"`
+	Processes int `yaml:"processes"`
+	// GOMAXPROCS is the master's GOMAXPROCS when it runs the gateway
+	// itself (Processes 1); 0 means masterGOMAXPROCS's default.
+	GOMAXPROCS        int      `yaml:"gomaxprocs"`
 	Shards            int      `yaml:"shards"`
 	Pollers           int      `yaml:"pollers"`
 	NoIOUring         bool     `yaml:"no_io_uring"`

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -102,7 +103,9 @@ func (m *masterRun) startGateways(ctx context.Context, stderr io.Writer) error {
 		return fmt.Errorf("gateway processes: %w", err)
 	}
 	env := childEnv(envGatewayChild)
-	if n := m.cfg.Gateway.Processes; n >= runtime.NumCPU() && os.Getenv("GOMAXPROCS") == "" {
+	if n := m.cfg.Gateway.GOMAXPROCS; n > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(n))
+	} else if n := m.cfg.Gateway.Processes; n >= runtime.NumCPU() && os.Getenv("GOMAXPROCS") == "" {
 		// As many processes as cores or more: one thread of Go code each
 		// (one shard, one event loop) uses every core with the fewest
 		// threads, wake-ups and idle spinning.

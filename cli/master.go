@@ -275,6 +275,11 @@ func (m *masterRun) taskProcesses() int {
 // gateway processes (gateway.processes above 1), then the user processes,
 // and returns once they are all ready. Children's logs go to stderr.
 func (m *masterRun) start(ctx context.Context, stderr io.Writer) error {
+	if n := masterGOMAXPROCS(m.cfg, m.children, os.Getenv("GOMAXPROCS") != "", runtime.NumCPU()); n > 0 {
+		// Before the node starts: the gateway's shards and pollers follow it.
+		runtime.GOMAXPROCS(n)
+		m.log.Info("gateway on fewer threads of Go code than CPUs", "gomaxprocs", n, "cpus", runtime.NumCPU())
+	}
 	n, err := node.Start(ctx, m.nc)
 	if err != nil {
 		return err
@@ -600,6 +605,31 @@ func workerGOMAXPROCS(w WorkerConfig, envSet bool, cpus int) int {
 		return 1
 	}
 	return 0
+}
+
+// masterGOMAXPROCS returns the GOMAXPROCS the master sets for itself
+// before it starts the node, or 0 to leave Go's default. Only when the
+// gateway runs inside the master (gateway.processes 1; gateway processes
+// get gateway.gomaxprocs in their environment): gateway.gomaxprocs when
+// set; else, when the node runs worker processes (children) and the
+// environment has no GOMAXPROCS, half the CPUs, at least 1. The worker
+// processes already run on every core; with as many threads of Go code as
+// cores in the master too, each event and each acknowledgement that goes
+// from one of its goroutines to another (poller, publisher, the bus
+// client, the shards) wakes an idle thread, and the publisher wakes for a
+// few events at a time: on 2 CPUs, one thread halves the node's CPU per
+// echo with a slow client and meets bare's round trips with a fast one
+// (docs/benchmarks.md, "W3 echo, round 8").
+func masterGOMAXPROCS(c Config, children, envSet bool, cpus int) int {
+	switch {
+	case c.gatewayProcesses() > 0:
+		return 0 // the gateway processes have their own (gwprocs.go)
+	case c.Gateway.GOMAXPROCS > 0:
+		return c.Gateway.GOMAXPROCS
+	case envSet || !children:
+		return 0
+	}
+	return max(1, cpus/2)
 }
 
 // workerConcurrency returns the worker.concurrency the worker processes

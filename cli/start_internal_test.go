@@ -64,3 +64,33 @@ func TestWorkerGOMAXPROCS(t *testing.T) {
 		})
 	}
 }
+
+// TestMasterGOMAXPROCS: the master's own GOMAXPROCS (gateway.gomaxprocs and
+// its default).
+func TestMasterGOMAXPROCS(t *testing.T) {
+	tests := []struct {
+		name     string
+		g        GatewayConfig
+		children bool
+		envSet   bool
+		cpus     int
+		want     int // 0: Go's default (or the environment's)
+	}{
+		{"worker processes, 2 cpus", GatewayConfig{}, true, false, 2, 1},
+		{"worker processes, 16 cpus", GatewayConfig{}, true, false, 16, 8},
+		{"worker processes, 1 cpu", GatewayConfig{}, true, false, 1, 1},
+		{"worker inside the master", GatewayConfig{}, false, false, 2, 0},
+		{"environment decides", GatewayConfig{}, true, true, 2, 0},
+		{"configured", GatewayConfig{GOMAXPROCS: 2}, true, false, 2, 2},
+		{"configured, environment set", GatewayConfig{GOMAXPROCS: 3}, false, true, 2, 3},
+		{"gateway processes: their own", GatewayConfig{Processes: 4, GOMAXPROCS: 2}, true, false, 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Config{Gateway: tt.g}
+			if got := masterGOMAXPROCS(c, tt.children, tt.envSet, tt.cpus); got != tt.want {
+				t.Errorf("masterGOMAXPROCS = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
