@@ -617,9 +617,11 @@ func workerGOMAXPROCS(w WorkerConfig, envSet bool, cpus int) int {
 // cores in the master too, each event and each acknowledgement that goes
 // from one of its goroutines to another (poller, publisher, the bus
 // client, the shards) wakes an idle thread, and the publisher wakes for a
-// few events at a time: on 2 CPUs, one thread halves the node's CPU per
-// echo with a slow client and meets bare's round trips with a fast one
-// (docs/benchmarks.md, "W3 echo, round 8").
+// few events at a time: on 2 CPUs, one thread halved the node's CPU per
+// echo round trip with a slow client and cut it by a fifth with a fast
+// one, at the same round trips/s; fan-out to large groups at the top of
+// its rate does better on every CPU (docs/benchmarks.md, "W3 echo,
+// round 8").
 func masterGOMAXPROCS(c Config, children, envSet bool, cpus int) int {
 	switch {
 	case c.gatewayProcesses() > 0:
