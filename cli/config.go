@@ -193,8 +193,10 @@ type GatewayConfig struct {
 	// all listening on the listeners' addresses with SO_REUSEPORT, each a
 	// gateway of the cluster, restarted when they crash (gwprocs.go).
 	Processes int `yaml:"processes"`
-	// GOMAXPROCS is the master's GOMAXPROCS when it runs the gateway
-	// itself (Processes 1); 0 means masterGOMAXPROCS's default.
+	// GOMAXPROCS is the GOMAXPROCS of the process that runs the gateway:
+	// the master (Processes 1) or each gateway process; 0 means
+	// masterGOMAXPROCS's default for the master, and for gateway
+	// processes one thread each when there are as many as CPUs.
 	GOMAXPROCS        int      `yaml:"gomaxprocs"`
 	Shards            int      `yaml:"shards"`
 	Pollers           int      `yaml:"pollers"`
@@ -263,13 +265,13 @@ const (
 	DefaultHTTPAddr = "127.0.0.1:7280"
 )
 
-// DefaultConfig returns the defaults: every key of docs/config.md at its
-// documented default, worker.app set to app (the first app of the binary,
-// "echo" for gatework).
 // DefaultHeapFloor is worker.heap_floor's default: 16 MiB, four times the
 // Go runtime's smallest heap goal.
 const DefaultHeapFloor = 16 << 20
 
+// DefaultConfig returns the defaults: every key of docs/config.md at its
+// documented default, worker.app set to app (the first app of the binary,
+// "echo" for gatework).
 func DefaultConfig(app string) Config {
 	// The gateway's own defaults; Shards stays 0 (one per CPU), and the
 	// listeners are filled in by Effective.
