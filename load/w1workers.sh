@@ -13,8 +13,9 @@
 #   GW_PROCS=7 load/w1workers.sh ./gatework 100000
 #
 # Environment: GWLOAD [gwload on PATH], GW_PROCS [1]. Ports (127.0.0.1):
-# 24272 ws, 24273 tcp, 24280 HTTP. Needs `ulimit -n` of N/7 or more per
-# gwload child (it spreads the clients over children of 15,000).
+# 24272 ws, 24273 tcp, 24280 HTTP. The script raises its open-file limit
+# to 20,000: each gwload child holds up to 15,000 clients and each gateway
+# process N/GW_PROCS sockets, so keep N/GW_PROCS under about 19,000.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 GATEWORK N" >&2; exit 2; }
 BIN=$(realpath "$1"); N=$2
@@ -24,6 +25,7 @@ NP=""
 cleanup() { [ -n "$NP" ] && kill "$NP" 2>/dev/null && wait "$NP" 2>/dev/null; rm -rf "$D"; }
 trap cleanup EXIT
 cd "$D"
+ulimit -n 20000
 printf 'gateway:\n  processes: %d\n' "$GW_PROCS" > cfg.yaml
 XDG_RUNTIME_DIR="$D" "$BIN" start -c cfg.yaml --app echo --ws 127.0.0.1:24272 --tcp 127.0.0.1:24273 \
   --http 127.0.0.1:24280 > node.log 2>&1 &
