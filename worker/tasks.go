@@ -142,16 +142,23 @@ func (w *Worker) onTask(m *nats.Msg) {
 		w.taskReply(j, bus.TaskBusy, nil, "busy")
 		return
 	}
-	t.inHand[j] = struct{}{}
+	t.inHand[j] = struct{}{} // the room is ours; the queue comes after the accept
 	j.ctx, j.cancel = context.WithCancel(w.ctx)
-	t.queued.Add(1)
-	t.queue <- j // never blocks: len(queue) <= len(inHand) <= cap(queue)
 	w.mu.Unlock()
 	t.taken.Add(1)
 	if j.task.Attempt > 1 {
 		t.retried.Add(1)
 	}
+	// The accept goes out before the task can start: a worker that dies
+	// once the task has run at all must have told its submitter, or the
+	// same attempt would run again elsewhere (twice with MaxAttempts 1).
 	w.taskReply(j, bus.TaskAccepted, nil, "")
+	w.mu.Lock()
+	if _, ok := t.inHand[j]; ok { // else stopTaking handed it back (busy) meanwhile
+		t.queued.Add(1)
+		t.queue <- j // never blocks: len(queue) <= len(inHand) <= cap(queue); open while j is in hand unstarted
+	}
+	w.mu.Unlock()
 }
 
 // taskLoop is one goroutine of the task pool.

@@ -250,8 +250,12 @@ func TestTaskRetriedWhenWorkerLost(t *testing.T) {
 		t.Run(fmt.Sprint("max_attempts=", tt.maxAttempts), func(t *testing.T) {
 			e := newTaskEnv(t)
 			started := make(chan struct{}, 1)
-			_, doomed := e.taskWorker(worker.Config{ID: "doomed", Kind: worker.KindTask}, api.TaskConfig{},
+			var doomed atomic.Pointer[nats.Conn]
+			_, nc := e.taskWorker(worker.Config{ID: "doomed", Kind: worker.KindTask}, api.TaskConfig{},
 				worker.Handlers{OnTask: func(tc *worker.TaskContext, p []byte) ([]byte, error) {
+					// The crash, as soon as the task starts: the submitter
+					// must know it was taken, or attempt 1 would run again.
+					doomed.Load().Close()
 					started <- struct{}{}
 					select { // until Stop gives up on it, after the test
 					case <-tc.Context().Done():
@@ -259,6 +263,7 @@ func TestTaskRetriedWhenWorkerLost(t *testing.T) {
 					}
 					return nil, errors.New("never reported")
 				}})
+			doomed.Store(nc)
 			sw, _ := e.taskWorker(worker.Config{ID: "s1"}, api.TaskConfig{MaxAttempts: tt.maxAttempts, LostAfter: 300 * time.Millisecond},
 				worker.Handlers{})
 			type out struct {
@@ -271,7 +276,6 @@ func TestTaskRetriedWhenWorkerLost(t *testing.T) {
 				done <- out{b, err}
 			}()
 			<-started
-			doomed.Close() // the crash: no more progress, no result
 			var attempt atomic.Int32
 			e.taskWorker(worker.Config{ID: "t2", Kind: worker.KindTask}, api.TaskConfig{}, worker.Handlers{
 				OnTask: func(tc *worker.TaskContext, p []byte) ([]byte, error) {
