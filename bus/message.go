@@ -3,8 +3,9 @@ package bus
 // Version is the bus protocol version carried in EventBatch, Command and
 // DeadLetter. Version 2 added Ack nacks, bounded redelivery and dead
 // letters, and declared the HTTPRequest fields bytes (the same wire
-// format as version 1's strings); a gateway accepts commands of either.
-const Version = 2
+// format as version 1's strings); version 3 added busy nacks (Ack.Busy).
+// A gateway accepts commands of any of them.
+const Version = 3
 
 // EventType says what happened to a client.
 type EventType int32
@@ -340,6 +341,13 @@ type Ack struct {
 	Attempt uint32
 	// Error says, in a nack, why.
 	Error string
+	// Busy marks a nack of a batch the worker did not take because it
+	// had no room (its backlog was full): the gateway publishes it again,
+	// as the same attempt, once the workers have room (its in-flight
+	// window shrinks to what they hold), so it spends no delivery. Send
+	// it for batches of Version 3 or later only: an older gateway takes
+	// it for a plain nack and publishes the batch again at once.
+	Busy bool
 }
 
 // Action is a change a worker asks for on the batch's own client.

@@ -279,6 +279,7 @@ func AppendAck(b []byte, m *Ack) []byte {
 	b = appendBool(b, 5, m.Nack)
 	b = appendVarint(b, 6, uint64(m.Attempt))
 	b = appendString(b, 7, m.Error)
+	b = appendBool(b, 8, m.Busy)
 	return b
 }
 
@@ -327,6 +328,8 @@ func DecodeAck(buf []byte, m *Ack) error {
 			return f.u32(&m.Attempt)
 		case 7:
 			return f.str(&m.Error)
+		case 8:
+			return f.boolean(&m.Busy)
 		}
 		return nil
 	})

@@ -27,7 +27,7 @@ func TestConnectBurstSends(t *testing.T) {
 	for _, tc := range []struct {
 		window   int
 		maxRatio float64
-	}{{16, 1.2}, {64, 2}} {
+	}{{16, 1.2}, {64, 1.2}, {1024, 1.2}} {
 		t.Run(fmt.Sprint("window_", tc.window), func(t *testing.T) { connectBurst(t, tc.window, tc.maxRatio) })
 	}
 }
@@ -112,8 +112,8 @@ func connectBurstCfg(t *testing.T, cfg Config, maxRatio float64) {
 	mu.Unlock()
 	sends := st.EventsSent + st.Redelivered
 	ratio := float64(sends) / clients
-	t.Logf("%d connects in %v: %d batches published (%d first, %d again; %d timed out, %d dead), %.2f per event; %d handled twice; worker dropped %d",
-		clients, took.Round(time.Millisecond), sends, st.EventsSent, st.Redelivered, st.TimedOut, st.DeadLettered, ratio, dup, w.Stats().Dropped)
+	t.Logf("%d connects in %v: %d batches published (%d first, %d again; %d refused busy, %d timed out, %d dead), %.2f per event; %d handled twice; worker dropped %d; window %d",
+		clients, took.Round(time.Millisecond), sends, st.EventsSent, st.Redelivered, st.Busy, st.TimedOut, st.DeadLettered, ratio, dup, w.Stats().Dropped, st.Window)
 	if ratio > maxRatio || st.DeadLettered != 0 || (maxRatio <= 1.2 && dup != 0) {
 		t.Errorf("%.2f batches per event (want at most %.2f), %d dead-lettered, %d handled twice", ratio, maxRatio, st.DeadLettered, dup)
 	}

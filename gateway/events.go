@@ -32,7 +32,9 @@ type delivery struct {
 	// progress ack.
 	attempt  uint32
 	again    bool
-	sent     bool // published at least once
+	repeat   bool  // refused busy: the next publish repeats the attempt
+	busyRun  uint8 // busy refusals in a row, for their back-off
+	sent     bool  // published at least once
 	state    deliveryState
 	deadline int64
 	parked   bool // no worker was subscribed
@@ -193,7 +195,11 @@ func (s *Server) onAck(m *nats.Msg) {
 func (s *Server) handleAck(id uint64, ack *bus.Ack, m *nats.Msg) {
 	s.closeSkip.sawWorker(ack.Worker)
 	if ack.Nack {
-		s.nacked(id, ack)
+		if ack.Busy {
+			s.refusedBusy(id, ack)
+		} else {
+			s.nacked(id, ack)
+		}
 		return
 	}
 	s.infMu.Lock()
@@ -209,7 +215,7 @@ func (s *Server) handleAck(id uint64, ack *bus.Ack, m *nats.Msg) {
 		// waiting in back-off or in the window's queue is called off.
 		if d.state != deliveryOut {
 			d.state = deliveryOut
-			d.again = false
+			d.again, d.repeat, d.busyRun = false, false, 0
 			s.outstanding++
 		}
 		d.deadline = time.Now().Add(s.cfg.EventTimeout).UnixNano()
@@ -229,9 +235,7 @@ func (s *Server) handleAck(id uint64, ack *bus.Ack, m *nats.Msg) {
 	}
 	delete(s.inflight, id)
 	s.releaseLocked(d)
-	if len(s.queue) > 0 && s.window < float64(s.cfg.MaxInFlight) {
-		s.window++ // batches wait for room and the workers keep up: open the window
-	}
+	s.openWindowLocked()
 	var room [2]resend
 	sends := s.pumpLocked(time.Now().UnixNano(), room[:0])
 	unpark := s.parked

@@ -25,16 +25,33 @@ import (
 // The in-flight window bounds the batches a gateway has out at the workers
 // at once (published, neither acked nor failed): first deliveries and
 // redeliveries beyond it wait in a FIFO queue at the gateway, where they
-// cost no delivery. It starts at MaxInFlight. A timed-out delivery means
-// the workers are behind (a worker drops what its backlog cannot hold), so
-// the window is cut to half, or to the batches still out (what the workers
-// do hold) if that is less, at most once per EventTimeout and not below
-// minWindow; each final ack while batches wait opens it by one again, up
-// to MaxInFlight. A connect burst thus waits at the gateway instead of
-// being dropped by the workers and sent again and again.
+// cost no delivery. It starts at minWindow, again after each quiet spell
+// (nothing in flight at a redelivery tick), and opens by one per final ack
+// while batches wait (it doubles per round trip) up to MaxInFlight.
+//
+// A worker with no room for a batch (its backlog full) answers with a busy
+// nack (bus.Ack.Busy, protocol version 3): the batch waits a short back-off
+// (busyBackoff, doubled for each busy refusal of it in a row, up to
+// RedeliveryBackoff, with jitter) and goes into the queue again as the same
+// attempt: no delivery is spent. The window is cut at once to the batches
+// still out (what the workers hold), not below minWindow. An older worker
+// drops such a batch instead, so a timed-out delivery means the same: the
+// window is cut to half, or to the batches still out if that is less, at
+// most once per EventTimeout. After a cut the window opens by one per
+// window's worth of acks only (above the size of the cut): a gateway
+// probes for room a batch or so per round trip instead of doubling into
+// the workers' limit again. A connect burst thus waits at the gateway
+// instead of being dropped by the workers and sent again and again.
 
 // minWindow is the smallest the in-flight window gets.
 const minWindow = 16
+
+// busyBackoff is the first wait of a batch a worker refused as busy, and
+// busyCut the factor of the window's cut at the first refusal of a round.
+const (
+	busyBackoff = 100 * time.Millisecond
+	busyCut     = 0.8
+)
 
 // maxKeptQueue is the largest array the window's queue keeps for reuse
 // once empty.
@@ -100,7 +117,33 @@ func (s *Server) redeliverIdleLocked() bool {
 		return false
 	}
 	s.redeliverIdle = true
+	// Quiet: what the window learned of the workers is stale, so the next
+	// burst starts small again and opens it by one per ack.
+	s.window = min(minWindow, float64(s.cfg.MaxInFlight))
+	s.ssthresh = float64(s.cfg.MaxInFlight)
 	return true
+}
+
+// openWindowLocked opens the window after a final ack, while batches wait
+// for room: by one below ssthresh, by 1/window above it. Caller holds infMu.
+func (s *Server) openWindowLocked() {
+	if len(s.queue) == 0 || s.window >= float64(s.cfg.MaxInFlight) {
+		return
+	}
+	if s.window < s.ssthresh {
+		s.window++
+	} else {
+		s.window += 1 / s.window
+	}
+	s.window = min(s.window, float64(s.cfg.MaxInFlight))
+}
+
+// cutWindowLocked sets the window to w (not below minWindow) and
+// remembers it as the size above which it opens slowly. Caller holds
+// infMu.
+func (s *Server) cutWindowLocked(w float64) {
+	s.window = max(w, min(minWindow, float64(s.cfg.MaxInFlight)))
+	s.ssthresh = s.window
 }
 
 // pumpLocked takes batches off the window's queue while the window has
@@ -121,12 +164,16 @@ func (s *Server) pumpLocked(nowNs int64, sends []resend) []resend {
 			d.attempt++
 			d.again = false
 		}
+		// A batch refused busy goes out as the same attempt, counted as
+		// published again.
+		repeat := d.repeat
+		d.repeat = false
 		d.state = deliveryOut
 		d.deadline = nowNs + int64(s.cfg.EventTimeout)
 		s.outstanding++
 		// A batch resumed after it was parked goes out as the same
 		// attempt and is counted neither way.
-		sends = append(sends, resend{d: d, attempt: d.attempt, first: !d.sent, again: again})
+		sends = append(sends, resend{d: d, attempt: d.attempt, first: !d.sent, again: again || repeat})
 		d.sent = true
 	}
 	if len(s.queue) == 0 && cap(s.queueBase) > maxKeptQueue {
@@ -177,7 +224,7 @@ func (s *Server) redeliverExpired(now time.Time) {
 			continue
 		}
 		if d.state == deliveryBackoff {
-			d.again = true
+			d.again = !d.repeat // a busy refusal repeats its attempt
 			s.queueLocked(d)
 			continue
 		}
@@ -195,7 +242,7 @@ func (s *Server) redeliverExpired(now time.Time) {
 	if timedOut && nowNs-s.lastCut >= int64(s.cfg.EventTimeout) {
 		// The workers are behind (one drops what its backlog cannot
 		// hold): fewer batches out at once, no more than they hold now.
-		s.window = max(min(s.window/2, float64(s.outstanding)), min(minWindow, float64(s.cfg.MaxInFlight)))
+		s.cutWindowLocked(min(s.window/2, float64(s.outstanding)))
 		s.lastCut = nowNs
 	}
 	if len(s.parked) > 0 && now.Sub(s.lastProbe) >= time.Second {
@@ -267,6 +314,52 @@ func (s *Server) nacked(id uint64, ack *bus.Ack) {
 	sends := s.pumpLocked(nowNs, nil)
 	s.infMu.Unlock()
 	s.send(sends)
+}
+
+// refusedBusy handles a busy nack of delivery id (bus.Ack.Busy): the
+// worker did not take the batch for lack of room. It waits a back-off and
+// goes again as the same attempt; the window is cut to the batches still
+// out, and a fifth below at the first refusal of a batch sent since the
+// last such cut. A busy nack of another attempt than the latest, or of a
+// batch not out, is ignored.
+func (s *Server) refusedBusy(id uint64, ack *bus.Ack) {
+	s.infMu.Lock()
+	d := s.inflight[id]
+	if d == nil || d.state != deliveryOut || ack.Attempt != d.attempt {
+		s.infMu.Unlock()
+		return
+	}
+	s.stats.busy.Add(1)
+	s.releaseLocked(d)
+	if d.busyRun < 255 {
+		d.busyRun++
+	}
+	d.repeat, d.again = true, false
+	d.state = deliveryBackoff
+	nowNs := time.Now().UnixNano()
+	w := min(s.window, float64(s.outstanding))
+	if d.published.Load() > s.lastBusyCut {
+		// The first refusal of a batch sent since the last cut: the
+		// workers hold less than what is out (a slot frees after its
+		// ack is sent), so the window goes a step below, once a round.
+		w *= busyCut
+		s.lastBusyCut = nowNs
+	}
+	s.cutWindowLocked(w)
+	d.deadline = nowNs + int64(s.busyDelay(d.busyRun))
+	s.infMu.Unlock()
+}
+
+// busyDelay is how long a batch refused busy n times in a row waits:
+// busyBackoff doubled per earlier refusal, at most RedeliveryBackoff,
+// times a random factor between 0.5 and 1.
+func (s *Server) busyDelay(n uint8) time.Duration {
+	d := busyBackoff
+	for i := uint8(1); i < n && d < s.cfg.RedeliveryBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, max(s.cfg.RedeliveryBackoff, busyBackoff))
+	return d/2 + rand.N(d/2+1)
 }
 
 // deadLetter gives up on a batch that is no longer in Server.inflight:

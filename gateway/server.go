@@ -100,13 +100,16 @@ type Server struct {
 	multiOffUntil atomic.Int64
 
 	// The in-flight window (redelivery.go), guarded by infMu: batches out
-	// at the workers, the window's size, its FIFO queue, when it was last
-	// cut (unix nanoseconds).
+	// at the workers, the window's size, the size above which it grows by
+	// one per window of acks instead of one per ack, its FIFO queue, when
+	// it was last cut on a timeout (unix nanoseconds).
 	outstanding int
 	window      float64
+	ssthresh    float64
 	queue       []*delivery
 	queueBase   []*delivery // the array queue starts over in when empty
 	lastCut     int64
+	lastBusyCut int64 // when a busy nack last cut the window below what is out
 
 	stats   stats
 	press   pressure
@@ -143,6 +146,7 @@ type stats struct {
 
 	timeouts     atomic.Uint64 // deliveries without an ack in time
 	nacks        atomic.Uint64
+	busy         atomic.Uint64 // busy nacks: batches a worker had no room for
 	deadLettered atomic.Uint64
 	// lostAtShutdown: events Shutdown gave up on (LostEventsError).
 	lostAtShutdown atomic.Uint64
@@ -214,6 +218,10 @@ type Stats struct {
 	TimedOut uint64 `json:"timed_out"`
 	// Nacked counts the deliveries a worker refused (an Ack with nack).
 	Nacked uint64 `json:"nacked"`
+	// Busy counts the publishes a worker did not take for lack of room
+	// (a busy nack, not counted in Nacked): each went again as the same
+	// attempt once the window had room.
+	Busy uint64 `json:"busy"`
 	// DeadLettered counts the event batches given up after MaxDeliveries
 	// and published on the dead-letter subject.
 	DeadLettered uint64 `json:"dead_lettered"`
@@ -273,7 +281,8 @@ func New(nc *nats.Conn, cfg Config) (*Server, error) {
 		id:       clientid.NewGateway(),
 		log:      cfg.Logger,
 		inflight: make(map[uint64]*delivery),
-		window:   float64(cfg.MaxInFlight),
+		window:   min(minWindow, float64(cfg.MaxInFlight)),
+		ssthresh: float64(cfg.MaxInFlight),
 		quit:     make(chan struct{}),
 
 		redeliverWake: make(chan struct{}, 1),
@@ -658,7 +667,7 @@ func (s *Server) Stats() Stats {
 		UIDGatesUnserved: s.gates.cluster.unserved.Load(),
 		CommandsWaiting:  s.press.cmdsWaiting(),
 	}
-	st.TimedOut, st.Nacked = s.stats.timeouts.Load(), s.stats.nacks.Load()
+	st.TimedOut, st.Nacked, st.Busy = s.stats.timeouts.Load(), s.stats.nacks.Load(), s.stats.busy.Load()
 	st.DeadLettered = s.stats.deadLettered.Load()
 	st.LostAtShutdown = s.stats.lostAtShutdown.Load()
 	for r := range reasonCount {

@@ -88,9 +88,10 @@ var (
 	gwUIDs        = desc("gateway_uids", "Distinct uids bound on this gateway.")
 	gwGroups      = desc("gateway_groups", "Groups with at least one member on this gateway.")
 	gwBatches     = desc("gateway_event_batches_total", "Event batches published to the workers (first attempts).")
-	gwRedelivered = desc("gateway_event_batches_redelivered_total", "Event batches published again (after a timed-out delivery and its back-off, after a nack, or to probe for a worker while parked).")
+	gwRedelivered = desc("gateway_event_batches_redelivered_total", "Event batches published again (after a timed-out delivery and its back-off, after a nack or a busy nack, or to probe for a worker while parked).")
 	gwTimedOut    = desc("gateway_event_deliveries_timed_out_total", "Deliveries of event batches that got neither a final ack nor progress within gateway.event_timeout.")
 	gwNacked      = desc("gateway_event_deliveries_nacked_total", "Deliveries of event batches that a worker refused (nack).")
+	gwBusy        = desc("gateway_event_deliveries_busy_total", "Publishes of event batches that a worker had no room for (busy nack): each goes again as the same attempt once the in-flight window has room.")
 	gwWindow      = desc("gateway_event_window", "The in-flight window: the most event batches out at the workers at once (gateway.max_in_flight, cut when deliveries time out).")
 	gwQueuedBatch = desc("gateway_event_batches_queued", "Event batches waiting at the gateway for room in the in-flight window.")
 	gwDeadLetters = desc("gateway_event_batches_dead_lettered_total", "Event batches given up after gateway.max_deliveries and published on the dead-letter subject.")
@@ -131,7 +132,7 @@ var (
 	allDescs = []*prometheus.Desc{
 		whBatches, whFailures, whRetries, whPauses,
 		gwInfo, gwConns, gwAccepted, gwCloses, gwMsgsIn, gwMsgsOut, gwBytesIn, gwBytesOut, gwQueued,
-		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwTimedOut, gwNacked, gwDeadLetters, gwWindow, gwQueuedBatch, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
+		gwUIDs, gwGroups, gwBatches, gwRedelivered, gwTimedOut, gwNacked, gwBusy, gwDeadLetters, gwWindow, gwQueuedBatch, gwInFlight, gwParked, gwBadAcks, gwBadCmds, gwThrottled, gwRefused, gwDropped,
 		gwBusSlow, gwOverloaded, gwSendsRef, gwCmdsWaiting, gwSubs, gwWildcard, gwSubChanges, gwCmdsIn, gwDupes,
 		wkBatches, wkEvents, busAck, busConnected, busRTT, busReconnects,
 		busMsgsIn, busMsgsOut, busBytesIn, busBytesOut, httpRequests, httpAuthFail,
@@ -211,6 +212,7 @@ func collectGateway(ch chan<- prometheus.Metric, st gateway.Stats) {
 	counter(ch, gwRedelivered, st.Redelivered)
 	counter(ch, gwTimedOut, st.TimedOut)
 	counter(ch, gwNacked, st.Nacked)
+	counter(ch, gwBusy, st.Busy)
 	counter(ch, gwDeadLetters, st.DeadLettered)
 	gauge(ch, gwWindow, float64(st.Window))
 	gauge(ch, gwQueuedBatch, float64(st.Queued))

@@ -125,11 +125,10 @@ func (j *job) appendAnswer(b []byte, a *bus.Ack) []byte {
 
 // onMsg is the subscription callback. NATS calls it for one message at a
 // time; it never blocks: the batch's header is read, then the batch is
-// queued for the pool (still encoded: see job) or,
-// when the backlog is full, dropped (the gateway redelivers it after its
-// back-off: no nack, which would bring it back at once while the worker
-// is still behind). A batch whose header does not decode is nacked here;
-// one whose events or state do not, when a pool goroutine opens it.
+// queued for the pool (still encoded: see job) or, when the backlog is
+// full, refused (refuseBusy). A batch whose header does not decode is
+// nacked here; one whose events or state do not, when a pool goroutine
+// opens it.
 func (w *Worker) onMsg(m *nats.Msg) {
 	j, err := newJob(m, time.Now())
 	if err != nil {
@@ -153,7 +152,7 @@ func (w *Worker) onMsg(m *nats.Msg) {
 	}
 	if w.waiting >= w.cfg.Backlog || (w.waiting > 0 && w.waitingBytes+n > w.cfg.BacklogBytes) {
 		w.mu.Unlock()
-		w.stats.dropped.Add(1) // reported by the monitor, not here: no log storm
+		w.refuseBusy([]*job{j})
 		return
 	}
 	w.inHand[j] = struct{}{}
@@ -306,6 +305,45 @@ func (w *Worker) nack(reply string, multi bool, delivery uint64, attempt uint32,
 		return
 	}
 	w.stats.nacked.Add(1)
+}
+
+// refuseBusy answers the batches js, for which the backlog has no room,
+// with busy nacks (bus.Ack.Busy), in one message when they came in one:
+// their gateway publishes them again, as the same attempt, once its
+// workers have room, and meanwhile sends fewer batches at once. A batch of
+// a gateway older than protocol version 3 (which would publish it again
+// at once and spend a delivery) is dropped instead, and comes back after
+// that gateway's timeout and back-off. Counted in Stats.Refused and
+// Stats.Dropped, reported by the monitor (no log line per batch).
+func (w *Worker) refuseBusy(js []*job) {
+	var b []byte
+	n := 0
+	for _, j := range js {
+		if j.version < 3 {
+			w.stats.dropped.Add(1)
+			continue
+		}
+		a := &bus.Ack{Delivery: j.delivery, Nack: true, Busy: true, Attempt: j.attempt, Error: "busy", Worker: w.cfg.ID}
+		if !j.multi {
+			w.publishBusy(j.reply, bus.AppendAck(nil, a), 1)
+			continue
+		}
+		b = bus.AppendAckItem(b, a)
+		n++
+	}
+	if n > 0 {
+		w.publishBusy(js[0].reply, b, n) // a multi message's batches share its reply subject
+	}
+}
+
+// publishBusy publishes the busy nacks of n batches in one message.
+func (w *Worker) publishBusy(reply string, b []byte, n int) {
+	if err := w.nc.Publish(reply, b); err != nil {
+		w.stats.ackErrors.Add(1)
+		w.stats.dropped.Add(uint64(n)) // the gateway's timeout brings them back
+		return
+	}
+	w.stats.busy.Add(uint64(n))
 }
 
 // nackAbandoned nacks j, a batch this worker will not run (Stop gave up),
@@ -498,8 +536,10 @@ func (w *Worker) sendProgress(now time.Time, buf []byte) []byte {
 	return buf
 }
 
-// reportDrops logs the batches dropped since the last report (backlog full,
-// or NATS pending limits exceeded) and returns the new total.
+// reportDrops logs the batches dropped since the last report (backlog full
+// with a gateway older than protocol version 3, or NATS pending limits
+// exceeded) and returns the new total. Busy refusals are not logged: the
+// gateways hold those batches and send fewer; Stats.Refused counts them.
 func (w *Worker) reportDrops(reported uint64) uint64 {
 	w.mu.Lock()
 	sub, msub := w.sub, w.msub

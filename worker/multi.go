@@ -50,9 +50,9 @@ func (g *group) claim() int {
 
 // onMulti is the callback of the multi events subscription. Like onMsg it
 // never blocks: the batches' headers are read and the batches queued as
-// one entry for the pool, those the backlog cannot hold are dropped
-// (their gateway redelivers them after its back-off), and a message that
-// does not decode gets its batches whose headers did nacked.
+// one entry for the pool, those the backlog cannot hold are refused
+// (refuseBusy, one message for all), and a message that does not decode
+// gets its batches whose headers did nacked.
 func (w *Worker) onMulti(m *nats.Msg) {
 	jobs, err := newMultiJobs(m, time.Now())
 	if err == nil && len(jobs) == 0 {
@@ -77,7 +77,7 @@ func (w *Worker) onMulti(m *nats.Msg) {
 		}
 		return
 	}
-	// As many as the backlog holds; the rest are dropped, batch by batch.
+	// As many as the backlog holds; the rest are refused as busy.
 	k, size := 0, 0
 	for _, j := range jobs {
 		if w.waiting+k >= w.cfg.Backlog || (w.waiting+k > 0 && w.waitingBytes+size+j.size > w.cfg.BacklogBytes) {
@@ -97,8 +97,8 @@ func (w *Worker) onMulti(m *nats.Msg) {
 		w.queueLocked(taken[0])
 	}
 	w.mu.Unlock()
-	if dropped := len(jobs) - k; dropped > 0 {
-		w.stats.dropped.Add(uint64(dropped))
+	if k < len(jobs) {
+		w.refuseBusy(jobs[k:])
 	}
 	w.stats.batches.Add(uint64(k))
 	w.stats.multiMsgs.Add(1)

@@ -34,7 +34,8 @@ type Stats struct {
 
 	Panics    uint64 `json:"panics"`     // handlers (and OnWorkerStart/Stop) that panicked
 	Malformed uint64 `json:"malformed"`  // messages that did not decode as a batch (nacked), or had no reply subject (dropped)
-	Dropped   uint64 `json:"dropped"`    // "slow worker": batches dropped because the backlog or the NATS pending buffer was full
+	Dropped   uint64 `json:"dropped"`    // "slow worker": batches dropped because the NATS pending buffer was full, or the backlog with a gateway older than protocol version 3
+	Refused   uint64 `json:"refused"`    // batches refused because the backlog was full (busy nacks: their gateway sends them again when there is room)
 	Abandoned uint64 `json:"abandoned"`  // batches not acknowledged because Stop's ctx expired
 	AckErrors uint64 `json:"ack_errors"` // Acks the NATS connection refused (closed, reconnect buffer full)
 
@@ -85,11 +86,11 @@ type MessageStats struct {
 
 // counters are the atomic counters behind Stats.
 type counters struct {
-	batches, redelivered, acked, progress, nacked                 atomic.Uint64
-	connects, webSocketConnects, messages, closes, unknownEvents  atomic.Uint64
-	panics, malformed, dropped, natsDropped, abandoned, ackErrors atomic.Uint64
-	memoryReleases                                                atomic.Uint64
-	multiMsgs, ackMsgs, spilled                                   atomic.Uint64
+	batches, redelivered, acked, progress, nacked                       atomic.Uint64
+	connects, webSocketConnects, messages, closes, unknownEvents        atomic.Uint64
+	panics, malformed, dropped, natsDropped, abandoned, ackErrors, busy atomic.Uint64
+	memoryReleases                                                      atomic.Uint64
+	multiMsgs, ackMsgs, spilled                                         atomic.Uint64
 }
 
 // Stats returns the worker's counters and gauges. It is cheap (atomic loads
@@ -113,6 +114,7 @@ func (w *Worker) Stats() Stats {
 	s.Panics = c.panics.Load()
 	s.Malformed = c.malformed.Load()
 	s.Dropped = c.dropped.Load() + c.natsDropped.Load()
+	s.Refused = c.busy.Load()
 	s.Abandoned = c.abandoned.Load()
 	s.AckErrors = c.ackErrors.Load()
 	s.MemoryReleases = c.memoryReleases.Load()

@@ -109,9 +109,11 @@ type Config struct {
 	// Backlog is how many further batches may wait in the worker for a
 	// free goroutine (they are reported to the gateway as in progress);
 	// 0 means 16 × Concurrency. A batch that arrives when the backlog is
-	// full is dropped and counted in Stats.Dropped; the gateway redelivers
-	// it after its timeout. It is also the NATS pending limit, in messages,
-	// of the worker's subscription.
+	// full is refused with a busy nack and counted in Stats.Refused: its
+	// gateway sends it again when there is room (one older than protocol
+	// version 3 gets no answer: the batch is dropped, counted in
+	// Stats.Dropped, and redelivered after its timeout). It is also the
+	// NATS pending limit, in messages, of the worker's subscription.
 	Backlog int
 	// BacklogBytes bounds the payload bytes of the waiting batches the same
 	// way (one batch is always accepted into an empty backlog); 0 means

@@ -323,8 +323,9 @@ func TestConcurrencyBound(t *testing.T) {
 	}
 }
 
-// TestBacklogFullDrops: a batch that finds the backlog full is dropped,
-// counted, and not acked (the gateway redelivers it).
+// TestBacklogFullDrops: a batch of a gateway older than protocol version 3
+// that finds the backlog full is dropped, counted, logged and not acked
+// (that gateway redelivers it after its timeout).
 func TestBacklogFullDrops(t *testing.T) {
 	e := newEnv(t)
 	release := make(chan struct{})
@@ -336,7 +337,9 @@ func TestBacklogFullDrops(t *testing.T) {
 	e.publish(batch(1, "c1", msgEvent("runs")))
 	waitFor(t, 5*time.Second, "busy", func() bool { return w.Stats().Busy == 1 })
 	e.publish(batch(2, "c2", msgEvent("waits")))
-	e.publish(batch(3, "c3", msgEvent("dropped")))
+	old := batch(3, "c3", msgEvent("dropped"))
+	old.Version = 2
+	e.publish(old)
 	waitFor(t, 5*time.Second, "drop", func() bool { s := w.Stats(); return s.Dropped == 1 && s.Waiting == 1 })
 	waitFor(t, 5*time.Second, "drop logged", func() bool { return strings.Contains(logs.String(), "slow worker") })
 	close(release)
@@ -457,4 +460,47 @@ func TestQueueGroupSharesLoad(t *testing.T) {
 	if by["A"] == 0 || by["B"] == 0 || len(deliveries) != n {
 		t.Errorf("acks by worker %v, deliveries %d", by, len(deliveries))
 	}
+}
+
+// TestBacklogFullBusy: with the backlog full, a batch of protocol version 3
+// gets a busy nack naming its delivery and attempt (a multi message's
+// refused batches one Acks message), counted in Stats.Refused, while a
+// version 2 batch is dropped unanswered (an older gateway would publish
+// it again at once); the batches taken run and are acked.
+func TestBacklogFullBusy(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	w, nc := e.start(worker.Config{Concurrency: 1, Backlog: 2, ProgressInterval: time.Hour},
+		worker.Handlers{OnMessage: func(c *worker.Context, msg []byte) { <-release }})
+	e.publish(batch(1, "c1", msgEvent("runs")))
+	waitFor(t, 5*time.Second, "running", func() bool { return w.Stats().Busy == 1 })
+	e.publish(batch(2, "c2", msgEvent("waits")))
+	e.publish(batch(3, "c3", msgEvent("waits")))
+	waitFor(t, 5*time.Second, "backlog full", func() bool { return w.Stats().Waiting == 2 })
+
+	b4 := batch(4, "c4", msgEvent("refused"))
+	b4.Attempt = 3
+	e.publish(b4)
+	if a := e.final(); !a.Nack || !a.Busy || a.Delivery != 4 || a.Attempt != 3 || a.Worker == "" {
+		t.Errorf("answer to a batch with the backlog full: %+v, want a busy nack of delivery 4, attempt 3", a)
+	}
+	e.publishMulti(batch(5, "c5", msgEvent("refused")), batch(6, "c6", msgEvent("refused")))
+	acks := e.nextAcks()
+	if len(acks) != 2 || !acks[0].Busy || !acks[1].Busy || !acks[0].Nack || acks[0].Delivery != 5 || acks[1].Delivery != 6 {
+		t.Errorf("answer to a multi message with the backlog full: %+v, want busy nacks of 5 and 6 in one message", acks)
+	}
+	old := batch(7, "c7", msgEvent("dropped"))
+	old.Version = 2
+	e.publish(old)
+	waitFor(t, 5*time.Second, "old batch dropped", func() bool { return w.Stats().Dropped == 1 })
+	if s := w.Stats(); s.Refused != 3 || s.Batches != 3 {
+		t.Errorf("stats %+v, want 3 refused and 3 taken", s)
+	}
+	close(release)
+	for range 3 {
+		if a := e.final(); a.Nack || a.Delivery > 3 {
+			t.Errorf("after the release: %+v, want the final acks of 1-3", a)
+		}
+	}
+	e.quiet(nc)
 }
