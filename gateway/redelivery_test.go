@@ -21,6 +21,7 @@ const (
 	answerAck  answer = iota // final ack, echoing the messages
 	answerNone               // nothing: the delivery times out
 	answerNack               // nack this attempt
+	answerBusy               // busy nack: no room for it
 )
 
 // delivered is one delivery a scriptedWorker received.
@@ -70,6 +71,9 @@ func startScriptedWorker(t *testing.T, nc *nats.Conn, decide func(d delivered) a
 		case answerNack:
 			_ = m.Respond(bus.AppendAck(nil, &bus.Ack{Delivery: b.Delivery, Nack: true, Attempt: b.Attempt,
 				Error: "cannot", Worker: "scripted"}))
+		case answerBusy:
+			_ = m.Respond(bus.AppendAck(nil, &bus.Ack{Delivery: b.Delivery, Nack: true, Busy: true, Attempt: b.Attempt,
+				Error: "busy", Worker: "scripted"}))
 		}
 	})
 	if err != nil {
@@ -325,6 +329,54 @@ func TestNackRedeliversAtOnce(t *testing.T) {
 	st := s.Stats()
 	if st.Nacked != 4 || st.DeadLettered != 1 || st.TimedOut != 0 { // twice: 1, poison: 3
 		t.Errorf("stats: nacked %d, dead %d, timed out %d", st.Nacked, st.DeadLettered, st.TimedOut)
+	}
+}
+
+// TestBusyNackRepeatsAttempt: a busy nack spends no delivery: with
+// MaxDeliveries 1 a batch refused busy three times goes again each time as
+// attempt 1, after a back-off of at least 50 ms, and is then handled; it is
+// counted in Stats.Busy and Redelivered, not in Nacked, and the window is
+// cut to the batches still out (none: its floor).
+func TestBusyNackRepeatsAttempt(t *testing.T) {
+	nc := testBus(t)
+	var refusals int
+	w := startScriptedWorker(t, nc, func(d delivered) answer {
+		if len(d.messages) > 0 && d.messages[0] == "crowded" && refusals < 3 {
+			refusals++ // the subscription's one goroutine: no lock needed
+			return answerBusy
+		}
+		return answerAck
+	})
+	dead := deadLetters(t, nc)
+	s := redeliveryServer(t, nc, Config{EventTimeout: 10 * time.Second, MaxDeliveries: 1})
+	c := dialLine(t, s)
+	start := time.Now()
+	c.send(t, "crowded")
+	c.expect(t, "crowded", 5*time.Second)
+	ds := w.deliveriesOf("crowded")
+	if len(ds) != 4 {
+		t.Fatalf("%d deliveries, want 3 refused and 1 handled", len(ds))
+	}
+	for i, d := range ds {
+		if d.attempt != 1 || d.delivery != ds[0].delivery || d.version != bus.Version {
+			t.Errorf("delivery %d: %+v, want attempt 1 of delivery %d, version %d", i, d, ds[0].delivery, bus.Version)
+		}
+		if i > 0 && d.at.Sub(ds[i-1].at) < busyBackoff/2 {
+			t.Errorf("delivery %d came %v after the refusal, want at least %v", i, d.at.Sub(ds[i-1].at), busyBackoff/2)
+		}
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("handled after %v: the busy back-off is %v doubled up to the 1s redelivery back-off", took, busyBackoff)
+	}
+	select {
+	case dl := <-dead:
+		t.Errorf("dead letter %+v for a batch refused busy", dl)
+	case <-time.After(100 * time.Millisecond):
+	}
+	st := s.Stats()
+	if st.Busy != 3 || st.Redelivered != 3 || st.Nacked != 0 || st.DeadLettered != 0 || st.EventsSent != 2 || st.Window != minWindow {
+		t.Errorf("stats: busy %d, redelivered %d, nacked %d, dead %d, sent %d, window %d; want 3, 3, 0, 0, 2 (connect, message), %d",
+			st.Busy, st.Redelivered, st.Nacked, st.DeadLettered, st.EventsSent, st.Window, minWindow)
 	}
 }
 

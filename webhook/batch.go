@@ -26,7 +26,9 @@ func (e errStatus) Error() string { return "webhook: status " + strconv.Itoa(e.c
 // onMsg is the subscription callback: it never blocks. The batch is
 // decoded and handed to a goroutine of its own, which waits for a slot
 // among MaxInFlight; beyond 16 × MaxInFlight batches in hand it is not
-// taken (the gateway redelivers it).
+// taken: refused with a busy nack (bus.Ack.Busy; the gateway sends it
+// again when there is room), or, from a gateway older than protocol
+// version 3, dropped (that gateway redelivers it after its timeout).
 func (h *Hook) onMsg(m *nats.Msg) {
 	j := &job{reply: m.Reply, size: len(m.Data), taken: time.Now()}
 	if err := bus.DecodeEventBatch(m.Data, &j.batch); err != nil || m.Reply == "" {
@@ -36,8 +38,19 @@ func (h *Hook) onMsg(m *nats.Msg) {
 	}
 	h.mu.Lock()
 	if h.ctx.Err() != nil || len(h.inHand) >= 17*h.cfg.MaxInFlight {
+		stopping := h.ctx.Err() != nil
 		h.mu.Unlock()
-		h.stats.dropped.Add(1)
+		if stopping || j.batch.Version < 3 {
+			h.stats.dropped.Add(1)
+			return
+		}
+		busy := bus.AppendAck(nil, &bus.Ack{Delivery: j.batch.Delivery, Nack: true, Busy: true, Attempt: j.batch.Attempt,
+			Error: "busy", Worker: h.cfg.ID})
+		if err := h.nc.Publish(m.Reply, busy); err != nil {
+			h.stats.dropped.Add(1)
+			return
+		}
+		h.stats.refused.Add(1)
 		return
 	}
 	h.inHand[j] = struct{}{}

@@ -80,7 +80,8 @@ type Stats struct {
 	BadAnswers  uint64 `json:"bad_answers"` // answers refused: not JSON, unknown action, too large
 	HTTPErrors  uint64 `json:"http_errors"` // POSTs answered with a non-2xx status
 	Unreachable uint64 `json:"unreachable"` // POSTs without an answer (transport error or timeout)
-	Dropped     uint64 `json:"dropped"`     // batches not taken: backlog full
+	Dropped     uint64 `json:"dropped"`     // batches not taken and not answered: backlog full (gateway older than protocol version 3) or stopping
+	Refused     uint64 `json:"refused"`     // batches not taken, backlog full: busy nacks (the gateway sends them again when there is room)
 	Malformed   uint64 `json:"malformed"`   // batches that did not decode
 	Pauses      uint64 `json:"pauses"`      // times the hook left the queue group: backend unreachable
 	Actions     uint64 `json:"actions"`     // actions acknowledged
@@ -89,7 +90,7 @@ type Stats struct {
 
 type counters struct {
 	batches, acked, failed, retries, badAnswers, httpErrors, unreachable atomic.Uint64
-	dropped, malformed, pauses, actions, events                          atomic.Uint64
+	dropped, malformed, pauses, actions, events, refused                 atomic.Uint64
 }
 
 // Hook is a worker whose handlers are an HTTP backend. Its methods are safe
@@ -213,7 +214,7 @@ func (h *Hook) Stats() Stats {
 	return Stats{
 		Batches: s.batches.Load(), Acked: s.acked.Load(), Failed: s.failed.Load(), Retries: s.retries.Load(),
 		BadAnswers: s.badAnswers.Load(), HTTPErrors: s.httpErrors.Load(), Unreachable: s.unreachable.Load(),
-		Dropped: s.dropped.Load(), Malformed: s.malformed.Load(), Pauses: s.pauses.Load(),
+		Dropped: s.dropped.Load(), Refused: s.refused.Load(), Malformed: s.malformed.Load(), Pauses: s.pauses.Load(),
 		Actions: s.actions.Load(), Events: s.events.Load(),
 	}
 }
