@@ -229,8 +229,9 @@ type Stats struct {
 	// Shutdown's deadline left undelivered (see LostEventsError).
 	LostAtShutdown uint64 `json:"lost_at_shutdown,omitempty"`
 	// Window is the in-flight window: the most event batches out at the
-	// workers at once (at most MaxInFlight; cut when deliveries time
-	// out). Queued are the batches of InFlight waiting for room in it.
+	// workers at once (from 16 up to MaxInFlight; cut when deliveries time
+	// out or a worker answers busy). Queued are the batches of InFlight
+	// waiting for room in it.
 	Window int `json:"window"`
 	Queued int `json:"queued"`
 	// BusSlowConsumers counts the slow consumers the NATS client reported

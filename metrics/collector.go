@@ -92,7 +92,7 @@ var (
 	gwTimedOut    = desc("gateway_event_deliveries_timed_out_total", "Deliveries of event batches that got neither a final ack nor progress within gateway.event_timeout.")
 	gwNacked      = desc("gateway_event_deliveries_nacked_total", "Deliveries of event batches that a worker refused (nack).")
 	gwBusy        = desc("gateway_event_deliveries_busy_total", "Publishes of event batches that a worker had no room for (busy nack): each goes again as the same attempt once the in-flight window has room.")
-	gwWindow      = desc("gateway_event_window", "The in-flight window: the most event batches out at the workers at once (gateway.max_in_flight, cut when deliveries time out).")
+	gwWindow      = desc("gateway_event_window", "The in-flight window: the most event batches out at the workers at once (from 16 up to gateway.max_in_flight, cut when deliveries time out or a worker answers busy).")
 	gwQueuedBatch = desc("gateway_event_batches_queued", "Event batches waiting at the gateway for room in the in-flight window.")
 	gwDeadLetters = desc("gateway_event_batches_dead_lettered_total", "Event batches given up after gateway.max_deliveries and published on the dead-letter subject.")
 	gwInFlight    = desc("gateway_event_batches_in_flight", "Event batches waiting for a worker's ack.")
