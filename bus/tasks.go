@@ -138,6 +138,11 @@ type WorkerInfo struct {
 	// EventWebSocketConnect while every event worker it knows of says so,
 	// except on a listener with upgrade_hook.
 	NoWebSocketConnect bool
+	// NoConnect says, for Kind "event", that the worker has no connect
+	// handler (OnConnect): a gateway sends no EventConnect while every
+	// event worker it knows of says so, except after an upgrade held for
+	// upgrade_hook. An idle client then costs the workers nothing.
+	NoConnect bool
 }
 
 // WorkerMessage is a message from one worker process to another
@@ -234,6 +239,7 @@ func AppendWorkerInfo(b []byte, m *WorkerInfo) []byte {
 	b = appendVarint(b, 8, uint64(m.IntervalMs))
 	b = appendBool(b, 110, m.NoClose)
 	b = appendBool(b, 111, m.NoWebSocketConnect)
+	b = appendBool(b, 112, m.NoConnect)
 	return b
 }
 
@@ -262,6 +268,8 @@ func DecodeWorkerInfo(buf []byte, m *WorkerInfo) error {
 			return f.boolean(&m.NoClose)
 		case 111:
 			return f.boolean(&m.NoWebSocketConnect)
+		case 112:
+			return f.boolean(&m.NoConnect)
 		}
 		return nil
 	})

@@ -10,14 +10,16 @@ import (
 	"github.com/gatework/gatework/bus"
 )
 
-// Close events and WebSocket connect events are the events a gateway may
+// Close, connect and WebSocket connect events are the events a gateway may
 // leave out: when no worker has a close handler a close event is a bus
-// round trip (publish, decode, ack, bookkeeping) that changes nothing, and
-// with no OnWebSocketConnect the upgrade request (its path, host and
-// headers, copied, encoded and decoded) is work for nobody. Worker
-// processes say in their announcements (bus.WorkerInfo.NoClose and
-// NoWebSocketConnect on Subjects.WorkerAnnounce, every two seconds and at
-// start and stop) which of the two handlers they lack; the gateway
+// round trip (publish, decode, ack, bookkeeping) that changes nothing, with
+// no OnConnect a connect event is the same (and wakes every worker process
+// for each client of an idle wave), and with no OnWebSocketConnect the
+// upgrade request (its path, host and headers, copied, encoded and
+// decoded) is work for nobody. Worker processes say in their announcements
+// (bus.WorkerInfo.NoClose, NoConnect and NoWebSocketConnect on
+// Subjects.WorkerAnnounce, every two seconds and at start and stop) which
+// of the three handlers they lack; the gateway
 // listens, and leaves such events out while
 //
 //   - it knows of at least one live event worker,
@@ -34,7 +36,7 @@ import (
 // the events subject, but reaches the gateway a bus hop later: an event
 // in that hop can still be left out). A listener with upgrade_hook always
 // sends its WebSocket connect event (the worker's answer decides the
-// upgrade).
+// upgrade) and the connect event after it.
 
 // Bounds of the worker table: announcements of more than maxAnnounced
 // event workers turn skipping off (every close event is sent); an entry
@@ -45,11 +47,13 @@ const (
 	minAnnounceInterval = 100 * time.Millisecond
 )
 
-// closeSkip tracks the event workers' announcements; skip and skipWS are
-// the answers closed and the WebSocket upgrade read on every client.
+// closeSkip tracks the event workers' announcements; skip, skipWS and
+// skipConn are the answers closed, the WebSocket upgrade and register read
+// on every client.
 type closeSkip struct {
-	skip   atomic.Bool // no close event is sent
-	skipWS atomic.Bool // no WebSocket connect event is sent
+	skip     atomic.Bool // no close event is sent
+	skipWS   atomic.Bool // no WebSocket connect event is sent
+	skipConn atomic.Bool // no connect event is sent
 	// soonest is when the first live worker expires (unix nanoseconds):
 	// until then skip and skipWS hold without a look at the table.
 	soonest atomic.Int64
@@ -65,6 +69,7 @@ type closeSkip struct {
 type announced struct {
 	noClose bool
 	noWS    bool  // no OnWebSocketConnect
+	noConn  bool  // no OnConnect
 	expires int64 // unix nanoseconds
 }
 
@@ -93,7 +98,8 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 		delete(cs.workers, a.ID)
 	} else if _, ok := cs.workers[a.ID]; ok || len(cs.workers) <= maxAnnounced {
 		iv := max(time.Duration(a.IntervalMs)*time.Millisecond, minAnnounceInterval)
-		cs.workers[a.ID] = announced{noClose: a.NoClose, noWS: a.NoWebSocketConnect, expires: now + int64(3*iv)}
+		cs.workers[a.ID] = announced{noClose: a.NoClose, noWS: a.NoWebSocketConnect, noConn: a.NoConnect,
+			expires: now + int64(3*iv)}
 	}
 	cs.updateLocked(now)
 }
@@ -102,7 +108,7 @@ func (s *Server) onAnnounce(m *nats.Msg) {
 // holds cs.mu.
 func (cs *closeSkip) updateLocked(now int64) {
 	skip := len(cs.workers) > 0 && len(cs.workers) <= maxAnnounced && !cs.unannounced
-	skipWS := skip
+	skipWS, skipConn := skip, skip
 	soonest := int64(0)
 	for id, w := range cs.workers {
 		if now > w.expires {
@@ -111,6 +117,7 @@ func (cs *closeSkip) updateLocked(now int64) {
 		}
 		skip = skip && w.noClose
 		skipWS = skipWS && w.noWS
+		skipConn = skipConn && w.noConn
 		if soonest == 0 || w.expires < soonest {
 			soonest = w.expires
 		}
@@ -118,13 +125,14 @@ func (cs *closeSkip) updateLocked(now int64) {
 	cs.soonest.Store(soonest)
 	cs.skip.Store(skip && len(cs.workers) > 0)
 	cs.skipWS.Store(skipWS && len(cs.workers) > 0)
+	cs.skipConn.Store(skipConn && len(cs.workers) > 0)
 }
 
 // sawWorker notes an ack from worker id; one without an announcement
 // turns skipping off for good (see above). Cheap while nothing is
 // skipped.
 func (cs *closeSkip) sawWorker(id string) {
-	if !cs.skip.Load() && !cs.skipWS.Load() {
+	if !cs.skip.Load() && !cs.skipWS.Load() && !cs.skipConn.Load() {
 		return
 	}
 	cs.mu.Lock()
@@ -142,7 +150,10 @@ func (cs *closeSkip) skipClose() bool { return cs.holds(&cs.skip) }
 // now (the upgrade then collects no request either).
 func (cs *closeSkip) skipWSConnect() bool { return cs.holds(&cs.skipWS) }
 
-// holds reports whether flag (cs.skip or cs.skipWS) is set now. An
+// skipConnect reports whether a connect event may be left out now.
+func (cs *closeSkip) skipConnect() bool { return cs.holds(&cs.skipConn) }
+
+// holds reports whether flag (cs.skip, skipWS or skipConn) is set now. An
 // expired worker table is looked at again, so skipping ends within an
 // expiry once the last announcing worker is gone silently.
 func (cs *closeSkip) holds(flag *atomic.Bool) bool {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/gatework/gatework/bus"
 	"github.com/gatework/gatework/worker"
 )
@@ -122,19 +124,24 @@ func TestCloseEventsUnannouncedWorker(t *testing.T) {
 // TestCloseSkipTable: what the announcements add up to.
 func TestCloseSkipTable(t *testing.T) {
 	const sec = int64(time.Second)
+	w := func(noClose, noWS, noConn bool, expires int64) announced {
+		return announced{noClose: noClose, noWS: noWS, noConn: noConn, expires: expires}
+	}
 	for _, tc := range []struct {
-		name    string
-		workers map[string]announced
-		unknown bool // an unannounced worker acked
-		want    bool // skip close events
-		wantWS  bool // skip WebSocket connect events
+		name     string
+		workers  map[string]announced
+		unknown  bool // an unannounced worker acked
+		want     bool // skip close events
+		wantWS   bool // skip WebSocket connect events
+		wantConn bool // skip connect events
 	}{
-		{"nobody announced", nil, false, false, false},
-		{"one without OnClose", map[string]announced{"a": {true, false, 10 * sec}}, false, true, false},
-		{"one of two with OnClose", map[string]announced{"a": {true, true, 10 * sec}, "b": {false, true, 10 * sec}}, false, false, true},
-		{"the one with OnClose expired", map[string]announced{"a": {true, false, 10 * sec}, "b": {false, false, sec}}, false, true, false},
-		{"every one expired", map[string]announced{"a": {true, true, sec}}, false, false, false},
-		{"an unannounced worker acked", map[string]announced{"a": {true, true, 10 * sec}}, true, false, false},
+		{"nobody announced", nil, false, false, false, false},
+		{"one without OnClose", map[string]announced{"a": w(true, false, false, 10*sec)}, false, true, false, false},
+		{"one of two with OnClose", map[string]announced{"a": w(true, true, true, 10*sec), "b": w(false, true, true, 10*sec)}, false, false, true, true},
+		{"one of two with OnConnect", map[string]announced{"a": w(true, true, true, 10*sec), "b": w(true, true, false, 10*sec)}, false, true, true, false},
+		{"the one with OnClose expired", map[string]announced{"a": w(true, false, true, 10*sec), "b": w(false, false, false, sec)}, false, true, false, true},
+		{"every one expired", map[string]announced{"a": w(true, true, true, sec)}, false, false, false, false},
+		{"an unannounced worker acked", map[string]announced{"a": w(true, true, true, 10*sec)}, true, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := &closeSkip{workers: map[string]announced{}, unannounced: tc.unknown}
@@ -142,10 +149,10 @@ func TestCloseSkipTable(t *testing.T) {
 				cs.workers[id] = w
 			}
 			cs.updateLocked(5 * sec)
-			if got, gotWS := cs.skip.Load(), cs.skipWS.Load(); got != tc.want || gotWS != tc.wantWS {
-				t.Errorf("skip = %v, skipWS = %v, want %v, %v", got, gotWS, tc.want, tc.wantWS)
+			if got, gotWS, gotConn := cs.skip.Load(), cs.skipWS.Load(), cs.skipConn.Load(); got != tc.want || gotWS != tc.wantWS || gotConn != tc.wantConn {
+				t.Errorf("skip = %v, skipWS = %v, skipConn = %v, want %v, %v, %v", got, gotWS, gotConn, tc.want, tc.wantWS, tc.wantConn)
 			}
-			if (tc.want || tc.wantWS) && cs.soonest.Load() != 10*sec {
+			if (tc.want || tc.wantWS || tc.wantConn) && cs.soonest.Load() != 10*sec {
 				t.Errorf("soonest expiry %d, want %d", cs.soonest.Load(), 10*sec)
 			}
 		})
@@ -157,13 +164,68 @@ func TestCloseSkipTable(t *testing.T) {
 // are sent again from then on, without another announcement.
 func TestCloseSkipExpires(t *testing.T) {
 	now := time.Now().UnixNano()
-	cs := &closeSkip{workers: map[string]announced{"a": {true, true, now + int64(50*time.Millisecond)}}}
+	cs := &closeSkip{workers: map[string]announced{"a": {noClose: true, noWS: true, noConn: true, expires: now + int64(50*time.Millisecond)}}}
 	cs.updateLocked(now)
-	if !cs.skipClose() || !cs.skipWSConnect() {
+	if !cs.skipClose() || !cs.skipWSConnect() || !cs.skipConnect() {
 		t.Fatal("not skipping while the worker is live")
 	}
 	time.Sleep(60 * time.Millisecond)
-	if cs.skipClose() || cs.skipWSConnect() {
+	if cs.skipClose() || cs.skipWSConnect() || cs.skipConnect() {
 		t.Error("still skipping after the worker expired")
+	}
+}
+
+// TestConnectEventsLeftOut: with only an echo worker (no OnConnect, no
+// OnClose, no OnWebSocketConnect) a gateway publishes nothing for clients
+// that connect and stay idle, and a client's message is still handled; a
+// worker with OnConnect that starts later gets the connect events of the
+// clients after it.
+func TestConnectEventsLeftOut(t *testing.T) {
+	nc := testBus(t)
+	s := startServer(t, nc, Config{Listeners: []ListenerConfig{{Protocol: "ws", Addr: "127.0.0.1:0"}}})
+	start := func(h worker.Handlers) *worker.Worker {
+		w, err := worker.New(nc, nil, worker.Config{Logger: slog.New(slog.DiscardHandler)}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Stop(context.Background()) })
+		return w
+	}
+	// The gateway stops first (cleanups run last in, first out).
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	echoW := start(worker.Handlers{OnMessage: func(c *worker.Context, m []byte) { c.Send(m) }})
+	waitFor(t, 5*time.Second, "connect events left out", s.closeSkip.skipConn.Load)
+	idle := []*websocket.Conn{mustWS(t, s, "127.0.0.1"), mustWS(t, s, "127.0.0.1")}
+	waitFor(t, 5*time.Second, "two clients", func() bool { return s.Stats().Connections == 2 })
+	time.Sleep(100 * time.Millisecond) // an event would be on the bus by now
+	if st := s.Stats(); st.EventsSent != 0 || echoW.Stats().Batches != 0 {
+		t.Fatalf("%d batches sent, %d taken for idle clients, want none", st.EventsSent, echoW.Stats().Batches)
+	}
+	echo(t, idle[0], "still served")
+	if n := echoW.Stats().Connects; n != 0 {
+		t.Errorf("the echo worker got %d connect events, want none", n)
+	}
+
+	connects := make(chan string, 4)
+	start(worker.Handlers{OnConnect: func(c *worker.Context) { connects <- c.ClientID() }})
+	waitFor(t, 5*time.Second, "connect events sent again", func() bool { return !s.closeSkip.skipConn.Load() })
+	// Each connect event goes to one worker of the queue group, either.
+	for i := 0; ; i++ {
+		mustWS(t, s, "127.0.0.1")
+		select {
+		case <-connects:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		if i == 20 {
+			t.Fatalf("the worker with OnConnect got no connect event of 20 clients; %d batches sent", s.Stats().EventsSent)
+		}
 	}
 }

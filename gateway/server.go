@@ -791,6 +791,9 @@ func (s *Server) register(c *conn, preamble func(), first ...bus.Event) {
 	c.l.accepted.Add(1)
 	c.l.open.Add(1)
 	for _, ev := range first {
+		if ev.Type == bus.EventConnect && s.closeSkip.skipConnect() {
+			continue // no worker has OnConnect (closeevents.go)
+		}
 		ev.TimeUnixMs = c.connectedMs
 		s.pushEvent(c, ev)
 	}

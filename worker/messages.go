@@ -127,7 +127,8 @@ func (w *Worker) announce(hello, leaving bool) {
 	b := bus.AppendWorkerInfo(nil, &bus.WorkerInfo{ID: me.ID, PID: int32(me.PID), Host: me.Host,
 		StartedUnixMs: me.Started.UnixMilli(), Kind: string(me.Kind), Hello: hello, Leaving: leaving,
 		IntervalMs: uint32(AnnounceInterval / time.Millisecond), NoClose: me.Kind == KindEvent && w.h.OnClose == nil,
-		NoWebSocketConnect: me.Kind == KindEvent && w.h.OnWebSocketConnect == nil})
+		NoWebSocketConnect: me.Kind == KindEvent && w.h.OnWebSocketConnect == nil,
+		NoConnect:          me.Kind == KindEvent && w.h.OnConnect == nil})
 	if err := w.nc.Publish(w.subj.WorkerAnnounce(), b); err != nil {
 		w.log.Warn("worker announcement not sent", "err", err)
 	}

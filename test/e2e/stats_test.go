@@ -41,9 +41,11 @@ func checkKeys(t *testing.T, path string, v any, seen map[string]bool) {
 func TestGetStatsSwooleFields(t *testing.T) {
 	p := &uidProbe{seen: map[string][]int{}}
 	h := p.handlers()
-	// An OnClose, so that the close events are sent (a worker without
-	// one would have the gateway leave them out once it announced itself).
+	// An OnClose and an OnConnect, so that the close and connect events
+	// are sent (a worker without them would have the gateway leave them
+	// out once it announced itself).
 	h.OnClose = func(*worker.Context) {}
+	h.OnConnect = func(*worker.Context) {}
 	c := startCluster(t, clusterConfig{handlers: h, dispatch: gateway.DispatchUID})
 	runUIDClients(t, c, 5) // 3 clients, closed when it returns
 	waitFor(t, 10*time.Second, "the closes counted", func() bool {

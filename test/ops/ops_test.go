@@ -48,8 +48,8 @@ func TestWorkerProcesses(t *testing.T) {
 	}
 
 	// getStats (the web console's source) names the worker processes
-	// with their pids and counts their events: the client's connect and
-	// hello (either may go to either worker; the hello went to pid).
+	// with their pids and counts their events: the client's hello, which
+	// went to pid (opsapp has no OnConnect: the connect event is left out).
 	gs := n.getStats()
 	seen := map[int]bool{}
 	var events uint64
@@ -65,8 +65,8 @@ func TestWorkerProcesses(t *testing.T) {
 			t.Errorf("getStats worker %+v answered hello but counts no event", w)
 		}
 	}
-	if len(seen) != 2 || events < 2 || gs.Totals.Gateways != 1 || gs.Gateways[0].PID != masterPID {
-		t.Errorf("getStats: workers %+v (want pids %v, 2 events), gateways %+v", gs.Workers, workers, gs.Gateways)
+	if len(seen) != 2 || events < 1 || gs.Totals.Gateways != 1 || gs.Gateways[0].PID != masterPID {
+		t.Errorf("getStats: workers %+v (want pids %v, 1 event), gateways %+v", gs.Workers, workers, gs.Gateways)
 	}
 	// The children's bus state and handled events come from their own
 	// reports, which getStats reads from a cache it refreshes.
@@ -81,7 +81,7 @@ func TestWorkerProcesses(t *testing.T) {
 				handled += w.Handled
 			}
 		}
-		return handled >= 2
+		return handled >= 1 // the hello (no connect event: see above)
 	})
 
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
