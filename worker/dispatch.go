@@ -343,7 +343,7 @@ func (w *Worker) publishBusy(reply string, b []byte, n int) {
 		w.stats.dropped.Add(uint64(n)) // the gateway's timeout brings them back
 		return
 	}
-	w.stats.busy.Add(uint64(n))
+	w.stats.refused.Add(uint64(n))
 }
 
 // nackAbandoned nacks j, a batch this worker will not run (Stop gave up),

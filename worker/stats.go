@@ -88,7 +88,7 @@ type MessageStats struct {
 type counters struct {
 	batches, redelivered, acked, progress, nacked                       atomic.Uint64
 	connects, webSocketConnects, messages, closes, unknownEvents        atomic.Uint64
-	panics, malformed, dropped, natsDropped, abandoned, ackErrors, busy atomic.Uint64
+	panics, malformed, dropped, natsDropped, abandoned, ackErrors, refused atomic.Uint64
 	memoryReleases                                                      atomic.Uint64
 	multiMsgs, ackMsgs, spilled                                         atomic.Uint64
 }
@@ -114,7 +114,7 @@ func (w *Worker) Stats() Stats {
 	s.Panics = c.panics.Load()
 	s.Malformed = c.malformed.Load()
 	s.Dropped = c.dropped.Load() + c.natsDropped.Load()
-	s.Refused = c.busy.Load()
+	s.Refused = c.refused.Load()
 	s.Abandoned = c.abandoned.Load()
 	s.AckErrors = c.ackErrors.Load()
 	s.MemoryReleases = c.memoryReleases.Load()
