@@ -86,11 +86,11 @@ type MessageStats struct {
 
 // counters are the atomic counters behind Stats.
 type counters struct {
-	batches, redelivered, acked, progress, nacked                       atomic.Uint64
-	connects, webSocketConnects, messages, closes, unknownEvents        atomic.Uint64
+	batches, redelivered, acked, progress, nacked                          atomic.Uint64
+	connects, webSocketConnects, messages, closes, unknownEvents           atomic.Uint64
 	panics, malformed, dropped, natsDropped, abandoned, ackErrors, refused atomic.Uint64
-	memoryReleases                                                      atomic.Uint64
-	multiMsgs, ackMsgs, spilled                                         atomic.Uint64
+	memoryReleases                                                         atomic.Uint64
+	multiMsgs, ackMsgs, spilled                                            atomic.Uint64
 }
 
 // Stats returns the worker's counters and gauges. It is cheap (atomic loads
