@@ -64,8 +64,11 @@ func TestAPIAcrossGateways(t *testing.T) {
 	for _, w := range st.Workers {
 		events += w.Events
 	}
-	if len(st.Workers) == 0 || events < 18 { // a connect and a message per client
-		t.Errorf("getStats workers %+v: %d events, want at least 18", st.Workers, events)
+	// A message per client; the echo workers have no OnConnect, so the
+	// gateways leave the connect events out once they heard them announce
+	// it (up to 9 more before that).
+	if len(st.Workers) == 0 || events < 9 || events > 18 {
+		t.Errorf("getStats workers %+v: %d events, want 9 to 18", st.Workers, events)
 	}
 
 	// Mutations on clients of every gateway: u1 on gateways 1 and 2, u2 on 3;
