@@ -31,7 +31,8 @@
 # gives the stop's time against shutdown_timeout (60 s here), how the
 # clients ended (close frames 1001, FINs, RSTs) and when the last had gone;
 # the log gives the close events counted lost, if any. APP (echo) is the
-# worker app: echo has no OnClose, so its close events are left out;
+# worker app: echo has no OnClose and no OnConnect, so its close and
+# connect events are left out (the workers see no idle client at all);
 # APP=chat has one (it returns at once for a client that never chose a
 # name), so every client's close event goes to the worker during the stop.
 #
