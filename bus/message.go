@@ -7,6 +7,11 @@ package bus
 // A gateway accepts commands of any of them.
 const Version = 3
 
+// VersionBusy is the first Version whose gateways understand busy nacks
+// (Ack.Busy): a worker answers one only to a batch of this version or
+// later.
+const VersionBusy = 3
+
 // EventType says what happened to a client.
 type EventType int32
 
@@ -348,6 +353,12 @@ type Ack struct {
 	// it for batches of Version 3 or later only: an older gateway takes
 	// it for a plain nack and publishes the batch again at once.
 	Busy bool
+}
+
+// BusyNack is the busy nack of delivery's attempt from worker: the worker
+// had no room and did not take the batch (see Ack.Busy).
+func BusyNack(delivery uint64, attempt uint32, worker string) Ack {
+	return Ack{Delivery: delivery, Nack: true, Busy: true, Attempt: attempt, Error: "busy", Worker: worker}
 }
 
 // Action is a change a worker asks for on the batch's own client.

@@ -55,7 +55,7 @@ type closeSkip struct {
 	skipWS   atomic.Bool // no WebSocket connect event is sent
 	skipConn atomic.Bool // no connect event is sent
 	// soonest is when the first live worker expires (unix nanoseconds):
-	// until then skip and skipWS hold without a look at the table.
+	// until then the three flags hold without a look at the table.
 	soonest atomic.Int64
 
 	mu      sync.Mutex

@@ -276,11 +276,17 @@ func (s *Server) redeliverExpired(now time.Time) {
 // that timed out together, on one gateway or on several, come back spread
 // over half the wait instead of in one wave.
 func (s *Server) backoffDelay(attempt uint32) time.Duration {
-	d := s.cfg.RedeliveryBackoff
-	for i := uint32(1); i < attempt && d < s.cfg.RedeliveryBackoffMax; i++ {
+	return jittered(s.cfg.RedeliveryBackoff, s.cfg.RedeliveryBackoffMax, attempt)
+}
+
+// jittered is base doubled n-1 times, at most limit, times a random factor
+// between 0.5 and 1.
+func jittered(base, limit time.Duration, n uint32) time.Duration {
+	d := base
+	for i := uint32(1); i < n && d < limit; i++ {
 		d *= 2
 	}
-	d = min(d, s.cfg.RedeliveryBackoffMax)
+	d = min(d, limit)
 	return d/2 + rand.N(d/2+1)
 }
 
@@ -354,12 +360,7 @@ func (s *Server) refusedBusy(id uint64, ack *bus.Ack) {
 // busyBackoff doubled per earlier refusal, at most RedeliveryBackoff,
 // times a random factor between 0.5 and 1.
 func (s *Server) busyDelay(n uint8) time.Duration {
-	d := busyBackoff
-	for i := uint8(1); i < n && d < s.cfg.RedeliveryBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, max(s.cfg.RedeliveryBackoff, busyBackoff))
-	return d/2 + rand.N(d/2+1)
+	return jittered(busyBackoff, max(s.cfg.RedeliveryBackoff, busyBackoff), uint32(n))
 }
 
 // deadLetter gives up on a batch that is no longer in Server.inflight:

@@ -37,16 +37,14 @@ func (h *Hook) onMsg(m *nats.Msg) {
 		return
 	}
 	h.mu.Lock()
-	if h.ctx.Err() != nil || len(h.inHand) >= 17*h.cfg.MaxInFlight {
-		stopping := h.ctx.Err() != nil
+	if stopping := h.ctx.Err() != nil; stopping || len(h.inHand) >= 17*h.cfg.MaxInFlight {
 		h.mu.Unlock()
-		if stopping || j.batch.Version < 3 {
+		if stopping || j.batch.Version < bus.VersionBusy {
 			h.stats.dropped.Add(1)
 			return
 		}
-		busy := bus.AppendAck(nil, &bus.Ack{Delivery: j.batch.Delivery, Nack: true, Busy: true, Attempt: j.batch.Attempt,
-			Error: "busy", Worker: h.cfg.ID})
-		if err := h.nc.Publish(m.Reply, busy); err != nil {
+		a := bus.BusyNack(j.batch.Delivery, j.batch.Attempt, h.cfg.ID)
+		if err := h.nc.Publish(m.Reply, bus.AppendAck(nil, &a)); err != nil {
 			h.stats.dropped.Add(1)
 			return
 		}

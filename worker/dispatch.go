@@ -319,16 +319,16 @@ func (w *Worker) refuseBusy(js []*job) {
 	var b []byte
 	n := 0
 	for _, j := range js {
-		if j.version < 3 {
+		if j.version < bus.VersionBusy {
 			w.stats.dropped.Add(1)
 			continue
 		}
-		a := &bus.Ack{Delivery: j.delivery, Nack: true, Busy: true, Attempt: j.attempt, Error: "busy", Worker: w.cfg.ID}
+		a := bus.BusyNack(j.delivery, j.attempt, w.cfg.ID)
 		if !j.multi {
-			w.publishBusy(j.reply, bus.AppendAck(nil, a), 1)
+			w.publishBusy(j.reply, bus.AppendAck(nil, &a), 1)
 			continue
 		}
-		b = bus.AppendAckItem(b, a)
+		b = bus.AppendAckItem(b, &a)
 		n++
 	}
 	if n > 0 {
