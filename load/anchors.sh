@@ -23,7 +23,7 @@
 #   RESULTS                results dir (default $WORK/results-<UTC time>); reuse one to add rounds
 #   PORT_OFFSET [0]        added to every port below (0..518 keeps them in 18000-18999), for a box where they are taken
 # Ports (run2.sh's, 127.0.0.1): gatework 18272 18273 18280 18222, bare 18472 18481. XDG_RUNTIME_DIR is a temp
-# dir per run. Per run: W1 opens 10,000 and idles IDLE s; W3 1,000 echo loops, 2 s warm-up + 10 s window; W4 100
+# dir per run, removed after it. Per run: W1 opens 10,000 and idles IDLE s; W3 1,000 echo loops, 2 s warm-up + 10 s window; W4 100
 # churn cycles in flight, 2 s + 10 s, after waiting (<= 75 s) for TIME_WAIT sockets to drain under 200.
 # One round of w1 w3 w4 x 3 systems takes about 5-6 minutes on a quiet 2-core box.
 set -euo pipefail
@@ -108,15 +108,17 @@ log "commit $(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo '?'), rou
 
 # ---- runs ----
 run() { # $1 workload, $2 system, $3 tag
-  local rc=0 t0=$SECONDS
-  XDG_RUNTIME_DIR=$(mktemp -d -t gw-anch-xdg.XXXXXX) setsid "$WORK/run2.sh" "$1" "$2" "$3" > /dev/null &
+  local rc=0 t0=$SECONDS xdg
+  xdg=$(mktemp -d -t gw-anch-xdg.XXXXXX) # the run's own runtime dir (gatework's pid and socket files), removed after it
+  XDG_RUNTIME_DIR=$xdg setsid "$WORK/run2.sh" "$1" "$2" "$3" > /dev/null &
   RUNPID=$!
   while kill -0 "$RUNPID" 2>/dev/null; do
-    if [ $((SECONDS - t0)) -ge "$RUN_TIMEOUT" ]; then log "timeout: $1 $2 $3 after ${RUN_TIMEOUT} s, killed"; cleanup; return 0; fi
+    if [ $((SECONDS - t0)) -ge "$RUN_TIMEOUT" ]; then log "timeout: $1 $2 $3 after ${RUN_TIMEOUT} s, killed"; cleanup; rm -rf "$xdg"; return 0; fi
     sleep 1
   done
   wait "$RUNPID" || rc=$?
   RUNPID=""
+  rm -rf "$xdg"
   [ "$rc" = 0 ] || log "run $1 $2 $3 exited $rc"
   for p in $PORTS; do # a server that outlived its run would poison the next one
     if (echo > "/dev/tcp/127.0.0.1/$p") 2>/dev/null; then die "port $p still open after $1 $2 $3"; fi
