@@ -132,7 +132,7 @@ func TestHeartbeatPingBound(t *testing.T) {
 		sh := c.sh
 		sh.add(c)
 		sh.mu.Lock()
-		pinged := sh.sweepConnLocked(c, now.UnixMilli(), now.Add(-time.Second).UnixMilli())
+		pinged, _, _ := sh.sweepConnLocked(c, now.UnixMilli())
 		out, state, reason := string(c.out), c.state, c.reason
 		sh.mu.Unlock()
 		name := tc.protocol + "/" + tc.policy

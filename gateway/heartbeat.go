@@ -135,24 +135,19 @@ func (sh *shard) sweepLoop() {
 
 // sweep pings the connections that have been quiet for their listener's
 // ping interval (within their queue bound: see controlFitsLocked) and
-// closes, with reason idle_timeout, those quiet for
-// their idle timeout. Protected connections are skipped. An idle
-// connection costs no timer and no goroutine: one pass looks at every
-// connection, sweepChunk at a time under the shard lock, all against the
-// same now. Only sweepLoop calls it.
+// closes, with reason idle_timeout, those quiet for their idle timeout.
+// Protected connections are skipped. An idle connection costs no timer and
+// no goroutine: the shard's due wheel (wheel.go) holds it by when it next
+// needs a look, and a sweep looks at those whose time came, sweepChunk at a
+// time under the shard lock, all against the same now. Only sweepLoop
+// calls it.
 func (sh *shard) sweep(now time.Time) {
 	nowMs := now.UnixMilli()
-	prevMs := sh.sweptMs
-	if prevMs == 0 {
-		prevMs = nowMs - sh.s.sweepEvery.Milliseconds()
-	}
-	sh.sweptMs = nowMs
 	wake := false
-	var next uint64 // the lowest sequence number not looked at yet
 	for more := true; more; {
 		sh.mu.Lock()
 		var pinged bool
-		next, more, pinged = sh.sweepFromLocked(next, nowMs, prevMs)
+		pinged, more = sh.sweepDueLocked(nowMs)
 		wake = wake || pinged
 		if !more && len(sh.held) > 0 {
 			wake = true // fallback for a missed written-size wake-up
@@ -164,50 +159,42 @@ func (sh *shard) sweep(now time.Time) {
 	}
 }
 
-// sweepFromLocked sweeps up to sweepChunk connections, from sequence
-// number next on, and returns where to go on, whether any are left and
-// whether it queued a ping. Connections that closed since the last chunk
-// may have been compacted out of the order: it resumes by sequence
-// number, not by index. Caller holds sh.mu.
-func (sh *shard) sweepFromLocked(next uint64, nowMs, prevMs int64) (uint64, bool, bool) {
-	i := sh.orderIndex(next)
-	end := min(i+sweepChunk, len(sh.order))
-	pinged := false
-	for _, c := range sh.order[i:end] {
-		if sh.sweepConnLocked(c, nowMs, prevMs) {
-			pinged = true
-		}
-	}
-	if end > i {
-		next = sh.order[end-1].seq + 1
-	}
-	return next, end < len(sh.order), pinged
-}
-
 // sweepConnLocked applies the idle timeout and the ping to c as of nowMs,
-// the previous sweep having run at prevMs; it reports whether it queued a
-// ping. Caller holds sh.mu.
-func (sh *shard) sweepConnLocked(c *conn, nowMs, prevMs int64) bool {
-	if c.state != stateOpen || c.protected || c.rx.Load() != 0 {
-		return false // exempt; a held (paused, unconfirmed) client is not read: its silence is ours
+// when c's time in the due wheel came: it reports whether it queued a ping,
+// and when c next needs a look, if it stays in the wheel (a closing
+// connection leaves it). c's time comes at the end of each whole ping
+// interval of quiet, so a quiet connection is pinged once per interval.
+// Caller holds sh.mu.
+func (sh *shard) sweepConnLocked(c *conn, nowMs int64) (pinged bool, next int64, stay bool) {
+	if c.state != stateOpen {
+		return false, 0, false
+	}
+	if c.rx.Load() != 0 {
+		// A held (paused, unconfirmed) client is not read: its silence
+		// is ours. Looked at again next period.
+		return false, nowMs + sh.wheel.every, true
+	}
+	if c.protected {
+		// Exempt; unprotecting restarts its idle clock, so a look one
+		// interval from now is soon enough.
+		next, stay = c.nextDue(nowMs, 0)
+		return false, next, stay
 	}
 	last := c.lastActiveMs.Load()
 	quiet := nowMs - last
 	if idle := c.l.cfg.IdleTimeout; idle > 0 && quiet >= idle.Milliseconds() {
 		sh.closeLocked(c, ReasonIdleTimeout, false)
-		return false
+		return false, 0, false
 	}
-	if c.l.ping == nil {
-		return false
-	}
-	// Ping at every whole interval of quiet that passed since the
-	// previous sweep: no per-connection state needed.
-	every := c.l.cfg.PingInterval.Milliseconds()
-	if quiet >= every && quiet/every > (prevMs-last)/every && sh.controlFitsLocked(c, len(c.l.ping)) {
+	if every := c.l.cfg.PingInterval.Milliseconds(); c.l.ping != nil && every > 0 && quiet >= every && sh.controlFitsLocked(c, len(c.l.ping)) {
 		sh.appendFrameLocked(c, c.l.ping)
-		return true
+		pinged = true
 	}
-	return false
+	if c.state != stateOpen { // the ping did not fit and the queue policy closed it
+		return pinged, 0, false
+	}
+	next, stay = c.nextDue(last, quiet)
+	return pinged, next, stay
 }
 
 // protectLocked turns c's exemption from pings and the idle timeout on or

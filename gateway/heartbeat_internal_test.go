@@ -2,100 +2,220 @@ package gateway
 
 import (
 	"bytes"
-	"slices"
 	"testing"
 	"time"
 )
 
-// TestSweepChunks: a pass over more connections than one chunk pings each
-// quiet connection exactly once and leaves the active ones alone, also
-// when connections closed between two chunks were compacted out of the
-// order (the pass resumes by sequence number, not by index).
-func TestSweepChunks(t *testing.T) {
-	for _, compact := range []bool{false, true} {
-		sh := newShard(&Server{sweepEvery: time.Second})
-		l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
-		now := time.Now()
-		nowMs, prevMs := now.UnixMilli(), now.Add(-time.Second).UnixMilli()
+// TestDueWheel drives a shard's sweeps for 60 simulated seconds over more
+// connections than one chunk (10 s pings, 25 s idle timeout, a sweep 1 ms
+// after each second, pongs 5 ms after a ping): a client that answers each
+// ping is pinged once per interval (its pong comes after the sweep that
+// pinged it, so the next ping waits for the next sweep after 10 s of quiet:
+// at 10, 21, 32, 43 and 54 s), one that keeps sending is never pinged, a
+// silent one is pinged at 10 and 20 s and closed at 25 s, and one that
+// closes leaves the wheel. The wheel looks at a client about once per
+// interval, not once per sweep, and holds exactly the open connections at
+// the end. With the sweeps stalled from 31 to 59 s (longer than the
+// wheel's 27 ticks), the sweep at 60 s goes round the wheel once: the
+// answering clients, quiet since 21 s, are closed then.
+func TestDueWheel(t *testing.T) {
+	const (
+		answers = iota // pongs 5 ms after each ping
+		active         // sends every second
+		silent         // never answers
+		closes         // closes at 5 s
+	)
+	type want struct {
+		pings  int
+		closed bool
+		reason CloseReason
+	}
+	for _, tc := range []struct {
+		stall bool
+		want  [4]want
+	}{
+		{false, [4]want{answers: {pings: 5}, active: {}, silent: {2, true, ReasonIdleTimeout}, closes: {0, true, ReasonClientClosed}}},
+		{true, [4]want{answers: {2, true, ReasonIdleTimeout}, active: {}, silent: {2, true, ReasonIdleTimeout}, closes: {0, true, ReasonClientClosed}}},
+	} {
+		s := &Server{sweepEvery: time.Second, cfg: Config{CloseTimeout: time.Second}}
+		l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 10 * time.Second, IdleTimeout: 25 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
+		s.listeners = []*listener{l}
+		sh := newShard(s)
+		t0 := time.Now().Truncate(time.Second)
 		conns := make([]*conn, 2*sweepChunk+5)
+		pings := make([]int, len(conns))
 		for i := range conns {
 			c := &conn{seq: uint64(i + 1), sh: sh, l: l}
-			last := now.Add(-10500 * time.Millisecond) // an interval of quiet ended since the last sweep
-			if i%3 == 0 {
-				last = now.Add(-time.Second) // active
-			}
-			c.lastActiveMs.Store(last.UnixMilli())
+			c.lastActiveMs.Store(t0.UnixMilli())
 			sh.add(c)
 			conns[i] = c
 		}
-		var next uint64
-		chunks := 0
-		for more := true; more; chunks++ {
-			sh.mu.Lock()
-			next, more, _ = sh.sweepFromLocked(next, nowMs, prevMs)
-			if compact && chunks == 0 {
-				// 100 connections on each side of the cursor close.
-				gone := func(c *conn) bool { return c.seq > next-100 && c.seq < next+100 }
-				sh.order = slices.DeleteFunc(sh.order, gone)
+		const end = 60
+		for sec := 1; sec <= end; sec++ {
+			if tc.stall && sec > 30 && sec < end {
+				continue
 			}
+			now := t0.Add(time.Duration(sec)*time.Second + time.Millisecond)
+			for i, c := range conns {
+				if i%4 == active {
+					c.lastActiveMs.Store(now.Add(-time.Millisecond).UnixMilli())
+				}
+				if i%4 == closes && sec == 5 {
+					sh.remove(c, ReasonClientClosed)
+				}
+			}
+			sh.sweep(now)
+			sh.mu.Lock()
+			for i, c := range conns {
+				if bytes.HasPrefix(c.out, wsPing) {
+					pings[i]++
+					if i%4 == answers {
+						c.lastActiveMs.Store(now.Add(5 * time.Millisecond).UnixMilli())
+					}
+				}
+				if c.state == stateOpen {
+					sh.putBufLocked(c.out)
+					c.out, c.dirty = nil, false
+				}
+			}
+			sh.dirty = sh.dirty[:0]
 			sh.mu.Unlock()
 		}
-		if want := map[bool]int{false: 3, true: 2}[compact]; chunks != want {
-			t.Errorf("compact %v: %d chunks, want %d", compact, chunks, want)
+		open := 0
+		for i, c := range conns {
+			w := tc.want[i%4]
+			if pings[i] != w.pings {
+				t.Fatalf("stall %v: client %d (kind %d): %d pings, want %d", tc.stall, i, i%4, pings[i], w.pings)
+			}
+			if (c.state != stateOpen) != w.closed || (w.closed && c.reason != w.reason) {
+				t.Fatalf("stall %v: client %d (kind %d): state %d, reason %v; want closed %v, reason %v", tc.stall, i, i%4, c.state, c.reason, w.closed, w.reason)
+			}
+			if c.state == stateOpen {
+				open++
+				if c.dueTick == 0 {
+					t.Fatalf("stall %v: open client %d is not in the wheel", tc.stall, i)
+				}
+			}
 		}
-		for _, c := range conns {
-			want := []byte(nil)
-			if (c.seq-1)%3 != 0 && (!compact || c.seq <= sweepChunk || c.seq > sweepChunk+100) {
-				want = wsPing
-			}
-			if !bytes.Equal(c.out, want) {
-				t.Fatalf("compact %v: conn %d queued %x, want %x", compact, c.seq, c.out, want)
-			}
+		if got := sh.wheel.entries - sh.wheel.dead; got != open {
+			t.Errorf("stall %v: the wheel holds %d live entries (%d, %d dead), want the %d open clients", tc.stall, got, sh.wheel.entries, sh.wheel.dead, open)
+		}
+		// 60 sweeps of about 8,200 connections: a sweep that looks at every
+		// connection each period looks 490,000 times; the wheel about 6
+		// times per client (an active one once per 10 s).
+		if most := uint64(len(conns)) * 8; sh.wheel.looks > most {
+			t.Errorf("stall %v: %d looks, want at most %d", tc.stall, sh.wheel.looks, most)
 		}
 	}
 }
 
-// BenchmarkSweepChunk measures one chunk of a heartbeat sweep: the
-// longest a fan-out to the shard waits for the sweep (ns/op is per chunk
-// of sweepChunk connections). "ping": every connection's ping interval
-// ended since the last sweep (once per interval); "none": nothing to do
-// (the other sweeps).
-func BenchmarkSweepChunk(b *testing.B) {
-	for _, ping := range []bool{true, false} {
-		b.Run(map[bool]string{true: "ping", false: "none"}[ping], func(b *testing.B) {
-			sh := newShard(&Server{sweepEvery: time.Second})
-			l := &listener{cfg: ListenerConfig{PingInterval: 10 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
-			now := time.Now()
+// TestDueWheelCompacts: closed connections leave the wheel's buckets in a
+// compaction once they are half of them, before their tick comes.
+func TestDueWheelCompacts(t *testing.T) {
+	s := &Server{sweepEvery: time.Second}
+	l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 25 * time.Second}, ping: wsPing}
+	s.listeners = []*listener{l}
+	sh := newShard(s)
+	var conns []*conn
+	for i := range 1000 {
+		c := &conn{seq: uint64(i + 1), sh: sh, l: l}
+		c.lastActiveMs.Store(time.Now().UnixMilli())
+		sh.add(c)
+		conns = append(conns, c)
+	}
+	for _, c := range conns[:600] {
+		sh.remove(c, ReasonClientClosed)
+	}
+	if w := &sh.wheel; w.entries != 400+w.dead || w.dead > w.entries/2+1 {
+		t.Fatalf("after 600 of 1000 closed: %d entries, %d dead; want 400 live and a compaction", w.entries, w.dead)
+	}
+	inWheel := 0
+	for _, c := range conns[:600] {
+		if c.dueTick != 0 {
+			inWheel++
+		}
+	}
+	if inWheel != sh.wheel.dead || inWheel == 600 {
+		t.Fatalf("%d closed clients still in the wheel, %d counted dead; want them equal and fewer than 600", inWheel, sh.wheel.dead)
+	}
+}
+
+// TestDueWheelLongWait: a connection due further out than the wheel spans
+// (a 1 h idle timeout beside a 100 ms ping interval: 50 ms sweeps, a wheel
+// of maxWheel ticks) is looked at early, does nothing then, and is closed
+// when its idle timeout ends, not before.
+func TestDueWheelLongWait(t *testing.T) {
+	s := &Server{cfg: Config{CloseTimeout: time.Second}}
+	fast := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 100 * time.Millisecond}, ping: wsPing}
+	slow := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: -1, IdleTimeout: time.Hour}}
+	s.listeners = []*listener{fast, slow}
+	s.sweepEvery = s.sweepPeriod()
+	if s.sweepEvery != minSweep {
+		t.Fatalf("sweep period %v, want %v", s.sweepEvery, minSweep)
+	}
+	sh := newShard(s)
+	t0 := time.Now()
+	c := &conn{seq: 1, sh: sh, l: slow}
+	c.lastActiveMs.Store(t0.UnixMilli())
+	sh.add(c)
+	if n := len(sh.wheel.buckets); n != maxWheel {
+		t.Fatalf("%d buckets, want %d", n, maxWheel)
+	}
+	for at := t0.Add(time.Minute); at.Before(t0.Add(time.Hour)); at = at.Add(time.Minute) {
+		sh.sweep(at)
+		if c.state != stateOpen {
+			t.Fatalf("closed after %v of quiet, before its idle timeout", at.Sub(t0))
+		}
+	}
+	sh.sweep(t0.Add(time.Hour + time.Second))
+	if c.state != stateClosing || c.reason != ReasonIdleTimeout {
+		t.Fatalf("after 1 h of quiet: state %d, reason %v; want closing, idle_timeout", c.state, c.reason)
+	}
+}
+
+// BenchmarkSweep measures a heartbeat sweep of a shard of 64 × sweepChunk
+// idle connections (10 s pings, 1 s sweeps): "due", the sweep at the end
+// of an interval, which pings all of them (ns/op divided by 262,144: the
+// cost per ping); "quiet", one of the nine sweeps in between, which finds
+// nothing due and looks at nothing.
+func BenchmarkSweep(b *testing.B) {
+	for _, due := range []bool{true, false} {
+		b.Run(map[bool]string{true: "due", false: "quiet"}[due], func(b *testing.B) {
+			s := &Server{sweepEvery: time.Second}
+			l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 10 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
+			s.listeners = []*listener{l}
+			sh := newShard(s)
+			t0 := time.Now().Truncate(time.Second)
+			var conns []*conn
 			for i := range 64 * sweepChunk {
 				c := &conn{seq: uint64(i + 1), sh: sh, l: l}
-				c.lastActiveMs.Store(now.UnixMilli())
+				c.lastActiveMs.Store(t0.UnixMilli())
 				sh.add(c)
+				conns = append(conns, c)
 			}
-			i := 0
-			var next uint64
+			round := 0
 			for b.Loop() {
-				// With ping, each pass comes 1 s after one more whole
-				// interval of quiet; without, 1 s into the first.
-				nowMs := now.UnixMilli() + 1000
-				if ping {
-					nowMs += int64(i+1) * 10_000
+				round++
+				at := t0.Add(time.Duration(round)*10*time.Second + 500*time.Millisecond)
+				if !due {
+					at = t0.Add(5500 * time.Millisecond)
 				}
+				sh.sweep(at)
+				b.StopTimer()
 				sh.mu.Lock()
-				var more, pinged bool
-				next, more, pinged = sh.sweepFromLocked(next, nowMs, nowMs-2000)
-				if pinged != ping {
-					b.Fatalf("pinged %v, want %v", pinged, ping)
+				if pinged := conns[0].out != nil; pinged != due {
+					b.Fatalf("pinged %v, want %v", pinged, due)
 				}
-				if !more {
-					next = 0
-					i++
-					for _, c := range sh.order {
-						sh.putBufLocked(c.out)
-						c.out, c.dirty = nil, false
-					}
-					sh.dirty = sh.dirty[:0]
+				for _, c := range conns {
+					sh.putBufLocked(c.out)
+					c.out, c.dirty = nil, false
 				}
+				sh.dirty = sh.dirty[:0]
 				sh.mu.Unlock()
+				for len(sh.wake) > 0 {
+					<-sh.wake
+				}
+				b.StartTimer()
 			}
 		})
 	}
@@ -139,7 +259,6 @@ func BenchmarkHeartbeatRound(b *testing.B) {
 		round++
 		at := now.Add(time.Duration(round) * 25500 * time.Millisecond)
 		for _, sh := range s.shards {
-			sh.sweptMs = at.Add(-time.Second).UnixMilli()
 			sh.sweep(at)
 		}
 		want += n * int64(len(wsPing))

@@ -35,9 +35,9 @@ type shard struct {
 	// held connections keep their frames until their socket catches up
 	// (drop_oldest; see queue.go).
 	held []*conn
-	// sweptMs is when the last heartbeat sweep ran (unix ms); sweepLoop
-	// only.
-	sweptMs int64
+	// wheel holds the connections by when the heartbeat sweep next looks
+	// at them (wheel.go); empty until the first connection that needs it.
+	wheel dueWheel
 	// queues holds the frame boundaries of drop_oldest connections that
 	// have frames in out (queue.go); entries go when out is taken.
 	queues map[*conn]*outQueue
@@ -118,6 +118,7 @@ func (sh *shard) addAfter(c *conn, preamble func()) {
 	}
 	sh.conns[c.seq] = c
 	sh.order = append(sh.order, c)
+	sh.scheduleLocked(c)
 	sh.mu.Unlock()
 }
 
@@ -208,6 +209,7 @@ func (sh *shard) remove(c *conn, reason CloseReason) bool {
 		sh.dropHold(c)
 	}
 	delete(sh.conns, c.seq)
+	sh.forgetLocked(c)
 	sh.holes++
 	if sh.holes > 64 && sh.holes > len(sh.order)/2 {
 		sh.order = slices.DeleteFunc(sh.order, func(x *conn) bool { return x.state == stateClosed })
