@@ -20,8 +20,8 @@ import (
 // master's close of it, owned by a worker (the client's TCP connection sits
 // in CLOSE-WAIT, and a worker, which runs as the restricted bus user, holds
 // raw client sockets), and its epoll registration outlives the master's
-// descriptor, so its entry keeps firing for a socket the master no longer
-// has (level-triggered, as the engine ran then: the master spun).
+// descriptor, so the level-triggered entry fires forever and the master
+// spins.
 //
 // The gateway fixes it where the descriptors are made: it creates each of
 // them and marks it close-on-exec while holding syscall.ForkLock for

@@ -65,16 +65,10 @@ func (e *nbioEngine) start(h sockHandler) (net.Addr, error) {
 	// The gateway accepts itself and hands sockets to the engine: nbio's
 	// own acceptor spins when its listener is closed before the engine
 	// stops, and a lame-duck drain closes the listener first.
-	// Edge-triggered: a socket that was read is not looked at again by
-	// the next epoll_wait (level-triggered, the kernel polls every socket
-	// it reported once more, which at a million idle connections is a
-	// tenth of the pollers' kernel time); nbio then reads each readable
-	// socket until it has less than a buffer, and keeps write interest on.
 	e.engine = nbio.NewEngine(nbio.Config{
 		Name:           "gatework-" + e.l.cfg.Name,
 		NPoller:        e.l.s.cfg.pollers(),
 		ReadBufferSize: 16 << 10,
-		EpollMod:       nbio.EPOLLET,
 	})
 	e.engine.OnOpen(func(nc *nbio.Conn) {
 		h.open(nc)

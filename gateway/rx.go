@@ -25,10 +25,9 @@ const (
 const rxWanted = rxPaused | rxUnconfirmed
 
 // maxStash bounds the input a held connection's socket may still deliver
-// (what the engine reads in the pass that set the hold, or before reading
-// is off; with an engine whose write-interest changes turned reading back
-// on, as nbio's level-triggered mode does, more). A connection over it is
-// closed with event_backlog.
+// (the socket engine turns reading back on when a write to the socket
+// blocks or completes; the gateway turns it off again at once). A
+// connection over it is closed with event_backlog.
 const maxStash = 1 << 20
 
 // rxHold is a held connection's state, in shard.holds while it has one.

@@ -9,20 +9,23 @@ import (
 )
 
 // setSocketReading takes nc out of its poller's read interest (on false),
-// or puts it back (on true).
+// or puts it back (on true), keeping its write interest as the engine
+// left it.
 //
 // nbio has no call for it, so this reads the epoll descriptor of nc's
-// poller from nbio's unexported fields, under nc's lock, and changes the
-// registration as nbio's edge-triggered mode (the engine's, engine.go)
-// registers it, write interest always on (poller_epoll.go, setRead and
-// setReadWrite, which change nothing after the first registration in that
-// mode). Turning reading back on reports the socket at once if input waits
-// in it: EPOLL_CTL_MOD polls it. TestSocketReading fails when an nbio
-// upgrade moves the field or changes the mode's registration.
+// poller and whether nc waits to write (nbio's own write-interest flag)
+// from nbio's unexported fields, under nc's lock, which nbio holds when it
+// changes that interest itself, and changes the registration as nbio's
+// level-triggered mode registers it (poller_epoll.go, setRead and
+// setReadWrite). TestSocketReading fails when an nbio upgrade moves
+// those fields. When nbio later turns write interest on or off it also
+// turns reading back on: the read path then stashes what arrives and
+// calls this again (Server.holdInput).
 func setSocketReading(nc *nbio.Conn, on bool) error {
 	v := reflect.ValueOf(nc).Elem()
 	p := v.FieldByName("p")
-	if !p.IsValid() || p.Kind() != reflect.Pointer || p.IsNil() {
+	w := v.FieldByName("isWAdded")
+	if !p.IsValid() || p.Kind() != reflect.Pointer || p.IsNil() || !w.IsValid() || w.Kind() != reflect.Bool {
 		return errNbioFields
 	}
 	epfd := p.Elem().FieldByName("epfd")
@@ -34,9 +37,12 @@ func setSocketReading(nc *nbio.Conn, on bool) error {
 	if closed, _ := nc.IsClosed(); closed {
 		return nil
 	}
-	ev := uint32(syscall.EPOLLERR|syscall.EPOLLHUP|syscall.EPOLLRDHUP|syscall.EPOLLOUT) | nbio.EPOLLET
+	ev := uint32(syscall.EPOLLERR | syscall.EPOLLHUP | syscall.EPOLLRDHUP)
 	if on {
 		ev |= syscall.EPOLLPRI | syscall.EPOLLIN
+	}
+	if w.Bool() {
+		ev |= syscall.EPOLLOUT
 	}
 	fd := nc.Hash()
 	err := syscall.EpollCtl(int(epfd.Int()), syscall.EPOLL_CTL_MOD, fd, &syscall.EpollEvent{Fd: int32(fd), Events: ev})

@@ -9,17 +9,17 @@ import (
 )
 
 // TestSocketReading: setSocketReading reaches nbio's poller (the fields it
-// reads are there) and, with the engine edge-triggered as the gateway runs
-// it, a socket whose reading is off delivers nothing while its peer
-// writes, and delivers what waited as soon as reading is on again, with no
-// new input to trigger it.
+// reads are there) and, with the engine configured as the gateway runs it,
+// a socket whose reading is off delivers nothing while its peer writes,
+// and delivers what waited as soon as reading is on again, with no new
+// input to trigger it.
 func TestSocketReading(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	eng := nbio.NewEngine(nbio.Config{NPoller: 1, EpollMod: nbio.EPOLLET})
+	eng := nbio.NewEngine(nbio.Config{NPoller: 1, ReadBufferSize: 16 << 10})
 	got := make(chan []byte, 16)
 	eng.OnData(func(_ *nbio.Conn, data []byte) { got <- append([]byte(nil), data...) })
 	if err := startEngine(eng); err != nil {

@@ -193,8 +193,8 @@ func startRx(t *testing.T, cfg Config, actionsOf func(client, msg string) []bus.
 // its socket had already read (HeldBytes, bounded by maxStash) and
 // delivers nothing; after ResumeRecv every message arrives, in order.
 // Sends to the paused client still go out, also when they fill its
-// socket and the engine waits to write (which must not turn reading back
-// on for good); pings and the idle timeout leave the paused client alone.
+// socket (the engine then turns reading back on, and the gateway off
+// again); pings and the idle timeout leave the paused client alone.
 func TestPauseResumeFlood(t *testing.T) {
 	const (
 		size  = 4 << 10
