@@ -56,10 +56,6 @@ type conn struct {
 	// as usual, which is all the read path looks at. It fills what would
 	// be padding after shut.
 	rx atomic.Uint32
-	// dueTick is the heartbeat sweep's tick at which c is next looked at
-	// (wheel.go), minus the wheel's base; 0 while c is in no bucket.
-	// Guarded by sh.mu.
-	dueTick uint32
 
 	// Guarded by sh.mu. uid, groups and session are replaced, never
 	// modified in place, so a reader may keep a snapshot outside the lock.
@@ -88,6 +84,9 @@ type conn struct {
 	// closeAt is set (unix nanoseconds) while a graceful close waits for
 	// the socket to drain.
 	closeAt int64
+	// dueTick is the heartbeat sweep's tick at which c is next looked at
+	// (wheel.go); 0 while c is in no bucket.
+	dueTick int64
 
 	// The event pipeline, guarded by evmu.
 	evmu         sync.Mutex
