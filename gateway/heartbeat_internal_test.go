@@ -13,9 +13,9 @@ import (
 // pinged it, so the next ping waits for the next sweep after 10 s of quiet:
 // at 10, 21, 32, 43 and 54 s), one that keeps sending is never pinged, a
 // silent one is pinged at 10 and 20 s and closed at 25 s, and one that
-// closes leaves the wheel. The wheel looks at a client about once per
-// interval, not once per sweep, and holds exactly the open connections at
-// the end. With the sweeps stalled from 31 to 59 s (longer than the
+// closes leaves the wheel. The wheel looks at a client about twice per
+// ping round, not once per sweep, and holds exactly the open connections
+// at the end. With the sweeps stalled from 31 to 59 s (longer than the
 // wheel's 27 ticks), the sweep at 60 s goes round the wheel once: the
 // answering clients, quiet since 21 s, are closed then.
 func TestDueWheel(t *testing.T) {
