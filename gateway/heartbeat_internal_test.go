@@ -6,6 +6,15 @@ import (
 	"time"
 )
 
+// wheelShard returns a shard of a server with one ws listener of the given
+// ping interval and idle timeout (0: none), swept every second.
+func wheelShard(ping, idle time.Duration) (*shard, *listener) {
+	s := &Server{sweepEvery: time.Second, cfg: Config{CloseTimeout: time.Second}}
+	l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: ping, IdleTimeout: idle, MaxQueueBytes: 4 << 20}, ping: wsPing}
+	s.listeners = []*listener{l}
+	return newShard(s), l
+}
+
 // TestDueWheel drives a shard's sweeps for 60 simulated seconds over more
 // connections than one chunk (10 s pings, 25 s idle timeout, a sweep 1 ms
 // after each second, pongs 5 ms after a ping): a client that answers each
@@ -37,10 +46,7 @@ func TestDueWheel(t *testing.T) {
 		{false, [4]want{answers: {pings: 5}, active: {}, silent: {2, true, ReasonIdleTimeout}, closes: {0, true, ReasonClientClosed}}},
 		{true, [4]want{answers: {2, true, ReasonIdleTimeout}, active: {}, silent: {2, true, ReasonIdleTimeout}, closes: {0, true, ReasonClientClosed}}},
 	} {
-		s := &Server{sweepEvery: time.Second, cfg: Config{CloseTimeout: time.Second}}
-		l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 10 * time.Second, IdleTimeout: 25 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
-		s.listeners = []*listener{l}
-		sh := newShard(s)
+		sh, l := wheelShard(10*time.Second, 25*time.Second)
 		t0 := time.Now().Truncate(time.Second)
 		conns := make([]*conn, 2*sweepChunk+5)
 		pings := make([]int, len(conns))
@@ -112,10 +118,7 @@ func TestDueWheel(t *testing.T) {
 // TestDueWheelCompacts: closed connections leave the wheel's buckets in a
 // compaction once they are half of them, before their tick comes.
 func TestDueWheelCompacts(t *testing.T) {
-	s := &Server{sweepEvery: time.Second}
-	l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 25 * time.Second}, ping: wsPing}
-	s.listeners = []*listener{l}
-	sh := newShard(s)
+	sh, l := wheelShard(25*time.Second, 0)
 	var conns []*conn
 	for i := range 1000 {
 		c := &conn{seq: uint64(i + 1), sh: sh, l: l}
@@ -181,10 +184,7 @@ func TestDueWheelLongWait(t *testing.T) {
 func BenchmarkSweep(b *testing.B) {
 	for _, due := range []bool{true, false} {
 		b.Run(map[bool]string{true: "due", false: "quiet"}[due], func(b *testing.B) {
-			s := &Server{sweepEvery: time.Second}
-			l := &listener{s: s, cfg: ListenerConfig{Protocol: "ws", PingInterval: 10 * time.Second, MaxQueueBytes: 4 << 20}, ping: wsPing}
-			s.listeners = []*listener{l}
-			sh := newShard(s)
+			sh, l := wheelShard(10*time.Second, 0)
 			t0 := time.Now().Truncate(time.Second)
 			var conns []*conn
 			for i := range 64 * sweepChunk {

@@ -72,14 +72,15 @@ func (sh *shard) scheduleLocked(c *conn) {
 	if sh.s.sweepEvery <= 0 || c.l == nil {
 		return
 	}
-	due, ok := c.nextDue(c.lastActiveMs.Load(), 0)
+	last := c.lastActiveMs.Load()
+	due, ok := c.nextDue(last, 0)
 	if !ok {
 		return
 	}
 	if sh.wheel.buckets == nil {
-		sh.initWheel(c.lastActiveMs.Load())
+		sh.initWheel(last)
 	}
-	sh.placeLocked(c, due, sh.wheel.tick(c.lastActiveMs.Load()))
+	sh.placeLocked(c, due, sh.wheel.tick(last))
 }
 
 // nextDue returns when c next needs a look, given its last activity and
